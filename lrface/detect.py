@@ -1,0 +1,252 @@
+"""Face detectors behind one interface: SCRFD (ONNX, own decoder) and YuNet (OpenCV).
+
+Every detector returns a list of :class:`Face` sorted by box area, largest first.
+Boxes and landmarks are in the input image's pixel coordinates.  Small faces are
+handled by running on an enlarged (and, for tiny images, padded) copy: a face 12-20 px
+wide inside a frame, or a whole 24-36 px image, is brought to the size range the
+detector was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .models import registry
+
+
+@dataclasses.dataclass
+class Face:
+    """One detected face.
+
+    ``box``: float32 (4,) x1, y1, x2, y2; ``landmarks``: float32 (5, 2), order left eye,
+    right eye, nose, left mouth, right mouth (image left/right); ``score`` in [0, 1].
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+
+    @property
+    def area(self) -> float:
+        return float(max(self.box[2] - self.box[0], 0) * max(self.box[3] - self.box[1], 0))
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+            "score": round(float(self.score), 4),
+        }
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
+    order = scores.argsort()[::-1]
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        xx1 = np.maximum(x1[i], x1[order[1:]])
+        yy1 = np.maximum(y1[i], y1[order[1:]])
+        xx2 = np.minimum(x2[i], x2[order[1:]])
+        yy2 = np.minimum(y2[i], y2[order[1:]])
+        inter = np.maximum(0.0, xx2 - xx1 + 1) * np.maximum(0.0, yy2 - yy1 + 1)
+        iou = inter / (areas[i] + areas[order[1:]] - inter)
+        order = order[1:][iou <= thresh]
+    return keep
+
+
+class Detector:
+    """Common interface: ``detect(image_bgr) -> list[Face]`` (largest first)."""
+
+    name: str = "detector"
+
+    def __init__(self, det_thresh: float = 0.5, nms_thresh: float = 0.4) -> None:
+        self.det_thresh = det_thresh
+        self.nms_thresh = nms_thresh
+
+    def _detect_at(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """Run on ``image`` resized by ``scale``; return boxes (N,5: x1,y1,x2,y2,score) and
+        landmarks (N,5,2) in the coordinates of ``image``."""
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray, max_faces: int = 0) -> list[Face]:
+        """Detect faces in a uint8 BGR (H, W, 3) image, multi-scale for small inputs."""
+        h, w = image.shape[:2]
+        results = []
+        for padded, offset, scale in self._pyramid(image):
+            boxes, kps = self._detect_at(padded, scale)
+            if len(boxes):
+                boxes = boxes.copy()
+                kps = kps.copy()
+                boxes[:, [0, 2]] -= offset[0]
+                boxes[:, [1, 3]] -= offset[1]
+                kps[:, :, 0] -= offset[0]
+                kps[:, :, 1] -= offset[1]
+                results.append((boxes, kps))
+        if not results:
+            return []
+        boxes = np.concatenate([r[0] for r in results])
+        kps = np.concatenate([r[1] for r in results])
+        keep = _nms(boxes[:, :4], boxes[:, 4], self.nms_thresh)
+        faces = [
+            Face(
+                box=np.clip(boxes[i, :4], [0, 0, 0, 0], [w, h, w, h]).astype(np.float32),
+                landmarks=kps[i].astype(np.float32),
+                score=float(boxes[i, 4]),
+            )
+            for i in keep
+        ]
+        faces.sort(key=lambda f: -f.area)
+        return faces[:max_faces] if max_faces > 0 else faces
+
+    def _pyramid(self, image: np.ndarray):
+        """(image, (pad_x, pad_y), scale) triples to run the detector on.
+
+        - always: the image fitted into the detector's 640 canvas (up or down);
+        - large frames (> 640 px): also at native scale in tiles of at most 1280 px so
+          faces of ~12 px stay detectable;
+        - small images (< 160 px): also padded by 50 % with a grey border, so a face that
+          fills the whole crop is seen with some context.
+        """
+        h, w = image.shape[:2]
+        yield image, (0, 0), 640.0 / max(h, w)
+        if max(h, w) > 640:
+            yield image, (0, 0), min(1.0, 1280.0 / max(h, w)) if max(h, w) > 1280 else 1.0
+        if max(h, w) < 160:
+            pad = int(round(0.5 * max(h, w)))
+            padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+            yield padded, (pad, pad), 640.0 / max(padded.shape[:2])
+
+
+class SCRFD(Detector):
+    """SCRFD with 5 keypoints (insightface), decoded here; BGR -> RGB, (x - 127.5) / 128."""
+
+    name = "scrfd"
+    _strides = (8, 16, 32)
+    _num_anchors = 2
+
+    def __init__(self, model_path: str | Path, det_thresh: float = 0.5, nms_thresh: float = 0.4,
+                 providers: list[str] | None = None) -> None:
+        super().__init__(det_thresh, nms_thresh)
+        from .providers import make_session
+
+        self.session = make_session(model_path, providers)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        shape = inp.shape
+        self.fixed_size = (
+            (int(shape[3]), int(shape[2]))
+            if isinstance(shape[2], int) and isinstance(shape[3], int)
+            else None
+        )
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._centers: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def _detect_at(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        h, w = image.shape[:2]
+        nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+        if self.fixed_size is not None:
+            cw, ch = self.fixed_size
+            s = min(cw / w, ch / h)
+            nw, nh = max(1, int(w * s)), max(1, int(h * s))
+        else:
+            cw, ch = (int(np.ceil(nw / 32)) * 32, int(np.ceil(nh / 32)) * 32)
+        real_scale = nw / w
+        interp = cv2.INTER_AREA if real_scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (nw, nh), interpolation=interp)
+        canvas = np.zeros((ch, cw, 3), dtype=np.uint8)
+        canvas[:nh, :nw] = resized
+        blob = (canvas[:, :, ::-1].astype(np.float32) - 127.5) / 128.0
+        blob = blob.transpose(2, 0, 1)[None]
+        outs = self.session.run(self.output_names, {self.input_name: blob})
+        boxes, kps = self._decode(outs, ch, cw)
+        if len(boxes) == 0:
+            return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+        boxes[:, :4] /= real_scale
+        kps /= real_scale
+        return boxes, kps
+
+    def _anchor_centers(self, ch: int, cw: int, stride: int) -> np.ndarray:
+        key = (ch, cw, stride)
+        if key not in self._centers:
+            fh, fw = ch // stride, cw // stride
+            ys, xs = np.mgrid[:fh, :fw]
+            c = np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float32) * stride
+            self._centers[key] = np.repeat(c, self._num_anchors, axis=0)
+        return self._centers[key]
+
+    def _decode(self, outs: list[np.ndarray], ch: int, cw: int) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self._strides)
+        all_boxes, all_kps = [], []
+        for i, stride in enumerate(self._strides):
+            scores = outs[i].reshape(-1)
+            bbox = outs[i + n].reshape(-1, 4) * stride
+            kps = outs[i + 2 * n].reshape(-1, 10) * stride
+            centers = self._anchor_centers(ch, cw, stride)
+            idx = np.where(scores >= self.det_thresh)[0]
+            if idx.size == 0:
+                continue
+            c = centers[idx]
+            b = np.concatenate([c - bbox[idx, :2], c + bbox[idx, 2:]], axis=1)
+            k = kps[idx].reshape(-1, 5, 2) + c[:, None, :]
+            all_boxes.append(np.concatenate([b, scores[idx, None]], axis=1))
+            all_kps.append(k)
+        if not all_boxes:
+            return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+        boxes = np.concatenate(all_boxes).astype(np.float32)
+        kps = np.concatenate(all_kps).astype(np.float32)
+        keep = _nms(boxes[:, :4], boxes[:, 4], self.nms_thresh)
+        return boxes[keep], kps[keep]
+
+
+class YuNet(Detector):
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``)."""
+
+    name = "yunet"
+
+    def __init__(self, model_path: str | Path, det_thresh: float = 0.6, nms_thresh: float = 0.3) -> None:
+        super().__init__(det_thresh, nms_thresh)
+        self.model_path = str(model_path)
+        self._net = cv2.FaceDetectorYN.create(self.model_path, "", (320, 320), det_thresh, nms_thresh, 5000)
+
+    def _detect_at(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        h, w = image.shape[:2]
+        nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (nw, nh), interpolation=interp)
+        self._net.setInputSize((nw, nh))
+        _, faces = self._net.detect(resized)
+        if faces is None or len(faces) == 0:
+            return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+        faces = np.asarray(faces, dtype=np.float32) / np.float32(scale)
+        boxes = np.stack(
+            [faces[:, 0], faces[:, 1], faces[:, 0] + faces[:, 2], faces[:, 1] + faces[:, 3],
+             faces[:, 14] * scale], axis=1
+        )
+        kps = faces[:, 4:14].reshape(-1, 5, 2)
+        # YuNet lists the subject's right eye first, i.e. the eye on the image's left: same
+        # order as ours.  Sort defensively so index 0 is the left-most eye/mouth corner.
+        for a, b in ((0, 1), (3, 4)):
+            swap = kps[:, a, 0] > kps[:, b, 0]
+            kps[swap, a], kps[swap, b] = kps[swap, b].copy(), kps[swap, a].copy()
+        return boxes.astype(np.float32), kps
+
+
+@lru_cache(maxsize=8)
+def load_detector(name: str = "scrfd-2.5g", det_thresh: float | None = None,
+                  model_dir: str | None = None) -> Detector:
+    """Build a registry detector by name (cached): ``scrfd-2.5g`` (default),
+    ``scrfd-500m``, ``scrfd-10g`` or ``yunet``."""
+    spec = registry.get_spec(name)
+    if spec.kind != "detector":
+        raise registry.ModelFileError(f"{name}: not a detector; choose scrfd-2.5g, scrfd-500m or yunet")
+    path = registry.locate(spec, model_dir)
+    if spec.detector_type == "yunet":
+        return YuNet(path, det_thresh=det_thresh if det_thresh is not None else 0.6)
+    return SCRFD(path, det_thresh=det_thresh if det_thresh is not None else 0.5)

@@ -1,0 +1,90 @@
+"""The common embedder interface shared by the ONNX teacher, ONNX exports and torch students.
+
+An embedder turns aligned face crops into L2-normalised float32 embeddings.  Crops are
+uint8 BGR arrays of any square size; each is resized to the model's ``input_size``
+(bicubic when enlarging -- the same recipe as :mod:`lrface.degrade` -- area when
+shrinking), converted to the model's colour order and normalised with its mean/std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from .registry import ModelSpec
+
+
+def resize_to(crop: np.ndarray, size: int) -> np.ndarray:
+    """Square-resize a uint8 crop: bicubic when enlarging, area when shrinking."""
+    h, w = crop.shape[:2]
+    if (h, w) == (size, size):
+        return crop
+    interp = cv2.INTER_CUBIC if size > max(h, w) else cv2.INTER_AREA
+    out = cv2.resize(crop, (size, size), interpolation=interp)
+    return out
+
+
+class Embedder:
+    """Base class.  Subclasses implement :meth:`_forward` on a normalised NCHW batch.
+
+    Attributes: ``spec`` (registry entry), ``name``, ``input_size`` (square side),
+    ``embedding_size``, ``threshold`` (cosine; same person if >=), ``flip`` (add the
+    embedding of the mirrored crop before normalising).
+    """
+
+    def __init__(self, spec: ModelSpec, flip: bool = True, batch_size: int = 64) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.input_size = int(spec.input_size or 112)
+        self.embedding_size = int(spec.embedding_size or 0)
+        self.threshold = spec.threshold
+        self.flip = flip
+        self.batch_size = batch_size
+        self._mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(spec.std, dtype=np.float32).reshape(1, 3, 1, 1)
+
+    @property
+    def sha256(self) -> str | None:
+        return self.spec.sha256
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 BGR crops (any size) -> float32 (N, 3, S, S) normalised, model colour order."""
+        s = self.input_size
+        batch = np.stack([resize_to(c, s) for c in crops]).astype(np.float32)
+        if self.spec.color.upper() == "RGB":
+            batch = batch[..., ::-1]
+        batch = batch.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray((batch - self._mean) / self._std, dtype=np.float32)
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, S, S) -> float32 (N, D) raw (unnormalised) features."""
+        raise NotImplementedError
+
+    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Embed aligned crops.
+
+        ``crops``: sequence of uint8 BGR (h, w, 3) arrays or one (N, h, w, 3) array.
+        Returns float32 (N, D), each row L2-normalised.
+        """
+        crops = list(crops)
+        if not crops:
+            return np.zeros((0, self.embedding_size), np.float32)
+        out = []
+        for i in range(0, len(crops), self.batch_size):
+            x = self.preprocess(crops[i : i + self.batch_size])
+            f = self._forward(x)
+            if self.flip:
+                f = f + self._forward(np.ascontiguousarray(x[..., ::-1]))
+            out.append(f)
+        feats = np.concatenate(out).astype(np.float32)
+        return l2_normalize(feats)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, input={self.input_size}, dim={self.embedding_size})"
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:
+    """Row-wise L2 normalisation of a float array (N, D)."""
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)).astype(np.float32)

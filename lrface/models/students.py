@@ -1,0 +1,161 @@
+"""Torch students: the resolution-robust MobileFaceNet and the native low-resolution CNN.
+
+Both map an aligned face crop to a 128-d embedding in the *teacher's* space, so their
+embeddings can be compared with the teacher's (HR gallery, LR probe).
+
+- :class:`MobileFaceNet` (``arch="mbf"``): the teacher's architecture (112x112 input,
+  batch-norm folded into the convolutions as in the shipped ONNX), built here from a
+  short layer table and initialised from the teacher's ONNX initialisers
+  (:func:`mobilefacenet_from_onnx`).
+- :class:`TinyFaceNet` (``arch="tiny"``): a compact CNN that takes the crop at its real
+  size (16, 24 or 32 px) without upsampling.
+
+Inputs are float32 (N, 3, S, S), RGB, ``(pixel - mean) / std`` with the teacher's
+ImageNet mean/std in pixel units (see :mod:`lrface.models.registry`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+# (expansion t, output channels c, repeats n, first stride s) of the MobileFaceNet body.
+MBF_BLOCKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
+
+
+class _Bottleneck(nn.Module):
+    """Inverted residual: 1x1 expand + ReLU6, 3x3 depthwise + ReLU6, 1x1 linear project."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.expand = nn.Conv2d(cin, mid, 1)
+        self.depthwise = nn.Conv2d(mid, mid, 3, stride, 1, groups=mid)
+        self.project = nn.Conv2d(mid, cout, 1)
+        self.act = nn.ReLU6(inplace=True)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.act(self.depthwise(self.act(self.expand(x)))))
+        return x + y if self.residual else y
+
+
+class MobileFaceNet(nn.Module):
+    """MobileFaceNet (Chen et al. 2018) with folded batch-norm; 112x112 -> 128-d.
+
+    ``forward`` returns unnormalised features (N, 128) float32.
+    """
+
+    def __init__(self, embedding_size: int = 128) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 2, 1)
+        self.dw = nn.Conv2d(64, 64, 3, 1, 1, groups=64)
+        self.pw = nn.Conv2d(64, 64, 1)
+        blocks, cin = [], 64
+        for t, c, n, s in MBF_BLOCKS:
+            for i in range(n):
+                blocks.append(_Bottleneck(cin, c, s if i == 0 else 1, t))
+                cin = c
+        self.blocks = nn.Sequential(*blocks)
+        self.conv2 = nn.Conv2d(cin, 512, 1)
+        self.gdconv = nn.Conv2d(512, 512, 7, groups=512)
+        self.linear = nn.Conv2d(512, embedding_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.clamp(self.conv1(x), 0, 6)
+        x = torch.relu(self.pw(torch.relu(self.dw(x))))
+        x = self.blocks(x)
+        x = torch.clamp(self.conv2(x), 0, 6)
+        return self.linear(self.gdconv(x)).flatten(1)
+
+
+def mobilefacenet_from_onnx(path: str | os.PathLike[str]) -> MobileFaceNet:
+    """A :class:`MobileFaceNet` carrying the weights of the teacher ONNX at ``path``.
+
+    The ONNX graph's ``Conv`` nodes, in graph order, correspond one-to-one to the
+    module's convolutions in definition order; shapes are checked for each.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    model = MobileFaceNet()
+    targets = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if len(convs) != len(targets):
+        raise ValueError(f"{path}: {len(convs)} Conv nodes, MobileFaceNet has {len(targets)}")
+    with torch.no_grad():
+        for node, conv in zip(convs, targets):
+            w = inits[node.input[1]]
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise ValueError(f"{path}: conv {node.name} has shape {w.shape}, expected {tuple(conv.weight.shape)}")
+            conv.weight.copy_(torch.from_numpy(np.array(w)))
+            conv.bias.copy_(torch.from_numpy(np.array(inits[node.input[2]])))
+    return model
+
+
+class TinyFaceNet(nn.Module):
+    """Native low-resolution student: an S x S crop (S = 16, 24 or 32) -> 128-d.
+
+    A stem at full input resolution (no early striding: every pixel of a 16-px face
+    matters), two stages of depthwise-separable residual blocks with one stride-2 step
+    each, then a global depthwise conv (as MobileFaceNet's GDConv) and a linear layer.
+    ~0.5 M parameters; at 16 px about 15 MFLOPs (the teacher: ~220 MFLOPs).
+    """
+
+    def __init__(self, input_size: int = 16, embedding_size: int = 128, width: int = 64) -> None:
+        super().__init__()
+        self.input_size = input_size
+        w = width
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.PReLU(w),
+            nn.Conv2d(w, w, 3, 1, 1, groups=w, bias=False), nn.BatchNorm2d(w), nn.PReLU(w),
+        )
+        self.stage1 = nn.Sequential(_SepBlock(w, 2 * w, 2), _SepBlock(2 * w, 2 * w, 1), _SepBlock(2 * w, 2 * w, 1))
+        self.stage2 = nn.Sequential(_SepBlock(2 * w, 4 * w, 2), _SepBlock(4 * w, 4 * w, 1), _SepBlock(4 * w, 4 * w, 1))
+        side = -(-input_size // 4)
+        self.head = nn.Sequential(
+            nn.Conv2d(4 * w, 512, 1, bias=False), nn.BatchNorm2d(512), nn.PReLU(512),
+            nn.Conv2d(512, 512, side, groups=512, bias=False), nn.BatchNorm2d(512),
+            nn.Flatten(), nn.Linear(512, embedding_size, bias=False), nn.BatchNorm1d(embedding_size),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stage2(self.stage1(self.stem(x))))
+
+
+class _SepBlock(nn.Module):
+    """Residual block: 1x1 expand, 3x3 depthwise (stride), 1x1 project, BN + PReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int = 2) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.PReLU(mid),
+            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid), nn.PReLU(mid),
+            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+ARCHS = {"mbf": MobileFaceNet, "tiny": TinyFaceNet}
+
+
+def create_student(arch: str, **kwargs: Any) -> nn.Module:
+    """Instantiate a student by architecture name (``mbf`` or ``tiny``), timm-style."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown student architecture {arch!r}; choose {', '.join(ARCHS)}")
+    return ARCHS[arch](**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

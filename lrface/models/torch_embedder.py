@@ -1,0 +1,38 @@
+"""Run a torch student as an :class:`~lrface.models.embedder.Embedder`."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .embedder import Embedder
+from .registry import ModelSpec
+from .students import create_student
+
+
+def load_student_state(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.nn.Module:
+    """Build the student described by ``spec.card`` and load its weights (eval mode)."""
+    card = spec.card or {}
+    model = create_student(spec.arch or "mbf", **card.get("arch_kwargs", {}))
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    model.load_state_dict(state)
+    return model.eval()
+
+
+class TorchEmbedder(Embedder):
+    """A torch student on CPU (or CUDA when available and ``device`` asks for it)."""
+
+    def __init__(self, spec: ModelSpec, model: torch.nn.Module, flip: bool = True,
+                 batch_size: int = 256, device: str | None = None) -> None:
+        super().__init__(spec, flip=flip, batch_size=batch_size)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(self.device)
+        return self.model(x).float().cpu().numpy()

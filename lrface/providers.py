@@ -1,0 +1,50 @@
+"""onnxruntime execution-provider selection (CUDA when usable, else CPU), logged once."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("lrface")
+
+_PREFERRED = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(requested: list[str] | None = None) -> list[str]:
+    """Providers to use, best first.
+
+    ``requested`` (or ``$LRFACE_PROVIDERS``, comma separated) overrides the automatic
+    choice; otherwise CUDA is used when ``onnxruntime-gpu`` is installed and a GPU is
+    visible, then CPU.
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    env = os.environ.get("LRFACE_PROVIDERS")
+    if requested is None and env:
+        requested = [p.strip() for p in env.split(",") if p.strip()]
+    if requested:
+        chosen = [p for p in requested if p in available]
+        if not chosen:
+            chosen = ["CPUExecutionProvider"]
+    else:
+        chosen = [p for p in _PREFERRED if p in available] or ["CPUExecutionProvider"]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def make_session(path: str | os.PathLike[str] | bytes, providers: list[str] | None = None):
+    """An ``onnxruntime.InferenceSession`` on the chosen providers; logs which was applied."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    threads = os.environ.get("LRFACE_THREADS")
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    model = path if isinstance(path, bytes) else str(path)
+    sess = ort.InferenceSession(model, sess_options=opts, providers=choose_providers(providers))
+    name = "<in-memory model>" if isinstance(path, bytes) else os.path.basename(str(path))
+    log.info("onnxruntime: %s runs on %s", name, sess.get_providers()[0])
+    return sess
