@@ -1,3 +1,17 @@
-"""lrface: low-resolution face recognition by cross-resolution distillation."""
+"""lrface: low-resolution face recognition by cross-resolution distillation.
+
+Quick start::
+
+    import lrface
+    res = lrface.verify("a.jpg", "b.jpg")          # {"same": ..., "similarity": ...}
+    emb = lrface.load_embedder("lrface-mbf")        # student for 8-32 px faces
+    vecs = emb.embed_crops(list_of_bgr_crops)       # (N, 128) float32, L2-normalised
+"""
 
 __version__ = "0.1.0"
+
+from .api import choose_model, detect, embed, verify  # noqa: E402
+from .errors import LrfaceError  # noqa: E402
+from .models.loader import load_embedder  # noqa: E402
+
+__all__ = ["LrfaceError", "__version__", "choose_model", "detect", "embed", "load_embedder", "verify"]

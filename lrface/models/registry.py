@@ -215,10 +215,10 @@ def locate(spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None) -> 
         return path
     dirs = search_dirs(model_dir)
     for d in dirs:
-        path = d / spec.file
-        if path.is_file():
-            verify_sha256(path, spec.sha256, spec.name, spec.url)
-            return path
+        for path in _candidates(d, spec):
+            if path.is_file():
+                verify_sha256(path, spec.sha256, spec.name, spec.url)
+                return path
     searched = ", ".join(str(d) for d in dirs)
     how = f"`lrface models fetch {spec.name}` or download from {spec.url}" if spec.url else ""
     raise ModelFileError(
@@ -233,9 +233,18 @@ def find(spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None) -> Pa
         p = Path(spec.card_path).parent / spec.file
         return p if p.is_file() else None
     for d in search_dirs(model_dir):
-        if (d / spec.file).is_file():
-            return d / spec.file
+        for path in _candidates(d, spec):
+            if path.is_file():
+                return path
     return None
+
+
+def _candidates(d: Path, spec: ModelSpec) -> list[Path]:
+    """``d/file``, and ``d/<pack>/file`` for files that come in an insightface pack."""
+    out = [d / spec.file]
+    if spec.pack:
+        out.append(d / spec.pack / spec.file)
+    return out
 
 
 def spec_from_card(card_path: str | os.PathLike[str]) -> ModelSpec:

@@ -1,0 +1,360 @@
+"""``lrface`` command line: a thin argparse layer over :mod:`lrface.api` and friends.
+
+Exit status: 0 success (``verify``: same person), 1 ``verify``: different people,
+2 error (one line on stderr, no traceback, for every expected failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import LrfaceError
+
+log = logging.getLogger("lrface")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", help="extra directory searched first for model files")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress and providers")
+
+
+def _add_detect_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-detect", action="store_true",
+                   help="inputs are pre-cut face crops: resize them, do not detect")
+    p.add_argument("--detector", default="scrfd-2.5g", help="scrfd-2.5g (default), scrfd-500m, yunet")
+    p.add_argument("--det-thresh", type=float, default=None, help="detection score threshold")
+    p.add_argument("--face-index", type=int, default=None,
+                   help="which face to use when several are found (0 = largest, the default)")
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from .api import verify
+
+    res = verify(a.image1, a.image2, model=a.model, threshold=a.threshold, detect=not a.no_detect,
+                 face_index=a.face_index, detector=a.detector)
+    if a.json:
+        print(json.dumps(res, indent=2))
+    else:
+        rel = ">=" if res["same"] else "<"
+        verdict = "same person" if res["same"] else "different people"
+        print(f"{verdict}: similarity {res['similarity']:.3f} {rel} threshold "
+              f"{res['threshold']:.3f} (model {res['model']})")
+        for im in res["images"]:
+            if im.get("faces_found", 1) > 1:
+                print(f"note: {im['source']}: {im['faces_found']} faces found, used face "
+                      f"{im['face_index']} (largest first; pick another with --face-index)",
+                      file=sys.stderr)
+    return 0 if res["same"] else 1
+
+
+def cmd_detect(a: argparse.Namespace) -> int:
+    from .align import align_face
+    from .fileio import atomic_write
+    from .pipeline import detect_faces
+
+    image, faces = detect_faces(a.image, a.detector, a.det_thresh)
+    if a.save_crops:
+        import cv2
+
+        out = Path(a.save_crops)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, f in enumerate(faces):
+            ok, buf = cv2.imencode(".png", align_face(image, f.landmarks, a.size))
+            with atomic_write(out / f"{Path(a.image).stem}_face{i}.png") as fh:
+                fh.write(buf.tobytes())
+    if a.json:
+        print(json.dumps({"image": a.image, "faces": [f.to_dict() for f in faces]}, indent=2))
+    else:
+        print(f"{a.image}: {len(faces)} face(s)")
+        for i, f in enumerate(faces):
+            d = f.to_dict()
+            print(f"  [{i}] box {d['box']} score {d['score']:.3f}")
+    return 0 if faces else 2
+
+
+def cmd_embed(a: argparse.Namespace) -> int:
+    from .batch_embed import collect_paths, embed_paths, load_embeddings, shard, write_npz
+    from .models.loader import load_embedder
+
+    paths = collect_paths(a.inputs)
+    if a.shard:
+        i, n = (int(x) for x in a.shard.split("/"))
+        paths = shard(paths, i, n)
+    emb = load_embedder(a.model, batch_size=a.batch_size)
+    if a.out.endswith(".npz"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=Path(a.out).parent or ".") as tmp:
+            summary = embed_paths(paths, emb, tmp, detect=not a.no_detect, batch_size=a.batch_size,
+                                  workers=a.workers, progress=not a.quiet)
+            names, e, failures = load_embeddings(tmp)
+            write_npz(a.out, names, e, failures)
+    else:
+        summary = embed_paths(paths, emb, a.out, detect=not a.no_detect, batch_size=a.batch_size,
+                              workers=a.workers, progress=not a.quiet)
+        failures = summary.get("failures", [])
+    for path, msg in failures if isinstance(failures, list) else []:
+        print(f"failed: {path}: {msg}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in summary.items() if k != "failures"}))
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from .models import registry
+
+    if a.action == "list":
+        rows = []
+        for name, spec in sorted(registry.all_models().items()):
+            path = registry.find(spec, a.model_dir)
+            rows.append({"name": name, "kind": spec.kind, "found": path is not None,
+                         "path": str(path) if path else None, "license": spec.license,
+                         "input": spec.input_size, "dim": spec.embedding_size,
+                         "threshold": spec.threshold})
+        if a.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{'name':24s} {'kind':10s} {'found':6s} {'license':45s} path")
+            for r in rows:
+                print(f"{r['name']:24s} {r['kind']:10s} {'yes' if r['found'] else 'no':6s} "
+                      f"{r['license'][:45]:45s} {r['path'] or '-'}")
+        return 0
+    from .fetch import fetch_model
+
+    for name in a.names:
+        path = fetch_model(name, progress=not a.quiet)
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_benchmark(a: argparse.Namespace) -> int:
+    from .eval.benchmark import run_benchmark
+
+    run_benchmark(a)
+    return 0
+
+
+def cmd_distill(a: argparse.Namespace) -> int:
+    from .distill.train import DistillConfig, distill
+
+    lo, _, hi = a.sizes.partition("-")
+    cfg = DistillConfig(
+        data=a.data, out=a.out, teacher=a.teacher, student=a.student, name=a.name,
+        input_size=a.input_size, min_size=int(lo), max_size=int(hi or lo), p_hr=a.p_hr,
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, losses=tuple(a.loss.split(",")),
+        beta=a.beta, gamma=a.gamma, crcd_tau=a.crcd_tau, crcd_negatives=a.crcd_negatives or None,
+        crcd_anchors=a.crcd_anchors or None, crcd_warmup_steps=a.crcd_warmup,
+        crcd_neg_reduction=a.crcd_neg_reduction, seed=a.seed, limit=a.limit,
+        workers=a.workers, threads=a.threads, max_steps=a.max_steps, test_pairs=a.test_pairs,
+        val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
+        val_every=0 if not a.val_sizes else 1,
+    )
+    bad = set(cfg.losses) - {"kd", "crcd", "rkd"}
+    if bad:
+        raise LrfaceError(f"--loss: unknown term(s) {sorted(bad)}; use kd, crcd, rkd")
+    distill(cfg, resume=a.resume, progress=not a.quiet)
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    card = export_onnx(a.model, a.onnx, opset=a.opset)
+    print(f"wrote {a.onnx} and {Path(a.onnx).with_suffix('.json')} (max abs diff to torch "
+          f"{card['export']['max_abs_diff']:.2e})")
+    return 0
+
+
+def cmd_gallery(a: argparse.Namespace) -> int:
+    from .gallery import build_gallery
+    from .models.loader import load_embedder
+
+    emb = load_embedder(a.model)
+    gallery, failures = build_gallery(a.root, emb, detect=not a.no_detect, aggregate=a.aggregate,
+                                      progress=not a.quiet)
+    gallery.save(a.out)
+    for path, msg in failures:
+        print(f"failed: {path}: {msg}", file=sys.stderr)
+    print(f"enrolled {len(gallery.identities)} identities ({len(gallery)} entries) with "
+          f"{emb.name} into {a.out}; {len(failures)} file(s) failed")
+    return 0
+
+
+def cmd_identify(a: argparse.Namespace) -> int:
+    from .gallery import Gallery
+    from .models.loader import load_embedder
+    from .pipeline import prepare_face
+
+    gallery = Gallery.load(a.gallery)
+    emb = load_embedder(a.model or gallery.model_name)
+    gallery.check_model(emb)
+    results, errors = [], 0
+    for p in a.probes:
+        try:
+            face = prepare_face(p, detect=not a.no_detect, size=emb.input_size, face_index=a.face_index)
+        except LrfaceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            errors += 1
+            continue
+        e = emb.embed_crops([face.crop])
+        thr = a.threshold if a.threshold is not None else emb.threshold
+        res = gallery.identify(e, top_k=a.top_k, threshold=thr, backend=a.backend)[0]
+        res["probe"] = p
+        results.append(res)
+        if not a.json:
+            cands = ", ".join(f"{c[0]} {c[1]:.3f}" if isinstance(c, list | tuple) else str(c)
+                              for c in res.get("candidates", []))
+            print(f"{p}: {res['identity']} (score {res['score']:.3f}; top-{a.top_k}: {cands})")
+    if a.json:
+        print(json.dumps(results, indent=2))
+    return 2 if errors and not results else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lrface", description="Low-resolution face recognition.")
+    p.add_argument("--version", action="version", version=f"lrface {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("verify", help="same person or not, for two images")
+    v.add_argument("image1")
+    v.add_argument("image2")
+    v.add_argument("--model", default=None,
+                   help="recogniser (default: the student for faces under 64 px, else the teacher)")
+    v.add_argument("--threshold", type=float, default=None, help="cosine threshold (default: model's)")
+    v.add_argument("--json", action="store_true")
+    _add_detect_opts(v)
+    _add_common(v)
+    v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("detect", help="detect faces: boxes, landmarks, scores")
+    d.add_argument("image")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--save-crops", metavar="DIR", help="write aligned crops here")
+    d.add_argument("--size", type=int, default=112, help="side of saved crops (default 112)")
+    d.add_argument("--detector", default="scrfd-2.5g")
+    d.add_argument("--det-thresh", type=float, default=None)
+    _add_common(d)
+    d.set_defaults(func=cmd_detect)
+
+    e = sub.add_parser("embed", help="embed many images (resumable)")
+    e.add_argument("inputs", nargs="+", help="images, directories, or .txt lists of paths")
+    e.add_argument("--out", required=True, help="FILE.npz, or a directory for a resumable sharded output")
+    e.add_argument("--model", default="lrface-mbf")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--workers", type=int, default=2, help="decode/align worker processes")
+    e.add_argument("--shard", help="i/N: process only shard i of N of the path list")
+    e.add_argument("--quiet", action="store_true")
+    _add_detect_opts(e)
+    _add_common(e)
+    e.set_defaults(func=cmd_embed)
+
+    m = sub.add_parser("models", help="list or fetch models")
+    m.add_argument("action", choices=["list", "fetch"])
+    m.add_argument("names", nargs="*")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--quiet", action="store_true")
+    _add_common(m)
+    m.set_defaults(func=cmd_models)
+
+    b = sub.add_parser("benchmark", help="verification/identification benchmarks")
+    try:
+        from .eval.benchmark import add_benchmark_arguments
+
+        add_benchmark_arguments(b)
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    if not any(act.dest == "verbose" for act in b._actions):
+        b.add_argument("-v", "--verbose", action="store_true")
+    b.set_defaults(func=cmd_benchmark)
+
+    t = sub.add_parser("distill", help="distil a low-resolution student from the teacher")
+    t.add_argument("--data", required=True, help="LFW root (train split used) or ROOT/<identity>/<images>")
+    t.add_argument("--out", required=True)
+    t.add_argument("--teacher", default="mobilefacenet-arcface")
+    t.add_argument("--student", default="lrface-mbf", help="lrface-mbf, lrface-tiny-16/24/32")
+    t.add_argument("--name", default=None, help="model name in the card (default: --student)")
+    t.add_argument("--input-size", type=int, default=None)
+    t.add_argument("--sizes", default="8-32", help="LR size range for training, e.g. 8-32")
+    t.add_argument("--p-hr", type=float, default=0.1, help="probability of a full-resolution view")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--loss", default="kd,crcd", help="comma list of kd, crcd, rkd")
+    t.add_argument("--beta", type=float, default=1.0, help="CRCD weight")
+    t.add_argument("--gamma", type=float, default=1.0, help="RKD weight")
+    t.add_argument("--crcd-tau", type=float, default=0.1)
+    t.add_argument("--crcd-negatives", type=int, default=16, help="0 = all in-batch negatives")
+    t.add_argument("--crcd-anchors", type=int, default=1024, help="anchor pairs per step; 0 = all")
+    t.add_argument("--crcd-warmup", type=int, default=100, help="steps of relation-head warm-up")
+    t.add_argument("--crcd-neg-reduction", default="mean", choices=["mean", "sum"])
+    t.add_argument("--val-sizes", default="12,16", help="hr-lr sizes validated each epoch ('' = none)")
+    t.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    t.add_argument("--workers", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--test-pairs", default=None, help="LFW pairs.txt whose test identities are refused")
+    t.add_argument("--quiet", action="store_true")
+    _add_common(t)
+    t.set_defaults(func=cmd_distill)
+
+    x = sub.add_parser("export", help="export a student to ONNX with its card")
+    x.add_argument("--model", required=True)
+    x.add_argument("--onnx", required=True)
+    x.add_argument("--opset", type=int, default=17)
+    _add_common(x)
+    x.set_defaults(func=cmd_export)
+
+    g = sub.add_parser("gallery", help="build a gallery from ROOT/<identity>/<images>")
+    g.add_argument("action", choices=["build"])
+    g.add_argument("root")
+    g.add_argument("--model", default="mobilefacenet-arcface")
+    g.add_argument("--out", required=True)
+    g.add_argument("--aggregate", default="mean", choices=["mean", "all"])
+    g.add_argument("--no-detect", action="store_true")
+    g.add_argument("--quiet", action="store_true")
+    _add_common(g)
+    g.set_defaults(func=cmd_gallery)
+
+    i = sub.add_parser("identify", help="search probes in a gallery")
+    i.add_argument("probes", nargs="+")
+    i.add_argument("--gallery", required=True)
+    i.add_argument("--model", default=None, help="probe model (default: the gallery's; a student "
+                   "in the teacher's space may search a teacher gallery)")
+    i.add_argument("--top-k", type=int, default=5)
+    i.add_argument("--threshold", type=float, default=None)
+    i.add_argument("--backend", default="auto", choices=["auto", "numpy", "faiss"])
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--no-detect", action="store_true")
+    i.add_argument("--face-index", type=int, default=None)
+    _add_common(i)
+    i.set_defaults(func=cmd_identify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(a, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    if getattr(a, "model_dir", None):
+        os.environ["LRFACE_MODEL_DIR"] = a.model_dir
+    try:
+        return a.func(a)
+    except LrfaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

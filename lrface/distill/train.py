@@ -1,0 +1,405 @@
+"""The distillation trainer behind ``lrface distill``.
+
+One process on CPU or GPU, or several under ``torchrun --nproc_per_node=N``
+(DistributedDataParallel; gloo on CPU, nccl on GPU).  Each epoch ends with an atomic
+checkpoint (``last.pt``), a validation on LFW pairs of folds 1-5 (identities disjoint
+from the test split) logged to ``log.csv``/``history.json``, and ``best.pt`` when the
+validation improves.  ``--resume`` restores model, optimiser, schedule and epoch; the
+data order and degradations are pure functions of (seed, epoch, index), so a resumed run
+continues exactly.  The final output is ``<name>.pt`` (weights of the best epoch) plus the
+``<name>.json`` card that the registry loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..degrade import Degradation, RandomDegradation, degrade
+from ..errors import LrfaceError
+from ..fileio import atomic_write, write_json_atomic
+from ..models import registry
+from ..models.embedder import l2_normalize, resize_to
+from ..models.loader import load_embedder
+from ..models.students import count_parameters, create_student, mobilefacenet_from_onnx
+from .data import DistillDataset, load_training_faces, teacher_targets
+from .losses import CRCDLoss, RKDLoss, kd_loss
+
+log = logging.getLogger("lrface")
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """Every knob of a distillation run (all stored in the card)."""
+
+    data: str
+    out: str
+    teacher: str = "mobilefacenet-arcface"
+    student: str = "lrface-mbf"  # lrface-mbf | lrface-tiny (-16/-24/-32)
+    name: str | None = None
+    input_size: int | None = None  # tiny: 16/24/32; mbf: 112
+    min_size: int = 8
+    max_size: int = 32
+    p_hr: float = 0.1
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 5e-4
+    warmup_steps: int = 50
+    losses: tuple[str, ...] = ("kd",)
+    beta: float = 1.0  # CRCD weight
+    gamma: float = 1.0  # RKD weight
+    crcd_tau: float = 0.1
+    crcd_negatives: int | None = 16
+    crcd_anchors: int | None = 1024
+    crcd_hidden: int = 256
+    crcd_neg_reduction: str = "mean"
+    crcd_warmup_steps: int = 100
+    seed: int = 0
+    limit: int | None = None
+    val_sizes: tuple[int, ...] = (12, 16)
+    val_every: int = 1
+    workers: int = 0
+    threads: int | None = None
+    max_steps: int | None = None  # stop early (smoke tests)
+    test_pairs: str | None = None
+
+    @property
+    def arch(self) -> str:
+        return "tiny" if self.student.startswith("lrface-tiny") else "mbf"
+
+    def resolved_input_size(self) -> int:
+        if self.input_size:
+            return self.input_size
+        if self.arch == "tiny":
+            tail = self.student.rsplit("-", 1)[-1]
+            return int(tail) if tail.isdigit() else 16
+        return 112
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class _Bundle(torch.nn.Module):
+    """Student plus trainable loss heads, so DDP syncs them together."""
+
+    def __init__(self, student: torch.nn.Module, crcd: CRCDLoss | None) -> None:
+        super().__init__()
+        self.student = student
+        self.crcd = crcd
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x)
+
+
+def _dist_info() -> tuple[int, int]:
+    ws = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, ws
+
+
+def _lr_at(step: int, total: int, cfg: DistillConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    prog = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(prog, 1.0)))
+
+
+class Validator:
+    """hr-lr accuracy on LFW pairs of folds 1-5: teacher HR embedding vs student LR embedding.
+
+    The first image of each pair is embedded by the teacher (flip fusion, from the cached
+    targets), the second is reduced to ``s x s`` (area) and embedded by the student
+    (flip fusion).  Accuracy: 5-fold cross-validated thresholds, as the test protocol.
+    """
+
+    def __init__(self, data: str, targets: dict[str, np.ndarray], sizes: tuple[int, ...]) -> None:
+        from ..datasets.facecache import aligned_crops
+        from ..datasets.lfw import LFW
+
+        lfw = LFW(data)
+        pairs = lfw.split_pairs("val")
+        allc = aligned_crops(lfw.image_dir, lfw.all_images)
+        index = {p: i for i, p in enumerate(allc["paths"].tolist())}
+        self.hr = np.stack([targets[p.a] for p in pairs])
+        self.crops_b = allc["crops"][[index[p.b] for p in pairs]]
+        self.crops_a = allc["crops"][[index[p.a] for p in pairs]]
+        self.labels = np.array([p.same for p in pairs], dtype=np.int64)
+        self.folds = np.array([p.fold for p in pairs])
+        self.sizes = sizes
+
+    def student_embed(self, model: torch.nn.Module, crops: np.ndarray, input_size: int,
+                      mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        model.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(crops), 256):
+                x = np.stack([resize_to(c, input_size) for c in crops[i : i + 256]]).astype(np.float32)
+                x = ((x[..., ::-1] - mean) / std).transpose(0, 3, 1, 2)
+                xt = torch.from_numpy(np.ascontiguousarray(x))
+                dev = next(model.parameters()).device
+                xt = xt.to(dev)
+                f = model(xt) + model(torch.flip(xt, dims=[3]))
+                out.append(f.float().cpu().numpy())
+        model.train()
+        return l2_normalize(np.concatenate(out))
+
+    def run(self, model: torch.nn.Module, input_size: int, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+        from ..eval.metrics import kfold_accuracy
+
+        res = {}
+        for s in self.sizes:
+            lr = np.stack([degrade(c, Degradation(size=s)) for c in self.crops_b])
+            emb = self.student_embed(model, lr, input_size, mean, std)
+            scores = (self.hr * emb).sum(1)
+            acc = kfold_accuracy(scores, self.labels, folds=self.folds)
+            res[f"val_hr-lr_{s}"] = round(100 * acc["accuracy_mean"], 2)
+        return res
+
+    def calibrate_threshold(self, model: torch.nn.Module, input_size: int, mean: np.ndarray,
+                            std: np.ndarray, sizes: tuple[int, ...] = (12, 16, 20, 24, 32)) -> dict[str, Any]:
+        """Threshold maximising accuracy on a mix of student-vs-student pairs of folds 1-5:
+        HR-HR plus HR-LR at each of ``sizes`` (the situations ``lrface verify`` meets)."""
+        from ..eval.metrics import best_threshold
+
+        ea = self.student_embed(model, self.crops_a, input_size, mean, std)
+        scores = [(ea * self.student_embed(model, self.crops_b, input_size, mean, std)).sum(1)]
+        for s in sizes:
+            lr = np.stack([degrade(c, Degradation(size=s)) for c in self.crops_b])
+            scores.append((ea * self.student_embed(model, lr, input_size, mean, std)).sum(1))
+        all_scores = np.concatenate(scores)
+        labels = np.tile(self.labels, len(scores))
+        thr, acc = best_threshold(all_scores, labels)
+        return {"threshold": round(float(thr), 4), "calibration_accuracy": round(100 * acc, 2),
+                "threshold_note": "max accuracy on LFW folds 1-5 pairs (train identities), student "
+                f"vs student, HR-HR plus HR-LR at {','.join(map(str, sizes))} px (area-down)"}
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_write(path, "wb") as fh:
+        torch.save(state, fh)
+
+
+def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run a distillation; returns the final card (also written to ``out/<name>.json``)."""
+    rank, world = _dist_info()
+    distributed = world > 1
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = cfg.name or (cfg.student if cfg.arch == "mbf" or cfg.student[-1].isdigit()
+                        else f"{cfg.student}-{cfg.resolved_input_size()}")
+    input_size = cfg.resolved_input_size()
+
+    teacher = load_embedder(cfg.teacher, flip=False)
+    tspec = teacher.spec
+    faces = load_training_faces(cfg.data, cfg.test_pairs, cfg.limit)
+    plain, mirror = teacher_targets(faces, teacher)
+    fused = l2_normalize(plain + mirror)
+    mean, std = np.asarray(tspec.mean, np.float32), np.asarray(tspec.std, np.float32)
+
+    if cfg.arch == "mbf":
+        if tspec.runtime != "onnx" or tspec.input_size != 112:
+            raise LrfaceError(f"{cfg.teacher}: lrface-mbf is initialised from a 112-px MobileFaceNet teacher ONNX")
+        student = mobilefacenet_from_onnx(registry.locate(tspec))
+        arch_kwargs: dict[str, Any] = {}
+    else:
+        arch_kwargs = {"input_size": input_size, "embedding_size": teacher.embedding_size}
+        student = create_student("tiny", **arch_kwargs)
+    crcd = None
+    if "crcd" in cfg.losses:
+        crcd = CRCDLoss(dim=teacher.embedding_size, hidden=cfg.crcd_hidden, tau=cfg.crcd_tau,
+                        n_negatives=cfg.crcd_negatives, n_anchors=cfg.crcd_anchors,
+                        neg_reduction=cfg.crcd_neg_reduction)
+    rkd = RKDLoss() if "rkd" in cfg.losses else None
+    bundle = _Bundle(student, crcd).to(device)
+    opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    ds = DistillDataset(faces, plain, mirror, input_size, tuple(mean), tuple(std),
+                        RandomDegradation(cfg.min_size, cfg.max_size, p_hr=cfg.p_hr), seed=cfg.seed)
+    per_rank_batch = max(2, cfg.batch_size // world)
+    steps_per_epoch = len(ds) // (per_rank_batch * world)
+    if steps_per_epoch == 0:
+        raise LrfaceError(f"{cfg.data}: {len(ds)} faces are fewer than one batch of {cfg.batch_size}")
+    total_steps = steps_per_epoch * cfg.epochs
+
+    start_epoch, step, history, best = 0, 0, [], -1.0
+    if resume:
+        ck = torch.load(resume, map_location="cpu", weights_only=False)
+        bundle.load_state_dict(ck["bundle"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, step, history, best = ck["epoch"], ck["step"], ck["history"], ck["best"]
+        if rank == 0:
+            log.info("resumed from %s at epoch %d (step %d)", resume, start_epoch, step)
+    model = torch.nn.parallel.DistributedDataParallel(bundle) if distributed else bundle
+
+    validator = None
+    if rank == 0 and cfg.val_every and _is_lfw(cfg.data):
+        targets = {p: fused[i] for i, p in enumerate(faces.paths)}
+        validator = Validator(cfg.data, targets, cfg.val_sizes)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        ds.set_epoch(epoch)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(ds))
+        order = order[: steps_per_epoch * per_rank_batch * world]
+        mine = order.reshape(steps_per_epoch, world, per_rank_batch)[:, rank].reshape(-1)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(ds, mine.tolist()), batch_size=per_rank_batch, shuffle=False,
+            num_workers=cfg.workers, drop_last=True)
+        bundle.train()
+        sums: dict[str, float] = {}
+        t0 = time.time()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0)
+        for x, target, _sizes in bar:
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, total_steps, cfg)
+            x, target = x.to(device), target.to(device)
+            s_raw = model(x)
+            s = torch.nn.functional.normalize(s_raw, dim=1)
+            terms = {"kd": kd_loss(s, target)}
+            loss = terms["kd"]
+            if rkd is not None:
+                terms["rkd"] = rkd(s, target)
+                loss = loss + cfg.gamma * terms["rkd"]
+            if crcd is not None:
+                gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + rank)
+                warm = step < cfg.crcd_warmup_steps
+                # Warm-up: the relation heads learn on a detached student first, then the
+                # CRCD gradient reaches the student with a linearly rising weight.
+                terms["crcd"] = bundle.crcd(s.detach() if warm else s, target, generator=gen)
+                ramp = 1.0 if warm else min(1.0, (step - cfg.crcd_warmup_steps + 1) / max(1, cfg.crcd_warmup_steps))
+                loss = loss + (cfg.beta * ramp if not warm else 1.0) * terms["crcd"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n_done = bar.n + 1
+            bar.set_postfix({k: f"{v / n_done:.4f}" for k, v in sums.items()}
+                            | {"img/s": f"{n_done * per_rank_batch * world / (time.time() - t0):.0f}"})
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+        n_batches = max(1, bar.n)
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": step,
+                               **{f"loss_{k}": round(v / n_batches, 5) for k, v in sums.items()},
+                               "seconds": round(time.time() - t0, 1)}
+        if rank == 0:
+            if validator is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+                row.update(validator.run(bundle.student, input_size, mean, std))
+            score = np.mean([v for k, v in row.items() if k.startswith("val_")]) if validator else -row["loss_kd"]
+            history.append(row)
+            state = {"bundle": bundle.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                     "step": step, "history": history, "best": max(best, score),
+                     "config": dataclasses.asdict(cfg)}
+            _save_checkpoint(out / "last.pt", state)
+            if score > best:
+                best = score
+                _save_checkpoint(out / "best.pt", {"model": bundle.student.state_dict(), "epoch": epoch + 1, "score": score})
+            _write_log(out, history)
+            log.info("epoch %d: %s", epoch + 1, row)
+            tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
+        if distributed:
+            dist.barrier()
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+
+    card: dict[str, Any] = {}
+    if rank == 0:
+        card = _finish(cfg, out, name, input_size, arch_kwargs, bundle.student, tspec, teacher,
+                       faces, history, validator, mean, std)
+    if distributed:
+        dist.barrier()
+    return card
+
+
+def _is_lfw(data: str) -> bool:
+    from ..datasets.lfw import LFW
+    from ..errors import DatasetError
+
+    try:
+        LFW(data)
+        return True
+    except DatasetError:
+        return False
+
+
+def _write_log(out: Path, history: list[dict[str, Any]]) -> None:
+    write_json_atomic(out / "history.json", history)
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    with atomic_write(out / "log.csv", "w") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+
+
+def _finish(cfg, out, name, input_size, arch_kwargs, student, tspec, teacher, faces, history,
+            validator, mean, std) -> dict[str, Any]:
+    best_path = out / "best.pt"
+    if best_path.is_file():
+        student.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
+    student = student.cpu().eval()
+    weights = out / f"{name}.pt"
+    with atomic_write(weights, "wb") as fh:
+        torch.save(student.state_dict(), fh)
+    calib = {"threshold": None, "threshold_note": "not calibrated (no LFW validation pairs)"}
+    if validator is not None:
+        calib = validator.calibrate_threshold(student, input_size, mean, std)
+    card = {
+        "name": name,
+        "kind": "student",
+        "runtime": "torch",
+        "arch": cfg.arch,
+        "arch_kwargs": arch_kwargs,
+        "weights_file": weights.name,
+        "sha256": registry.sha256_of(weights),
+        "parameters": count_parameters(student),
+        "input_size": input_size,
+        "embedding_size": teacher.embedding_size,
+        "preprocessing": {"color": "RGB", "mean": [float(m) for m in mean], "std": [float(s) for s in std],
+                          "note": "aligned ArcFace-template crop; resize to input_size (bicubic up, area down); "
+                                  "(pixel - mean) / std; flip fusion at inference"},
+        **calib,
+        "teacher": {"name": tspec.name, "sha256": tspec.sha256},
+        "data": {"path": os.path.relpath(cfg.data) if not os.path.isabs(cfg.data) else Path(cfg.data).name,
+                 "split": "LFW train split (identities disjoint from pairs folds 6-10)"
+                 if validator is not None else "user folder", "images": len(faces.paths),
+                 "identities": len(set(faces.identities))},
+        "training": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()
+                     if k not in ("data", "out")},
+        "epochs_trained": history[-1]["epoch"] if history else 0,
+        "best_epoch": int(torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]) if best_path.is_file() else None,
+        "validation": history[-1] if history else {},
+        "history": history,
+        "git_commit": _git_commit(),
+        "license": "Apache-2.0 (weights distilled by lrface from the Apache-2.0 teacher)",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(out / f"{name}.json", card)
+    tqdm.write(json.dumps({"card": str(out / f"{name}.json"), "threshold": card["threshold"]}))
+    return card

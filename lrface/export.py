@@ -1,0 +1,70 @@
+"""``lrface export``: a torch student to ONNX (dynamic batch) plus its JSON card.
+
+The exported pair loads as a named model through the registry
+(``lrface verify --model OUT.onnx``) and runs in onnxruntime with automatic providers.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import LrfaceError
+from .fileio import atomic_write, write_json_atomic
+from .models import registry
+from .models.torch_embedder import load_student_state
+
+
+def export_onnx(model: str, onnx_path: str | Path, opset: int = 17,
+                check_crops: np.ndarray | None = None) -> dict[str, Any]:
+    """Export student ``model`` (name, card or weights path) to ``onnx_path``.
+
+    Writes ``onnx_path`` and the card ``onnx_path.with_suffix('.json')`` (``runtime:
+    onnx``, same preprocessing, threshold and provenance as the torch card, plus the
+    ONNX file's sha256).  Returns the new card.  The max abs difference between torch
+    and onnxruntime outputs on ``check_crops`` (float32 N,3,S,S; random when None) is
+    recorded in the card under ``export``.
+    """
+    spec = registry.get_spec(model)
+    if spec.runtime != "torch":
+        raise LrfaceError(f"{model}: only torch students can be exported (this is {spec.runtime})")
+    net = load_student_state(spec, registry.locate(spec)).eval()
+    s = int(spec.input_size or 112)
+    dummy = torch.zeros(1, 3, s, s)
+    buf = io.BytesIO()
+    torch.onnx.export(net, (dummy,), buf, input_names=["input"], output_names=["embedding"],
+                      dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                      opset_version=opset, dynamo=False)
+    data = buf.getvalue()
+    onnx_path = Path(onnx_path)
+    with atomic_write(onnx_path, "wb") as fh:
+        fh.write(data)
+    x = check_crops if check_crops is not None else np.random.default_rng(0).normal(size=(4, 3, s, s)).astype(np.float32)
+    diff = max_abs_diff(net, data, x)
+    card = copy.deepcopy(spec.card or {})
+    card.update({
+        "name": card.get("name", spec.name) + "-onnx" if not card.get("name", "").endswith("-onnx") else card["name"],
+        "runtime": "onnx",
+        "weights_file": onnx_path.name,
+        "sha256": registry.sha256_of(onnx_path),
+        "export": {"from": spec.name, "from_sha256": spec.sha256, "opset": opset,
+                   "max_abs_diff": float(diff), "torch": torch.__version__},
+    })
+    write_json_atomic(onnx_path.with_suffix(".json"), card)
+    return card
+
+
+def max_abs_diff(net: torch.nn.Module, onnx_bytes: bytes, x: np.ndarray) -> float:
+    """Largest |torch - onnxruntime| over the outputs for input ``x`` (N,3,S,S float32)."""
+    from .providers import make_session
+
+    sess = make_session(onnx_bytes)
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x)).numpy()
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    return float(np.abs(ref - got).max())
