@@ -10,8 +10,16 @@ Quick start::
 
 __version__ = "0.1.0"
 
-from .api import choose_model, detect, embed, verify  # noqa: E402
-from .errors import LrfaceError  # noqa: E402
-from .models.loader import load_embedder  # noqa: E402
+from .api import choose_model, detect, embed, verify
+from .errors import LrfaceError
+from .models.loader import load_embedder
 
-__all__ = ["LrfaceError", "__version__", "choose_model", "detect", "embed", "load_embedder", "verify"]
+__all__ = [
+    "LrfaceError",
+    "__version__",
+    "choose_model",
+    "detect",
+    "embed",
+    "load_embedder",
+    "verify",
+]

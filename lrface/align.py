@@ -98,7 +98,9 @@ def align_native(image: np.ndarray, landmarks: np.ndarray, max_size: int = 112) 
     side = int(round(min(max(native_face_size(landmarks), 8.0), float(max_size))))
     lm = np.asarray(landmarks, dtype=np.float32).reshape(5, 2)
     m = similarity_transform(lm, template(side))
-    return cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image, m, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:

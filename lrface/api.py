@@ -47,7 +47,9 @@ def choose_model(face_sizes: Sequence[float]) -> str:
     return TEACHER
 
 
-def detect(image: ImageInput, detector: str = "scrfd-2.5g", det_thresh: float | None = None) -> list[dict[str, Any]]:
+def detect(
+    image: ImageInput, detector: str = "scrfd-2.5g", det_thresh: float | None = None
+) -> list[dict[str, Any]]:
     """Detect faces: list of ``{"box", "landmarks", "score"}`` dicts, largest face first.
 
     ``box`` = [x1, y1, x2, y2] and ``landmarks`` = 5 x [x, y] in image pixels (left eye,
@@ -57,8 +59,13 @@ def detect(image: ImageInput, detector: str = "scrfd-2.5g", det_thresh: float | 
     return [f.to_dict() for f in faces]
 
 
-def embed(images: Sequence[ImageInput], model: str | Embedder = LR_STUDENT, detect: bool = True,
-          face_index: int | None = None, detector: str = "scrfd-2.5g") -> np.ndarray:
+def embed(
+    images: Sequence[ImageInput],
+    model: str | Embedder = LR_STUDENT,
+    detect: bool = True,
+    face_index: int | None = None,
+    detector: str = "scrfd-2.5g",
+) -> np.ndarray:
     """Embed one face per image: float32 (N, D), L2-normalised, in input order.
 
     ``detect=False`` treats every image as a pre-cut face crop of any size (8x8 CCTV
@@ -67,14 +74,24 @@ def embed(images: Sequence[ImageInput], model: str | Embedder = LR_STUDENT, dete
     per-file error reporting over large collections use :mod:`lrface.batch_embed`.
     """
     emb = model if isinstance(model, Embedder) else load_embedder(model)
-    crops = [prepare_face(im, detect=detect, size=emb.input_size, face_index=face_index,
-                          detector=detector).crop for im in images]
+    crops = [
+        prepare_face(
+            im, detect=detect, size=emb.input_size, face_index=face_index, detector=detector
+        ).crop
+        for im in images
+    ]
     return emb.embed_crops(crops)
 
 
-def verify(image1: ImageInput, image2: ImageInput, model: str | None = None,
-           threshold: float | None = None, detect: bool = True, face_index: int | None = None,
-           detector: str = "scrfd-2.5g") -> dict[str, Any]:
+def verify(
+    image1: ImageInput,
+    image2: ImageInput,
+    model: str | None = None,
+    threshold: float | None = None,
+    detect: bool = True,
+    face_index: int | None = None,
+    detector: str = "scrfd-2.5g",
+) -> dict[str, Any]:
     """Decide whether two images show the same person.
 
     ``model=None`` picks the model with :func:`choose_model` from the faces' sizes.

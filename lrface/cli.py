@@ -26,31 +26,51 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_detect_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-detect", action="store_true",
-                   help="inputs are pre-cut face crops: resize them, do not detect")
-    p.add_argument("--detector", default="scrfd-2.5g", help="scrfd-2.5g (default), scrfd-500m, yunet")
+    p.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="inputs are pre-cut face crops: resize them, do not detect",
+    )
+    p.add_argument(
+        "--detector", default="scrfd-2.5g", help="scrfd-2.5g (default), scrfd-500m, yunet"
+    )
     p.add_argument("--det-thresh", type=float, default=None, help="detection score threshold")
-    p.add_argument("--face-index", type=int, default=None,
-                   help="which face to use when several are found (0 = largest, the default)")
+    p.add_argument(
+        "--face-index",
+        type=int,
+        default=None,
+        help="which face to use when several are found (0 = largest, the default)",
+    )
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
     from .api import verify
 
-    res = verify(a.image1, a.image2, model=a.model, threshold=a.threshold, detect=not a.no_detect,
-                 face_index=a.face_index, detector=a.detector)
+    res = verify(
+        a.image1,
+        a.image2,
+        model=a.model,
+        threshold=a.threshold,
+        detect=not a.no_detect,
+        face_index=a.face_index,
+        detector=a.detector,
+    )
     if a.json:
         print(json.dumps(res, indent=2))
     else:
         rel = ">=" if res["same"] else "<"
         verdict = "same person" if res["same"] else "different people"
-        print(f"{verdict}: similarity {res['similarity']:.3f} {rel} threshold "
-              f"{res['threshold']:.3f} (model {res['model']})")
+        print(
+            f"{verdict}: similarity {res['similarity']:.3f} {rel} threshold "
+            f"{res['threshold']:.3f} (model {res['model']})"
+        )
         for im in res["images"]:
             if im.get("faces_found", 1) > 1:
-                print(f"note: {im['source']}: {im['faces_found']} faces found, used face "
-                      f"{im['face_index']} (largest first; pick another with --face-index)",
-                      file=sys.stderr)
+                print(
+                    f"note: {im['source']}: {im['faces_found']} faces found, used face "
+                    f"{im['face_index']} (largest first; pick another with --face-index)",
+                    file=sys.stderr,
+                )
     return 0 if res["same"] else 1
 
 
@@ -66,7 +86,7 @@ def cmd_detect(a: argparse.Namespace) -> int:
         out = Path(a.save_crops)
         out.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(faces):
-            ok, buf = cv2.imencode(".png", align_face(image, f.landmarks, a.size))
+            _, buf = cv2.imencode(".png", align_face(image, f.landmarks, a.size))
             with atomic_write(out / f"{Path(a.image).stem}_face{i}.png") as fh:
                 fh.write(buf.tobytes())
     if a.json:
@@ -92,13 +112,27 @@ def cmd_embed(a: argparse.Namespace) -> int:
         import tempfile
 
         with tempfile.TemporaryDirectory(dir=Path(a.out).parent or ".") as tmp:
-            summary = embed_paths(paths, emb, tmp, detect=not a.no_detect, batch_size=a.batch_size,
-                                  workers=a.workers, progress=not a.quiet)
+            summary = embed_paths(
+                paths,
+                emb,
+                tmp,
+                detect=not a.no_detect,
+                batch_size=a.batch_size,
+                workers=a.workers,
+                progress=not a.quiet,
+            )
             names, e, failures = load_embeddings(tmp)
             write_npz(a.out, names, e, failures)
     else:
-        summary = embed_paths(paths, emb, a.out, detect=not a.no_detect, batch_size=a.batch_size,
-                              workers=a.workers, progress=not a.quiet)
+        summary = embed_paths(
+            paths,
+            emb,
+            a.out,
+            detect=not a.no_detect,
+            batch_size=a.batch_size,
+            workers=a.workers,
+            progress=not a.quiet,
+        )
         failures = summary.get("failures", [])
     for path, msg in failures if isinstance(failures, list) else []:
         print(f"failed: {path}: {msg}", file=sys.stderr)
@@ -113,17 +147,27 @@ def cmd_models(a: argparse.Namespace) -> int:
         rows = []
         for name, spec in sorted(registry.all_models().items()):
             path = registry.find(spec, a.model_dir)
-            rows.append({"name": name, "kind": spec.kind, "found": path is not None,
-                         "path": str(path) if path else None, "license": spec.license,
-                         "input": spec.input_size, "dim": spec.embedding_size,
-                         "threshold": spec.threshold})
+            rows.append(
+                {
+                    "name": name,
+                    "kind": spec.kind,
+                    "found": path is not None,
+                    "path": str(path) if path else None,
+                    "license": spec.license,
+                    "input": spec.input_size,
+                    "dim": spec.embedding_size,
+                    "threshold": spec.threshold,
+                }
+            )
         if a.json:
             print(json.dumps(rows, indent=2))
         else:
             print(f"{'name':24s} {'kind':10s} {'found':6s} {'license':45s} path")
             for r in rows:
-                print(f"{r['name']:24s} {r['kind']:10s} {'yes' if r['found'] else 'no':6s} "
-                      f"{r['license'][:45]:45s} {r['path'] or '-'}")
+                print(
+                    f"{r['name']:24s} {r['kind']:10s} {'yes' if r['found'] else 'no':6s} "
+                    f"{r['license'][:45]:45s} {r['path'] or '-'}"
+                )
         return 0
     from .fetch import fetch_model
 
@@ -145,13 +189,32 @@ def cmd_distill(a: argparse.Namespace) -> int:
 
     lo, _, hi = a.sizes.partition("-")
     cfg = DistillConfig(
-        data=a.data, out=a.out, teacher=a.teacher, student=a.student, name=a.name,
-        input_size=a.input_size, min_size=int(lo), max_size=int(hi or lo), p_hr=a.p_hr,
-        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, losses=tuple(a.loss.split(",")),
-        beta=a.beta, gamma=a.gamma, crcd_tau=a.crcd_tau, crcd_negatives=a.crcd_negatives or None,
-        crcd_anchors=a.crcd_anchors or None, crcd_warmup_steps=a.crcd_warmup,
-        crcd_neg_reduction=a.crcd_neg_reduction, seed=a.seed, limit=a.limit,
-        workers=a.workers, threads=a.threads, max_steps=a.max_steps, test_pairs=a.test_pairs,
+        data=a.data,
+        out=a.out,
+        teacher=a.teacher,
+        student=a.student,
+        name=a.name,
+        input_size=a.input_size,
+        min_size=int(lo),
+        max_size=int(hi or lo),
+        p_hr=a.p_hr,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        losses=tuple(a.loss.split(",")),
+        beta=a.beta,
+        gamma=a.gamma,
+        crcd_tau=a.crcd_tau,
+        crcd_negatives=a.crcd_negatives or None,
+        crcd_anchors=a.crcd_anchors or None,
+        crcd_warmup_steps=a.crcd_warmup,
+        crcd_neg_reduction=a.crcd_neg_reduction,
+        seed=a.seed,
+        limit=a.limit,
+        workers=a.workers,
+        threads=a.threads,
+        max_steps=a.max_steps,
+        test_pairs=a.test_pairs,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
         val_every=0 if not a.val_sizes else 1,
     )
@@ -166,8 +229,10 @@ def cmd_export(a: argparse.Namespace) -> int:
     from .export import export_onnx
 
     card = export_onnx(a.model, a.onnx, opset=a.opset)
-    print(f"wrote {a.onnx} and {Path(a.onnx).with_suffix('.json')} (max abs diff to torch "
-          f"{card['export']['max_abs_diff']:.2e})")
+    print(
+        f"wrote {a.onnx} and {Path(a.onnx).with_suffix('.json')} (max abs diff to torch "
+        f"{card['export']['max_abs_diff']:.2e})"
+    )
     return 0
 
 
@@ -176,13 +241,16 @@ def cmd_gallery(a: argparse.Namespace) -> int:
     from .models.loader import load_embedder
 
     emb = load_embedder(a.model)
-    gallery, failures = build_gallery(a.root, emb, detect=not a.no_detect, aggregate=a.aggregate,
-                                      progress=not a.quiet)
+    gallery, failures = build_gallery(
+        a.root, emb, detect=not a.no_detect, aggregate=a.aggregate, progress=not a.quiet
+    )
     gallery.save(a.out)
     for path, msg in failures:
         print(f"failed: {path}: {msg}", file=sys.stderr)
-    print(f"enrolled {len(gallery.identities)} identities ({len(gallery)} entries) with "
-          f"{emb.name} into {a.out}; {len(failures)} file(s) failed")
+    print(
+        f"enrolled {len(gallery.identities)} identities ({len(gallery)} entries) with "
+        f"{emb.name} into {a.out}; {len(failures)} file(s) failed"
+    )
     return 0
 
 
@@ -197,7 +265,9 @@ def cmd_identify(a: argparse.Namespace) -> int:
     results, errors = [], 0
     for p in a.probes:
         try:
-            face = prepare_face(p, detect=not a.no_detect, size=emb.input_size, face_index=a.face_index)
+            face = prepare_face(
+                p, detect=not a.no_detect, size=emb.input_size, face_index=a.face_index
+            )
         except LrfaceError as exc:
             print(f"error: {exc}", file=sys.stderr)
             errors += 1
@@ -208,8 +278,10 @@ def cmd_identify(a: argparse.Namespace) -> int:
         res["probe"] = p
         results.append(res)
         if not a.json:
-            cands = ", ".join(f"{c[0]} {c[1]:.3f}" if isinstance(c, list | tuple) else str(c)
-                              for c in res.get("candidates", []))
+            cands = ", ".join(
+                f"{c[0]} {c[1]:.3f}" if isinstance(c, list | tuple) else str(c)
+                for c in res.get("candidates", [])
+            )
             print(f"{p}: {res['identity']} (score {res['score']:.3f}; top-{a.top_k}: {cands})")
     if a.json:
         print(json.dumps(results, indent=2))
@@ -224,9 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="same person or not, for two images")
     v.add_argument("image1")
     v.add_argument("image2")
-    v.add_argument("--model", default=None,
-                   help="recogniser (default: the student for faces under 64 px, else the teacher)")
-    v.add_argument("--threshold", type=float, default=None, help="cosine threshold (default: model's)")
+    v.add_argument(
+        "--model",
+        default=None,
+        help="recogniser (default: the student for faces under 64 px, else the teacher)",
+    )
+    v.add_argument(
+        "--threshold", type=float, default=None, help="cosine threshold (default: model's)"
+    )
     v.add_argument("--json", action="store_true")
     _add_detect_opts(v)
     _add_common(v)
@@ -244,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("embed", help="embed many images (resumable)")
     e.add_argument("inputs", nargs="+", help="images, directories, or .txt lists of paths")
-    e.add_argument("--out", required=True, help="FILE.npz, or a directory for a resumable sharded output")
+    e.add_argument(
+        "--out", required=True, help="FILE.npz, or a directory for a resumable sharded output"
+    )
     e.add_argument("--model", default="lrface-mbf")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--workers", type=int, default=2, help="decode/align worker processes")
@@ -274,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_benchmark)
 
     t = sub.add_parser("distill", help="distil a low-resolution student from the teacher")
-    t.add_argument("--data", required=True, help="LFW root (train split used) or ROOT/<identity>/<images>")
+    t.add_argument(
+        "--data", required=True, help="LFW root (train split used) or ROOT/<identity>/<images>"
+    )
     t.add_argument("--out", required=True)
     t.add_argument("--teacher", default="mobilefacenet-arcface")
     t.add_argument("--student", default="lrface-mbf", help="lrface-mbf, lrface-tiny-16/24/32")
@@ -293,14 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crcd-anchors", type=int, default=1024, help="anchor pairs per step; 0 = all")
     t.add_argument("--crcd-warmup", type=int, default=100, help="steps of relation-head warm-up")
     t.add_argument("--crcd-neg-reduction", default="mean", choices=["mean", "sum"])
-    t.add_argument("--val-sizes", default="12,16", help="hr-lr sizes validated each epoch ('' = none)")
+    t.add_argument(
+        "--val-sizes", default="12,16", help="hr-lr sizes validated each epoch ('' = none)"
+    )
     t.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=None, help="use only the first N images")
     t.add_argument("--workers", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--max-steps", type=int, default=None)
-    t.add_argument("--test-pairs", default=None, help="LFW pairs.txt whose test identities are refused")
+    t.add_argument(
+        "--test-pairs", default=None, help="LFW pairs.txt whose test identities are refused"
+    )
     t.add_argument("--quiet", action="store_true")
     _add_common(t)
     t.set_defaults(func=cmd_distill)
@@ -326,8 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("identify", help="search probes in a gallery")
     i.add_argument("probes", nargs="+")
     i.add_argument("--gallery", required=True)
-    i.add_argument("--model", default=None, help="probe model (default: the gallery's; a student "
-                   "in the teacher's space may search a teacher gallery)")
+    i.add_argument(
+        "--model",
+        default=None,
+        help="probe model (default: the gallery's; a student "
+        "in the teacher's space may search a teacher gallery)",
+    )
     i.add_argument("--top-k", type=int, default=5)
     i.add_argument("--threshold", type=float, default=None)
     i.add_argument("--backend", default="auto", choices=["auto", "numpy", "faiss"])
@@ -342,8 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(a, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if getattr(a, "verbose", False) else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+    )
     if getattr(a, "model_dir", None):
         os.environ["LRFACE_MODEL_DIR"] = a.model_dir
     try:

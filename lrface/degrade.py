@@ -56,7 +56,9 @@ class Degradation:
         return ", ".join(parts)
 
 
-def degrade(crop: np.ndarray, deg: Degradation, seed: int | np.random.Generator | None = 0) -> np.ndarray:
+def degrade(
+    crop: np.ndarray, deg: Degradation, seed: int | np.random.Generator | None = 0
+) -> np.ndarray:
     """Apply ``deg`` to one uint8 BGR crop (H, W, 3); returns uint8 (s, s, 3) or (up_to, up_to, 3).
 
     ``seed`` only matters when noise is added (an int seed or a Generator).
@@ -72,10 +74,12 @@ def degrade(crop: np.ndarray, deg: Degradation, seed: int | np.random.Generator 
         out = cv2.GaussianBlur(out, (0, 0), deg.blur_sigma)
     if deg.noise_std > 0:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        noisy = out.astype(np.float32) + rng.normal(0.0, deg.noise_std, out.shape).astype(np.float32)
+        noisy = out.astype(np.float32) + rng.normal(0.0, deg.noise_std, out.shape).astype(
+            np.float32
+        )
         out = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
     if deg.jpeg_quality:
-        ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(deg.jpeg_quality)])
+        _, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(deg.jpeg_quality)])
         out = cv2.imdecode(enc, cv2.IMREAD_COLOR)
     if deg.up_to and deg.up_to != deg.size:
         out = cv2.resize(out, (deg.up_to, deg.up_to), interpolation=cv2.INTER_CUBIC)
@@ -116,14 +120,23 @@ class RandomDegradation:
         return Degradation(
             size=size,
             down=str(rng.choice(self.interpolations)),
-            blur_sigma=float(rng.uniform(0.3, self.max_blur)) if rng.random() < self.p_blur else 0.0,
-            noise_std=float(rng.uniform(1.0, self.max_noise)) if rng.random() < self.p_noise else 0.0,
+            blur_sigma=float(rng.uniform(0.3, self.max_blur))
+            if rng.random() < self.p_blur
+            else 0.0,
+            noise_std=float(rng.uniform(1.0, self.max_noise))
+            if rng.random() < self.p_noise
+            else 0.0,
             jpeg_quality=int(rng.integers(30, 96)) if rng.random() < self.p_jpeg else None,
         )
 
 
-def jitter_alignment(crop: np.ndarray, rng: np.random.Generator, shift: float = 0.02,
-                     scale: float = 0.03, angle: float = 3.0) -> np.ndarray:
+def jitter_alignment(
+    crop: np.ndarray,
+    rng: np.random.Generator,
+    shift: float = 0.02,
+    scale: float = 0.03,
+    angle: float = 3.0,
+) -> np.ndarray:
     """Small random similarity warp of an aligned crop (simulates landmark error at LR).
 
     ``shift`` is a fraction of the side; ``scale`` a relative change; ``angle`` degrees.

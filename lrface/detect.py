@@ -120,7 +120,9 @@ class Detector:
             yield image, (0, 0), min(1.0, 1280.0 / max(h, w)) if max(h, w) > 1280 else 1.0
         if max(h, w) < 160:
             pad = int(round(0.5 * max(h, w)))
-            padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+            padded = cv2.copyMakeBorder(
+                image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127)
+            )
             yield padded, (pad, pad), 640.0 / max(padded.shape[:2])
 
 
@@ -131,8 +133,13 @@ class SCRFD(Detector):
     _strides = (8, 16, 32)
     _num_anchors = 2
 
-    def __init__(self, model_path: str | Path, det_thresh: float = 0.5, nms_thresh: float = 0.4,
-                 providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        det_thresh: float = 0.5,
+        nms_thresh: float = 0.4,
+        providers: list[str] | None = None,
+    ) -> None:
         super().__init__(det_thresh, nms_thresh)
         from .providers import make_session
 
@@ -210,10 +217,14 @@ class YuNet(Detector):
 
     name = "yunet"
 
-    def __init__(self, model_path: str | Path, det_thresh: float = 0.6, nms_thresh: float = 0.3) -> None:
+    def __init__(
+        self, model_path: str | Path, det_thresh: float = 0.6, nms_thresh: float = 0.3
+    ) -> None:
         super().__init__(det_thresh, nms_thresh)
         self.model_path = str(model_path)
-        self._net = cv2.FaceDetectorYN.create(self.model_path, "", (320, 320), det_thresh, nms_thresh, 5000)
+        self._net = cv2.FaceDetectorYN.create(
+            self.model_path, "", (320, 320), det_thresh, nms_thresh, 5000
+        )
 
     def _detect_at(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
@@ -226,8 +237,14 @@ class YuNet(Detector):
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
         faces = np.asarray(faces, dtype=np.float32) / np.float32(scale)
         boxes = np.stack(
-            [faces[:, 0], faces[:, 1], faces[:, 0] + faces[:, 2], faces[:, 1] + faces[:, 3],
-             faces[:, 14] * scale], axis=1
+            [
+                faces[:, 0],
+                faces[:, 1],
+                faces[:, 0] + faces[:, 2],
+                faces[:, 1] + faces[:, 3],
+                faces[:, 14] * scale,
+            ],
+            axis=1,
         )
         kps = faces[:, 4:14].reshape(-1, 5, 2)
         # YuNet lists the subject's right eye first, i.e. the eye on the image's left: same
@@ -239,13 +256,16 @@ class YuNet(Detector):
 
 
 @lru_cache(maxsize=8)
-def load_detector(name: str = "scrfd-2.5g", det_thresh: float | None = None,
-                  model_dir: str | None = None) -> Detector:
+def load_detector(
+    name: str = "scrfd-2.5g", det_thresh: float | None = None, model_dir: str | None = None
+) -> Detector:
     """Build a registry detector by name (cached): ``scrfd-2.5g`` (default),
     ``scrfd-500m``, ``scrfd-10g`` or ``yunet``."""
     spec = registry.get_spec(name)
     if spec.kind != "detector":
-        raise registry.ModelFileError(f"{name}: not a detector; choose scrfd-2.5g, scrfd-500m or yunet")
+        raise registry.ModelFileError(
+            f"{name}: not a detector; choose scrfd-2.5g, scrfd-500m or yunet"
+        )
     path = registry.locate(spec, model_dir)
     if spec.detector_type == "yunet":
         return YuNet(path, det_thresh=det_thresh if det_thresh is not None else 0.6)

@@ -20,8 +20,9 @@ from .models import registry
 from .models.torch_embedder import load_student_state
 
 
-def export_onnx(model: str, onnx_path: str | Path, opset: int = 17,
-                check_crops: np.ndarray | None = None) -> dict[str, Any]:
+def export_onnx(
+    model: str, onnx_path: str | Path, opset: int = 17, check_crops: np.ndarray | None = None
+) -> dict[str, Any]:
     """Export student ``model`` (name, card or weights path) to ``onnx_path``.
 
     Writes ``onnx_path`` and the card ``onnx_path.with_suffix('.json')`` (``runtime:
@@ -37,24 +38,44 @@ def export_onnx(model: str, onnx_path: str | Path, opset: int = 17,
     s = int(spec.input_size or 112)
     dummy = torch.zeros(1, 3, s, s)
     buf = io.BytesIO()
-    torch.onnx.export(net, (dummy,), buf, input_names=["input"], output_names=["embedding"],
-                      dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-                      opset_version=opset, dynamo=False)
+    torch.onnx.export(
+        net,
+        (dummy,),
+        buf,
+        input_names=["input"],
+        output_names=["embedding"],
+        dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+        opset_version=opset,
+        dynamo=False,
+    )
     data = buf.getvalue()
     onnx_path = Path(onnx_path)
     with atomic_write(onnx_path, "wb") as fh:
         fh.write(data)
-    x = check_crops if check_crops is not None else np.random.default_rng(0).normal(size=(4, 3, s, s)).astype(np.float32)
+    x = (
+        check_crops
+        if check_crops is not None
+        else np.random.default_rng(0).normal(size=(4, 3, s, s)).astype(np.float32)
+    )
     diff = max_abs_diff(net, data, x)
     card = copy.deepcopy(spec.card or {})
-    card.update({
-        "name": card.get("name", spec.name) + "-onnx" if not card.get("name", "").endswith("-onnx") else card["name"],
-        "runtime": "onnx",
-        "weights_file": onnx_path.name,
-        "sha256": registry.sha256_of(onnx_path),
-        "export": {"from": spec.name, "from_sha256": spec.sha256, "opset": opset,
-                   "max_abs_diff": float(diff), "torch": torch.__version__},
-    })
+    card.update(
+        {
+            "name": card.get("name", spec.name) + "-onnx"
+            if not card.get("name", "").endswith("-onnx")
+            else card["name"],
+            "runtime": "onnx",
+            "weights_file": onnx_path.name,
+            "sha256": registry.sha256_of(onnx_path),
+            "export": {
+                "from": spec.name,
+                "from_sha256": spec.sha256,
+                "opset": opset,
+                "max_abs_diff": float(diff),
+                "torch": torch.__version__,
+            },
+        }
+    )
     write_json_atomic(onnx_path.with_suffix(".json"), card)
     return card
 

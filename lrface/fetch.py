@@ -11,8 +11,9 @@ from .models import registry
 _DIRECT = (".onnx", ".zip", ".pt", ".pth")
 
 
-def fetch_model(name: str, dest_dir: str | Path | None = None, progress: bool = True,
-                url: str | None = None) -> Path:
+def fetch_model(
+    name: str, dest_dir: str | Path | None = None, progress: bool = True, url: str | None = None
+) -> Path:
     """Download model ``name`` (sha256-checked, atomic, resumable) and return its path.
 
     Files inside an insightface pack are fetched by downloading the pack zip and

@@ -2,13 +2,19 @@
 
 A :class:`Gallery` stores, per identity, the L2-normalised float32 embeddings of its
 enrolment images and their source files, plus the model that produced them (name,
-sha256, embedding size).  Two matching modes:
+sha256, embedding size, and for a distilled student the teacher whose embedding space it
+shares).  Two matching modes:
 
 * ``aggregate="mean"``: one template per identity, the re-normalised mean of its image
   embeddings.  The per-image embeddings are kept, so adding or removing images only
   recomputes that identity's template; nothing is re-embedded.
 * ``aggregate="all"``: every image is matched; an identity's score is the maximum over
   its images.
+
+Model check (:meth:`Gallery.check_model`): probes must come from a model in the same
+embedding space -- the gallery's model itself, or a student whose card names it (or
+the gallery model's teacher) as ``teacher``, e.g. LR probes embedded by a student searched
+in a gallery the teacher built from HR photos.  Anything else raises :class:`LrfaceError`.
 
 Ranking: identities by score descending; equal scores are broken by enrolment order
 (the order of :attr:`Gallery.identities`, then image order within an identity).
@@ -21,7 +27,7 @@ File format (:meth:`Gallery.save`, one ``.npz`` written atomically, loadable wit
 * ``labels``: unicode (N,), the identity of each row;
 * ``sources``: unicode (N,), the source file of each row;
 * ``meta``: 0-d unicode array holding JSON: ``{"format": "lrface-gallery", "version": 1,
-  "model": {"name", "sha256", "embedding_size"}, "aggregate", "threshold",
+  "model": {"name", "sha256", "embedding_size", "teacher"}, "aggregate", "threshold",
   "identities": [...], "n_images"}``.
 
 Mean templates are not stored; they are recomputed on load (deterministically).
@@ -69,6 +75,7 @@ class Gallery:
         embedding_size: int,
         aggregate: str = "mean",
         threshold: float | None = None,
+        teacher: dict[str, Any] | None = None,
     ) -> None:
         if aggregate not in AGGREGATES:
             raise LrfaceError(f"unknown aggregate {aggregate!r}; choose 'mean' or 'all'")
@@ -78,6 +85,8 @@ class Gallery:
         self.aggregate = aggregate
         #: Default decision threshold (cosine; known if score >= threshold).
         self.threshold = threshold
+        #: ``{"name", "sha256"}`` of the teacher a student model was distilled from, else None.
+        self.teacher = dict(teacher) if teacher else None
         self._emb: dict[str, np.ndarray] = {}  # identity -> float32 (n_i, D)
         self._src: dict[str, list[str]] = {}  # identity -> n_i source files
         self._cache: tuple[np.ndarray, np.ndarray] | None = None  # (matrix, owner ids)
@@ -85,8 +94,14 @@ class Gallery:
     @classmethod
     def for_embedder(cls, embedder: Any, aggregate: str = "mean") -> Gallery:
         """An empty gallery for the model of ``embedder`` (name, sha256, size, threshold)."""
-        return cls(embedder.name, embedder.sha256, embedder.embedding_size, aggregate,
-                   embedder.threshold)
+        return cls(
+            embedder.name,
+            embedder.sha256,
+            embedder.embedding_size,
+            aggregate,
+            embedder.threshold,
+            _teacher_of(embedder),
+        )
 
     # ------------------------------------------------------------------ contents
 
@@ -121,8 +136,10 @@ class Gallery:
         return _mean_template(self._emb[self._require(identity)])
 
     def __repr__(self) -> str:
-        return (f"Gallery({self.model_name!r}, aggregate={self.aggregate!r}, "
-                f"identities={len(self)}, images={self.n_images})")
+        return (
+            f"Gallery({self.model_name!r}, aggregate={self.aggregate!r}, "
+            f"identities={len(self)}, images={self.n_images})"
+        )
 
     # ------------------------------------------------------------------ editing
 
@@ -175,18 +192,24 @@ class Gallery:
     # ------------------------------------------------------------------ matching
 
     def check_model(self, embedder: Any) -> None:
-        """Raise :class:`LrfaceError` unless ``embedder`` is the gallery's model.
+        """Raise :class:`LrfaceError` unless ``embedder`` embeds into the gallery's space.
 
-        Compares name, embedding size and sha256 (when both are known).
+        Accepted: the same model (name equal, sha256 equal when both are known) or a model
+        sharing its embedding space (a student whose card names the gallery model, or the
+        gallery model's teacher, as ``teacher``); the embedding size must match.
         """
         name = getattr(embedder, "name", str(embedder))
         sha = getattr(embedder, "sha256", None)
         dim = getattr(embedder, "embedding_size", self.embedding_size)
-        same = (name == self.model_name and int(dim) == self.embedding_size
-                and (sha is None or self.model_sha256 is None or sha == self.model_sha256))
-        if not same:
+        ours = {"name": self.model_name, "sha256": self.model_sha256}
+        theirs = {"name": name, "sha256": sha}
+        spaces_ours = [ours] + ([self.teacher] if self.teacher else [])
+        spaces_theirs = [theirs] + ([t] if (t := _teacher_of(embedder)) else [])
+        same_space = any(_same_model(a, b) for a in spaces_ours for b in spaces_theirs)
+        if not (same_space and int(dim) == self.embedding_size):
+            ours = _describe(self.model_name, self.model_sha256, self.embedding_size)
             raise LrfaceError(
-                f"gallery was built with model {_describe(self.model_name, self.model_sha256, self.embedding_size)} "
+                f"gallery was built with model {ours} "
                 f"but the probes use {_describe(name, sha, int(dim))}; embeddings of different "
                 f"models are not comparable: use --model {self.model_name} or rebuild the gallery"
             )
@@ -218,7 +241,9 @@ class Gallery:
         names = self.identities
         if self.aggregate == "mean":
             scores, idx = _search(p, matrix, int(top_k), backend=backend)
-            ranked = [list(zip(row_i.tolist(), row_s.tolist())) for row_i, row_s in zip(idx, scores)]
+            ranked = [
+                list(zip(row_i.tolist(), row_s.tolist())) for row_i, row_s in zip(idx, scores)
+            ]
         else:
             ranked = _rank_identities_all(p, matrix, owner, int(top_k), backend)
         out = []
@@ -251,12 +276,14 @@ class Gallery:
             )
         results = []
         for hits in self.search(probe_embeddings, top_k, None, backend, embedder):
-            best, score = (hits[0] if hits else (UNKNOWN, float("nan")))
-            results.append({
-                "identity": best if hits and score >= thr else UNKNOWN,
-                "score": score,
-                "candidates": [{"identity": n, "score": s} for n, s in hits],
-            })
+            best, score = hits[0] if hits else (UNKNOWN, float("nan"))
+            results.append(
+                {
+                    "identity": best if hits and score >= thr else UNKNOWN,
+                    "score": score,
+                    "candidates": [{"identity": n, "score": s} for n, s in hits],
+                }
+            )
         return results
 
     # ------------------------------------------------------------------ persistence
@@ -264,29 +291,43 @@ class Gallery:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the gallery to ``path`` atomically (format: see the module docstring)."""
         names = self.identities
-        emb = (np.concatenate([self._emb[n] for n in names]) if names
-               else np.zeros((0, self.embedding_size), np.float32))
+        emb = (
+            np.concatenate([self._emb[n] for n in names])
+            if names
+            else np.zeros((0, self.embedding_size), np.float32)
+        )
         labels = np.array([n for n in names for _ in self._src[n]], dtype=str)
         sources = np.array([s for n in names for s in self._src[n]], dtype=str)
         meta = {
             "format": FORMAT,
             "version": VERSION,
-            "model": {"name": self.model_name, "sha256": self.model_sha256,
-                      "embedding_size": self.embedding_size},
+            "model": {
+                "name": self.model_name,
+                "sha256": self.model_sha256,
+                "embedding_size": self.embedding_size,
+                "teacher": self.teacher,
+            },
             "aggregate": self.aggregate,
             "threshold": self.threshold,
             "identities": names,
-            "n_images": int(len(emb)),
+            "n_images": len(emb),
         }
-        save_npz_atomic(path, embeddings=emb, labels=labels.reshape(-1),
-                        sources=sources.reshape(-1), meta=np.array(json.dumps(meta)))
+        save_npz_atomic(
+            path,
+            embeddings=emb,
+            labels=labels.reshape(-1),
+            sources=sources.reshape(-1),
+            meta=np.array(json.dumps(meta)),
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Gallery:
         """Read a gallery written by :meth:`save`; :class:`LrfaceError` if it is not one."""
         path = Path(path)
         if not path.is_file():
-            raise LrfaceError(f"{path}: no such gallery file; build one with `lrface gallery build`")
+            raise LrfaceError(
+                f"{path}: no such gallery file; build one with `lrface gallery build`"
+            )
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
@@ -301,7 +342,14 @@ class Gallery:
                 f"(this lrface reads version {VERSION}); rebuild the gallery"
             )
         m = meta["model"]
-        g = cls(m["name"], m["sha256"], m["embedding_size"], meta["aggregate"], meta["threshold"])
+        g = cls(
+            m["name"],
+            m["sha256"],
+            m["embedding_size"],
+            meta["aggregate"],
+            meta["threshold"],
+            m.get("teacher"),
+        )
         if not len(emb) == len(labels) == len(sources):
             raise LrfaceError(f"{path}: gallery arrays differ in length; the file is corrupt")
         rows: dict[str, list[int]] = {}
@@ -359,6 +407,22 @@ class Gallery:
         return self._cache
 
 
+def _teacher_of(embedder: Any) -> dict[str, Any] | None:
+    """``{"name", "sha256"}`` of the teacher named in a student's card, else None."""
+    card = getattr(getattr(embedder, "spec", None), "card", None) or {}
+    t = card.get("teacher")
+    if isinstance(t, dict) and t.get("name"):
+        return {"name": str(t["name"]), "sha256": t.get("sha256")}
+    return None
+
+
+def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same name, and same sha256 unless one of them is unknown."""
+    return a["name"] == b["name"] and (
+        not a["sha256"] or not b["sha256"] or a["sha256"] == b["sha256"]
+    )
+
+
 def _describe(name: str, sha: str | None, dim: int) -> str:
     return f"{name} (sha256 {sha[:12] if sha else 'unknown'}, dim {dim})"
 
@@ -389,7 +453,9 @@ def _rank_identities_all(
         k = min(len(images), 4 * k)
 
 
-def _first_per_identity(owners: np.ndarray, scores: np.ndarray, want: int) -> list[tuple[int, float]]:
+def _first_per_identity(
+    owners: np.ndarray, scores: np.ndarray, want: int
+) -> list[tuple[int, float]]:
     seen: dict[int, float] = {}
     for o, s in zip(owners.tolist(), scores.tolist()):
         if o not in seen:
@@ -432,8 +498,11 @@ def build_gallery(
         )
     loose = [p for p in root.iterdir() if p.is_file()]
     if loose:
-        log.warning("gallery: %d file(s) directly in %s ignored (not in an identity folder)",
-                    len(loose), root)
+        log.warning(
+            "gallery: %d file(s) directly in %s ignored (not in an identity folder)",
+            len(loose),
+            root,
+        )
     gallery = Gallery.for_embedder(embedder, aggregate)
     failures: list[tuple[str, str]] = []
     bar = _progress(sum(len(imgs) for _, imgs in people), progress)
@@ -452,8 +521,12 @@ def build_gallery(
                 gallery.add(name, embedder.embed_crops(crops), sources)
     finally:
         bar.close()
-    log.info("gallery: %d identities, %d images enrolled, %d failed", len(gallery),
-             gallery.n_images, len(failures))
+    log.info(
+        "gallery: %d identities, %d images enrolled, %d failed",
+        len(gallery),
+        gallery.n_images,
+        len(failures),
+    )
     return gallery, failures
 
 

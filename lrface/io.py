@@ -100,9 +100,9 @@ def _looks_truncated_jpeg(data: bytes) -> bool:
 
 def _check_pixel_count_from_header(data: bytes, label: str) -> None:
     try:
-        from PIL import Image
-
         import io as _io
+
+        from PIL import Image
 
         with Image.open(_io.BytesIO(data)) as im:
             w, h = im.size
@@ -135,9 +135,7 @@ def _to_bgr(img: np.ndarray, label: str) -> np.ndarray:
         return np.ascontiguousarray(img)
     if img.ndim == 3 and img.shape[2] == 4:
         return _composite_bgra(img)
-    raise ImageError(
-        f"{label}: unsupported image shape {img.shape}; expected HxW, HxWx3 or HxWx4"
-    )
+    raise ImageError(f"{label}: unsupported image shape {img.shape}; expected HxW, HxWx3 or HxWx4")
 
 
 def _composite_bgra(img: np.ndarray) -> np.ndarray:
@@ -171,9 +169,9 @@ def _apply_exif_orientation(img: np.ndarray, data: bytes) -> np.ndarray:
     if not (data.startswith(b"\xff\xd8") or data[:4] in (b"II*\x00", b"MM\x00*")):
         return img
     try:
-        from PIL import Image
-
         import io as _io
+
+        from PIL import Image
 
         with Image.open(_io.BytesIO(data)) as im:
             orientation = im.getexif().get(0x0112, 1)

@@ -34,16 +34,26 @@ class PreparedFace:
     source: str
 
     def to_dict(self) -> dict:
-        d = {"source": self.source, "faces_found": self.n_faces, "face_index": self.face_index,
-             "face_size_px": round(float(self.face_size), 1)}
+        d = {
+            "source": self.source,
+            "faces_found": self.n_faces,
+            "face_index": self.face_index,
+            "face_size_px": round(float(self.face_size), 1),
+        }
         if self.face is not None:
             d.update(self.face.to_dict())
         return d
 
 
-def prepare_face(source: ImageInput, detect: bool = True, size: int = 112,
-                 face_index: int | None = None, detector: str = "scrfd-2.5g",
-                 det_thresh: float | None = None, name: str | None = None) -> PreparedFace:
+def prepare_face(
+    source: ImageInput,
+    detect: bool = True,
+    size: int = 112,
+    face_index: int | None = None,
+    detector: str = "scrfd-2.5g",
+    det_thresh: float | None = None,
+    name: str | None = None,
+) -> PreparedFace:
     """Read ``source`` and return its aligned face crop at ``size`` x ``size``.
 
     Crops whose face is smaller than ``size`` are aligned at the face's native
@@ -78,8 +88,9 @@ def prepare_face(source: ImageInput, detect: bool = True, size: int = 112,
     return PreparedFace(crop, face, len(faces), idx, native, label)
 
 
-def detect_faces(source: ImageInput, detector: str = "scrfd-2.5g",
-                 det_thresh: float | None = None) -> tuple[np.ndarray, list[Face]]:
+def detect_faces(
+    source: ImageInput, detector: str = "scrfd-2.5g", det_thresh: float | None = None
+) -> tuple[np.ndarray, list[Face]]:
     """Read ``source`` and detect every face: returns (BGR image, faces largest first)."""
     image = read_image(source)
     return image, load_detector(detector, det_thresh).detect(image)

@@ -101,7 +101,9 @@ def search(
 def choose_backend(backend: str, n_gallery: int, faiss_threshold: int = 50_000) -> str:
     """Resolve ``backend`` (``auto``/``numpy``/``faiss``) to ``numpy`` or ``faiss``; logs it."""
     if backend not in BACKENDS:
-        raise LrfaceError(f"unknown search backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise LrfaceError(
+            f"unknown search backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
     if backend == "faiss" and not faiss_available():
         raise LrfaceError(
             "search backend 'faiss' needs the faiss-cpu package; "
@@ -153,7 +155,9 @@ def _faiss_candidates(p: np.ndarray, g: np.ndarray, k: int) -> np.ndarray:
     return idx.astype(np.int64, copy=False)
 
 
-def _rescore(p: np.ndarray, g: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _rescore(
+    p: np.ndarray, g: np.ndarray, cand: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Re-score candidates exactly (float64 dot, rounded to float32) and keep the k best.
 
     ``cand``: int64 (P, C) with C >= k.  Returns float32 (P, k) scores and int64 (P, k)

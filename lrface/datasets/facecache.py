@@ -47,7 +47,7 @@ def central_face_landmarks(image: np.ndarray, detector) -> tuple[np.ndarray, boo
         if faces:
             c = np.array([w / 2, h / 2])
 
-            def cost(f):
+            def cost(f, c=c):
                 bc = np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2])
                 return np.linalg.norm(bc - c) / max(np.sqrt(f.area), 1.0)
 
@@ -64,8 +64,13 @@ def _work(path: str) -> tuple[np.ndarray, bool, np.ndarray]:
     return lm, fb, align_face(img, lm, 112)
 
 
-def aligned_crops(root: Path, rel_paths: list[str], detector_name: str = "scrfd-2.5g",
-                  workers: int = 2, progress: bool = True) -> dict[str, np.ndarray]:
+def aligned_crops(
+    root: Path,
+    rel_paths: list[str],
+    detector_name: str = "scrfd-2.5g",
+    workers: int = 2,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
     """Landmarks and aligned 112x112 BGR crops for ``rel_paths`` under ``root`` (cached).
 
     Returns ``{"paths": (N,) str, "landmarks": (N,5,2) float32, "fallback": (N,) bool,
@@ -90,7 +95,9 @@ def aligned_crops(root: Path, rel_paths: list[str], detector_name: str = "scrfd-
         ):
             lms[i], fbs[i], crops[i] = lm, fb, crop
     if fbs.any():
-        log.warning("%d of %d images had no detectable face; used the centred fallback", fbs.sum(), n)
+        log.warning(
+            "%d of %d images had no detectable face; used the centred fallback", fbs.sum(), n
+        )
     out = {"paths": np.array(rel_paths), "landmarks": lms, "fallback": fbs, "crops": crops}
     save_npz_atomic(fn, **out)
     return out

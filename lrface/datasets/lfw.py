@@ -54,7 +54,9 @@ class LFW:
         for name in IMAGE_DIRS:
             if (root / name).is_dir():
                 return root / name
-        if any((d / f"{d.name}_0001.jpg").is_file() for d in list(root.iterdir())[:50] if d.is_dir()):
+        if any(
+            (d / f"{d.name}_0001.jpg").is_file() for d in list(root.iterdir())[:50] if d.is_dir()
+        ):
             return root
         found = sorted(p.name for p in root.iterdir())[:6]
         raise DatasetError(
@@ -66,7 +68,9 @@ class LFW:
         for cand in (root / "pairs.txt", self.image_dir / "pairs.txt", root.parent / "pairs.txt"):
             if cand.is_file():
                 return cand
-        raise DatasetError(f"{root}: pairs.txt not found (expected the official View-2 file in {root})")
+        raise DatasetError(
+            f"{root}: pairs.txt not found (expected the official View-2 file in {root})"
+        )
 
     @cached_property
     def pairs(self) -> list[Pair]:
@@ -76,9 +80,13 @@ class LFW:
         for line in lines[1:]:
             parts = line.split()
             if len(parts) == 3:
-                out.append(Pair(_image_name(parts[0], parts[1]), _image_name(parts[0], parts[2]), True, 0))
+                out.append(
+                    Pair(_image_name(parts[0], parts[1]), _image_name(parts[0], parts[2]), True, 0)
+                )
             elif len(parts) == 4:
-                out.append(Pair(_image_name(parts[0], parts[1]), _image_name(parts[2], parts[3]), False, 0))
+                out.append(
+                    Pair(_image_name(parts[0], parts[1]), _image_name(parts[2], parts[3]), False, 0)
+                )
         if len(out) != PAIRS_PER_FOLD * N_FOLDS:
             raise DatasetError(
                 f"{self.pairs_file}: expected 6000 pairs (10 folds x 600), found {len(out)}"

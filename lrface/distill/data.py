@@ -45,8 +45,12 @@ def _lfw_or_none(root: Path) -> LFW | None:
         return None
 
 
-def load_training_faces(data: str | Path, test_pairs: str | Path | None = None,
-                        limit: int | None = None, detector: str = "scrfd-2.5g") -> FaceSet:
+def load_training_faces(
+    data: str | Path,
+    test_pairs: str | Path | None = None,
+    limit: int | None = None,
+    detector: str = "scrfd-2.5g",
+) -> FaceSet:
     """Faces to distil on.
 
     ``data`` is an LFW copy (then only its train split is used: identities that never
@@ -77,7 +81,11 @@ def load_training_faces(data: str | Path, test_pairs: str | Path | None = None,
         )
     if limit:
         rels = rels[:limit]
-    faces = aligned_crops(image_root, rels, detector) if lfw is None else _lfw_crops(lfw, rels, detector)
+    faces = (
+        aligned_crops(image_root, rels, detector)
+        if lfw is None
+        else _lfw_crops(lfw, rels, detector)
+    )
     return FaceSet(image_root, rels, [identity_of(r) for r in rels], faces)
 
 
@@ -133,9 +141,19 @@ class DistillDataset(torch.utils.data.Dataset):
     native student: the LR crop is resized to S).  ``target``: float32 (D,).
     """
 
-    def __init__(self, faces: FaceSet, plain: np.ndarray, mirror: np.ndarray, input_size: int,
-                 mean: tuple[float, ...], std: tuple[float, ...], degradation: RandomDegradation,
-                 seed: int = 0, p_flip: float = 0.5, p_jitter: float = 0.5) -> None:
+    def __init__(
+        self,
+        faces: FaceSet,
+        plain: np.ndarray,
+        mirror: np.ndarray,
+        input_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        degradation: RandomDegradation,
+        seed: int = 0,
+        p_flip: float = 0.5,
+        p_jitter: float = 0.5,
+    ) -> None:
         self.faces, self.plain, self.mirror = faces, plain, mirror
         self.input_size = input_size
         self.mean = np.asarray(mean, np.float32)

@@ -93,9 +93,16 @@ class CRCDLoss(nn.Module):
         neg_reduction: ``"sum"`` or ``"mean"`` ["mean"].
     """
 
-    def __init__(self, dim: int = 128, hidden: int = 256, rel_dim: int = 128, tau: float = 0.1,
-                 n_negatives: int | None = 16, n_anchors: int | None = 1024,
-                 neg_reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        dim: int = 128,
+        hidden: int = 256,
+        rel_dim: int = 128,
+        tau: float = 0.1,
+        n_negatives: int | None = 16,
+        n_anchors: int | None = 1024,
+        neg_reduction: str = "mean",
+    ) -> None:
         super().__init__()
         if neg_reduction not in ("sum", "mean"):
             raise ValueError("neg_reduction must be 'sum' or 'mean'")
@@ -106,8 +113,9 @@ class CRCDLoss(nn.Module):
         self.n_anchors = n_anchors
         self.neg_reduction = neg_reduction
 
-    def sample(self, b: int, generator: torch.Generator | None = None,
-               device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(
+        self, b: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Anchor indices i, j (M,) and negative indices k (M, K) with i != j, k != j."""
         ii, jj = torch.meshgrid(torch.arange(b), torch.arange(b), indexing="ij")
         mask = ii != jj
@@ -129,9 +137,13 @@ class CRCDLoss(nn.Module):
         """Logit of h: ``cos(a, b) / tau`` along the last axis."""
         return F.cosine_similarity(a, b, dim=-1) / self.tau
 
-    def forward(self, s: torch.Tensor, t: torch.Tensor,
-                generator: torch.Generator | None = None,
-                indices: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        s: torch.Tensor,
+        t: torch.Tensor,
+        generator: torch.Generator | None = None,
+        indices: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         t = t.detach()
         ii, jj, kk = indices if indices is not None else self.sample(len(s), generator, s.device)
         v_t = self.f_t(t[ii] - t[jj])  # (M, R)

@@ -92,8 +92,16 @@ class DistillConfig:
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -131,7 +139,9 @@ class Validator:
     (flip fusion).  Accuracy: 5-fold cross-validated thresholds, as the test protocol.
     """
 
-    def __init__(self, data: str, targets: dict[str, np.ndarray], sizes: tuple[int, ...]) -> None:
+    def __init__(
+        self, data: str, targets: dict[str, np.ndarray], sizes: tuple[int, ...], teacher=None
+    ) -> None:
         from ..datasets.facecache import aligned_crops
         from ..datasets.lfw import LFW
 
@@ -139,20 +149,37 @@ class Validator:
         pairs = lfw.split_pairs("val")
         allc = aligned_crops(lfw.image_dir, lfw.all_images)
         index = {p: i for i, p in enumerate(allc["paths"].tolist())}
-        self.hr = np.stack([targets[p.a] for p in pairs])
         self.crops_b = allc["crops"][[index[p.b] for p in pairs]]
         self.crops_a = allc["crops"][[index[p.a] for p in pairs]]
+        missing = [i for i, p in enumerate(pairs) if p.a not in targets]
+        if missing:  # e.g. a --limit run: embed the missing HR images with the teacher
+            flip = teacher.flip
+            teacher.flip = True
+            emb = teacher.embed_crops(list(self.crops_a[missing]))
+            teacher.flip = flip
+            targets = dict(targets)
+            for i, e in zip(missing, emb):
+                targets[pairs[i].a] = e
+        self.hr = np.stack([targets[p.a] for p in pairs])
         self.labels = np.array([p.same for p in pairs], dtype=np.int64)
         self.folds = np.array([p.fold for p in pairs])
         self.sizes = sizes
 
-    def student_embed(self, model: torch.nn.Module, crops: np.ndarray, input_size: int,
-                      mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    def student_embed(
+        self,
+        model: torch.nn.Module,
+        crops: np.ndarray,
+        input_size: int,
+        mean: np.ndarray,
+        std: np.ndarray,
+    ) -> np.ndarray:
         model.eval()
         out = []
         with torch.inference_mode():
             for i in range(0, len(crops), 256):
-                x = np.stack([resize_to(c, input_size) for c in crops[i : i + 256]]).astype(np.float32)
+                x = np.stack([resize_to(c, input_size) for c in crops[i : i + 256]]).astype(
+                    np.float32
+                )
                 x = ((x[..., ::-1] - mean) / std).transpose(0, 3, 1, 2)
                 xt = torch.from_numpy(np.ascontiguousarray(x))
                 dev = next(model.parameters()).device
@@ -162,7 +189,9 @@ class Validator:
         model.train()
         return l2_normalize(np.concatenate(out))
 
-    def run(self, model: torch.nn.Module, input_size: int, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    def run(
+        self, model: torch.nn.Module, input_size: int, mean: np.ndarray, std: np.ndarray
+    ) -> dict[str, float]:
         from ..eval.metrics import kfold_accuracy
 
         res = {}
@@ -174,8 +203,14 @@ class Validator:
             res[f"val_hr-lr_{s}"] = round(100 * acc["accuracy_mean"], 2)
         return res
 
-    def calibrate_threshold(self, model: torch.nn.Module, input_size: int, mean: np.ndarray,
-                            std: np.ndarray, sizes: tuple[int, ...] = (12, 16, 20, 24, 32)) -> dict[str, Any]:
+    def calibrate_threshold(
+        self,
+        model: torch.nn.Module,
+        input_size: int,
+        mean: np.ndarray,
+        std: np.ndarray,
+        sizes: tuple[int, ...] = (12, 16, 20, 24, 32),
+    ) -> dict[str, Any]:
         """Threshold maximising accuracy on a mix of student-vs-student pairs of folds 1-5:
         HR-HR plus HR-LR at each of ``sizes`` (the situations ``lrface verify`` meets)."""
         from ..eval.metrics import best_threshold
@@ -188,9 +223,12 @@ class Validator:
         all_scores = np.concatenate(scores)
         labels = np.tile(self.labels, len(scores))
         thr, acc = best_threshold(all_scores, labels)
-        return {"threshold": round(float(thr), 4), "calibration_accuracy": round(100 * acc, 2),
-                "threshold_note": "max accuracy on LFW folds 1-5 pairs (train identities), student "
-                f"vs student, HR-HR plus HR-LR at {','.join(map(str, sizes))} px (area-down)"}
+        return {
+            "threshold": round(float(thr), 4),
+            "calibration_accuracy": round(100 * acc, 2),
+            "threshold_note": "max accuracy on LFW folds 1-5 pairs (train identities), student "
+            f"vs student, HR-HR plus HR-LR at {','.join(map(str, sizes))} px (area-down)",
+        }
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -202,7 +240,11 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     """Run a distillation; returns the final card (also written to ``out/<name>.json``)."""
     rank, world = _dist_info()
     distributed = world > 1
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if cfg.threads:
@@ -210,8 +252,11 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = cfg.name or (cfg.student if cfg.arch == "mbf" or cfg.student[-1].isdigit()
-                        else f"{cfg.student}-{cfg.resolved_input_size()}")
+    name = cfg.name or (
+        cfg.student
+        if cfg.arch == "mbf" or cfg.student[-1].isdigit()
+        else f"{cfg.student}-{cfg.resolved_input_size()}"
+    )
     input_size = cfg.resolved_input_size()
 
     teacher = load_embedder(cfg.teacher, flip=False)
@@ -223,7 +268,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
 
     if cfg.arch == "mbf":
         if tspec.runtime != "onnx" or tspec.input_size != 112:
-            raise LrfaceError(f"{cfg.teacher}: lrface-mbf is initialised from a 112-px MobileFaceNet teacher ONNX")
+            raise LrfaceError(
+                f"{cfg.teacher}: lrface-mbf is initialised from a 112-px MobileFaceNet teacher ONNX"
+            )
         student = mobilefacenet_from_onnx(registry.locate(tspec))
         arch_kwargs: dict[str, Any] = {}
     else:
@@ -231,19 +278,34 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         student = create_student("tiny", **arch_kwargs)
     crcd = None
     if "crcd" in cfg.losses:
-        crcd = CRCDLoss(dim=teacher.embedding_size, hidden=cfg.crcd_hidden, tau=cfg.crcd_tau,
-                        n_negatives=cfg.crcd_negatives, n_anchors=cfg.crcd_anchors,
-                        neg_reduction=cfg.crcd_neg_reduction)
+        crcd = CRCDLoss(
+            dim=teacher.embedding_size,
+            hidden=cfg.crcd_hidden,
+            tau=cfg.crcd_tau,
+            n_negatives=cfg.crcd_negatives,
+            n_anchors=cfg.crcd_anchors,
+            neg_reduction=cfg.crcd_neg_reduction,
+        )
     rkd = RKDLoss() if "rkd" in cfg.losses else None
     bundle = _Bundle(student, crcd).to(device)
     opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    ds = DistillDataset(faces, plain, mirror, input_size, tuple(mean), tuple(std),
-                        RandomDegradation(cfg.min_size, cfg.max_size, p_hr=cfg.p_hr), seed=cfg.seed)
+    ds = DistillDataset(
+        faces,
+        plain,
+        mirror,
+        input_size,
+        tuple(mean),
+        tuple(std),
+        RandomDegradation(cfg.min_size, cfg.max_size, p_hr=cfg.p_hr),
+        seed=cfg.seed,
+    )
     per_rank_batch = max(2, cfg.batch_size // world)
     steps_per_epoch = len(ds) // (per_rank_batch * world)
     if steps_per_epoch == 0:
-        raise LrfaceError(f"{cfg.data}: {len(ds)} faces are fewer than one batch of {cfg.batch_size}")
+        raise LrfaceError(
+            f"{cfg.data}: {len(ds)} faces are fewer than one batch of {cfg.batch_size}"
+        )
     total_steps = steps_per_epoch * cfg.epochs
 
     start_epoch, step, history, best = 0, 0, [], -1.0
@@ -259,7 +321,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     validator = None
     if rank == 0 and cfg.val_every and _is_lfw(cfg.data):
         targets = {p: fused[i] for i, p in enumerate(faces.paths)}
-        validator = Validator(cfg.data, targets, cfg.val_sizes)
+        validator = Validator(cfg.data, targets, cfg.val_sizes, teacher)
 
     for epoch in range(start_epoch, cfg.epochs):
         ds.set_epoch(epoch)
@@ -267,12 +329,18 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         order = order[: steps_per_epoch * per_rank_batch * world]
         mine = order.reshape(steps_per_epoch, world, per_rank_batch)[:, rank].reshape(-1)
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(ds, mine.tolist()), batch_size=per_rank_batch, shuffle=False,
-            num_workers=cfg.workers, drop_last=True)
+            torch.utils.data.Subset(ds, mine.tolist()),
+            batch_size=per_rank_batch,
+            shuffle=False,
+            num_workers=cfg.workers,
+            drop_last=True,
+        )
         bundle.train()
         sums: dict[str, float] = {}
         t0 = time.time()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0)
+        bar = tqdm(
+            loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0
+        )
         for x, target, _sizes in bar:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total_steps, cfg)
@@ -290,7 +358,13 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
                 # Warm-up: the relation heads learn on a detached student first, then the
                 # CRCD gradient reaches the student with a linearly rising weight.
                 terms["crcd"] = bundle.crcd(s.detach() if warm else s, target, generator=gen)
-                ramp = 1.0 if warm else min(1.0, (step - cfg.crcd_warmup_steps + 1) / max(1, cfg.crcd_warmup_steps))
+                ramp = (
+                    1.0
+                    if warm
+                    else min(
+                        1.0, (step - cfg.crcd_warmup_steps + 1) / max(1, cfg.crcd_warmup_steps)
+                    )
+                )
                 loss = loss + (cfg.beta * ramp if not warm else 1.0) * terms["crcd"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -299,26 +373,46 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n_done = bar.n + 1
-            bar.set_postfix({k: f"{v / n_done:.4f}" for k, v in sums.items()}
-                            | {"img/s": f"{n_done * per_rank_batch * world / (time.time() - t0):.0f}"})
+            bar.set_postfix(
+                {k: f"{v / n_done:.4f}" for k, v in sums.items()}
+                | {"img/s": f"{n_done * per_rank_batch * world / (time.time() - t0):.0f}"}
+            )
             if cfg.max_steps and step >= cfg.max_steps:
                 break
         n_batches = max(1, bar.n)
-        row: dict[str, Any] = {"epoch": epoch + 1, "step": step,
-                               **{f"loss_{k}": round(v / n_batches, 5) for k, v in sums.items()},
-                               "seconds": round(time.time() - t0, 1)}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            **{f"loss_{k}": round(v / n_batches, 5) for k, v in sums.items()},
+            "seconds": round(time.time() - t0, 1),
+        }
         if rank == 0:
-            if validator is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            if validator is not None and (
+                (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+            ):
                 row.update(validator.run(bundle.student, input_size, mean, std))
-            score = np.mean([v for k, v in row.items() if k.startswith("val_")]) if validator else -row["loss_kd"]
+            score = (
+                float(np.mean([v for k, v in row.items() if k.startswith("val_")]))
+                if validator
+                else -float(row["loss_kd"])
+            )
             history.append(row)
-            state = {"bundle": bundle.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                     "step": step, "history": history, "best": max(best, score),
-                     "config": dataclasses.asdict(cfg)}
+            state = {
+                "bundle": bundle.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch + 1,
+                "step": step,
+                "history": history,
+                "best": max(best, score),
+                "config": dataclasses.asdict(cfg),
+            }
             _save_checkpoint(out / "last.pt", state)
             if score > best:
                 best = score
-                _save_checkpoint(out / "best.pt", {"model": bundle.student.state_dict(), "epoch": epoch + 1, "score": score})
+                _save_checkpoint(
+                    out / "best.pt",
+                    {"model": bundle.student.state_dict(), "epoch": epoch + 1, "score": score},
+                )
             _write_log(out, history)
             log.info("epoch %d: %s", epoch + 1, row)
             tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
@@ -329,8 +423,21 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
 
     card: dict[str, Any] = {}
     if rank == 0:
-        card = _finish(cfg, out, name, input_size, arch_kwargs, bundle.student, tspec, teacher,
-                       faces, history, validator, mean, std)
+        card = _finish(
+            cfg,
+            out,
+            name,
+            input_size,
+            arch_kwargs,
+            bundle.student,
+            tspec,
+            teacher,
+            faces,
+            history,
+            validator,
+            mean,
+            std,
+        )
     if distributed:
         dist.barrier()
     return card
@@ -358,11 +465,26 @@ def _write_log(out: Path, history: list[dict[str, Any]]) -> None:
         w.writerows(history)
 
 
-def _finish(cfg, out, name, input_size, arch_kwargs, student, tspec, teacher, faces, history,
-            validator, mean, std) -> dict[str, Any]:
+def _finish(
+    cfg,
+    out,
+    name,
+    input_size,
+    arch_kwargs,
+    student,
+    tspec,
+    teacher,
+    faces,
+    history,
+    validator,
+    mean,
+    std,
+) -> dict[str, Any]:
     best_path = out / "best.pt"
     if best_path.is_file():
-        student.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
+        student.load_state_dict(
+            torch.load(best_path, map_location="cpu", weights_only=True)["model"]
+        )
     student = student.cpu().eval()
     weights = out / f"{name}.pt"
     with atomic_write(weights, "wb") as fh:
@@ -381,19 +503,34 @@ def _finish(cfg, out, name, input_size, arch_kwargs, student, tspec, teacher, fa
         "parameters": count_parameters(student),
         "input_size": input_size,
         "embedding_size": teacher.embedding_size,
-        "preprocessing": {"color": "RGB", "mean": [float(m) for m in mean], "std": [float(s) for s in std],
-                          "note": "aligned ArcFace-template crop; resize to input_size (bicubic up, area down); "
-                                  "(pixel - mean) / std; flip fusion at inference"},
+        "preprocessing": {
+            "color": "RGB",
+            "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std],
+            "note": "aligned ArcFace-template crop; resize to input_size (bicubic up, area down); "
+            "(pixel - mean) / std; flip fusion at inference",
+        },
         **calib,
         "teacher": {"name": tspec.name, "sha256": tspec.sha256},
-        "data": {"path": os.path.relpath(cfg.data) if not os.path.isabs(cfg.data) else Path(cfg.data).name,
-                 "split": "LFW train split (identities disjoint from pairs folds 6-10)"
-                 if validator is not None else "user folder", "images": len(faces.paths),
-                 "identities": len(set(faces.identities))},
-        "training": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()
-                     if k not in ("data", "out")},
+        "data": {
+            "path": os.path.relpath(cfg.data)
+            if not os.path.isabs(cfg.data)
+            else Path(cfg.data).name,
+            "split": "LFW train split (identities disjoint from pairs folds 6-10)"
+            if validator is not None
+            else "user folder",
+            "images": len(faces.paths),
+            "identities": len(set(faces.identities)),
+        },
+        "training": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(cfg).items()
+            if k not in ("data", "out")
+        },
         "epochs_trained": history[-1]["epoch"] if history else 0,
-        "best_epoch": int(torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]) if best_path.is_file() else None,
+        "best_epoch": int(torch.load(best_path, map_location="cpu", weights_only=True)["epoch"])
+        if best_path.is_file()
+        else None,
         "validation": history[-1] if history else {},
         "history": history,
         "git_commit": _git_commit(),

@@ -82,7 +82,10 @@ class Embedder:
         return l2_normalize(feats)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, input={self.input_size}, dim={self.embedding_size})"
+        return (
+            f"{type(self).__name__}({self.name!r}, input={self.input_size}, "
+            f"dim={self.embedding_size})"
+        )
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:

@@ -93,7 +93,10 @@ def mobilefacenet_from_onnx(path: str | os.PathLike[str]) -> MobileFaceNet:
         for node, conv in zip(convs, targets):
             w = inits[node.input[1]]
             if tuple(w.shape) != tuple(conv.weight.shape):
-                raise ValueError(f"{path}: conv {node.name} has shape {w.shape}, expected {tuple(conv.weight.shape)}")
+                raise ValueError(
+                    f"{path}: conv {node.name} has shape {w.shape}, "
+                    f"expected {tuple(conv.weight.shape)}"
+                )
             conv.weight.copy_(torch.from_numpy(np.array(w)))
             conv.bias.copy_(torch.from_numpy(np.array(inits[node.input[2]])))
     return model
@@ -113,16 +116,29 @@ class TinyFaceNet(nn.Module):
         self.input_size = input_size
         w = width
         self.stem = nn.Sequential(
-            nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.PReLU(w),
-            nn.Conv2d(w, w, 3, 1, 1, groups=w, bias=False), nn.BatchNorm2d(w), nn.PReLU(w),
+            nn.Conv2d(3, w, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.PReLU(w),
+            nn.Conv2d(w, w, 3, 1, 1, groups=w, bias=False),
+            nn.BatchNorm2d(w),
+            nn.PReLU(w),
         )
-        self.stage1 = nn.Sequential(_SepBlock(w, 2 * w, 2), _SepBlock(2 * w, 2 * w, 1), _SepBlock(2 * w, 2 * w, 1))
-        self.stage2 = nn.Sequential(_SepBlock(2 * w, 4 * w, 2), _SepBlock(4 * w, 4 * w, 1), _SepBlock(4 * w, 4 * w, 1))
+        self.stage1 = nn.Sequential(
+            _SepBlock(w, 2 * w, 2), _SepBlock(2 * w, 2 * w, 1), _SepBlock(2 * w, 2 * w, 1)
+        )
+        self.stage2 = nn.Sequential(
+            _SepBlock(2 * w, 4 * w, 2), _SepBlock(4 * w, 4 * w, 1), _SepBlock(4 * w, 4 * w, 1)
+        )
         side = -(-input_size // 4)
         self.head = nn.Sequential(
-            nn.Conv2d(4 * w, 512, 1, bias=False), nn.BatchNorm2d(512), nn.PReLU(512),
-            nn.Conv2d(512, 512, side, groups=512, bias=False), nn.BatchNorm2d(512),
-            nn.Flatten(), nn.Linear(512, embedding_size, bias=False), nn.BatchNorm1d(embedding_size),
+            nn.Conv2d(4 * w, 512, 1, bias=False),
+            nn.BatchNorm2d(512),
+            nn.PReLU(512),
+            nn.Conv2d(512, 512, side, groups=512, bias=False),
+            nn.BatchNorm2d(512),
+            nn.Flatten(),
+            nn.Linear(512, embedding_size, bias=False),
+            nn.BatchNorm1d(embedding_size),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,9 +152,14 @@ class _SepBlock(nn.Module):
         super().__init__()
         mid = cin * expand
         self.body = nn.Sequential(
-            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.PReLU(mid),
-            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid), nn.PReLU(mid),
-            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.PReLU(mid),
+            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.PReLU(mid),
+            nn.Conv2d(mid, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
         )
         self.residual = stride == 1 and cin == cout
 

@@ -19,8 +19,14 @@ class OnnxEmbedder(Embedder):
     rewritten in memory to accept any batch size.
     """
 
-    def __init__(self, spec: ModelSpec, path: str | os.PathLike[str], flip: bool = True,
-                 batch_size: int = 64, providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        path: str | os.PathLike[str],
+        flip: bool = True,
+        batch_size: int = 64,
+        providers: list[str] | None = None,
+    ) -> None:
         super().__init__(spec, flip=flip, batch_size=batch_size)
         self.path = str(path)
         self.session = make_session(make_batch_dynamic(path), providers)

@@ -26,8 +26,14 @@ def load_student_state(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.n
 class TorchEmbedder(Embedder):
     """A torch student on CPU (or CUDA when available and ``device`` asks for it)."""
 
-    def __init__(self, spec: ModelSpec, model: torch.nn.Module, flip: bool = True,
-                 batch_size: int = 256, device: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: torch.nn.Module,
+        flip: bool = True,
+        batch_size: int = 256,
+        device: str | None = None,
+    ) -> None:
         super().__init__(spec, flip=flip, batch_size=batch_size)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()

@@ -1,0 +1,713 @@
+"""Embedding many images with a resumable, deterministic on-disk output.
+
+:func:`embed_paths` decodes, detects and aligns images in worker processes and embeds them
+in the main process, one *shard* of ``shard_size`` consecutive paths at a time.  Shard
+``k`` covers ``paths[k * shard_size : (k + 1) * shard_size]``.  Its files are written
+atomically and only then recorded in the manifest, so a killed run resumes by skipping
+the recorded shards and redoing the rest: nothing is duplicated or dropped.
+
+Determinism: the embedder sees exactly the same batches for a shard whatever happened
+before (the successful crops of that shard, in path order, cut into ``batch_size``
+chunks from the shard start), because onnxruntime/torch results may depend on batch
+composition.  A resumed run is therefore byte-identical to an uninterrupted one.  The
+settings that influence the floats (model, flip, detect, shard_size, batch_size, the
+embedder's own batch size) are recorded and must match on resume.
+
+Output directory format (``out_dir/``):
+
+* ``manifest.json``: ``{"format": "lrface-embeddings", "version": 1, "model": {"name",
+  "sha256", "embedding_size", "flip"}, "settings": {"detect", "input_size",
+  "shard_size", "batch_size", "embedder_batch_size"}, "total_paths", "paths_sha256"
+  (sha256 of paths.txt), "n_shards", "shard_of" (null, or {"index", "count", "offset",
+  "total_paths", "full_paths_sha256"} for a ``--shard i/N`` run), "completed_shards":
+  [{"shard", "emb", "idx", "failures", "n_embedded", "n_failed"}, ...], "n_embedded",
+  "n_failed", "complete"}``;
+* ``paths.txt``: the full ordered input list, one path per line (UTF-8, ``\\n``);
+* ``emb-00000.npy``: float32 (n_k, D) embeddings of the successful paths of shard k;
+* ``idx-00000.npy``: int64 (n_k,) their row numbers in ``paths.txt`` (ascending);
+* ``fail-00000.tsv``: ``row \\t path \\t error`` per failed path of shard k;
+* ``failures.tsv``: ``path \\t error`` for every failed path of the completed shards, in
+  path order (rewritten at the end of every run).
+
+Sharding across machines (``--shard i/N``, ``i`` counted from 0): :func:`shard` splits
+the list into N *contiguous* runs of whole ``shard_size`` blocks, so every block is
+embedded exactly as in a single run; :func:`merge_outputs` concatenates the shard
+outputs in order and reproduces the single-run output byte for byte.
+
+Worker processes are started with the ``spawn`` method; each builds its own detector
+(:func:`lrface.detect.load_detector` is cached per process) and uses one thread
+(``LRFACE_THREADS=1`` unless set).  Scripts calling :func:`embed_paths` with
+``workers > 0`` need the usual ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LrfaceError
+from .fileio import atomic_write, save_npz_atomic, write_json_atomic
+from .gallery import _progress, prepare_crop
+
+log = logging.getLogger("lrface")
+
+__all__ = [
+    "collect_paths",
+    "embed_paths",
+    "load_embeddings",
+    "merge_outputs",
+    "parse_shard",
+    "paths_sha256",
+    "read_npz",
+    "shard",
+    "shard_range",
+    "write_npz",
+]
+
+FORMAT = "lrface-embeddings"
+VERSION = 1
+MANIFEST = "manifest.json"
+PATHS = "paths.txt"
+FAILURES = "failures.tsv"
+#: Shards whose images are being prepared ahead of the one being embedded.
+PREFETCH = 2
+
+Failure = tuple[str, str]
+
+
+# ---------------------------------------------------------------------- path lists
+
+
+def collect_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Expand CLI inputs into an ordered list of image paths.
+
+    Each input is, in order: a directory (all images below it, recursively, sorted by
+    relative path -- :func:`lrface.io.list_images`), a ``.txt`` file (one path per line;
+    blank lines and lines starting with ``#`` skipped; relative paths are taken relative
+    to the list file's directory), or a single image path.  Order is preserved and
+    duplicates are kept.  A missing input raises :class:`LrfaceError`; a missing file
+    named inside a list is kept (it becomes a failure when embedded).
+    """
+    from .io import list_images
+
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(str(x) for x in list_images(p))
+        elif p.suffix.lower() == ".txt" and p.is_file():
+            out.extend(_read_list(p))
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            raise LrfaceError(f"{p}: no such file or directory; check the input path")
+    _check_path_names(out)
+    return out
+
+
+def _read_list(list_file: Path) -> list[str]:
+    """Paths listed in ``list_file``, relative ones resolved against its directory."""
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LrfaceError(f"{list_file}: cannot read the path list ({exc})") from None
+    base = list_file.parent
+    out = []
+    for line in lines:
+        s = line.strip()
+        if s and not s.startswith("#"):
+            out.append(s if os.path.isabs(s) else str(base / s))
+    return out
+
+
+def _check_path_names(paths: Sequence[str]) -> None:
+    for p in paths:
+        if any(c in p for c in "\t\n\r"):
+            raise LrfaceError(f"{p!r}: path contains a tab or line break; rename the file")
+
+
+def paths_sha256(paths: Sequence[str]) -> str:
+    """sha256 (hex) of the path list as written to ``paths.txt`` (one per line)."""
+    return hashlib.sha256(_paths_text(paths).encode("utf-8")).hexdigest()
+
+
+def _paths_text(paths: Sequence[str]) -> str:
+    return "".join(f"{p}\n" for p in paths)
+
+
+def shard_range(n_paths: int, i: int, n: int, block: int = 1) -> tuple[int, int]:
+    """``(start, stop)`` of shard ``i`` of ``n`` (0 <= i < n) over ``n_paths`` paths.
+
+    The list is cut into blocks of ``block`` paths; the blocks are split into ``n``
+    contiguous groups whose sizes differ by at most one block (earlier groups larger).
+    """
+    if not (isinstance(n, int) and n >= 1 and isinstance(i, int) and 0 <= i < n):
+        raise LrfaceError(f"shard {i}/{n} is invalid; use i/N with 0 <= i < N")
+    if block < 1:
+        raise LrfaceError(f"shard block size must be >= 1, got {block}")
+    n_blocks = math.ceil(n_paths / block)
+    per, extra = divmod(n_blocks, n)
+    b0 = i * per + min(i, extra)
+    b1 = b0 + per + (1 if i < extra else 0)
+    return min(b0 * block, n_paths), min(b1 * block, n_paths)
+
+
+def shard(paths: Sequence[str], i: int, n: int, block: int = 1) -> list[str]:
+    """Paths of shard ``i`` of ``n``: a contiguous slice (see :func:`shard_range`).
+
+    Use ``block=shard_size`` of :func:`embed_paths` so that merged shard outputs are
+    byte-identical to a single run (``embed_paths(..., shard_of=(i, n))`` does this).
+    """
+    start, stop = shard_range(len(paths), i, n, block)
+    return list(paths[start:stop])
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"i/N"`` (0 <= i < N) into ``(i, N)``."""
+    try:
+        a, b = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise LrfaceError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
+    shard_range(0, a, b)
+    return a, b
+
+
+# ---------------------------------------------------------------------- workers
+
+
+def _init_worker() -> None:
+    """Worker start-up: one thread per worker for onnxruntime and OpenCV."""
+    os.environ.setdefault("LRFACE_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _prepare_chunk(
+    paths: list[str], detect: bool, size: int
+) -> list[tuple[np.ndarray | None, str]]:
+    """Aligned uint8 (size, size, 3) crop or ``(None, error)`` for each path."""
+    return [prepare_crop(p, detect, size) for p in paths]
+
+
+class _Preparer:
+    """Prepares crops for a list of paths, in a process pool or inline (``workers=0``)."""
+
+    def __init__(self, workers: int, detect: bool, size: int) -> None:
+        self.detect, self.size, self.workers = detect, size, workers
+        self.pool = None
+        if workers > 0:
+            ctx = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+
+    def submit(self, paths: list[str]) -> list[Future] | list[str]:
+        if self.pool is None:
+            return paths
+        chunk = max(1, min(64, math.ceil(len(paths) / (4 * self.workers))))
+        return [
+            self.pool.submit(_prepare_chunk, paths[j : j + chunk], self.detect, self.size)
+            for j in range(0, len(paths), chunk)
+        ]
+
+    def result(self, handle: list[Future] | list[str]) -> list[tuple[np.ndarray | None, str]]:
+        if self.pool is None:
+            return _prepare_chunk(handle, self.detect, self.size)  # type: ignore[arg-type]
+        return [r for fut in handle for r in fut.result()]  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------- output dir
+
+
+def _shard_names(k: int) -> dict[str, str]:
+    return {"emb": f"emb-{k:05d}.npy", "idx": f"idx-{k:05d}.npy", "failures": f"fail-{k:05d}.tsv"}
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_write(path, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
+
+
+def _write_shard(
+    out: Path, k: int, emb: np.ndarray, idx: np.ndarray, fails: list[tuple[int, str, str]]
+) -> dict[str, Any]:
+    """Write shard ``k``'s files atomically; return its manifest entry."""
+    names = _shard_names(k)
+    _save_npy(out / names["emb"], emb)
+    _save_npy(out / names["idx"], idx)
+    with atomic_write(out / names["failures"], "w") as fh:
+        fh.writelines(f"{row}\t{path}\t{msg}\n" for row, path, msg in fails)
+    return {"shard": k, **names, "n_embedded": len(idx), "n_failed": len(fails)}
+
+
+def _read_shard_failures(path: Path) -> list[tuple[int, str, str]]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row, p, msg = line.split("\t", 2)
+        out.append((int(row), p, msg))
+    return out
+
+
+def _shard_present(out: Path, entry: dict[str, Any]) -> bool:
+    return all((out / entry[key]).is_file() for key in ("emb", "idx", "failures"))
+
+
+def _new_manifest(
+    model: dict, settings: dict, paths: Sequence[str], shard_size: int, shard_of: dict | None
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model,
+        "settings": settings,
+        "total_paths": len(paths),
+        "paths_sha256": paths_sha256(paths),
+        "n_shards": math.ceil(len(paths) / shard_size),
+        "shard_of": shard_of,
+        "completed_shards": [],
+        "n_embedded": 0,
+        "n_failed": 0,
+        "complete": len(paths) == 0,
+    }
+
+
+def _read_manifest(out: Path) -> dict[str, Any]:
+    try:
+        man = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LrfaceError(f"{out}: no {MANIFEST}; not an lrface embedding directory") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LrfaceError(
+            f"{out / MANIFEST}: unreadable manifest ({exc}); delete {out} and embed again"
+        ) from None
+    if man.get("format") != FORMAT or man.get("version") != VERSION:
+        raise LrfaceError(
+            f"{out}: not an lrface embedding directory (format "
+            f"{man.get('format')!r} version {man.get('version')!r})"
+        )
+    return man
+
+
+def _finish_manifest(out: Path, man: dict[str, Any]) -> None:
+    """Sort/summarise the completed shards and write the manifest atomically."""
+    man["completed_shards"].sort(key=lambda e: e["shard"])
+    man["n_embedded"] = sum(e["n_embedded"] for e in man["completed_shards"])
+    man["n_failed"] = sum(e["n_failed"] for e in man["completed_shards"])
+    man["complete"] = len(man["completed_shards"]) == man["n_shards"]
+    write_json_atomic(out / MANIFEST, man)
+
+
+def _open_output(out: Path, fresh: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    """Create ``out`` or reopen it for resuming; refuse an incompatible directory."""
+    if (out / MANIFEST).is_file():
+        old = _read_manifest(out)
+        diff = _incompatibility(old, fresh)
+        if diff:
+            raise LrfaceError(
+                f"{out}: holds embeddings of a different run ({diff}); use a new --out "
+                f"directory, or delete {out} to start over"
+            )
+        old["completed_shards"] = [e for e in old["completed_shards"] if _shard_present(out, e)]
+        if not (out / PATHS).is_file():
+            _write_paths(out, paths)
+        return old
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LrfaceError(
+            f"{out}: exists and is not an lrface embedding directory; use a new --out directory"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_paths(out, paths)
+    write_json_atomic(out / MANIFEST, fresh)
+    return fresh
+
+
+def _write_paths(out: Path, paths: Sequence[str]) -> None:
+    with atomic_write(out / PATHS, "w") as fh:
+        fh.write(_paths_text(paths))
+
+
+def _incompatibility(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Empty if ``old`` can be resumed with ``new``'s inputs, else what differs."""
+    if old["paths_sha256"] != new["paths_sha256"]:
+        return (
+            f"path list differs: {old['total_paths']} paths recorded, "
+            f"{new['total_paths']} given, or another order"
+        )
+    for key in ("model", "settings", "shard_of"):
+        if old.get(key) != new.get(key):
+            return f"{key} differs: recorded {old.get(key)}, now {new.get(key)}"
+    return ""
+
+
+def _write_failures_tsv(out: Path, man: dict[str, Any]) -> None:
+    with atomic_write(out / FAILURES, "w") as fh:
+        for entry in man["completed_shards"]:
+            for _, path, msg in _read_shard_failures(out / entry["failures"]):
+                fh.write(f"{path}\t{msg}\n")
+
+
+# ---------------------------------------------------------------------- embedding
+
+
+def _embed_shard(
+    results: list[tuple[np.ndarray | None, str]],
+    paths: Sequence[str],
+    start: int,
+    embedder: Any,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """Embed one shard's prepared crops in fixed batches.
+
+    Returns float32 (n, D) embeddings, int64 (n,) row indices, and ``(row, path, error)``
+    for each failure, all in path order.
+    """
+    ok = [j for j, (crop, _) in enumerate(results) if crop is not None]
+    fails = [(start + j, paths[j], err) for j, (crop, err) in enumerate(results) if crop is None]
+    crops = [results[j][0] for j in ok]
+    parts = [
+        embedder.embed_crops(crops[b : b + batch_size]) for b in range(0, len(crops), batch_size)
+    ]
+    d = int(embedder.embedding_size)
+    emb = np.concatenate(parts) if parts else np.zeros((0, d), np.float32)
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    if emb.shape != (len(ok), d):
+        raise RuntimeError(f"embedder returned {emb.shape}, expected {(len(ok), d)}")
+    return emb, np.asarray(ok, dtype=np.int64) + start, fails
+
+
+def _check_positive(value: int, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise LrfaceError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def embed_paths(
+    paths: Sequence[str | os.PathLike[str]],
+    embedder: Any,
+    out_dir: str | os.PathLike[str],
+    detect: bool = True,
+    batch_size: int = 256,
+    workers: int = 2,
+    shard_size: int = 1024,
+    progress: bool = True,
+    max_shards: int | None = None,
+    shard_of: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Embed ``paths`` into the resumable directory ``out_dir`` (format: module docstring).
+
+    Args:
+        paths: ordered image paths (see :func:`collect_paths`).
+        embedder: an :class:`lrface.models.embedder.Embedder`.
+        out_dir: output directory; created, or resumed if it holds a compatible run.
+        detect: detect and align faces (False: inputs are pre-cut crops, resized).
+        batch_size: crops per ``embed_crops`` call (batches never span shards).
+        workers: decode/align processes; 0 = in this process.
+        shard_size: paths per shard file (the unit of resumption).
+        progress: show a tqdm bar on stderr.
+        max_shards: stop after writing this many new shards (the run stays resumable).
+        shard_of: ``(i, N)``: ``paths`` is the full list and only shard i of N
+            (:func:`shard` with ``block=shard_size``) is embedded; recorded for
+            :func:`merge_outputs`.
+
+    Returns:
+        summary dict: ``out_dir``, ``total_paths``, ``n_shards``, ``shards_skipped``
+        (already done), ``shards_written``, ``n_embedded``/``n_failed`` (whole
+        directory), ``complete`` (bool), ``seconds``.
+
+    Raises:
+        LrfaceError: ``out_dir`` holds another path list, model or settings, or is a
+            non-empty directory that is not an embedding output.
+    """
+    t0 = time.perf_counter()
+    all_paths = [str(p) for p in paths]
+    _check_path_names(all_paths)
+    _check_positive(batch_size, "batch_size")
+    _check_positive(shard_size, "shard_size")
+    _check_positive(workers, "workers", 0)
+    info = None
+    if shard_of is not None:
+        i, n = shard_of
+        start, stop = shard_range(len(all_paths), i, n, shard_size)
+        info = {
+            "index": i,
+            "count": n,
+            "offset": start,
+            "total_paths": len(all_paths),
+            "full_paths_sha256": paths_sha256(all_paths),
+        }
+        all_paths = all_paths[start:stop]
+    model = {
+        "name": embedder.name,
+        "sha256": embedder.sha256,
+        "embedding_size": int(embedder.embedding_size),
+        "flip": bool(getattr(embedder, "flip", False)),
+    }
+    settings = {
+        "detect": bool(detect),
+        "input_size": int(embedder.input_size),
+        "shard_size": shard_size,
+        "batch_size": batch_size,
+        "embedder_batch_size": int(getattr(embedder, "batch_size", 0)),
+    }
+    out = Path(out_dir)
+    man = _open_output(out, _new_manifest(model, settings, all_paths, shard_size, info), all_paths)
+    done = {e["shard"] for e in man["completed_shards"]}
+    todo = [k for k in range(man["n_shards"]) if k not in done]
+    if max_shards is not None:
+        todo = todo[: _check_positive(max_shards, "max_shards", 0)]
+    bar = _progress(len(all_paths), progress)
+    bar.update(sum(len(all_paths[k * shard_size : (k + 1) * shard_size]) for k in done))
+    written = 0
+    prep = _Preparer(workers, detect, int(embedder.input_size)) if todo else None
+    try:
+        for k, results in _prepared_shards(prep, todo, all_paths, shard_size):
+            start = k * shard_size
+            emb, idx, fails = _embed_shard(
+                results, all_paths[start : start + shard_size], start, embedder, batch_size
+            )
+            man["completed_shards"].append(_write_shard(out, k, emb, idx, fails))
+            _finish_manifest(out, man)
+            written += 1
+            bar.update(len(results))
+    finally:
+        if prep is not None:
+            prep.close()
+        bar.close()
+        _finish_manifest(out, man)
+        _write_failures_tsv(out, man)
+    summary = {
+        "out_dir": str(out),
+        "total_paths": len(all_paths),
+        "n_shards": man["n_shards"],
+        "shards_skipped": len(done),
+        "shards_written": written,
+        "n_embedded": man["n_embedded"],
+        "n_failed": man["n_failed"],
+        "complete": man["complete"],
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    log.info("embed: %s", summary)
+    return summary
+
+
+def _prepared_shards(
+    prep: _Preparer | None, todo: list[int], paths: list[str], shard_size: int
+) -> Iterable[tuple[int, list]]:
+    """Yield ``(k, prepared results of shard k)`` keeping ``PREFETCH`` shards in flight."""
+    if prep is None:
+        return
+    pending: collections.deque = collections.deque()
+    it = iter(todo)
+
+    def submit_next() -> None:
+        k = next(it, None)
+        if k is not None:
+            pending.append((k, prep.submit(paths[k * shard_size : (k + 1) * shard_size])))
+
+    for _ in range(PREFETCH):
+        submit_next()
+    while pending:
+        k, handle = pending.popleft()
+        results = prep.result(handle)
+        submit_next()
+        yield k, results
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _load_rows(
+    out: Path, allow_partial: bool = False
+) -> tuple[dict, list[str], np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+    """Manifest, full path list, int64 (n,) rows, float32 (n, D) embeddings, failures."""
+    man = _read_manifest(out)
+    try:
+        text = (out / PATHS).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LrfaceError(f"{out / PATHS}: cannot be read ({exc}); embed again") from None
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != man["paths_sha256"]:
+        raise LrfaceError(f"{out / PATHS}: does not match the manifest; the directory is corrupt")
+    paths = text.splitlines()
+    if not man["complete"] and not allow_partial:
+        raise LrfaceError(
+            f"{out}: incomplete run ({len(man['completed_shards'])} of {man['n_shards']} shards "
+            "done); rerun the same command to resume"
+        )
+    d = man["model"]["embedding_size"]
+    embs, rows, fails = [np.zeros((0, d), np.float32)], [np.zeros(0, np.int64)], []
+    for entry in sorted(man["completed_shards"], key=lambda e: e["shard"]):
+        if not _shard_present(out, entry):
+            raise LrfaceError(f"{out}: shard file {entry['emb']} is missing; rerun to redo it")
+        embs.append(np.load(out / entry["emb"], allow_pickle=False))
+        rows.append(np.load(out / entry["idx"], allow_pickle=False))
+        fails.extend(_read_shard_failures(out / entry["failures"]))
+    return man, paths, np.concatenate(rows), np.concatenate(embs), fails
+
+
+def load_embeddings(
+    out_dir: str | os.PathLike[str], allow_partial: bool = False
+) -> tuple[list[str], np.ndarray, list[Failure]]:
+    """Merge an output directory's shards in path order.
+
+    Returns ``(paths, embeddings, failures)``: the N successfully embedded paths, float32
+    (N, D) embeddings row-aligned with them, and ``(path, error)`` for each failure.
+    Raises :class:`LrfaceError` for an incomplete run unless ``allow_partial``.
+    """
+    _, paths, rows, emb, fails = _load_rows(Path(out_dir), allow_partial)
+    return [paths[i] for i in rows.tolist()], emb, [(p, m) for _, p, m in fails]
+
+
+def merge_outputs(
+    dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Reassemble complete shard outputs (``--shard i/N`` runs) into one output.
+
+    ``dirs`` are ordered by their recorded shard index when every one has one (all
+    indices of one split must be present), else taken in the given order.  ``out``
+    ending in ``.npz`` gets :func:`write_npz`; otherwise a new directory in the
+    :func:`embed_paths` format, identical to a single unsharded run.
+    Returns ``{"out", "total_paths", "n_embedded", "n_failed"}``.
+    """
+    loaded = [_load_rows(Path(d)) for d in dirs]
+    if not loaded:
+        raise LrfaceError("merge: no input directories given")
+    loaded = _order_shards(loaded, [str(d) for d in dirs])
+    man0 = loaded[0][0]
+    all_paths: list[str] = []
+    rows, embs, fails = [], [], []
+    for man, paths, r, e, f in loaded:
+        if (man["model"], man["settings"]) != (man0["model"], man0["settings"]):
+            raise LrfaceError("merge: the outputs come from different models or settings")
+        off = len(all_paths)
+        all_paths.extend(paths)
+        rows.append(r + off)
+        embs.append(e)
+        fails.extend((row + off, p, m) for row, p, m in f)
+    info = man0.get("shard_of")
+    if info and paths_sha256(all_paths) != info["full_paths_sha256"]:
+        raise LrfaceError("merge: the shards do not reassemble the original path list")
+    row_all, emb_all = np.concatenate(rows), np.concatenate(embs)
+    dest = Path(out)
+    if dest.suffix.lower() == ".npz":
+        write_npz(
+            dest,
+            [all_paths[i] for i in row_all.tolist()],
+            emb_all,
+            [(p, m) for _, p, m in fails],
+            meta={"model": man0["model"]},
+        )
+    else:
+        _write_merged_dir(dest, man0, all_paths, row_all, emb_all, fails)
+    return {
+        "out": str(dest),
+        "total_paths": len(all_paths),
+        "n_embedded": len(row_all),
+        "n_failed": len(fails),
+    }
+
+
+def _order_shards(loaded: list, names: list[str]) -> list:
+    infos = [item[0].get("shard_of") for item in loaded]
+    if not all(infos):
+        return loaded
+    count = infos[0]["count"]
+    idx = sorted(i["index"] for i in infos)
+    if any(i["count"] != count for i in infos) or idx != list(range(count)):
+        have = ", ".join(f"{n}={i['index']}/{i['count']}" for n, i in zip(names, infos))
+        raise LrfaceError(
+            f"merge: need each shard 0..{count - 1} of one split exactly once, got {have}"
+        )
+    return [loaded[j] for j in np.argsort([i["index"] for i in infos], kind="stable")]
+
+
+def _write_merged_dir(
+    out: Path,
+    man0: dict,
+    paths: list[str],
+    rows: np.ndarray,
+    emb: np.ndarray,
+    fails: list[tuple[int, str, str]],
+) -> None:
+    """Write a complete :func:`embed_paths`-format directory from merged rows."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LrfaceError(f"{out}: already exists and is not empty; merge into a new directory")
+    size = man0["settings"]["shard_size"]
+    man = _new_manifest(man0["model"], man0["settings"], paths, size, None)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_paths(out, paths)
+    cut = np.searchsorted(rows, np.arange(man["n_shards"] + 1) * size)
+    fail_rows = np.array([f[0] for f in fails], dtype=np.int64)
+    fcut = np.searchsorted(fail_rows, np.arange(man["n_shards"] + 1) * size)
+    for k in range(man["n_shards"]):
+        man["completed_shards"].append(
+            _write_shard(
+                out,
+                k,
+                emb[cut[k] : cut[k + 1]],
+                rows[cut[k] : cut[k + 1]],
+                fails[fcut[k] : fcut[k + 1]],
+            )
+        )
+    _finish_manifest(out, man)
+    _write_failures_tsv(out, man)
+
+
+# ---------------------------------------------------------------------- single file
+
+
+def write_npz(
+    out_file: str | os.PathLike[str],
+    paths: Sequence[str],
+    embeddings: np.ndarray,
+    failures: Sequence[Failure],
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Write embeddings to one ``.npz`` atomically (``lrface embed ... --out FILE.npz``).
+
+    Arrays: ``paths`` unicode (N,), ``embeddings`` float32 (N, D), ``failed_paths`` and
+    ``failed_errors`` unicode (F,), ``meta`` 0-d unicode JSON (``meta`` or ``{}``).
+    Readable with ``np.load(file, allow_pickle=False)`` or :func:`read_npz`.
+    """
+    emb = np.ascontiguousarray(np.asarray(embeddings), dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(paths):
+        raise LrfaceError(f"write_npz: {len(paths)} paths but embeddings of shape {emb.shape}")
+    save_npz_atomic(
+        out_file,
+        paths=_str_array(paths),
+        embeddings=emb,
+        failed_paths=_str_array([p for p, _ in failures]),
+        failed_errors=_str_array([m for _, m in failures]),
+        meta=np.array(json.dumps(meta or {})),
+    )
+
+
+def read_npz(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, list[Failure]]:
+    """Read a :func:`write_npz` file: ``(paths, float32 (N, D) embeddings, failures)``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return (
+                z["paths"].tolist(),
+                z["embeddings"],
+                list(zip(z["failed_paths"].tolist(), z["failed_errors"].tolist())),
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        raise LrfaceError(f"{path}: not an lrface embeddings file ({exc})") from None
+
+
+def _str_array(items: Sequence[str]) -> np.ndarray:
+    return np.array(list(items), dtype=str) if len(items) else np.zeros(0, dtype="<U1")

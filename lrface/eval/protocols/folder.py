@@ -1,0 +1,461 @@
+"""The ``folder`` protocol, plus the helpers every protocol shares.
+
+Shared helpers (used by :mod:`.lfw`, :mod:`.tinyface`, :mod:`.scface`):
+
+* :func:`model_info` / :func:`model_key`: what identifies an embedder in results and caches;
+* :func:`embed_cached`: embed N crops chunk by chunk with a progress bar, cached on disk
+  under :func:`lrface.cache.cache_dir` keyed by the model, its preprocessing and the inputs;
+* :func:`prepare_crops`: detect + align image files with
+  :func:`lrface.pipeline.prepare_face`, falling back to a plain resize (``--no-detect``
+  style) when no face is found; the fallbacks are counted; cached on disk as well;
+* :func:`identification_entry`: one results entry from an identification report.
+
+The folder protocol (:func:`evaluate_folder`) works on ``ROOT/<identity>/<images>``: the
+first image (sorted by name) of each identity is enrolled at full resolution (HR gallery);
+every other image is a probe, reduced to each size of ``sizes`` ("distances") with
+:func:`lrface.degrade.degrade`.  Optionally a folder of distractor images is added to the
+gallery, and a fraction of identities can be left out of the gallery so their probes are
+non-mated (open-set DIR@FPIR; without non-mated probes DIR is NaN).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ...cache import cache_dir, digest
+from ...degrade import Degradation, degrade
+from ...errors import DatasetError, LrfaceError, NoFaceError
+from ...fileio import save_npz_atomic
+from ...io import list_images
+from ...models.embedder import Embedder
+from ...models.registry import find, sha256_of
+from ...pipeline import prepare_face
+from ..metrics import identification_report
+
+DEFAULT_DETECTOR = "scrfd-2.5g"
+FOLDER_SIZES = (16, 12)
+FOLDER_RANKS = (1, 5, 10, 20)
+FOLDER_FPIRS = (1e-2, 1e-1)
+#: Crops embedded per call (and per progress-bar step).
+EMBED_CHUNK = 256
+
+LoadChunk = Callable[[int, int], Sequence[np.ndarray]]
+
+
+# --------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------
+
+
+def _weights_path(embedder: Embedder) -> Path | None:
+    path = getattr(embedder, "path", None)
+    if path:
+        return Path(path)
+    return find(embedder.spec)
+
+
+def model_info(embedder: Embedder) -> dict[str, Any]:
+    """JSON-serialisable description of an embedder for results files.
+
+    ``sha256`` is the registry/card value, or the hash of the weights file when the
+    registry has none (``None`` if the file cannot be found).
+    """
+    spec = embedder.spec
+    path = _weights_path(embedder)
+    sha = spec.sha256 or (sha256_of(path) if path is not None and path.is_file() else None)
+    return {
+        "name": embedder.name,
+        "kind": spec.kind,
+        "runtime": spec.runtime,
+        "sha256": sha,
+        "file": str(path) if path is not None else spec.file,
+        "card": spec.card_path,
+        "input_size": embedder.input_size,
+        "embedding_size": embedder.embedding_size,
+        "flip_fusion": bool(embedder.flip),
+        "threshold": spec.threshold,
+    }
+
+
+def model_key(embedder: Embedder) -> str:
+    """Cache key of an embedder's weights and preprocessing.
+
+    The weights are identified by their sha256 when the registry/card has one, else by the
+    card path and modification time (students), else by the weights file's path, size and
+    modification time.  Input size, colour order, mean/std and flip fusion are included.
+    """
+    spec = embedder.spec
+    if spec.sha256:
+        weights = f"sha256:{spec.sha256}"
+    elif spec.card_path and Path(spec.card_path).is_file():
+        weights = f"card:{spec.card_path}:{os.stat(spec.card_path).st_mtime_ns}"
+    else:
+        path = _weights_path(embedder)
+        if path is not None and path.is_file():
+            st = path.stat()
+            weights = f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        else:
+            weights = f"name:{embedder.name}"
+    return digest(weights, embedder.input_size, spec.color, spec.mean, spec.std, embedder.flip)
+
+
+def file_signature(path: Path) -> str:
+    """``path:size:mtime`` of an existing file (cache keys of user datasets)."""
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def embed_cached(
+    embedder: Embedder,
+    n: int,
+    load: LoadChunk,
+    key_parts: Sequence[object],
+    desc: str = "embed",
+    progress: bool = True,
+    use_cache: bool = True,
+) -> np.ndarray:
+    """Embed ``n`` crops, ``load(start, stop)`` giving crops ``start..stop-1``.
+
+    ``key_parts`` must identify the inputs exactly (file list, recipe, crop source); the
+    model part of the key is :func:`model_key`.  Results are stored as
+    ``cache_dir()/emb-<model>-<key>.npz``.  Returns float32 (n, D), rows L2-normalised.
+    """
+    key = digest(model_key(embedder), n, *key_parts)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in embedder.name)[:40]
+    fn = cache_dir() / f"emb-{safe}-{key}.npz"
+    if use_cache and fn.is_file():
+        with np.load(fn, allow_pickle=False) as z:
+            emb = z["emb"]
+        if emb.shape[0] == n:
+            return emb
+    out = np.zeros((n, embedder.embedding_size), np.float32)
+    with tqdm(total=n, desc=f"{desc} ({embedder.name})", disable=not progress, unit="img") as bar:
+        for start in range(0, n, EMBED_CHUNK):
+            stop = min(n, start + EMBED_CHUNK)
+            out[start:stop] = embedder.embed_crops(list(load(start, stop)))
+            bar.update(stop - start)
+    if use_cache:
+        save_npz_atomic(fn, emb=out)
+    return out
+
+
+def _prepare_one(path: Path, detect: bool, size: int, detector: str) -> tuple[np.ndarray, bool]:
+    """Aligned crop of one file; ``(crop, True)`` when no face was found and it was resized."""
+    if detect:
+        try:
+            return prepare_face(path, detect=True, size=size, detector=detector).crop, False
+        except NoFaceError:
+            pass
+    return prepare_face(path, detect=False, size=size).crop, detect
+
+
+def prepare_crops(
+    paths: Sequence[Path],
+    detect: bool = True,
+    size: int = 112,
+    detector: str = DEFAULT_DETECTOR,
+    progress: bool = True,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detect + align every file (largest face), falling back to a resize of the whole image.
+
+    With ``detect=False`` every image is a pre-cut face and only resized.  Cached on disk,
+    keyed by the files' paths, sizes and modification times.  Returns ``(crops, fallback)``:
+    uint8 BGR (N, size, size, 3) and bool (N,) (True = no face found, resized instead).
+    """
+    paths = [Path(p) for p in paths]
+    key = digest("prepare_face", detect, size, detector, *(file_signature(p) for p in paths))
+    fn = cache_dir() / f"prepared-{key}.npz"
+    if use_cache and fn.is_file():
+        with np.load(fn, allow_pickle=False) as z:
+            return z["crops"], z["fallback"]
+    crops = np.zeros((len(paths), size, size, 3), np.uint8)
+    fallback = np.zeros(len(paths), bool)
+    what = "detect+align" if detect else "resize"
+    for i, p in enumerate(tqdm(paths, desc=what, disable=not progress, unit="img")):
+        crops[i], fallback[i] = _prepare_one(p, detect, size, detector)
+    if use_cache:
+        save_npz_atomic(fn, crops=crops, fallback=fallback)
+    return crops, fallback
+
+
+def percent(x: float) -> str:
+    return "nan" if x is None or x != x else f"{100.0 * x:.2f}"
+
+
+def identification_entry(
+    report: dict[str, Any],
+    *,
+    model: str,
+    hr_model: str | None,
+    condition: str,
+    plot_group: str | None,
+    cells: dict[str, str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A results entry for one identification report (model x condition).
+
+    ``cells`` are the table cells of this entry (column -> text); by default
+    ``{"<condition> R1": rank-1 %, "<condition> mAP": mAP %}``.
+    """
+    if cells is None:
+        cells = {
+            f"{condition} R1": percent(report["cmc"].get(1, float("nan"))),
+            f"{condition} mAP": percent(report["mAP"]),
+        }
+    return {
+        "model": model,
+        "hr_model": hr_model,
+        "condition": condition,
+        "kind": "identification",
+        **fields,
+        "row": row_label(model, hr_model),
+        "cells": cells,
+        "plot_group": plot_group,
+        "plot_label": f"{row_label(model, hr_model)} {condition}".strip(),
+        "metrics": report,
+    }
+
+
+def row_label(model: str, hr_model: str | None) -> str:
+    """Table row name of a model, noting a different HR (gallery) model."""
+    return f"{model} (HR: {hr_model})" if hr_model and hr_model != model else model
+
+
+def check_hr_embedder(embedders: Sequence[Embedder], hr: Embedder | None) -> None:
+    """Raise :class:`LrfaceError` if ``hr``'s embeddings cannot be compared with a model's."""
+    if not embedders:
+        raise LrfaceError("no model given; pass --model NAME[,NAME...]")
+    if hr is None:
+        return
+    for e in embedders:
+        if e.embedding_size != hr.embedding_size:
+            raise LrfaceError(
+                f"--hr-model {hr.name} gives {hr.embedding_size}-d embeddings but {e.name} gives "
+                f"{e.embedding_size}-d; the HR model must share the probe model's embedding space"
+            )
+
+
+def degradation_for(size: int, recipe: Degradation | None) -> Degradation:
+    """``recipe`` (default: area reduction only) at ``size``."""
+    return dataclasses.replace(recipe, size=size) if recipe else Degradation(size=size)
+
+
+def stable_seed(name: str) -> int:
+    """Per-file noise seed that does not depend on list order."""
+    return int(digest(name, n=8), 16)
+
+
+# --------------------------------------------------------------------------------------
+# the folder protocol
+# --------------------------------------------------------------------------------------
+
+
+def scan_folder(root: str | Path) -> dict[str, list[Path]]:
+    """``{identity: sorted image paths}`` of ``ROOT/<identity>/<images>`` (identities sorted).
+
+    Raises :class:`DatasetError` when ``root`` is missing, not a directory or has no
+    identity sub-folder holding images.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(
+            f"{root}: folder dataset not found; pass --data ROOT/<identity>/<images>"
+        )
+    out: dict[str, list[Path]] = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        imgs = list_images(d)
+        if imgs:
+            out[d.name] = imgs
+    if not out:
+        found = sorted(p.name for p in root.iterdir())[:6]
+        raise DatasetError(
+            f"{root}: no identity folders with images (expected ROOT/<identity>/<images>.jpg; "
+            f"found {found})"
+        )
+    if not any(len(v) > 1 for v in out.values()):
+        raise DatasetError(
+            f"{root}: every identity folder holds a single image; probes need a second image "
+            "per identity (the first, sorted by name, is the gallery image)"
+        )
+    return out
+
+
+@dataclasses.dataclass
+class _FolderSplit:
+    gallery_paths: list[Path]
+    gallery_ids: list[str]
+    probe_paths: list[Path]
+    probe_ids: list[str]
+    held_out: list[str]
+    n_distractors: int
+    n_identities: int
+
+
+def _split_folder(
+    identities: dict[str, list[Path]],
+    distractors: str | Path | None,
+    nonmated_fraction: float,
+    seed: int,
+) -> _FolderSplit:
+    if not 0.0 <= nonmated_fraction < 1.0:
+        raise LrfaceError(f"--nonmated-fraction must be in [0, 1), got {nonmated_fraction}")
+    with_probes = sorted(k for k, v in identities.items() if len(v) > 1)
+    n_held = round(nonmated_fraction * len(with_probes))
+    rng = np.random.default_rng(seed)
+    held = sorted(rng.choice(with_probes, n_held, replace=False).tolist()) if n_held else []
+    g_paths, g_ids, p_paths, p_ids = [], [], [], []
+    for ident, imgs in identities.items():
+        if ident not in held:
+            g_paths.append(imgs[0])
+            g_ids.append(ident)
+        p_paths.extend(imgs[1:])
+        p_ids.extend([ident] * (len(imgs) - 1))
+    n_distr = 0
+    if distractors is not None:
+        droot = Path(distractors).expanduser()
+        if not droot.is_dir():
+            raise DatasetError(f"{droot}: distractor folder not found")
+        dimgs = list_images(droot)
+        if not dimgs:
+            raise DatasetError(f"{droot}: distractor folder holds no images")
+        g_paths.extend(dimgs)
+        # "/" cannot occur in a folder name: distractor ids never equal an identity.
+        g_ids.extend(f"/distractor/{p.relative_to(droot)}" for p in dimgs)
+        n_distr = len(dimgs)
+    return _FolderSplit(g_paths, g_ids, p_paths, p_ids, held, n_distr, len(identities))
+
+
+def evaluate_folder(
+    embedders: Sequence[Embedder],
+    data: str | Path,
+    *,
+    sizes: Sequence[int] = FOLDER_SIZES,
+    hr_embedder: Embedder | None = None,
+    distractors: str | Path | None = None,
+    nonmated_fraction: float = 0.0,
+    no_detect: bool = False,
+    ranks: Sequence[int] = FOLDER_RANKS,
+    fpirs: Sequence[float] = FOLDER_FPIRS,
+    recipe: Degradation | None = None,
+    seed: int = 0,
+    detector: str = DEFAULT_DETECTOR,
+    progress: bool = True,
+    use_cache: bool = True,
+) -> dict[str, Any]:
+    """HR-gallery vs LR-probe identification on ``ROOT/<identity>/<images>``.
+
+    Gallery: the first image of each identity (aligned 112x112, embedded by ``hr_embedder``
+    or the model itself) plus the distractor images.  Probes: every other image, aligned,
+    then reduced to each size of ``sizes`` (``recipe``, default area reduction) and
+    embedded by the model.  ``nonmated_fraction`` of the identities with probes
+    (deterministic, ``seed``) are left out of the gallery so their probes are non-mated.
+
+    Returns ``{"protocol", "description", "models", "hr_model", "caption", "results"}``;
+    one entry per model and size with the :func:`identification_report` (CMC rank
+    1/5/10/20, mAP, DIR@FPIR 1e-2/1e-1).
+    """
+    check_hr_embedder(embedders, hr_embedder)
+    root = Path(data).expanduser()
+    split = _split_folder(scan_folder(root), distractors, nonmated_fraction, seed)
+    all_paths = list(dict.fromkeys(split.gallery_paths + split.probe_paths))
+    index = {p: i for i, p in enumerate(all_paths)}
+    crops, fallback = prepare_crops(
+        all_paths, detect=not no_detect, detector=detector, progress=progress, use_cache=use_cache
+    )
+    sigs = [file_signature(p) for p in all_paths]
+    gi = np.array([index[p] for p in split.gallery_paths])
+    pi = np.array([index[p] for p in split.probe_paths])
+    crop_key = ("prepared", not no_detect, detector)
+    entries: list[dict[str, Any]] = []
+    for emb in embedders:
+        hr = hr_embedder or emb
+        g_emb = embed_cached(
+            hr,
+            len(gi),
+            lambda a, b: crops[gi[a:b]],
+            (*crop_key, "hr", *[sigs[i] for i in gi]),
+            desc="gallery",
+            progress=progress,
+            use_cache=use_cache,
+        )
+        for s in sizes:
+            deg = degradation_for(s, recipe)
+
+            def load(a: int, b: int, deg: Degradation = deg) -> list[np.ndarray]:
+                return [degrade(crops[i], deg, stable_seed(sigs[i])) for i in pi[a:b]]
+
+            p_emb = embed_cached(
+                emb,
+                len(pi),
+                load,
+                (*crop_key, deg.describe(), deg, *[sigs[i] for i in pi]),
+                desc=f"probes {s}px",
+                progress=progress,
+                use_cache=use_cache,
+            )
+            rep = identification_report(
+                p_emb, np.array(split.probe_ids), g_emb, np.array(split.gallery_ids), ranks, fpirs
+            )
+            entries.append(
+                identification_entry(
+                    rep,
+                    model=emb.name,
+                    hr_model=hr.name if hr is not emb else None,
+                    condition=f"{s}px",
+                    plot_group=f"{s}px",
+                    size=s,
+                    recipe=deg.describe(),
+                    cells=_folder_cells(rep, s),
+                )
+            )
+    fb_g = int(fallback[gi].sum())
+    fb_p = int(fallback[pi].sum()) if len(pi) else 0
+    desc = {
+        "dataset": str(root),
+        "layout": "ROOT/<identity>/<images>; gallery = first image (sorted) per identity",
+        "n_identities": split.n_identities,
+        "n_gallery": len(split.gallery_paths),
+        "n_distractors": split.n_distractors,
+        "distractor_dir": str(distractors) if distractors else None,
+        "n_probes": len(split.probe_paths),
+        "nonmated_fraction": nonmated_fraction,
+        "nonmated_identities": split.held_out,
+        "n_nonmated_probes": int(np.isin(split.probe_ids, split.held_out).sum()),
+        "sizes": list(sizes),
+        "recipes": {str(s): degradation_for(s, recipe).describe() for s in sizes},
+        "alignment": "none: images resized (--no-detect)"
+        if no_detect
+        else f"{detector} detection, largest face, 5-point ArcFace alignment to 112x112; "
+        "resize of the whole image when no face is found",
+        "alignment_fallbacks": {"gallery": fb_g, "probes": fb_p},
+        "score": "cosine similarity of L2-normalised embeddings",
+        "ranks": list(ranks),
+        "fpirs": list(fpirs),
+        "seed": seed,
+    }
+    return {
+        "protocol": "folder",
+        "description": desc,
+        "models": [model_info(e) for e in embedders],
+        "hr_model": model_info(hr_embedder) if hr_embedder else None,
+        "caption": f"Folder {root.name}: HR gallery vs LR probes, rank-1 / mAP / DIR@FPIR=1% (%)",
+        "results": entries,
+    }
+
+
+def _folder_cells(rep: dict[str, Any], size: int) -> dict[str, str]:
+    cells = {
+        f"{size}px R1": percent(rep["cmc"].get(1, float("nan"))),
+        f"{size}px mAP": percent(rep["mAP"]),
+    }
+    dir1 = rep["dir_at_fpir"].get(1e-2, float("nan"))
+    cells[f"{size}px DIR@1%"] = percent(dir1)
+    return cells

@@ -1,0 +1,389 @@
+"""LFW verification at low resolution on the official View-2 pairs.
+
+Modes (see ``../shared/data/lfw/README.md`` for the recipe and the reference numbers):
+
+* ``hr-hr``: both images as aligned 112x112 crops (size-independent, computed once);
+* ``hr-lr``: the second image of each pair reduced to ``s x s``;
+* ``lr-lr``: both images reduced.
+
+Faces are the SCRFD-2.5g aligned 112x112 crops of :func:`lrface.datasets.facecache.aligned_crops`
+(cached for the whole of LFW); LR crops come from :func:`lrface.degrade.degrade` (area
+reduction; the embedder upsamples with bicubic itself).  Scores are cosine similarities
+and accuracy is k-fold cross-validated over the folds of the selected pairs (``test`` =
+official folds 6-10, ``val`` = 1-5, ``all`` = 1-10): each fold's threshold is chosen on the
+other folds.  With ``hr_embedder`` the HR side (first image) is embedded by another model:
+the product's case of an HR gallery enrolled with the teacher and LR probes embedded by a
+student.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...cache import cache_dir, digest
+from ...datasets.facecache import aligned_crops
+from ...datasets.lfw import LFW, Pair
+from ...degrade import Degradation, degrade
+from ...errors import LrfaceError
+from ...models.embedder import Embedder
+from ..metrics import roc, verification_report
+from .folder import (
+    DEFAULT_DETECTOR,
+    check_hr_embedder,
+    degradation_for,
+    embed_cached,
+    model_info,
+    row_label,
+    stable_seed,
+)
+
+MODES = ("hr-hr", "hr-lr", "lr-lr")
+MODE_TITLES = {"hr-hr": "HR vs HR", "hr-lr": "HR vs LR", "lr-lr": "LR vs LR"}
+DEFAULT_SIZES = (8, 12, 16, 20, 24, 32)
+DEFAULT_FARS = (1e-1, 1e-2, 1e-3)
+SPLITS = ("test", "val", "all")
+#: Points kept of each ROC curve in the results.
+ROC_POINTS = 200
+#: Above this many images the whole of LFW is aligned once (the shared cache) instead of
+#: just the requested subset.
+SUBSET_LIMIT = 1000
+HR_COLUMN = "HR"
+
+
+def select_pairs(
+    lfw: LFW,
+    split: str = "test",
+    max_pairs_per_fold: int | None = None,
+    pair_indices: Sequence[int] | None = None,
+) -> list[Pair]:
+    """The pairs to evaluate, in file order.
+
+    ``pair_indices`` (indices into the 6,000 official pairs) overrides ``split``.
+    ``max_pairs_per_fold = n`` keeps, in each fold, the first ``ceil(n/2)`` same and the
+    first ``floor(n/2)`` different pairs (quick runs on real data).
+    """
+    if pair_indices is not None:
+        n = len(lfw.pairs)
+        bad = [i for i in pair_indices if not 0 <= int(i) < n]
+        if bad:
+            raise LrfaceError(f"pair index {bad[0]} out of range 0..{n - 1}")
+        pairs = [lfw.pairs[int(i)] for i in pair_indices]
+    else:
+        if split not in SPLITS:
+            raise LrfaceError(f"unknown LFW split {split!r}; choose {', '.join(SPLITS)}")
+        pairs = lfw.split_pairs(split)
+    if max_pairs_per_fold is not None:
+        if max_pairs_per_fold < 2:
+            raise LrfaceError(f"max_pairs_per_fold must be >= 2, got {max_pairs_per_fold}")
+        quota = {True: (max_pairs_per_fold + 1) // 2, False: max_pairs_per_fold // 2}
+        seen: dict[tuple[int, bool], int] = {}
+        kept = []
+        for p in pairs:
+            k = (p.fold, p.same)
+            if seen.get(k, 0) < quota[p.same]:
+                seen[k] = seen.get(k, 0) + 1
+                kept.append(p)
+        pairs = kept
+    folds = {p.fold for p in pairs}
+    if len(folds) < 2:
+        raise LrfaceError(f"the selected pairs cover {len(folds)} fold(s); need at least 2")
+    return pairs
+
+
+def _full_cache_file(lfw: LFW, detector: str) -> Path:
+    """Where :func:`aligned_crops` keeps the crops of every LFW image (same key)."""
+    key = digest(Path(lfw.image_dir).resolve(), detector, *lfw.all_images)
+    return cache_dir() / f"faces-{detector}-{key}.npz"
+
+
+def load_crops(
+    lfw: LFW, rels: Sequence[str], detector: str = DEFAULT_DETECTOR, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aligned 112x112 crops of ``rels`` (relative LFW paths).
+
+    Uses the shared whole-LFW cache when it exists or when more than
+    :data:`SUBSET_LIMIT` images are asked for (building it: passes ``lfw.all_images``);
+    otherwise aligns (and caches) just ``rels``.  Returns ``(crops, index, fallback)``:
+    crops uint8 BGR (M, 112, 112, 3) of the source set, int64 (len(rels),) row of each
+    rel in ``crops``, and bool (M,) alignment fallback flags.
+    """
+    rels = list(rels)
+    if _full_cache_file(lfw, detector).is_file() or len(rels) > SUBSET_LIMIT:
+        source = lfw.all_images
+    else:
+        source = sorted(set(rels))
+    faces = aligned_crops(lfw.image_dir, source, detector, progress=progress)
+    pos = {r: i for i, r in enumerate(source)}
+    missing = [r for r in rels if r not in pos]
+    if missing:
+        raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
+    return faces["crops"], np.array([pos[r] for r in rels], np.int64), faces["fallback"]
+
+
+def subsample_roc(
+    fpr: np.ndarray, tpr: np.ndarray, n_neg: int, points: int = ROC_POINTS
+) -> dict[str, list[float]]:
+    """At most ``points`` points of a ROC curve for plots: TAR at log-spaced FARs.
+
+    The FAR grid runs from ``1 / n_neg`` to 1 (plus 0); the TAR at each FAR is the best
+    true accept rate whose false accept rate does not exceed it (step function).
+    Returns ``{"far": [...], "tar": [...]}`` (python floats).
+    """
+    lo = np.log10(1.0 / max(n_neg, 1))
+    grid = np.unique(np.concatenate([[0.0], np.logspace(lo, 0.0, points - 1)]))
+    order = np.argsort(fpr, kind="stable")
+    f, t = np.asarray(fpr)[order], np.maximum.accumulate(np.asarray(tpr)[order])
+    idx = np.searchsorted(f, grid + 1e-12, side="right") - 1
+    tar = np.where(idx >= 0, t[np.clip(idx, 0, None)], 0.0)
+    return {"far": grid.tolist(), "tar": tar.tolist()}
+
+
+def _pairs_report(
+    scores: np.ndarray, labels: np.ndarray, folds: np.ndarray, fars: Sequence[float]
+) -> dict[str, Any]:
+    rep = verification_report(scores, labels, folds, fars)
+    r = roc(scores, labels)
+    rep["roc"] = subsample_roc(r["fpr"], r["tpr"], rep["n_diff"])
+    return rep
+
+
+def _entry(
+    rep: dict[str, Any], model: str, hr_model: str | None, mode: str, size: int | None, recipe: str
+) -> dict[str, Any]:
+    col = HR_COLUMN if size is None else f"{size}px"
+    hr_name = hr_model if mode != "lr-lr" else None
+    row = f"{row_label(model, hr_name)} {mode}"
+    cell = f"{100 * rep['accuracy_mean']:.2f} ({100 * rep['accuracy_std']:.2f})"
+    return {
+        "model": model,
+        "hr_model": hr_name,
+        "mode": mode,
+        "size": size,
+        "recipe": recipe,
+        "kind": "verification",
+        "row": row,
+        "cells": {col: cell},
+        "plot_group": "HR (112px)" if size is None else f"{size}px",
+        "plot_label": row,
+        "metrics": rep,
+    }
+
+
+class _PairSet:
+    """The selected pairs with their crops: the unique images and pair -> image indices."""
+
+    def __init__(self, lfw: LFW, pairs: list[Pair], detector: str, progress: bool) -> None:
+        self.pairs = pairs
+        self.rels = sorted({p.a for p in pairs} | {p.b for p in pairs})
+        pos = {r: i for i, r in enumerate(self.rels)}
+        self.ia = np.array([pos[p.a] for p in pairs], np.int64)
+        self.ib = np.array([pos[p.b] for p in pairs], np.int64)
+        self.labels = np.array([p.same for p in pairs], bool)
+        _, self.folds = np.unique([p.fold for p in pairs], return_inverse=True)
+        self.crops, self.rows, fb = load_crops(lfw, self.rels, detector, progress)
+        self.n_fallback = int(fb[self.rows].sum())
+        self.source_key = (str(Path(lfw.image_dir).resolve()), detector)
+
+    def embed(
+        self, emb: Embedder, deg: Degradation | None, progress: bool, use_cache: bool
+    ) -> np.ndarray:
+        """(len(rels), D) embeddings of every image, HR (``deg=None``) or reduced by ``deg``."""
+        if deg is None:
+
+            def load(a: int, b: int) -> list[np.ndarray]:
+                return list(self.crops[self.rows[a:b]])
+
+            recipe, desc = "hr-112", "HR crops"
+        else:
+
+            def load(a: int, b: int) -> list[np.ndarray]:
+                return [
+                    degrade(self.crops[self.rows[i]], deg, stable_seed(self.rels[i]))
+                    for i in range(a, b)
+                ]
+
+            recipe, desc = f"{deg!r}", f"{deg.size}px crops"
+        return embed_cached(
+            emb,
+            len(self.rels),
+            load,
+            (*self.source_key, recipe, *self.rels),
+            desc=desc,
+            progress=progress,
+            use_cache=use_cache,
+        )
+
+
+def evaluate_lfw(
+    embedders: Sequence[Embedder],
+    data: str | Path,
+    *,
+    modes: Sequence[str] = MODES,
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    split: str = "test",
+    hr_embedder: Embedder | None = None,
+    recipe: Degradation | None = None,
+    max_pairs_per_fold: int | None = None,
+    pair_indices: Sequence[int] | None = None,
+    detector: str = DEFAULT_DETECTOR,
+    fars: Sequence[float] = DEFAULT_FARS,
+    progress: bool = True,
+    use_cache: bool = True,
+) -> dict[str, Any]:
+    """Run the LFW low-resolution verification protocol for every embedder.
+
+    Args:
+        embedders: models to evaluate (their ``embed_crops`` gives (N, D) float32 L2-normed).
+        data: LFW root (``pairs.txt`` + ``lfw-deepfunneled/``), see :class:`LFW`.
+        modes: subset of ``hr-hr``, ``hr-lr``, ``lr-lr``.
+        sizes: LR sides in pixels (``hr-lr`` / ``lr-lr``).
+        split: ``test`` (folds 6-10), ``val`` (1-5) or ``all`` (1-10).
+        hr_embedder: model for the HR side (first image) in ``hr-hr``/``hr-lr``; ``None`` =
+            the evaluated model itself.  Must share the embedding space.
+        recipe: degradation template (its ``size`` is replaced); default area reduction.
+        max_pairs_per_fold, pair_indices: subsets for quick runs, see :func:`select_pairs`.
+        fars: false accept rates of TAR@FAR.
+        use_cache: keep/reuse embeddings under :func:`lrface.cache.cache_dir`.
+
+    Returns:
+        JSON-serialisable dict ``{"protocol", "description", "models", "hr_model",
+        "caption", "results"}``; each result has ``model``, ``hr_model``, ``mode``, ``size``
+        (None for hr-hr), ``recipe``, table ``row``/``cells`` and ``metrics`` (the
+        :func:`verification_report`: accuracy as fractions, AUC, EER, TAR@FAR, plus
+        ``roc`` = at most 200 ``far``/``tar`` points).
+    """
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise LrfaceError(f"unknown LFW mode {bad[0] if bad else ''!r}; choose {', '.join(MODES)}")
+    if any(m != "hr-hr" for m in modes) and not sizes:
+        raise LrfaceError("hr-lr / lr-lr need at least one size (--sizes)")
+    check_hr_embedder(embedders, hr_embedder)
+    lfw = LFW(data)
+    pairs = select_pairs(lfw, split, max_pairs_per_fold, pair_indices)
+    ps = _PairSet(lfw, pairs, detector, progress)
+    lr_modes = [m for m in modes if m != "hr-hr"]
+    entries: list[dict[str, Any]] = []
+    for emb in embedders:
+        hr = hr_embedder or emb
+        hr_name = hr.name if hr is not emb else None
+        need_hr = "hr-hr" in modes or "hr-lr" in modes
+        hr_side = ps.embed(hr, None, progress, use_cache) if need_hr else None
+        if "hr-hr" in modes:
+            b = hr_side if hr is emb else ps.embed(emb, None, progress, use_cache)
+            rep = _pairs_report(_cosine(hr_side, b, ps), ps.labels, ps.folds, fars)
+            entries.append(_entry(rep, emb.name, hr_name, "hr-hr", None, "aligned 112x112"))
+        for s in sizes if lr_modes else ():
+            deg = degradation_for(s, recipe)
+            lr = ps.embed(emb, deg, progress, use_cache)
+            for mode in lr_modes:
+                a = hr_side if mode == "hr-lr" else lr
+                rep = _pairs_report(_cosine(a, lr, ps), ps.labels, ps.folds, fars)
+                entries.append(_entry(rep, emb.name, hr_name, mode, s, deg.describe()))
+    return {
+        "protocol": "lfw",
+        "description": _describe(
+            lfw,
+            ps,
+            split,
+            modes,
+            sizes,
+            recipe,
+            detector,
+            hr_embedder,
+            max_pairs_per_fold,
+            pair_indices,
+        ),
+        "models": [model_info(e) for e in embedders],
+        "hr_model": model_info(hr_embedder) if hr_embedder else None,
+        "caption": _caption(ps, split, pair_indices is not None or max_pairs_per_fold is not None),
+        "results": entries,
+    }
+
+
+def _cosine(a: np.ndarray, b: np.ndarray, ps: _PairSet) -> np.ndarray:
+    """Cosine score of each pair: float64 (n_pairs,)."""
+    return np.einsum("ij,ij->i", a[ps.ia], b[ps.ib], dtype=np.float64)
+
+
+def _official_folds(ps: _PairSet) -> list[int]:
+    return sorted({p.fold + 1 for p in ps.pairs})
+
+
+def _caption(ps: _PairSet, split: str, subset: bool) -> str:
+    folds = _official_folds(ps)
+    what = "subset of " if subset else ""
+    return (
+        f"LFW {what}{'pairs' if subset else split + ' split'}: folds {folds[0]}-{folds[-1]}, "
+        f"{len(ps.pairs)} pairs; verification accuracy %, mean (std) over "
+        f"{len(folds)} cross-validated folds"
+    )
+
+
+def _describe(
+    lfw: LFW,
+    ps: _PairSet,
+    split: str,
+    modes: Sequence[str],
+    sizes: Sequence[int],
+    recipe: Degradation | None,
+    detector: str,
+    hr: Embedder | None,
+    max_pairs_per_fold: int | None,
+    pair_indices: Sequence[int] | None,
+) -> dict:
+    return {
+        "dataset": str(lfw.root),
+        "pairs_file": str(lfw.pairs_file),
+        "split": "custom" if pair_indices is not None else split,
+        "official_folds": _official_folds(ps),
+        "n_folds": int(ps.folds.max() + 1),
+        "n_pairs": len(ps.pairs),
+        "n_same": int(ps.labels.sum()),
+        "n_diff": int((~ps.labels).sum()),
+        "n_images": len(ps.rels),
+        "max_pairs_per_fold": max_pairs_per_fold,
+        "pair_indices": list(map(int, pair_indices)) if pair_indices is not None else None,
+        "modes": {m: MODE_TITLES[m] for m in modes},
+        "hr_lr_side": "first image of each pair HR, second reduced",
+        "hr_model": hr.name if hr else None,
+        "sizes": list(sizes),
+        "recipes": {str(s): degradation_for(s, recipe).describe() for s in sizes},
+        "alignment": f"{detector} detection (most central face), 5-point ArcFace alignment "
+        "to 112x112 (lrface.datasets.facecache.aligned_crops)",
+        "alignment_fallbacks": ps.n_fallback,
+        "score": "cosine similarity of L2-normalised embeddings",
+        "threshold": "k-fold cross-validation: each fold's threshold maximises accuracy on "
+        "the other folds",
+    }
+
+
+def readme_table(result: dict[str, Any]) -> str:
+    """Markdown table in the layout of the LFW README: one row per size (112 first, then
+    sizes descending), one column per model and mode; cells ``accuracy % (std)``."""
+    models = list(dict.fromkeys(r["model"] for r in result["results"]))
+    modes = [m for m in MODES if any(r["mode"] == m for r in result["results"])]
+    cells: dict[tuple[str, str, int], str] = {}
+    for r in result["results"]:
+        m = r["metrics"]
+        cells[(r["model"], r["mode"], r["size"] or 112)] = (
+            f"{100 * m['accuracy_mean']:.2f} ({100 * m['accuracy_std']:.2f})"
+        )
+    sizes = sorted({k[2] for k in cells}, reverse=True)
+    cols = [(mo, md) for mo in models for md in modes]
+    hr = (result.get("hr_model") or {}).get("name")
+
+    def title(mo: str, md: str) -> str:
+        t = MODE_TITLES[md] + (f" (HR: {hr})" if hr and md != "lr-lr" else "")
+        return t if len(models) == 1 else f"{mo}: {t}"
+
+    lines = [
+        "| s | " + " | ".join(title(*c) for c in cols) + " |",
+        "| --- |" + " --- |" * len(cols),
+    ]
+    for s in sizes:
+        lines.append(f"| {s} | " + " | ".join(cells.get((*c, s), "") for c in cols) + " |")
+    return "\n".join(lines)

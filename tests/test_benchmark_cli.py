@@ -1,0 +1,144 @@
+"""``lrface benchmark`` through its argument parser and :func:`run_benchmark`, on real data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import cv2
+import pytest
+
+from lrface import __version__
+from lrface.errors import DatasetError, LrfaceError
+from lrface.eval.benchmark import add_benchmark_arguments, parse_ids, parse_sizes, run_benchmark
+
+SHARED = Path(os.environ.get("LRFACE_HOME", "/work/shared"))
+LFW_ROOT = SHARED / "data" / "lfw"
+TEACHER_SHA = "e72a5710cce378dc46472b6b845cb90647634f2738d8c3e581735cf195b9866f"
+
+pytestmark = pytest.mark.skipif(not LFW_ROOT.is_dir(), reason="LFW not available")
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="lrface benchmark")
+    add_benchmark_arguments(parser)
+    args = parser.parse_args(list(argv))
+    args.command_line = "lrface benchmark " + " ".join(argv)
+    return args
+
+
+def _strict(text: str) -> dict:
+    def no_nan(c: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {c}")
+
+    return json.loads(text, parse_constant=no_nan)
+
+
+def test_lfw_quick_run_json_and_plots(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = parse(
+        "--protocol",
+        "lfw",
+        "--data",
+        str(LFW_ROOT),
+        "--max-pairs-per-fold",
+        "20",
+        "--mode",
+        "hr-hr,hr-lr",
+        "--sizes",
+        "8",
+        "--out",
+        str(out),
+        "--json",
+        "--plot",
+        "--no-cache",
+        "--no-progress",
+    )
+    result = run_benchmark(args)
+    printed = _strict(capsys.readouterr().out)
+    written = _strict((out / "results.json").read_text())
+    assert printed == written == result
+    assert written["lrface_version"] == __version__
+    assert written["command"].startswith("lrface benchmark --protocol lfw")
+    assert written["utc_time"].endswith("+00:00") and written["elapsed_s"] > 0
+    assert written["models"][0]["sha256"] == TEACHER_SHA
+    d = written["description"]
+    assert d["official_folds"] == [6, 7, 8, 9, 10] and d["n_pairs"] == 100
+    assert d["recipes"] == {"8": "area-down to 8px, model resizes (bicubic up)"}
+    hr = next(e for e in written["results"] if e["mode"] == "hr-hr")
+    assert hr["metrics"]["accuracy_mean"] > 0.9
+    assert set(hr["metrics"]["tar_at_far"]) == {"0.1", "0.01", "0.001"}
+    assert hr["metrics"]["tar_at_far"]["0.001"] is None  # 50 negatives: unresolvable
+    assert sorted(written["plots"]) == ["roc_8px.png", "roc_hr_112px.png"]
+    for name in written["plots"]:
+        img = cv2.imread(str(out / name))
+        assert img is not None and img.shape[2] == 3
+
+
+def test_folder_table_on_stdout(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LRFACE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "people"
+    for name in ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld"):
+        (root / name).mkdir(parents=True)
+        for p in sorted((LFW_ROOT / "lfw-deepfunneled" / name).glob("*.jpg"))[:3]:
+            (root / name / p.name).symlink_to(p)
+    args = parse(
+        "--protocol",
+        "folder",
+        "--data",
+        str(root),
+        "--sizes",
+        "16",
+        "--no-detect",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+    )
+    result = run_benchmark(args)
+    text = capsys.readouterr().out
+    assert "| model | 16px R1 | 16px mAP | 16px DIR@1% |" in text
+    assert "| mobilefacenet-arcface |" in text
+    assert result["description"]["n_probes"] == 6
+    assert result["results"][0]["metrics"]["dir_at_fpir"]["0.01"] is None
+    assert (tmp_path / "out" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("protocol", ["lfw", "tinyface", "scface", "folder"])
+def test_wrong_dataset_is_a_one_line_dataset_error(tmp_path, protocol):
+    (tmp_path / "stray.txt").write_text("x")
+    with pytest.raises(DatasetError) as err:
+        run_benchmark(
+            parse("--protocol", protocol, "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+        )
+    assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
+    with pytest.raises(DatasetError, match="not found"):
+        run_benchmark(parse("--protocol", protocol, "--data", str(tmp_path / "nope")))
+    assert not (tmp_path / "o").exists()
+
+
+def test_option_parsing_errors(tmp_path):
+    assert parse_sizes("8, 12,16") == [8, 12, 16]
+    with pytest.raises(LrfaceError, match="not an integer"):
+        parse_sizes("8,x")
+    with pytest.raises(LrfaceError, match="outside"):
+        parse_sizes("2")
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1, 2\n3\n")
+    assert parse_ids(f"@{ids}") == [1, 2, 3] and parse_ids("4,5") == [4, 5]
+    with pytest.raises(LrfaceError, match="unknown LFW mode"):
+        run_benchmark(
+            parse(
+                "--protocol",
+                "lfw",
+                "--data",
+                str(LFW_ROOT),
+                "--mode",
+                "hr-x",
+                "--out",
+                str(tmp_path / "o"),
+            )
+        )
+    with pytest.raises(SystemExit):
+        parse("--protocol", "lfw", "--data", str(LFW_ROOT), "--split", "train")

@@ -1,0 +1,319 @@
+"""Gallery enrolment/identification and the search backends, on real LFW faces."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrface.errors import LrfaceError
+from lrface.gallery import UNKNOWN, Gallery, build_gallery
+from lrface.search import search
+
+LFW = Path("/work/shared/data/lfw/lfw-deepfunneled")
+PEOPLE = ["Abdoulaye_Wade", "Ai_Sugiyama", "Alan_Greenspan", "Alastair_Campbell", "Albert_Costa"]
+STRANGER = LFW / "Adam_Sandler" / "Adam_Sandler_0001.jpg"
+N_ENROL = 3
+
+pytestmark = pytest.mark.skipif(not LFW.is_dir(), reason="LFW not available")
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    os.environ.setdefault("LRFACE_HOME", "/work/shared")
+    from lrface.models.loader import load_embedder
+
+    return load_embedder("mobilefacenet-arcface")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """ROOT/<person>/<3 images> plus one corrupt file; returns (root, held-out paths, bad)."""
+    root = tmp_path_factory.mktemp("gallery")
+    held_out = {}
+    for name in PEOPLE:
+        imgs = sorted((LFW / name).glob("*.jpg"))
+        (root / name).mkdir()
+        for p in imgs[:N_ENROL]:
+            (root / name / p.name).symlink_to(p)
+        held_out[name] = imgs[-1]
+    bad = root / PEOPLE[1] / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    return root, held_out, bad
+
+
+@pytest.fixture(scope="module")
+def built(tree, teacher):
+    root, _, _ = tree
+    return build_gallery(root, teacher, detect=True, aggregate="mean", progress=False)
+
+
+@pytest.fixture(scope="module")
+def probes(tree, teacher):
+    """Embeddings (5, D) of the held-out image of each person, in PEOPLE order."""
+    from lrface.pipeline import prepare_face
+
+    _, held_out, _ = tree
+    crops = [prepare_face(str(held_out[n]), size=teacher.input_size).crop for n in PEOPLE]
+    return teacher.embed_crops(crops)
+
+
+@pytest.fixture(scope="module")
+def stranger(teacher):
+    from lrface.pipeline import prepare_face
+
+    return teacher.embed_crops([prepare_face(str(STRANGER), size=teacher.input_size).crop])
+
+
+def _copy(g: Gallery, aggregate: str | None = None) -> Gallery:
+    out = Gallery(
+        g.model_name, g.model_sha256, g.embedding_size, aggregate or g.aggregate, g.threshold
+    )
+    for name in g.identities:
+        out.add(name, g.embeddings_of(name), g.sources_of(name))
+    return out
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------------------- gallery
+
+
+def test_build_reports_failure_and_enrols_all(built, tree, teacher):
+    gallery, failures = built
+    _, _, bad = tree
+    assert gallery.identities == PEOPLE
+    assert len(gallery) == 5 and gallery.n_images == 5 * N_ENROL
+    assert [p for p, _ in failures] == [str(bad)]
+    assert "not a readable image" in failures[0][1]
+    assert gallery.model_name == teacher.name and gallery.model_sha256 == teacher.sha256
+    for name in PEOPLE:
+        e = gallery.embeddings_of(name)
+        assert e.dtype == np.float32 and e.shape == (N_ENROL, 128)
+        np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+        assert all(Path(s).parent.name == name for s in gallery.sources_of(name))
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "all"])
+def test_identify_held_out_images(built, probes, aggregate):
+    gallery = _copy(built[0], aggregate)
+    results = gallery.identify(probes, top_k=3)
+    assert [r["identity"] for r in results] == PEOPLE
+    for r in results:
+        assert r["score"] >= gallery.threshold
+        assert len(r["candidates"]) == 3
+        assert r["candidates"][0] == {"identity": r["identity"], "score": r["score"]}
+        scores = [c["score"] for c in r["candidates"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_all_mode_scores_are_max_over_images(built, probes):
+    gallery = _copy(built[0], "all")
+    hits = gallery.search(probes, top_k=5)
+    for p, row in zip(probes, hits):
+        expect = {n: float((gallery.embeddings_of(n) @ p).max()) for n in PEOPLE}
+        assert {n for n, _ in row} == set(PEOPLE)
+        for name, score in row:
+            assert score == pytest.approx(expect[name], abs=1e-6)
+
+
+def test_mean_mode_scores_use_renormalised_mean(built, probes):
+    gallery = built[0]
+    for name in PEOPLE:
+        m = gallery.embeddings_of(name).astype(np.float64).mean(0)
+        np.testing.assert_allclose(gallery.template(name), m / np.linalg.norm(m), atol=1e-6)
+    row = gallery.search(probes[:1], top_k=5)[0]
+    for name, score in row:
+        assert score == pytest.approx(float(gallery.template(name) @ probes[0]), abs=1e-6)
+
+
+def test_unknown_below_threshold(built, stranger, probes):
+    gallery = built[0]
+    r = gallery.identify(stranger)[0]
+    assert r["identity"] == UNKNOWN and r["score"] < gallery.threshold
+    assert len(r["candidates"]) == 5  # candidates are listed even when rejected
+    assert all(x["identity"] == UNKNOWN for x in gallery.identify(probes, threshold=1.01))
+    assert gallery.search(stranger, threshold=gallery.threshold) == [[]]
+
+
+def test_add_remove_without_reembedding(built, probes):
+    gallery = _copy(built[0])
+    before = {n: (gallery.embeddings_of(n).copy(), gallery.template(n)) for n in PEOPLE}
+    removed = PEOPLE[2]
+    emb, src = gallery.embeddings_of(removed).copy(), gallery.sources_of(removed)
+    assert gallery.remove(removed) == N_ENROL
+    assert removed not in gallery.identities and len(gallery) == 4
+    for n in gallery.identities:
+        assert np.array_equal(gallery.embeddings_of(n), before[n][0])
+        assert np.array_equal(gallery.template(n), before[n][1])
+    assert gallery.identify(probes[2:3])[0]["identity"] != removed
+    gallery.add(removed, emb, src)
+    assert gallery.identify(probes[2:3])[0]["identity"] == removed
+    assert np.array_equal(gallery.template(removed), before[removed][1])
+    # removing one image recomputes only that template, from the stored embeddings
+    keep = gallery.sources_of(PEOPLE[0])[1:]
+    assert gallery.remove(PEOPLE[0], sources=[gallery.sources_of(PEOPLE[0])[0]]) == 1
+    assert gallery.sources_of(PEOPLE[0]) == keep
+    m = before[PEOPLE[0]][0][1:].astype(np.float64).mean(0)
+    np.testing.assert_allclose(gallery.template(PEOPLE[0]), m / np.linalg.norm(m), atol=1e-6)
+    for n in PEOPLE[1:]:
+        assert np.array_equal(gallery.embeddings_of(n), before[n][0])
+    with pytest.raises(LrfaceError, match="not enrolled"):
+        gallery.remove("Nobody")
+    with pytest.raises(LrfaceError, match="reserved"):
+        gallery.add(UNKNOWN, emb, src)
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "all"])
+def test_save_load_roundtrip(built, probes, tmp_path, aggregate):
+    gallery = _copy(built[0], aggregate)
+    path = tmp_path / "g.npz"
+    gallery.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["g.npz"]  # no temporary left behind
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        assert z["embeddings"].dtype == np.float32 and z["embeddings"].shape == (15, 128)
+    assert meta["format"] == "lrface-gallery" and meta["identities"] == PEOPLE
+    loaded = Gallery.load(path)
+    assert (
+        loaded.model_name,
+        loaded.model_sha256,
+        loaded.embedding_size,
+        loaded.aggregate,
+        loaded.threshold,
+    ) == (
+        gallery.model_name,
+        gallery.model_sha256,
+        gallery.embedding_size,
+        aggregate,
+        gallery.threshold,
+    )
+    assert loaded.identities == PEOPLE
+    for n in PEOPLE:
+        assert np.array_equal(loaded.embeddings_of(n), gallery.embeddings_of(n))
+        assert loaded.sources_of(n) == gallery.sources_of(n)
+    assert loaded.identify(probes) == gallery.identify(probes)
+    (tmp_path / "junk.npz").write_bytes(b"nope")
+    with pytest.raises(LrfaceError, match="not an lrface gallery"):
+        Gallery.load(tmp_path / "junk.npz")
+
+
+def test_wrong_model_is_refused(built, probes, tmp_path, teacher):
+    gallery = built[0]
+    gallery.check_model(teacher)  # the right model passes
+    # a real, separately named model (the teacher's weights under another card)
+    shutil.copy(teacher.path, tmp_path / "other.onnx")
+    card = {
+        "name": "other-model",
+        "kind": "student",
+        "weights_file": "other.onnx",
+        "sha256": None,
+        "input_size": 112,
+        "embedding_size": 128,
+        "runtime": "onnx",
+    }
+    (tmp_path / "other.json").write_text(json.dumps(card))
+    from lrface.models.loader import load_embedder
+
+    other = load_embedder(str(tmp_path / "other.json"))
+    with pytest.raises(LrfaceError) as exc:
+        gallery.identify(probes, embedder=other)
+    msg = str(exc.value)
+    assert "\n" not in msg and "mobilefacenet-arcface" in msg and "other-model" in msg
+    wrong_sha = Gallery(teacher.name, "0" * 64, 128)
+    with pytest.raises(LrfaceError, match="sha256 000000000000"):
+        wrong_sha.check_model(teacher)
+    wide = _unit(np.random.default_rng(0), 2, 512)
+    with pytest.raises(LrfaceError, match=r"dimension 512.*mobilefacenet-arcface"):
+        gallery.search(wide)
+
+
+def test_student_in_teacher_space_is_accepted(built, probes, tmp_path, teacher):
+    """A model whose card names the gallery's model as teacher shares its space."""
+    from lrface.models.loader import load_embedder
+
+    shutil.copy(teacher.path, tmp_path / "student.onnx")
+    card = {
+        "name": "student-x",
+        "kind": "student",
+        "weights_file": "student.onnx",
+        "input_size": 112,
+        "embedding_size": 128,
+        "runtime": "onnx",
+        "teacher": {"name": teacher.name, "sha256": teacher.sha256},
+    }
+    (tmp_path / "student.json").write_text(json.dumps(card))
+    student = load_embedder(str(tmp_path / "student.json"))
+    gallery = built[0]
+    assert [r["identity"] for r in gallery.identify(probes, embedder=student)] == PEOPLE
+    # a gallery built by the student accepts the teacher (and survives save/load)
+    by_student = _copy(gallery)
+    by_student.model_name, by_student.teacher = student.name, card["teacher"]
+    by_student.save(tmp_path / "s.npz")
+    Gallery.load(tmp_path / "s.npz").check_model(teacher)
+    card["teacher"] = {"name": teacher.name, "sha256": "f" * 64}  # another teacher file
+    (tmp_path / "student2.json").write_text(json.dumps({**card, "name": "student-y"}))
+    with pytest.raises(LrfaceError, match="student-y"):
+        gallery.check_model(load_embedder(str(tmp_path / "student2.json")))
+
+
+def test_bad_root_raises(tmp_path, teacher):
+    from lrface.errors import DatasetError
+
+    with pytest.raises(DatasetError):
+        build_gallery(tmp_path / "missing", teacher, progress=False)
+    (tmp_path / "empty_person").mkdir()
+    with pytest.raises(DatasetError, match="no identity folders"):
+        build_gallery(tmp_path, teacher, progress=False)
+
+
+# ------------------------------------------------------------------------- search
+
+
+def test_search_numpy_matches_faiss_random():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    gallery = _unit(rng, 5000, 128)
+    gallery[4000:4010] = gallery[10]  # exact ties: equal scores ordered by index
+    probes = np.concatenate([_unit(rng, 200, 128), gallery[10:11]])
+    s_np, i_np = search(probes, gallery, 20, backend="numpy", block_size=1024)
+    s_fa, i_fa = search(probes, gallery, 20, backend="faiss")
+    assert s_np.dtype == np.float32 and i_np.dtype == np.int64 and i_np.shape == (201, 20)
+    assert np.array_equal(i_np, i_fa) and np.array_equal(s_np, s_fa)
+    assert i_np[-1, :11].tolist() == [10, *range(4000, 4010)]
+    assert np.all(np.diff(s_np, axis=1) <= 0)
+    brute = probes @ gallery.T
+    np.testing.assert_allclose(s_np[:, 0], brute.max(1), atol=1e-6)
+    s_auto, i_auto = search(probes, gallery, 20, backend="auto", faiss_threshold=100)
+    assert np.array_equal(i_auto, i_np) and np.array_equal(s_auto, s_np)
+
+
+def test_search_numpy_matches_faiss_real(built, probes, stranger):
+    pytest.importorskip("faiss")
+    gallery = _copy(built[0], "all")
+    images = np.concatenate([gallery.embeddings_of(n) for n in PEOPLE])
+    queries = np.concatenate([probes, stranger])
+    a = search(queries, images, 10, backend="numpy")
+    b = search(queries, images, 10, backend="faiss")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert gallery.search(queries, backend="numpy") == gallery.search(queries, backend="faiss")
+
+
+def test_search_validation():
+    rng = np.random.default_rng(2)
+    g = _unit(rng, 10, 8)
+    s, i = search(g[:2], g, 50)  # k larger than the gallery is clipped
+    assert s.shape == i.shape == (2, 10) and i[:, 0].tolist() == [0, 1]
+    with pytest.raises(LrfaceError, match="not L2-normalised"):
+        search(g * 2, g, 3)
+    with pytest.raises(LrfaceError, match="dimension"):
+        search(_unit(rng, 2, 4), g, 3)
+    with pytest.raises(LrfaceError, match="unknown search backend"):
+        search(g, g, 3, backend="annoy")
