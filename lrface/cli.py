@@ -204,6 +204,10 @@ def cmd_distill(a: argparse.Namespace) -> int:
         losses=tuple(a.loss.split(",")),
         beta=a.beta,
         gamma=a.gamma,
+        nce_weight=a.nce_weight,
+        nce_tau=a.nce_tau,
+        weight_decay=a.weight_decay,
+        warmup_steps=a.warmup_steps,
         crcd_tau=a.crcd_tau,
         crcd_negatives=a.crcd_negatives or None,
         crcd_anchors=a.crcd_anchors or None,
@@ -218,7 +222,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
         val_every=0 if not a.val_sizes else 1,
     )
-    bad = set(cfg.losses) - {"kd", "crcd", "rkd"}
+    bad = set(cfg.losses) - {"kd", "crcd", "rkd", "nce"}
     if bad:
         raise LrfaceError(f"--loss: unknown term(s) {sorted(bad)}; use kd, crcd, rkd")
     distill(cfg, resume=a.resume, progress=not a.quiet)
@@ -369,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", default="kd,crcd", help="comma list of kd, crcd, rkd")
     t.add_argument("--beta", type=float, default=1.0, help="CRCD weight")
     t.add_argument("--gamma", type=float, default=1.0, help="RKD weight")
+    t.add_argument("--nce-weight", type=float, default=0.1, help="instance InfoNCE weight")
+    t.add_argument("--nce-tau", type=float, default=0.05)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--warmup-steps", type=int, default=50, help="linear lr warm-up steps")
     t.add_argument("--crcd-tau", type=float, default=0.1)
     t.add_argument("--crcd-negatives", type=int, default=16, help="0 = all in-batch negatives")
     t.add_argument("--crcd-anchors", type=int, default=1024, help="anchor pairs per step; 0 = all")

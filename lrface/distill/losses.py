@@ -153,3 +153,14 @@ class CRCDLoss(nn.Module):
         neg = F.logsigmoid(-self.critic(v_t[:, None, :], v_neg))  # log(1 - h)
         neg = neg.sum(1) if self.neg_reduction == "sum" else neg.mean(1)
         return -(pos + neg).mean()
+
+
+def cross_resolution_nce(s: torch.Tensor, t: torch.Tensor, tau: float = 0.05) -> torch.Tensor:
+    """Instance-level cross-resolution InfoNCE: each student embedding ``s_i`` must pick its
+    own teacher embedding ``t_i`` among the batch's teacher embeddings (in-batch negatives).
+
+    ``-mean_i log softmax_j(cos(s_i, t_j) / tau)[i]``; inputs (B, D).  Optional term
+    (``--loss kd,crcd,nce``), an ablation beside CRCD's relation-level contrast.
+    """
+    logits = F.normalize(s, dim=1) @ F.normalize(t.detach(), dim=1).t() / tau
+    return F.cross_entropy(logits, torch.arange(len(s), device=s.device))

@@ -36,7 +36,7 @@ from ..models.embedder import l2_normalize, resize_to
 from ..models.loader import load_embedder
 from ..models.students import count_parameters, create_student, mobilefacenet_from_onnx
 from .data import DistillDataset, load_training_faces, teacher_targets
-from .losses import CRCDLoss, RKDLoss, kd_loss
+from .losses import CRCDLoss, RKDLoss, cross_resolution_nce, kd_loss
 
 log = logging.getLogger("lrface")
 
@@ -62,6 +62,8 @@ class DistillConfig:
     losses: tuple[str, ...] = ("kd",)
     beta: float = 1.0  # CRCD weight
     gamma: float = 1.0  # RKD weight
+    nce_weight: float = 0.1
+    nce_tau: float = 0.05
     crcd_tau: float = 0.1
     crcd_negatives: int | None = 16
     crcd_anchors: int | None = 1024
@@ -183,7 +185,7 @@ class Validator:
                 x = ((x[..., ::-1] - mean) / std).transpose(0, 3, 1, 2)
                 xt = torch.from_numpy(np.ascontiguousarray(x))
                 dev = next(model.parameters()).device
-                xt = xt.to(dev)
+                xt = xt.to(dev).contiguous(memory_format=torch.channels_last)
                 f = model(xt) + model(torch.flip(xt, dims=[3]))
                 out.append(f.float().cpu().numpy())
         model.train()
@@ -287,6 +289,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             neg_reduction=cfg.crcd_neg_reduction,
         )
     rkd = RKDLoss() if "rkd" in cfg.losses else None
+    student = student.to(memory_format=torch.channels_last)  # ~30 % faster convs on CPU
     bundle = _Bundle(student, crcd).to(device)
     opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -344,11 +347,15 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         for x, target, _sizes in bar:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total_steps, cfg)
-            x, target = x.to(device), target.to(device)
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            target = target.to(device)
             s_raw = model(x)
             s = torch.nn.functional.normalize(s_raw, dim=1)
             terms = {"kd": kd_loss(s, target)}
             loss = terms["kd"]
+            if "nce" in cfg.losses:
+                terms["nce"] = cross_resolution_nce(s, target, cfg.nce_tau)
+                loss = loss + cfg.nce_weight * terms["nce"]
             if rkd is not None:
                 terms["rkd"] = rkd(s, target)
                 loss = loss + cfg.gamma * terms["rkd"]
