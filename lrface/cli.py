@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,43 +101,33 @@ def cmd_detect(a: argparse.Namespace) -> int:
 
 
 def cmd_embed(a: argparse.Namespace) -> int:
-    from .batch_embed import collect_paths, embed_paths, load_embeddings, shard, write_npz
+    from .batch_embed import collect_paths, embed_paths, load_embeddings, parse_shard, write_npz
     from .models.loader import load_embedder
 
     paths = collect_paths(a.inputs)
-    if a.shard:
-        i, n = (int(x) for x in a.shard.split("/"))
-        paths = shard(paths, i, n)
+    shard_of = parse_shard(a.shard) if a.shard else None
     emb = load_embedder(a.model, batch_size=a.batch_size)
+    opts = {
+        "detect": not a.no_detect,
+        "batch_size": a.batch_size,
+        "workers": a.workers,
+        "shard_size": a.shard_size,
+        "progress": not a.quiet,
+        "shard_of": shard_of,
+    }
     if a.out.endswith(".npz"):
-        import tempfile
-
-        with tempfile.TemporaryDirectory(dir=Path(a.out).parent or ".") as tmp:
-            summary = embed_paths(
-                paths,
-                emb,
-                tmp,
-                detect=not a.no_detect,
-                batch_size=a.batch_size,
-                workers=a.workers,
-                progress=not a.quiet,
-            )
-            names, e, failures = load_embeddings(tmp)
-            write_npz(a.out, names, e, failures)
+        # A single .npz: embed into a resumable work directory beside it, then pack.
+        work = Path(a.out + ".work")
+        summary = embed_paths(paths, emb, work, **opts)
+        names, e, failures = load_embeddings(work)
+        write_npz(a.out, names, e, failures)
+        shutil.rmtree(work, ignore_errors=True)
     else:
-        summary = embed_paths(
-            paths,
-            emb,
-            a.out,
-            detect=not a.no_detect,
-            batch_size=a.batch_size,
-            workers=a.workers,
-            progress=not a.quiet,
-        )
-        failures = summary.get("failures", [])
-    for path, msg in failures if isinstance(failures, list) else []:
+        summary = embed_paths(paths, emb, a.out, **opts)
+        failures = load_embeddings(a.out)[2]
+    for path, msg in failures:
         print(f"failed: {path}: {msg}", file=sys.stderr)
-    print(json.dumps({k: v for k, v in summary.items() if k != "failures"}))
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
     return 0
 
 
@@ -252,7 +243,7 @@ def cmd_gallery(a: argparse.Namespace) -> int:
     for path, msg in failures:
         print(f"failed: {path}: {msg}", file=sys.stderr)
     print(
-        f"enrolled {len(gallery.identities)} identities ({len(gallery)} entries) with "
+        f"enrolled {len(gallery.identities)} identities ({gallery.n_images} images) with "
         f"{emb.name} into {a.out}; {len(failures)} file(s) failed"
     )
     return 0
@@ -331,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="lrface-mbf")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--workers", type=int, default=2, help="decode/align worker processes")
-    e.add_argument("--shard", help="i/N: process only shard i of N of the path list")
+    e.add_argument(
+        "--shard",
+        help="i/N (i from 0): only shard i of N of the path list; "
+        "merge shard outputs with lrface.batch_embed.merge_outputs",
+    )
+    e.add_argument("--shard-size", type=int, default=1024, help="files per output shard")
     e.add_argument("--quiet", action="store_true")
     _add_detect_opts(e)
     _add_common(e)

@@ -48,10 +48,11 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--hr-model",
-        default=None,
+        default="auto",
         metavar="NAME",
-        help="embed the HR side (LFW first image, gallery) with this model, "
-        "e.g. the teacher for a student's LR probes (default: the model itself)",
+        help="model for the HR side (LFW first image, gallery): 'auto' (default) = each "
+        "student's teacher, the model itself otherwise (hr-hr stays model vs model); "
+        "'self' = the model itself; or a model name",
     )
     parser.add_argument(
         "--sizes",
@@ -373,8 +374,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     flip = not args.no_flip
     embedders = [load_embedder(n, flip=flip, model_dir=args.model_dir) for n in names]
     # load_embedder is memoised: a model that is its own HR model is the same object.
-    hr = None
-    if args.hr_model:
+    hr: Any = None
+    if args.hr_model in (None, "", "auto"):
+        hr = {}
+        for e in embedders:
+            teacher = ((e.spec.card or {}).get("teacher") or {}).get("name")
+            if teacher and args.protocol != "tinyface":
+                hr[e.name] = load_embedder(teacher, flip=flip, model_dir=args.model_dir)
+        hr = hr or None
+    elif args.hr_model != "self":
         hr = load_embedder(args.hr_model, flip=flip, model_dir=args.model_dir)
     result = _run_protocol(args, embedders, hr)
     out_dir = Path(args.out or f"benchmark-{args.protocol}").expanduser()

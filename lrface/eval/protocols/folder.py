@@ -229,16 +229,36 @@ def row_label(model: str, hr_model: str | None) -> str:
     return f"{model} (HR: {hr_model})" if hr_model and hr_model != model else model
 
 
-def check_hr_embedder(embedders: Sequence[Embedder], hr: Embedder | None) -> None:
+def hr_for(hr: Embedder | dict[str, Embedder] | None, emb: Embedder) -> Embedder:
+    """The model that embeds the HR side for probe model ``emb``.
+
+    ``hr`` is ``None`` (the model itself), one embedder for every model, or a mapping
+    ``{model name: HR model}`` (``--hr-model auto``: each student's teacher).
+    """
+    if isinstance(hr, dict):
+        return hr.get(emb.name, emb)
+    return hr or emb
+
+
+def hr_info(hr: Embedder | dict[str, Embedder] | None) -> Any:
+    """JSON description of the HR-side choice."""
+    if isinstance(hr, dict):
+        return {"auto": {k: model_info(v) for k, v in hr.items()}}
+    return model_info(hr) if hr else None
+
+
+def check_hr_embedder(embedders: Sequence[Embedder], hr: Embedder | dict | None) -> None:
     """Raise :class:`LrfaceError` if ``hr``'s embeddings cannot be compared with a model's."""
     if not embedders:
         raise LrfaceError("no model given; pass --model NAME[,NAME...]")
     if hr is None:
         return
     for e in embedders:
-        if e.embedding_size != hr.embedding_size:
+        hr_e = hr_for(hr, e)
+        if e.embedding_size != hr_e.embedding_size:
             raise LrfaceError(
-                f"--hr-model {hr.name} gives {hr.embedding_size}-d embeddings but {e.name} gives "
+                f"--hr-model {hr_e.name} gives {hr_e.embedding_size}-d embeddings but "
+                f"{e.name} gives "
                 f"{e.embedding_size}-d; the HR model must share the probe model's embedding space"
             )
 
@@ -376,7 +396,7 @@ def evaluate_folder(
     crop_key = ("prepared", not no_detect, detector)
     entries: list[dict[str, Any]] = []
     for emb in embedders:
-        hr = hr_embedder or emb
+        hr = hr_for(hr_embedder, emb)
         g_emb = embed_cached(
             hr,
             len(gi),
@@ -445,7 +465,7 @@ def evaluate_folder(
         "protocol": "folder",
         "description": desc,
         "models": [model_info(e) for e in embedders],
-        "hr_model": model_info(hr_embedder) if hr_embedder else None,
+        "hr_model": hr_info(hr_embedder),
         "caption": f"Folder {root.name}: HR gallery vs LR probes, rank-1 / mAP / DIR@FPIR=1% (%)",
         "results": entries,
     }

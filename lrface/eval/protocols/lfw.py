@@ -36,6 +36,8 @@ from .folder import (
     check_hr_embedder,
     degradation_for,
     embed_cached,
+    hr_for,
+    hr_info,
     model_info,
     row_label,
     stable_seed,
@@ -268,14 +270,25 @@ def evaluate_lfw(
     lr_modes = [m for m in modes if m != "hr-hr"]
     entries: list[dict[str, Any]] = []
     for emb in embedders:
-        hr = hr_embedder or emb
+        hr = hr_for(hr_embedder, emb)
         hr_name = hr.name if hr is not emb else None
         need_hr = "hr-hr" in modes or "hr-lr" in modes
         hr_side = ps.embed(hr, None, progress, use_cache) if need_hr else None
         if "hr-hr" in modes:
-            b = hr_side if hr is emb else ps.embed(emb, None, progress, use_cache)
-            rep = _pairs_report(_cosine(hr_side, b, ps), ps.labels, ps.folds, fars)
-            entries.append(_entry(rep, emb.name, hr_name, "hr-hr", None, "aligned 112x112"))
+            # --hr-model auto: hr-hr is the model against itself (student vs student).
+            a = (
+                ps.embed(emb, None, progress, use_cache)
+                if isinstance(hr_embedder, dict)
+                else hr_side
+            )
+            b = (
+                a
+                if (hr is emb or isinstance(hr_embedder, dict))
+                else ps.embed(emb, None, progress, use_cache)
+            )
+            rep = _pairs_report(_cosine(a, b, ps), ps.labels, ps.folds, fars)
+            hh_name = None if isinstance(hr_embedder, dict) else hr_name
+            entries.append(_entry(rep, emb.name, hh_name, "hr-hr", None, "aligned 112x112"))
         for s in sizes if lr_modes else ():
             deg = degradation_for(s, recipe)
             lr = ps.embed(emb, deg, progress, use_cache)
@@ -298,7 +311,7 @@ def evaluate_lfw(
             pair_indices,
         ),
         "models": [model_info(e) for e in embedders],
-        "hr_model": model_info(hr_embedder) if hr_embedder else None,
+        "hr_model": hr_info(hr_embedder),
         "caption": _caption(ps, split, pair_indices is not None or max_pairs_per_fold is not None),
         "results": entries,
     }

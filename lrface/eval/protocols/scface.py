@@ -31,6 +31,8 @@ from .folder import (
     check_hr_embedder,
     embed_cached,
     file_signature,
+    hr_for,
+    hr_info,
     identification_entry,
     model_info,
     percent,
@@ -135,7 +137,7 @@ def evaluate_scface(
     key = ("scface", not no_detect, detector)
     entries: list[dict[str, Any]] = []
     for emb in embedders:
-        hr = hr_embedder or emb
+        hr = hr_for(hr_embedder, emb)
         hr_name = hr.name if hr is not emb else None
         g_emb = embed_cached(
             hr,
@@ -215,7 +217,7 @@ def evaluate_scface(
         "protocol": "scface",
         "description": desc,
         "models": [model_info(e) for e in embedders],
-        "hr_model": model_info(hr_embedder) if hr_embedder else None,
+        "hr_model": hr_info(hr_embedder),
         "caption": "SCface: rank-1 identification (%) per distance (d1 = 4.2 m, d3 = 1.0 m) "
         "and per camera, mugshot gallery",
         "results": entries,
