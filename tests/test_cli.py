@@ -1,0 +1,149 @@
+"""The `lrface` CLI as a user runs it: verify, detect, embed; exit codes; bad input."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from lrface.align import align_face
+from lrface.detect import load_detector
+from lrface.io import read_image
+
+
+def run(*args, check=None):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrface", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check is not None:
+        assert proc.returncode == check, proc.stderr
+    return proc
+
+
+def test_verify_same_and_different(same_pair, diff_pair):
+    p = run("verify", *same_pair, "--json", "--model", "mobilefacenet-arcface", check=0)
+    res = json.loads(p.stdout)
+    assert res["same"] is True and res["similarity"] >= res["threshold"]
+    assert res["model"] == "mobilefacenet-arcface"
+    for im in res["images"]:
+        assert len(im["box"]) == 4 and len(im["landmarks"]) == 5 and 0 < im["score"] <= 1
+        assert im["faces_found"] >= 1
+    p = run("verify", *diff_pair, "--model", "mobilefacenet-arcface", check=1)
+    assert p.stdout.startswith("different people: similarity") and "threshold" in p.stdout
+
+
+def test_verify_small_face_in_frame(tmp_path, same_pair):
+    img = read_image(same_pair[1])
+    face = load_detector("scrfd-2.5g").detect(img)[0]
+    small = cv2.resize(align_face(img, face.landmarks, 112), (24, 24), interpolation=cv2.INTER_AREA)
+    frame = np.full((240, 320, 3), 127, np.uint8)
+    frame[60:84, 200:224] = small
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), frame)
+    p = run("verify", same_pair[0], path, "--json")
+    assert p.returncode in (0, 1), p.stderr
+    res = json.loads(p.stdout)
+    box = res["images"][1]["box"]
+    assert 195 <= (box[0] + box[2]) / 2 <= 229 and 55 <= (box[1] + box[3]) / 2 <= 89
+    assert res["images"][1]["face_size_px"] < 64
+
+
+def test_verify_pre_cut_crops(tmp_path, same_pair):
+    crops = []
+    for i, src in enumerate(same_pair):
+        img = read_image(src)
+        face = load_detector("scrfd-2.5g").detect(img)[0]
+        crop = align_face(img, face.landmarks, 112)
+        crops.append(tmp_path / f"c{i}.png")
+        cv2.imwrite(str(crops[-1]), crop)
+    res = json.loads(
+        run("verify", *crops, "--no-detect", "--json", "--model", "mobilefacenet-arcface").stdout
+    )
+    assert res["same"] is True
+
+
+def _bad_inputs(tmp_path, lfw_image):
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not an image\n")
+    trunc = tmp_path / "truncated.jpg"
+    trunc.write_bytes(lfw_image.read_bytes()[:2500])
+    one = tmp_path / "one.png"
+    cv2.imwrite(str(one), np.zeros((1, 1, 3), np.uint8))
+    noface = tmp_path / "noface.png"
+    cv2.imwrite(
+        str(noface), np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    )
+    return {
+        "text": (text, "not a readable image"),
+        "truncated": (trunc, "truncated"),
+        "1x1": (one, "too small"),
+        "missing": (tmp_path / "missing.jpg", "no such file"),
+        "directory": (tmp_path, "directory"),
+        "no face": (noface, "--no-detect"),
+    }
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, lfw_image):
+    for label, (path, needle) in _bad_inputs(tmp_path, lfw_image).items():
+        p = run("verify", lfw_image, path)
+        assert p.returncode == 2, (label, p.stdout, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in p.stderr, (label, p.stderr)
+        assert str(path) in lines[0] and needle in lines[0], (label, lines[0])
+
+
+def test_detect_json_and_crops(tmp_path, multi_face_image):
+    p = run(
+        "detect",
+        multi_face_image,
+        "--json",
+        "--save-crops",
+        tmp_path / "crops",
+        "--size",
+        "32",
+        check=0,
+    )
+    faces = json.loads(p.stdout)["faces"]
+    assert len(faces) == 6
+    saved = sorted((tmp_path / "crops").glob("*.png"))
+    assert len(saved) == 6 and cv2.imread(str(saved[0])).shape == (32, 32, 3)
+
+
+def test_verify_reports_several_faces(multi_face_image, lfw_image):
+    p = run("verify", multi_face_image, lfw_image, "--model", "mobilefacenet-arcface")
+    assert p.returncode == 1
+    assert "6 faces found, used face 0" in p.stderr
+
+
+def test_embed_npz_keeps_going_after_bad_files(tmp_path, same_pair, lfw_image):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    out = tmp_path / "emb.npz"
+    p = run(
+        "embed",
+        same_pair[0],
+        bad,
+        same_pair[1],
+        "--out",
+        out,
+        "--model",
+        "mobilefacenet-arcface",
+        "--workers",
+        "1",
+        "--quiet",
+    )
+    assert p.returncode == 0, p.stderr
+    assert "bad.jpg" in p.stderr
+    with np.load(out) as z:
+        assert z["embeddings"].shape == (2, 128)
+        assert [str(x) for x in z["paths"]] == [str(same_pair[0]), str(same_pair[1])]
+
+
+@pytest.mark.parametrize("cmd", [["models", "list"], ["--version"]])
+def test_misc_commands(cmd):
+    assert run(*cmd).returncode == 0
