@@ -210,6 +210,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
         threads=a.threads,
         max_steps=a.max_steps,
         test_pairs=a.test_pairs,
+        save_rank_weights=a.save_rank_weights,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
         val_every=0 if not a.val_sizes else 1,
     )
@@ -390,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--test-pairs", default=None, help="LFW pairs.txt whose test identities are refused"
     )
+    t.add_argument("--save-rank-weights", action="store_true",
+                   help="debug: every torchrun rank writes rank<r>.pt at the end")
     t.add_argument("--quiet", action="store_true")
     _add_common(t)
     t.set_defaults(func=cmd_distill)

@@ -64,6 +64,12 @@ def _work(path: str) -> tuple[np.ndarray, bool, np.ndarray]:
     return lm, fb, align_face(img, lm, 112)
 
 
+def cache_file(root: Path, rel_paths: list[str], detector_name: str) -> Path:
+    """Where :func:`aligned_crops` keeps the result for this root, file list and detector."""
+    key = digest(Path(root).resolve(), detector_name, *rel_paths)
+    return cache_dir() / f"faces-{detector_name}-{key}.npz"
+
+
 def aligned_crops(
     root: Path,
     rel_paths: list[str],
@@ -77,8 +83,7 @@ def aligned_crops(
     "crops": (N,112,112,3) uint8 BGR}`` in the order of ``rel_paths``.
     """
     rel_paths = list(rel_paths)
-    key = digest(Path(root).resolve(), detector_name, *rel_paths)
-    fn = cache_dir() / f"faces-{detector_name}-{key}.npz"
+    fn = cache_file(root, rel_paths, detector_name)
     if fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

@@ -90,7 +90,12 @@ def load_training_faces(
 
 
 def _lfw_crops(lfw: LFW, rels: list[str], detector: str) -> np.ndarray:
-    """Crops for ``rels`` taken from the whole-LFW cache (shared with the evaluators)."""
+    """Crops for ``rels``: from the whole-LFW cache (shared with the evaluators) when it
+    exists or most of LFW is needed; a small subset is aligned on its own."""
+    from ..datasets.facecache import cache_file
+
+    if len(rels) < 2000 and not cache_file(lfw.image_dir, lfw.all_images, detector).is_file():
+        return aligned_crops(lfw.image_dir, rels, detector)["crops"]
     allc = aligned_crops(lfw.image_dir, lfw.all_images, detector)
     index = {p: i for i, p in enumerate(allc["paths"].tolist())}
     return allc["crops"][[index[r] for r in rels]]

@@ -78,6 +78,7 @@ class DistillConfig:
     threads: int | None = None
     max_steps: int | None = None  # stop early (smoke tests)
     test_pairs: str | None = None
+    save_rank_weights: bool = False  # debug/tests: every DDP rank writes rank<r>.pt at the end
 
     @property
     def arch(self) -> str:
@@ -233,6 +234,17 @@ class Validator:
         }
 
 
+def _match_state_layout(opt: torch.optim.Optimizer) -> None:
+    """Give loaded optimiser moments the memory layout of their parameters (channels_last),
+    so a resumed run computes bit-identical updates."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    st[k] = torch.empty_like(p).copy_(v)
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_write(path, "wb") as fh:
         torch.save(state, fh)
@@ -316,6 +328,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         ck = torch.load(resume, map_location="cpu", weights_only=False)
         bundle.load_state_dict(ck["bundle"])
         opt.load_state_dict(ck["optimizer"])
+        _match_state_layout(opt)
         start_epoch, step, history, best = ck["epoch"], ck["step"], ck["history"], ck["best"]
         if rank == 0:
             log.info("resumed from %s at epoch %d (step %d)", resume, start_epoch, step)
@@ -340,6 +353,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         )
         bundle.train()
         sums: dict[str, float] = {}
+        n_batches = 0
         t0 = time.time()
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0
@@ -378,15 +392,19 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             opt.step()
             step += 1
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            n_done = bar.n + 1
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n_batches += 1
+            n_done = n_batches
             bar.set_postfix(
                 {k: f"{v / n_done:.4f}" for k, v in sums.items()}
                 | {"img/s": f"{n_done * per_rank_batch * world / (time.time() - t0):.0f}"}
             )
             if cfg.max_steps and step >= cfg.max_steps:
                 break
-        n_batches = max(1, bar.n)
+        n_batches = max(1, n_batches)
+        if distributed:  # BN running statistics are per rank: take rank 0's everywhere
+            for buf in bundle.buffers():
+                dist.broadcast(buf, 0)
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "step": step,
@@ -428,6 +446,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         if cfg.max_steps and step >= cfg.max_steps:
             break
 
+    if cfg.save_rank_weights:
+        with atomic_write(out / f"rank{rank}.pt", "wb") as fh:
+            torch.save(bundle.student.state_dict(), fh)
     card: dict[str, Any] = {}
     if rank == 0:
         card = _finish(

@@ -1,0 +1,99 @@
+"""Distillation on real LFW train-split faces: KD goes down, exact resume, leak refusal, card."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import LFW_IMAGES, LFW_ROOT
+
+from lrface.datasets.lfw import LFW
+from lrface.distill.train import DistillConfig, distill
+from lrface.errors import DatasetError
+from lrface.models.loader import load_embedder
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(
+        data=str(LFW_ROOT),
+        out=str(tmp_path / "run"),
+        limit=64,
+        batch_size=16,
+        val_every=0,
+        val_sizes=(),
+        seed=0,
+        threads=1,  # CPU kernels with >1 thread may reduce in varying order (1e-5 noise)
+    )
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+def test_kd_loss_goes_down_and_card_loads(tmp_path):
+    cfg = _cfg(
+        tmp_path,
+        student="lrface-mbf",
+        epochs=4,
+        lr=5e-4,
+        losses=("kd", "crcd"),
+        crcd_warmup_steps=4,
+        warmup_steps=2,
+        min_size=12,
+        max_size=16,
+        p_hr=0.0,
+    )
+    card = distill(cfg, progress=False)
+    kd = [row["loss_kd"] for row in card["history"]]
+    assert len(kd) == 4 and kd[-1] < kd[0] * 0.9, kd
+    assert all(np.isfinite(row["loss_crcd"]) for row in card["history"])
+    # the card is loadable as a model by path, and lives in the teacher's space
+    emb = load_embedder(str(tmp_path / "run" / "lrface-mbf.json"))
+    assert emb.input_size == 112 and emb.embedding_size == 128
+    assert card["teacher"]["name"] == "mobilefacenet-arcface" and len(card["sha256"]) == 64
+    assert card["data"]["images"] == 64 and card["training"]["losses"] == ["kd", "crcd"]
+
+
+def test_resume_continues_exactly(tmp_path):
+    kw = dict(
+        student="lrface-tiny-16", epochs=2, lr=1e-3, losses=("kd", "crcd"), crcd_warmup_steps=2
+    )
+    straight = _cfg(tmp_path / "a", **kw)
+    distill(straight, progress=False)
+    # stop after the first epoch (4 steps of 16), then resume from its checkpoint
+    first = _cfg(tmp_path / "b", max_steps=4, **kw)
+    distill(first, progress=False)
+    resumed = _cfg(tmp_path / "b", **kw)
+    distill(resumed, resume=str(tmp_path / "b" / "run" / "last.pt"), progress=False)
+    a = torch.load(tmp_path / "a" / "run" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "run" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 8
+    for k in a["bundle"]:
+        assert torch.equal(a["bundle"][k], b["bundle"][k]), k
+    assert [r["loss_kd"] for r in a["history"]] == [r["loss_kd"] for r in b["history"]]
+
+
+def test_refuses_lfw_test_identities(tmp_path):
+    lfw = LFW(LFW_ROOT)
+    test_name = sorted(lfw.test_identities)[0]
+    train_name = lfw.train_images()[0].split("/")[0]
+    for name in (test_name, train_name):
+        shutil.copytree(LFW_IMAGES / name, tmp_path / "faces" / name)
+    with pytest.raises(DatasetError, match="test split"):
+        distill(
+            _cfg(tmp_path, data=str(tmp_path / "faces"), test_pairs=str(LFW_ROOT / "pairs.txt")),
+            progress=False,
+        )
+
+
+def test_lfw_train_split_never_contains_test_identities():
+    lfw = LFW(LFW_ROOT)
+    train = lfw.train_images()
+    assert len(train) == 6922
+    assert not {p.split("/")[0] for p in train} & lfw.test_identities
+
+
+def test_history_written(tmp_path):
+    distill(_cfg(tmp_path, student="lrface-tiny-16", epochs=1, limit=32), progress=False)
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert hist[0]["epoch"] == 1 and "loss_kd" in hist[0]
+    assert (tmp_path / "run" / "log.csv").read_text().startswith("epoch,")
