@@ -212,7 +212,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
         test_pairs=a.test_pairs,
         save_rank_weights=a.save_rank_weights,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
-        val_every=0 if not a.val_sizes else 1,
+        val_every=0 if not a.val_sizes else a.val_every,
     )
     bad = set(cfg.losses) - {"kd", "crcd", "rkd", "nce"}
     if bad:
@@ -382,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--val-sizes", default="12,16", help="hr-lr sizes validated each epoch ('' = none)"
     )
+    t.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and the last)")
     t.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=None, help="use only the first N images")
