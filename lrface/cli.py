@@ -382,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--val-sizes", default="12,16", help="hr-lr sizes validated each epoch ('' = none)"
     )
-    t.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and the last)")
+    t.add_argument(
+        "--val-every", type=int, default=1, help="validate every N epochs (and the last)"
+    )
     t.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=None, help="use only the first N images")
@@ -392,8 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--test-pairs", default=None, help="LFW pairs.txt whose test identities are refused"
     )
-    t.add_argument("--save-rank-weights", action="store_true",
-                   help="debug: every torchrun rank writes rank<r>.pt at the end")
+    t.add_argument(
+        "--save-rank-weights",
+        action="store_true",
+        help="debug: every torchrun rank writes rank<r>.pt at the end",
+    )
     t.add_argument("--quiet", action="store_true")
     _add_common(t)
     t.set_defaults(func=cmd_distill)
