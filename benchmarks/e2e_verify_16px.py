@@ -1,0 +1,93 @@
+"""End-to-end verification through detection with a ~16 px face (issue: shipped students).
+
+For each of the 3,000 LFW test-split pairs (folds 6-10) the *second photo* is downscaled as
+a whole (area interpolation) so that its detected face box is 16 px wide (the 250x250
+photo becomes ~36-44 px), then ``lrface.verify`` runs exactly as ``lrface verify A B``
+does: SCRFD detection on both images (multi-scale for the tiny one), alignment, the
+default model chosen by face size, and that model's calibrated threshold from its card.
+Nothing is tuned on the test split.
+
+    python benchmarks/e2e_verify_16px.py --data ../shared/data/lfw [--face-px 16] [--limit N]
+
+A pair whose small image yields no face counts as a wrong answer (reported separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from lrface.api import verify
+from lrface.datasets.facecache import central_face_landmarks
+from lrface.datasets.lfw import LFW
+from lrface.detect import load_detector
+from lrface.errors import LrfaceError
+from lrface.io import read_image
+
+
+def shrink_to_face_width(img: np.ndarray, face_px: float) -> np.ndarray:
+    """Downscale the whole photo so its central face box is ``face_px`` wide."""
+    det = load_detector("scrfd-2.5g")
+    faces = det.detect(img) or []
+    if faces:
+        lm, _ = central_face_landmarks(img, det)
+        face = min(faces, key=lambda f: np.linalg.norm(f.landmarks - lm))
+        width = float(face.box[2] - face.box[0])
+    else:
+        width = 0.4 * img.shape[1]
+    s = face_px / width
+    size = (max(4, round(img.shape[1] * s)), max(4, round(img.shape[0] * s)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", default="../shared/data/lfw")
+    ap.add_argument("--face-px", type=float, default=16.0)
+    ap.add_argument("--limit", type=int, default=None, help="first N pairs of each test fold")
+    ap.add_argument("--model", default=None, help="force a model (default: lrface's choice)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    lfw = LFW(args.data)
+    pairs = lfw.split_pairs("test")
+    if args.limit:
+        pairs = [p for f in range(5, 10) for p in [q for q in pairs if q.fold == f][: args.limit]]
+    t0 = time.time()
+    correct, no_face, models, sizes = 0, 0, collections.Counter(), []
+    for p in tqdm(pairs, desc="verify"):
+        small = shrink_to_face_width(read_image(lfw.path(p.b)), args.face_px)
+        sizes.append(small.shape[1])
+        try:
+            res = verify(str(lfw.path(p.a)), small, model=args.model)
+        except LrfaceError:
+            no_face += 1
+            continue
+        models[res["model"]] += 1
+        correct += int(res["same"] == p.same)
+    acc = 100.0 * correct / len(pairs)
+    out = {
+        "pairs": len(pairs),
+        "accuracy": round(acc, 2),
+        "no_face": no_face,
+        "models_used": dict(models),
+        "small_image_px_median": float(np.median(sizes)),
+        "face_px": args.face_px,
+        "seconds": round(time.time() - t0, 1),
+    }
+    print(json.dumps(out, indent=2))
+    if args.json:
+        from lrface.fileio import write_json_atomic
+
+        write_json_atomic(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
