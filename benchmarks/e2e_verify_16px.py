@@ -1,13 +1,15 @@
 """End-to-end verification through detection with a ~16 px face (issue: shipped students).
 
 For each of the 3,000 LFW test-split pairs (folds 6-10) the *second photo* is downscaled as
-a whole (area interpolation) so that its detected face box is 16 px wide (the 250x250
-photo becomes ~36-44 px), then ``lrface.verify`` runs exactly as ``lrface verify A B``
+a whole (area interpolation) to ``--image-px`` (default 36: the 250x250 photo becomes
+36x36 and its face ~14-16 px wide), or, with ``--face-px F``, so that its detected face
+box is F px wide (16 px gives ~42x42 images).  Then ``lrface.verify`` runs exactly as ``lrface verify A B``
 does: SCRFD detection on both images (multi-scale for the tiny one), alignment, the
 default model chosen by face size, and that model's calibrated threshold from its card.
 Nothing is tuned on the test split.
 
-    python benchmarks/e2e_verify_16px.py --data ../shared/data/lfw [--face-px 16] [--limit N]
+    python benchmarks/e2e_verify_16px.py --data ../shared/data/lfw [--image-px 36 | --face-px 16]
+                                         [--limit N]
 
 A pair whose small image yields no face counts as a wrong answer (reported separately).
 """
@@ -51,7 +53,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--data", default="../shared/data/lfw")
-    ap.add_argument("--face-px", type=float, default=16.0)
+    ap.add_argument("--image-px", type=int, default=36, help="resize the whole photo to this")
+    ap.add_argument("--face-px", type=float, default=None, help="instead: face box width")
     ap.add_argument("--limit", type=int, default=None, help="first N pairs of each test fold")
     ap.add_argument("--model", default=None, help="force a model (default: lrface's choice)")
     ap.add_argument("--json", default=None)
@@ -63,7 +66,11 @@ def main() -> None:
     t0 = time.time()
     correct, no_face, models, sizes = 0, 0, collections.Counter(), []
     for p in tqdm(pairs, desc="verify"):
-        small = shrink_to_face_width(read_image(lfw.path(p.b)), args.face_px)
+        img = read_image(lfw.path(p.b))
+        if args.face_px:
+            small = shrink_to_face_width(img, args.face_px)
+        else:
+            small = cv2.resize(img, (args.image_px, args.image_px), interpolation=cv2.INTER_AREA)
         sizes.append(small.shape[1])
         try:
             res = verify(str(lfw.path(p.a)), small, model=args.model)
