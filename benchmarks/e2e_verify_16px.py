@@ -3,7 +3,8 @@
 For each of the 3,000 LFW test-split pairs (folds 6-10) the *second photo* is downscaled as
 a whole (area interpolation) to ``--image-px`` (default 36: the 250x250 photo becomes
 36x36 and its face ~14-16 px wide), or, with ``--face-px F``, so that its detected face
-box is F px wide (16 px gives ~42x42 images).  Then ``lrface.verify`` runs exactly as ``lrface verify A B``
+box is F px wide (16 px gives ~42x42 images).  Then ``lrface.verify`` runs exactly as
+``lrface verify A B``
 does: SCRFD detection on both images (multi-scale for the tiny one), alignment, the
 default model chosen by face size, and that model's calibrated threshold from its card.
 Nothing is tuned on the test split.
