@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from lrface.errors import LrfaceError
-from lrface.eval.benchmark import jsonable, parse_list, parse_sizes
+from lrface.eval.benchmark import jsonable, parse_list, parse_sizes, resolve_hr_model
 from lrface.eval.protocols.lfw import DEFAULT_SIZES, evaluate_lfw, readme_table
 from lrface.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
@@ -34,7 +34,12 @@ def _default_data() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="mobilefacenet-arcface", help="comma-separated models")
-    p.add_argument("--hr-model", default=None, help="model for the HR side (hr-hr / hr-lr)")
+    p.add_argument(
+        "--hr-model",
+        default="auto",
+        help="HR side (hr-lr): auto = each student's teacher (hr-hr stays model vs model), "
+        "self = the model itself, or a model name",
+    )
     p.add_argument(
         "--data", default=_default_data(), help="LFW root (default $LRFACE_HOME/data/lfw)"
     )
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         models = [
             load_embedder(n, model_dir=args.model_dir) for n in parse_list(args.models, "--models")
         ]
-        hr = load_embedder(args.hr_model, model_dir=args.model_dir) if args.hr_model else None
+        hr = resolve_hr_model(args.hr_model, models, "lfw", model_dir=args.model_dir)
         result = evaluate_lfw(
             models,
             args.data,

@@ -359,6 +359,28 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
+def resolve_hr_model(
+    choice: str | None,
+    embedders: list,
+    protocol: str,
+    flip: bool = True,
+    model_dir: str | None = None,
+) -> Any:
+    """``--hr-model``: ``auto`` -> {student: its teacher}, ``self`` -> None, else one model."""
+    from ..models.loader import load_embedder
+
+    if choice in (None, "", "auto"):
+        hr = {}
+        for e in embedders:
+            teacher = ((e.spec.card or {}).get("teacher") or {}).get("name")
+            if teacher and protocol != "tinyface":
+                hr[e.name] = load_embedder(teacher, flip=flip, model_dir=model_dir)
+        return hr or None
+    if choice == "self":
+        return None
+    return load_embedder(choice, flip=flip, model_dir=model_dir)
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``args.protocol`` for every model of ``args.model``; print, write, return results.
 
@@ -374,16 +396,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     flip = not args.no_flip
     embedders = [load_embedder(n, flip=flip, model_dir=args.model_dir) for n in names]
     # load_embedder is memoised: a model that is its own HR model is the same object.
-    hr: Any = None
-    if args.hr_model in (None, "", "auto"):
-        hr = {}
-        for e in embedders:
-            teacher = ((e.spec.card or {}).get("teacher") or {}).get("name")
-            if teacher and args.protocol != "tinyface":
-                hr[e.name] = load_embedder(teacher, flip=flip, model_dir=args.model_dir)
-        hr = hr or None
-    elif args.hr_model != "self":
-        hr = load_embedder(args.hr_model, flip=flip, model_dir=args.model_dir)
+    hr = resolve_hr_model(args.hr_model, embedders, args.protocol, flip, args.model_dir)
     result = _run_protocol(args, embedders, hr)
     out_dir = Path(args.out or f"benchmark-{args.protocol}").expanduser()
     plots: list[str] = []
