@@ -153,11 +153,11 @@ def cmd_models(a: argparse.Namespace) -> int:
         if a.json:
             print(json.dumps(rows, indent=2))
         else:
-            print(f"{'name':24s} {'kind':10s} {'found':6s} {'license':45s} path")
+            print(f"{'name':24s} {'kind':10s} {'found':6s} {'license':52s} path")
             for r in rows:
                 print(
                     f"{r['name']:24s} {r['kind']:10s} {'yes' if r['found'] else 'no':6s} "
-                    f"{r['license'][:45]:45s} {r['path'] or '-'}"
+                    f"{r['license'][:52]:52s} {r['path'] or '-'}"
                 )
         return 0
     from .fetch import fetch_model
