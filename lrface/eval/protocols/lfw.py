@@ -362,7 +362,7 @@ def _describe(
         "pair_indices": list(map(int, pair_indices)) if pair_indices is not None else None,
         "modes": {m: MODE_TITLES[m] for m in modes},
         "hr_lr_side": "first image of each pair HR, second reduced",
-        "hr_model": hr.name if hr else None,
+        "hr_model": hr_info(hr),
         "sizes": list(sizes),
         "recipes": {str(s): degradation_for(s, recipe).describe() for s in sizes},
         "alignment": f"{detector} detection (most central face), 5-point ArcFace alignment "
