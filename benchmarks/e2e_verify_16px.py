@@ -30,7 +30,7 @@ from lrface.api import verify
 from lrface.datasets.facecache import central_face_landmarks
 from lrface.datasets.lfw import LFW
 from lrface.detect import load_detector
-from lrface.errors import LrfaceError
+from lrface.errors import NoFaceError
 from lrface.io import read_image
 
 
@@ -75,7 +75,7 @@ def main() -> None:
         sizes.append(small.shape[1])
         try:
             res = verify(str(lfw.path(p.a)), small, model=args.model)
-        except LrfaceError:
+        except NoFaceError:
             no_face += 1
             continue
         models[res["model"]] += 1

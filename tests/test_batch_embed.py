@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LFW_IMAGES as LFW
 
 from lrface.batch_embed import (
     collect_paths,
@@ -22,14 +22,11 @@ from lrface.batch_embed import (
 )
 from lrface.errors import LrfaceError
 
-LFW = Path("/work/shared/data/lfw/lfw-deepfunneled")
 SHARD = 8
-pytestmark = pytest.mark.skipif(not LFW.is_dir(), reason="LFW not available")
 
 
 @pytest.fixture(scope="module")
 def teacher():
-    os.environ.setdefault("LRFACE_HOME", "/work/shared")
     from lrface.models.loader import load_embedder
 
     return load_embedder("mobilefacenet-arcface")

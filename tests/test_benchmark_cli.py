@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 
 import cv2
 import pytest
+from conftest import SHARED
 
 from lrface import __version__
 from lrface.errors import DatasetError, LrfaceError
 from lrface.eval.benchmark import add_benchmark_arguments, parse_ids, parse_sizes, run_benchmark
 
-SHARED = Path(os.environ.get("LRFACE_HOME", "/work/shared"))
 LFW_ROOT = SHARED / "data" / "lfw"
 TEACHER_SHA = "e72a5710cce378dc46472b6b845cb90647634f2738d8c3e581735cf195b9866f"
-
-pytestmark = pytest.mark.skipif(not LFW_ROOT.is_dir(), reason="LFW not available")
 
 
 def parse(*argv: str) -> argparse.Namespace:

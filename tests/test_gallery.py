@@ -9,22 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LFW_IMAGES as LFW
 
 from lrface.errors import LrfaceError
 from lrface.gallery import UNKNOWN, Gallery, build_gallery
 from lrface.search import search
 
-LFW = Path("/work/shared/data/lfw/lfw-deepfunneled")
 PEOPLE = ["Abdoulaye_Wade", "Ai_Sugiyama", "Alan_Greenspan", "Alastair_Campbell", "Albert_Costa"]
 STRANGER = LFW / "Adam_Sandler" / "Adam_Sandler_0001.jpg"
 N_ENROL = 3
 
-pytestmark = pytest.mark.skipif(not LFW.is_dir(), reason="LFW not available")
-
 
 @pytest.fixture(scope="module")
 def teacher():
-    os.environ.setdefault("LRFACE_HOME", "/work/shared")
     from lrface.models.loader import load_embedder
 
     return load_embedder("mobilefacenet-arcface")

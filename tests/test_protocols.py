@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from lrface.datasets.lfw import LFW
 from lrface.degrade import Degradation, degrade
@@ -26,15 +26,12 @@ from lrface.eval.protocols import lfw as lfw_proto
 from lrface.eval.protocols import scface as scface_proto
 from lrface.eval.protocols import tinyface as tinyface_proto
 
-SHARED = Path(os.environ.get("LRFACE_HOME", "/work/shared"))
 LFW_ROOT = SHARED / "data" / "lfw"
 TINYFACE = SHARED / "data" / "tinyface-protocol"
 TEACHER_SHA = "e72a5710cce378dc46472b6b845cb90647634f2738d8c3e581735cf195b9866f"
 #: 30 same + 30 different pairs of official folds 6 and 7 (120 pairs).
 PAIR_INDICES = [*range(3000, 3030), *range(3300, 3330), *range(3600, 3630), *range(3900, 3930)]
 MANY = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld"]
-
-pytestmark = pytest.mark.skipif(not LFW_ROOT.is_dir(), reason="LFW not available")
 
 
 @pytest.fixture(scope="module")
