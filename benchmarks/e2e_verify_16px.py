@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.api import verify
-from lrface.datasets.facecache import central_face_landmarks
+from lrface.datasets.facecache import central_face
 from lrface.datasets.lfw import LFW
 from lrface.detect import load_detector
 from lrface.errors import NoFaceError
@@ -36,14 +36,8 @@ from lrface.io import read_image
 
 def shrink_to_face_width(img: np.ndarray, face_px: float) -> np.ndarray:
     """Downscale the whole photo so its central face box is ``face_px`` wide."""
-    det = load_detector("scrfd-2.5g")
-    faces = det.detect(img) or []
-    if faces:
-        lm, _ = central_face_landmarks(img, det)
-        face = min(faces, key=lambda f: np.linalg.norm(f.landmarks - lm))
-        width = float(face.box[2] - face.box[0])
-    else:
-        width = 0.4 * img.shape[1]
+    face = central_face(img, load_detector("scrfd-2.5g"))
+    width = float(face.box[2] - face.box[0]) if face is not None else 0.4 * img.shape[1]
     s = face_px / width
     size = (max(4, round(img.shape[1] * s)), max(4, round(img.shape[0] * s)))
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)

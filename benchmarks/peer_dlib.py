@@ -12,7 +12,7 @@ the models behind the ``face_recognition`` package.)
 Recipe (the dlib figures of ``../shared/data/lfw/README.md``), per image:
 
 1. lrface's SCRFD (``scrfd-2.5g``) detects faces; the most central sizeable face is kept
-   (the cost of :func:`lrface.datasets.facecache.central_face_landmarks`), retrying at
+   (:func:`lrface.datasets.facecache.central_face`), retrying at
    ``det_thresh`` 0.1 when nothing is found (a centred box if still nothing, counted as a
    fallback);
 2. its box becomes a ``dlib.rectangle``; dlib's 5-point shape predictor runs on the RGB
@@ -57,8 +57,9 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.cache import cache_dir, digest
+from lrface.datasets.facecache import central_face
 from lrface.datasets.lfw import LFW, Pair
-from lrface.detect import Detector, Face, load_detector
+from lrface.detect import Detector, load_detector
 from lrface.errors import LrfaceError
 from lrface.eval.benchmark import jsonable, parse_list, parse_sizes
 from lrface.eval.metrics import kfold_accuracy
@@ -163,27 +164,6 @@ class DlibModels:
 
 
 # --------------------------------------------------------------------------- detection
-
-
-def central_face(image: np.ndarray, detector: Detector) -> Face | None:
-    """The most central sizeable face (as ``central_face_landmarks``), retrying at 0.1."""
-    h, w = image.shape[:2]
-    c = np.array([w / 2, h / 2])
-
-    def cost(f: Face) -> float:
-        bc = np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2])
-        return float(np.linalg.norm(bc - c) / max(np.sqrt(f.area), 1.0))
-
-    for thresh in (detector.det_thresh, 0.1):
-        old = detector.det_thresh
-        detector.det_thresh = thresh
-        try:
-            faces = detector.detect(image)
-        finally:
-            detector.det_thresh = old
-        if faces:
-            return min(faces, key=cost)
-    return None
 
 
 def fallback_box(h: int, w: int) -> np.ndarray:

@@ -20,11 +20,11 @@ product is the cosine similarity.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 
 from .errors import LrfaceError
+from .eval.metrics import check_embeddings
 
 log = logging.getLogger("lrface")
 
@@ -34,8 +34,6 @@ __all__ = ["BACKENDS", "RESCORE_MARGIN", "faiss_available", "search"]
 BACKENDS = ("auto", "numpy", "faiss")
 #: Extra candidates fetched from a backend before the shared exact re-scoring.
 RESCORE_MARGIN = 8
-#: Allowed deviation of a squared row norm from 1.
-_NORM_TOL = 1e-2
 #: Probes re-scored at once (bounds the (rows, k, D) float64 gather).
 _RESCORE_ROWS = 1024
 
@@ -77,8 +75,8 @@ def search(
         LrfaceError: bad shapes, dimension mismatch, rows not L2-normalised, unknown
             backend, or ``backend="faiss"`` without faiss installed.
     """
-    p = _check_matrix(probes, "probes")
-    g = _check_matrix(gallery, "gallery")
+    p = check_embeddings(probes, "probes", allow_empty=True)
+    g = check_embeddings(gallery, "gallery", allow_empty=True)
     if p.shape[1] != g.shape[1]:
         raise LrfaceError(
             f"probe embeddings have dimension {p.shape[1]} but the gallery has {g.shape[1]}; "
@@ -117,25 +115,6 @@ def choose_backend(backend: str, n_gallery: int, faiss_threshold: int = 50_000) 
             why += ", faiss not installed"
         log.info("search: %s backend (%s)", backend, why)
     return backend
-
-
-def _check_matrix(x: np.ndarray, name: str) -> np.ndarray:
-    """Validate an (N, D) L2-normalised float matrix; return C-contiguous float32."""
-    a = np.asarray(x)
-    if a.ndim != 2 or a.shape[1] == 0:
-        raise LrfaceError(f"{name} must be an (N, D) array of embeddings, got shape {a.shape}")
-    if a.dtype.kind != "f":
-        raise LrfaceError(f"{name} must be floating point, got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
-    bad = np.flatnonzero(~(np.abs(sq - 1.0) <= _NORM_TOL))  # also catches NaN/inf
-    if bad.size:
-        i = int(bad[0])
-        raise LrfaceError(
-            f"{name} row {i} is not L2-normalised (norm {math.sqrt(sq[i]):.4g}); "
-            "normalise the embeddings first"
-        )
-    return a
 
 
 def _numpy_candidates(p: np.ndarray, g: np.ndarray, k: int, block_size: int) -> np.ndarray:

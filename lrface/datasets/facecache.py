@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..align import align_face, template
 from ..cache import cache_dir, digest
+from ..detect import Face
 from ..fileio import save_npz_atomic
 from ..io import read_image
 
@@ -34,9 +35,16 @@ def _init_worker(detector_name: str) -> None:
     _DET = load_detector(detector_name)
 
 
-def central_face_landmarks(image: np.ndarray, detector) -> tuple[np.ndarray, bool]:
-    """Landmarks (5, 2) of the most central sizeable face; ``(template, True)`` if none."""
+def central_face(image: np.ndarray, detector) -> Face | None:
+    """The detected face whose box centre is nearest the image centre, relative to its size
+    (LFW-style photos: one centred subject); retried at ``det_thresh`` 0.1; None if none."""
     h, w = image.shape[:2]
+    c = np.array([w / 2, h / 2])
+
+    def cost(f: Face) -> float:
+        bc = np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2])
+        return float(np.linalg.norm(bc - c) / max(np.sqrt(f.area), 1.0))
+
     for thresh in (detector.det_thresh, 0.1):
         old = detector.det_thresh
         detector.det_thresh = thresh
@@ -45,13 +53,16 @@ def central_face_landmarks(image: np.ndarray, detector) -> tuple[np.ndarray, boo
         finally:
             detector.det_thresh = old
         if faces:
-            c = np.array([w / 2, h / 2])
+            return min(faces, key=cost)
+    return None
 
-            def cost(f, c=c):
-                bc = np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2])
-                return np.linalg.norm(bc - c) / max(np.sqrt(f.area), 1.0)
 
-            return min(faces, key=cost).landmarks, False
+def central_face_landmarks(image: np.ndarray, detector) -> tuple[np.ndarray, bool]:
+    """Landmarks (5, 2) of :func:`central_face`; ``(template fallback, True)`` if none."""
+    face = central_face(image, detector)
+    if face is not None:
+        return face.landmarks, False
+    h, w = image.shape[:2]
     # Fallback: the template placed on the central ~45 % of the image (LFW framing).
     side = 0.45 * min(h, w)
     lm = template(112) / 112 * side + np.array([w / 2 - side / 2, h / 2 - side / 2 + 0.03 * h])

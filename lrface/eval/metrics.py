@@ -138,10 +138,13 @@ def _fold_ids(folds: np.ndarray | int, n: int) -> np.ndarray:
     return f
 
 
-def _check_embeddings(x: np.ndarray, name: str) -> np.ndarray:
-    """Validate an (N, D) L2-normalised embedding matrix; return it as C-contiguous float32."""
+def check_embeddings(x: np.ndarray, name: str, allow_empty: bool = False) -> np.ndarray:
+    """Validate an (N, D) L2-normalised embedding matrix; return it as C-contiguous float32.
+
+    ``allow_empty`` accepts N = 0 (an empty gallery).  Raises :class:`LrfaceError`.
+    """
     a = np.asarray(x)
-    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+    if a.ndim != 2 or (a.shape[0] == 0 and not allow_empty) or a.shape[1] == 0:
         raise LrfaceError(f"{name} must be a non-empty (N, D) array, got shape {a.shape}")
     if a.dtype.kind != "f":
         raise LrfaceError(f"{name} must be floating point, got dtype {a.dtype}")
@@ -462,8 +465,8 @@ def cosine_topk(
         int64 gallery row indices, sorted by decreasing score; equal scores are ordered
         by increasing gallery index, so the result does not depend on ``block_size``.
     """
-    p = _check_embeddings(probes, "probes")
-    g = _check_embeddings(gallery, "gallery")
+    p = check_embeddings(probes, "probes")
+    g = check_embeddings(gallery, "gallery")
     if p.shape[1] != g.shape[1]:
         raise LrfaceError(f"probes have dimension {p.shape[1]}, gallery {g.shape[1]}")
     k = _check_positive_int(k, "k")
@@ -640,8 +643,8 @@ def identification_report(
         ({fpir: value}); ``notes`` (list of one-line strings explaining NaNs).  All
         fractions in [0, 1]; CMC/mAP are NaN when there are no mated probes.
     """
-    p = _check_embeddings(probe_emb, "probe_emb")
-    g = _check_embeddings(gallery_emb, "gallery_emb")
+    p = check_embeddings(probe_emb, "probe_emb")
+    g = check_embeddings(gallery_emb, "gallery_emb")
     if p.shape[1] != g.shape[1]:
         raise LrfaceError(f"probe_emb has dimension {p.shape[1]}, gallery_emb {g.shape[1]}")
     pid = _check_ids(probe_ids, p.shape[0], "probe_ids")
