@@ -211,6 +211,11 @@ def cmd_distill(a: argparse.Namespace) -> int:
         max_steps=a.max_steps,
         test_pairs=a.test_pairs,
         save_rank_weights=a.save_rank_weights,
+        init=a.init,
+        tiny_width=a.width,
+        tiny_head=a.head_channels,
+        tiny_blocks=a.blocks,
+        targets=a.targets,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
         val_every=0 if not a.val_sizes else a.val_every,
     )
@@ -250,6 +255,22 @@ def cmd_gallery(a: argparse.Namespace) -> int:
     return 0
 
 
+def _expand_probes(items: Sequence[str]) -> list[str]:
+    """Probe arguments -> image paths: files as given, directories expanded (sorted)."""
+    from .io import list_images
+
+    out: list[str] = []
+    for item in items:
+        if os.path.isdir(item):
+            found = [str(p) for p in list_images(item)]
+            if not found:
+                print(f"error: {item}: directory holds no images", file=sys.stderr)
+            out.extend(found)
+        else:
+            out.append(item)
+    return out
+
+
 def cmd_identify(a: argparse.Namespace) -> int:
     from .gallery import Gallery
     from .models.loader import load_embedder
@@ -258,8 +279,9 @@ def cmd_identify(a: argparse.Namespace) -> int:
     gallery = Gallery.load(a.gallery)
     emb = load_embedder(a.model or gallery.model_name)
     gallery.check_model(emb)
-    results, errors = [], 0
-    for p in a.probes:
+    thr = a.threshold if a.threshold is not None else emb.threshold
+    probes, crops, errors = [], [], 0
+    for p in _expand_probes(a.probes):
         try:
             face = prepare_face(
                 p, detect=not a.no_detect, size=emb.input_size, face_index=a.face_index
@@ -268,17 +290,19 @@ def cmd_identify(a: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             errors += 1
             continue
-        e = emb.embed_crops([face.crop])
-        thr = a.threshold if a.threshold is not None else emb.threshold
-        res = gallery.identify(e, top_k=a.top_k, threshold=thr, backend=a.backend)[0]
-        res["probe"] = p
-        results.append(res)
-        if not a.json:
-            cands = ", ".join(
-                f"{c[0]} {c[1]:.3f}" if isinstance(c, list | tuple) else str(c)
-                for c in res.get("candidates", [])
-            )
-            print(f"{p}: {res['identity']} (score {res['score']:.3f}; top-{a.top_k}: {cands})")
+        probes.append(p)
+        crops.append(face.crop)
+    results = []
+    if crops:
+        emb_all = emb.embed_crops(crops)  # batched inside the embedder
+        for p, res in zip(
+            probes, gallery.identify(emb_all, top_k=a.top_k, threshold=thr, backend=a.backend)
+        ):
+            res["probe"] = p
+            results.append(res)
+            if not a.json:
+                cands = ", ".join(f"{c['identity']} {c['score']:.3f}" for c in res["candidates"])
+                print(f"{p}: {res['identity']} (score {res['score']:.3f}; top-{a.top_k}: {cands})")
     if a.json:
         print(json.dumps(results, indent=2))
     return 2 if errors and not results else 0
@@ -386,6 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-every", type=int, default=1, help="validate every N epochs (and the last)"
     )
     t.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
+    t.add_argument("--width", type=int, default=64, help="tiny students: stem width")
+    t.add_argument("--head-channels", type=int, default=512, help="tiny students: head width")
+    t.add_argument("--blocks", type=int, default=3, help="tiny students: blocks per stage")
+    t.add_argument(
+        "--init", default=None, help="start from this student (registered name or .pt weights)"
+    )
+    t.add_argument(
+        "--targets",
+        default="view",
+        choices=["view", "fused"],
+        help="teacher target per view, or the flip-fused target for every view",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=None, help="use only the first N images")
     t.add_argument("--workers", type=int, default=0)

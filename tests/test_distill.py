@@ -97,3 +97,30 @@ def test_history_written(tmp_path):
     hist = json.loads((tmp_path / "run" / "history.json").read_text())
     assert hist[0]["epoch"] == 1 and "loss_kd" in hist[0]
     assert (tmp_path / "run" / "log.csv").read_text().startswith("epoch,")
+
+
+def test_init_from_student_and_fused_targets(tmp_path):
+    """--init starts from a trained student's weights (a narrower tiny architecture here);
+    a student of another architecture is refused with a clear error."""
+    from lrface.errors import LrfaceError
+
+    kw = dict(student="lrface-tiny-16", tiny_width=32, tiny_head=256, epochs=1, max_steps=2)
+    first = distill(_cfg(tmp_path / "a", **kw), progress=False)
+    assert first["arch_kwargs"]["width"] == 32 and first["arch_kwargs"]["head_channels"] == 256
+    weights = tmp_path / "a" / "run" / "lrface-tiny-16.pt"
+    # lr 0: the weights that come out are the ones that went in (BN statistics aside)
+    card = distill(
+        _cfg(tmp_path / "b", init=str(weights), lr=0.0, targets="fused", **kw), progress=False
+    )
+    assert card["training"]["init"] == str(weights) and card["training"]["targets"] == "fused"
+    a = torch.load(weights, weights_only=True)
+    b = torch.load(tmp_path / "b" / "run" / "lrface-tiny-16.pt", weights_only=True)
+    convs = [k for k in a if k.endswith("weight") and a[k].dim() == 4]
+    assert convs and all(torch.equal(a[k], b[k]) for k in convs)
+    with pytest.raises(LrfaceError, match="do not fit"):
+        distill(
+            _cfg(
+                tmp_path / "c", init=str(weights), student="lrface-tiny-16", epochs=1, max_steps=1
+            ),
+            progress=False,
+        )

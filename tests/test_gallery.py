@@ -314,3 +314,27 @@ def test_search_validation():
         search(_unit(rng, 2, 4), g, 3)
     with pytest.raises(LrfaceError, match="unknown search backend"):
         search(g, g, 3, backend="annoy")
+
+
+def test_cli_identify_directory_batched(tree, built, tmp_path, capsys):
+    """`lrface identify DIR` embeds every image below DIR in one batch and names each
+    held-out face; an unreadable probe is reported and the rest are still answered."""
+    from lrface.cli import main
+
+    gallery, _ = built
+    gfile = tmp_path / "g.npz"
+    gallery.save(gfile)
+    _, held_out, _ = tree
+    pdir = tmp_path / "probes"
+    pdir.mkdir()
+    for name in PEOPLE:
+        (pdir / f"{name}.jpg").symlink_to(held_out[name])
+    (pdir / "zz_broken.png").write_bytes(b"not an image")
+    rc = main(["identify", str(pdir), "--gallery", str(gfile), "--json", "--top-k", "2"])
+    out = capsys.readouterr()
+    assert rc == 0
+    res = json.loads(out.out)
+    assert [Path(r["probe"]).stem for r in res] == PEOPLE
+    assert [r["identity"] for r in res] == PEOPLE
+    assert all(len(r["candidates"]) == 2 for r in res)
+    assert "zz_broken.png" in out.err

@@ -79,6 +79,12 @@ class DistillConfig:
     max_steps: int | None = None  # stop early (smoke tests)
     test_pairs: str | None = None
     save_rank_weights: bool = False  # debug/tests: every DDP rank writes rank<r>.pt at the end
+    tiny_width: int = 64  # TinyFaceNet stem width (stages: 2x, 4x)
+    tiny_head: int = 512  # TinyFaceNet head channels
+    tiny_blocks: int = 3  # TinyFaceNet blocks per stage
+    init: str | None = None  # start from this student (registry name or weights file)
+    targets: str = "view"  # "view": teacher embedding of the (possibly mirrored) view;
+    # "fused": flip-fused teacher embedding, as the HR side is embedded at test time
 
     @property
     def arch(self) -> str:
@@ -289,7 +295,18 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         arch_kwargs: dict[str, Any] = {}
     else:
         arch_kwargs = {"input_size": input_size, "embedding_size": teacher.embedding_size}
+        for key, value, default in (
+            ("width", cfg.tiny_width, 64),
+            ("head_channels", cfg.tiny_head, 512),
+            ("blocks", cfg.tiny_blocks, 3),
+        ):
+            if value != default:  # cards of the default architecture stay as they were
+                arch_kwargs[key] = value
         student = create_student("tiny", **arch_kwargs)
+    if cfg.init:
+        student = _init_student(cfg.init, student, cfg.arch, arch_kwargs)
+        if rank == 0:
+            log.info("student initialised from %s", cfg.init)
     crcd = None
     if "crcd" in cfg.losses:
         crcd = CRCDLoss(
@@ -305,10 +322,12 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     bundle = _Bundle(student, crcd).to(device)
     opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    if cfg.targets not in ("view", "fused"):
+        raise LrfaceError(f"targets={cfg.targets!r}: use 'view' or 'fused'")
     ds = DistillDataset(
         faces,
-        plain,
-        mirror,
+        fused if cfg.targets == "fused" else plain,
+        fused if cfg.targets == "fused" else mirror,
         input_size,
         tuple(mean),
         tuple(std),
@@ -469,6 +488,30 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     if distributed:
         dist.barrier()
     return card
+
+
+def _init_student(
+    init: str, student: torch.nn.Module, arch: str, arch_kwargs: dict[str, Any]
+) -> torch.nn.Module:
+    """Load the weights of a registered student (name) or a weights file into ``student``."""
+    path = Path(init)
+    if not path.is_file():
+        spec = registry.get_spec(init)
+        if spec.kind != "student" or spec.arch != arch:
+            raise LrfaceError(
+                f"--init {init}: not a {arch} student; pass a student of the same kind"
+            )
+        if (spec.card or {}).get("arch_kwargs", {}) != arch_kwargs:
+            raise LrfaceError(f"--init {init}: architecture settings differ from this run's")
+        path = registry.locate(spec)
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    try:
+        student.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise LrfaceError(f"--init {init}: weights do not fit this student ({exc})") from None
+    return student
 
 
 def _is_lfw(data: str) -> bool:

@@ -111,10 +111,17 @@ class TinyFaceNet(nn.Module):
     ~0.5 M parameters; at 16 px about 15 MFLOPs (the teacher: ~220 MFLOPs).
     """
 
-    def __init__(self, input_size: int = 16, embedding_size: int = 128, width: int = 64) -> None:
+    def __init__(
+        self,
+        input_size: int = 16,
+        embedding_size: int = 128,
+        width: int = 64,
+        head_channels: int = 512,
+        blocks: int = 3,
+    ) -> None:
         super().__init__()
         self.input_size = input_size
-        w = width
+        w, h = width, head_channels
         self.stem = nn.Sequential(
             nn.Conv2d(3, w, 3, 1, 1, bias=False),
             nn.BatchNorm2d(w),
@@ -124,20 +131,20 @@ class TinyFaceNet(nn.Module):
             nn.PReLU(w),
         )
         self.stage1 = nn.Sequential(
-            _SepBlock(w, 2 * w, 2), _SepBlock(2 * w, 2 * w, 1), _SepBlock(2 * w, 2 * w, 1)
+            _SepBlock(w, 2 * w, 2), *[_SepBlock(2 * w, 2 * w, 1) for _ in range(blocks - 1)]
         )
         self.stage2 = nn.Sequential(
-            _SepBlock(2 * w, 4 * w, 2), _SepBlock(4 * w, 4 * w, 1), _SepBlock(4 * w, 4 * w, 1)
+            _SepBlock(2 * w, 4 * w, 2), *[_SepBlock(4 * w, 4 * w, 1) for _ in range(blocks - 1)]
         )
         side = -(-input_size // 4)
         self.head = nn.Sequential(
-            nn.Conv2d(4 * w, 512, 1, bias=False),
-            nn.BatchNorm2d(512),
-            nn.PReLU(512),
-            nn.Conv2d(512, 512, side, groups=512, bias=False),
-            nn.BatchNorm2d(512),
+            nn.Conv2d(4 * w, h, 1, bias=False),
+            nn.BatchNorm2d(h),
+            nn.PReLU(h),
+            nn.Conv2d(h, h, side, groups=h, bias=False),
+            nn.BatchNorm2d(h),
             nn.Flatten(),
-            nn.Linear(512, embedding_size, bias=False),
+            nn.Linear(h, embedding_size, bias=False),
             nn.BatchNorm1d(embedding_size),
         )
 

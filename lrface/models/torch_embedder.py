@@ -36,9 +36,10 @@ class TorchEmbedder(Embedder):
     ) -> None:
         super().__init__(spec, flip=flip, batch_size=batch_size)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
+        # channels_last: ~4x faster depthwise convolutions on CPU than NCHW (same result)
+        self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
 
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(self.device)
+        x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
         return self.model(x).float().cpu().numpy()
