@@ -24,7 +24,14 @@ lrface benchmark --protocol folder --data runs/lfw-test-tree --sizes 16,12 --mod
   --out runs/bench/folder --no-progress
 lrface benchmark --protocol folder --data runs/lfw-test-tree --sizes 16,12 --model $MODELS \
   --nonmated-fraction 0.1 --out runs/bench/folder-open --no-progress
+# 4b. `lrface identify` on the LFW test gallery with the rest of LFW as distractors,
+#     exact (numpy) vs FAISS backends
+python benchmarks/lfw_identify.py --data "$DATA" --out runs/lfw-identify --sizes 16,12 \
+  --models $MODELS --faiss
 # 5. throughput, one run, ratios to the teacher
 python benchmarks/throughput.py --onnx --batch-sizes 1,256 --json runs/bench/throughput.json
+# 5b. `lrface embed` on 5,000 LFW face crops (16 px): crops/s per model, kill + resume
+python benchmarks/embed_resume.py --data "$DATA" --out runs/embed5k --size 16 --n 5000 \
+  --models mobilefacenet-arcface,lrface-tiny-16,lrface-mbf
 # 6. end to end through detection, 36x36 second photo, default model and threshold
 python benchmarks/e2e_verify_16px.py --data "$DATA" --json runs/bench/e2e.json

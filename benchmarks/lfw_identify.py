@@ -111,7 +111,7 @@ def main() -> None:
     n_ids, n_probes = build_tree(lfw, out, sizes)
     print(f"gallery identities: {n_ids}; probes per size: {n_probes}")
 
-    gallery = out / "teacher-gallery.npz"
+    gallery = out / "teacher-gallery.npz"  # results below are cached per model sha256
     if not gallery.exists():
         run(
             [args.lrface, "gallery", "build", str(out / "gallery"), "--no-detect", "--quiet",
@@ -121,12 +121,13 @@ def main() -> None:
 
     rows = []
     for model in args.models.split(","):
-        thr = load_embedder(model).threshold
+        emb = load_embedder(model)
+        thr, tag = emb.threshold, (emb.sha256 or "nohash")[:10]
         for s in sizes:
             backends = ["numpy", "faiss"] if args.faiss else ["numpy"]
             res = {}
             for backend in backends:
-                dst = out / f"{model}-{s}-{backend}.json"
+                dst = out / f"{Path(model).stem}-{tag}-{s}-{backend}.json"
                 secs = 0.0
                 if not dst.exists():
                     secs = run(

@@ -419,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--targets",
         default="view",
-        choices=["view", "fused"],
-        help="teacher target per view, or the flip-fused target for every view",
+        choices=["view", "fused", "online"],
+        help="teacher target per view (cached), the flip-fused target for every view "
+        "(cached), or online: the teacher embeds each augmented HR view",
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=None, help="use only the first N images")

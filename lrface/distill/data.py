@@ -158,6 +158,7 @@ class DistillDataset(torch.utils.data.Dataset):
         seed: int = 0,
         p_flip: float = 0.5,
         p_jitter: float = 0.5,
+        online: bool = False,
     ) -> None:
         self.faces, self.plain, self.mirror = faces, plain, mirror
         self.input_size = input_size
@@ -166,6 +167,7 @@ class DistillDataset(torch.utils.data.Dataset):
         self.deg = degradation
         self.seed, self.epoch = seed, 0
         self.p_flip, self.p_jitter = p_flip, p_jitter
+        self.online = online
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -179,11 +181,25 @@ class DistillDataset(torch.utils.data.Dataset):
         flipped = rng.random() < self.p_flip
         if flipped:
             crop = np.ascontiguousarray(crop[:, ::-1])
-        if rng.random() < self.p_jitter:
+        if self.online:
+            # consistent teaching: a stronger augmentation, and the teacher embeds this
+            # exact HR view in the training loop (``target`` here is a placeholder)
+            if rng.random() < 0.8:
+                crop = jitter_alignment(crop, rng, shift=0.04, scale=0.06, angle=6.0)
+            if rng.random() < 0.5:
+                gain, bias = rng.uniform(0.75, 1.25), rng.uniform(-20, 20)
+                crop = np.clip(crop.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        elif rng.random() < self.p_jitter:
             crop = jitter_alignment(crop, rng)
         d = self.deg.sample(rng, hr_size=crop.shape[0])
         lr = degrade(crop, d, rng)
         x = resize_to(lr, self.input_size)
         x = (x[:, :, ::-1].astype(np.float32) - self.mean) / self.std
         target = self.mirror[idx] if flipped else self.plain[idx]
-        return torch.from_numpy(x.transpose(2, 0, 1).copy()), torch.from_numpy(target), d.size
+        hr = torch.from_numpy(np.ascontiguousarray(crop)) if self.online else torch.zeros(0)
+        return (
+            torch.from_numpy(x.transpose(2, 0, 1).copy()),
+            torch.from_numpy(target),
+            d.size,
+            hr,
+        )

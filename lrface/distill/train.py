@@ -84,7 +84,9 @@ class DistillConfig:
     tiny_blocks: int = 3  # TinyFaceNet blocks per stage
     init: str | None = None  # start from this student (registry name or weights file)
     targets: str = "view"  # "view": teacher embedding of the (possibly mirrored) view;
-    # "fused": flip-fused teacher embedding, as the HR side is embedded at test time
+    # "fused": flip-fused teacher embedding, as the HR side is embedded at test time;
+    # "online": the teacher embeds each augmented HR view during training (stronger
+    # augmentation: larger alignment jitter, brightness/contrast), "consistent teaching"
 
     @property
     def arch(self) -> str:
@@ -322,8 +324,8 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     bundle = _Bundle(student, crcd).to(device)
     opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    if cfg.targets not in ("view", "fused"):
-        raise LrfaceError(f"targets={cfg.targets!r}: use 'view' or 'fused'")
+    if cfg.targets not in ("view", "fused", "online"):
+        raise LrfaceError(f"targets={cfg.targets!r}: use 'view', 'fused' or 'online'")
     ds = DistillDataset(
         faces,
         fused if cfg.targets == "fused" else plain,
@@ -333,6 +335,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         tuple(std),
         RandomDegradation(cfg.min_size, cfg.max_size, p_hr=cfg.p_hr),
         seed=cfg.seed,
+        online=cfg.targets == "online",
     )
     per_rank_batch = max(2, cfg.batch_size // world)
     steps_per_epoch = len(ds) // (per_rank_batch * world)
@@ -377,10 +380,12 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0
         )
-        for x, target, _sizes in bar:
+        for x, target, _sizes, hr in bar:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total_steps, cfg)
             x = x.to(device).contiguous(memory_format=torch.channels_last)
+            if ds.online:  # the teacher embeds the very HR view the LR input came from
+                target = torch.from_numpy(teacher.embed_crops(hr.numpy()))
             target = target.to(device)
             s_raw = model(x)
             s = torch.nn.functional.normalize(s_raw, dim=1)
@@ -435,11 +440,11 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
                 (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
             ):
                 row.update(validator.run(bundle.student, input_size, mean, std))
-            score = (
-                float(np.mean([v for k, v in row.items() if k.startswith("val_")]))
-                if validator
-                else -float(row["loss_kd"])
-            )
+            vals = [v for k, v in row.items() if k.startswith("val_")]
+            if validator is None:
+                score = -float(row["loss_kd"])
+            else:  # epochs without validation never replace the best checkpoint
+                score = float(np.mean(vals)) if vals else -math.inf
             history.append(row)
             state = {
                 "bundle": bundle.state_dict(),
