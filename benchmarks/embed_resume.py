@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--models", default="mobilefacenet-arcface,lrface-tiny-16,lrface-mbf")
     ap.add_argument("--kill-model", default="lrface-tiny-16")
     ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--shard-size", type=int, default=250)
+    ap.add_argument("--shard-size", type=int, default=500)
     ap.add_argument("--lrface", default=str(Path(sys.executable).with_name("lrface")))
     args = ap.parse_args()
     out = Path(args.out)
