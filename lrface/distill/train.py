@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -34,7 +35,13 @@ from ..fileio import atomic_write, write_json_atomic
 from ..models import registry
 from ..models.embedder import l2_normalize, resize_to
 from ..models.loader import load_embedder
-from ..models.students import count_parameters, create_student, mobilefacenet_from_onnx
+from ..models.students import (
+    TinyFaceNet,
+    count_parameters,
+    create_student,
+    mobilefacenet_from_onnx,
+)
+from ..models.torch_embedder import load_weights
 from .data import DistillDataset, load_training_faces, teacher_targets
 from .losses import CRCDLoss, RKDLoss, cross_resolution_nce, kd_loss
 
@@ -260,6 +267,8 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Run a distillation; returns the final card (also written to ``out/<name>.json``)."""
+    if cfg.targets not in ("view", "fused", "online"):
+        raise LrfaceError(f"targets={cfg.targets!r}: use 'view', 'fused' or 'online'")
     rank, world = _dist_info()
     distributed = world > 1
     device = (
@@ -297,12 +306,13 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         arch_kwargs: dict[str, Any] = {}
     else:
         arch_kwargs = {"input_size": input_size, "embedding_size": teacher.embedding_size}
-        for key, value, default in (
-            ("width", cfg.tiny_width, 64),
-            ("head_channels", cfg.tiny_head, 512),
-            ("blocks", cfg.tiny_blocks, 3),
+        defaults = inspect.signature(TinyFaceNet).parameters
+        for key, value in (
+            ("width", cfg.tiny_width),
+            ("head_channels", cfg.tiny_head),
+            ("blocks", cfg.tiny_blocks),
         ):
-            if value != default:  # cards of the default architecture stay as they were
+            if value != defaults[key].default:  # default-architecture cards stay as they were
                 arch_kwargs[key] = value
         student = create_student("tiny", **arch_kwargs)
     if cfg.init:
@@ -324,8 +334,6 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     bundle = _Bundle(student, crcd).to(device)
     opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    if cfg.targets not in ("view", "fused", "online"):
-        raise LrfaceError(f"targets={cfg.targets!r}: use 'view', 'fused' or 'online'")
     ds = DistillDataset(
         faces,
         fused if cfg.targets == "fused" else plain,
@@ -509,14 +517,10 @@ def _init_student(
         if (spec.card or {}).get("arch_kwargs", {}) != arch_kwargs:
             raise LrfaceError(f"--init {init}: architecture settings differ from this run's")
         path = registry.locate(spec)
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
     try:
-        student.load_state_dict(state)
+        return load_weights(student, path)
     except (RuntimeError, KeyError) as exc:
         raise LrfaceError(f"--init {init}: weights do not fit this student ({exc})") from None
-    return student
 
 
 def _is_lfw(data: str) -> bool:

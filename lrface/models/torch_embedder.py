@@ -12,15 +12,21 @@ from .registry import ModelSpec
 from .students import create_student
 
 
+def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.nn.Module:
+    """Load a student weights file (a state dict, or a checkpoint ``{"model": ...}``) into
+    ``model`` in place; raises RuntimeError when the tensors do not fit."""
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    model.load_state_dict(state)
+    return model
+
+
 def load_student_state(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.nn.Module:
     """Build the student described by ``spec.card`` and load its weights (eval mode)."""
     card = spec.card or {}
     model = create_student(spec.arch or "mbf", **card.get("arch_kwargs", {}))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    model.load_state_dict(state)
-    return model.eval()
+    return load_weights(model, path).eval()
 
 
 class TorchEmbedder(Embedder):
