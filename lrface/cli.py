@@ -217,6 +217,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
         tiny_blocks=a.blocks,
         targets=a.targets,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
+        holdout_folds=_fold_list(a.holdout_folds),
         val_every=0 if not a.val_sizes else a.val_every,
     )
     bad = set(cfg.losses) - {"kd", "crcd", "rkd", "nce"}
@@ -224,6 +225,18 @@ def cmd_distill(a: argparse.Namespace) -> int:
         raise LrfaceError(f"--loss: unknown term(s) {sorted(bad)}; use kd, crcd, rkd")
     distill(cfg, resume=a.resume, progress=not a.quiet)
     return 0
+
+
+def _fold_list(text: str) -> tuple[int, ...]:
+    try:
+        folds = tuple(int(f) for f in text.split(",") if f.strip())
+    except ValueError:
+        raise LrfaceError(f"--holdout-folds {text!r}: give fold numbers such as 1 or 1,2") from None
+    if not set(folds) <= {1, 2, 3, 4, 5}:
+        raise LrfaceError(
+            f"--holdout-folds {text!r}: folds must be among 1-5 (6-10 are the test split)"
+        )
+    return folds
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -408,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--val-every", type=int, default=1, help="validate every N epochs (and the last)"
+    )
+    t.add_argument(
+        "--holdout-folds",
+        default="",
+        help="LFW folds (among 1-5, e.g. '1') whose identities are kept out of training; "
+        "their pairs become the validation set (default: folds 1-5 pairs of training images)",
     )
     t.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
     t.add_argument("--width", type=int, default=64, help="tiny students: stem width")

@@ -124,3 +124,45 @@ def test_init_from_student_and_fused_targets(tmp_path):
             ),
             progress=False,
         )
+
+
+def test_holdout_folds_validate_on_unseen_identities():
+    """--holdout-folds 1: fold 1's identities leave the training data and its 600 official
+    pairs become the validation set (10 interleaved sub-folds); the teacher's weights in the
+    torch student validate there as the teacher does at 32 px."""
+    from lrface.distill.data import holdout_identities, load_training_faces
+    from lrface.distill.train import Validator
+    from lrface.models import registry
+    from lrface.models.students import mobilefacenet_from_onnx
+
+    lfw = LFW(LFW_ROOT)
+    held = holdout_identities(lfw, (1,))
+    assert len(held) == 435
+    faces = load_training_faces(LFW_ROOT, limit=24, holdout_folds=(1,))
+    expected = [r for r in lfw.train_images() if r.split("/")[0] not in held][:24]
+    assert faces.paths == expected and not set(faces.identities) & held
+    with pytest.raises(DatasetError, match="among 1-5"):
+        load_training_faces(LFW_ROOT, limit=4, holdout_folds=(6,))
+
+    teacher = load_embedder("mobilefacenet-arcface")
+    val = Validator(str(LFW_ROOT), {}, (32,), teacher, holdout_folds=(1,))
+    assert len(val.pairs) == 600 and all(p.fold == 0 for p in val.pairs)
+    assert sorted(set(val.folds.tolist())) == list(range(10))
+    names = {p.a.split("/")[0] for p in val.pairs} | {p.b.split("/")[0] for p in val.pairs}
+    assert names == held
+    tspec = teacher.spec
+    student = mobilefacenet_from_onnx(registry.locate(tspec)).to(memory_format=torch.channels_last)
+    torch.set_num_threads(1)
+    acc = val.run(
+        student, 112, np.asarray(tspec.mean, np.float32), np.asarray(tspec.std, np.float32)
+    )
+    assert 95.0 <= acc["val_hr-lr_32"] <= 100.0, acc
+    assert "folds 1 (identities held out" in val.description
+
+
+def test_cli_refuses_test_folds_for_validation(capsys):
+    from lrface.cli import main
+
+    rc = main(["distill", "--data", str(LFW_ROOT), "--holdout-folds", "7", "--out", "unused"])
+    assert rc != 0
+    assert "among 1-5" in capsys.readouterr().err

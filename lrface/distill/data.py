@@ -50,6 +50,7 @@ def load_training_faces(
     test_pairs: str | Path | None = None,
     limit: int | None = None,
     detector: str = "scrfd-2.5g",
+    holdout_folds: tuple[int, ...] = (),
 ) -> FaceSet:
     """Faces to distil on.
 
@@ -57,14 +58,22 @@ def load_training_faces(
     occur in pairs folds 6-10) or any folder ``ROOT/<identity>/<images>``.  For a plain
     folder, ``test_pairs`` (an LFW ``pairs.txt``) -- or the LFW found under
     ``$LRFACE_HOME/data/lfw`` -- lists the test identities, and any overlap is refused.
-    ``limit`` keeps the first N images (smoke tests).
+    ``holdout_folds`` (official LFW folds among 1-5) removes every identity of those folds'
+    pairs, so that they can validate on unseen identities.  ``limit`` keeps the first N
+    images (smoke tests).
     """
     root = Path(data).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: training data directory not found")
     lfw = _lfw_or_none(root)
+    if holdout_folds and (lfw is None or not set(holdout_folds) <= {1, 2, 3, 4, 5}):
+        raise DatasetError(
+            f"{root}: held-out validation folds {list(holdout_folds)} need an LFW copy and "
+            "folds among 1-5 (6-10 are the test split)"
+        )
     if lfw is not None:
-        rels = lfw.train_images()
+        held = holdout_identities(lfw, holdout_folds)
+        rels = [r for r in lfw.train_images() if identity_of(r) not in held]
         image_root = lfw.image_dir
         banned = lfw.test_identities
     else:
@@ -84,12 +93,21 @@ def load_training_faces(
     faces = (
         aligned_crops(image_root, rels, detector)
         if lfw is None
-        else _lfw_crops(lfw, rels, detector)
+        else lfw_crops(lfw, rels, detector)
     )
     return FaceSet(image_root, rels, [identity_of(r) for r in rels], faces)
 
 
-def _lfw_crops(lfw: LFW, rels: list[str], detector: str) -> np.ndarray:
+def holdout_identities(lfw: LFW, folds: tuple[int, ...]) -> frozenset[str]:
+    """Identities of the pairs of the official (1-based) ``folds``."""
+    names: set[str] = set()
+    for p in lfw.pairs:
+        if p.fold + 1 in folds:
+            names.update((identity_of(p.a), identity_of(p.b)))
+    return frozenset(names)
+
+
+def lfw_crops(lfw: LFW, rels: list[str], detector: str) -> np.ndarray:
     """Crops for ``rels``: from the whole-LFW cache (shared with the evaluators) when it
     exists or most of LFW is needed; a small subset is aligned on its own."""
     from ..datasets.facecache import cache_file

@@ -90,6 +90,8 @@ class DistillConfig:
     tiny_head: int = 512  # TinyFaceNet head channels
     tiny_blocks: int = 3  # TinyFaceNet blocks per stage
     init: str | None = None  # start from this student (registry name or weights file)
+    holdout_folds: tuple[int, ...] = ()  # official LFW folds (1-5) whose identities are
+    # left out of training and whose pairs become the validation set (unseen identities)
     targets: str = "view"  # "view": teacher embedding of the (possibly mirrored) view;
     # "fused": flip-fused teacher embedding, as the HR side is embedded at test time;
     # "online": the teacher embeds each augmented HR view during training (stronger
@@ -150,25 +152,39 @@ def _lr_at(step: int, total: int, cfg: DistillConfig) -> float:
 
 
 class Validator:
-    """hr-lr accuracy on LFW pairs of folds 1-5: teacher HR embedding vs student LR embedding.
+    """hr-lr accuracy on LFW pairs: teacher HR embedding vs student LR embedding.
 
+    Pairs: folds 1-5 (images of the training identities), or with ``holdout_folds`` the
+    pairs of those folds, whose identities were removed from the training data.
     The first image of each pair is embedded by the teacher (flip fusion, from the cached
     targets), the second is reduced to ``s x s`` (area) and embedded by the student
-    (flip fusion).  Accuracy: 5-fold cross-validated thresholds, as the test protocol.
+    (flip fusion).  Accuracy: cross-validated thresholds over the LFW folds, as the
+    test protocol (one held-out fold: 10 interleaved sub-folds).
     """
 
     def __init__(
-        self, data: str, targets: dict[str, np.ndarray], sizes: tuple[int, ...], teacher=None
+        self,
+        data: str,
+        targets: dict[str, np.ndarray],
+        sizes: tuple[int, ...],
+        teacher=None,
+        holdout_folds: tuple[int, ...] = (),
     ) -> None:
-        from ..datasets.facecache import aligned_crops
         from ..datasets.lfw import LFW
+        from .data import lfw_crops
 
         lfw = LFW(data)
-        pairs = lfw.split_pairs("val")
-        allc = aligned_crops(lfw.image_dir, lfw.all_images)
-        index = {p: i for i, p in enumerate(allc["paths"].tolist())}
-        self.crops_b = allc["crops"][[index[p.b] for p in pairs]]
-        self.crops_a = allc["crops"][[index[p.a] for p in pairs]]
+        pairs = (
+            [p for p in lfw.pairs if p.fold + 1 in holdout_folds]
+            if holdout_folds
+            else lfw.split_pairs("val")
+        )
+        self.pairs = pairs
+        rels = sorted({p.a for p in pairs} | {p.b for p in pairs})
+        crops = lfw_crops(lfw, rels, "scrfd-2.5g")
+        index = {p: i for i, p in enumerate(rels)}
+        self.crops_b = crops[[index[p.b] for p in pairs]]
+        self.crops_a = crops[[index[p.a] for p in pairs]]
         missing = [i for i, p in enumerate(pairs) if p.a not in targets]
         if missing:  # e.g. a --limit run: embed the missing HR images with the teacher
             flip = teacher.flip
@@ -181,6 +197,14 @@ class Validator:
         self.hr = np.stack([targets[p.a] for p in pairs])
         self.labels = np.array([p.same for p in pairs], dtype=np.int64)
         self.folds = np.array([p.fold for p in pairs])
+        if len(set(self.folds.tolist())) < 2:  # one held-out fold: 10 interleaved sub-folds
+            self.folds = np.arange(len(pairs)) % 10
+        self.description = (
+            f"LFW pairs of folds {','.join(map(str, holdout_folds))} (identities held out "
+            "of training)"
+            if holdout_folds
+            else "LFW pairs of folds 1-5 (training images of train identities)"
+        )
         self.sizes = sizes
 
     def student_embed(
@@ -244,8 +268,8 @@ class Validator:
         return {
             "threshold": round(float(thr), 4),
             "calibration_accuracy": round(100 * acc, 2),
-            "threshold_note": "max accuracy on LFW folds 1-5 pairs (train identities), student "
-            f"vs student, HR-HR plus HR-LR at {','.join(map(str, sizes))} px (area-down)",
+            "threshold_note": f"max accuracy on {self.description}, student vs student, "
+            f"HR-HR plus HR-LR at {','.join(map(str, sizes))} px (area-down)",
         }
 
 
@@ -292,7 +316,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
 
     teacher = load_embedder(cfg.teacher, flip=False)
     tspec = teacher.spec
-    faces = load_training_faces(cfg.data, cfg.test_pairs, cfg.limit)
+    faces = load_training_faces(
+        cfg.data, cfg.test_pairs, cfg.limit, holdout_folds=cfg.holdout_folds
+    )
     plain, mirror = teacher_targets(faces, teacher)
     fused = l2_normalize(plain + mirror)
     mean, std = np.asarray(tspec.mean, np.float32), np.asarray(tspec.std, np.float32)
@@ -367,7 +393,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     validator = None
     if rank == 0 and cfg.val_every and _is_lfw(cfg.data):
         targets = {p: fused[i] for i, p in enumerate(faces.paths)}
-        validator = Validator(cfg.data, targets, cfg.val_sizes, teacher)
+        validator = Validator(cfg.data, targets, cfg.val_sizes, teacher, cfg.holdout_folds)
 
     for epoch in range(start_epoch, cfg.epochs):
         ds.set_epoch(epoch)
@@ -597,6 +623,11 @@ def _finish(
             if not os.path.isabs(cfg.data)
             else Path(cfg.data).name,
             "split": "LFW train split (identities disjoint from pairs folds 6-10)"
+            + (
+                f" minus the identities of folds {','.join(map(str, cfg.holdout_folds))}"
+                if cfg.holdout_folds
+                else ""
+            )
             if validator is not None
             else "user folder",
             "images": len(faces.paths),
@@ -612,6 +643,7 @@ def _finish(
         if best_path.is_file()
         else None,
         "validation": history[-1] if history else {},
+        "validation_pairs": validator.description if validator is not None else None,
         "history": history,
         "git_commit": _git_commit(),
         "license": "Apache-2.0 (weights distilled by lrface from the Apache-2.0 teacher)",
