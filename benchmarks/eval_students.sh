@@ -16,7 +16,7 @@ lrface benchmark --protocol lfw --data "$DATA" --split test --mode hr-lr \
   --out runs/bench/lfw-test-self --no-progress
 # 3. ablation rows (same data and budget: 3 epochs; see benchmarks/ablation.sh)
 lrface benchmark --protocol lfw --data "$DATA" --split test --mode hr-lr --sizes 8,12,16,24 \
-  --model runs/ablation/kd/abl-kd.json,runs/ablation/kd-rkd/abl-kd-rkd.json,runs/ablation/kd-crcd/abl-kd-crcd.json \
+  --model runs/ablation/kd/abl-kd.json,runs/ablation/kd-rkd/abl-kd-rkd.json,runs/ablation/kd-crcd/abl-kd-crcd.json,runs/ablation/kd-crcd-nce/abl-kd-crcd-nce.json \
   --out runs/bench/ablation --no-progress
 # 4. identification, folder protocol on the LFW test split (2,195 identities)
 python benchmarks/make_lfw_test_tree.py --data "$DATA" --out runs/lfw-test-tree
