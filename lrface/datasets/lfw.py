@@ -103,6 +103,10 @@ class LFW:
             return [p for p in self.pairs if p.fold not in TEST_FOLDS]
         raise DatasetError(f"unknown LFW split {split!r}; choose test, val or all")
 
+    def pairs_in_folds(self, folds: tuple[int, ...]) -> list[Pair]:
+        """The pairs of the official folds ``folds``, numbered 1-10 as in ``pairs.txt``."""
+        return [p for p in self.pairs if p.fold + 1 in folds]
+
     @cached_property
     def test_identities(self) -> frozenset[str]:
         """Identities that occur in any pair of folds 6-10 (never to be trained on)."""

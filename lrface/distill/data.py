@@ -91,20 +91,15 @@ def load_training_faces(
     if limit:
         rels = rels[:limit]
     faces = (
-        aligned_crops(image_root, rels, detector)
-        if lfw is None
-        else lfw_crops(lfw, rels, detector)
+        aligned_crops(image_root, rels, detector) if lfw is None else lfw_crops(lfw, rels, detector)
     )
     return FaceSet(image_root, rels, [identity_of(r) for r in rels], faces)
 
 
 def holdout_identities(lfw: LFW, folds: tuple[int, ...]) -> frozenset[str]:
     """Identities of the pairs of the official (1-based) ``folds``."""
-    names: set[str] = set()
-    for p in lfw.pairs:
-        if p.fold + 1 in folds:
-            names.update((identity_of(p.a), identity_of(p.b)))
-    return frozenset(names)
+    pairs = lfw.pairs_in_folds(folds)
+    return frozenset(identity_of(p.a) for p in pairs) | {identity_of(p.b) for p in pairs}
 
 
 def lfw_crops(lfw: LFW, rels: list[str], detector: str) -> np.ndarray:

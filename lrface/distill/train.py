@@ -174,11 +174,7 @@ class Validator:
         from .data import lfw_crops
 
         lfw = LFW(data)
-        pairs = (
-            [p for p in lfw.pairs if p.fold + 1 in holdout_folds]
-            if holdout_folds
-            else lfw.split_pairs("val")
-        )
+        pairs = lfw.pairs_in_folds(holdout_folds) if holdout_folds else lfw.split_pairs("val")
         self.pairs = pairs
         rels = sorted({p.a for p in pairs} | {p.b for p in pairs})
         crops = lfw_crops(lfw, rels, "scrfd-2.5g")
