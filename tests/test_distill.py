@@ -160,9 +160,10 @@ def test_holdout_folds_validate_on_unseen_identities():
     assert "folds 1 (identities held out" in val.description
 
 
-def test_cli_refuses_test_folds_for_validation(capsys):
+def test_cli_refuses_test_folds_for_validation(tmp_path, capsys):
     from lrface.cli import main
 
-    rc = main(["distill", "--data", str(LFW_ROOT), "--holdout-folds", "7", "--out", "unused"])
+    out = str(tmp_path / "run")
+    rc = main(["distill", "--data", str(LFW_ROOT), "--holdout-folds", "7", "--out", out])
     assert rc != 0
     assert "among 1-5" in capsys.readouterr().err

@@ -102,7 +102,7 @@ def holdout_identities(lfw: LFW, folds: tuple[int, ...]) -> frozenset[str]:
     return frozenset(identity_of(p.a) for p in pairs) | {identity_of(p.b) for p in pairs}
 
 
-def lfw_crops(lfw: LFW, rels: list[str], detector: str) -> np.ndarray:
+def lfw_crops(lfw: LFW, rels: list[str], detector: str = "scrfd-2.5g") -> np.ndarray:
     """Crops for ``rels``: from the whole-LFW cache (shared with the evaluators) when it
     exists or most of LFW is needed; a small subset is aligned on its own."""
     from ..datasets.facecache import cache_file

@@ -177,7 +177,7 @@ class Validator:
         pairs = lfw.pairs_in_folds(holdout_folds) if holdout_folds else lfw.split_pairs("val")
         self.pairs = pairs
         rels = sorted({p.a for p in pairs} | {p.b for p in pairs})
-        crops = lfw_crops(lfw, rels, "scrfd-2.5g")
+        crops = lfw_crops(lfw, rels)
         index = {p: i for i, p in enumerate(rels)}
         self.crops_b = crops[[index[p.b] for p in pairs]]
         self.crops_a = crops[[index[p.a] for p in pairs]]
