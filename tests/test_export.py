@@ -39,9 +39,10 @@ def test_shipped_student_exports_and_matches_torch(tmp_path, name):
 
 
 def test_shipped_students_are_present():
-    """weights/ ships lrface-mbf and lrface-tiny-16 with their cards and matching hashes."""
-    assert {"lrface-mbf", "lrface-tiny-16"} <= set(SHIPPED), SHIPPED
-    for name in ("lrface-mbf", "lrface-tiny-16"):
+    """weights/ ships lrface-mbf, lrface-tiny-16 and -24 with their cards and matching hashes."""
+    shipped = ("lrface-mbf", "lrface-tiny-16", "lrface-tiny-24")
+    assert set(shipped) <= set(SHIPPED), SHIPPED
+    for name in shipped:
         card = json.loads((PACKAGE_WEIGHTS / f"{name}.json").read_text())
         assert card["threshold"] is not None and card["teacher"]["name"] == "mobilefacenet-arcface"
         assert "train split" in card["data"]["split"]
