@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .detect import DEFAULT_DETECTOR
 from .errors import LrfaceError, ModelFileError
 from .io import ImageInput
 from .models.embedder import Embedder
@@ -48,7 +49,7 @@ def choose_model(face_sizes: Sequence[float]) -> str:
 
 
 def detect(
-    image: ImageInput, detector: str = "scrfd-2.5g", det_thresh: float | None = None
+    image: ImageInput, detector: str = DEFAULT_DETECTOR, det_thresh: float | None = None
 ) -> list[dict[str, Any]]:
     """Detect faces: list of ``{"box", "landmarks", "score"}`` dicts, largest face first.
 
@@ -64,7 +65,7 @@ def embed(
     model: str | Embedder = LR_STUDENT,
     detect: bool = True,
     face_index: int | None = None,
-    detector: str = "scrfd-2.5g",
+    detector: str = DEFAULT_DETECTOR,
 ) -> np.ndarray:
     """Embed one face per image: float32 (N, D), L2-normalised, in input order.
 
@@ -90,7 +91,7 @@ def verify(
     threshold: float | None = None,
     detect: bool = True,
     face_index: int | None = None,
-    detector: str = "scrfd-2.5g",
+    detector: str = DEFAULT_DETECTOR,
 ) -> dict[str, Any]:
     """Decide whether two images show the same person.
 

@@ -18,6 +18,9 @@ import numpy as np
 
 from .models import registry
 
+DEFAULT_DETECTOR = "scrfd-2.5g"
+"""The detector used when none is named (CLI, API, evaluators and training data)."""
+
 
 @dataclasses.dataclass
 class Face:
@@ -257,7 +260,7 @@ class YuNet(Detector):
 
 @lru_cache(maxsize=8)
 def load_detector(
-    name: str = "scrfd-2.5g", det_thresh: float | None = None, model_dir: str | None = None
+    name: str = DEFAULT_DETECTOR, det_thresh: float | None = None, model_dir: str | None = None
 ) -> Detector:
     """Build a registry detector by name (cached): ``scrfd-2.5g`` (default),
     ``scrfd-500m``, ``scrfd-10g`` or ``yunet``."""

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from .align import align_face, native_face_size, resize_crop
-from .detect import Face, load_detector
+from .detect import DEFAULT_DETECTOR, Face, load_detector
 from .errors import LrfaceError, NoFaceError
 from .io import ImageInput, describe, read_image
 
@@ -50,7 +50,7 @@ def prepare_face(
     detect: bool = True,
     size: int = 112,
     face_index: int | None = None,
-    detector: str = "scrfd-2.5g",
+    detector: str = DEFAULT_DETECTOR,
     det_thresh: float | None = None,
     name: str | None = None,
 ) -> PreparedFace:
@@ -89,7 +89,7 @@ def prepare_face(
 
 
 def detect_faces(
-    source: ImageInput, detector: str = "scrfd-2.5g", det_thresh: float | None = None
+    source: ImageInput, detector: str = DEFAULT_DETECTOR, det_thresh: float | None = None
 ) -> tuple[np.ndarray, list[Face]]:
     """Read ``source`` and detect every face: returns (BGR image, faces largest first)."""
     image = read_image(source)

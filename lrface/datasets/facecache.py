@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..align import align_face, template
 from ..cache import cache_dir, digest
-from ..detect import Face
+from ..detect import DEFAULT_DETECTOR, Face
 from ..fileio import save_npz_atomic
 from ..io import read_image
 
@@ -84,7 +84,7 @@ def cache_file(root: Path, rel_paths: list[str], detector_name: str) -> Path:
 def aligned_crops(
     root: Path,
     rel_paths: list[str],
-    detector_name: str = "scrfd-2.5g",
+    detector_name: str = DEFAULT_DETECTOR,
     workers: int = 2,
     progress: bool = True,
 ) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from ..cache import cache_dir, digest
 from ..datasets.facecache import aligned_crops
 from ..datasets.lfw import LFW, identity_of
 from ..degrade import RandomDegradation, degrade, jitter_alignment
+from ..detect import DEFAULT_DETECTOR
 from ..errors import DatasetError
 from ..fileio import save_npz_atomic
 from ..io import list_images
@@ -49,7 +50,7 @@ def load_training_faces(
     data: str | Path,
     test_pairs: str | Path | None = None,
     limit: int | None = None,
-    detector: str = "scrfd-2.5g",
+    detector: str = DEFAULT_DETECTOR,
     holdout_folds: tuple[int, ...] = (),
 ) -> FaceSet:
     """Faces to distil on.
@@ -98,11 +99,10 @@ def load_training_faces(
 
 def holdout_identities(lfw: LFW, folds: tuple[int, ...]) -> frozenset[str]:
     """Identities of the pairs of the official (1-based) ``folds``."""
-    pairs = lfw.pairs_in_folds(folds)
-    return frozenset(identity_of(p.a) for p in pairs) | {identity_of(p.b) for p in pairs}
+    return frozenset(identity_of(rel) for p in lfw.pairs_in_folds(folds) for rel in (p.a, p.b))
 
 
-def lfw_crops(lfw: LFW, rels: list[str], detector: str = "scrfd-2.5g") -> np.ndarray:
+def lfw_crops(lfw: LFW, rels: list[str], detector: str = DEFAULT_DETECTOR) -> np.ndarray:
     """Crops for ``rels``: from the whole-LFW cache (shared with the evaluators) when it
     exists or most of LFW is needed; a small subset is aligned on its own."""
     from ..datasets.facecache import cache_file

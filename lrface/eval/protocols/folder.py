@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ...cache import cache_dir, digest
 from ...degrade import Degradation, degrade
+from ...detect import DEFAULT_DETECTOR
 from ...errors import DatasetError, LrfaceError, NoFaceError
 from ...fileio import save_npz_atomic
 from ...io import list_images
@@ -39,7 +40,6 @@ from ...models.registry import find, sha256_of
 from ...pipeline import prepare_face
 from ..metrics import identification_report
 
-DEFAULT_DETECTOR = "scrfd-2.5g"
 FOLDER_SIZES = (16, 12)
 FOLDER_RANKS = (1, 5, 10, 20)
 FOLDER_FPIRS = (1e-2, 1e-1)
