@@ -300,6 +300,8 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -587,13 +589,14 @@ def _finish(
         student.load_state_dict(
             torch.load(best_path, map_location="cpu", weights_only=True)["model"]
         )
-    student = student.cpu().eval()
+    student.eval()
+    calib = {"threshold": None, "threshold_note": "not calibrated (no LFW validation pairs)"}
+    if validator is not None:  # on the training device (a GPU calibrates in seconds)
+        calib = validator.calibrate_threshold(student, input_size, mean, std)
+    student = student.cpu()
     weights = out / f"{name}.pt"
     with atomic_write(weights, "wb") as fh:
         torch.save(student.state_dict(), fh)
-    calib = {"threshold": None, "threshold_note": "not calibrated (no LFW validation pairs)"}
-    if validator is not None:
-        calib = validator.calibrate_threshold(student, input_size, mean, std)
     card = {
         "name": name,
         "kind": "student",
