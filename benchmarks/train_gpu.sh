@@ -16,12 +16,17 @@
 #
 #   python benchmarks/lfw_crop_pack.py pack --data ../shared/data/lfw --out .gpu/lfw-train.npz
 #   cp ../shared/models/mobilefacenet_arcface.onnx .gpu/
-#   (device) bash benchmarks/train_gpu.sh            # results under $RUNS (runs/gpu)
+#   (device, .gpu carried) mkdir -p <that root's ../../models>, copy the teacher there,
+#   export LRFACE_HOME=<that root's ../..> LRFACE_CACHE=/some/cache PYTHONPATH=$PWD
+#   python3 benchmarks/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
+#   bash benchmarks/train_gpu.sh                     # results under $RUNS (runs/gpu)
 #
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DATA=${LFW:-/work/shared/data/lfw}
+PACK=${PACK:-.gpu/lfw-train.npz}
+# the LFW root the crops were packed from (the caches are keyed by that path)
+DATA=${LFW:-$(python3 -c "import numpy as np; print(np.load('$PACK')['root'])")}
 RUNS=${RUNS:-runs/gpu}
 W=${WORKERS:-3}
 LANE_SECONDS=${LANE_SECONDS:-480}
