@@ -30,11 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lrface.cache import cache_dir, digest
 from lrface.datasets.facecache import aligned_crops, cache_file
 from lrface.datasets.lfw import LFW, identity_of
 from lrface.detect import DEFAULT_DETECTOR
-from lrface.distill.data import holdout_identities
+from lrface.distill.data import holdout_identities, targets_cache_file
 from lrface.models import registry
 
 
@@ -54,8 +53,7 @@ def pack(data: str, out: str, quality: int, teacher: str | None) -> None:
     extra = {}
     if teacher:
         spec = registry.get_spec(teacher)
-        key = digest(spec.name, spec.sha256, lfw.image_dir.resolve(), *train)
-        src = cache_dir() / f"targets-{spec.name}-{key}.npz"
+        src = targets_cache_file(spec.name, spec.sha256, lfw.image_dir, train)
         if not src.is_file():
             raise SystemExit(f"{src}: no cached teacher targets; run lrface distill once first")
         with np.load(src) as z:
@@ -112,8 +110,7 @@ def unpack(pack_file: str, root: str | None, holdout: list[tuple[int, ...]]) -> 
     for folds in [(), *holdout]:
         held = holdout_identities(lfw, folds)
         rels = [r for r in train if identity_of(r) not in held]
-        key = digest(spec.name, spec.sha256, lfw.image_dir.resolve(), *rels)
-        dest = cache_dir() / f"targets-{spec.name}-{key}.npz"
+        dest = targets_cache_file(spec.name, spec.sha256, lfw.image_dir, rels)
         take = [row[r] for r in rels]
         tmp = dest.with_suffix(".tmp.npz")
         np.savez(tmp, plain=z["plain"][take], mirror=z["mirror"][take])

@@ -129,14 +129,21 @@ def _test_identities(test_pairs: str | Path | None) -> frozenset[str]:
     return frozenset()
 
 
+def targets_cache_file(
+    teacher_name: str, teacher_sha256: str, root: Path, paths: list[str]
+) -> Path:
+    """Where :func:`teacher_targets` keeps the targets of ``paths`` (relative to ``root``)."""
+    key = digest(teacher_name, teacher_sha256, Path(root).resolve(), *paths)
+    return cache_dir() / f"targets-{teacher_name}-{key}.npz"
+
+
 def teacher_targets(faces: FaceSet, teacher) -> tuple[np.ndarray, np.ndarray]:
     """Teacher embeddings of every HR crop and of its mirror image, cached on disk.
 
     Returns two float32 (N, D) L2-normalised arrays (plain, mirrored).  The teacher is
     run without flip fusion, so each target matches exactly the view the student sees.
     """
-    key = digest(teacher.name, teacher.sha256, faces.root.resolve(), *faces.paths)
-    fn = cache_dir() / f"targets-{teacher.name}-{key}.npz"
+    fn = targets_cache_file(teacher.name, teacher.sha256, faces.root, faces.paths)
     if fn.is_file():
         with np.load(fn) as z:
             return z["plain"], z["mirror"]
