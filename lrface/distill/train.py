@@ -589,14 +589,15 @@ def _finish(
         student.load_state_dict(
             torch.load(best_path, map_location="cpu", weights_only=True)["model"]
         )
-    student.eval()
+    device = next(student.parameters()).device
+    student = student.cpu().eval()
+    weights = out / f"{name}.pt"
+    with atomic_write(weights, "wb") as fh:  # saved first: calibration may be interrupted
+        torch.save(student.state_dict(), fh)
     calib = {"threshold": None, "threshold_note": "not calibrated (no LFW validation pairs)"}
     if validator is not None:  # on the training device (a GPU calibrates in seconds)
-        calib = validator.calibrate_threshold(student, input_size, mean, std)
-    student = student.cpu()
-    weights = out / f"{name}.pt"
-    with atomic_write(weights, "wb") as fh:
-        torch.save(student.state_dict(), fh)
+        calib = validator.calibrate_threshold(student.to(device), input_size, mean, std)
+        student.cpu()
     card = {
         "name": name,
         "kind": "student",
