@@ -24,16 +24,16 @@ targets stay those of the original crops.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from lrface.datasets.facecache import aligned_crops, cache_file
-from lrface.datasets.lfw import LFW, identity_of
+from lrface.datasets.lfw import LFW
 from lrface.detect import DEFAULT_DETECTOR
-from lrface.distill.data import holdout_identities, targets_cache_file
+from lrface.distill.data import targets_cache_file, training_images
+from lrface.fileio import save_npz_atomic
 from lrface.models import registry
 
 
@@ -42,11 +42,10 @@ def pack(data: str, out: str, quality: int, teacher: str | None) -> None:
     train = lfw.train_images()
     allc = aligned_crops(lfw.image_dir, lfw.all_images, DEFAULT_DETECTOR)
     index = {p: i for i, p in enumerate(allc["paths"].tolist())}
+    rows = [index[r] for r in train]
     blobs = []
-    for rel in train:
-        ok, buf = cv2.imencode(
-            ".jpg", allc["crops"][index[rel]], [cv2.IMWRITE_JPEG_QUALITY, quality]
-        )
+    for crop in allc["crops"][rows]:
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
         assert ok
         blobs.append(buf.ravel())
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
@@ -58,7 +57,7 @@ def pack(data: str, out: str, quality: int, teacher: str | None) -> None:
             raise SystemExit(f"{src}: no cached teacher targets; run lrface distill once first")
         with np.load(src) as z:
             extra = {"teacher": spec.name, "plain": z["plain"], "mirror": z["mirror"]}
-    np.savez(
+    save_npz_atomic(
         out,
         root=str(Path(data).resolve()),
         image_dir=str(lfw.image_dir.resolve()),
@@ -66,8 +65,8 @@ def pack(data: str, out: str, quality: int, teacher: str | None) -> None:
         train=np.array(train),
         jpeg=np.concatenate(blobs),
         offsets=offsets,
-        landmarks=allc["landmarks"][[index[r] for r in train]],
-        fallback=allc["fallback"][[index[r] for r in train]],
+        landmarks=allc["landmarks"][rows],
+        fallback=allc["fallback"][rows],
         pairs=np.frombuffer(lfw.pairs_file.read_bytes(), np.uint8),
         **extra,
     )
@@ -88,33 +87,31 @@ def unpack(pack_file: str, root: str | None, holdout: list[tuple[int, ...]]) -> 
     if lfw.all_images != all_images:
         raise SystemExit(f"{root_p}: rebuilt listing differs from the packed one")
     n = len(all_images)
+    train = z["train"].tolist()
+    index = {p: i for i, p in enumerate(all_images)}
+    rows = [index[r] for r in train]
     crops = np.zeros((n, 112, 112, 3), np.uint8)
     lms = np.zeros((n, 5, 2), np.float32)
     fbs = np.zeros(n, bool)
-    index = {p: i for i, p in enumerate(all_images)}
-    jpeg, off = z["jpeg"], z["offsets"]
-    for k, rel in enumerate(z["train"].tolist()):
-        i = index[rel]
+    jpeg, off = z["jpeg"], z["offsets"]  # each z[...] reads the archive again: read once
+    for k, i in enumerate(rows):
         crops[i] = cv2.imdecode(jpeg[off[k] : off[k + 1]], cv2.IMREAD_COLOR)
-        lms[i], fbs[i] = z["landmarks"][k], z["fallback"][k]
+    lms[rows], fbs[rows] = z["landmarks"], z["fallback"]
     fn = cache_file(lfw.image_dir, all_images, DEFAULT_DETECTOR)
-    np.savez(fn, paths=np.array(all_images), landmarks=lms, fallback=fbs, crops=crops)
-    print(f"{fn}: {len(z['train'])} train crops of {n} slots")
+    save_npz_atomic(fn, paths=np.array(all_images), landmarks=lms, fallback=fbs, crops=crops)
+    print(f"{fn}: {len(train)} train crops of {n} slots")
     if "plain" not in z.files:
         return
     # teacher targets of the whole train split, and their subsets for held-out folds
     # (each target depends on its own crop only, so a subset is exact)
     spec = registry.get_spec(str(z["teacher"]))
-    train = z["train"].tolist()
+    plain, mirror = z["plain"], z["mirror"]
     row = {p: i for i, p in enumerate(train)}
     for folds in [(), *holdout]:
-        held = holdout_identities(lfw, folds)
-        rels = [r for r in train if identity_of(r) not in held]
+        rels = training_images(lfw, folds)
         dest = targets_cache_file(spec.name, spec.sha256, lfw.image_dir, rels)
         take = [row[r] for r in rels]
-        tmp = dest.with_suffix(".tmp.npz")
-        np.savez(tmp, plain=z["plain"][take], mirror=z["mirror"][take])
-        shutil.move(tmp, dest)
+        save_npz_atomic(dest, plain=plain[take], mirror=mirror[take])
         print(f"{dest}: teacher targets, {len(rels)} images (held-out folds {list(folds)})")
 
 

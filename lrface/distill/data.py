@@ -73,8 +73,7 @@ def load_training_faces(
             "folds among 1-5 (6-10 are the test split)"
         )
     if lfw is not None:
-        held = holdout_identities(lfw, holdout_folds)
-        rels = [r for r in lfw.train_images() if identity_of(r) not in held]
+        rels = training_images(lfw, holdout_folds)
         image_root = lfw.image_dir
         banned = lfw.test_identities
     else:
@@ -100,6 +99,12 @@ def load_training_faces(
 def holdout_identities(lfw: LFW, folds: tuple[int, ...]) -> frozenset[str]:
     """Identities of the pairs of the official (1-based) ``folds``."""
     return frozenset(identity_of(rel) for p in lfw.pairs_in_folds(folds) for rel in (p.a, p.b))
+
+
+def training_images(lfw: LFW, holdout_folds: tuple[int, ...] = ()) -> list[str]:
+    """The train split's images, minus every identity of the held-out ``holdout_folds``."""
+    held = holdout_identities(lfw, holdout_folds)
+    return [r for r in lfw.train_images() if identity_of(r) not in held]
 
 
 def lfw_crops(lfw: LFW, rels: list[str], detector: str = DEFAULT_DETECTOR) -> np.ndarray:
