@@ -2,10 +2,11 @@
 # Native low-resolution students, trained from scratch on the LFW train split.
 #   bash benchmarks/train_tiny.sh        # lrface-tiny-16 (16x16 input), 1 thread, ~27 min here
 #   bash benchmarks/train_tiny.sh 24     # lrface-tiny-24 (24x24 input), 2 threads, ~25 min here
+#   bash benchmarks/train_tiny.sh 32     # lrface-tiny-32 (32x32 input), 2 threads
 # Both: width 32, 256-channel head (~283 k parameters), KD + instance InfoNCE (weight 0.1)
 # with *online* teacher targets ("consistent teaching": the teacher embeds every augmented
 # HR view), 30 epochs, batch 128, lr 2e-3, weight decay 5e-3.  Training sizes are centred
-# on the input: 12-24 px for -16, 16-32 px for -24.  Test figures: see RESULTS.md.
+# on the input: 12-24 px for -16, 16-32 px for -24, 24-40 px for -32.  Test figures: see RESULTS.md.
 # lrface-tiny-16: the same recipe with cached flip-fused targets (--targets fused, 7 min)
 # gave 89.80 at 16 px vs 90.30; earlier 512-channel, width-64 students (1.0 M parameters)
 # reached 90.00 but only ~3.7x the teacher's throughput.
@@ -18,7 +19,8 @@ if [[ ${1:-} =~ ^[0-9]+$ ]]; then SIZE=$1; shift; fi
 case "$SIZE" in
   16) SIZES=12-24; THREADS=1; VAL=12,16 ;;
   24) SIZES=16-32; THREADS=2; VAL=16,24 ;;
-  *) echo "train_tiny.sh: size must be 16 or 24 (got $SIZE)" >&2; exit 2 ;;
+  32) SIZES=24-40; THREADS=2; VAL=24,32 ;;
+  *) echo "train_tiny.sh: size must be 16, 24 or 32 (got $SIZE)" >&2; exit 2 ;;
 esac
 LRFACE_THREADS=$THREADS lrface distill --data "$DATA" --student "lrface-tiny-$SIZE" --width 32 \
   --head-channels 256 --targets online --loss kd,nce --nce-weight 0.1 --epochs 30 \

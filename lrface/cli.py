@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--loss", default="kd,crcd", help="comma list of kd, crcd, rkd")
+    t.add_argument("--loss", default="kd,crcd", help="comma list of kd, crcd, rkd, nce")
     t.add_argument("--beta", type=float, default=1.0, help="CRCD weight")
     t.add_argument("--gamma", type=float, default=1.0, help="RKD weight")
     t.add_argument("--nce-weight", type=float, default=0.1, help="instance InfoNCE weight")
