@@ -39,8 +39,8 @@ def test_shipped_student_exports_and_matches_torch(tmp_path, name):
 
 
 def test_shipped_students_are_present():
-    """weights/ ships lrface-mbf, lrface-tiny-16 and -24 with their cards and matching hashes."""
-    shipped = ("lrface-mbf", "lrface-tiny-16", "lrface-tiny-24")
+    """weights/ ships lrface-mbf and lrface-tiny-16/24/32 with their cards and matching hashes."""
+    shipped = ("lrface-mbf", "lrface-tiny-16", "lrface-tiny-24", "lrface-tiny-32")
     assert set(shipped) <= set(SHIPPED), SHIPPED
     for name in shipped:
         card = json.loads((PACKAGE_WEIGHTS / f"{name}.json").read_text())
