@@ -197,6 +197,9 @@ def cmd_distill(a: argparse.Namespace) -> int:
         gamma=a.gamma,
         nce_weight=a.nce_weight,
         nce_tau=a.nce_tau,
+        arc_weight=a.arc_weight,
+        arc_margin=a.arc_margin,
+        arc_scale=a.arc_scale,
         weight_decay=a.weight_decay,
         warmup_steps=a.warmup_steps,
         crcd_tau=a.crcd_tau,
@@ -220,9 +223,9 @@ def cmd_distill(a: argparse.Namespace) -> int:
         holdout_folds=_fold_list(a.holdout_folds),
         val_every=0 if not a.val_sizes else a.val_every,
     )
-    bad = set(cfg.losses) - {"kd", "crcd", "rkd", "nce"}
+    bad = set(cfg.losses) - {"kd", "crcd", "rkd", "nce", "arc"}
     if bad:
-        raise LrfaceError(f"--loss: unknown term(s) {sorted(bad)}; use kd, crcd, rkd")
+        raise LrfaceError(f"--loss: unknown term(s) {sorted(bad)}; use kd, crcd, rkd, nce, arc")
     distill(cfg, resume=a.resume, progress=not a.quiet)
     return 0
 
@@ -400,11 +403,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--loss", default="kd,crcd", help="comma list of kd, crcd, rkd, nce")
+    t.add_argument("--loss", default="kd,crcd", help="comma list of kd, crcd, rkd, nce, arc")
     t.add_argument("--beta", type=float, default=1.0, help="CRCD weight")
     t.add_argument("--gamma", type=float, default=1.0, help="RKD weight")
     t.add_argument("--nce-weight", type=float, default=0.1, help="instance InfoNCE weight")
     t.add_argument("--nce-tau", type=float, default=0.05)
+    t.add_argument(
+        "--arc-weight",
+        type=float,
+        default=0.1,
+        help="weight of the ArcFace term over the training identities (teacher prototypes)",
+    )
+    t.add_argument("--arc-margin", type=float, default=0.3, help="ArcFace angular margin (rad)")
+    t.add_argument("--arc-scale", type=float, default=32.0, help="ArcFace logit scale")
     t.add_argument("--weight-decay", type=float, default=5e-4)
     t.add_argument("--warmup-steps", type=int, default=50, help="linear lr warm-up steps")
     t.add_argument("--crcd-tau", type=float, default=0.1)

@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrface.distill.losses import CRCDLoss, RKDLoss, kd_loss, rkd_angle_loss, rkd_distance_loss
+from lrface.distill.losses import (
+    CRCDLoss,
+    RKDLoss,
+    identity_prototypes,
+    kd_loss,
+    prototype_arc_loss,
+    rkd_angle_loss,
+    rkd_distance_loss,
+)
 
 
 def test_kd_loss_known_values():
@@ -111,3 +119,42 @@ def test_crcd_prefers_matching_student():
         good = crcd(t, t).item()
         bad = crcd(t[torch.randperm(16)], t).item()
     assert good < bad
+
+
+def test_identity_prototypes_are_unit_means():
+    t = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), dim=1)
+    protos = identity_prototypes(t, torch.tensor([0, 0, 1]))
+    assert protos.shape == (2, 2)
+    assert torch.allclose(protos[0], torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    assert torch.allclose(protos[1], torch.tensor([-1.0, 0.0]))
+
+
+def test_prototype_arc_loss_known_value_and_margin():
+    protos = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    theta = 0.4  # student 0.4 rad away from its own prototype (identity 0)
+    s = torch.tensor([[math.cos(theta), math.sin(theta)]], requires_grad=True)
+    y = torch.tensor([0])
+    m, scale = 0.3, 10.0
+    loss = prototype_arc_loss(s, y, protos, margin=m, scale=scale)
+    true_logit, other_logit = scale * math.cos(theta + m), scale * math.sin(theta)
+    expected = -true_logit + math.log(math.exp(true_logit) + math.exp(other_logit))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    no_margin = prototype_arc_loss(s, y, protos, margin=0.0, scale=scale)
+    assert no_margin.item() < loss.item()  # the margin makes the task harder
+    loss.backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    # the student is pulled towards its prototype: a step against the gradient lowers the loss
+    s2 = (s - 0.05 * s.grad).detach()
+    assert prototype_arc_loss(s2, y, protos, margin=m, scale=scale).item() < loss.item()
+
+
+def test_prototype_arc_loss_past_pi_stays_monotone():
+    """Beyond theta = pi - m the margin form would turn back up; the fallback keeps the
+    true-class logit decreasing in theta (insightface's non-easy margin)."""
+    protos = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # other logit stays 0
+    y = torch.tensor([0])
+    losses = [
+        prototype_arc_loss(torch.tensor([[math.cos(a), math.sin(a), 0.0]]), y, protos, margin=0.5)
+        for a in (2.4, 2.7, 3.0)
+    ]
+    assert losses[0] < losses[1] < losses[2]

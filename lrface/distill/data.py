@@ -164,7 +164,9 @@ def teacher_targets(faces: FaceSet, teacher) -> tuple[np.ndarray, np.ndarray]:
 
 
 class DistillDataset(torch.utils.data.Dataset):
-    """``(x, target, size)`` samples: degraded student input, teacher target, LR size.
+    """``(x, target, size, hr, idx)`` samples: degraded student input, teacher target, LR
+    size, the HR view (uint8 (112, 112, 3) BGR for online targets, else empty) and the
+    face's index in the :class:`FaceSet` (for its identity label).
 
     ``x``: float32 (3, S, S) normalised RGB for a student of input side S (112 for the
     MobileFaceNet student: degraded crops are upsampled back with bicubic; 16/24/32 for a
@@ -227,4 +229,5 @@ class DistillDataset(torch.utils.data.Dataset):
             torch.from_numpy(target),
             d.size,
             hr,
+            idx,
         )

@@ -7,6 +7,8 @@ treated as constants (detached).  All losses return a scalar tensor.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -164,3 +166,44 @@ def cross_resolution_nce(s: torch.Tensor, t: torch.Tensor, tau: float = 0.05) ->
     """
     logits = F.normalize(s, dim=1) @ F.normalize(t.detach(), dim=1).t() / tau
     return F.cross_entropy(logits, torch.arange(len(s), device=s.device))
+
+
+def identity_prototypes(targets: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Teacher prototypes of the training identities: the L2-normalised mean teacher
+    embedding of each identity's images.
+
+    ``targets``: float (N, D) teacher embeddings; ``labels``: int64 (N,) identity indices
+    0..C-1.  Returns float (C, D), unit rows, detached (prototypes stay fixed: they keep
+    the student in the teacher's space).
+    """
+    n_ids = int(labels.max()) + 1
+    protos = torch.zeros(n_ids, targets.shape[1], dtype=targets.dtype, device=targets.device)
+    protos.index_add_(0, labels, targets.detach())
+    return F.normalize(protos, dim=1)
+
+
+def prototype_arc_loss(
+    s: torch.Tensor,
+    labels: torch.Tensor,
+    prototypes: torch.Tensor,
+    margin: float = 0.3,
+    scale: float = 32.0,
+) -> torch.Tensor:
+    """ArcFace (additive angular margin) over the training identities, with the teacher's
+    identity prototypes as fixed class weights.
+
+    ``s``: student embeddings (B, D); ``labels``: int64 (B,) identity indices;
+    ``prototypes``: (C, D) unit rows (:func:`identity_prototypes`).  The logit of the true
+    identity is ``scale * cos(theta + margin)`` (``cos(theta) - margin * sin(margin)`` once
+    ``theta + margin`` passes pi, as insightface's "easy margin off"), the others
+    ``scale * cos(theta_j)``; returns the mean cross-entropy.  Every training identity is a
+    negative for every sample, which in-batch contrast (CRCD, InfoNCE) cannot offer.
+    """
+    cos = (F.normalize(s, dim=1) @ prototypes.detach().t()).clamp(-1 + 1e-7, 1 - 1e-7)
+    cos_y = cos.gather(1, labels[:, None])
+    sin_y = (1.0 - cos_y * cos_y).sqrt()
+    cm, sm = math.cos(margin), math.sin(margin)
+    with_margin = cos_y * cm - sin_y * sm
+    with_margin = torch.where(cos_y > math.cos(math.pi - margin), with_margin, cos_y - margin * sm)
+    logits = cos.scatter(1, labels[:, None], with_margin) * scale
+    return F.cross_entropy(logits, labels)

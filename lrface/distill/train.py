@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from ..datasets.lfw import identity_of
 from ..degrade import Degradation, RandomDegradation, degrade
 from ..errors import LrfaceError
 from ..fileio import atomic_write, write_json_atomic
@@ -43,7 +44,14 @@ from ..models.students import (
 )
 from ..models.torch_embedder import load_weights
 from .data import DistillDataset, load_training_faces, teacher_targets
-from .losses import CRCDLoss, RKDLoss, cross_resolution_nce, kd_loss
+from .losses import (
+    CRCDLoss,
+    RKDLoss,
+    cross_resolution_nce,
+    identity_prototypes,
+    kd_loss,
+    prototype_arc_loss,
+)
 
 log = logging.getLogger("lrface")
 
@@ -71,6 +79,9 @@ class DistillConfig:
     gamma: float = 1.0  # RKD weight
     nce_weight: float = 0.1
     nce_tau: float = 0.05
+    arc_weight: float = 0.1  # ArcFace over the training identities (teacher prototypes)
+    arc_margin: float = 0.3
+    arc_scale: float = 32.0
     crcd_tau: float = 0.1
     crcd_negatives: int | None = 16
     crcd_anchors: int | None = 1024
@@ -354,6 +365,15 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             neg_reduction=cfg.crcd_neg_reduction,
         )
     rkd = RKDLoss() if "rkd" in cfg.losses else None
+    labels = prototypes = None
+    if "arc" in cfg.losses:
+        names = [identity_of(p) for p in faces.paths]
+        index = {n: i for i, n in enumerate(sorted(set(names)))}
+        labels = torch.tensor([index[n] for n in names], dtype=torch.int64)
+        prototypes = identity_prototypes(torch.from_numpy(fused), labels).to(device)
+        labels = labels.to(device)
+        if rank == 0:
+            log.info("arc: %d training identities as classes", len(index))
     student = student.to(memory_format=torch.channels_last)  # ~30 % faster convs on CPU
     bundle = _Bundle(student, crcd).to(device)
     opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -412,7 +432,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0
         )
-        for x, target, _sizes, hr in bar:
+        for x, target, _sizes, hr, idx in bar:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total_steps, cfg)
             x = x.to(device).contiguous(memory_format=torch.channels_last)
@@ -426,6 +446,10 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             if "nce" in cfg.losses:
                 terms["nce"] = cross_resolution_nce(s, target, cfg.nce_tau)
                 loss = loss + cfg.nce_weight * terms["nce"]
+            if prototypes is not None:
+                y = labels[idx.to(device)]
+                terms["arc"] = prototype_arc_loss(s, y, prototypes, cfg.arc_margin, cfg.arc_scale)
+                loss = loss + cfg.arc_weight * terms["arc"]
             if rkd is not None:
                 terms["rkd"] = rkd(s, target)
                 loss = loss + cfg.gamma * terms["rkd"]
