@@ -200,6 +200,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
         arc_weight=a.arc_weight,
         arc_margin=a.arc_margin,
         arc_scale=a.arc_scale,
+        arc_max_size=a.arc_max_size,
         weight_decay=a.weight_decay,
         warmup_steps=a.warmup_steps,
         crcd_tau=a.crcd_tau,
@@ -416,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--arc-margin", type=float, default=0.3, help="ArcFace angular margin (rad)")
     t.add_argument("--arc-scale", type=float, default=32.0, help="ArcFace logit scale")
+    t.add_argument(
+        "--arc-max-size",
+        type=int,
+        default=None,
+        help="apply the arc term only to views reduced to at most this side (px)",
+    )
     t.add_argument("--weight-decay", type=float, default=5e-4)
     t.add_argument("--warmup-steps", type=int, default=50, help="linear lr warm-up steps")
     t.add_argument("--crcd-tau", type=float, default=0.1)

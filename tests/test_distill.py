@@ -172,8 +172,7 @@ def test_cli_refuses_test_folds_for_validation(tmp_path, capsys):
 def test_arc_term_over_training_identities_goes_down(tmp_path):
     """--loss kd,arc: ArcFace against the teacher's identity prototypes of the training
     faces; the term is logged, finite, and falls as a tiny student learns."""
-    cfg = _cfg(
-        tmp_path,
+    kw = dict(
         student="lrface-tiny-16",
         tiny_width=32,
         tiny_head=256,
@@ -183,7 +182,10 @@ def test_arc_term_over_training_identities_goes_down(tmp_path):
         arc_weight=1.0,
         warmup_steps=2,
     )
-    card = distill(cfg, progress=False)
+    card = distill(_cfg(tmp_path, **kw), progress=False)
     arc = [row["loss_arc"] for row in card["history"]]
     assert len(arc) == 3 and all(np.isfinite(arc)) and arc[-1] < arc[0], arc
     assert card["training"]["losses"] == ["kd", "arc"] and card["training"]["arc_margin"] == 0.3
+    # --arc-max-size: only views reduced to <= 2 px would count: none here (sizes 8-32)
+    none = distill(_cfg(tmp_path / "n", **{**kw, "arc_max_size": 2}), progress=False)
+    assert all(row["loss_arc"] == 0.0 for row in none["history"])

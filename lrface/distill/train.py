@@ -82,6 +82,7 @@ class DistillConfig:
     arc_weight: float = 0.1  # ArcFace over the training identities (teacher prototypes)
     arc_margin: float = 0.3
     arc_scale: float = 32.0
+    arc_max_size: int | None = None  # arc only on views reduced to <= this side (None: all)
     crcd_tau: float = 0.1
     crcd_negatives: int | None = 16
     crcd_anchors: int | None = 1024
@@ -432,7 +433,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0
         )
-        for x, target, _sizes, hr, idx in bar:
+        for x, target, sizes, hr, idx in bar:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total_steps, cfg)
             x = x.to(device).contiguous(memory_format=torch.channels_last)
@@ -447,8 +448,16 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
                 terms["nce"] = cross_resolution_nce(s, target, cfg.nce_tau)
                 loss = loss + cfg.nce_weight * terms["nce"]
             if prototypes is not None:
+                keep = torch.ones_like(idx, dtype=torch.bool)
+                if cfg.arc_max_size:  # e.g. only the small views, where arc helps
+                    keep = sizes <= cfg.arc_max_size
+                keep = keep.to(device)
                 y = labels[idx.to(device)]
-                terms["arc"] = prototype_arc_loss(s, y, prototypes, cfg.arc_margin, cfg.arc_scale)
+                terms["arc"] = (
+                    prototype_arc_loss(s[keep], y[keep], prototypes, cfg.arc_margin, cfg.arc_scale)
+                    if bool(keep.any())
+                    else s.sum() * 0.0
+                )
                 loss = loss + cfg.arc_weight * terms["arc"]
             if rkd is not None:
                 terms["rkd"] = rkd(s, target)
