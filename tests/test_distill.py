@@ -1,5 +1,6 @@
 """Distillation on real LFW train-split faces: KD goes down, exact resume, leak refusal, card."""
 
+import hashlib
 import json
 import shutil
 
@@ -113,6 +114,8 @@ def test_init_from_student_and_fused_targets(tmp_path):
         _cfg(tmp_path / "b", init=str(weights), lr=0.0, targets="fused", **kw), progress=False
     )
     assert card["training"]["init"] == str(weights) and card["training"]["targets"] == "fused"
+    assert card["init_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert first["init_sha256"] is None
     a = torch.load(weights, weights_only=True)
     b = torch.load(tmp_path / "b" / "run" / "lrface-tiny-16.pt", weights_only=True)
     convs = [k for k in a if k.endswith("weight") and a[k].dim() == 4]

@@ -351,8 +351,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             if value != defaults[key].default:  # default-architecture cards stay as they were
                 arch_kwargs[key] = value
         student = create_student("tiny", **arch_kwargs)
+    init_sha256 = None
     if cfg.init:
-        student = _init_student(cfg.init, student, cfg.arch, arch_kwargs)
+        student, init_sha256 = _init_student(cfg.init, student, cfg.arch, arch_kwargs)
         if rank == 0:
             log.info("student initialised from %s", cfg.init)
     crcd = None
@@ -404,6 +405,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         opt.load_state_dict(ck["optimizer"])
         _match_state_layout(opt)
         start_epoch, step, history, best = ck["epoch"], ck["step"], ck["history"], ck["best"]
+        init_sha256 = ck.get("init_sha256", init_sha256)  # the file may have changed since
         if rank == 0:
             log.info("resumed from %s at epoch %d (step %d)", resume, start_epoch, step)
     model = torch.nn.parallel.DistributedDataParallel(bundle) if distributed else bundle
@@ -517,6 +519,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
                 "history": history,
                 "best": max(best, score),
                 "config": dataclasses.asdict(cfg),
+                "init_sha256": init_sha256,
             }
             _save_checkpoint(out / "last.pt", state)
             if score > best:
@@ -552,6 +555,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             validator,
             mean,
             std,
+            init_sha256,
         )
     if distributed:
         dist.barrier()
@@ -560,8 +564,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
 
 def _init_student(
     init: str, student: torch.nn.Module, arch: str, arch_kwargs: dict[str, Any]
-) -> torch.nn.Module:
-    """Load the weights of a registered student (name) or a weights file into ``student``."""
+) -> tuple[torch.nn.Module, str]:
+    """Load the weights of a registered student (name) or a weights file into ``student``;
+    returns it with the sha256 of the file loaded (recorded in the card as ``init_sha256``)."""
     path = Path(init)
     if not path.is_file():
         spec = registry.get_spec(init)
@@ -573,7 +578,7 @@ def _init_student(
             raise LrfaceError(f"--init {init}: architecture settings differ from this run's")
         path = registry.locate(spec)
     try:
-        return load_weights(student, path)
+        return load_weights(student, path), registry.sha256_of(path)
     except (RuntimeError, KeyError) as exc:
         raise LrfaceError(f"--init {init}: weights do not fit this student ({exc})") from None
 
@@ -614,6 +619,7 @@ def _finish(
     validator,
     mean,
     std,
+    init_sha256: str | None = None,
 ) -> dict[str, Any]:
     best_path = out / "best.pt"
     if best_path.is_file():
@@ -669,6 +675,7 @@ def _finish(
             for k, v in dataclasses.asdict(cfg).items()
             if k not in ("data", "out")
         },
+        "init_sha256": init_sha256,
         "epochs_trained": history[-1]["epoch"] if history else 0,
         "best_epoch": int(torch.load(best_path, map_location="cpu", weights_only=True)["epoch"])
         if best_path.is_file()
