@@ -7,8 +7,10 @@
 #   lane a (held-out fold 1): control, KD + CRCD from the teacher, 36 epochs ("long36").
 #   lane b (held-out fold 1): the same plus arc on views <= 20 px.
 #   lane c (all train images): long36 + arc20, the candidate of that recipe.
-#   lane d (all train images): an arc20 stage of 24 epochs (lr 1e-4) from the shipped
-#          weights, the GPU-length version of the CPU stage runs/stage4/arc20.
+#   lane d (all train images): an arc20 stage of 24 epochs (lr 1e-4) from STAGE_INIT, the
+#          shipped weights of the time (10c18ec5..., the 64-epoch run; since then
+#          `RECIPE=long bash benchmarks/train_shipped.sh` makes them), the GPU-length
+#          version of the CPU stage runs/stage4/arc20.  Lane d became lrface-mbf 46322d82...
 #   LANES="e f g h" (second call): lane d's stage on held-out data, from lane a's weights
 #          (HINIT), with and without the arc term, seeds 6 and 7.
 #
@@ -26,38 +28,28 @@
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PACK=${PACK:-.gpu/lfw-train.npz}
-DATA=${LFW:-$(python3 -c "import numpy as np; print(np.load('$PACK')['root'])")}
 RUNS=${RUNS:-runs/gpu2}
-W=${WORKERS:-3}
-LANE_SECONDS=${LANE_SECONDS:-400}
-SMOKE=${SMOKE:-}
-MBF="python3 -m lrface distill --data $DATA --student lrface-mbf --name lrface-mbf --workers $W --threads 2 --quiet"
+source benchmarks/gpu_lanes.sh
 LONG="--targets fused --beta 0.2 --crcd-warmup 200 --epochs 36 --batch-size 64 --lr 3e-4 --sizes 8-40 --p-hr 0.2 --seed 0 --val-sizes 8,12,16,24 --val-every 4"
 ARC="--arc-weight 0.1 --arc-margin 0.3 --arc-scale 32 --arc-max-size 20"
-STAGE="--init weights/lrface-mbf.pt --targets fused --loss kd,crcd,arc --beta 0.2 --crcd-warmup 100 $ARC --epochs 24 --batch-size 64 --lr 1e-4 --sizes 8-40 --p-hr 0.2 --seed 6 --val-sizes 8,12,16,24 --val-every 4"
-H="--holdout-folds 1"
+STAGE="--targets fused --loss kd,crcd,arc --beta 0.2 --crcd-warmup 100 $ARC --epochs 24 --batch-size 64 --lr 1e-4 --sizes 8-40 --p-hr 0.2 --seed 6 --val-sizes 8,12,16,24 --val-every 4"
+STAGE_INIT=${STAGE_INIT:-weights/lrface-mbf.pt}
 HINIT=${HINIT:-$RUNS/h-long36/best.pt}
-LANES=${LANES:-a b c d}
 
 if [ "${1:-}" = lane ]; then
   case "$2" in
     a) $MBF $H $LONG --loss kd,crcd $SMOKE --out "$RUNS/h-long36" ;;
     b) $MBF $H $LONG --loss kd,crcd,arc $ARC $SMOKE --out "$RUNS/h-long36-arc20" ;;
     c) $MBF $LONG --loss kd,crcd,arc $ARC $SMOKE --out "$RUNS/f-long36-arc20" ;;
-    d) $MBF $STAGE $SMOKE --out "$RUNS/f-stage-arc20" ;;
+    d) $MBF --init "$STAGE_INIT" $STAGE $SMOKE --out "$RUNS/f-stage-arc20" ;;
     # second call: held-out A/B of lane d's stage, from lane a's weights (two seeds)
-    e) $MBF $H ${STAGE/weights\/lrface-mbf.pt/$HINIT} $SMOKE --out "$RUNS/h-stage-arc20-s6" ;;
-    f) $MBF $H ${STAGE/weights\/lrface-mbf.pt/$HINIT} --loss kd,crcd $SMOKE --out "$RUNS/h-stage-s6" ;;
-    g) $MBF $H ${STAGE/weights\/lrface-mbf.pt/$HINIT} --seed 7 $SMOKE --out "$RUNS/h-stage-arc20-s7" ;;
-    h) $MBF $H ${STAGE/weights\/lrface-mbf.pt/$HINIT} --loss kd,crcd --seed 7 $SMOKE --out "$RUNS/h-stage-s7" ;;
+    e) $MBF $H --init "$HINIT" $STAGE $SMOKE --out "$RUNS/h-stage-arc20-s6" ;;
+    f) $MBF $H --init "$HINIT" $STAGE --loss kd,crcd $SMOKE --out "$RUNS/h-stage-s6" ;;
+    g) $MBF $H --init "$HINIT" $STAGE --seed 7 $SMOKE --out "$RUNS/h-stage-arc20-s7" ;;
+    h) $MBF $H --init "$HINIT" $STAGE --loss kd,crcd --seed 7 $SMOKE --out "$RUNS/h-stage-s7" ;;
   esac
   exit
 fi
 
-mkdir -p "$RUNS"
-for lane in $LANES; do
-  timeout "$LANE_SECONDS" bash "$0" lane "$lane" > "$RUNS/lane-$lane.log" 2>&1 &
-done
-wait
-for lane in $LANES; do echo "== lane $lane"; grep -E "^epoch [0-9]+:|card|Error|error" "$RUNS/lane-$lane.log" | tail -40; done
+# shellcheck disable=SC2086
+run_lanes "$0" "${LANE_SECONDS:-400}" ${LANES:-a b c d}
