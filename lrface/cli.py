@@ -162,6 +162,10 @@ def cmd_models(a: argparse.Namespace) -> int:
         return 0
     from .fetch import fetch_model
 
+    if not a.names:
+        raise LrfaceError(
+            "models fetch: name the models to fetch, e.g. `lrface models fetch scrfd-10g`"
+        )
     for name in a.names:
         path = fetch_model(name, progress=not a.quiet)
         print(f"{name}: {path}")
@@ -372,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_embed)
 
     m = sub.add_parser("models", help="list or fetch models")
-    m.add_argument("action", choices=["list", "fetch"])
+    m.add_argument(
+        "action", nargs="?", default="list", choices=["list", "fetch"], help="default: list"
+    )
     m.add_argument("names", nargs="*")
     m.add_argument("--json", action="store_true")
     m.add_argument("--quiet", action="store_true")

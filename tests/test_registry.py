@@ -72,6 +72,10 @@ def test_unknown_model():
 def test_models_list_cli(capsys):
     assert main(["models", "list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert main(["models", "--json"]) == 0  # `lrface models` alone lists too
+    assert {r["name"] for r in json.loads(capsys.readouterr().out)} == set(rows)
+    assert main(["models", "fetch"]) == 2
+    assert "name the models to fetch" in capsys.readouterr().err
     for name in (
         "mobilefacenet-arcface",
         "scrfd-2.5g",
