@@ -13,6 +13,7 @@
 #          version of the CPU stage runs/stage4/arc20.  Lane d became lrface-mbf 46322d82...
 #   LANES="e f g h" (second call): lane d's stage on held-out data, from lane a's weights
 #          (HINIT), with and without the arc term, seeds 6 and 7.
+#   LANES="i j" (third call): lane d with seed 7, and lane d without the arc term.
 #
 # Lanes a and b differ only in the arc term (same seed, data order, degradations); their
 # validation is on the 600 pairs of fold 1, identities never trained on.  Data as in
@@ -47,6 +48,9 @@ if [ "${1:-}" = lane ]; then
     f) $MBF $H --init "$HINIT" $STAGE --loss kd,crcd $SMOKE --out "$RUNS/h-stage-s6" ;;
     g) $MBF $H --init "$HINIT" $STAGE --seed 7 $SMOKE --out "$RUNS/h-stage-arc20-s7" ;;
     h) $MBF $H --init "$HINIT" $STAGE --loss kd,crcd --seed 7 $SMOKE --out "$RUNS/h-stage-s7" ;;
+    # third call (evidence only): lane d with another seed, and without the arc term
+    i) $MBF --init "$STAGE_INIT" $STAGE --seed 7 $SMOKE --out "$RUNS/f-stage-arc20-s7" ;;
+    j) $MBF --init "$STAGE_INIT" $STAGE --loss kd,crcd $SMOKE --out "$RUNS/f-stage-s6" ;;
   esac
   exit
 fi
