@@ -11,7 +11,7 @@ from conftest import LFW_IMAGES, LFW_ROOT
 
 from lrface.datasets.lfw import LFW
 from lrface.distill.train import DistillConfig, distill
-from lrface.errors import DatasetError
+from lrface.errors import DatasetError, LrfaceError
 from lrface.models.loader import load_embedder
 
 
@@ -192,3 +192,9 @@ def test_arc_term_over_training_identities_goes_down(tmp_path):
     # --arc-max-size: only views reduced to <= 2 px would count: none here (sizes 8-32)
     none = distill(_cfg(tmp_path / "n", **{**kw, "arc_max_size": 2}), progress=False)
     assert all(row["loss_arc"] == 0.0 for row in none["history"])
+
+
+def test_unknown_loss_term_is_refused_by_the_api(tmp_path):
+    """A misspelt term fails in ``distill`` itself (not only in the CLI) before any work."""
+    with pytest.raises(LrfaceError, match=r"unknown term\(s\) \['arcc'\]; use kd, crcd"):
+        distill(_cfg(tmp_path, losses=("kd", "arcc")), progress=False)

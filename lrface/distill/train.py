@@ -43,6 +43,7 @@ from ..models.students import (
     mobilefacenet_from_onnx,
 )
 from ..models.torch_embedder import load_weights
+from . import LOSS_TERMS
 from .data import DistillDataset, load_training_faces, teacher_targets
 from .losses import (
     CRCDLoss,
@@ -301,6 +302,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     """Run a distillation; returns the final card (also written to ``out/<name>.json``)."""
     if cfg.targets not in ("view", "fused", "online"):
         raise LrfaceError(f"targets={cfg.targets!r}: use 'view', 'fused' or 'online'")
+    unknown = sorted(set(cfg.losses) - set(LOSS_TERMS))
+    if unknown:
+        raise LrfaceError(f"--loss: unknown term(s) {unknown}; use {', '.join(LOSS_TERMS)}")
     rank, world = _dist_info()
     distributed = world > 1
     device = (
