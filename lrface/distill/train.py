@@ -626,10 +626,13 @@ def _finish(
     init_sha256: str | None = None,
 ) -> dict[str, Any]:
     best_path = out / "best.pt"
-    if best_path.is_file():
-        student.load_state_dict(
-            torch.load(best_path, map_location="cpu", weights_only=True)["model"]
-        )
+    best = (
+        torch.load(best_path, map_location="cpu", weights_only=True)
+        if best_path.is_file()
+        else None
+    )
+    if best is not None:
+        student.load_state_dict(best["model"])
     device = next(student.parameters()).device
     student = student.cpu().eval()
     weights = out / f"{name}.pt"
@@ -681,9 +684,7 @@ def _finish(
         },
         "init_sha256": init_sha256,
         "epochs_trained": history[-1]["epoch"] if history else 0,
-        "best_epoch": int(torch.load(best_path, map_location="cpu", weights_only=True)["epoch"])
-        if best_path.is_file()
-        else None,
+        "best_epoch": int(best["epoch"]) if best is not None else None,
         "validation": history[-1] if history else {},
         "validation_pairs": validator.description if validator is not None else None,
         "history": history,
