@@ -225,6 +225,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
         tiny_head=a.head_channels,
         tiny_blocks=a.blocks,
         targets=a.targets,
+        mixup=a.mixup,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
         holdout_folds=_fold_list(a.holdout_folds),
         val_every=0 if not a.val_sizes else a.val_every,
@@ -456,9 +457,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--targets",
         default="view",
-        choices=["view", "fused", "online"],
+        choices=["view", "fused", "online", "online-fused"],
         help="teacher target per view (cached), the flip-fused target for every view "
-        "(cached), or online: the teacher embeds each augmented HR view",
+        "(cached), online: the teacher embeds each augmented HR view, or online-fused: "
+        "its flip-fused embedding of each augmented HR view",
+    )
+    t.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="with online targets: probability that a view blends two training faces "
+        "(weight uniform 0-1; the teacher embeds the blend), default 0",
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=None, help="use only the first N images")

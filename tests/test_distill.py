@@ -198,3 +198,68 @@ def test_unknown_loss_term_is_refused_by_the_api(tmp_path):
     """A misspelt term fails in ``distill`` itself (not only in the CLI) before any work."""
     with pytest.raises(LrfaceError, match=r"unknown term\(s\) \['arcc'\]; use kd, crcd"):
         distill(_cfg(tmp_path, losses=("kd", "arcc")), progress=False)
+
+
+def test_online_teacher_in_torch_equals_the_onnx_teacher():
+    """The torch copy of the teacher that makes online targets gives the ONNX teacher's
+    embeddings, per view and flip-fused, on real LFW crops."""
+    from lrface.distill.data import lfw_crops
+    from lrface.distill.online import OnlineTeacher
+
+    lfw = LFW(LFW_ROOT)
+    crops = lfw_crops(lfw, lfw.train_images()[:6])
+    onnx_teacher = load_embedder("mobilefacenet-arcface", flip=False)
+    for fuse in (False, True):
+        online = OnlineTeacher(onnx_teacher, torch.device("cpu"), fuse_flips=fuse)
+        assert online.net is not None  # the torch path, not the onnxruntime fallback
+        got = online(torch.from_numpy(crops)).numpy()
+        onnx_teacher.flip = fuse
+        want = onnx_teacher.embed_crops(crops)
+        onnx_teacher.flip = False
+        cos = (got * want).sum(1)
+        assert got.shape == (6, 128) and cos.min() > 0.9999, cos
+    # fused and per-view targets differ (the mirror adds information)
+    assert not np.allclose(
+        OnlineTeacher(onnx_teacher, torch.device("cpu"), True)(torch.from_numpy(crops)).numpy(),
+        onnx_teacher.embed_crops(crops),
+        atol=1e-3,
+    )
+
+
+def test_mixup_blends_two_faces_and_trains(tmp_path):
+    """--mixup: blended HR views carry no identity (idx -1, left out of arc), need online
+    targets, and a short online-fused run with arc trains and records the knob."""
+    from lrface.degrade import RandomDegradation
+    from lrface.distill.data import DistillDataset, load_training_faces
+
+    faces = load_training_faces(str(LFW_ROOT), None, 8)
+    dummy = np.zeros((len(faces.crops), 128), np.float32)
+    args = (faces, dummy, dummy, 112, (0.0,) * 3, (1.0,) * 3, RandomDegradation(12, 16))
+    mixed = DistillDataset(*args, online=True, p_mix=1.0)
+    plain = DistillDataset(*args, online=True, p_mix=0.0)
+    for i in range(4):
+        _, _, _, hr_m, idx_m = mixed[i]
+        _, _, _, hr_p, idx_p = plain[i]
+        assert idx_m == -1 and idx_p == i
+        assert hr_m.shape == hr_p.shape == (112, 112, 3) and not torch.equal(hr_m, hr_p)
+    with pytest.raises(ValueError, match="online"):
+        DistillDataset(*args, online=False, p_mix=0.5)
+    with pytest.raises(LrfaceError, match="--mixup"):
+        distill(_cfg(tmp_path / "a", mixup=0.5, targets="fused", max_steps=1), progress=False)
+    card = distill(
+        _cfg(
+            tmp_path / "b",
+            student="lrface-mbf",
+            limit=32,
+            epochs=1,
+            max_steps=2,
+            targets="online-fused",
+            mixup=0.5,
+            losses=("kd", "crcd", "arc"),
+            crcd_warmup_steps=1,
+        ),
+        progress=False,
+    )
+    row = card["history"][0]
+    assert card["training"]["mixup"] == 0.5 and card["training"]["targets"] == "online-fused"
+    assert all(np.isfinite(row[f"loss_{k}"]) for k in ("kd", "crcd", "arc"))

@@ -166,7 +166,12 @@ def teacher_targets(faces: FaceSet, teacher) -> tuple[np.ndarray, np.ndarray]:
 class DistillDataset(torch.utils.data.Dataset):
     """``(x, target, size, hr, idx)`` samples: degraded student input, teacher target, LR
     size, the HR view (uint8 (112, 112, 3) BGR for online targets, else empty) and the
-    face's index in the :class:`FaceSet` (for its identity label).
+    face's index in the :class:`FaceSet` (for its identity label; -1 for a blend).
+
+    ``p_mix`` (online targets only): probability that the HR view is a blend
+    ``w * a + (1 - w) * b`` of two augmented training faces, ``w`` uniform in [0, 1]
+    ("function matching": the teacher embeds the same blend the student sees degraded,
+    which widens the inputs on which the student learns the teacher's function).
 
     ``x``: float32 (3, S, S) normalised RGB for a student of input side S (112 for the
     MobileFaceNet student: degraded crops are upsampled back with bicubic; 16/24/32 for a
@@ -186,7 +191,10 @@ class DistillDataset(torch.utils.data.Dataset):
         p_flip: float = 0.5,
         p_jitter: float = 0.5,
         online: bool = False,
+        p_mix: float = 0.0,
     ) -> None:
+        if p_mix and not online:
+            raise ValueError("blended views need online teacher targets")
         self.faces, self.plain, self.mirror = faces, plain, mirror
         self.input_size = input_size
         self.mean = np.asarray(mean, np.float32)
@@ -195,6 +203,7 @@ class DistillDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = seed, 0
         self.p_flip, self.p_jitter = p_flip, p_jitter
         self.online = online
+        self.p_mix = p_mix
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -211,11 +220,16 @@ class DistillDataset(torch.utils.data.Dataset):
         if self.online:
             # consistent teaching: a stronger augmentation, and the teacher embeds this
             # exact HR view in the training loop (``target`` here is a placeholder)
-            if rng.random() < 0.8:
-                crop = jitter_alignment(crop, rng, shift=0.04, scale=0.06, angle=6.0)
-            if rng.random() < 0.5:
-                gain, bias = rng.uniform(0.75, 1.25), rng.uniform(-20, 20)
-                crop = np.clip(crop.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+            crop = self._online_augment(crop, rng)
+            if self.p_mix and rng.random() < self.p_mix:
+                other = self.faces.crops[int(rng.integers(len(self.faces.crops)))]
+                if rng.random() < self.p_flip:
+                    other = np.ascontiguousarray(other[:, ::-1])
+                other = self._online_augment(other, rng)
+                w = rng.uniform(0.0, 1.0)
+                blend = w * crop.astype(np.float32) + (1.0 - w) * other.astype(np.float32)
+                crop = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+                idx = -1
         elif rng.random() < self.p_jitter:
             crop = jitter_alignment(crop, rng)
         d = self.deg.sample(rng, hr_size=crop.shape[0])
@@ -231,3 +245,13 @@ class DistillDataset(torch.utils.data.Dataset):
             hr,
             idx,
         )
+
+    @staticmethod
+    def _online_augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Alignment jitter (p 0.8) and brightness/contrast (p 0.5) of a uint8 BGR crop."""
+        if rng.random() < 0.8:
+            crop = jitter_alignment(crop, rng, shift=0.04, scale=0.06, angle=6.0)
+        if rng.random() < 0.5:
+            gain, bias = rng.uniform(0.75, 1.25), rng.uniform(-20, 20)
+            crop = np.clip(crop.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        return crop

@@ -53,8 +53,11 @@ from .losses import (
     kd_loss,
     prototype_arc_loss,
 )
+from .online import OnlineTeacher
 
 log = logging.getLogger("lrface")
+
+TARGETS = ("view", "fused", "online", "online-fused")
 
 
 @dataclasses.dataclass
@@ -108,7 +111,9 @@ class DistillConfig:
     targets: str = "view"  # "view": teacher embedding of the (possibly mirrored) view;
     # "fused": flip-fused teacher embedding, as the HR side is embedded at test time;
     # "online": the teacher embeds each augmented HR view during training (stronger
-    # augmentation: larger alignment jitter, brightness/contrast), "consistent teaching"
+    # augmentation: larger alignment jitter, brightness/contrast), "consistent teaching";
+    # "online-fused": the same, with the teacher's flip-fused embedding of each view
+    mixup: float = 0.0  # online targets: probability of a view blending two faces
 
     @property
     def arch(self) -> str:
@@ -300,8 +305,14 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Run a distillation; returns the final card (also written to ``out/<name>.json``)."""
-    if cfg.targets not in ("view", "fused", "online"):
-        raise LrfaceError(f"targets={cfg.targets!r}: use 'view', 'fused' or 'online'")
+    if cfg.targets not in TARGETS:
+        raise LrfaceError(f"targets={cfg.targets!r}: use {', '.join(TARGETS)}")
+    online = cfg.targets.startswith("online")
+    if not 0.0 <= cfg.mixup <= 1.0 or (cfg.mixup and not online):
+        raise LrfaceError(
+            f"--mixup {cfg.mixup}: a probability in [0, 1], and blended views need "
+            "--targets online or online-fused (the teacher must embed the blend)"
+        )
     unknown = sorted(set(cfg.losses) - set(LOSS_TERMS))
     if unknown:
         raise LrfaceError(f"--loss: unknown term(s) {unknown}; use {', '.join(LOSS_TERMS)}")
@@ -392,7 +403,11 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         tuple(std),
         RandomDegradation(cfg.min_size, cfg.max_size, p_hr=cfg.p_hr),
         seed=cfg.seed,
-        online=cfg.targets == "online",
+        online=online,
+        p_mix=cfg.mixup,
+    )
+    online_teacher = (
+        OnlineTeacher(teacher, device, fuse_flips=cfg.targets == "online-fused") if online else None
     )
     per_rank_batch = max(2, cfg.batch_size // world)
     steps_per_epoch = len(ds) // (per_rank_batch * world)
@@ -442,8 +457,8 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total_steps, cfg)
             x = x.to(device).contiguous(memory_format=torch.channels_last)
-            if ds.online:  # the teacher embeds the very HR view the LR input came from
-                target = torch.from_numpy(teacher.embed_crops(hr.numpy()))
+            if online_teacher is not None:  # the teacher embeds the very HR view of x
+                target = online_teacher(hr)
             target = target.to(device)
             s_raw = model(x)
             s = torch.nn.functional.normalize(s_raw, dim=1)
@@ -453,10 +468,11 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
                 terms["nce"] = cross_resolution_nce(s, target, cfg.nce_tau)
                 loss = loss + cfg.nce_weight * terms["nce"]
             if prototypes is not None:
-                s_arc, y = s, labels[idx.to(device)]
+                keep = idx >= 0  # a blend of two faces has no identity label
                 if cfg.arc_max_size:  # e.g. only the small views, where arc helps
-                    keep = (sizes <= cfg.arc_max_size).to(device)
-                    s_arc, y = s[keep], y[keep]
+                    keep &= sizes <= cfg.arc_max_size
+                keep = keep.to(device)
+                s_arc, y = s[keep], labels[idx.clamp(min=0).to(device)][keep]
                 terms["arc"] = (
                     prototype_arc_loss(s_arc, y, prototypes, cfg.arc_margin, cfg.arc_scale)
                     if len(y)

@@ -1,0 +1,64 @@
+"""Online teacher targets: the teacher embeds each augmented HR view inside the training loop.
+
+For a 112-px MobileFaceNet teacher ONNX (``mobilefacenet-arcface``) the teacher runs as a
+torch copy of its own weights (:func:`lrface.models.students.mobilefacenet_from_onnx`,
+equal to the ONNX model to float precision) on the training device, so a GPU run pays
+almost nothing for it; any other teacher falls back to its onnxruntime embedder.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from ..models import registry
+from ..models.embedder import Embedder
+
+log = logging.getLogger("lrface")
+
+
+class OnlineTeacher:
+    """Teacher embeddings of uint8 BGR HR views, computed where the student trains.
+
+    ``fuse_flips``: add the embedding of the mirrored view before normalising (the
+    flip-fused target, as HR gallery faces are embedded at test time).
+    """
+
+    def __init__(self, teacher: Embedder, device: torch.device, fuse_flips: bool) -> None:
+        self.teacher, self.device, self.fuse_flips = teacher, device, fuse_flips
+        spec = teacher.spec
+        self.net: torch.nn.Module | None = None
+        if spec.runtime == "onnx" and spec.input_size == 112:
+            from ..models.students import mobilefacenet_from_onnx
+
+            try:
+                self.net = mobilefacenet_from_onnx(registry.locate(spec)).to(device).eval()
+            except ValueError as exc:  # not a MobileFaceNet graph: use onnxruntime
+                log.info("online teacher: onnxruntime (%s)", exc)
+        if self.net is not None:
+            self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+            self.std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+            self.rgb = spec.color.upper() == "RGB"
+            log.info("online teacher: torch copy of %s on %s", spec.name, device)
+
+    @torch.no_grad()
+    def __call__(self, hr: torch.Tensor) -> torch.Tensor:
+        """``hr``: uint8 (B, 112, 112, 3) BGR views -> float32 (B, D) L2-normalised, on device."""
+        if self.net is None:
+            flip = self.teacher.flip
+            self.teacher.flip = self.fuse_flips
+            try:
+                feats = self.teacher.embed_crops(hr.numpy())
+            finally:
+                self.teacher.flip = flip
+            return torch.from_numpy(np.asarray(feats)).to(self.device)
+        x = hr.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if self.rgb:
+            x = x.flip(1)
+        x = (x - self.mean) / self.std
+        f = self.net(x)
+        if self.fuse_flips:
+            f = f + self.net(x.flip(3))
+        return torch.nn.functional.normalize(f, dim=1)
