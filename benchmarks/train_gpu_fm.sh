@@ -11,10 +11,12 @@
 #          and g of train_gpu_arc.sh, which ran the same stage with cached fused targets.
 #   lane m (all train images): the FM stage from STAGE_INIT (10c18ec5..., the 64-epoch run
 #          = `RECIPE=long bash benchmarks/train_shipped.sh`), seed 6: lane d with FM.
-#   lane n (all train images): the FM stage from the shipped weights (46322d82...), seed 6.
+#   lanes n, o (all train images): the FM stage from the shipped weights (46322d82...),
+#          seeds 6 and 7.  The call ran LANES="k l n o" (lane m's init file did not fit in
+#          the 64 MiB a device call carries beside the packed crops).
 #
 # Data and setup as in train_gpu_arc.sh (packed JPEG crops, .gpu carried); then
-#   HINIT=.gpu/h-long36-best.pt STAGE_INIT=.gpu/mbf-10c18ec5.pt bash benchmarks/train_gpu_fm.sh
+#   HINIT=.gpu/h-long36-best.pt bash benchmarks/train_gpu_fm.sh
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +33,10 @@ if [ "${1:-}" = lane ]; then
     l) $MBF $H --init "$HINIT" $FM --seed 7 $SMOKE --out "$RUNS/h-stage-fm-s7" ;;
     m) $MBF --init "$STAGE_INIT" $FM $SMOKE --out "$RUNS/f-stage-fm" ;;
     n) $MBF --init weights/lrface-mbf.pt $FM $SMOKE --out "$RUNS/f-stage2-fm" ;;
+    o) $MBF --init weights/lrface-mbf.pt $FM --seed 7 $SMOKE --out "$RUNS/f-stage2-fm-s7" ;;
   esac
   exit
 fi
 
 # shellcheck disable=SC2086
-run_lanes "$0" "${LANE_SECONDS:-420}" ${LANES:-k l m n}
+run_lanes "$0" "${LANE_SECONDS:-420}" ${LANES:-k l n o}
