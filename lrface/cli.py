@@ -224,6 +224,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
         tiny_width=a.width,
         tiny_head=a.head_channels,
         tiny_blocks=a.blocks,
+        mbf_expand=a.mbf_expand,
         targets=a.targets,
         mixup=a.mixup,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
@@ -451,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=int, default=64, help="tiny students: stem width")
     t.add_argument("--head-channels", type=int, default=512, help="tiny students: head width")
     t.add_argument("--blocks", type=int, default=3, help="tiny students: blocks per stage")
+    t.add_argument(
+        "--mbf-expand",
+        type=int,
+        default=1,
+        help="lrface-mbf: inner width multiplier of the bottlenecks (2: ~1.8M parameters, "
+        "widened from the teacher or a narrower --init without changing its function)",
+    )
     t.add_argument(
         "--init", default=None, help="start from this student (registered name or .pt weights)"
     )

@@ -263,3 +263,28 @@ def test_mixup_blends_two_faces_and_trains(tmp_path):
     row = card["history"][0]
     assert card["training"]["mixup"] == 0.5 and card["training"]["targets"] == "online-fused"
     assert all(np.isfinite(row[f"loss_{k}"]) for k in ("kd", "crcd", "arc"))
+
+
+def test_widened_mbf_starts_as_its_narrow_init(tmp_path):
+    """--mbf-expand 2 from a narrow --init: the wider student (1.8 M parameters) computes
+    the init's function (Net2WiderNet), its card records the width, and it loads."""
+    from lrface.distill.data import lfw_crops
+    from lrface.models.students import create_student, widen_mobilefacenet
+
+    narrow = create_student("mbf")
+    torch.nn.init.normal_(narrow.blocks[0].expand.weight, std=0.5)  # any weights will do
+    x = torch.randn(2, 3, 112, 112)
+    wide = widen_mobilefacenet(narrow.eval(), 2, seed=1).eval()
+    assert wide.blocks[0].expand.out_channels == 2 * narrow.blocks[0].expand.out_channels
+    assert torch.allclose(narrow(x), wide(x), atol=1e-4)
+
+    card = distill(
+        _cfg(tmp_path, init="lrface-mbf", mbf_expand=2, lr=0.0, epochs=1, max_steps=1),
+        progress=False,
+    )
+    assert card["arch_kwargs"] == {"expand_mult": 2} and card["parameters"] > 1_700_000
+    lfw = LFW(LFW_ROOT)
+    crops = lfw_crops(lfw, lfw.train_images()[:4])
+    a = load_embedder("lrface-mbf").embed_crops(crops)
+    b = load_embedder(str(tmp_path / "run" / "lrface-mbf.json")).embed_crops(crops)
+    assert (a * b).sum(1).min() > 0.9999

@@ -37,10 +37,12 @@ from ..models import registry
 from ..models.embedder import l2_normalize, resize_to
 from ..models.loader import load_embedder
 from ..models.students import (
+    MBF_BLOCKS,
     TinyFaceNet,
     count_parameters,
     create_student,
     mobilefacenet_from_onnx,
+    widen_mobilefacenet,
 )
 from ..models.torch_embedder import load_weights
 from . import LOSS_TERMS
@@ -105,6 +107,8 @@ class DistillConfig:
     tiny_width: int = 64  # TinyFaceNet stem width (stages: 2x, 4x)
     tiny_head: int = 512  # TinyFaceNet head channels
     tiny_blocks: int = 3  # TinyFaceNet blocks per stage
+    mbf_expand: int = 1  # MobileFaceNet inner width multiplier (>1: widened from the
+    # teacher or a narrower --init, function-preserving, then trained)
     init: str | None = None  # start from this student (registry name or weights file)
     holdout_folds: tuple[int, ...] = ()  # official LFW folds (1-5) whose identities are
     # left out of training and whose pairs become the validation set (unseen identities)
@@ -355,6 +359,8 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             )
         student = mobilefacenet_from_onnx(registry.locate(tspec))
         arch_kwargs: dict[str, Any] = {}
+        if cfg.mbf_expand > 1:
+            arch_kwargs = {"expand_mult": cfg.mbf_expand}
     else:
         arch_kwargs = {"input_size": input_size, "embedding_size": teacher.embedding_size}
         defaults = inspect.signature(TinyFaceNet).parameters
@@ -368,9 +374,16 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         student = create_student("tiny", **arch_kwargs)
     init_sha256 = None
     if cfg.init:
-        student, init_sha256 = _init_student(cfg.init, student, cfg.arch, arch_kwargs)
+        narrow = cfg.arch == "mbf" and cfg.mbf_expand > 1 and _mbf_expand_of(cfg.init) == 1
+        student, init_sha256 = _init_student(
+            cfg.init, student, cfg.arch, {} if narrow else arch_kwargs
+        )
         if rank == 0:
             log.info("student initialised from %s", cfg.init)
+    if cfg.arch == "mbf" and cfg.mbf_expand > 1 and getattr(student, "expand_mult", 1) == 1:
+        student = widen_mobilefacenet(student, cfg.mbf_expand, seed=cfg.seed)
+        if rank == 0:
+            log.info("student widened x%d inside its bottlenecks (same function)", cfg.mbf_expand)
     crcd = None
     if "crcd" in cfg.losses:
         crcd = CRCDLoss(
@@ -601,6 +614,19 @@ def _init_student(
         return load_weights(student, path), registry.sha256_of(path)
     except (RuntimeError, KeyError) as exc:
         raise LrfaceError(f"--init {init}: weights do not fit this student ({exc})") from None
+
+
+def _mbf_expand_of(init: str) -> int:
+    """Inner width multiplier of the MobileFaceNet weights ``init`` (file or registered name)."""
+    path = Path(init)
+    if not path.is_file():
+        spec = registry.get_spec(init)
+        return int(((spec.card or {}).get("arch_kwargs") or {}).get("expand_mult", 1))
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    w = state.get("blocks.0.expand.weight")
+    return 1 if w is None else max(1, int(w.shape[0]) // (64 * MBF_BLOCKS[0][0]))
 
 
 def _is_lfw(data: str) -> bool:
