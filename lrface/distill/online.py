@@ -34,7 +34,9 @@ class OnlineTeacher:
             from ..models.students import mobilefacenet_from_onnx
 
             try:
-                self.net = mobilefacenet_from_onnx(registry.locate(spec)).to(device).eval()
+                net = mobilefacenet_from_onnx(registry.locate(spec)).to(device).eval()
+                # channels_last: ~4x faster depthwise convolutions on CPU (same result)
+                self.net = net.to(memory_format=torch.channels_last)
             except ValueError as exc:  # not a MobileFaceNet graph: use onnxruntime
                 log.info("online teacher: onnxruntime (%s)", exc)
         if self.net is not None:
@@ -57,7 +59,7 @@ class OnlineTeacher:
         x = hr.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         if self.rgb:
             x = x.flip(1)
-        x = (x - self.mean) / self.std
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         f = self.net(x)
         if self.fuse_flips:
             f = f + self.net(x.flip(3))
