@@ -32,7 +32,6 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/gpu2}
 source benchmarks/gpu_lanes.sh
 LONG="--targets fused --beta 0.2 --crcd-warmup 200 --epochs 36 --batch-size 64 --lr 3e-4 --sizes 8-40 --p-hr 0.2 --seed 0 --val-sizes 8,12,16,24 --val-every 4"
-ARC="--arc-weight 0.1 --arc-margin 0.3 --arc-scale 32 --arc-max-size 20"
 STAGE="--targets fused --loss kd,crcd,arc --beta 0.2 --crcd-warmup 100 $ARC --epochs 24 --batch-size 64 --lr 1e-4 --sizes 8-40 --p-hr 0.2 --seed 6 --val-sizes 8,12,16,24 --val-every 4"
 STAGE_INIT=${STAGE_INIT:-weights/lrface-mbf.pt}
 HINIT=${HINIT:-$RUNS/h-long36/best.pt}

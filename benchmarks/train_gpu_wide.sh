@@ -17,7 +17,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs/gpu4}
 source benchmarks/gpu_lanes.sh
-ARC="--arc-weight 0.1 --arc-margin 0.3 --arc-scale 32 --arc-max-size 20"
 WIDE="--mbf-expand 2 --targets fused --loss kd,crcd,arc --beta 0.2 --crcd-warmup 100 $ARC --epochs 24 --batch-size 64 --lr 1e-4 --sizes 8-40 --p-hr 0.2 --seed 6 --val-sizes 8,12,16,24 --val-every 4"
 HINIT=${HINIT:-runs/gpu2/h-long36/best.pt}
 
