@@ -283,6 +283,8 @@ def test_widened_mbf_starts_as_its_narrow_init(tmp_path):
         progress=False,
     )
     assert card["arch_kwargs"] == {"expand_mult": 2} and card["parameters"] > 1_700_000
+    with pytest.raises(LrfaceError, match="--mbf-expand"):
+        distill(_cfg(tmp_path / "t", student="lrface-tiny-16", mbf_expand=2), progress=False)
     lfw = LFW(LFW_ROOT)
     crops = lfw_crops(lfw, lfw.train_images()[:4])
     a = load_embedder("lrface-mbf").embed_crops(crops)

@@ -317,6 +317,11 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             f"--mixup {cfg.mixup}: a probability in [0, 1], and blended views need "
             "--targets online or online-fused (the teacher must embed the blend)"
         )
+    if cfg.mbf_expand < 1 or (cfg.mbf_expand > 1 and cfg.arch != "mbf"):
+        raise LrfaceError(
+            f"--mbf-expand {cfg.mbf_expand}: an integer >= 1, for lrface-mbf students only "
+            "(tiny students: --width / --head-channels / --blocks)"
+        )
     unknown = sorted(set(cfg.losses) - set(LOSS_TERMS))
     if unknown:
         raise LrfaceError(f"--loss: unknown term(s) {unknown}; use {', '.join(LOSS_TERMS)}")
