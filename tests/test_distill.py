@@ -210,8 +210,9 @@ def test_online_teacher_in_torch_equals_the_onnx_teacher():
     crops = lfw_crops(lfw, lfw.train_images()[:6])
     onnx_teacher = load_embedder("mobilefacenet-arcface", flip=False)
     for fuse in (False, True):
-        online = OnlineTeacher(onnx_teacher, torch.device("cpu"), fuse_flips=fuse)
-        assert online.net is not None  # the torch path, not the onnxruntime fallback
+        online = OnlineTeacher(onnx_teacher, torch.device("cpu"), fuse_flips=fuse, use_torch=True)
+        assert online.net is not None  # the torch copy (what a GPU run uses)
+        assert OnlineTeacher(onnx_teacher, torch.device("cpu"), fuse).net is None  # CPU: ORT
         got = online(torch.from_numpy(crops)).numpy()
         onnx_teacher.flip = fuse
         want = onnx_teacher.embed_crops(crops)
@@ -219,8 +220,11 @@ def test_online_teacher_in_torch_equals_the_onnx_teacher():
         cos = (got * want).sum(1)
         assert got.shape == (6, 128) and cos.min() > 0.9999, cos
     # fused and per-view targets differ (the mirror adds information)
+    fused_by_ort = OnlineTeacher(onnx_teacher, torch.device("cpu"), True)
+    assert np.allclose(fused_by_ort(torch.from_numpy(crops)).numpy(), got, atol=1e-4)
+    assert onnx_teacher.flip is False  # the ORT path restores the embedder's setting
     assert not np.allclose(
-        OnlineTeacher(onnx_teacher, torch.device("cpu"), True)(torch.from_numpy(crops)).numpy(),
+        fused_by_ort(torch.from_numpy(crops)).numpy(),
         onnx_teacher.embed_crops(crops),
         atol=1e-3,
     )

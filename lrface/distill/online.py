@@ -1,9 +1,10 @@
 """Online teacher targets: the teacher embeds each augmented HR view inside the training loop.
 
-For a 112-px MobileFaceNet teacher ONNX (``mobilefacenet-arcface``) the teacher runs as a
-torch copy of its own weights (:func:`lrface.models.students.mobilefacenet_from_onnx`,
-equal to the ONNX model to float precision) on the training device, so a GPU run pays
-almost nothing for it; any other teacher falls back to its onnxruntime embedder.
+When the student trains on a GPU and the teacher is a 112-px MobileFaceNet ONNX
+(``mobilefacenet-arcface``), the teacher runs as a torch copy of its own weights
+(:func:`lrface.models.students.mobilefacenet_from_onnx`, equal to the ONNX model to float
+precision) on that GPU, so it costs almost nothing.  On a CPU its onnxruntime embedder is
+used (measured here, 2 threads: 3.4 ms per face against 8.3 ms for the torch copy).
 """
 
 from __future__ import annotations
@@ -23,14 +24,23 @@ class OnlineTeacher:
     """Teacher embeddings of uint8 BGR HR views, computed where the student trains.
 
     ``fuse_flips``: add the embedding of the mirrored view before normalising (the
-    flip-fused target, as HR gallery faces are embedded at test time).
+    flip-fused target, as HR gallery faces are embedded at test time).  ``use_torch``:
+    run the torch copy (None: only on a CUDA device).
     """
 
-    def __init__(self, teacher: Embedder, device: torch.device, fuse_flips: bool) -> None:
+    def __init__(
+        self,
+        teacher: Embedder,
+        device: torch.device,
+        fuse_flips: bool,
+        use_torch: bool | None = None,
+    ) -> None:
         self.teacher, self.device, self.fuse_flips = teacher, device, fuse_flips
         spec = teacher.spec
         self.net: torch.nn.Module | None = None
-        if spec.runtime == "onnx" and spec.input_size == 112:
+        if use_torch is None:
+            use_torch = device.type == "cuda"
+        if use_torch and spec.runtime == "onnx" and spec.input_size == 112:
             from ..models.students import mobilefacenet_from_onnx
 
             try:
@@ -44,6 +54,8 @@ class OnlineTeacher:
             self.std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
             self.rgb = spec.color.upper() == "RGB"
             log.info("online teacher: torch copy of %s on %s", spec.name, device)
+        else:
+            log.info("online teacher: %s through onnxruntime", spec.name)
 
     @torch.no_grad()
     def __call__(self, hr: torch.Tensor) -> torch.Tensor:
