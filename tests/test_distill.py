@@ -294,3 +294,12 @@ def test_widened_mbf_starts_as_its_narrow_init(tmp_path):
     a = load_embedder("lrface-mbf").embed_crops(crops)
     b = load_embedder(str(tmp_path / "run" / "lrface-mbf.json")).embed_crops(crops)
     assert (a * b).sum(1).min() > 0.9999
+    # a second wide stage starts from the wide weights; a narrow run cannot take them
+    wide_pt = str(tmp_path / "run" / "lrface-mbf.pt")
+    again = distill(
+        _cfg(tmp_path / "w", init=wide_pt, mbf_expand=2, lr=0.0, epochs=1, max_steps=1),
+        progress=False,
+    )
+    assert again["arch_kwargs"] == {"expand_mult": 2}
+    with pytest.raises(LrfaceError, match="only widening"):
+        distill(_cfg(tmp_path / "n", init=wide_pt, epochs=1, max_steps=1), progress=False)

@@ -44,7 +44,7 @@ from ..models.students import (
     mobilefacenet_from_onnx,
     widen_mobilefacenet,
 )
-from ..models.torch_embedder import load_weights
+from ..models.torch_embedder import read_state
 from . import LOSS_TERMS
 from .data import DistillDataset, load_training_faces, teacher_targets
 from .losses import (
@@ -379,16 +379,19 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         student = create_student("tiny", **arch_kwargs)
     init_sha256 = None
     if cfg.init:
-        narrow = cfg.arch == "mbf" and cfg.mbf_expand > 1 and _mbf_expand_of(cfg.init) == 1
-        student, init_sha256 = _init_student(
-            cfg.init, student, cfg.arch, {} if narrow else arch_kwargs
-        )
+        student, init_sha256 = _init_student(cfg.init, student, cfg.arch, arch_kwargs)
         if rank == 0:
             log.info("student initialised from %s", cfg.init)
-    if cfg.arch == "mbf" and cfg.mbf_expand > 1 and getattr(student, "expand_mult", 1) == 1:
-        student = widen_mobilefacenet(student, cfg.mbf_expand, seed=cfg.seed)
+    if cfg.arch == "mbf" and student.expand_mult != cfg.mbf_expand:
+        if cfg.mbf_expand % student.expand_mult:
+            raise LrfaceError(
+                f"--init {cfg.init}: a MobileFaceNet of inner width x{student.expand_mult} "
+                f"cannot become --mbf-expand {cfg.mbf_expand} (only widening is possible); "
+                f"pass --mbf-expand {student.expand_mult} or a multiple of it"
+            )
+        student = widen_mobilefacenet(student, cfg.mbf_expand // student.expand_mult, seed=cfg.seed)
         if rank == 0:
-            log.info("student widened x%d inside its bottlenecks (same function)", cfg.mbf_expand)
+            log.info("student widened to x%d inside (same function)", cfg.mbf_expand)
     crcd = None
     if "crcd" in cfg.losses:
         crcd = CRCDLoss(
@@ -604,7 +607,11 @@ def _init_student(
     init: str, student: torch.nn.Module, arch: str, arch_kwargs: dict[str, Any]
 ) -> tuple[torch.nn.Module, str]:
     """Load the weights of a registered student (name) or a weights file into ``student``;
-    returns it with the sha256 of the file loaded (recorded in the card as ``init_sha256``)."""
+    returns it with the sha256 of the file loaded (recorded in the card as ``init_sha256``).
+
+    A MobileFaceNet init may have another inner width (``expand_mult``) than the run: the
+    student is then rebuilt at the init's width, and the caller widens it.
+    """
     path = Path(init)
     if not path.is_file():
         spec = registry.get_spec(init)
@@ -612,26 +619,20 @@ def _init_student(
             raise LrfaceError(
                 f"--init {init}: not a {arch} student; pass a student of the same kind"
             )
-        if (spec.card or {}).get("arch_kwargs", {}) != arch_kwargs:
+        if arch != "mbf" and (spec.card or {}).get("arch_kwargs", {}) != arch_kwargs:
             raise LrfaceError(f"--init {init}: architecture settings differ from this run's")
         path = registry.locate(spec)
+    state = read_state(path)
+    if arch == "mbf":
+        expand = state.get("blocks.0.expand.weight")
+        width = 1 if expand is None else max(1, expand.shape[0] // (64 * MBF_BLOCKS[0][0]))
+        if width != student.expand_mult:
+            student = create_student("mbf", expand_mult=width)
     try:
-        return load_weights(student, path), registry.sha256_of(path)
+        student.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         raise LrfaceError(f"--init {init}: weights do not fit this student ({exc})") from None
-
-
-def _mbf_expand_of(init: str) -> int:
-    """Inner width multiplier of the MobileFaceNet weights ``init`` (file or registered name)."""
-    path = Path(init)
-    if not path.is_file():
-        spec = registry.get_spec(init)
-        return int(((spec.card or {}).get("arch_kwargs") or {}).get("expand_mult", 1))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    w = state.get("blocks.0.expand.weight")
-    return 1 if w is None else max(1, int(w.shape[0]) // (64 * MBF_BLOCKS[0][0]))
+    return student, registry.sha256_of(path)
 
 
 def _is_lfw(data: str) -> bool:

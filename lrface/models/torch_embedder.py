@@ -12,13 +12,19 @@ from .registry import ModelSpec
 from .students import create_student
 
 
-def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.nn.Module:
-    """Load a student weights file (a state dict, or a checkpoint ``{"model": ...}``) into
-    ``model`` in place; raises RuntimeError when the tensors do not fit."""
+def read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The state dict in a student weights file (a state dict, or a checkpoint
+    ``{"model": ...}``), on the CPU."""
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
-    model.load_state_dict(state)
+    return state
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.nn.Module:
+    """Load a student weights file (see :func:`read_state`) into ``model`` in place;
+    raises RuntimeError when the tensors do not fit."""
+    model.load_state_dict(read_state(path))
     return model
 
 
