@@ -7,45 +7,44 @@ the cosine of two embeddings, in [-1, 1].
 
 from __future__ import annotations
 
-import logging
+import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .detect import DEFAULT_DETECTOR
-from .errors import LrfaceError, ModelFileError
+from .detect import DEFAULT_DETECTOR, resolve_detector
+from .errors import LrfaceError
 from .io import ImageInput
 from .models.embedder import Embedder
 from .models.loader import load_embedder
-from .models.registry import all_models
-from .pipeline import PreparedFace, detect_faces, prepare_face
-
-log = logging.getLogger("lrface")
+from .models.registry import all_models, get_spec
+from .pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
 
 TEACHER = "mobilefacenet-arcface"
 LR_STUDENT = "lrface-mbf"
 #: Faces whose native aligned-crop side is below this (eyes ~20 px apart) go to the student.
 STUDENT_BELOW_PX = 64.0
 
-__all__ = ["choose_model", "detect", "embed", "load_embedder", "verify"]
+__all__ = ["Verification", "choose_model", "detect", "embed", "load_embedder", "verify"]
 
 
-def choose_model(face_sizes: Sequence[float]) -> str:
-    """The default recogniser for faces of the given native sizes (px, see
-    :func:`lrface.align.native_face_size`).
+def choose_model(face_size: float) -> str:
+    """The recogniser for one face of the given native size (px, the side of its
+    ArcFace-aligned crop at native scale, :func:`lrface.align.native_face_size`).
 
-    Rule: if any face is smaller than :data:`STUDENT_BELOW_PX` (64 px aligned side, i.e.
-    about 20 px between the eyes) and the ``lrface-mbf`` student is installed, use the
-    student (it lives in the teacher's space and is trained for 8-32 px faces);
-    otherwise the HR teacher.
+    Rule: a face under :data:`STUDENT_BELOW_PX` (64 px, eyes about 20 px apart) goes to
+    the ``lrface-mbf`` student, trained for 8-32 px faces in the teacher's embedding
+    space; a larger face to the HR teacher.  A missing or corrupt student is an error,
+    never a silent switch to the teacher.
     """
-    small = any(s < STUDENT_BELOW_PX for s in face_sizes)
-    if small and LR_STUDENT in all_models():
-        return LR_STUDENT
-    if small:
-        log.warning("small face but student %s is not installed; using the teacher", LR_STUDENT)
-    return TEACHER
+    if face_size < STUDENT_BELOW_PX and LR_STUDENT not in all_models():
+        raise LrfaceError(
+            f"{LR_STUDENT}: the student for small faces is not installed (weights/"
+            f"{LR_STUDENT}.json); restore it (git checkout weights/) or pass --model"
+        )
+    return LR_STUDENT if face_size < STUDENT_BELOW_PX else TEACHER
 
 
 def detect(
@@ -56,6 +55,7 @@ def detect(
     ``box`` = [x1, y1, x2, y2] and ``landmarks`` = 5 x [x, y] in image pixels (left eye,
     right eye, nose, left mouth corner, right mouth corner; image left/right).
     """
+    CropOptions(detector=detector, det_thresh=det_thresh)  # validates both
     _, faces = detect_faces(image, detector, det_thresh)
     return [f.to_dict() for f in faces]
 
@@ -66,22 +66,60 @@ def embed(
     detect: bool = True,
     face_index: int | None = None,
     detector: str = DEFAULT_DETECTOR,
+    det_thresh: float | None = None,
 ) -> np.ndarray:
     """Embed one face per image: float32 (N, D), L2-normalised, in input order.
 
-    ``detect=False`` treats every image as a pre-cut face crop of any size (8x8 CCTV
-    crops welcome); otherwise faces are detected and aligned (largest face, or
-    ``face_index``).  Raises :class:`LrfaceError` on the first bad image; for
-    per-file error reporting over large collections use :mod:`lrface.batch_embed`.
+    ``images``: a list (or tuple) of paths, encoded bytes, arrays or PIL images -- a
+    single path is refused, not iterated.  ``detect=False`` treats every image as a
+    pre-cut face crop of any size (8x8 CCTV crops welcome); otherwise faces are detected
+    and aligned (largest face, or ``face_index``).  Raises :class:`LrfaceError` on the
+    first bad image; for per-file error reporting over large collections use
+    :mod:`lrface.batch_embed`.
     """
+    if isinstance(images, str | bytes | os.PathLike | np.ndarray) or not isinstance(
+        images, Sequence
+    ):
+        raise LrfaceError(
+            f"images: expected a list of images, got {type(images).__name__}; "
+            "wrap a single image in a list: lrface.embed([image])"
+        )
     emb = model if isinstance(model, Embedder) else load_embedder(model)
-    crops = [
-        prepare_face(
-            im, detect=detect, size=emb.input_size, face_index=face_index, detector=detector
-        ).crop
-        for im in images
-    ]
-    return emb.embed_crops(crops)
+    opts = CropOptions(
+        detect=detect,
+        size=emb.input_size,
+        face_index=face_index,
+        detector=detector,
+        det_thresh=det_thresh,
+    )
+    return emb.embed_crops([prepare_face(im, opts).crop for im in images])
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """The answer of :func:`verify`.
+
+    ``same``: similarity >= threshold.  ``similarity``: cosine of the two embeddings in
+    [-1, 1].  ``threshold``: the calibrated (or given) threshold for this pair of models.
+    ``models``: the recogniser that embedded each face.  ``threshold_from``: where the
+    threshold came from.  ``images``: per face: source, face_size_px, faces_found,
+    face_index, model, and with detection box, landmarks, score.  ``detector``: the
+    detector used (None without detection).
+    """
+
+    same: bool
+    similarity: float
+    threshold: float
+    models: tuple[str, str]
+    threshold_from: str
+    images: tuple[dict[str, Any], dict[str, Any]]
+    detector: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``lrface verify --json``)."""
+        d = dataclasses.asdict(self)
+        d["models"], d["images"] = list(self.models), list(self.images)
+        return d
 
 
 def verify(
@@ -92,44 +130,75 @@ def verify(
     detect: bool = True,
     face_index: int | None = None,
     detector: str = DEFAULT_DETECTOR,
-) -> dict[str, Any]:
+    det_thresh: float | None = None,
+    face_index1: int | None = None,
+    face_index2: int | None = None,
+) -> Verification:
     """Decide whether two images show the same person.
 
-    ``model=None`` picks the model with :func:`choose_model` from the faces' sizes.
-    ``threshold=None`` uses the model's calibrated threshold (registry / card).
-    Returns ``{"same": bool, "similarity": float, "threshold": float, "model": str,
-    "images": [per-image dict with source, box, landmarks, score, faces_found,
-    face_index, face_size_px]}``.
+    Models: ``model=None`` embeds each face with :func:`choose_model` by its size (the
+    teacher for faces of >= 64 px, the ``lrface-mbf`` student below: the HR side by the
+    teacher, the LR side by the student, as every benchmark figure is measured); a name
+    forces one model for both.  ``threshold=None``: the calibrated threshold for that
+    pair of models (teacher-teacher: the teacher's; student-student: the student's;
+    teacher-student: the student card's ``threshold_vs_teacher``).
+    Faces: the largest, or ``face_index`` for both images, or ``face_index1`` /
+    ``face_index2`` for one (e.g. a face in a group photo against a portrait).
     """
+    if face_index is not None and (face_index1 is not None or face_index2 is not None):
+        raise LrfaceError("--face-index applies to both images; use it or --face-index1/2")
+    if threshold is not None and not (np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise LrfaceError(f"--threshold {threshold}: must be a cosine between -1 and 1")
+    picks = (
+        face_index if face_index1 is None else face_index1,
+        face_index if face_index2 is None else face_index2,
+    )
     faces: list[PreparedFace] = [
-        prepare_face(im, detect=detect, size=112, face_index=face_index, detector=detector)
-        for im in (image1, image2)
+        prepare_face(
+            im,
+            CropOptions(detect=detect, face_index=i, detector=detector, det_thresh=det_thresh),
+        )
+        for im, i in zip((image1, image2), picks)
     ]
-    name = model or choose_model([f.face_size for f in faces])
-    try:
-        emb = load_embedder(name)
-    except ModelFileError:
-        if model is None and name != TEACHER:
-            log.warning("student %s unavailable; falling back to %s", name, TEACHER)
-            name, emb = TEACHER, load_embedder(TEACHER)
-        else:
-            raise
-    crops = [f.crop if emb.input_size == 112 else _native(f, emb.input_size) for f in faces]
-    e = emb.embed_crops(crops)
+    names = (model, model) if model else tuple(choose_model(f.face_size) for f in faces)
+    embs = [load_embedder(n) for n in names]
+    e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
     sim = float(np.dot(e[0], e[1]))
-    thr = threshold if threshold is not None else emb.threshold
-    if thr is None:
-        raise LrfaceError(f"{name}: model has no calibrated threshold; pass --threshold")
-    return {
-        "same": bool(sim >= thr),
-        "similarity": round(sim, 4),
-        "threshold": round(float(thr), 4),
-        "model": name,
-        "images": [f.to_dict() for f in faces],
-    }
+    thr, source = _threshold(names, embs, threshold)
+    images = tuple({**f.to_dict(), "model": n} for f, n in zip(faces, names))
+    return Verification(
+        same=bool(sim >= thr),
+        similarity=round(sim, 4),
+        threshold=round(float(thr), 4),
+        models=(names[0], names[1]),
+        threshold_from=source,
+        images=(images[0], images[1]),
+        detector=resolve_detector(detector) if detect else None,
+    )
 
 
-def _native(face: PreparedFace, size: int) -> np.ndarray:
-    from .models.embedder import resize_to
+def _threshold(
+    names: tuple[str, str], embs: list[Embedder], given: float | None
+) -> tuple[float, str]:
+    """The threshold for a pair embedded by ``names`` and where it comes from."""
+    if given is not None:
+        return float(given), "--threshold"
+    if names[0] == names[1]:
+        if embs[0].threshold is None:
+            raise LrfaceError(f"{names[0]}: model has no calibrated threshold; pass --threshold")
+        return float(embs[0].threshold), f"{names[0]} card"
+    student = next(n for n in names if n != TEACHER) if TEACHER in names else None
+    spec = get_spec(student) if student else None
+    if spec is None or spec.threshold_vs_teacher is None:
+        raise LrfaceError(
+            f"{names[0]} and {names[1]}: no threshold is calibrated for this pair of models; "
+            "pass --threshold or --model to embed both faces with one model"
+        )
+    return float(spec.threshold_vs_teacher), f"{student} card (vs {TEACHER})"
 
-    return resize_to(face.crop, size)
+
+def _fit(crop: np.ndarray, size: int) -> np.ndarray:
+    """An aligned 112x112 crop at the model's input side (area down; unchanged at 112)."""
+    from .align import resize_crop
+
+    return crop if crop.shape[0] == size else resize_crop(crop, size)

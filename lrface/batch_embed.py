@@ -10,16 +10,17 @@ Determinism: the embedder sees exactly the same batches for a shard whatever hap
 before (the successful crops of that shard, in path order, cut into ``batch_size``
 chunks from the shard start), because onnxruntime/torch results may depend on batch
 composition.  A resumed run is therefore byte-identical to an uninterrupted one.  The
-settings that influence the floats (model, flip, detect, shard_size, batch_size, the
-embedder's own batch size) are recorded and must match on resume.
+settings that influence the floats (model, flip, the crop options, shard_size,
+batch_size, the embedder's own batch size) are recorded and must match on resume.
 
 Output directory format (``out_dir/``):
 
 * ``manifest.json``: ``{"format": "lrface-embeddings", "version": 1, "model": {"name",
-  "sha256", "embedding_size", "flip"}, "settings": {"detect", "input_size",
-  "shard_size", "batch_size", "embedder_batch_size"}, "total_paths", "paths_sha256"
-  (sha256 of paths.txt), "n_shards", "shard_of" (null, or {"index", "count", "offset",
-  "total_paths", "full_paths_sha256"} for a ``--shard i/N`` run), "completed_shards":
+  "sha256", "embedding_size", "flip"}, "settings": {"detect", "detector", "det_thresh",
+  "face_index", "input_size", "shard_size", "batch_size", "embedder_batch_size"},
+  "total_paths", "paths_sha256" (sha256 of paths.txt), "n_shards", "shard_of" (null,
+  or {"index", "count", "offset", "total_paths", "full_paths_sha256"} for a ``--shard
+  i/N`` run), "completed_shards":
   [{"shard", "emb", "idx", "failures", "n_embedded", "n_failed"}, ...], "n_embedded",
   "n_failed", "complete"}``;
 * ``paths.txt``: the full ordered input list, one path per line (UTF-8, ``\\n``);
@@ -34,32 +35,40 @@ the list into N *contiguous* runs of whole ``shard_size`` blocks, so every block
 embedded exactly as in a single run; :func:`merge_outputs` concatenates the shard
 outputs in order and reproduces the single-run output byte for byte.
 
-Worker processes are started with the ``spawn`` method; each builds its own detector
-(:func:`lrface.detect.load_detector` is cached per process) and uses one thread
-(``LRFACE_THREADS=1`` unless set).  Scripts calling :func:`embed_paths` with
-``workers > 0`` need the usual ``if __name__ == "__main__":`` guard.
+Images are decoded, detected and aligned by :class:`lrface.pipeline.CropPreparer` (the
+one crop pipeline, driven by a :class:`lrface.pipeline.CropOptions`): in ``workers``
+processes when at least :data:`lrface.pipeline.POOL_MIN_PATHS` images are to be
+prepared, else in this process (starting workers costs more than it saves for a few
+images).  Workers use one thread each and die with their parent (no orphans after a
+SIGKILL).  Scripts calling :func:`embed_paths` with ``workers > 0`` need the usual
+``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .detect import resolve_detector
 from .errors import LrfaceError
-from .fileio import atomic_write, save_npz_atomic, write_json_atomic
-from .gallery import _progress, prepare_crop
+from .fileio import (
+    NpzError,
+    atomic_write,
+    check_writable,
+    read_npz_arrays,
+    save_npz_atomic,
+    write_json_atomic,
+)
+from .pipeline import CropOptions, CropPreparer, CropResult, options_for, progress_bar
 
 log = logging.getLogger("lrface")
 
@@ -83,6 +92,8 @@ PATHS = "paths.txt"
 FAILURES = "failures.tsv"
 #: Shards whose images are being prepared ahead of the one being embedded.
 PREFETCH = 2
+#: Crop settings that older versions did not record (they always used these), for resuming.
+_OLD_CROP_DEFAULTS = {"det_thresh": None, "face_index": None}
 
 Failure = tuple[str, str]
 
@@ -184,53 +195,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return a, b
 
 
-# ---------------------------------------------------------------------- workers
-
-
-def _init_worker() -> None:
-    """Worker start-up: one thread per worker for onnxruntime and OpenCV."""
-    os.environ.setdefault("LRFACE_THREADS", "1")
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _prepare_chunk(
-    paths: list[str], detect: bool, size: int
-) -> list[tuple[np.ndarray | None, str]]:
-    """Aligned uint8 (size, size, 3) crop or ``(None, error)`` for each path."""
-    return [prepare_crop(p, detect, size) for p in paths]
-
-
-class _Preparer:
-    """Prepares crops for a list of paths, in a process pool or inline (``workers=0``)."""
-
-    def __init__(self, workers: int, detect: bool, size: int) -> None:
-        self.detect, self.size, self.workers = detect, size, workers
-        self.pool = None
-        if workers > 0:
-            ctx = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
-
-    def submit(self, paths: list[str]) -> list[Future] | list[str]:
-        if self.pool is None:
-            return paths
-        chunk = max(1, min(64, math.ceil(len(paths) / (4 * self.workers))))
-        return [
-            self.pool.submit(_prepare_chunk, paths[j : j + chunk], self.detect, self.size)
-            for j in range(0, len(paths), chunk)
-        ]
-
-    def result(self, handle: list[Future] | list[str]) -> list[tuple[np.ndarray | None, str]]:
-        if self.pool is None:
-            return _prepare_chunk(handle, self.detect, self.size)  # type: ignore[arg-type]
-        return [r for fut in handle for r in fut.result()]  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 # ---------------------------------------------------------------------- output dir
 
 
@@ -330,6 +294,7 @@ def _open_output(out: Path, fresh: dict[str, Any], paths: Sequence[str]) -> dict
         raise LrfaceError(
             f"{out}: exists and is not an lrface embedding directory; use a new --out directory"
         )
+    check_writable(out, "dir", "output directory")
     out.mkdir(parents=True, exist_ok=True)
     _write_paths(out, paths)
     write_json_atomic(out / MANIFEST, fresh)
@@ -348,6 +313,11 @@ def _incompatibility(old: dict[str, Any], new: dict[str, Any]) -> str:
             f"path list differs: {old['total_paths']} paths recorded, "
             f"{new['total_paths']} given, or another order"
         )
+    settings = old.get("settings") or {}
+    if "detector" not in settings:  # written before crop options were recorded
+        detector = "scrfd-2.5g" if settings.get("detect") else None
+        settings = {**_OLD_CROP_DEFAULTS, "detector": detector, **settings}
+        old = {**old, "settings": settings}
     for key in ("model", "settings", "shard_of"):
         if old.get(key) != new.get(key):
             return f"{key} differs: recorded {old.get(key)}, now {new.get(key)}"
@@ -365,7 +335,7 @@ def _write_failures_tsv(out: Path, man: dict[str, Any]) -> None:
 
 
 def _embed_shard(
-    results: list[tuple[np.ndarray | None, str]],
+    results: list[CropResult],
     paths: Sequence[str],
     start: int,
     embedder: Any,
@@ -376,9 +346,9 @@ def _embed_shard(
     Returns float32 (n, D) embeddings, int64 (n,) row indices, and ``(row, path, error)``
     for each failure, all in path order.
     """
-    ok = [j for j, (crop, _) in enumerate(results) if crop is not None]
-    fails = [(start + j, paths[j], err) for j, (crop, err) in enumerate(results) if crop is None]
-    crops = [results[j][0] for j in ok]
+    ok = [j for j, r in enumerate(results) if r.crop is not None]
+    fails = [(start + j, paths[j], r.error) for j, r in enumerate(results) if r.crop is None]
+    crops = [results[j].crop for j in ok]
     parts = [
         embedder.embed_crops(crops[b : b + batch_size]) for b in range(0, len(crops), batch_size)
     ]
@@ -407,6 +377,7 @@ def embed_paths(
     progress: bool = True,
     max_shards: int | None = None,
     shard_of: tuple[int, int] | None = None,
+    options: CropOptions | None = None,
 ) -> dict[str, Any]:
     """Embed ``paths`` into the resumable directory ``out_dir`` (format: module docstring).
 
@@ -414,7 +385,8 @@ def embed_paths(
         paths: ordered image paths (see :func:`collect_paths`).
         embedder: an :class:`lrface.models.embedder.Embedder`.
         out_dir: output directory; created, or resumed if it holds a compatible run.
-        detect: detect and align faces (False: inputs are pre-cut crops, resized).
+        detect: detect and align faces (False: inputs are pre-cut crops, resized);
+            shorthand for ``options=CropOptions(detect=False)``.
         batch_size: crops per ``embed_crops`` call (batches never span shards).
         workers: decode/align processes; 0 = in this process.
         shard_size: paths per shard file (the unit of resumption).
@@ -423,6 +395,8 @@ def embed_paths(
         shard_of: ``(i, N)``: ``paths`` is the full list and only shard i of N
             (:func:`shard` with ``block=shard_size``) is embedded; recorded for
             :func:`merge_outputs`.
+        options: how images become crops (detector, threshold, face index); the crop
+            size is always ``embedder.input_size``.
 
     Returns:
         summary dict: ``out_dir``, ``total_paths``, ``n_shards``, ``shards_skipped``
@@ -440,6 +414,7 @@ def embed_paths(
     _check_positive(batch_size, "batch_size")
     _check_positive(shard_size, "shard_size")
     _check_positive(workers, "workers", 0)
+    options = options_for(options, detect, int(embedder.input_size))
     info = None
     if shard_of is not None:
         i, n = shard_of
@@ -459,7 +434,10 @@ def embed_paths(
         "flip": bool(getattr(embedder, "flip", False)),
     }
     settings = {
-        "detect": bool(detect),
+        "detect": bool(options.detect),
+        "detector": resolve_detector(options.detector) if options.detect else None,
+        "det_thresh": options.det_thresh,
+        "face_index": options.face_index,
         "input_size": int(embedder.input_size),
         "shard_size": shard_size,
         "batch_size": batch_size,
@@ -471,11 +449,12 @@ def embed_paths(
     todo = [k for k in range(man["n_shards"]) if k not in done]
     if max_shards is not None:
         todo = todo[: _check_positive(max_shards, "max_shards", 0)]
-    bar = _progress(len(all_paths), progress)
+    bar = progress_bar(len(all_paths), progress)
     bar.update(sum(len(all_paths[k * shard_size : (k + 1) * shard_size]) for k in done))
     written = embedded_now = 0
     t_embed = time.perf_counter()
-    prep = _Preparer(workers, detect, int(embedder.input_size)) if todo else None
+    n_todo = sum(len(all_paths[k * shard_size : (k + 1) * shard_size]) for k in todo)
+    prep = CropPreparer(options, workers, n_todo) if todo else None
     try:
         for k, results in _prepared_shards(prep, todo, all_paths, shard_size):
             start = k * shard_size
@@ -512,26 +491,13 @@ def embed_paths(
 
 
 def _prepared_shards(
-    prep: _Preparer | None, todo: list[int], paths: list[str], shard_size: int
-) -> Iterable[tuple[int, list]]:
+    prep: CropPreparer | None, todo: list[int], paths: list[str], shard_size: int
+) -> Iterable[tuple[int, list[CropResult]]]:
     """Yield ``(k, prepared results of shard k)`` keeping ``PREFETCH`` shards in flight."""
     if prep is None:
         return
-    pending: collections.deque = collections.deque()
-    it = iter(todo)
-
-    def submit_next() -> None:
-        k = next(it, None)
-        if k is not None:
-            pending.append((k, prep.submit(paths[k * shard_size : (k + 1) * shard_size])))
-
-    for _ in range(PREFETCH):
-        submit_next()
-    while pending:
-        k, handle = pending.popleft()
-        results = prep.result(handle)
-        submit_next()
-        yield k, results
+    groups = (paths[k * shard_size : (k + 1) * shard_size] for k in todo)
+    yield from zip(todo, prep.map(groups, PREFETCH))
 
 
 # ---------------------------------------------------------------------- reading
@@ -559,8 +525,14 @@ def _load_rows(
     for entry in sorted(man["completed_shards"], key=lambda e: e["shard"]):
         if not _shard_present(out, entry):
             raise LrfaceError(f"{out}: shard file {entry['emb']} is missing; rerun to redo it")
-        embs.append(np.load(out / entry["emb"], allow_pickle=False))
-        rows.append(np.load(out / entry["idx"], allow_pickle=False))
+        try:
+            embs.append(np.load(out / entry["emb"], allow_pickle=False))
+            rows.append(np.load(out / entry["idx"], allow_pickle=False))
+        except (OSError, ValueError, EOFError) as exc:
+            raise LrfaceError(
+                f"{out}: shard file {entry['emb']} or {entry['idx']} is unreadable ({exc}); "
+                "delete both and rerun the same command to redo the shard"
+            ) from None
         fails.extend(_read_shard_failures(out / entry["failures"]))
     return man, paths, np.concatenate(rows), np.concatenate(embs), fails
 
@@ -654,6 +626,7 @@ def _write_merged_dir(
         raise LrfaceError(f"{out}: already exists and is not empty; merge into a new directory")
     size = man0["settings"]["shard_size"]
     man = _new_manifest(man0["model"], man0["settings"], paths, size, None)
+    check_writable(out, "dir", "output directory")
     out.mkdir(parents=True, exist_ok=True)
     _write_paths(out, paths)
     cut = np.searchsorted(rows, np.arange(man["n_shards"] + 1) * size)
@@ -703,16 +676,34 @@ def write_npz(
 
 
 def read_npz(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray, list[Failure]]:
-    """Read a :func:`write_npz` file: ``(paths, float32 (N, D) embeddings, failures)``."""
+    """Read a :func:`write_npz` file: ``(paths, float32 (N, D) embeddings, failures)``.
+
+    The file is not trusted (:func:`lrface.fileio.read_npz_arrays`): anything that is
+    not a consistent embeddings file raises :class:`LrfaceError`.
+    """
+    names = ("paths", "embeddings", "failed_paths", "failed_errors")
+    fix = "write it again with `lrface embed ... --out FILE.npz`"
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return (
-                z["paths"].tolist(),
-                z["embeddings"],
-                list(zip(z["failed_paths"].tolist(), z["failed_errors"].tolist())),
-            )
-    except (OSError, ValueError, KeyError) as exc:
-        raise LrfaceError(f"{path}: not an lrface embeddings file ({exc})") from None
+        z = read_npz_arrays(path, names)
+    except NpzError as exc:
+        raise LrfaceError(f"{path}: not an lrface embeddings file ({exc}); {fix}") from None
+    emb = z["embeddings"]
+    strings = [z[k] for k in ("paths", "failed_paths", "failed_errors")]
+    if (
+        emb.dtype.kind != "f"
+        or emb.ndim != 2
+        or any(a.dtype.kind != "U" or a.ndim != 1 for a in strings)
+        or len(z["paths"]) != len(emb)
+        or len(z["failed_paths"]) != len(z["failed_errors"])
+    ):
+        raise LrfaceError(
+            f"{path}: not an lrface embeddings file (arrays of unexpected type or length); {fix}"
+        )
+    return (
+        z["paths"].tolist(),
+        emb,
+        list(zip(z["failed_paths"].tolist(), z["failed_errors"].tolist())),
+    )
 
 
 def _str_array(items: Sequence[str]) -> np.ndarray:

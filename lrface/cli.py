@@ -1,7 +1,19 @@
 """``lrface`` command line: a thin argparse layer over :mod:`lrface.api` and friends.
 
-Exit status: 0 success (``verify``: same person), 1 ``verify``: different people,
-2 error (one line on stderr, no traceback, for every expected failure).
+Exit status (every command):
+
+* **0** success: the command did everything it was asked (``verify``: same person).
+* **1** negative answer, only where a command has one: ``verify``: different people;
+  ``detect``: no face found (a line on stderr says so; ``--json`` still prints
+  ``"faces": []``).  ``identify`` has none: "unknown" is a per-probe answer, exit 0.
+* **2** error: nothing was done, or a batch command failed on *every* input (one
+  ``error: ...`` line on stderr naming the file and the fix, after the per-file
+  ``failed: PATH: reason`` lines of a batch; never a traceback).  Bad option values are
+  refused at parse time (argparse's usage line and message) or before any work starts.
+* **3** partial batch failure (``embed``, ``gallery build``, ``identify``): some inputs
+  failed (``failed: PATH: reason`` on stderr, one line each), the others succeeded and
+  their output was written.
+* **130** interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -15,11 +27,29 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from . import __version__
 from .distill import LOSS_TERMS
 from .errors import LrfaceError
 
+if TYPE_CHECKING:
+    from .pipeline import CropOptions
+
 log = logging.getLogger("lrface")
+
+
+def finite_threshold(text: str) -> float:
+    """argparse type for ``--threshold``: a finite cosine in [-1, 1]."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a cosine threshold in [-1, 1]")
+    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -34,7 +64,10 @@ def _add_detect_opts(p: argparse.ArgumentParser) -> None:
         help="inputs are pre-cut face crops: resize them, do not detect",
     )
     p.add_argument(
-        "--detector", default="scrfd-2.5g", help="scrfd-2.5g (default), scrfd-500m, yunet"
+        "--detector",
+        default="auto",
+        help="auto (default: scrfd-2.5g when installed, else the shipped yunet), scrfd-2.5g, "
+        "scrfd-500m, scrfd-10g, yunet",
     )
     p.add_argument("--det-thresh", type=float, default=None, help="detection score threshold")
     p.add_argument(
@@ -55,32 +88,44 @@ def cmd_verify(a: argparse.Namespace) -> int:
         threshold=a.threshold,
         detect=not a.no_detect,
         face_index=a.face_index,
+        face_index1=a.face_index1,
+        face_index2=a.face_index2,
         detector=a.detector,
+        det_thresh=a.det_thresh,
     )
     if a.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(res.to_dict(), indent=2))
     else:
-        rel = ">=" if res["same"] else "<"
-        verdict = "same person" if res["same"] else "different people"
-        print(
-            f"{verdict}: similarity {res['similarity']:.3f} {rel} threshold "
-            f"{res['threshold']:.3f} (model {res['model']})"
+        rel = ">=" if res.same else "<"
+        verdict = "same person" if res.same else "different people"
+        models = (
+            f"model {res.models[0]}"
+            if res.models[0] == res.models[1]
+            else f"models {res.models[0]} (image 1), {res.models[1]} (image 2)"
         )
-        for im in res["images"]:
+        print(
+            f"{verdict}: similarity {res.similarity:.3f} {rel} threshold "
+            f"{res.threshold:.3f} ({models})"
+        )
+        for k, im in enumerate(res.images, 1):
             if im.get("faces_found", 1) > 1:
                 print(
                     f"note: {im['source']}: {im['faces_found']} faces found, used face "
-                    f"{im['face_index']} (largest first; pick another with --face-index)",
+                    f"{im['face_index']} (largest first; pick another with --face-index{k})",
                     file=sys.stderr,
                 )
-    return 0 if res["same"] else 1
+    return 0 if res.same else 1
 
 
 def cmd_detect(a: argparse.Namespace) -> int:
     from .align import align_face
-    from .fileio import atomic_write
-    from .pipeline import detect_faces
+    from .detect import load_detector, resolve_detector
+    from .fileio import atomic_write, check_writable
+    from .pipeline import CropOptions, detect_faces
 
+    CropOptions(detector=a.detector, det_thresh=a.det_thresh, size=a.size)  # validates
+    if a.save_crops:
+        check_writable(a.save_crops, "dir", "--save-crops directory")
     image, faces = detect_faces(a.image, a.detector, a.det_thresh)
     if a.save_crops:
         import cv2
@@ -98,25 +143,71 @@ def cmd_detect(a: argparse.Namespace) -> int:
         for i, f in enumerate(faces):
             d = f.to_dict()
             print(f"  [{i}] box {d['box']} score {d['score']:.3f}")
-    return 0 if faces else 2
+    if not faces:
+        det = load_detector(a.detector, a.det_thresh)
+        print(
+            f"{a.image}: no face found (detector {resolve_detector(a.detector)}, threshold "
+            f"{det.det_thresh:g}); if it shows a face, lower --det-thresh or try another "
+            "--detector",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _crop_options(a: argparse.Namespace) -> CropOptions:
+    """The crop options of a command with ``_add_detect_opts`` (size: the model's, later)."""
+    from .pipeline import CropOptions
+
+    return CropOptions(
+        detect=not a.no_detect,
+        detector=a.detector,
+        det_thresh=a.det_thresh,
+        face_index=a.face_index,
+    )
+
+
+def _print_failures(failures: Sequence[tuple[str, str]]) -> None:
+    for path, msg in failures:
+        print(f"failed: {path}: {msg}", file=sys.stderr)
+
+
+def _batch_status(n_ok: int, n_failed: int, what: str) -> int:
+    """0 all done, 3 partial failure, 2 (with an ``error:`` line) when every input failed."""
+    if n_failed and not n_ok:
+        print(
+            f"error: all {n_failed} {what} failed (reasons above); nothing was processed",
+            file=sys.stderr,
+        )
+        return 2
+    return 3 if n_failed else 0
 
 
 def cmd_embed(a: argparse.Namespace) -> int:
     from .batch_embed import collect_paths, embed_paths, load_embeddings, parse_shard, write_npz
+    from .fileio import check_writable
     from .models.loader import load_embedder
 
+    options = _crop_options(a)
     paths = collect_paths(a.inputs)
+    if not paths:
+        raise LrfaceError(
+            f"{' '.join(a.inputs)}: no image files found; pass images, directories holding "
+            "images, or .txt lists of paths"
+        )
     shard_of = parse_shard(a.shard) if a.shard else None
+    npz = a.out.endswith(".npz")
+    check_writable(a.out, "file" if npz else "dir", "--out")
     emb = load_embedder(a.model, batch_size=a.batch_size)
     opts = {
-        "detect": not a.no_detect,
+        "options": options,
         "batch_size": a.batch_size,
         "workers": a.workers,
         "shard_size": a.shard_size,
         "progress": not a.quiet,
         "shard_of": shard_of,
     }
-    if a.out.endswith(".npz"):
+    if npz:
         # A single .npz: embed into a resumable work directory beside it, then pack.
         work = Path(a.out + ".work")
         summary = embed_paths(paths, emb, work, **opts)
@@ -126,10 +217,9 @@ def cmd_embed(a: argparse.Namespace) -> int:
     else:
         summary = embed_paths(paths, emb, a.out, **opts)
         failures = load_embeddings(a.out)[2]
-    for path, msg in failures:
-        print(f"failed: {path}: {msg}", file=sys.stderr)
+    _print_failures(failures)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
-    return 0
+    return _batch_status(summary["n_embedded"], summary["n_failed"], "images")
 
 
 def cmd_models(a: argparse.Namespace) -> int:
@@ -185,7 +275,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
 
     lo, _, hi = a.sizes.partition("-")
     cfg = DistillConfig(
-        data=a.data,
+        data=a.data[0] if len(a.data) == 1 else tuple(a.data),
         out=a.out,
         teacher=a.teacher,
         student=a.student,
@@ -227,6 +317,8 @@ def cmd_distill(a: argparse.Namespace) -> int:
         mbf_expand=a.mbf_expand,
         targets=a.targets,
         mixup=a.mixup,
+        test_guard=not a.no_test_guard,
+        guard_threshold=a.guard_threshold,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
         holdout_folds=_fold_list(a.holdout_folds),
         val_every=0 if not a.val_sizes else a.val_every,
@@ -245,76 +337,105 @@ def _fold_list(text: str) -> tuple[int, ...]:
 
 def cmd_export(a: argparse.Namespace) -> int:
     from .export import export_onnx
+    from .fileio import check_writable
 
-    card = export_onnx(a.model, a.onnx, opset=a.opset)
+    if Path(a.onnx).suffix.lower() == ".json":
+        raise LrfaceError(f"{a.onnx}: --onnx must not end in .json (the card is written there)")
+    check_writable(a.onnx, "file", "--onnx")
+    card_path = Path(a.onnx).with_suffix(".json")
+    if card_path.is_dir():
+        raise LrfaceError(f"{card_path}: is a directory, but the card goes there; choose another --onnx")
+    card = export_onnx(a.model, a.onnx, opset=a.opset, name=a.name)
     print(
-        f"wrote {a.onnx} and {Path(a.onnx).with_suffix('.json')} (max abs diff to torch "
+        f"wrote {a.onnx} and {card_path} (max abs diff to torch "
         f"{card['export']['max_abs_diff']:.2e})"
     )
     return 0
 
 
 def cmd_gallery(a: argparse.Namespace) -> int:
+    from .fileio import check_writable
     from .gallery import build_gallery
     from .models.loader import load_embedder
 
+    options = _crop_options(a)
+    check_writable(a.out, "file", "--out")  # before any embedding
     emb = load_embedder(a.model)
     gallery, failures = build_gallery(
-        a.root, emb, detect=not a.no_detect, aggregate=a.aggregate, progress=not a.quiet
+        a.root,
+        emb,
+        aggregate=a.aggregate,
+        progress=not a.quiet,
+        options=options,
+        workers=a.workers,
     )
+    _print_failures(failures)
+    if gallery.n_images == 0:
+        raise LrfaceError(
+            f"{a.root}: none of its {len(failures)} images could be enrolled (reasons above); "
+            f"{a.out} was not written"
+        )
     gallery.save(a.out)
-    for path, msg in failures:
-        print(f"failed: {path}: {msg}", file=sys.stderr)
     print(
         f"enrolled {len(gallery.identities)} identities ({gallery.n_images} images) with "
         f"{emb.name} into {a.out}; {len(failures)} file(s) failed"
     )
-    return 0
+    return _batch_status(gallery.n_images, len(failures), "images")
 
 
-def _expand_probes(items: Sequence[str]) -> list[str]:
-    """Probe arguments -> image paths: files as given, directories expanded (sorted)."""
-    from .io import list_images
+def _expand_probes(items: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Probe arguments -> ``(image paths, failures)``.
 
-    out: list[str] = []
+    Directories and ``.txt`` lists expand as in ``lrface embed``
+    (:func:`lrface.batch_embed.collect_paths`); any other argument is kept as a path (a
+    missing or unreadable one fails when it is prepared).  A directory or list without
+    images is a failure ``(item, reason)``.
+    """
+    from .batch_embed import collect_paths
+
+    paths: list[str] = []
+    failures: list[tuple[str, str]] = []
     for item in items:
-        if os.path.isdir(item):
-            found = [str(p) for p in list_images(item)]
+        if os.path.isdir(item) or (item.lower().endswith(".txt") and os.path.isfile(item)):
+            found = collect_paths([item])
             if not found:
-                print(f"error: {item}: directory holds no images", file=sys.stderr)
-            out.extend(found)
+                failures.append((item, "holds no image files"))
+            paths.extend(found)
         else:
-            out.append(item)
-    return out
+            paths.append(item)
+    return paths, failures
 
 
 def cmd_identify(a: argparse.Namespace) -> int:
+    import dataclasses
+
     from .gallery import Gallery
     from .models.loader import load_embedder
-    from .pipeline import prepare_face
+    from .pipeline import prepare_many
 
+    options = _crop_options(a)
     gallery = Gallery.load(a.gallery)
     emb = load_embedder(a.model or gallery.model_name)
     gallery.check_model(emb)
+    options = dataclasses.replace(options, size=int(emb.input_size))
     thr = a.threshold if a.threshold is not None else emb.threshold
-    probes, crops, errors = [], [], 0
-    for p in _expand_probes(a.probes):
-        try:
-            face = prepare_face(
-                p, detect=not a.no_detect, size=emb.input_size, face_index=a.face_index
-            )
-        except LrfaceError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            errors += 1
+    paths, failures = _expand_probes(a.probes)
+    _print_failures(failures)
+    results: list[dict] = []
+    done = 0
+    for chunk in prepare_many(paths, options, a.workers):
+        chunk_paths = paths[done : done + len(chunk)]
+        done += len(chunk)
+        bad = [(p, r.error) for p, r in zip(chunk_paths, chunk) if r.crop is None]
+        _print_failures(bad)
+        failures.extend(bad)
+        ok = [(p, r.crop) for p, r in zip(chunk_paths, chunk) if r.crop is not None]
+        if not ok:
             continue
-        probes.append(p)
-        crops.append(face.crop)
-    results = []
-    if crops:
-        emb_all = emb.embed_crops(crops)  # batched inside the embedder
-        for p, res in zip(
-            probes, gallery.identify(emb_all, top_k=a.top_k, threshold=thr, backend=a.backend)
-        ):
+        found = gallery.identify(
+            emb.embed_crops([c for _, c in ok]), top_k=a.top_k, threshold=thr, backend=a.backend
+        )
+        for (p, _), res in zip(ok, found):
             res["probe"] = p
             results.append(res)
             if not a.json:
@@ -322,7 +443,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
                 print(f"{p}: {res['identity']} (score {res['score']:.3f}; top-{a.top_k}: {cands})")
     if a.json:
         print(json.dumps(results, indent=2))
-    return 2 if errors and not results else 0
+    return _batch_status(len(results), len(failures), "probes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,10 +457,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--model",
         default=None,
-        help="recogniser (default: the student for faces under 64 px, else the teacher)",
+        help="one recogniser for both faces (default: per face, the lrface-mbf student for "
+        "faces under 64 px, the teacher above)",
     )
     v.add_argument(
-        "--threshold", type=float, default=None, help="cosine threshold (default: model's)"
+        "--threshold",
+        type=finite_threshold,
+        default=None,
+        help="cosine threshold in [-1, 1] (default: the calibrated one for the models used)",
+    )
+    v.add_argument(
+        "--face-index1", type=int, default=None, help="face to use in image1 (0 = largest)"
+    )
+    v.add_argument(
+        "--face-index2", type=int, default=None, help="face to use in image2 (0 = largest)"
     )
     v.add_argument("--json", action="store_true")
     _add_detect_opts(v)
@@ -351,7 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.add_argument("--save-crops", metavar="DIR", help="write aligned crops here")
     d.add_argument("--size", type=int, default=112, help="side of saved crops (default 112)")
-    d.add_argument("--detector", default="scrfd-2.5g")
+    d.add_argument(
+        "--detector",
+        default="auto",
+        help="auto (default: scrfd-2.5g when installed, else the shipped yunet), scrfd-2.5g, "
+        "scrfd-500m, scrfd-10g, yunet",
+    )
     d.add_argument("--det-thresh", type=float, default=None)
     _add_common(d)
     d.set_defaults(func=cmd_detect)
@@ -398,7 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("distill", help="distil a low-resolution student from the teacher")
     t.add_argument(
-        "--data", required=True, help="LFW root (train split used) or ROOT/<identity>/<images>"
+        "--data",
+        required=True,
+        action="append",
+        metavar="[KIND:]PATH[:weight=W]",
+        help="training faces; repeat for several sources. KIND (detected when left out): "
+        "lfw (an LFW copy: its train split), labelled (ROOT/<identity>/<images>), "
+        "unlabelled (a folder of photos or a .txt list of paths), rec (insightface "
+        "train.rec + train.idx). weight=W: draw each face of this source W times as often "
+        "as a weight-1 face (default 1)",
     )
     t.add_argument("--out", required=True)
     t.add_argument("--teacher", default="mobilefacenet-arcface")
@@ -486,6 +630,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-pairs", default=None, help="LFW pairs.txt whose test identities are refused"
     )
     t.add_argument(
+        "--no-test-guard",
+        action="store_true",
+        help="do not drop unlabelled/.rec faces that resemble LFW test-split images "
+        "(recorded in the card; test figures of such a run are not clean)",
+    )
+    t.add_argument(
+        "--guard-threshold",
+        type=float,
+        default=None,
+        help="cosine at or above which an unlabelled/.rec face counts as a possible LFW "
+        "test-split identity and is dropped (default: the calibrated constant)",
+    )
+    t.add_argument(
         "--save-rank-weights",
         action="store_true",
         help="debug: every torchrun rank writes rank<r>.pt at the end",
@@ -497,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export a student to ONNX with its card")
     x.add_argument("--model", required=True)
     x.add_argument("--onnx", required=True)
+    x.add_argument(
+        "--name", default=None, help="model name in the new card (default: the source's + -onnx)"
+    )
     x.add_argument("--opset", type=int, default=17)
     _add_common(x)
     x.set_defaults(func=cmd_export)

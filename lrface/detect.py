@@ -10,6 +10,7 @@ detector was trained on.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,8 +19,14 @@ import numpy as np
 
 from .models import registry
 
-DEFAULT_DETECTOR = "scrfd-2.5g"
-"""The detector used when none is named (CLI, API, evaluators and training data)."""
+DEFAULT_DETECTOR = "auto"
+"""The detector used when none is named (CLI, API, evaluators and training data):
+``auto`` = SCRFD-2.5g when its file is found, else the shipped YuNet (see
+:func:`resolve_detector`)."""
+
+PREFERRED_DETECTOR = "scrfd-2.5g"
+FALLBACK_DETECTOR = "yunet"
+log = logging.getLogger("lrface")
 
 
 @dataclasses.dataclass
@@ -215,6 +222,14 @@ class SCRFD(Detector):
         return boxes[keep], kps[keep]
 
 
+def _quiet_opencv() -> None:
+    """OpenCV's own log lines (e.g. YuNet's "Targets are not supported" warning) off."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # older OpenCV builds
+        cv2.setLogLevel(2)
+
+
 class YuNet(Detector):
     """OpenCV's YuNet (``cv2.FaceDetectorYN``)."""
 
@@ -225,6 +240,7 @@ class YuNet(Detector):
     ) -> None:
         super().__init__(det_thresh, nms_thresh)
         self.model_path = str(model_path)
+        _quiet_opencv()
         self._net = cv2.FaceDetectorYN.create(
             self.model_path, "", (320, 320), det_thresh, nms_thresh, 5000
         )
@@ -258,16 +274,59 @@ class YuNet(Detector):
         return boxes.astype(np.float32), kps
 
 
-@lru_cache(maxsize=8)
+def detector_names() -> list[str]:
+    """Valid values of ``detector``: ``auto`` and every registry detector."""
+    return ["auto", *sorted(n for n, s in registry.all_models().items() if s.kind == "detector")]
+
+
+def resolve_detector(name: str | None = DEFAULT_DETECTOR) -> str:
+    """The registry detector that ``name`` stands for.
+
+    ``auto`` (or None): SCRFD-2.5g when its file is found in the model directories or
+    insightface's packs, otherwise YuNet (MIT, shipped in ``weights/``), with one notice
+    per process naming how to get SCRFD.  Any other name is returned unchanged.
+    """
+    if name not in (None, "auto"):
+        return str(name)
+    if registry.find(registry.get_spec(PREFERRED_DETECTOR)) is not None:
+        return PREFERRED_DETECTOR
+    _notice_fallback()
+    return FALLBACK_DETECTOR
+
+
+@lru_cache(maxsize=1)
+def _notice_fallback() -> None:
+    log.warning(
+        "detector %s not found, using %s (shipped); for SCRFD run `lrface models fetch %s` "
+        "(insightface licence: non-commercial research only)",
+        PREFERRED_DETECTOR,
+        FALLBACK_DETECTOR,
+        PREFERRED_DETECTOR,
+    )
+
+
 def load_detector(
     name: str = DEFAULT_DETECTOR, det_thresh: float | None = None, model_dir: str | None = None
 ) -> Detector:
-    """Build a registry detector by name (cached): ``scrfd-2.5g`` (default),
-    ``scrfd-500m``, ``scrfd-10g`` or ``yunet``."""
-    spec = registry.get_spec(name)
-    if spec.kind != "detector":
+    """Build a registry detector by name (cached per resolved name and threshold):
+    ``auto`` (default, see :func:`resolve_detector`), ``scrfd-2.5g``, ``scrfd-500m``,
+    ``scrfd-10g`` or ``yunet``.  ``det_thresh`` in (0, 1); None = the detector's default."""
+    return _load_detector(resolve_detector(name), det_thresh, model_dir)
+
+
+@lru_cache(maxsize=8)
+def _load_detector(name: str, det_thresh: float | None, model_dir: str | None) -> Detector:
+    from .errors import LrfaceError
+
+    if det_thresh is not None and not 0.0 < float(det_thresh) < 1.0:
+        raise LrfaceError(f"--det-thresh {det_thresh}: must be a score between 0 and 1")
+    try:
+        spec = registry.get_spec(name)
+    except registry.ModelFileError:
+        spec = None
+    if spec is None or spec.kind != "detector":
         raise registry.ModelFileError(
-            f"{name}: not a detector; choose scrfd-2.5g, scrfd-500m or yunet"
+            f"{name}: not a face detector; choose one of {', '.join(detector_names())}"
         )
     path = registry.locate(spec, model_dir)
     if spec.detector_type == "yunet":

@@ -21,20 +21,27 @@ from .models.torch_embedder import load_student_state
 
 
 def export_onnx(
-    model: str, onnx_path: str | Path, opset: int = 17, check_crops: np.ndarray | None = None
+    model: str,
+    onnx_path: str | Path,
+    opset: int = 17,
+    check_crops: np.ndarray | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Export student ``model`` (name, card or weights path) to ``onnx_path``.
 
     Writes ``onnx_path`` and the card ``onnx_path.with_suffix('.json')`` (``runtime:
-    onnx``, same preprocessing, threshold and provenance as the torch card, plus the
-    ONNX file's sha256).  Returns the new card.  The max abs difference between torch
-    and onnxruntime outputs on ``check_crops`` (float32 N,3,S,S; random when None) is
-    recorded in the card under ``export``.
+    onnx``, same preprocessing, threshold and provenance as the torch card, the ONNX
+    file's sha256, and ``torch_weights``: the source ``.pt`` and its sha256, named
+    relative to the card when it lies beside it).  The card's model name is ``name``
+    (default: the source's name + ``-onnx``).  Returns the new card.  The max abs
+    difference between torch and onnxruntime outputs on ``check_crops`` (float32
+    N,3,S,S; random when None) is recorded in the card under ``export``.
     """
     spec = registry.get_spec(model)
-    if spec.runtime != "torch":
-        raise LrfaceError(f"{model}: only torch students can be exported (this is {spec.runtime})")
-    net = load_student_state(spec, registry.locate(spec)).eval()
+    if spec.kind != "student":
+        raise LrfaceError(f"{model}: only students can be exported (this is a {spec.kind})")
+    pt_path = registry.torch_weights(spec)
+    net = load_student_state(spec, pt_path).eval()
     s = int(spec.input_size or 112)
     dummy = torch.zeros(1, 3, s, s)
     buf = io.BytesIO()
@@ -50,6 +57,7 @@ def export_onnx(
     )
     data = buf.getvalue()
     onnx_path = Path(onnx_path)
+    pt_sha = registry.sha256_of(pt_path)
     with atomic_write(onnx_path, "wb") as fh:
         fh.write(data)
     x = (
@@ -59,23 +67,26 @@ def export_onnx(
     )
     diff = max_abs_diff(net, data, x)
     card = copy.deepcopy(spec.card or {})
+    base = card.get("name", spec.name)
+    beside = pt_path.resolve().parent == onnx_path.resolve().parent
     card.update(
         {
-            "name": card.get("name", spec.name) + "-onnx"
-            if not card.get("name", "").endswith("-onnx")
-            else card["name"],
+            "name": name or (base if base.endswith("-onnx") else base + "-onnx"),
             "runtime": "onnx",
             "weights_file": onnx_path.name,
             "sha256": registry.sha256_of(onnx_path),
             "export": {
                 "from": spec.name,
-                "from_sha256": spec.sha256,
+                "from_sha256": pt_sha,
                 "opset": opset,
                 "max_abs_diff": float(diff),
                 "torch": torch.__version__,
             },
         }
     )
+    card.pop("torch_weights", None)
+    if beside:  # the card can serve fine-tuning and re-export too
+        card["torch_weights"] = {"file": pt_path.name, "sha256": pt_sha}
     write_json_atomic(onnx_path.with_suffix(".json"), card)
     return card
 

@@ -1,16 +1,39 @@
-"""Atomic file writing: a partially written output never looks complete."""
+"""Output files and defensive ``.npz`` reading.
+
+* Atomic writing (:func:`atomic_write`, :func:`write_json_atomic`, :func:`save_npz_atomic`):
+  a partially written output never looks complete.  Failures to write (no such
+  directory, a file where a directory should be, no permission, disk full) raise
+  :class:`LrfaceError` naming the output, never a bare ``OSError``.
+* :func:`check_writable`: refuse an output location up front, before any work is done.
+* :func:`read_npz_arrays`: read arrays from an ``.npz`` without trusting it: bounded
+  memory (zip bombs and lying headers are refused), CRC-checked, no pickles.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
+import struct
 import tempfile
-from collections.abc import Iterator
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
+
+from .errors import LrfaceError
+
+#: ``read_npz_arrays`` refuses members declaring more than this many times the file's size.
+MAX_NPZ_RATIO = 10
+#: ... plus this many bytes (small files).
+NPZ_SLACK = 1 << 20
+#: errno values of a write that failed because of the destination (not a bug).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES}
 
 
 @contextlib.contextmanager
@@ -22,19 +45,89 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Bin
     left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh  # type: ignore[misc]
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _write_error(path, exc) from None
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+    except OSError as exc:
+        # raised by the caller's writes (disk full, quota, ...) or by closing the file
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if exc.errno in _WRITE_ERRNOS and exc.filename in (None, tmp):
+            raise _write_error(path, exc) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> LrfaceError:
+    reason = exc.strerror or type(exc).__name__
+    return LrfaceError(
+        f"{path}: cannot write ({reason}); choose another output path, or free space / fix "
+        "permissions there"
+    )
+
+
+def check_writable(
+    path: str | os.PathLike[str], kind: str = "file", option: str = "output path"
+) -> Path:
+    """Refuse an output location that cannot be written, before any work is done.
+
+    ``kind="file"``: ``path`` will be written as a file (atomically, beside itself): it
+    must not be a directory, and its directory is created (with parents) if missing and
+    must accept new files.  ``kind="dir"``: ``path`` is a directory that will be created
+    or written into.  ``option`` names the setting in the message (e.g. ``--out``).
+    Returns ``Path(path)``; raises :class:`LrfaceError` naming the path and the fix.
+    """
+    path = Path(path)
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
+    if kind == "file" and path.is_dir():
+        raise LrfaceError(f"{path}: is a directory; give {option} a file name")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise LrfaceError(f"{path}: exists and is not a directory; choose another {option}")
+    # the directory that must accept new files: the output directory itself if it exists
+    # (kind="dir"), else the directory that will hold it (created below if missing)
+    where = path if kind == "dir" and path.is_dir() else path.parent
+    anc = where
+    while not os.path.lexists(anc) and anc != anc.parent:
+        anc = anc.parent
+    if os.path.lexists(anc) and not anc.is_dir():
+        raise LrfaceError(
+            f"{path}: cannot be created, {anc} is a file, not a directory; choose another {option}"
+        )
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LrfaceError(
+            f"{path}: cannot create directory {where} ({exc.strerror}); choose another {option}"
+        ) from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lrface-write-test.", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise LrfaceError(
+            f"{path}: directory {where} does not accept new files ({exc.strerror}); choose "
+            f"another {option} or fix the directory's permissions"
+        ) from None
+    return path
 
 
 def _umask() -> int:
@@ -64,3 +157,103 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ---------------------------------------------------------------------- reading .npz
+
+
+class NpzError(Exception):
+    """Why an ``.npz`` could not be read (a short reason; callers add the file and fix)."""
+
+
+def read_npz_arrays(
+    path: str | os.PathLike[str], names: Sequence[str], max_ratio: int = MAX_NPZ_RATIO
+) -> dict[str, np.ndarray]:
+    """Read the arrays ``names`` of an ``.npz`` (``np.savez`` layout) without trusting it.
+
+    Refused with :class:`NpzError`: an empty, truncated or non-zip file; a missing or
+    duplicated member; members declaring more than ``max_ratio`` times the file size
+    (+1 MiB) uncompressed (zip bombs); an ``.npy`` header that is malformed, holds object
+    (pickled) data or disagrees with the member's size; a CRC mismatch (bit flips).
+    Memory stays within about twice the declared member sizes.  Returns writable arrays
+    with the stored dtypes and shapes.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise NpzError("the file is empty")
+        with zipfile.ZipFile(path) as zf:
+            members: dict[str, zipfile.ZipInfo] = {}
+            for info in zf.infolist():
+                if info.filename in members:
+                    raise NpzError(f"member {info.filename!r} appears twice")
+                members[info.filename] = info
+            wanted = []
+            for name in names:
+                info = members.get(f"{name}.npy")
+                if info is None:
+                    raise NpzError(f"no {name!r} array")
+                wanted.append((name, info))
+            declared = sum(info.file_size for _, info in wanted)
+            if declared > max_ratio * size + NPZ_SLACK:
+                raise NpzError(
+                    f"its arrays declare {declared} bytes from a {size}-byte file "
+                    "(a decompression bomb?)"
+                )
+            out = {}
+            for name, info in wanted:
+                with zf.open(info) as fh:
+                    out[name] = _read_npy(fh, info.file_size, name)
+            return out
+    except NpzError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        zlib.error,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        NotImplementedError,
+        RuntimeError,  # includes RecursionError (absurdly nested headers)
+        struct.error,
+        SyntaxError,
+        MemoryError,
+        OverflowError,
+    ) as exc:
+        raise NpzError(_one_line(f"{type(exc).__name__}: {exc}")) from None
+
+
+def _read_npy(fh: IO[bytes], member_size: int, name: str) -> np.ndarray:
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+    else:
+        raise NpzError(f"array {name!r}: unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise NpzError(f"array {name!r} holds Python objects (pickled data is never loaded)")
+    if any(d < 0 for d in shape):
+        raise NpzError(f"array {name!r}: negative dimension in shape {shape}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    header = fh.tell()
+    if header + nbytes != member_size:
+        raise NpzError(
+            f"array {name!r} declares shape {shape} of {dtype} ({nbytes} bytes) but the file "
+            f"holds {member_size - header} bytes for it"
+        )
+    data = fh.read(nbytes)  # reading to the member's end checks its CRC
+    if len(data) != nbytes or fh.read(1):
+        raise NpzError(f"array {name!r}: size mismatch")
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return arr.copy()
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(msg.split())

@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from .errors import DatasetError, LrfaceError
-from .fileio import save_npz_atomic
+from .fileio import NpzError, read_npz_arrays, save_npz_atomic
+from .pipeline import CropOptions, options_for, prepare_many, progress_bar
 from .search import search as _search
 
 log = logging.getLogger("lrface")
@@ -322,43 +325,39 @@ class Gallery:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Gallery:
-        """Read a gallery written by :meth:`save`; :class:`LrfaceError` if it is not one."""
+        """Read a gallery written by :meth:`save`.
+
+        Nothing in the file is trusted: a missing, empty, truncated or bit-flipped file, a
+        zip bomb, a ``meta`` of the wrong type or missing fields, arrays of the wrong
+        dtype or shape, non-finite or non-normalised embeddings, or labels that disagree
+        with ``meta["identities"]`` raise :class:`LrfaceError` (one line naming the file
+        and the fix).
+        """
         path = Path(path)
+        rebuild = "rebuild it with `lrface gallery build`"
         if not path.is_file():
             raise LrfaceError(
                 f"{path}: no such gallery file; build one with `lrface gallery build`"
             )
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                emb, labels, sources = z["embeddings"], z["labels"], z["sources"]
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise LrfaceError(f"{path}: not an lrface gallery file ({exc}); rebuild it") from None
-        if meta.get("format") != FORMAT:
-            raise LrfaceError(f"{path}: not an lrface gallery file; rebuild it")
-        if meta.get("version") != VERSION:
+            z = read_npz_arrays(path, ("meta", "embeddings", "labels", "sources"))
+        except NpzError as exc:
+            raise LrfaceError(f"{path}: not an lrface gallery file ({exc}); {rebuild}") from None
+        try:
+            meta = _parse_meta(z["meta"])
+            if meta.get("format") != FORMAT:
+                raise _Corrupt(f"format is {meta.get('format')!r}, not {FORMAT!r}")
+        except _Corrupt as exc:
+            raise LrfaceError(f"{path}: not an lrface gallery file ({exc}); {rebuild}") from None
+        if meta.get("version") != VERSION or isinstance(meta.get("version"), bool):
             raise LrfaceError(
-                f"{path}: gallery format version {meta.get('version')} is not supported "
-                f"(this lrface reads version {VERSION}); rebuild the gallery"
+                f"{path}: gallery format version {meta.get('version')!r} is not supported "
+                f"(this lrface reads version {VERSION}); {rebuild}"
             )
-        m = meta["model"]
-        g = cls(
-            m["name"],
-            m["sha256"],
-            m["embedding_size"],
-            meta["aggregate"],
-            meta["threshold"],
-            m.get("teacher"),
-        )
-        if not len(emb) == len(labels) == len(sources):
-            raise LrfaceError(f"{path}: gallery arrays differ in length; the file is corrupt")
-        rows: dict[str, list[int]] = {}
-        for i, lab in enumerate(labels.tolist()):
-            rows.setdefault(lab, []).append(i)
-        sources = sources.tolist()
-        for name in meta["identities"]:
-            r = rows.get(name, [])
-            g.add(name, emb[r], [sources[i] for i in r])
+        try:
+            g = _gallery_from(cls, meta, z["embeddings"], z["labels"], z["sources"])
+        except _Corrupt as exc:
+            raise LrfaceError(f"{path}: corrupt lrface gallery file ({exc}); {rebuild}") from None
         return g
 
     # ------------------------------------------------------------------ internals
@@ -379,6 +378,8 @@ class Gallery:
                 f"gives {self.embedding_size}; embed with {self.model_name}"
             )
         a = np.ascontiguousarray(a, dtype=np.float32)
+        if not np.all(np.isfinite(a)):
+            raise LrfaceError(f"{what} contain NaN or infinite values")
         norms = np.linalg.norm(a.astype(np.float64), axis=1)
         if not np.all(np.abs(norms - 1.0) <= _NORM_TOL):
             raise LrfaceError(f"{what} are not L2-normalised; normalise them first")
@@ -405,6 +406,111 @@ class Gallery:
                 owner = np.repeat(np.arange(len(names)), [len(self._emb[n]) for n in names])
             self._cache = (mat, owner.astype(np.int64))
         return self._cache
+
+
+class _Corrupt(Exception):
+    """A gallery file's content is invalid (the message says what)."""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _parse_meta(arr: np.ndarray) -> dict[str, Any]:
+    """The JSON object held by the 0-d unicode ``meta`` array."""
+    if arr.dtype.kind != "U" or arr.ndim != 0:
+        raise _Corrupt(f"'meta' is a {arr.dtype} array of shape {arr.shape}, not a JSON string")
+    try:
+        meta = json.loads(str(arr))
+    except (ValueError, RecursionError) as exc:
+        raise _Corrupt(f"'meta' is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise _Corrupt(f"'meta' is a JSON {type(meta).__name__}, not an object")
+    return meta
+
+
+def _field(d: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if key not in d:
+        raise _Corrupt(f"{where} has no {key!r}")
+    v = d[key]
+    if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise _Corrupt(f"{where}[{key!r}] is {v!r}")
+    if not isinstance(v, types):
+        raise _Corrupt(f"{where}[{key!r}] is {type(v).__name__} {_short(v)}")
+    return v
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _model_ref(d: Any, where: str) -> dict[str, Any]:
+    """Validate ``{"name": str, "sha256": hex64 | None}``."""
+    if not isinstance(d, dict):
+        raise _Corrupt(f"{where} is {type(d).__name__}, not an object")
+    name = _field(d, "name", str, where)
+    sha = _field(d, "sha256", (str, type(None)), where)
+    if not name.strip():
+        raise _Corrupt(f"{where}['name'] is empty")
+    if sha is not None and not _SHA256.fullmatch(sha):
+        raise _Corrupt(f"{where}['sha256'] is not 64 hex digits")
+    return {"name": name, "sha256": sha}
+
+
+def _gallery_from(
+    cls: type[Gallery], meta: dict[str, Any], emb: np.ndarray, labels: np.ndarray, src: np.ndarray
+) -> Gallery:
+    """Validate every field of a loaded gallery and build it (raises :class:`_Corrupt`)."""
+    m = _model_ref(_field(meta, "model", dict, "meta"), "meta['model']")
+    model = meta["model"]
+    dim = _field(model, "embedding_size", int, "meta['model']")
+    if not 1 <= dim <= 65536:
+        raise _Corrupt(f"meta['model']['embedding_size'] is {dim}")
+    teacher = model.get("teacher")
+    if teacher is not None:
+        teacher = _model_ref(teacher, "meta['model']['teacher']")
+    aggregate = _field(meta, "aggregate", str, "meta")
+    if aggregate not in AGGREGATES:
+        raise _Corrupt(f"meta['aggregate'] is {_short(aggregate)}, not 'mean' or 'all'")
+    thr = _field(meta, "threshold", (int, float, type(None)), "meta")
+    if thr is not None and not (math.isfinite(thr) and -1.0 <= thr <= 1.0):
+        raise _Corrupt(f"meta['threshold'] is {thr}, not a cosine similarity in [-1, 1]")
+    names = _field(meta, "identities", list, "meta")
+    if not all(isinstance(n, str) and n.strip() and n != UNKNOWN for n in names):
+        raise _Corrupt("meta['identities'] holds an empty, reserved or non-string label")
+    if len(set(names)) != len(names):
+        raise _Corrupt("meta['identities'] lists an identity twice")
+    n_images = _field(meta, "n_images", int, "meta")
+    if emb.dtype != np.float32 or emb.ndim != 2 or emb.shape[1] != dim:
+        raise _Corrupt(f"'embeddings' is {emb.dtype} {emb.shape}, expected float32 (N, {dim})")
+    for key, arr in (("labels", labels), ("sources", src)):
+        if arr.dtype.kind != "U" or arr.ndim != 1 or len(arr) != len(emb):
+            raise _Corrupt(
+                f"{key!r} is {arr.dtype} {arr.shape}, expected {len(emb)} strings "
+                "(one per embedding)"
+            )
+    if n_images != len(emb):
+        raise _Corrupt(f"meta['n_images'] is {n_images} but the file holds {len(emb)} embeddings")
+    if not np.all(np.isfinite(emb)):
+        raise _Corrupt("embeddings contain NaN or infinite values")
+    norms = np.linalg.norm(emb.astype(np.float64), axis=1)
+    if not np.all(np.abs(norms - 1.0) <= _NORM_TOL):
+        raise _Corrupt("embeddings are not L2-normalised")
+    lab = labels.tolist()
+    if set(lab) != set(names):
+        extra = sorted(set(lab) - set(names))[:3] or sorted(set(names) - set(lab))[:3]
+        raise _Corrupt(
+            f"labels and meta['identities'] disagree (e.g. {', '.join(map(repr, extra))})"
+        )
+    g = cls(m["name"], m["sha256"], dim, aggregate, thr, teacher)
+    rows: dict[str, list[int]] = {}
+    for i, name in enumerate(lab):
+        rows.setdefault(name, []).append(i)
+    sources = src.tolist()
+    for name in names:
+        r = rows[name]
+        g.add(name, emb[r], [sources[i] for i in r])
+    return g
 
 
 def _teacher_of(embedder: Any) -> dict[str, Any] | None:
@@ -474,12 +580,18 @@ def build_gallery(
     detect: bool = True,
     aggregate: str = "mean",
     progress: bool = True,
+    options: CropOptions | None = None,
+    workers: int = 0,
+    chunk_size: int = 256,
 ) -> tuple[Gallery, list[tuple[str, str]]]:
     """Enrol every ``ROOT/<identity>/<images>`` (images found recursively per identity).
 
-    Each image is read, detected and aligned (``detect=False``: pre-cut crops, resized)
-    to ``embedder.input_size`` and embedded with ``embedder``.  An image that fails is
-    skipped and reported; an identity without any usable image is not enrolled.
+    Each image is read, detected and aligned as ``options`` say (default:
+    ``CropOptions(detect=detect)``; the crop size is always ``embedder.input_size``) and
+    embedded with ``embedder``, ``chunk_size`` images at a time; images are prepared by
+    :class:`lrface.pipeline.CropPreparer` (``workers`` processes for large galleries).
+    An image that fails is skipped and reported; an identity without any usable image
+    is not enrolled.
 
     Returns ``(gallery, failures)`` with ``failures`` a list of ``(path, message)``.
     Raises :class:`DatasetError` if ``root`` is not a directory or holds no identity
@@ -487,6 +599,7 @@ def build_gallery(
     """
     from .io import list_images
 
+    options = options_for(options, detect, int(embedder.input_size))
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory; pass ROOT with one folder per identity")
@@ -503,22 +616,24 @@ def build_gallery(
             len(loose),
             root,
         )
+    items = [(name, str(path)) for name, imgs in people for path in imgs]
     gallery = Gallery.for_embedder(embedder, aggregate)
     failures: list[tuple[str, str]] = []
-    bar = _progress(sum(len(imgs) for _, imgs in people), progress)
+    bar = progress_bar(len(items), progress)
+    done = 0
     try:
-        for name, imgs in people:
-            crops, sources = [], []
-            for path in imgs:
-                crop, err = prepare_crop(str(path), detect, embedder.input_size)
-                bar.update(1)
-                if crop is None:
-                    failures.append((str(path), err))
-                else:
-                    crops.append(crop)
-                    sources.append(str(path))
-            if crops:
-                gallery.add(name, embedder.embed_crops(crops), sources)
+        paths = [p for _, p in items]
+        for results in prepare_many(paths, options, workers, chunk_size):
+            chunk = items[done : done + len(results)]
+            done += len(results)
+            ok = [(name, p, r.crop) for (name, p), r in zip(chunk, results) if r.crop is not None]
+            failures.extend((p, r.error) for (_, p), r in zip(chunk, results) if r.crop is None)
+            if ok:
+                emb = embedder.embed_crops([c for _, _, c in ok])
+                for name in dict.fromkeys(n for n, _, _ in ok):  # identities in order
+                    rows = [i for i, (n, _, _) in enumerate(ok) if n == name]
+                    gallery.add(name, emb[rows], [ok[i][1] for i in rows])
+            bar.update(len(results))
     finally:
         bar.close()
     log.info(
@@ -528,44 +643,3 @@ def build_gallery(
         len(failures),
     )
     return gallery, failures
-
-
-def prepare_crop(path: str, detect: bool, size: int) -> tuple[np.ndarray | None, str]:
-    """``(crop, "")`` or ``(None, one-line error)`` for one image; never raises.
-
-    ``crop``: uint8 BGR (size, size, 3).  Expected problems (:class:`LrfaceError`) give
-    their message; anything else (a bug or a pathological file) is logged with its
-    traceback and reported as ``internal error: ...``.
-    """
-    from .pipeline import prepare_face
-
-    try:
-        return prepare_face(path, detect=detect, size=size).crop, ""
-    except LrfaceError as exc:
-        return None, _one_line(str(exc))
-    except Exception as exc:
-        log.debug("unexpected error on %s", path, exc_info=True)
-        return None, _one_line(f"internal error: {type(exc).__name__}: {exc}")
-
-
-def _one_line(msg: str) -> str:
-    return " ".join(msg.split())
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    """A tqdm bar on stderr when ``enabled`` and tqdm is installed, else a no-op."""
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, unit="img", dynamic_ncols=True, leave=False)

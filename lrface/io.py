@@ -3,13 +3,42 @@
 Every image that enters lrface goes through :func:`read_image`, which returns a
 ``uint8`` BGR array of shape ``(H, W, 3)`` (OpenCV convention) whatever the input was:
 a path, raw encoded bytes, a numpy array (``HxW`` grayscale, ``HxWx3`` BGR or ``HxWx4``
-BGRA) or a PIL image (RGB/RGBA/L, converted to BGR).  Orientation stored in EXIF is
-applied for files and bytes.
+BGRA) or a PIL image (any mode, converted to BGR).
+
+Encoded images (paths and bytes) go through one pipeline:
+
+1. **Sniff** the format from the first bytes (never from the file name): JPEG, PNG, GIF,
+   BMP, WebP, TIFF, PNM (PBM/PGM/PPM/PAM), AVIF and JPEG 2000 are decoded; HEIC/HEIF and
+   JPEG XL are recognised and refused with a hint on how to convert them.
+2. **Header-first size guard** (:func:`_read_header`): the width and height are read
+   from the header alone (own parsers; Pillow's lazy header readers for AVIF and JPEG
+   2000, without Pillow's decompression-bomb warnings) and anything above
+   :data:`MAX_PIXELS` is refused before a single pixel is decoded.  A JPEG without its
+   end-of-image marker is refused as truncated; bytes *after* the marker (Motion Photos,
+   camera trailers) are allowed.
+3. **Decode** with OpenCV (Pillow as a fallback for GIF/AVIF/JPEG 2000 on OpenCV builds
+   without them).  Any ``cv2.error`` becomes :class:`ImageError`; messages that libpng,
+   libjpeg, libtiff or OpenCV print on stderr during decoding are silenced.  Peak memory is
+   bounded: 16-bit and alpha images are decoded straight to 8-bit BGR when keeping the alpha
+   channel would cost more than :data:`_ALPHA_BUDGET` bytes.
+4. **Orientation** (:func:`_orientation`): the EXIF Orientation tag is applied exactly once,
+   per format -- JPEG (APP1), PNG (eXIf), WebP (EXIF chunk), AVIF (irot/imir as reported by
+   Pillow); OpenCV's TIFF decoder already applies the TIFF Orientation tag itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io as _io
 import os
+import re
+import stat
+import struct
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +50,39 @@ from .errors import ImageError
 #: Refuse images above this many pixels (decompression bombs, absurd inputs).
 MAX_PIXELS = 50_000_000
 
+#: Refuse encoded inputs (files or bytes) larger than this many bytes.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+#: Keep an image's alpha channel (composited over grey) only while the full-depth decode
+#: plus the BGR result fit in this many bytes; larger images are decoded straight to 8-bit
+#: BGR (alpha dropped) so that peak memory stays bounded.
+_ALPHA_BUDGET = 256 * 1024 * 1024
+
+#: File extensions of the formats lrface decodes (lower case, with the dot).
+DECODABLE_EXTENSIONS = frozenset(
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib",
+        ".webp", ".tif", ".tiff", ".pbm", ".pgm", ".ppm", ".pnm", ".pam",
+        ".avif", ".jp2", ".j2k", ".j2c", ".jpf", ".jpx",
+    }
+)  # fmt: skip
+#: Image extensions lrface recognises but cannot decode (refused with a conversion hint).
+UNSUPPORTED_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".jxl"})
+#: Every extension :func:`list_images` lists.
+IMAGE_EXTENSIONS = DECODABLE_EXTENSIONS | UNSUPPORTED_EXTENSIONS
+
+_FORMAT_NAMES = {
+    "jpeg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WebP", "tiff": "TIFF",
+    "pnm": "PNM", "avif": "AVIF", "jp2": "JPEG 2000", "heif": "HEIC/HEIF", "jxl": "JPEG XL",
+}  # fmt: skip
+_SUPPORTED_HINT = "pass a JPEG/PNG/WebP/BMP/TIFF/GIF image"
+
+#: Formats whose OpenCV decoder applies the Orientation tag itself (even with
+#: ``IMREAD_IGNORE_ORIENTATION``): lrface must not apply it a second time.
+_DECODER_APPLIES_ORIENTATION = frozenset({"tiff"})
+#: Formats that Pillow decodes when OpenCV cannot (OpenCV builds without GIF/AVIF/JPEG 2000).
+_PIL_FALLBACK = frozenset({"gif", "avif", "jp2"})
+
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray | Any
 
 
@@ -28,101 +90,723 @@ def describe(source: ImageInput) -> str:
     """A short human name for an image source, used in error messages."""
     if isinstance(source, str | os.PathLike):
         return str(source)
-    if isinstance(source, bytes | bytearray):
+    if isinstance(source, bytes | bytearray | memoryview):
         return f"<{len(source)} bytes>"
     if isinstance(source, np.ndarray):
         return f"<array {source.shape} {source.dtype}>"
+    if source is None:
+        return "<None>"
     return f"<{type(source).__name__}>"
 
 
 def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
     """Read ``source`` into a BGR ``uint8`` array of shape ``(H, W, 3)``.
 
+    ``source`` is a file path, encoded bytes (``bytes``/``bytearray``/``memoryview``), a
+    numpy array (``HxW`` grayscale, ``HxWx1``, ``HxWx3`` BGR or ``HxWx4`` BGRA; ``uint8``,
+    other integers clipped to 0..255, or finite floats -- in ``[0, 1]`` scaled by 255,
+    otherwise clipped to 0..255) or a PIL image.  Transparent pixels are composited over
+    mid-grey (127).  EXIF orientation is applied for encoded inputs and PIL images.
+
     Raises :class:`ImageError` with a one-line message naming the input for a missing
-    path, a directory, an unreadable or non-image file, an empty/zero-size image, an
-    image above :data:`MAX_PIXELS`, or an array of unsupported shape or dtype.
+    path, a directory, an unreadable, truncated or non-image file, an unsupported format
+    (HEIC/HEIF, JPEG XL: with a conversion hint), an empty/zero-size image, an image above
+    :data:`MAX_PIXELS` (refused from its header, before decoding), a NaN/inf array, or an
+    input of unsupported type, shape or dtype.  No other exception escapes for bad input.
     """
     label = name or describe(source)
     if isinstance(source, str | os.PathLike):
-        img = _read_path(Path(source), label)
-    elif isinstance(source, bytes | bytearray):
+        img = _read_path(source, label)
+    elif isinstance(source, bytes | bytearray | memoryview):
         img = _decode_bytes(bytes(source), label)
     elif isinstance(source, np.ndarray):
         img = _from_array(source, label)
     elif _is_pil(source):
         img = _from_pil(source, label)
     else:
+        kind = "None" if source is None else type(source).__name__
         raise ImageError(
-            f"{label}: unsupported image type; pass a file path, encoded bytes, "
+            f"{label}: cannot read an image from {kind}; pass a file path, encoded bytes, "
             "a numpy array (HxW, HxWx3 BGR, HxWx4 BGRA) or a PIL image"
         )
     return _validate(img, label)
 
 
-def _read_path(path: Path, label: str) -> np.ndarray:
-    if not path.exists():
-        raise ImageError(f"{label}: no such file; check the path")
-    if path.is_dir():
+# --------------------------------------------------------------------------- paths
+
+
+def _read_path(source: str | os.PathLike[str], label: str) -> np.ndarray:
+    try:
+        path = Path(source)
+    except TypeError:
+        raise ImageError(f"{label}: not a valid path; pass a file path") from None
+    if not str(source).strip():
+        raise ImageError("empty path: pass the path of an image file")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file; check the path") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ImageError(f"{label}: cannot be read ({reason}); check the path") from None
+    if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{label}: is a directory, not an image; pass an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(
+            f"{label}: not a regular file (device, pipe or socket); pass an image file"
+        )
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(
+            f"{label}: file is {st.st_size / 2**20:.0f} MB, above the "
+            f"{MAX_FILE_BYTES // 2**20} MB limit; downscale or recompress it first"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"{label}: cannot be read ({exc.strerror}); check permissions") from None
-    return _decode_bytes(data, label)
+    return _decode_bytes(data, label, path.name)
 
 
-def _decode_bytes(data: bytes, label: str) -> np.ndarray:
+# --------------------------------------------------------------------------- decoding
+
+
+@dataclasses.dataclass
+class _Header:
+    """What the header says, read without decoding pixels."""
+
+    fmt: str
+    width: int
+    height: int
+    #: the image may carry an alpha channel (an unchanged decode gives 2 or 4 channels)
+    alpha: bool = False
+    #: bytes per pixel of an unchanged (full channel count and depth) decode
+    bytes_per_pixel: int = 3
+    #: TIFF-structured EXIF block found in the container (JPEG APP1, PNG eXIf, WebP EXIF)
+    exif: bytes | None = None
+
+
+class _Corrupt(Exception):
+    """A header parser found an impossible or missing field (message: what)."""
+
+
+class _Truncated(Exception):
+    """The data ends before the header (or, for JPEG, the image data) is complete."""
+
+
+def _decode_bytes(data: bytes, label: str, filename: str | None = None) -> np.ndarray:
+    """Sniff, size-check from the header, decode, orient: BGR ``uint8`` ``(H, W, 3)``."""
     if len(data) == 0:
-        raise ImageError(f"{label}: file is empty; pass a JPEG/PNG/BMP/WebP image")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    # Check the header size before decoding the pixels (decompression bombs).
-    _check_pixel_count_from_header(data, label)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
+        raise ImageError(f"{label}: file is empty; {_SUPPORTED_HINT}")
+    if len(data) > MAX_FILE_BYTES:
         raise ImageError(
-            f"{label}: not a readable image (corrupt, truncated or not an image format); "
-            "pass a JPEG/PNG/BMP/WebP file"
+            f"{label}: {len(data) / 2**20:.0f} MB of data, above the "
+            f"{MAX_FILE_BYTES // 2**20} MB limit; downscale or recompress it first"
         )
-    if _looks_truncated_jpeg(data):
-        raise ImageError(f"{label}: JPEG data is truncated; re-export or re-download the file")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    img = _to_bgr(img, label)
-    return _apply_exif_orientation(img, data)
+    hdr = _read_header(data, label, filename)
+    img = _decode_pixels(data, hdr, label)
+    return _orient(img, _orientation(hdr, data))
 
 
-def _looks_truncated_jpeg(data: bytes) -> bool:
-    """A JPEG without its end-of-image marker (libjpeg fills the rest with grey)."""
-    if not data.startswith(b"\xff\xd8"):
-        return False
-    return b"\xff\xd9" not in data[-64:]
+def _sniff(data: bytes) -> str | None:
+    """The image format from the magic bytes, or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if len(data) >= 3 and data[0] == 0x50 and data[1] in b"1234567" and data[2] in b" \t\r\n#":
+        return "pnm"
+    if data[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or data[:4] == b"\xff\x4f\xff\x51":
+        return "jp2"
+    if data[:2] == b"\xff\x0a" or data[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return "jxl"
+    if data[4:8] == b"ftyp":
+        size = struct.unpack(">I", data[:4])[0]
+        brands = {data[8:12]} | {data[i : i + 4] for i in range(16, min(size, 256, len(data)), 4)}
+        if brands & {b"avif", b"avis"}:
+            return "avif"
+        heif = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
+        if brands & (heif | {b"mif1", b"msf1"}):
+            return "heif"
+    return None
 
 
-def _check_pixel_count_from_header(data: bytes, label: str) -> None:
+def _read_header(data: bytes, label: str, filename: str | None = None) -> _Header:
+    """The single header-first guard run before any pixel decode.
+
+    Identifies the format, reads width/height without decoding, and refuses unsupported
+    formats, corrupt or truncated headers and images above :data:`MAX_PIXELS`.
+    """
+    fmt = _sniff(data)
+    ext = os.path.splitext(filename or "")[1].lower()
+    if fmt is None:
+        if ext in UNSUPPORTED_EXTENSIONS:
+            fmt = {".jxl": "jxl"}.get(ext, "heif")
+        else:
+            raise ImageError(f"{label}: not a readable image (unknown format); {_SUPPORTED_HINT}")
+    if fmt in ("heif", "jxl"):
+        raise ImageError(f"{label}: {_FORMAT_NAMES[fmt]} images are not supported; "
+                         f"{_conversion_hint(fmt, filename)}")  # fmt: skip
+    name = _FORMAT_NAMES[fmt]
     try:
-        import io as _io
-
-        from PIL import Image
-
-        with Image.open(_io.BytesIO(data)) as im:
-            w, h = im.size
-    except Exception:
-        return  # let OpenCV decide whether this is an image at all
+        hdr = _HEADER_PARSERS[fmt](data)
+    except _Truncated:
+        raise ImageError(
+            f"{label}: {name} data is truncated; re-export or re-download the file"
+        ) from None
+    except (_Corrupt, struct.error, IndexError, ValueError, OverflowError) as exc:
+        why = f" ({exc})" if isinstance(exc, _Corrupt) and str(exc) else ""
+        raise ImageError(
+            f"{label}: corrupt {name} header{why}; re-export or re-download the file"
+        ) from None
+    w, h = hdr.width, hdr.height
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{label}: image is empty ({w}x{h} pixels); pass a real image")
     if w * h > MAX_PIXELS:
         raise ImageError(
             f"{label}: {w}x{h} is {w * h / 1e6:.0f} megapixels, above the "
             f"{MAX_PIXELS // 1_000_000} MP limit; downscale it first"
         )
+    if fmt == "jpeg" and not _jpeg_complete(data):
+        raise ImageError(f"{label}: JPEG data is truncated; re-export or re-download the file")
+    return hdr
+
+
+def _conversion_hint(fmt: str, filename: str | None) -> str:
+    src = filename or ("image.jxl" if fmt == "jxl" else "image.heic")
+    dst = os.path.splitext(src)[0] + (".png" if fmt == "jxl" else ".jpg")
+    if fmt == "jxl":
+        return f"convert it first, e.g. `djxl {src} {dst}` or `convert {src} {dst}` (ImageMagick)"
+    return (
+        f"convert it first, e.g. `convert {src} {dst}` (ImageMagick) or `heif-convert {src} {dst}`"
+    )
+
+
+def _decode_pixels(data: bytes, hdr: _Header, label: str) -> np.ndarray:
+    """Decode with OpenCV (Pillow fallback); returns BGR ``uint8`` ``(H, W, 3)``, unoriented."""
+    pixels = hdr.width * hdr.height
+    keep_alpha = hdr.alpha and pixels * (hdr.bytes_per_pixel + 3) <= _ALPHA_BUDGET
+    color = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = _cv2_decode(data, cv2.IMREAD_UNCHANGED if keep_alpha else color)
+    if img is not None and img.dtype not in (np.uint8, np.uint16):
+        img = _cv2_decode(data, color)  # float/int32 samples: let OpenCV scale to 8 bits
+    if img is None and hdr.fmt in _PIL_FALLBACK:
+        img = _decode_with_pil(data, keep_alpha)
+    if img is None or img.size == 0:
+        raise ImageError(
+            f"{label}: {_FORMAT_NAMES[hdr.fmt]} data is corrupt or truncated; "
+            "re-export or re-download the file"
+        )
+    if img.dtype == np.uint16:
+        np.right_shift(img, 8, out=img)
+        img = img.astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha (PAM)
+        gray = np.ascontiguousarray(img[:, :, 0])
+        return _composite_bgra(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGRA), img[:, :, 1])
+    return _to_bgr(img, label)
+
+
+_stderr_lock = threading.Lock()
+_stderr_depth = 0
+_stderr_saved: int | None = None
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while native decoders run.
+
+    libpng ("libpng warning: iCCP: ..."), libjpeg ("Corrupt JPEG data: ...") and OpenCV's
+    own logger write straight to fd 2, bypassing Python.  Re-entrant across threads (the
+    first thread in redirects, the last one out restores); output written to fd 2 by other
+    threads during a decode is lost.
+    """
+    global _stderr_depth, _stderr_saved
+    with _stderr_lock:
+        if _stderr_depth == 0:
+            try:
+                if sys.stderr is not None:
+                    sys.stderr.flush()
+                saved = os.dup(2)
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)
+                os.close(null)
+                _stderr_saved = saved
+            except (OSError, ValueError):
+                _stderr_saved = None
+        _stderr_depth += 1
+    try:
+        yield
+    finally:
+        with _stderr_lock:
+            _stderr_depth -= 1
+            if _stderr_depth == 0 and _stderr_saved is not None:
+                os.dup2(_stderr_saved, 2)
+                os.close(_stderr_saved)
+                _stderr_saved = None
+
+
+def _cv2_decode(data: bytes, flags: int) -> np.ndarray | None:
+    """``cv2.imdecode`` that returns None instead of raising, with native stderr silenced."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    with _quiet_native_stderr():
+        try:
+            return cv2.imdecode(buf, flags)
+        except cv2.error:
+            return None
+
+
+def _decode_with_pil(data: bytes, keep_alpha: bool) -> np.ndarray | None:
+    """First frame decoded by Pillow as BGR(A) ``uint8``, or None (size already checked)."""
+    try:
+        from PIL import Image
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(_io.BytesIO(data)) as im:
+                im.seek(0)
+                has_alpha = "A" in im.getbands() or "transparency" in im.info
+                rgb = im.convert("RGBA" if keep_alpha and has_alpha else "RGB")
+        arr = np.asarray(rgb)
+        del rgb
+        code = cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        return cv2.cvtColor(arr, code)
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _u16(data: bytes, off: int, endian: str = ">") -> int:
+    return struct.unpack_from(endian + "H", data, off)[0]
+
+
+def _u32(data: bytes, off: int, endian: str = ">") -> int:
+    return struct.unpack_from(endian + "I", data, off)[0]
+
+
+def _need(data: bytes, n: int) -> None:
+    if len(data) < n:
+        raise _Truncated
+
+
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, payload start, payload end) of each JPEG header segment up to SOS.
+
+    Tolerates fill bytes and stray bytes between segments (as libjpeg does).  Raises
+    :class:`_Truncated` when the data ends first, :class:`_Corrupt` for a bad length.
+    """
+    n, pos = len(data), 2
+    while True:
+        if pos >= n:
+            raise _Truncated
+        if data[pos] != 0xFF:
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                raise _Truncated
+        while pos < n and data[pos] == 0xFF:
+            pos += 1
+        if pos >= n:
+            raise _Truncated
+        marker = data[pos]
+        pos += 1
+        if marker == 0x01 or marker == 0xD8 or 0xD0 <= marker <= 0xD7:
+            continue
+        if marker == 0xD9:
+            raise _Corrupt("end of image before any image data")
+        _need(data, pos + 2)
+        length = _u16(data, pos)
+        if length < 2:
+            raise _Corrupt(f"segment length {length}")
+        _need(data, pos + length)
+        yield marker, pos + 2, pos + length
+        pos += length
+        if marker == 0xDA:
+            return
+
+
+def _parse_jpeg(data: bytes) -> _Header:
+    size = None
+    exif = None
+    for marker, a, b in _jpeg_segments(data):
+        if marker in _JPEG_SOF and size is None:
+            if b - a < 6:
+                raise _Corrupt("short frame header")
+            size = (_u16(data, a + 3), _u16(data, a + 1))
+        elif marker == 0xE1 and exif is None and data[a : a + 6] == b"Exif\x00\x00":
+            exif = data[a + 6 : b]
+    if size is None:
+        raise _Corrupt("no frame header")
+    return _Header("jpeg", size[0], size[1], exif=exif)
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether the JPEG's image data runs up to an end-of-image marker (FFD9).
+
+    Walks the header segments, then the entropy-coded data (skipping stuffed ``FF00``
+    bytes, restart markers and the segments between progressive scans) until EOI.  Bytes
+    after EOI (Motion Photo videos, camera trailers, a second JPEG) do not matter.
+    """
+    try:
+        pos = max(b for _, _, b in _jpeg_segments(data))
+    except (_Truncated, _Corrupt, struct.error, ValueError):
+        return False
+    n = len(data)
+    while True:
+        i = data.find(b"\xff", pos)
+        if i < 0 or i + 1 >= n:
+            return False
+        marker = data[i + 1]
+        if marker == 0x00 or marker == 0xFF or 0xD0 <= marker <= 0xD7:
+            pos = i + 1
+            continue
+        if marker == 0xD9:
+            return True
+        if i + 4 > n:
+            return False
+        length = _u16(data, i + 2)
+        if length < 2:
+            return False
+        pos = i + 2 + length
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def _parse_png(data: bytes) -> _Header:
+    _need(data, 33)
+    if data[12:16] != b"IHDR":
+        raise _Corrupt("first chunk is not IHDR")
+    w, h = struct.unpack_from(">II", data, 16)
+    depth, ctype = data[24], data[25]
+    if ctype not in _PNG_CHANNELS or depth not in (1, 2, 4, 8, 16):
+        raise _Corrupt(f"bit depth {depth}, colour type {ctype}")
+    trns = False
+    exif = None
+    pos, n = 8, len(data)
+    while pos + 8 <= n:
+        length = _u32(data, pos)
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"tRNS":
+            trns = True
+        elif kind == b"eXIf" and exif is None:
+            exif = data[pos + 8 : pos + 8 + length]
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    channels = 4 if trns else _PNG_CHANNELS[ctype]
+    return _Header(
+        "png", w, h,
+        alpha=ctype in (4, 6) or trns,
+        bytes_per_pixel=channels * (2 if depth == 16 else 1),
+        exif=exif,
+    )  # fmt: skip
+
+
+def _parse_gif(data: bytes) -> _Header:
+    _need(data, 13)
+    w, h = struct.unpack_from("<HH", data, 6)
+    packed = data[10]
+    pos = 13 + (3 * (2 << (packed & 7)) if packed & 0x80 else 0)
+    transparent = False
+    n = len(data)
+    while pos < n:
+        block = data[pos]
+        if block == 0x21:  # extension: label, then sub-blocks
+            if pos + 1 < n and data[pos + 1] == 0xF9 and pos + 3 < n:
+                transparent = transparent or bool(data[pos + 3] & 1)
+            pos += 2
+            while pos < n:
+                size = data[pos]
+                pos += 1 + size
+                if size == 0:
+                    break
+        elif block == 0x2C:  # first image descriptor: the frame may exceed the screen
+            left, top, fw, fh = struct.unpack_from("<HHHH", data, pos + 1)
+            w, h = max(w, left + fw), max(h, top + fh)
+            break
+        else:
+            break
+    return _Header("gif", w, h, alpha=transparent, bytes_per_pixel=4 if transparent else 3)
+
+
+def _parse_bmp(data: bytes) -> _Header:
+    _need(data, 26)
+    dib = _u32(data, 14, "<")
+    if dib == 12:
+        w, h = struct.unpack_from("<HH", data, 18)
+        bpp = _u16(data, 24, "<")
+    elif 16 <= dib <= 1024:
+        _need(data, 30)
+        w, h = struct.unpack_from("<ii", data, 18)
+        bpp = _u16(data, 28, "<")
+    else:
+        raise _Corrupt(f"header size {dib}")
+    if w < 0:
+        raise _Corrupt(f"width {w}")
+    return _Header("bmp", w, abs(h), alpha=bpp == 32, bytes_per_pixel=4 if bpp == 32 else 3)
+
+
+def _parse_webp(data: bytes) -> _Header:
+    _need(data, 30)
+    kind = data[12:16]
+    alpha = False
+    if kind == b"VP8 ":
+        if data[23:26] != b"\x9d\x01\x2a":
+            raise _Corrupt("bad VP8 start code")
+        w, h = _u16(data, 26, "<") & 0x3FFF, _u16(data, 28, "<") & 0x3FFF
+    elif kind == b"VP8L":
+        if data[20] != 0x2F:
+            raise _Corrupt("bad VP8L signature")
+        bits = _u32(data, 21, "<")
+        w, h = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        alpha = bool((bits >> 28) & 1)
+    elif kind == b"VP8X":
+        alpha = bool(data[20] & 0x10)
+        w = 1 + int.from_bytes(data[24:27], "little")
+        h = 1 + int.from_bytes(data[27:30], "little")
+    else:
+        raise _Corrupt(f"unknown chunk {kind!r}")
+    exif = None
+    pos, n = 12, len(data)
+    while pos + 8 <= n:
+        size = _u32(data, pos + 4, "<")
+        if data[pos : pos + 4] == b"EXIF":
+            exif = data[pos + 8 : pos + 8 + size]
+            break
+        pos += 8 + size + (size & 1)
+    return _Header("webp", w, h, alpha=alpha, bytes_per_pixel=4 if alpha else 3, exif=exif)
+
+
+_TIFF_TYPES = {3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}  # SHORT, LONG, LONG8
+
+
+def _tiff_ifd0(data: bytes) -> dict[int, int]:
+    """First value of each SHORT/LONG/LONG8 tag in a TIFF's first IFD (classic or BigTIFF)."""
+    e = "<" if data[:2] == b"II" else ">"
+    big = _u16(data, 2, e) == 43
+    if big:
+        off = struct.unpack_from(e + "Q", data, 8)[0]
+        count = struct.unpack_from(e + "Q", data, off)[0]
+        first, entry, field, cfmt = off + 8, 20, 8, "Q"
+    else:
+        off = _u32(data, 4, e)
+        count = _u16(data, off, e)
+        first, entry, field, cfmt = off + 2, 12, 4, "I"
+    if count > 4096:
+        raise _Corrupt(f"{count} tags")
+    tags: dict[int, int] = {}
+    for k in range(int(count)):
+        pos = first + k * entry
+        tag, typ = struct.unpack_from(e + "HH", data, pos)
+        if typ not in _TIFF_TYPES:
+            continue
+        n = struct.unpack_from(e + cfmt, data, pos + 4)[0]
+        code, size = _TIFF_TYPES[typ]
+        vpos = pos + 4 + field  # the count is as wide as the value field
+        if n * size > field:  # values stored elsewhere: field holds their offset
+            vpos = struct.unpack_from(e + cfmt, data, vpos)[0]
+        if n >= 1:
+            tags.setdefault(tag, struct.unpack_from(e + code, data, vpos)[0])
+    return tags
+
+
+def _parse_tiff(data: bytes) -> _Header:
+    _need(data, 16)
+    tags = _tiff_ifd0(data)
+    if 256 not in tags or 257 not in tags:
+        raise _Corrupt("no image width/length")
+    w, h = tags[256], tags[257]
+    spp = tags.get(277, 1)
+    bps = tags.get(258, 1)
+    tile = tags.get(322, 0) * tags.get(323, 0)
+    if tile > MAX_PIXELS:
+        raise _Corrupt(f"tiles of {tags[322]}x{tags[323]}")
+    if not 1 <= spp <= 64 or not 1 <= bps <= 64:
+        raise _Corrupt(f"{spp} samples of {bps} bits")
+    alpha = spp in (2, 4) or 338 in tags
+    return _Header("tiff", w, h, alpha=alpha, bytes_per_pixel=spp * ((bps + 7) // 8))
+
+
+_PNM_TOKEN = re.compile(rb"(?:\s|#[^\r\n]*[\r\n])*(\d+)")
+
+
+def _parse_pnm(data: bytes) -> _Header:
+    head = data[:4096]
+    kind = head[1:2]
+    if kind == b"7":
+        fields = dict(re.findall(rb"(?m)^(WIDTH|HEIGHT|DEPTH|MAXVAL)\s+(\d+)", head))
+        if b"WIDTH" not in fields or b"HEIGHT" not in fields:
+            raise _Corrupt("no WIDTH/HEIGHT")
+        w, h = int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+        depth = int(fields.get(b"DEPTH", b"1"))
+        maxval = int(fields.get(b"MAXVAL", b"255"))
+    else:
+        values = []
+        pos = 2
+        for _ in range(2 if kind in b"14" else 3):
+            m = _PNM_TOKEN.match(head, pos)
+            if not m:
+                raise (
+                    _Truncated
+                    if len(head) == len(data) and pos >= len(head) - 1
+                    else _Corrupt("bad size fields")
+                )
+            values.append(int(m.group(1)))
+            pos = m.end()
+        w, h = values[0], values[1]
+        maxval = values[2] if len(values) > 2 else 1
+        depth = 3 if kind in b"36" else 1
+    if not 1 <= depth <= 4:
+        raise _Corrupt(f"depth {depth}")
+    return _Header(
+        "pnm", w, h,
+        alpha=depth in (2, 4),
+        bytes_per_pixel=depth * (2 if maxval > 255 else 1),
+    )  # fmt: skip
+
+
+def _parse_with_pil(fmt: str) -> Any:
+    """Header reader via Pillow's plugin class (lazy: no pixel decode, no bomb warning)."""
+
+    def parse(data: bytes) -> _Header:
+        try:
+            if fmt == "avif":
+                from PIL.AvifImagePlugin import AvifImageFile as cls
+            else:
+                from PIL.Jpeg2KImagePlugin import Jpeg2KImageFile as cls
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im = cls(_io.BytesIO(data))
+                w, h = im.size
+                bands = im.getbands()
+                im.close()
+        except Exception as exc:
+            raise _Corrupt(f"{type(exc).__name__}") from None
+        alpha = "A" in bands
+        return _Header(fmt, w, h, alpha=True, bytes_per_pixel=8 if alpha else 6)
+
+    return parse
+
+
+_HEADER_PARSERS = {
+    "jpeg": _parse_jpeg,
+    "png": _parse_png,
+    "gif": _parse_gif,
+    "bmp": _parse_bmp,
+    "webp": _parse_webp,
+    "tiff": _parse_tiff,
+    "pnm": _parse_pnm,
+    "avif": _parse_with_pil("avif"),
+    "jp2": _parse_with_pil("jp2"),
+}
+
+
+# --------------------------------------------------------------------------- orientation
+
+
+def _exif_orientation(block: bytes) -> int:
+    """The Orientation tag (1..8) of a TIFF-structured EXIF block; 1 if absent or invalid."""
+    if block.startswith(b"Exif\x00\x00"):
+        block = block[6:]
+    try:
+        e = {b"II": "<", b"MM": ">"}[block[:2]]
+        if _u16(block, 2, e) != 42:
+            return 1
+        off = _u32(block, 4, e)
+        count = _u16(block, off, e)
+        for k in range(min(count, 1024)):
+            tag, typ = struct.unpack_from(e + "HH", block, off + 2 + 12 * k)
+            if tag == 0x0112:
+                if typ == 3:
+                    value = _u16(block, off + 2 + 12 * k + 8, e)
+                elif typ == 4:
+                    value = _u32(block, off + 2 + 12 * k + 8, e)
+                else:
+                    return 1
+                return value if 1 <= value <= 8 else 1
+    except (KeyError, struct.error, IndexError):
+        return 1
+    return 1
+
+
+def _orientation(hdr: _Header, data: bytes) -> int:
+    """The EXIF orientation lrface must still apply to the decoded pixels (1 = none).
+
+    The one place that knows, per format, where the tag lives and whether OpenCV's
+    decoder has already applied it (TIFF), so that it is applied exactly once.
+    """
+    if hdr.fmt in _DECODER_APPLIES_ORIENTATION:
+        return 1
+    if hdr.fmt == "avif":  # irot/imir boxes (and EXIF), as Pillow reports them
+        try:
+            from PIL.AvifImagePlugin import AvifImageFile
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im = AvifImageFile(_io.BytesIO(data))
+                value = int(im.getexif().get(0x0112, 1))
+                im.close()
+            return value if 1 <= value <= 8 else 1
+        except Exception:
+            return 1
+    return _exif_orientation(hdr.exif) if hdr.exif else 1
+
+
+_ORIENT_OPS = {
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: lambda a: cv2.transpose(a),
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+
+
+def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Transform stored pixels so that they display upright (EXIF orientation 1..8)."""
+    op = _ORIENT_OPS.get(orientation)
+    return np.ascontiguousarray(op(img)) if op else img
+
+
+# --------------------------------------------------------------------------- arrays, PIL
 
 
 def _from_array(arr: np.ndarray, label: str) -> np.ndarray:
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
+    if arr.ndim >= 2 and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise ImageError(
+            f"{label}: {arr.shape[1]}x{arr.shape[0]} is above the "
+            f"{MAX_PIXELS // 1_000_000} MP limit; downscale it first"
+        )
+    kind = arr.dtype.kind
+    if kind == "u" and arr.dtype == np.uint8:
+        pass
+    elif kind == "f":
+        if arr.size and not np.isfinite(arr).all():
+            raise ImageError(
+                f"{label}: array contains NaN or infinite values; pass finite pixel values"
+            )
+        if arr.size and arr.max() <= 1.0:
             arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        elif np.issubdtype(arr.dtype, np.number):
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
         else:
-            raise ImageError(f"{label}: unsupported dtype {arr.dtype}; pass uint8 BGR")
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
+    elif kind in "ui":
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    else:
+        raise ImageError(
+            f"{label}: unsupported dtype {arr.dtype}; pass uint8 BGR (or finite floats)"
+        )
     return _to_bgr(arr, label)
 
 
@@ -138,12 +822,17 @@ def _to_bgr(img: np.ndarray, label: str) -> np.ndarray:
     raise ImageError(f"{label}: unsupported image shape {img.shape}; expected HxW, HxWx3 or HxWx4")
 
 
-def _composite_bgra(img: np.ndarray) -> np.ndarray:
-    """Composite a BGRA image over a mid-grey background (transparent areas -> grey)."""
-    alpha = img[:, :, 3:4].astype(np.float32) / 255.0
-    rgb = img[:, :, :3].astype(np.float32)
-    out = rgb * alpha + 127.0 * (1.0 - alpha)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+def _composite_bgra(img: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """Composite BGRA ``uint8`` over mid-grey (127) in row blocks (bounded temporaries)."""
+    h, w = img.shape[:2]
+    a_all = img[:, :, 3] if alpha is None else alpha
+    out = np.empty((h, w, 3), np.uint8)
+    step = max(1, (1 << 20) // max(w, 1))
+    for r in range(0, h, step):
+        a = a_all[r : r + step, :, None].astype(np.float32) / 255.0
+        rgb = img[r : r + step, :, :3].astype(np.float32)
+        out[r : r + step] = np.clip(rgb * a + 127.0 * (1.0 - a) + 0.5, 0, 255)
+    return out
 
 
 def _is_pil(obj: Any) -> bool:
@@ -151,43 +840,33 @@ def _is_pil(obj: Any) -> bool:
 
 
 def _from_pil(im: Any, label: str) -> np.ndarray:
-    from PIL import ImageOps
+    from PIL import Image, ImageOps
 
-    im = ImageOps.exif_transpose(im)
-    if im.mode not in ("RGB", "RGBA", "L"):
-        im = im.convert("RGBA" if "A" in im.mode else "RGB")
-    arr = np.asarray(im)
+    if not isinstance(im, Image.Image):
+        raise ImageError(f"{label}: not a PIL image; pass a PIL.Image.Image")
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(
+            f"{label}: {w}x{h} is {w * h / 1e6:.0f} megapixels, above the "
+            f"{MAX_PIXELS // 1_000_000} MP limit; downscale it first"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = ImageOps.exif_transpose(im)
+            if im.mode not in ("RGB", "RGBA", "L"):
+                im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+            arr = np.asarray(im)
+    except Exception as exc:
+        raise ImageError(
+            f"{label}: PIL image cannot be loaded ({type(exc).__name__}: {exc}); "
+            "check the file it came from"
+        ) from None
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = arr[:, :, ::-1]
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[:, :, [2, 1, 0, 3]]
     return _to_bgr(np.ascontiguousarray(arr), label)
-
-
-def _apply_exif_orientation(img: np.ndarray, data: bytes) -> np.ndarray:
-    """Rotate/flip according to the EXIF Orientation tag (JPEG/TIFF/WebP), if any."""
-    if not (data.startswith(b"\xff\xd8") or data[:4] in (b"II*\x00", b"MM\x00*")):
-        return img
-    try:
-        import io as _io
-
-        from PIL import Image
-
-        with Image.open(_io.BytesIO(data)) as im:
-            orientation = im.getexif().get(0x0112, 1)
-    except Exception:
-        return img
-    ops = {
-        2: lambda a: cv2.flip(a, 1),
-        3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
-        4: lambda a: cv2.flip(a, 0),
-        5: lambda a: cv2.flip(cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE), 1),
-        6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
-        7: lambda a: cv2.flip(cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE), 1),
-        8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
-    }
-    op = ops.get(int(orientation))
-    return np.ascontiguousarray(op(img)) if op else img
 
 
 def _validate(img: np.ndarray, label: str) -> np.ndarray:
@@ -206,8 +885,22 @@ def _validate(img: np.ndarray, label: str) -> np.ndarray:
     return img
 
 
+# --------------------------------------------------------------------------- folders
+
+
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
-    """All image files below ``root`` (recursive), sorted by relative path."""
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+    """Every image file below ``root`` (recursive), sorted by path.
+
+    A file is listed when its extension (case-insensitive) is in
+    :data:`IMAGE_EXTENSIONS`: the formats lrface decodes (JPEG, PNG, GIF, BMP, WebP, TIFF,
+    PNM, AVIF, JPEG 2000) **and** the image formats it cannot decode (HEIC/HEIF, JPEG XL).
+    Nothing with an image extension is dropped: an undecodable format, a broken symlink or
+    a non-image file named ``x.jpg`` is listed, and :func:`read_image` refuses it with one
+    line, so batch commands report it as a per-file failure.  Files with any other
+    extension (``.txt``, ``.json``, ``.npz``, ``.tsv``, no extension, ...) are not images
+    and are skipped.  Directories are never listed, whatever their name.
+    """
     root = Path(root)
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
+    return sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir()
+    )

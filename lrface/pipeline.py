@@ -1,20 +1,159 @@
 """From an input image to an aligned face crop: read -> detect -> pick a face -> align.
 
+This module is the one crop pipeline of lrface.  Every caller (the API, ``lrface embed``,
+``gallery build``, ``identify``, the evaluation protocols) describes what it wants with
+one :class:`CropOptions` and gets crops from:
+
+* :func:`prepare_face`: one image -> :class:`PreparedFace`, raises :class:`LrfaceError`;
+* :func:`prepare_crop`: one image -> :class:`CropResult` ``(crop | None, error line,
+  fallback)``, never raises (batch jobs report per-file failures and keep going);
+* :class:`CropPreparer` / :func:`prepare_many`: many images, in a pool of worker processes
+  or in this process (see "Worker processes" below), results in input order.
+
 ``detect=False`` (CLI ``--no-detect``) treats the input as a pre-cut face crop and only
 resizes it.  With detection, the largest face is used unless ``face_index`` picks
-another (faces are ordered largest first); the number found is reported.
+another (faces are ordered largest first); the number found is reported.  Options that do
+not apply are refused, not ignored: ``det_thresh``, ``face_index``, a non-default
+``detector`` or ``on_no_face="resize"`` together with ``detect=False`` raise
+:class:`LrfaceError`.
+
+Worker processes (:class:`CropPreparer`): started with the ``spawn`` method, one
+OpenCV/onnxruntime thread each (``LRFACE_THREADS=1`` unless set), and only when there are
+at least :data:`POOL_MIN_PATHS` images to prepare -- below that, starting them (imports
+and detector loading, about a second each) costs more than it saves, so the images are
+prepared in the calling process.  Workers die with their parent: on Linux through
+``prctl(PR_SET_PDEATHSIG, SIGKILL)``, everywhere through a watchdog thread that exits the
+worker once its parent process is gone, so a killed ``lrface embed`` leaves no orphans.
+Scripts that use workers need the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import dataclasses
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .align import align_face, native_face_size, resize_crop
-from .detect import DEFAULT_DETECTOR, Face, load_detector
+from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
 from .io import ImageInput, describe, read_image
+
+log = logging.getLogger("lrface")
+
+__all__ = [
+    "NO_FACE_ACTIONS",
+    "POOL_MIN_PATHS",
+    "CropOptions",
+    "CropPreparer",
+    "CropResult",
+    "PreparedFace",
+    "detect_faces",
+    "detector_names",
+    "options_for",
+    "prepare_crop",
+    "prepare_face",
+    "prepare_many",
+]
+
+#: Accepted values of :attr:`CropOptions.on_no_face`.
+NO_FACE_ACTIONS = ("error", "resize")
+#: Worker processes are started only for at least this many images (see the module doc).
+POOL_MIN_PATHS = 64
+#: Chunks of paths being prepared ahead of the one being consumed (:meth:`CropPreparer.map`).
+PREFETCH = 2
+#: Smallest and largest crop side accepted by :class:`CropOptions`.
+MIN_SIZE, MAX_SIZE = 8, 2048
+
+
+def _is_detector(name: object) -> bool:
+    if name == DEFAULT_DETECTOR:
+        return True
+    return isinstance(name, str) and name in detector_names()
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class CropOptions:
+    """How an image becomes an aligned face crop; validated on construction.
+
+    ``detect``: detect and align (False: the input is a pre-cut face, only resized).
+    ``detector``: ``auto`` or a registered detector name
+    (:func:`lrface.detect.detector_names`; ``auto``: :func:`lrface.detect.resolve_detector`).
+    ``det_thresh``: detection score threshold in (0, 1) (None: the detector's default).
+    ``face_index``: which face, 0 = largest (None: the largest).
+    ``size``: side of the square output crop in pixels (8-2048).
+    ``on_no_face``: ``"error"`` (raise :class:`NoFaceError`) or ``"resize"`` (use the
+    whole image resized, and mark the result as a fallback; evaluation protocols).
+
+    Raises :class:`LrfaceError` (one line, naming the CLI option) for an invalid value or
+    an option that does not apply (anything detection-related with ``detect=False``).
+    """
+
+    detect: bool = True
+    detector: str = DEFAULT_DETECTOR
+    det_thresh: float | None = None
+    face_index: int | None = None
+    size: int = 112
+    on_no_face: str = "error"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.detect, bool | np.bool_):
+            raise LrfaceError(f"detect must be True or False, got {self.detect!r}")
+        if not _is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise LrfaceError(
+                f"crop size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {self.size!r}"
+            )
+        if self.det_thresh is not None:
+            t = self.det_thresh
+            ok = isinstance(t, int | float | np.floating) and not isinstance(t, bool)
+            if not (ok and math.isfinite(t) and 0.0 < t < 1.0):
+                raise LrfaceError(
+                    f"--det-thresh {t!r}: the detection threshold must be a number between "
+                    "0 and 1 (exclusive), e.g. 0.5"
+                )
+        if self.face_index is not None and (not _is_int(self.face_index) or self.face_index < 0):
+            raise LrfaceError(
+                f"--face-index {self.face_index!r}: must be an integer >= 0 (0 = largest face)"
+            )
+        if self.on_no_face not in NO_FACE_ACTIONS:
+            raise LrfaceError(f"on_no_face must be 'error' or 'resize', got {self.on_no_face!r}")
+        if not _is_detector(self.detector):
+            raise LrfaceError(
+                f"--detector {self.detector!r}: unknown detector; choose one of "
+                f"{', '.join(detector_names())}"
+            )
+        if not self.detect:
+            unused = [
+                opt
+                for opt, used in (
+                    ("--detector", self.detector != DEFAULT_DETECTOR),
+                    ("--det-thresh", self.det_thresh is not None),
+                    ("--face-index", self.face_index is not None),
+                    ("on_no_face='resize'", self.on_no_face != "error"),
+                )
+                if used
+            ]
+            if unused:
+                raise LrfaceError(
+                    f"{', '.join(unused)} only apply when faces are detected; drop "
+                    f"{'them' if len(unused) > 1 else 'it'} or drop --no-detect (API: detect=False)"
+                )
 
 
 @dataclasses.dataclass
@@ -22,8 +161,10 @@ class PreparedFace:
     """An aligned crop and where it came from.
 
     ``crop``: uint8 BGR (S, S, 3).  ``face``: the detection used (None with
-    ``detect=False``).  ``n_faces``: faces found.  ``face_size``: estimated resolution
-    of the face in the source (px, side of an ArcFace-aligned crop at native scale).
+    ``detect=False`` or a fallback).  ``n_faces``: faces found.  ``face_size``: estimated
+    resolution of the face in the source (px, side of an ArcFace-aligned crop at native
+    scale; the shorter image side without detection).  ``fallback``: no face was found
+    and the whole image was resized (``on_no_face="resize"``).
     """
 
     crop: np.ndarray
@@ -32,6 +173,7 @@ class PreparedFace:
     face_index: int
     face_size: float
     source: str
+    fallback: bool = False
 
     def to_dict(self) -> dict:
         d = {
@@ -40,13 +182,32 @@ class PreparedFace:
             "face_index": self.face_index,
             "face_size_px": round(float(self.face_size), 1),
         }
+        if self.fallback:
+            d["fallback"] = True
         if self.face is not None:
             d.update(self.face.to_dict())
         return d
 
 
+_DEFAULTS = CropOptions()
+
+
+def options_for(options: CropOptions | None, detect: bool, size: int) -> CropOptions:
+    """``options`` (default ``CropOptions(detect=detect)``) with the crop ``size`` a model
+    needs; for functions that take both a legacy ``detect`` flag and ``options``."""
+    if options is None:
+        return CropOptions(detect=detect, size=size)
+    if not isinstance(options, CropOptions):
+        raise LrfaceError(f"options must be a CropOptions, got {type(options).__name__}")
+    if detect is not True and options.detect != detect:
+        raise LrfaceError("pass detect inside options=CropOptions(...), not as well beside it")
+    return dataclasses.replace(options, size=size)
+
+
 def prepare_face(
     source: ImageInput,
+    options: CropOptions | None = None,
+    *,
     detect: bool = True,
     size: int = 112,
     face_index: int | None = None,
@@ -54,43 +215,268 @@ def prepare_face(
     det_thresh: float | None = None,
     name: str | None = None,
 ) -> PreparedFace:
-    """Read ``source`` and return its aligned face crop at ``size`` x ``size``.
+    """Read ``source`` and return its aligned face crop at ``options.size`` squared.
 
-    Crops whose face is smaller than ``size`` are aligned at the face's native
-    resolution and enlarged with bicubic interpolation (the recipe the students were
-    trained with), not warped up directly.
-    Raises :class:`NoFaceError` (with the ``--no-detect`` hint) when no face is found and
-    :class:`LrfaceError` when ``face_index`` is out of range.
+    Pass either ``options`` or the keyword options (``detect``, ``size``, ``face_index``,
+    ``detector``, ``det_thresh``; same meaning as in :class:`CropOptions`), not both.
+    Crops whose face is smaller than ``size`` are aligned at the face's native resolution
+    and enlarged with bicubic interpolation (the recipe the students were trained with),
+    not warped up directly.
+
+    Raises :class:`NoFaceError` (with the ``--no-detect`` hint) when no face is found
+    (unless ``on_no_face="resize"``), :class:`LrfaceError` when ``face_index`` is out of
+    range or an option is invalid, :class:`lrface.errors.ImageError` for an unreadable
+    image.
     """
+    given = CropOptions(
+        detect=detect, size=size, face_index=face_index, detector=detector, det_thresh=det_thresh
+    )
+    if options is None:
+        options = given
+    elif given != _DEFAULTS:
+        raise LrfaceError(
+            "prepare_face: pass either options=CropOptions(...) or keywords, not both"
+        )
     label = name or describe(source)
     image = read_image(source, name=label)
-    if not detect:
-        h, w = image.shape[:2]
-        return PreparedFace(resize_crop(image, size), None, 1, 0, float(min(h, w)), label)
-    faces = load_detector(detector, det_thresh).detect(image)
+    return _crop_image(image, options, label)
+
+
+def _crop_image(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
+    h, w = image.shape[:2]
+    if not o.detect:
+        return PreparedFace(resize_crop(image, o.size), None, 1, 0, float(min(h, w)), label)
+    faces = load_detector(o.detector, o.det_thresh).detect(image)
     if not faces:
+        if o.on_no_face == "resize":
+            return PreparedFace(
+                resize_crop(image, o.size), None, 0, 0, float(min(h, w)), label, fallback=True
+            )
         raise NoFaceError(
             f"{label}: no face found; if the image is already a cropped face, use --no-detect "
             "(API: detect=False)"
         )
-    idx = 0 if face_index is None else face_index
+    idx = 0 if o.face_index is None else int(o.face_index)
     if not 0 <= idx < len(faces):
         raise LrfaceError(f"{label}: --face-index {idx} out of range, {len(faces)} face(s) found")
     face = faces[idx]
     native = native_face_size(face.landmarks)
-    if native < size:
+    if native < o.size:
         from .align import align_native
         from .models.embedder import resize_to
 
-        crop = resize_to(align_native(image, face.landmarks, max_size=size), size)
+        crop = resize_to(align_native(image, face.landmarks, max_size=o.size), o.size)
     else:
-        crop = align_face(image, face.landmarks, size)
+        crop = align_face(image, face.landmarks, o.size)
     return PreparedFace(crop, face, len(faces), idx, native, label)
 
 
 def detect_faces(
     source: ImageInput, detector: str = DEFAULT_DETECTOR, det_thresh: float | None = None
 ) -> tuple[np.ndarray, list[Face]]:
-    """Read ``source`` and detect every face: returns (BGR image, faces largest first)."""
+    """Read ``source`` and detect every face: returns (BGR image, faces largest first).
+
+    ``detector`` and ``det_thresh`` are validated as in :class:`CropOptions`.
+    """
+    CropOptions(detector=detector, det_thresh=det_thresh)
     image = read_image(source)
     return image, load_detector(detector, det_thresh).detect(image)
+
+
+# ---------------------------------------------------------------------- batches
+
+
+class CropResult(NamedTuple):
+    """One image's outcome in a batch.
+
+    ``crop``: uint8 BGR (S, S, 3), or None when the image failed.  ``error``: "" on
+    success, else a one-line reason (without the path, which the caller prints once).
+    ``fallback``: no face was found and the whole image was resized
+    (``on_no_face="resize"``).
+    """
+
+    crop: np.ndarray | None
+    error: str
+    fallback: bool = False
+
+
+def prepare_crop(path: str | os.PathLike[str], options: CropOptions) -> CropResult:
+    """:class:`CropResult` for one image file; never raises.
+
+    Expected problems (:class:`LrfaceError`) give their message; anything else (a bug or a
+    pathological file) is logged with its traceback and reported as ``internal error:
+    ...``.  A leading ``"<path>: "`` is removed from the message.
+    """
+    label = str(path)
+    try:
+        face = prepare_face(path, options, name=label)
+        return CropResult(face.crop, "", face.fallback)
+    except LrfaceError as exc:
+        return CropResult(None, _strip_label(_one_line(str(exc)), label))
+    except Exception as exc:
+        log.debug("unexpected error on %s", label, exc_info=True)
+        msg = _one_line(f"internal error: {type(exc).__name__}: {exc}")
+        return CropResult(None, _strip_label(msg, label))
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(msg.split())
+
+
+def _strip_label(msg: str, label: str) -> str:
+    prefix = f"{label}: "
+    return msg[len(prefix) :] if msg.startswith(prefix) else msg
+
+
+def _prepare_chunk(paths: list[str], options: CropOptions) -> list[CropResult]:
+    return [prepare_crop(p, options) for p in paths]
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Worker start-up: die with the parent; one thread for onnxruntime and OpenCV."""
+    _die_with_parent(parent_pid)
+    os.environ.setdefault("LRFACE_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this process exit as soon as ``parent_pid`` is gone.
+
+    Linux: ``PR_SET_PDEATHSIG`` = SIGKILL (delivered when the thread that started this
+    process exits; the pool's processes are started by the thread that submits work).
+    Everywhere: a daemon thread polling ``os.getppid()`` once a second.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - exotic libc
+            pass
+    if os.getppid() != parent_pid:  # the parent died before we got here
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), name="lrface-parent-watch", daemon=True
+    ).start()
+
+
+def _watch_parent(parent_pid: int) -> None:  # pragma: no cover - runs in workers
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+class _Inline:
+    """A deferred in-process job (``workers=0``): the paths, prepared on :meth:`result`."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+
+
+class CropPreparer:
+    """Prepares crops for lists of paths, in a process pool or in this process.
+
+    ``workers`` processes are started only if ``workers > 0`` and ``n_paths`` (the number
+    of images the caller will submit; None = unknown, treated as many) is at least
+    :data:`POOL_MIN_PATHS`; :attr:`workers` tells what was decided (0 = in process).
+    The detector is loaded here first, so a missing or corrupt detector file is one error
+    up front rather than one per image.  Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, options: CropOptions, workers: int = 0, n_paths: int | None = None) -> None:
+        if not isinstance(options, CropOptions):
+            raise LrfaceError(f"options must be a CropOptions, got {type(options).__name__}")
+        if not _is_int(workers) or workers < 0:
+            raise LrfaceError(f"workers must be an integer >= 0, got {workers!r}")
+        self.options = options
+        many = n_paths is None or n_paths >= POOL_MIN_PATHS
+        self.workers = int(workers) if many else 0
+        if options.detect:
+            load_detector(options.detector, options.det_thresh)
+        self.pool: ProcessPoolExecutor | None = None
+        if self.workers > 0:
+            self.pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
+            )
+
+    def submit(self, paths: Sequence[str]) -> list[Future] | _Inline:
+        """Start preparing ``paths``; pass the handle to :meth:`result`."""
+        paths = [str(p) for p in paths]
+        if self.pool is None:
+            return _Inline(paths)
+        chunk = max(1, min(64, math.ceil(len(paths) / (4 * self.workers))))
+        return [
+            self.pool.submit(_prepare_chunk, paths[j : j + chunk], self.options)
+            for j in range(0, len(paths), chunk)
+        ]
+
+    def result(self, handle: list[Future] | _Inline) -> list[CropResult]:
+        """The :class:`CropResult` of each submitted path, in order."""
+        if isinstance(handle, _Inline):
+            return _prepare_chunk(handle.paths, self.options)
+        return [r for fut in handle for r in fut.result()]
+
+    def map(self, groups: Iterable[Sequence[str]], prefetch: int = PREFETCH) -> Iterator[list]:
+        """Yield the results of each group of paths, in order, ``prefetch`` groups ahead."""
+        pending: collections.deque = collections.deque()
+        it = iter(groups)
+        for group in it:
+            pending.append(self.submit(group))
+            if len(pending) > prefetch:
+                yield self.result(pending.popleft())
+        while pending:
+            yield self.result(pending.popleft())
+
+    def close(self) -> None:
+        """Stop the workers (queued work is cancelled)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def __enter__(self) -> CropPreparer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def prepare_many(
+    paths: Sequence[str | os.PathLike[str]],
+    options: CropOptions,
+    workers: int = 0,
+    chunk_size: int = 256,
+) -> Iterator[list[CropResult]]:
+    """Prepare ``paths`` in chunks of ``chunk_size``: yields each chunk's results in order.
+
+    Uses :class:`CropPreparer` (worker processes only for :data:`POOL_MIN_PATHS` or more
+    images); the pool is closed when the generator is exhausted or closed.
+    """
+    paths = [str(p) for p in paths]
+    if not _is_int(chunk_size) or chunk_size < 1:
+        raise LrfaceError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    with CropPreparer(options, workers, len(paths)) as prep:
+        yield from prep.map(paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size))
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, enabled: bool) -> Any:
+    """A tqdm bar on stderr when ``enabled`` and tqdm is installed, else a no-op."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, unit="img", dynamic_ncols=True, leave=False)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from ..align import align_face, template
 from ..cache import cache_dir, digest
 from ..detect import DEFAULT_DETECTOR, Face
+from ..errors import ImageError
 from ..fileio import save_npz_atomic
 from ..io import read_image
 
@@ -69,10 +70,16 @@ def central_face_landmarks(image: np.ndarray, detector) -> tuple[np.ndarray, boo
     return lm.astype(np.float32), True
 
 
-def _work(path: str) -> tuple[np.ndarray, bool, np.ndarray]:
-    img = read_image(path)
+def _work(path: str) -> tuple[np.ndarray, bool, np.ndarray, bool]:
+    """``(landmarks, fallback, crop, unreadable)`` of one image; an unreadable file gives
+    zeros, flagged (reported and skipped by the callers that train on it)."""
+    try:
+        img = read_image(path)
+    except ImageError as exc:
+        log.debug("%s", exc)
+        return np.zeros((5, 2), np.float32), True, np.zeros((112, 112, 3), np.uint8), True
     lm, fb = central_face_landmarks(img, _DET)
-    return lm, fb, align_face(img, lm, 112)
+    return lm, fb, align_face(img, lm, 112), False
 
 
 def cache_file(root: Path, rel_paths: list[str], detector_name: str) -> Path:
@@ -91,9 +98,16 @@ def aligned_crops(
     """Landmarks and aligned 112x112 BGR crops for ``rel_paths`` under ``root`` (cached).
 
     Returns ``{"paths": (N,) str, "landmarks": (N,5,2) float32, "fallback": (N,) bool,
-    "crops": (N,112,112,3) uint8 BGR}`` in the order of ``rel_paths``.
+    "unreadable": (N,) bool, "crops": (N,112,112,3) uint8 BGR}`` in the order of
+    ``rel_paths`` (row i is always ``rel_paths[i]``: nothing is dropped or shifted).
+    ``fallback``: no face detected (the crop is the centred fallback); ``unreadable``: the
+    file could not be read (all-zero crop, also flagged ``fallback``).  Cache files
+    written before ``unreadable`` existed lack that key (they hold no unreadable image).
     """
+    from ..detect import resolve_detector
+
     rel_paths = list(rel_paths)
+    detector_name = resolve_detector(detector_name)
     fn = cache_file(root, rel_paths, detector_name)
     if fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
@@ -102,18 +116,29 @@ def aligned_crops(
     n = len(paths)
     lms = np.zeros((n, 5, 2), np.float32)
     fbs = np.zeros(n, bool)
+    bad = np.zeros(n, bool)
     crops = np.zeros((n, 112, 112, 3), np.uint8)
     chunk = max(1, min(64, n // (workers * 4) or 1))
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(detector_name,)) as ex:
         it = ex.map(_work, paths, chunksize=chunk)
-        for i, (lm, fb, crop) in enumerate(
+        for i, (lm, fb, crop, unreadable) in enumerate(
             tqdm(it, total=n, desc=f"detect+align ({detector_name})", disable=not progress)
         ):
-            lms[i], fbs[i], crops[i] = lm, fb, crop
-    if fbs.any():
+            lms[i], fbs[i], crops[i], bad[i] = lm, fb, crop, unreadable
+    if bad.any():
+        log.warning("%d of %d images could not be read", bad.sum(), n)
+    if (fbs & ~bad).any():
         log.warning(
-            "%d of %d images had no detectable face; used the centred fallback", fbs.sum(), n
+            "%d of %d images had no detectable face; used the centred fallback",
+            (fbs & ~bad).sum(),
+            n,
         )
-    out = {"paths": np.array(rel_paths), "landmarks": lms, "fallback": fbs, "crops": crops}
+    out = {
+        "paths": np.array(rel_paths),
+        "landmarks": lms,
+        "fallback": fbs,
+        "unreadable": bad,
+        "crops": crops,
+    }
     save_npz_atomic(fn, **out)
     return out

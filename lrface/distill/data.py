@@ -1,7 +1,12 @@
 """Training data for distillation: aligned HR crops, cached teacher targets, LR views.
 
-The teacher sees the aligned 112x112 HR crop; its embeddings of every crop and of the
-crop's mirror image are computed once and cached on disk.  The student sees a degraded
+Faces come from one or several ``--data`` sources (:mod:`lrface.datasets.sources`: an
+LFW copy's train split, labelled or unlabelled folders, insightface RecordIO packs), each
+with a sampling weight.  Images without a detectable face are skipped and reported;
+unlabelled and RecordIO faces too close to an LFW test-split image are dropped
+(:mod:`lrface.datasets.guard`).  The teacher sees the aligned 112x112 HR crop; its
+embeddings of every crop and of the crop's mirror image are computed once and cached on
+disk, one file per source.  The student sees a degraded
 copy made on the fly (:class:`lrface.degrade.RandomDegradation`, small alignment jitter,
 a horizontal flip whose teacher target is the mirrored crop's embedding).  Randomness is
 a pure function of ``(seed, epoch, index)``, so a resumed run sees exactly the same data.
@@ -11,32 +16,93 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..cache import cache_dir, digest
+from ..datasets import recordio
 from ..datasets.facecache import aligned_crops
 from ..datasets.lfw import LFW, identity_of
+from ..datasets.recordio import RecordCrops
+from ..datasets.sources import Source, list_folder, parse_sources
 from ..degrade import RandomDegradation, degrade, jitter_alignment
 from ..detect import DEFAULT_DETECTOR
 from ..errors import DatasetError
 from ..fileio import save_npz_atomic
-from ..io import list_images
-from ..models.embedder import resize_to
+from ..models.embedder import l2_normalize, resize_to
 
 log = logging.getLogger("lrface")
 
 
 @dataclasses.dataclass
 class FaceSet:
-    """Aligned crops (N, 112, 112, 3) uint8 BGR with relative paths and identity labels."""
+    """Aligned faces to distil on.
+
+    ``crops``: (N, 112, 112, 3) uint8 BGR -- an array, or for a RecordIO pack or several
+    sources a lazily indexed sequence of such crops.  ``paths``: where each face came from
+    (relative to ``root``; ``#<key>`` for a record of a pack).  ``identities``: the
+    identity name of each face, ``""`` for an unlabelled one.  ``labels``: int64 (N,)
+    class index per face (identities of different sources never merge), -1 when
+    unlabelled.  ``source``: int (N,) index of each face's ``--data`` source.
+    """
 
     root: Path
     paths: list[str]
     identities: list[str]
-    crops: np.ndarray
+    crops: Any
+    labels: np.ndarray | None = None
+    source: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = np.zeros(len(self.paths), np.int64)
+        if self.labels is None:
+            keys = [f"{s}\0{i}" if i else "" for s, i in zip(self.source, self.identities)]
+            named = sorted({k for k in keys if k})
+            index = {k: c for c, k in enumerate(named)}
+            self.labels = np.array([index.get(k, -1) for k in keys], np.int64)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class ConcatCrops:
+    """Several crop sequences seen as one: ``crops[i]`` is a (112, 112, 3) uint8 BGR crop."""
+
+    def __init__(self, parts: Sequence[Any]) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        i = int(i)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.parts[k][i - int(self.offsets[k])]
+
+
+@dataclasses.dataclass
+class SourceFaces:
+    """The usable faces of one ``--data`` source and what was left out of it (for the
+    card): images ``listed``, ``no_face`` (no face detected: skipped, never given the
+    centred fallback crop) and ``unreadable`` (paths), and after the test-identity guard
+    ``dropped`` (path, nearest LFW test image, cosine) and ``guard_checked``."""
+
+    source: Source
+    faces: FaceSet
+    listed: int
+    no_face: list[str] = dataclasses.field(default_factory=list)
+    unreadable: list[str] = dataclasses.field(default_factory=list)
+    dropped: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
+    guard_checked: bool = False
 
 
 def _lfw_or_none(root: Path) -> LFW | None:
@@ -46,54 +112,124 @@ def _lfw_or_none(root: Path) -> LFW | None:
         return None
 
 
+def load_source(
+    source: Source,
+    limit: int | None = None,
+    detector: str = DEFAULT_DETECTOR,
+    holdout_folds: tuple[int, ...] = (),
+    banned: frozenset[str] = frozenset(),
+) -> SourceFaces:
+    """Detect and align (cached) the faces of one source.
+
+    ``lfw``: the train split minus the identities of ``holdout_folds``; ``labelled``: any
+    identity in ``banned`` (LFW test identities) is refused; ``rec``: read as is (already
+    aligned).  ``limit`` keeps the first N images of the source.  Images without a
+    detectable face, and unreadable files, are skipped and listed in the result.
+    """
+    if source.kind == "rec":
+        crops = RecordCrops(recordio.find_pack(source.path), limit=limit)
+        paths = [f"#{k}" for k in crops.keys.tolist()]
+        faces = FaceSet(
+            Path(crops.records.rec_path), paths, [str(x) for x in crops.labels.tolist()], crops
+        )
+        return SourceFaces(source, faces, len(paths))
+    lfw = LFW(source.path) if source.kind == "lfw" else None
+    if lfw is not None:
+        root = lfw.image_dir
+        rels = training_images(lfw, holdout_folds)
+        identities = [identity_of(r) for r in rels]
+    else:
+        root, rels, identities = list_folder(source)
+        leaked = sorted(set(identities) & banned)
+        if leaked:
+            raise DatasetError(
+                f"{source.path}: {len(leaked)} identities of the LFW test split are in the "
+                f"training data (e.g. {leaked[:3]}); remove them -- training on test "
+                "identities is not allowed"
+            )
+    if not rels:
+        raise DatasetError(f"{source.path}: no images found (expected ROOT/<identity>/<image>.jpg)")
+    if limit:
+        rels, identities = rels[:limit], identities[:limit]
+    got = lfw_faces(lfw, rels, detector) if lfw is not None else aligned_crops(root, rels, detector)
+    if len(got["crops"]) != len(rels):  # defensive: a row must never shift to another path
+        raise DatasetError(f"{source.path}: the alignment cache does not match the image list")
+    bad = got.get("unreadable", np.zeros(len(rels), bool)).astype(bool)
+    miss = got["fallback"].astype(bool) & ~bad
+    keep = np.flatnonzero(~(bad | miss))
+    out = SourceFaces(
+        source,
+        FaceSet(root, [rels[i] for i in keep], [identities[i] for i in keep], got["crops"][keep]),
+        len(rels),
+        no_face=[rels[i] for i in np.flatnonzero(miss)],
+        unreadable=[rels[i] for i in np.flatnonzero(bad)],
+    )
+    for what, items in (("no face detected in", out.no_face), ("could not read", out.unreadable)):
+        if items:
+            log.warning(
+                "%s: %s %d of %d images, skipped (e.g. %s)",
+                source.path,
+                what,
+                len(items),
+                len(rels),
+                ", ".join(items[:3]),
+            )
+    return out
+
+
+def combine(parts: Sequence[FaceSet]) -> FaceSet:
+    """One :class:`FaceSet` over several sources' faces (in order); a single source is
+    returned as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    paths, identities, source = [], [], []
+    for k, f in enumerate(parts):
+        paths += f.paths
+        identities += f.identities
+        source.append(np.full(len(f.paths), k, np.int64))
+    return FaceSet(
+        parts[0].root,
+        paths,
+        identities,
+        ConcatCrops([f.crops for f in parts]),
+        source=np.concatenate(source),
+    )
+
+
 def load_training_faces(
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     test_pairs: str | Path | None = None,
     limit: int | None = None,
     detector: str = DEFAULT_DETECTOR,
     holdout_folds: tuple[int, ...] = (),
 ) -> FaceSet:
-    """Faces to distil on.
+    """Faces to distil on, from one or several ``--data`` sources (no teacher needed).
 
-    ``data`` is an LFW copy (then only its train split is used: identities that never
-    occur in pairs folds 6-10) or any folder ``ROOT/<identity>/<images>``.  For a plain
-    folder, ``test_pairs`` (an LFW ``pairs.txt``) -- or the LFW found under
+    ``data``: source specs (see :mod:`lrface.datasets.sources`): an LFW copy (only its
+    train split), ``ROOT/<identity>/<images>``, unlabelled photos, a RecordIO pack.  For a
+    labelled folder, ``test_pairs`` (an LFW ``pairs.txt``) -- or the LFW found under
     ``$LRFACE_HOME/data/lfw`` -- lists the test identities, and any overlap is refused.
     ``holdout_folds`` (official LFW folds among 1-5) removes every identity of those folds'
-    pairs, so that they can validate on unseen identities.  ``limit`` keeps the first N
-    images (smoke tests).
+    pairs from the LFW source.  ``limit`` keeps the first N images of each source.
+
+    This does **not** apply the test-identity guard to unlabelled and RecordIO sources:
+    :func:`prepare_training_data` (what ``distill`` uses) does.
     """
-    root = Path(data).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"{root}: training data directory not found")
-    lfw = _lfw_or_none(root)
-    if holdout_folds and (lfw is None or not set(holdout_folds) <= {1, 2, 3, 4, 5}):
+    sources = parse_sources(data)
+    _check_holdout(sources, holdout_folds)
+    banned = _test_identities(test_pairs)
+    return combine([load_source(s, limit, detector, holdout_folds, banned).faces for s in sources])
+
+
+def _check_holdout(sources: list[Source], holdout_folds: tuple[int, ...]) -> None:
+    if holdout_folds and (
+        not any(s.kind == "lfw" for s in sources) or not set(holdout_folds) <= {1, 2, 3, 4, 5}
+    ):
+        where = ", ".join(str(s.path) for s in sources)
         raise DatasetError(
-            f"{root}: held-out validation folds {list(holdout_folds)} need an LFW copy and "
+            f"{where}: held-out validation folds {list(holdout_folds)} need an LFW copy and "
             "folds among 1-5 (6-10 are the test split)"
         )
-    if lfw is not None:
-        rels = training_images(lfw, holdout_folds)
-        image_root = lfw.image_dir
-        banned = lfw.test_identities
-    else:
-        image_root = root
-        rels = [str(p.relative_to(root)) for p in list_images(root)]
-        banned = _test_identities(test_pairs)
-    if not rels:
-        raise DatasetError(f"{root}: no images found (expected ROOT/<identity>/<image>.jpg)")
-    leaked = sorted({identity_of(r) for r in rels} & banned)
-    if leaked:
-        raise DatasetError(
-            f"{root}: {len(leaked)} identities of the LFW test split are in the training data "
-            f"(e.g. {leaked[:3]}); remove them -- training on test identities is not allowed"
-        )
-    if limit:
-        rels = rels[:limit]
-    faces = (
-        aligned_crops(image_root, rels, detector) if lfw is None else lfw_crops(lfw, rels, detector)
-    )
-    return FaceSet(image_root, rels, [identity_of(r) for r in rels], faces)
 
 
 def holdout_identities(lfw: LFW, folds: tuple[int, ...]) -> frozenset[str]:
@@ -107,31 +243,49 @@ def training_images(lfw: LFW, holdout_folds: tuple[int, ...] = ()) -> list[str]:
     return [r for r in lfw.train_images() if identity_of(r) not in held]
 
 
-def lfw_crops(lfw: LFW, rels: list[str], detector: str = DEFAULT_DETECTOR) -> np.ndarray:
-    """Crops for ``rels``: from the whole-LFW cache (shared with the evaluators) when it
-    exists or most of LFW is needed; a small subset is aligned on its own."""
+def lfw_faces(lfw: LFW, rels: list[str], detector: str = DEFAULT_DETECTOR) -> dict[str, np.ndarray]:
+    """:func:`aligned_crops`' result for ``rels``: from the whole-LFW cache (shared with the
+    evaluators) when it exists or most of LFW is needed; a small subset is aligned on its
+    own.  Rows follow ``rels`` (looked up by path)."""
     from ..datasets.facecache import cache_file
 
     if len(rels) < 2000 and not cache_file(lfw.image_dir, lfw.all_images, detector).is_file():
-        return aligned_crops(lfw.image_dir, rels, detector)["crops"]
+        return aligned_crops(lfw.image_dir, rels, detector)
     allc = aligned_crops(lfw.image_dir, lfw.all_images, detector)
     index = {p: i for i, p in enumerate(allc["paths"].tolist())}
-    return allc["crops"][[index[r] for r in rels]]
+    rows = [index[r] for r in rels]
+    out = {k: v[rows] for k, v in allc.items() if k != "paths"}
+    out["paths"] = np.array(rels)
+    return out
 
 
-def _test_identities(test_pairs: str | Path | None) -> frozenset[str]:
+def lfw_crops(lfw: LFW, rels: list[str], detector: str = DEFAULT_DETECTOR) -> np.ndarray:
+    """Aligned (N, 112, 112, 3) uint8 BGR crops of ``rels`` (see :func:`lfw_faces`)."""
+    return lfw_faces(lfw, rels, detector)["crops"]
+
+
+def find_lfw(sources: Sequence[Source] = (), test_pairs: str | Path | None = None) -> LFW | None:
+    """The LFW copy that defines the test split: an ``lfw`` source, else the one of
+    ``test_pairs`` (its ``pairs.txt`` or folder), else ``$LRFACE_HOME/data/lfw``."""
     import os
 
-    cands = [Path(test_pairs)] if test_pairs else []
+    cands = [s.path for s in sources if s.kind == "lfw"]
+    if test_pairs:
+        tp = Path(test_pairs)
+        cands.append(tp.parent if tp.name == "pairs.txt" else tp)
     home = os.environ.get("LRFACE_HOME")
     if home:
         cands.append(Path(home) / "data" / "lfw")
     for c in cands:
-        try:
-            return LFW(c.parent if c.name == "pairs.txt" else c).test_identities
-        except DatasetError:
-            continue
-    return frozenset()
+        lfw = _lfw_or_none(c)
+        if lfw is not None:
+            return lfw
+    return None
+
+
+def _test_identities(test_pairs: str | Path | None) -> frozenset[str]:
+    lfw = find_lfw((), test_pairs)
+    return lfw.test_identities if lfw is not None else frozenset()
 
 
 def targets_cache_file(
@@ -142,11 +296,15 @@ def targets_cache_file(
     return cache_dir() / f"targets-{teacher_name}-{key}.npz"
 
 
-def teacher_targets(faces: FaceSet, teacher) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher embeddings of every HR crop and of its mirror image, cached on disk.
+def teacher_targets(
+    faces: FaceSet, teacher, chunk: int = 2048, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher embeddings of every HR crop and of its mirror image, cached on disk per
+    (teacher, root, paths): one cache file per source.
 
     Returns two float32 (N, D) L2-normalised arrays (plain, mirrored).  The teacher is
     run without flip fusion, so each target matches exactly the view the student sees.
+    Crops are embedded ``chunk`` at a time (a RecordIO pack is decoded as it goes).
     """
     fn = targets_cache_file(teacher.name, teacher.sha256, faces.root, faces.paths)
     if fn.is_file():
@@ -154,19 +312,268 @@ def teacher_targets(faces: FaceSet, teacher) -> tuple[np.ndarray, np.ndarray]:
             return z["plain"], z["mirror"]
     flip = teacher.flip
     teacher.flip = False
+    plain, mirror = [], []
+    n = len(faces.paths)
     try:
-        plain = teacher.embed_crops(list(faces.crops))
-        mirror = teacher.embed_crops([c[:, ::-1] for c in faces.crops])
+        for i in tqdm(
+            range(0, n, chunk),
+            desc=f"teacher targets ({n} faces)",
+            disable=not progress or n <= chunk,
+        ):
+            crops = np.stack([faces.crops[j] for j in range(i, min(n, i + chunk))])
+            plain.append(teacher.embed_crops(crops))
+            mirror.append(teacher.embed_crops(np.ascontiguousarray(crops[:, :, ::-1])))
     finally:
         teacher.flip = flip
-    save_npz_atomic(fn, plain=plain, mirror=mirror)
-    return plain, mirror
+    d = teacher.embedding_size
+    plain_a = np.concatenate(plain) if plain else np.zeros((0, d), np.float32)
+    mirror_a = np.concatenate(mirror) if mirror else np.zeros((0, d), np.float32)
+    save_npz_atomic(fn, plain=plain_a, mirror=mirror_a)
+    return plain_a, mirror_a
+
+
+def _subset(faces: FaceSet, keep: np.ndarray) -> FaceSet:
+    crops = faces.crops[keep] if isinstance(faces.crops, np.ndarray) else _Take(faces.crops, keep)
+    return FaceSet(
+        faces.root,
+        [faces.paths[i] for i in keep],
+        [faces.identities[i] for i in keep],
+        crops,
+    )
+
+
+class _Take:
+    """``seq[rows[i]]`` as a sequence (a lazily decoded subset)."""
+
+    def __init__(self, seq: Any, rows: np.ndarray) -> None:
+        self.seq, self.rows = seq, np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.seq[int(self.rows[int(i)])]
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """Everything ``distill`` trains on: the faces of every source after skipping and
+    guarding, their cached teacher targets, and what happened to each source."""
+
+    faces: FaceSet
+    plain: np.ndarray
+    mirror: np.ndarray
+    parts: list[SourceFaces]
+    guard: dict[str, Any]
+    lfw: LFW | None
+
+    @property
+    def weights(self) -> list[float]:
+        return [p.source.weight for p in self.parts]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(p.faces) for p in self.parts]
+
+    def epoch_size(self) -> int:
+        """Draws per epoch: ``sum(round(weight * n))`` over the sources."""
+        return sum(_draws(w, n) for w, n in zip(self.weights, self.sizes))
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """The sample keys of one epoch, shuffled; see :func:`epoch_order`."""
+        return epoch_order(self.sizes, self.weights, seed, epoch)
+
+    def lfw_part(self) -> SourceFaces | None:
+        return next((p for p in self.parts if p.source.kind == "lfw"), None)
+
+    def card(self, relpath) -> dict[str, Any]:
+        """The ``data`` entry of the run's card (``relpath``: how a path is written)."""
+        total = self.epoch_size() or 1
+        srcs = []
+        for p, n in zip(self.parts, self.sizes):
+            labelled = p.source.labelled
+            entry: dict[str, Any] = {
+                "kind": p.source.kind,
+                "path": relpath(p.source.path),
+                "weight": p.source.weight,
+                "images_listed": p.listed,
+                "images": n,
+                "identities": len({i for i in p.faces.identities if i}) if labelled else None,
+                "share_of_draws": round(_draws(p.source.weight, n) / total, 4),
+                "no_face_skipped": len(p.no_face),
+                "unreadable_skipped": len(p.unreadable),
+            }
+            if p.no_face:
+                entry["no_face_examples"] = p.no_face[:5]
+            if p.unreadable:
+                entry["unreadable_examples"] = p.unreadable[:5]
+            if p.source.needs_guard:
+                entry["test_guard_dropped"] = len(p.dropped) if p.guard_checked else None
+                if p.dropped:
+                    entry["test_guard_examples"] = [
+                        {"path": a, "nearest_lfw_test_image": b, "cosine": c}
+                        for a, b, c in p.dropped[:5]
+                    ]
+            srcs.append(entry)
+        return {"sources": srcs, "test_guard": self.guard}
+
+    def report(self) -> dict[str, Any]:
+        """Every skipped and dropped path, per source (written to ``data_report.json``)."""
+        return {
+            "sources": [
+                {
+                    "spec": p.source.spec,
+                    "kind": p.source.kind,
+                    "no_face": p.no_face,
+                    "unreadable": p.unreadable,
+                    "test_guard_dropped": [
+                        {"path": a, "nearest_lfw_test_image": b, "cosine": c}
+                        for a, b, c in p.dropped
+                    ],
+                }
+                for p in self.parts
+            ],
+            "test_guard": self.guard,
+        }
+
+
+def _draws(weight: float, n: int) -> int:
+    return int(round(weight * n))
+
+
+def epoch_order(
+    sizes: Sequence[int], weights: Sequence[float], seed: int, epoch: int
+) -> np.ndarray:
+    """Shuffled sample keys of one epoch over sources of ``sizes`` faces.
+
+    Source ``s`` (faces ``offset_s .. offset_s + n_s - 1`` of the combined set) gives
+    ``round(w_s * n_s)`` draws: every face ``floor(w_s)`` times plus a random subset for
+    the fraction, redrawn each epoch.  The r-th repeat of face ``i`` has key
+    ``i + r * N`` (N = all faces), so :class:`DistillDataset` augments it differently.
+    With every weight 1 this is ``default_rng([seed, epoch]).permutation(N)``, as before
+    sources had weights.  A pure function of its arguments (exact resume).
+    """
+    n_all = int(sum(sizes))
+    rng = np.random.default_rng([seed, epoch])
+    if all(w == 1 for w in weights):
+        return rng.permutation(n_all)
+    keys = []
+    offset = 0
+    for n, w in zip(sizes, weights):
+        whole = int(np.floor(w))
+        for r in range(whole):
+            keys.append(offset + np.arange(n) + r * n_all)
+        extra = _draws(w, n) - whole * n
+        if extra > 0:
+            keys.append(offset + np.sort(rng.choice(n, extra, replace=False)) + whole * n_all)
+        offset += n
+    return rng.permutation(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+
+
+def prepare_training_data(
+    data: str | Path | Sequence[str | Path],
+    teacher,
+    test_pairs: str | Path | None = None,
+    limit: int | None = None,
+    detector: str = DEFAULT_DETECTOR,
+    holdout_folds: tuple[int, ...] = (),
+    test_guard: bool = True,
+    guard_threshold: float | None = None,
+    progress: bool = False,
+) -> TrainingData:
+    """Load every source (:func:`load_source`), compute its cached teacher targets, and
+    drop from unlabelled and RecordIO sources every face whose flip-fused teacher
+    embedding has cosine >= ``guard_threshold`` (default
+    :data:`lrface.datasets.guard.GUARD_THRESHOLD`) with any image of an LFW test-split
+    identity.  ``test_guard=False`` skips that filter (recorded in the card)."""
+    from ..datasets import guard
+
+    sources = parse_sources(data)
+    _check_holdout(sources, holdout_folds)
+    lfw = find_lfw(sources, test_pairs)
+    banned = lfw.test_identities if lfw is not None else frozenset()
+    thr = guard.GUARD_THRESHOLD if guard_threshold is None else float(guard_threshold)
+    if not -1.0 <= thr <= 1.0:
+        raise DatasetError(f"--guard-threshold {thr}: a cosine in [-1, 1]")
+    needs = [s for s in sources if s.needs_guard]
+    if needs and test_guard and lfw is None:
+        raise DatasetError(
+            f"--data {needs[0].spec}: unlabelled faces must be checked against the LFW test "
+            "split, but no LFW copy was found; pass --test-pairs PATH/lfw/pairs.txt (with its "
+            "images) or set LRFACE_HOME, or --no-test-guard (recorded in the card)"
+        )
+    parts, plains, mirrors = [], [], []
+    ref = None
+    n_checked = n_dropped = 0
+    for s in sources:
+        part = load_source(s, limit, detector, holdout_folds, banned)
+        if not len(part.faces):
+            raise DatasetError(f"--data {s.spec}: no usable face (every image was skipped)")
+        plain, mirror = teacher_targets(part.faces, teacher, progress=progress)
+        if s.needs_guard and test_guard:
+            if ref is None:
+                ref = guard.reference_embeddings(lfw, teacher, detector)
+            fused = l2_normalize(plain + mirror)
+            best, nearest = guard.nearest(fused, ref.embeddings)
+            drop = best >= thr
+            part.dropped = [
+                (part.faces.paths[i], ref.paths[nearest[i]], round(float(best[i]), 4))
+                for i in np.flatnonzero(drop)
+            ]
+            part.guard_checked = True
+            n_checked += len(drop)
+            n_dropped += int(drop.sum())
+            log.warning(
+                "test guard: %s: dropped %d of %d faces (cosine >= %.3f with an LFW test-split "
+                "image)%s",
+                s.path,
+                int(drop.sum()),
+                len(drop),
+                thr,
+                " e.g. " + ", ".join(p for p, _, _ in part.dropped[:3]) if part.dropped else "",
+            )
+            keep = np.flatnonzero(~drop)
+            if not len(keep):
+                raise DatasetError(
+                    f"--data {s.spec}: every face is too close to an LFW test-split face"
+                )
+            part.faces = _subset(part.faces, keep)
+            plain, mirror = plain[keep], mirror[keep]
+        elif s.needs_guard:
+            log.warning("test guard OFF for %s (--no-test-guard): not checked", s.path)
+        parts.append(part)
+        plains.append(plain)
+        mirrors.append(mirror)
+    faces = combine([p.faces for p in parts])
+    guard_info: dict[str, Any] = {
+        "enabled": bool(test_guard),
+        "applies_to": "unlabelled and RecordIO sources (no LFW names to check)",
+    }
+    if needs:
+        guard_info.update(
+            threshold=thr,
+            threshold_default=guard.GUARD_THRESHOLD,
+            threshold_note=guard.THRESHOLD_NOTE,
+            checked=n_checked,
+            dropped=n_dropped,
+            reference=(
+                f"flip-fused teacher embeddings of the {len(ref.paths)} images of the "
+                f"{len(lfw.test_identities)} LFW test-split identities"
+                if ref is not None
+                else None
+            ),
+        )
+    return TrainingData(
+        faces, np.concatenate(plains), np.concatenate(mirrors), parts, guard_info, lfw
+    )
 
 
 class DistillDataset(torch.utils.data.Dataset):
     """``(x, target, size, hr, idx)`` samples: degraded student input, teacher target, LR
     size, the HR view (uint8 (112, 112, 3) BGR for online targets, else empty) and the
-    face's index in the :class:`FaceSet` (for its identity label; -1 for a blend).
+    face's index in the :class:`FaceSet` (for its identity label ``faces.labels[idx]``,
+    itself -1 for an unlabelled face; ``idx`` is -1 for a blend).  Keys ``idx + r * N``
+    (N faces) give the r-th differently augmented draw of face ``idx`` in an epoch.
 
     ``p_mix`` (online targets only): probability that the HR view is a blend
     ``w * a + (1 - w) * b`` of two augmented training faces, ``w`` uniform in [0, 1]
@@ -211,8 +618,11 @@ class DistillDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.faces.crops)
 
-    def __getitem__(self, idx: int):
-        rng = np.random.default_rng([self.seed, self.epoch, idx])
+    def __getitem__(self, key: int):
+        # key = idx + r * N: the r-th draw of face idx in an epoch (sources of weight > 1)
+        n = len(self.faces.crops)
+        idx, rep = int(key) % n, int(key) // n
+        rng = np.random.default_rng([self.seed, self.epoch, idx] + ([rep] if rep else []))
         crop = self.faces.crops[idx]
         flipped = rng.random() < self.p_flip
         if flipped:

@@ -29,7 +29,6 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..datasets.lfw import identity_of
 from ..degrade import Degradation, RandomDegradation, degrade
 from ..errors import LrfaceError
 from ..fileio import atomic_write, write_json_atomic
@@ -46,7 +45,7 @@ from ..models.students import (
 )
 from ..models.torch_embedder import read_state
 from . import LOSS_TERMS
-from .data import DistillDataset, load_training_faces, teacher_targets
+from .data import DistillDataset, TrainingData, prepare_training_data
 from .losses import (
     CRCDLoss,
     RKDLoss,
@@ -66,7 +65,7 @@ TARGETS = ("view", "fused", "online", "online-fused")
 class DistillConfig:
     """Every knob of a distillation run (all stored in the card)."""
 
-    data: str
+    data: str | tuple[str, ...]  # --data source(s): [KIND:]PATH[:weight=W] (datasets.sources)
     out: str
     teacher: str = "mobilefacenet-arcface"
     student: str = "lrface-mbf"  # lrface-mbf | lrface-tiny (-16/-24/-32)
@@ -118,6 +117,8 @@ class DistillConfig:
     # augmentation: larger alignment jitter, brightness/contrast), "consistent teaching";
     # "online-fused": the same, with the teacher's flip-fused embedding of each view
     mixup: float = 0.0  # online targets: probability of a view blending two faces
+    test_guard: bool = True  # drop unlabelled/RecordIO faces close to LFW test-split images
+    guard_threshold: float | None = None  # cosine; None: datasets.guard.GUARD_THRESHOLD
 
     @property
     def arch(self) -> str:
@@ -350,10 +351,20 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
 
     teacher = load_embedder(cfg.teacher, flip=False)
     tspec = teacher.spec
-    faces = load_training_faces(
-        cfg.data, cfg.test_pairs, cfg.limit, holdout_folds=cfg.holdout_folds
+    td = prepare_training_data(
+        cfg.data,
+        teacher,
+        cfg.test_pairs,
+        cfg.limit,
+        holdout_folds=cfg.holdout_folds,
+        test_guard=cfg.test_guard,
+        guard_threshold=cfg.guard_threshold,
+        progress=progress and rank == 0,
     )
-    plain, mirror = teacher_targets(faces, teacher)
+    faces, plain, mirror = td.faces, td.plain, td.mirror
+    if rank == 0:
+        write_json_atomic(out / "data_report.json", td.report())  # every skipped/dropped path
+        log.info("data: %s", ", ".join(p.source.describe() for p in td.parts))
     fused = l2_normalize(plain + mirror)
     mean, std = np.asarray(tspec.mean, np.float32), np.asarray(tspec.std, np.float32)
 
@@ -405,12 +416,18 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     rkd = RKDLoss() if "rkd" in cfg.losses else None
     labels = prototypes = None
     if "arc" in cfg.losses:
-        ids, inverse = np.unique([identity_of(p) for p in faces.paths], return_inverse=True)
-        labels = torch.from_numpy(inverse.astype(np.int64))
-        prototypes = identity_prototypes(torch.from_numpy(fused), labels).to(device)
+        labels = torch.from_numpy(faces.labels)  # -1: unlabelled (no arc term)
+        named = labels >= 0
+        if not named.any():
+            raise LrfaceError(
+                "--loss arc needs identity-labelled faces (an LFW copy, ROOT/<identity>/ "
+                "folders or a .rec pack); every --data source is unlabelled"
+            )
+        prototypes = identity_prototypes(torch.from_numpy(fused)[named], labels[named])
+        prototypes = prototypes.to(device)
         labels = labels.to(device)
         if rank == 0:
-            log.info("arc: %d training identities as classes", len(ids))
+            log.info("arc: %d training identities as classes", len(prototypes))
     student = student.to(memory_format=torch.channels_last)  # ~30 % faster convs on CPU
     bundle = _Bundle(student, crcd).to(device)
     opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -431,10 +448,11 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         OnlineTeacher(teacher, device, fuse_flips=cfg.targets == "online-fused") if online else None
     )
     per_rank_batch = max(2, cfg.batch_size // world)
-    steps_per_epoch = len(ds) // (per_rank_batch * world)
+    steps_per_epoch = td.epoch_size() // (per_rank_batch * world)
     if steps_per_epoch == 0:
         raise LrfaceError(
-            f"{cfg.data}: {len(ds)} faces are fewer than one batch of {cfg.batch_size}"
+            f"{_data_list(cfg.data)}: {td.epoch_size()} draws per epoch ({len(ds)} faces) "
+            f"are fewer than one batch of {cfg.batch_size}"
         )
     total_steps = steps_per_epoch * cfg.epochs
 
@@ -451,13 +469,17 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     model = torch.nn.parallel.DistributedDataParallel(bundle) if distributed else bundle
 
     validator = None
-    if rank == 0 and cfg.val_every and _is_lfw(cfg.data):
-        targets = {p: fused[i] for i, p in enumerate(faces.paths)}
-        validator = Validator(cfg.data, targets, cfg.val_sizes, teacher, cfg.holdout_folds)
+    lfw_part = td.lfw_part()
+    if rank == 0 and cfg.val_every and lfw_part is not None:
+        k = td.parts.index(lfw_part)
+        targets = {p: fused[i] for i, p in enumerate(faces.paths) if faces.source[i] == k}
+        validator = Validator(
+            str(lfw_part.source.path), targets, cfg.val_sizes, teacher, cfg.holdout_folds
+        )
 
     for epoch in range(start_epoch, cfg.epochs):
         ds.set_epoch(epoch)
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(ds))
+        order = td.epoch_order(cfg.seed, epoch)  # weighted sources; repeats keyed i + r*N
         order = order[: steps_per_epoch * per_rank_batch * world]
         mine = order.reshape(steps_per_epoch, world, per_rank_batch)[:, rank].reshape(-1)
         loader = torch.utils.data.DataLoader(
@@ -493,7 +515,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
                 if cfg.arc_max_size:  # e.g. only the small views, where arc helps
                     keep &= sizes <= cfg.arc_max_size
                 keep = keep.to(device)
-                s_arc, y = s[keep], labels[idx.clamp(min=0).to(device)][keep]
+                y_all = labels[idx.clamp(min=0).to(device)]
+                keep &= y_all >= 0  # an unlabelled face has no class either
+                s_arc, y = s[keep], y_all[keep]
                 terms["arc"] = (
                     prototype_arc_loss(s_arc, y, prototypes, cfg.arc_margin, cfg.arc_scale)
                     if len(y)
@@ -591,7 +615,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             bundle.student,
             tspec,
             teacher,
-            faces,
+            td,
             history,
             validator,
             mean,
@@ -621,7 +645,7 @@ def _init_student(
             )
         if arch != "mbf" and (spec.card or {}).get("arch_kwargs", {}) != arch_kwargs:
             raise LrfaceError(f"--init {init}: architecture settings differ from this run's")
-        path = registry.locate(spec)
+        path = registry.torch_weights(spec)
     state = read_state(path)
     if arch == "mbf":
         expand = state.get("blocks.0.expand.weight")
@@ -635,15 +659,38 @@ def _init_student(
     return student, registry.sha256_of(path)
 
 
-def _is_lfw(data: str) -> bool:
-    from ..datasets.lfw import LFW
-    from ..errors import DatasetError
+def _data_list(data: str | tuple[str, ...]) -> str:
+    return data if isinstance(data, str) else " + ".join(data)
 
-    try:
-        LFW(data)
-        return True
-    except DatasetError:
-        return False
+
+def _data_card(cfg: DistillConfig, td: TrainingData) -> dict[str, Any]:
+    """The card's ``data`` entry: every source (kind, path, weight, images used, faces
+    skipped for no detection, faces dropped by the test-identity guard) and totals."""
+
+    def show(path: Path) -> str:  # never an absolute path of the training machine
+        return os.path.relpath(path) if not path.is_absolute() else path.name
+
+    what = {
+        "lfw": "LFW train split (identities disjoint from pairs folds 6-10)"
+        + (
+            f" minus the identities of folds {','.join(map(str, cfg.holdout_folds))}"
+            if cfg.holdout_folds
+            else ""
+        ),
+        "labelled": "user folder ROOT/<identity>/<images>",
+        "unlabelled": "unlabelled photos (no identities)",
+        "rec": "insightface RecordIO pack (pre-aligned 112x112)",
+    }
+    paths = [show(p.source.path) for p in td.parts]
+    labels = td.faces.labels
+    return {
+        "path": paths[0] if len(paths) == 1 else paths,
+        "split": "; ".join(what[p.source.kind] for p in td.parts),
+        "images": len(td.faces),
+        "identities": len(np.unique(labels[labels >= 0])),
+        "unlabelled_images": int((labels < 0).sum()),
+        **td.card(show),
+    }
 
 
 def _write_log(out: Path, history: list[dict[str, Any]]) -> None:
@@ -666,7 +713,7 @@ def _finish(
     student,
     tspec,
     teacher,
-    faces,
+    td: TrainingData,
     history,
     validator,
     mean,
@@ -710,21 +757,7 @@ def _finish(
         },
         **calib,
         "teacher": {"name": tspec.name, "sha256": tspec.sha256},
-        "data": {
-            "path": os.path.relpath(cfg.data)
-            if not os.path.isabs(cfg.data)
-            else Path(cfg.data).name,
-            "split": "LFW train split (identities disjoint from pairs folds 6-10)"
-            + (
-                f" minus the identities of folds {','.join(map(str, cfg.holdout_folds))}"
-                if cfg.holdout_folds
-                else ""
-            )
-            if validator is not None
-            else "user folder",
-            "images": len(faces.paths),
-            "identities": len(set(faces.identities)),
-        },
+        "data": _data_card(cfg, td),
         "training": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in dataclasses.asdict(cfg).items()

@@ -7,6 +7,10 @@ with every figure and the full protocol description (recipe, folds, counts, mode
 their sha256, lrface version, UTC time, command line, elapsed seconds); and with
 ``--plot`` writes ROC / CMC figures beside it.  In the JSON, NaN (an undefined metric,
 explained in the entry's ``notes``) is written as ``null``.
+
+Probe conditions (lfw and folder): ``--degrade clean|realistic`` and ``--probe-crop
+aligned|box`` (see :mod:`lrface.degrade`); the condition is in the caption above the table,
+in ``description.condition`` and in every result entry (``degrade``, ``probe_crop``).
 """
 
 from __future__ import annotations
@@ -137,6 +141,22 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
         "(their probes are non-mated, for DIR@FPIR)",
     )
     parser.add_argument(
+        "--degrade",
+        default="clean",
+        metavar="KIND",
+        help="lfw/folder: what follows the reduction of a probe: 'clean' (default, area "
+        "reduction only) or 'realistic' (Gaussian + motion blur, sensor noise, JPEG q30-70; "
+        "each probe's draw fixed by its index, see lrface.degrade)",
+    )
+    parser.add_argument(
+        "--probe-crop",
+        default="aligned",
+        metavar="KIND",
+        help="lfw/folder: how a probe is cut from its photo before the reduction: 'aligned' "
+        "(default, 5-point template) or 'box' (the detector's box made square, 1.1x, no "
+        "landmarks); the HR side stays aligned",
+    )
+    parser.add_argument(
         "--no-cache", action="store_true", help="neither read nor write cached embeddings"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -254,6 +274,8 @@ def _ignored(args: argparse.Namespace, names: list[str]) -> None:
         "distractors": None,
         "nonmated_fraction": 0.0,
         "hr_model": None,
+        "degrade": "clean",
+        "probe_crop": "aligned",
     }
     for n in names:
         if getattr(args, n, defaults[n]) != defaults[n]:
@@ -280,6 +302,7 @@ def _run_protocol(args: argparse.Namespace, embedders: list, hr: Any) -> dict[st
             ],
         )
         sizes = parse_sizes(args.sizes) if args.sizes else list(DEFAULT_SIZES)
+        cond = _condition(args)
         return evaluate_lfw(
             embedders,
             args.data,
@@ -289,6 +312,7 @@ def _run_protocol(args: argparse.Namespace, embedders: list, hr: Any) -> dict[st
             hr_embedder=hr,
             max_pairs_per_fold=args.max_pairs_per_fold,
             detector=args.detector,
+            **cond,
             **common,
         )
     if args.protocol == "tinyface":
@@ -305,6 +329,8 @@ def _run_protocol(args: argparse.Namespace, embedders: list, hr: Any) -> dict[st
                 "exclude_subjects",
                 "distractors",
                 "nonmated_fraction",
+                "degrade",
+                "probe_crop",
             ],
         )
         return evaluate_tinyface(
@@ -323,6 +349,8 @@ def _run_protocol(args: argparse.Namespace, embedders: list, hr: Any) -> dict[st
                 "max_distractors",
                 "distractors",
                 "nonmated_fraction",
+                "degrade",
+                "probe_crop",
             ],
         )
         excl = parse_ids(args.exclude_subjects) if args.exclude_subjects else []
@@ -339,6 +367,7 @@ def _run_protocol(args: argparse.Namespace, embedders: list, hr: Any) -> dict[st
 
     _ignored(args, ["mode", "split", "max_pairs_per_fold", "max_distractors", "exclude_subjects"])
     sizes = parse_sizes(args.sizes) if args.sizes else list(FOLDER_SIZES)
+    cond = _condition(args)
     return evaluate_folder(
         embedders,
         args.data,
@@ -348,8 +377,28 @@ def _run_protocol(args: argparse.Namespace, embedders: list, hr: Any) -> dict[st
         nonmated_fraction=args.nonmated_fraction,
         no_detect=args.no_detect,
         detector=args.detector,
+        **cond,
         **common,
     )
+
+
+def _condition(args: argparse.Namespace) -> dict[str, str]:
+    """``--degrade`` / ``--probe-crop`` as keyword arguments of the lfw/folder evaluators."""
+    return {
+        "degrade": getattr(args, "degrade", "clean"),
+        "probe_crop": getattr(args, "probe_crop", "aligned"),
+    }
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse bad option values with a one-line :class:`LrfaceError` before any model loads."""
+    from .protocols.folder import check_condition
+
+    check_condition(**_condition(args))
+    if args.protocol == "folder" and args.no_detect and _condition(args)["probe_crop"] == "box":
+        raise LrfaceError(
+            "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
+        )
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -391,6 +440,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC)
+    check_options(args)
     _check_layout(args.protocol, args.data)
     names = parse_list(args.model, "--model")
     flip = not args.no_flip

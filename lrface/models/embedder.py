@@ -68,7 +68,7 @@ class Embedder:
         ``crops``: sequence of uint8 BGR (h, w, 3) arrays or one (N, h, w, 3) array.
         Returns float32 (N, D), each row L2-normalised.
         """
-        crops = list(crops)
+        crops = check_crops(crops)
         if not crops:
             return np.zeros((0, self.embedding_size), np.float32)
         out = []
@@ -86,6 +86,33 @@ class Embedder:
             f"{type(self).__name__}({self.name!r}, input={self.input_size}, "
             f"dim={self.embedding_size})"
         )
+
+
+def check_crops(crops: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    """Validate crops for :meth:`Embedder.embed_crops`: a sequence of uint8 (h, w, 3) BGR
+    arrays (h, w >= 4) or one uint8 (N, h, w, 3) array.  Raises :class:`LrfaceError` (one
+    line naming the item) for anything else: ``None``, strings (a path is not a crop: use
+    :func:`lrface.embed`), other dtypes, shapes or non-contiguous garbage."""
+    from ..errors import LrfaceError
+
+    if isinstance(crops, str | bytes) or not hasattr(crops, "__len__"):
+        raise LrfaceError(
+            f"crops: expected a list of uint8 BGR (h, w, 3) arrays, got {type(crops).__name__}; "
+            "to embed image files use lrface.embed(paths)"
+        )
+    out = list(crops)
+    for i, c in enumerate(out):
+        if not isinstance(c, np.ndarray):
+            raise LrfaceError(
+                f"crop {i}: expected a uint8 BGR (h, w, 3) numpy array, got {type(c).__name__}; "
+                "read images with lrface.io.read_image or use lrface.embed(paths)"
+            )
+        if c.dtype != np.uint8 or c.ndim != 3 or c.shape[2] != 3 or min(c.shape[:2]) < 4:
+            raise LrfaceError(
+                f"crop {i}: expected uint8 BGR (h, w, 3) with h, w >= 4, got {c.dtype} "
+                f"{c.shape}; convert it (lrface.io.read_image accepts other layouts)"
+            )
+    return out
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-10) -> np.ndarray:

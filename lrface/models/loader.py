@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
+from ..errors import ModelFileError
 from .embedder import Embedder
-from .registry import get_spec, locate
+from .registry import ModelSpec, get_spec, locate
+
+TRAIN_EXTRA = 'pip install "lrface[train]"'
 
 
 def load_embedder(
@@ -16,11 +19,13 @@ def load_embedder(
     providers: list[str] | None = None,
     batch_size: int = 64,
 ) -> Embedder:
-    """Load a recogniser by registry name, card path or weights path.
+    """Load a recogniser by registry name, card path or weights path (cached per arguments).
 
-    ONNX models (the teacher, insightface recognisers, exported students) run in
-    onnxruntime; torch students in torch.  The result embeds aligned uint8 BGR crops of
-    any size into L2-normalised float32 (N, D) arrays (see :class:`Embedder`).
+    ONNX models (the teacher, the shipped students, insightface recognisers, exports) run
+    in onnxruntime; torch students (``.pt`` cards written by ``lrface distill``) need the
+    ``train`` extra.  Every weights file is sha256-checked against its card or registry
+    entry first.  The result embeds uint8 BGR crops of any size into L2-normalised
+    float32 (N, D) arrays (see :class:`Embedder`).  Treat it as read-only: it is shared.
     """
     return _load(
         str(name_or_path),
@@ -37,17 +42,11 @@ def _load(
 ) -> Embedder:
     spec = get_spec(name)
     if spec.kind == "detector":
-        from ..errors import ModelFileError
-
         raise ModelFileError(f"{name}: is a face detector, not a recogniser; pass a recogniser")
     path = locate(spec, model_dir)
     if spec.runtime == "torch":
-        from .torch_embedder import TorchEmbedder, load_student_state
-
-        return TorchEmbedder(
-            spec, load_student_state(spec, path), flip=flip, batch_size=max(batch_size, 128)
-        )
-    from .teacher import OnnxEmbedder
+        return _torch_embedder(spec, path, flip, batch_size)
+    from .onnx_embedder import OnnxEmbedder
 
     return OnnxEmbedder(
         spec,
@@ -56,3 +55,18 @@ def _load(
         batch_size=batch_size,
         providers=list(providers) if providers else None,
     )
+
+
+def _torch_embedder(spec: ModelSpec, path: os.PathLike[str], flip: bool, batch: int) -> Embedder:
+    """A ``.pt`` student through torch; one line naming the extra when torch is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ModelFileError(
+            f"{path}: {spec.name} is a torch student and torch is not installed; install the "
+            f"training extra ({TRAIN_EXTRA}) or export it to ONNX on a machine with torch "
+            "(`lrface export`)"
+        ) from None
+    from .torch_embedder import TorchEmbedder, load_student_state
+
+    return TorchEmbedder(spec, load_student_state(spec, path), flip=flip, batch_size=max(batch, 128))

@@ -1,8 +1,9 @@
 """The model registry: every named model with its files, hashes, licence and preprocessing.
 
-One table (:data:`MODELS`) describes the built-in models; shipped and user-trained
-students are added from their JSON cards (``weights/*.json`` or a path given by the user).
-Files are found in this order (first hit wins):
+Shipped models (the teacher, YuNet, the students, all in ``weights/``) and models trained
+with ``lrface distill`` are described by JSON cards (``weights/*.json``, ``<run>/*.json``);
+models whose licence forbids shipping them (SCRFD, insightface recognisers) are the
+built-in table :data:`MODELS`.  Files and cards are found in this order (first hit wins):
 
 1. an explicit path, or ``model_dir`` (CLI ``--model-dir``);
 2. ``$LRFACE_MODEL_DIR``;
@@ -11,7 +12,8 @@ Files are found in this order (first hit wins):
 5. insightface's packs, ``~/.insightface/models/*/`` (e.g. ``buffalo_l``).
 
 A missing file raises :class:`~lrface.errors.ModelFileError` naming the file, every
-directory searched and where to download it; a sha256 mismatch raises the same error.
+directory searched and where to download it; a sha256 mismatch, a card without a
+sha256 or a malformed card raise the same error: nothing unverified is ever loaded.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFileError
+
+log = logging.getLogger("lrface")
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
@@ -36,13 +41,17 @@ class ModelSpec:
     """Everything needed to find, verify and feed one model.
 
     ``mean``/``std`` are in pixel units (0-255) and apply per channel in ``color`` order:
-    ``x_norm = (x - mean) / std``.
+    ``x_norm = (x - mean) / std``.  ``sha256`` is required: lrface never loads a weights
+    file it cannot verify.  Files that come inside an insightface pack name the pack
+    (``pack``), the member's name inside it (``pack_file``) and the zip's sha256.
+    Students exported to ONNX may also carry their torch weights (``torch_file``,
+    ``torch_sha256``) for fine-tuning and re-export.
     """
 
     name: str
     kind: str  # "teacher" | "recognizer" | "student" | "detector"
     file: str
-    sha256: str | None
+    sha256: str
     url: str | None
     license: str
     description: str = ""
@@ -53,12 +62,18 @@ class ModelSpec:
     embedding_size: int | None = None
     threshold: float | None = None  # cosine similarity; same person if >= threshold
     threshold_note: str = ""
+    #: students: threshold for a teacher-HR vs student-LR pair (``verify``'s mixed pairs)
+    threshold_vs_teacher: float | None = None
     pack: str | None = None  # insightface pack (zip) holding the file
+    pack_file: str | None = None  # the file's name inside the pack (default: ``file``)
+    pack_sha256: str | None = None  # sha256 of the pack zip
     runtime: str = "onnx"  # "onnx" | "torch"
     arch: str | None = None  # torch architecture for students
-    card: dict[str, Any] | None = None  # full JSON card for students
+    card: dict[str, Any] | None = None  # full JSON card (shipped and trained models)
     card_path: str | None = None
     detector_type: str | None = None  # "scrfd" | "yunet"
+    torch_file: str | None = None  # torch weights beside an ONNX student's card
+    torch_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -67,32 +82,23 @@ class ModelSpec:
 
 
 _IF_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/{}.zip"
+#: sha256 of insightface's v0.7 pack zips (as published for that release).
+_PACK_SHA256 = {
+    "buffalo_l": "80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f",
+    "buffalo_m": "d98264bd8f2dc75cbc2ddce2a14e636e02bb857b3051c234b737bf3b614edca9",
+}
 
+#: Models that are not shipped in ``weights/`` (their licences forbid it): found in
+#: ``$LRFACE_HOME``, insightface's packs, or fetched.  Shipped models (the teacher, YuNet,
+#: the students) are described by their JSON cards in ``weights/``.
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec(
-            name="mobilefacenet-arcface",
-            kind="teacher",
-            file="mobilefacenet_arcface.onnx",
-            sha256="e72a5710cce378dc46472b6b845cb90647634f2738d8c3e581735cf195b9866f",
-            url="https://github.com/foamliu/MobileFaceNet/releases/tag/v1.0",
-            license="Apache-2.0 (foamliu/MobileFaceNet)",
-            description="HR teacher: MobileFaceNet, ArcFace loss, MS1M-refined; ONNX export",
-            input_size=112,
-            color="RGB",
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            embedding_size=128,
-            threshold=0.2878,
-            threshold_note="max accuracy over all 6000 LFW pairs (HR, SCRFD-2.5g alignment, "
-            "flip fusion); 10-fold accuracy 99.43 %",
-        ),
-        ModelSpec(
             name="arcface-r50",
             kind="recognizer",
             file="w600k_r50.onnx",
-            sha256=None,
+            sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
             url=_IF_URL.format("buffalo_l"),
             license="non-commercial research only (insightface model zoo)",
             description="insightface buffalo_l recogniser, ArcFace ResNet-50 on WebFace600K",
@@ -104,6 +110,7 @@ MODELS: dict[str, ModelSpec] = {
             threshold=0.25,
             threshold_note="not calibrated here (file not available); insightface's usual value",
             pack="buffalo_l",
+            pack_sha256=_PACK_SHA256["buffalo_l"],
         ),
         ModelSpec(
             name="scrfd-2.5g",
@@ -115,37 +122,31 @@ MODELS: dict[str, ModelSpec] = {
             description="SCRFD-2.5GF with 5 keypoints (= det_2.5g.onnx of buffalo_m); default",
             detector_type="scrfd",
             pack="buffalo_m",
+            pack_file="det_2.5g.onnx",
+            pack_sha256=_PACK_SHA256["buffalo_m"],
         ),
         ModelSpec(
             name="scrfd-500m",
             kind="detector",
             file="scrfd_500m_kps.onnx",
             sha256="517cb1980c72422e676738fc45431700fb7cbee56d0f825b623ee427b3e5ce58",
-            url="https://github.com/deepinsight/insightface/tree/master/detection/scrfd",
+            url=None,
             license="non-commercial research only (insightface model zoo)",
-            description="SCRFD-500MF with 5 keypoints, fixed 640x640 input (fast)",
+            description="SCRFD-500MF with 5 keypoints, fixed 640x640 input (fast); no direct "
+            "download: export it from insightface's detection/scrfd model zoo",
             detector_type="scrfd",
         ),
         ModelSpec(
             name="scrfd-10g",
             kind="detector",
             file="det_10g.onnx",
-            sha256=None,
+            sha256="5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
             url=_IF_URL.format("buffalo_l"),
             license="non-commercial research only (insightface model zoo)",
             description="SCRFD-10GF with 5 keypoints from insightface's buffalo_l pack",
             detector_type="scrfd",
             pack="buffalo_l",
-        ),
-        ModelSpec(
-            name="yunet",
-            kind="detector",
-            file="yunet_2026may.onnx",
-            sha256="ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0",
-            url="https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
-            license="MIT (OpenCV model zoo)",
-            description="YuNet face detector with 5 landmarks, via cv2.FaceDetectorYN",
-            detector_type="yunet",
+            pack_sha256=_PACK_SHA256["buffalo_l"],
         ),
     ]
 }
@@ -157,7 +158,7 @@ def lrface_home() -> Path:
 
 
 def search_dirs(model_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Directories searched for model files, in lookup order."""
+    """Directories searched for model files and cards, in lookup order."""
     dirs: list[Path] = []
     if model_dir:
         dirs.append(Path(model_dir).expanduser())
@@ -190,22 +191,29 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return _VERIFIED[key]
 
 
-def verify_sha256(path: Path, expected: str | None, spec_name: str, url: str | None) -> None:
-    """Raise :class:`ModelFileError` if ``path`` does not hash to ``expected``."""
+def verify_sha256(path: Path, expected: str, spec_name: str, url: str | None) -> None:
+    """Raise :class:`ModelFileError` unless ``path`` hashes to ``expected`` (required)."""
     if not expected:
-        return
+        raise ModelFileError(
+            f"{path}: no sha256 is recorded for model {spec_name}, so lrface will not load "
+            "it; add the file's sha256 to its card (or re-export it with `lrface export`)"
+        )
     actual = sha256_of(path)
     if actual != expected:
-        where = f"; get the right file with `lrface models fetch {spec_name}` or from {url}"
+        how = f"`lrface models fetch {spec_name}`" + (f" or {url}" if url else "")
         raise ModelFileError(
             f"{path}: sha256 mismatch for model {spec_name} (expected {expected[:12]}..., "
-            f"got {actual[:12]}...): the file is corrupt or a different version{where}"
+            f"got {actual[:12]}...): the file is corrupt, tampered with or a different "
+            f"version; restore it (git checkout weights/ for shipped models) or get it with {how}"
         )
 
 
 def locate(spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Find ``spec.file`` in the lookup order and verify its sha256."""
-    if spec.card_path:  # students carry their weights beside their card
+    """Find ``spec.file`` in the lookup order and verify its sha256.
+
+    Models described by a card (shipped or trained) keep their weights beside the card.
+    """
+    if spec.card_path:
         path = Path(spec.card_path).parent / spec.file
         if not path.is_file():
             raise ModelFileError(
@@ -221,7 +229,11 @@ def locate(spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None) -> 
                 verify_sha256(path, spec.sha256, spec.name, spec.url)
                 return path
     searched = ", ".join(str(d) for d in dirs)
-    how = f"`lrface models fetch {spec.name}` or download from {spec.url}" if spec.url else ""
+    how = (
+        f"`lrface models fetch {spec.name}` (downloads {spec.url})"
+        if spec.url
+        else "the source named in `lrface models list`"
+    )
     raise ModelFileError(
         f"{spec.file}: model file for {spec.name} not found (searched {searched}); "
         f"get it with {how} and put it in $LRFACE_HOME/models, or pass --model-dir"
@@ -240,67 +252,233 @@ def find(spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None) -> Pa
     return None
 
 
+def torch_weights(spec: ModelSpec) -> Path:
+    """The verified torch weights of a student (its ``.pt``), for fine-tuning and export.
+
+    A torch student's weights file itself; for an ONNX student, the ``torch_file``
+    its card names beside it.  Raises :class:`ModelFileError` when there are none.
+    """
+    if spec.runtime == "torch":
+        return locate(spec)
+    if not (spec.torch_file and spec.card_path):
+        raise ModelFileError(
+            f"{spec.name}: has no torch weights (an ONNX model); pass a student trained by "
+            "`lrface distill` (its .pt card)"
+        )
+    path = Path(spec.card_path).parent / spec.torch_file
+    if not path.is_file():
+        raise ModelFileError(
+            f"{path}: torch weights of {spec.name} are missing beside its card; restore them "
+            "(git checkout weights/)"
+        )
+    verify_sha256(path, spec.torch_sha256 or "", spec.name, spec.url)
+    return path
+
+
 def _candidates(d: Path, spec: ModelSpec) -> list[Path]:
-    """``d/file``, and ``d/<pack>/file`` for files that come in an insightface pack."""
+    """``d/file``, and for files that come in an insightface pack ``d/<pack>/file`` and
+    ``d/<pack>/<pack_file>`` (the name the file has inside the pack)."""
     out = [d / spec.file]
     if spec.pack:
         out.append(d / spec.pack / spec.file)
+        if spec.pack_file:
+            out.append(d / spec.pack / spec.pack_file)
+            out.append(d / spec.pack_file)
     return out
 
 
+# ---------------------------------------------------------------------- model cards
+
+KINDS = ("teacher", "recognizer", "student", "detector")
+RUNTIMES = ("onnx", "torch")
+STUDENT_ARCHS = ("mbf", "tiny")  # lrface.models.students.ARCHS (kept here: no torch import)
+DETECTOR_TYPES = ("scrfd", "yunet")
+_MAX_CARD_BYTES = 1 << 20
+
+
+class _Card:
+    """Typed access to one JSON card; every bad field is a one-line ModelFileError."""
+
+    def __init__(self, data: dict[str, Any], path: Path) -> None:
+        self.data, self.path = data, path
+
+    def fail(self, key: str, want: str, got: Any) -> ModelFileError:
+        shown = repr(got)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return ModelFileError(
+            f"{self.path}: model card field {key!r} must be {want}, got {shown}; restore the "
+            "card (git checkout weights/) or re-export the model with `lrface export`"
+        )
+
+    def get(self, key: str, default: Any = None, *, required: bool = False) -> Any:
+        if key not in self.data:
+            if required:
+                raise ModelFileError(
+                    f"{self.path}: model card lacks field {key!r}; restore the card or "
+                    "re-export the model with `lrface export`"
+                )
+            return default
+        return self.data[key]
+
+    def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+        v = self.get(key, default, required=required)
+        if v is not None and (not isinstance(v, str) or (required and not v.strip())):
+            raise self.fail(key, "a non-empty string", v)
+        return v
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> Any:
+        v = self.text(key, default, required=default is None)
+        if v is not None and v not in choices:
+            raise self.fail(key, "one of " + ", ".join(choices), v)
+        return v
+
+    def integer(self, key: str, lo: int, hi: int, *, required: bool = False) -> int | None:
+        v = self.get(key, None, required=required)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise self.fail(key, f"an integer in [{lo}, {hi}]", v)
+        return int(v)
+
+    def number(self, key: str, lo: float, hi: float) -> float | None:
+        v = self.get(key, None)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= float(v) <= hi:
+            raise self.fail(key, f"a number in [{lo}, {hi}]", v)
+        return float(v)
+
+    def sha(self, key: str, *, required: bool) -> str | None:
+        v = self.get(key, None)
+        if v is None and required:
+            raise ModelFileError(
+                f"{self.path}: model card has no {key!r}; lrface loads only weights it can "
+                "verify: restore the card or re-export the model with `lrface export`"
+            )
+        if v is not None and not (
+            isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+        ):
+            raise self.fail(key, "a sha256 (64 lower-case hex digits)", v)
+        return v
+
+    def triple(self, pre: dict[str, Any], key: str, default: tuple[float, ...]) -> tuple:
+        v = pre.get(key, default)
+        if (
+            not isinstance(v, list | tuple)
+            or len(v) != 3
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+            or not all(-1e4 < float(x) < 1e4 for x in v)
+            or (key == "std" and not all(float(x) > 0 for x in v))
+        ):
+            raise self.fail(f"preprocessing.{key}", "a list of 3 numbers", v)
+        return tuple(float(x) for x in v)
+
+    def filename(self, key: str, *, required: bool) -> str | None:
+        v = self.text(key, None, required=required)
+        if v is not None and (Path(v).name != v or v in (".", "..")):
+            raise self.fail(key, "a file name beside the card (no directories)", v)
+        return v
+
+
 def spec_from_card(card_path: str | os.PathLike[str]) -> ModelSpec:
-    """Build a :class:`ModelSpec` from a student's (or exported model's) JSON card."""
+    """Build a :class:`ModelSpec` from a model's JSON card (shipped, trained or exported).
+
+    Every field is type-checked; a card that is not a JSON object, lacks a field, has a
+    field of the wrong type or range, or lacks ``sha256`` raises :class:`ModelFileError`
+    (one line naming the card and the fix).
+    """
     card_path = Path(card_path)
     try:
-        card = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{card_path}: unreadable model card ({exc}); re-export it") from None
-    pre = card.get("preprocessing", {})
-    try:
-        return ModelSpec(
-            name=card["name"],
-            kind=card.get("kind", "student"),
-            file=card["weights_file"],
-            sha256=card.get("sha256"),
-            url=card.get("url"),
-            license=card.get("license", "Apache-2.0 (weights distilled by lrface)"),
-            description=card.get("description", ""),
-            input_size=int(card["input_size"]),
-            color=pre.get("color", "RGB"),
-            mean=tuple(pre.get("mean", IMAGENET_MEAN)),
-            std=tuple(pre.get("std", IMAGENET_STD)),
-            embedding_size=int(card["embedding_size"]),
-            threshold=card.get("threshold"),
-            threshold_note=card.get("threshold_note", ""),
-            runtime=card.get("runtime", "torch"),
-            arch=card.get("arch"),
-            card=card,
-            card_path=str(card_path.resolve()),
+        if card_path.stat().st_size > _MAX_CARD_BYTES:
+            raise ModelFileError(f"{card_path}: model card is over 1 MB; not a model card")
+        data = json.loads(card_path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ModelFileError(
+            f"{card_path}: unreadable model card ({reason}); restore it or re-export the model"
+        ) from None
+    if not isinstance(data, dict):
+        raise ModelFileError(
+            f"{card_path}: model card is a JSON {type(data).__name__}, not an object; "
+            "restore it or re-export the model"
         )
-    except KeyError as exc:
-        raise ModelFileError(f"{card_path}: model card lacks field {exc}; re-export it") from None
+    c = _Card(data, card_path)
+    kind = c.choice("kind", KINDS, "student")
+    runtime = c.choice("runtime", RUNTIMES, "torch" if kind == "student" else "onnx")
+    pre = c.get("preprocessing", {})
+    if not isinstance(pre, dict):
+        raise c.fail("preprocessing", "an object", pre)
+    color = pre.get("color", "RGB")
+    if color not in ("RGB", "BGR"):
+        raise c.fail("preprocessing.color", "RGB or BGR", color)
+    recogniser = kind != "detector"
+    arch = c.choice("arch", STUDENT_ARCHS, "mbf") if runtime == "torch" else c.text("arch")
+    arch_kwargs = c.get("arch_kwargs", {})
+    if not isinstance(arch_kwargs, dict):
+        raise c.fail("arch_kwargs", "an object", arch_kwargs)
+    torch_w = c.get("torch_weights")
+    if torch_w is not None and not isinstance(torch_w, dict):
+        raise c.fail("torch_weights", "an object with file and sha256", torch_w)
+    tw = _Card(torch_w or {}, card_path)
+    return ModelSpec(
+        name=c.text("name", required=True),
+        kind=kind,
+        file=c.filename("weights_file", required=True),
+        sha256=c.sha("sha256", required=True),
+        url=c.text("url"),
+        license=c.text("license", "Apache-2.0 (weights distilled by lrface)"),
+        description=c.text("description", ""),
+        input_size=c.integer("input_size", 8, 1024, required=recogniser),
+        color=color,
+        mean=c.triple(pre, "mean", IMAGENET_MEAN),
+        std=c.triple(pre, "std", IMAGENET_STD),
+        embedding_size=c.integer("embedding_size", 1, 65536, required=recogniser),
+        threshold=c.number("threshold", -1.0, 1.0),
+        threshold_note=c.text("threshold_note", ""),
+        threshold_vs_teacher=c.number("threshold_vs_teacher", -1.0, 1.0),
+        runtime=runtime,
+        arch=arch,
+        card=data,
+        card_path=str(card_path.resolve()),
+        detector_type=c.choice("detector_type", DETECTOR_TYPES) if kind == "detector" else None,
+        torch_file=tw.filename("file", required=False) if torch_w else None,
+        torch_sha256=tw.sha("sha256", required=True) if torch_w else None,
+    )
 
 
-def student_cards(extra_dirs: list[Path] | None = None) -> dict[str, ModelSpec]:
-    """Student specs found as ``*.json`` cards in ``weights/`` and the model directories."""
+def model_cards(extra_dirs: list[Path] | None = None) -> dict[str, ModelSpec]:
+    """Specs of every ``*.json`` card in the model directories, first hit wins, in lookup
+    order: ``--model-dir``/``$LRFACE_MODEL_DIR``, ``$LRFACE_HOME/models``, ``weights/``.
+
+    A card that does not parse is skipped here (listing must not fail on one bad file);
+    loading it by name or path gives its error.
+    """
     found: dict[str, ModelSpec] = {}
-    dirs = [PACKAGE_WEIGHTS, lrface_home() / "models", *(extra_dirs or [])]
+    dirs = [*(extra_dirs or []), *[d for d in search_dirs() if "*" not in d.name]]
+    seen: set[Path] = set()
     for d in dirs:
-        if not d.is_dir():
+        if d in seen or not d.is_dir():
             continue
+        seen.add(d)
         for card in sorted(d.glob("*.json")):
             try:
                 spec = spec_from_card(card)
             except ModelFileError:
+                log.debug("skipping unreadable card %s", card)
                 continue
             found.setdefault(spec.name, spec)
     return found
 
 
+def student_cards(extra_dirs: list[Path] | None = None) -> dict[str, ModelSpec]:
+    """The student specs among :func:`model_cards`."""
+    return {n: s for n, s in model_cards(extra_dirs).items() if s.kind == "student"}
+
+
 def all_models() -> dict[str, ModelSpec]:
-    """Built-in models plus every student card that can be found."""
-    out = dict(MODELS)
-    for name, spec in student_cards().items():
+    """Every known model: cards found in the model directories, then the built-ins."""
+    out = model_cards()
+    for name, spec in MODELS.items():
         out.setdefault(name, spec)
     return out
 
@@ -317,10 +495,15 @@ def get_spec(name_or_path: str | os.PathLike[str]) -> ModelSpec:
     if path.suffix in (".pt", ".onnx", ".pth") and path.exists():
         card = path.with_suffix(".json")
         if card.is_file():
-            return spec_from_card(card)
+            spec = spec_from_card(card)
+            if spec.file != path.name and spec.torch_file == path.name:
+                return dataclasses.replace(
+                    spec, runtime="torch", file=path.name, sha256=spec.torch_sha256 or ""
+                )
+            return spec
         raise ModelFileError(
             f"{path}: no model card {card.name} beside it; lrface needs the card "
-            "(preprocessing, input size) written by `lrface distill` or `lrface export`"
+            "(preprocessing, input size, sha256) written by `lrface distill` or `lrface export`"
         )
     names = ", ".join(sorted(models))
     raise ModelFileError(f"{key}: unknown model; choose one of {names} or pass a card path")

@@ -29,10 +29,23 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.
 
 
 def load_student_state(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.nn.Module:
-    """Build the student described by ``spec.card`` and load its weights (eval mode)."""
+    """Build the student described by ``spec.card`` and load its (verified) weights, in
+    eval mode.  A card whose architecture or settings do not fit the weights raises
+    :class:`~lrface.errors.ModelFileError` naming the card."""
+    from ..errors import ModelFileError
+
     card = spec.card or {}
-    model = create_student(spec.arch or "mbf", **card.get("arch_kwargs", {}))
-    return load_weights(model, path).eval()
+    where = spec.card_path or str(path)
+    try:
+        model = create_student(spec.arch or "mbf", **card.get("arch_kwargs", {}))
+        return load_weights(model, path).eval()
+    except (ValueError, TypeError, RuntimeError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(
+            f"{where}: the card's architecture ({spec.arch}, {card.get('arch_kwargs', {})}) "
+            f"does not fit the weights {path} ({first}); restore the card or re-run "
+            "`lrface distill`"
+        ) from None
 
 
 class TorchEmbedder(Embedder):

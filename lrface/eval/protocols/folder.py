@@ -5,8 +5,8 @@ Shared helpers (used by :mod:`.lfw`, :mod:`.tinyface`, :mod:`.scface`):
 * :func:`model_info` / :func:`model_key`: what identifies an embedder in results and caches;
 * :func:`embed_cached`: embed N crops chunk by chunk with a progress bar, cached on disk
   under :func:`lrface.cache.cache_dir` keyed by the model, its preprocessing and the inputs;
-* :func:`prepare_crops`: detect + align image files with
-  :func:`lrface.pipeline.prepare_face`, falling back to a plain resize (``--no-detect``
+* :func:`prepare_crops`: detect + align image files with the crop pipeline
+  (:func:`lrface.pipeline.prepare_many`), falling back to a plain resize (``--no-detect``
   style) when no face is found; the fallbacks are counted; cached on disk as well;
 * :func:`identification_entry`: one results entry from an identification report.
 
@@ -15,7 +15,10 @@ first image (sorted by name) of each identity is enrolled at full resolution (HR
 every other image is a probe, reduced to each size of ``sizes`` ("distances") with
 :func:`lrface.degrade.degrade`.  Optionally a folder of distractor images is added to the
 gallery, and a fraction of identities can be left out of the gallery so their probes are
-non-mated (open-set DIR@FPIR; without non-mated probes DIR is NaN).
+non-mated (open-set DIR@FPIR; without non-mated probes DIR is NaN).  Probe conditions as
+in the LFW protocol: ``degrade="realistic"`` (each probe's draw fixed by a hash of its path
+relative to ROOT and the size) and ``probe_crop="box"`` (the largest face's detector box,
+square, :func:`box_crops`); the gallery stays aligned and clean.
 """
 
 from __future__ import annotations
@@ -30,14 +33,25 @@ import numpy as np
 from tqdm import tqdm
 
 from ...cache import cache_dir, digest
-from ...degrade import Degradation, degrade
-from ...detect import DEFAULT_DETECTOR
-from ...errors import DatasetError, LrfaceError, NoFaceError
+from ...degrade import (
+    BOX_HR_SIDE,
+    BOX_MARGIN,
+    DEGRADE_CHOICES,
+    PROBE_CROPS,
+    REALISTIC,
+    Degradation,
+    box_crop,
+    degrade_realistic,
+    realistic_rng,
+)
+from ...degrade import degrade as _degrade
+from ...detect import DEFAULT_DETECTOR, resolve_detector
+from ...errors import DatasetError, LrfaceError
 from ...fileio import save_npz_atomic
 from ...io import list_images
 from ...models.embedder import Embedder
 from ...models.registry import find, sha256_of
-from ...pipeline import prepare_face
+from ...pipeline import CropOptions, prepare_many
 from ..metrics import identification_report
 
 FOLDER_SIZES = (16, 12)
@@ -146,16 +160,6 @@ def embed_cached(
     return out
 
 
-def _prepare_one(path: Path, detect: bool, size: int, detector: str) -> tuple[np.ndarray, bool]:
-    """Aligned crop of one file; ``(crop, True)`` when no face was found and it was resized."""
-    if detect:
-        try:
-            return prepare_face(path, detect=True, size=size, detector=detector).crop, False
-        except NoFaceError:
-            pass
-    return prepare_face(path, detect=False, size=size).crop, detect
-
-
 def prepare_crops(
     paths: Sequence[Path],
     detect: bool = True,
@@ -163,15 +167,26 @@ def prepare_crops(
     detector: str = DEFAULT_DETECTOR,
     progress: bool = True,
     use_cache: bool = True,
+    workers: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Detect + align every file (largest face), falling back to a resize of the whole image.
 
-    With ``detect=False`` every image is a pre-cut face and only resized.  Cached on disk,
-    keyed by the files' paths, sizes and modification times.  Returns ``(crops, fallback)``:
-    uint8 BGR (N, size, size, 3) and bool (N,) (True = no face found, resized instead).
+    With ``detect=False`` every image is a pre-cut face and only resized.  Crops come from
+    the one crop pipeline (:func:`lrface.pipeline.prepare_many`, ``on_no_face="resize"``;
+    ``workers`` processes for large sets).  Cached on disk, keyed by the files' paths,
+    sizes and modification times.  Returns ``(crops, fallback)``: uint8 BGR
+    (N, size, size, 3) and bool (N,) (True = no face found, resized instead).  An
+    unreadable file raises :class:`LrfaceError`.
     """
     paths = [Path(p) for p in paths]
-    key = digest("prepare_face", detect, size, detector, *(file_signature(p) for p in paths))
+    options = CropOptions(
+        detect=detect,
+        detector=detector if detect else DEFAULT_DETECTOR,
+        size=size,
+        on_no_face="resize" if detect else "error",
+    )
+    used = resolve_detector(detector) if detect else detector
+    key = digest("prepare_face", detect, size, used, *(file_signature(p) for p in paths))
     fn = cache_dir() / f"prepared-{key}.npz"
     if use_cache and fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
@@ -179,8 +194,15 @@ def prepare_crops(
     crops = np.zeros((len(paths), size, size, 3), np.uint8)
     fallback = np.zeros(len(paths), bool)
     what = "detect+align" if detect else "resize"
-    for i, p in enumerate(tqdm(paths, desc=what, disable=not progress, unit="img")):
-        crops[i], fallback[i] = _prepare_one(p, detect, size, detector)
+    i = 0
+    with tqdm(total=len(paths), desc=what, disable=not progress, unit="img") as bar:
+        for results in prepare_many(paths, options, workers):
+            for r in results:
+                if r.crop is None:
+                    raise LrfaceError(f"{paths[i]}: {r.error}")
+                crops[i], fallback[i] = r.crop, r.fallback
+                i += 1
+            bar.update(len(results))
     if use_cache:
         save_npz_atomic(fn, crops=crops, fallback=fallback)
     return crops, fallback
@@ -271,6 +293,108 @@ def degradation_for(size: int, recipe: Degradation | None) -> Degradation:
 def stable_seed(name: str) -> int:
     """Per-file noise seed that does not depend on list order."""
     return int(digest(name, n=8), 16)
+
+
+def check_condition(kind: str, probe_crop: str) -> None:
+    """Raise a one-line :class:`LrfaceError` for an unknown ``--degrade`` / ``--probe-crop``."""
+    if kind not in DEGRADE_CHOICES:
+        raise LrfaceError(f"--degrade {kind!r} is not known; choose {' or '.join(DEGRADE_CHOICES)}")
+    if probe_crop not in PROBE_CROPS:
+        raise LrfaceError(
+            f"--probe-crop {probe_crop!r} is not known; choose {' or '.join(PROBE_CROPS)}"
+        )
+
+
+def condition_recipe(deg: Degradation, kind: str, probe_crop: str) -> str:
+    """The probe recipe of one size under a condition (the plain ``deg.describe()`` for
+    clean aligned probes)."""
+    text = deg.describe()
+    if probe_crop == "box":
+        text = f"box crop ({BOX_MARGIN:g}x detector box, square, {BOX_HR_SIDE}px), " + text
+    if kind == "realistic":
+        text += "; then " + REALISTIC.describe()
+    return text
+
+
+def condition_info(kind: str, probe_crop: str, detector: str) -> dict[str, Any]:
+    """JSON description of the probe condition for results files."""
+    return {
+        "degrade": kind,
+        "degrade_recipe": REALISTIC.describe()
+        if kind == "realistic"
+        else "none: area reduction only",
+        "probe_crop": probe_crop,
+        "probe_crop_recipe": (
+            f"{detector} box of the face (no landmarks), made square around its centre with "
+            f"side {BOX_MARGIN:g} x max(w, h), cut from the HR photo (edge replicated "
+            f"outside), area-resized to {BOX_HR_SIDE}x{BOX_HR_SIDE}, then reduced"
+        )
+        if probe_crop == "box"
+        else "5-point ArcFace template alignment at 112x112, then reduced",
+    }
+
+
+def condition_caption(kind: str, probe_crop: str) -> str:
+    """``"probes: aligned crops, clean"``-style caption suffix."""
+    what = "realistic blur/noise/JPEG" if kind == "realistic" else "clean area reduction"
+    crop = "detector-box crops" if probe_crop == "box" else "aligned crops"
+    return f"probes: {crop}, {what}"
+
+
+def degrade_probe(
+    crop: np.ndarray, deg: Degradation, kind: str, index: int, side: int = 0
+) -> np.ndarray:
+    """One probe under the condition ``kind``: ``degrade(crop, deg)`` (clean; noise seeded by
+    ``index`` if ``deg`` adds any) or :func:`degrade_realistic` with the draw of
+    :func:`realistic_rng` ``(index, deg.size, side)``.  uint8 BGR in and out."""
+    if kind == "realistic":
+        return degrade_realistic(crop, deg, realistic_rng(index, deg.size, side))
+    return _degrade(crop, deg, index)
+
+
+def _detect_box_one(path: Path, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
+    """Box crop of the largest face of one file; the whole image when no face is found."""
+    from ...align import resize_crop
+    from ...detect import load_detector
+    from ...io import read_image
+
+    image = read_image(path)
+    faces = load_detector(detector).detect(image)
+    if faces:
+        box = faces[0].box.astype(np.float32)
+        return box_crop(image, box), False, box
+    h, w = image.shape[:2]
+    return resize_crop(image, BOX_HR_SIDE), True, np.array([0, 0, w, h], np.float32)
+
+
+def box_crops(
+    paths: Sequence[Path],
+    detector: str = DEFAULT_DETECTOR,
+    progress: bool = True,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``--probe-crop box`` crops of image files: the largest face's detector box, square,
+    :data:`BOX_MARGIN` x, at :data:`BOX_HR_SIDE` (:func:`lrface.degrade.box_crop`); a resize
+    of the whole image when no face is found.  Cached on disk like :func:`prepare_crops`.
+
+    Returns ``(crops, fallback, boxes)``: uint8 BGR (N, 112, 112, 3), bool (N,) and float32
+    (N, 4) detector boxes x1, y1, x2, y2 (the whole image for a fallback).
+    """
+    paths = [Path(p) for p in paths]
+    sigs = [file_signature(p) for p in paths]
+    key = digest("box_crops", detector, BOX_MARGIN, BOX_HR_SIDE, *sigs)
+    fn = cache_dir() / f"boxcrops-{key}.npz"
+    if use_cache and fn.is_file():
+        with np.load(fn, allow_pickle=False) as z:
+            return z["crops"], z["fallback"], z["boxes"]
+    crops = np.zeros((len(paths), BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
+    fallback = np.zeros(len(paths), bool)
+    boxes = np.zeros((len(paths), 4), np.float32)
+    for i, p in enumerate(tqdm(paths, desc="detect boxes", disable=not progress, unit="img")):
+        crops[i], fallback[i], boxes[i] = _detect_box_one(p, detector)
+    if use_cache:
+        save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
+    return crops, fallback, boxes
 
 
 # --------------------------------------------------------------------------------------
@@ -369,6 +493,8 @@ def evaluate_folder(
     detector: str = DEFAULT_DETECTOR,
     progress: bool = True,
     use_cache: bool = True,
+    degrade: str = "clean",
+    probe_crop: str = "aligned",
 ) -> dict[str, Any]:
     """HR-gallery vs LR-probe identification on ``ROOT/<identity>/<images>``.
 
@@ -377,11 +503,18 @@ def evaluate_folder(
     then reduced to each size of ``sizes`` (``recipe``, default area reduction) and
     embedded by the model.  ``nonmated_fraction`` of the identities with probes
     (deterministic, ``seed``) are left out of the gallery so their probes are non-mated.
+    ``degrade`` (``clean``/``realistic``) and ``probe_crop`` (``aligned``/``box``) set the
+    probe condition (see the module docstring); ``box`` needs detection (not ``no_detect``).
 
     Returns ``{"protocol", "description", "models", "hr_model", "caption", "results"}``;
     one entry per model and size with the :func:`identification_report` (CMC rank
     1/5/10/20, mAP, DIR@FPIR 1e-2/1e-1).
     """
+    check_condition(degrade, probe_crop)
+    if probe_crop == "box" and no_detect:
+        raise LrfaceError(
+            "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
+        )
     check_hr_embedder(embedders, hr_embedder)
     root = Path(data).expanduser()
     split = _split_folder(scan_folder(root), distractors, nonmated_fraction, seed)
@@ -394,6 +527,17 @@ def evaluate_folder(
     gi = np.array([index[p] for p in split.gallery_paths])
     pi = np.array([index[p] for p in split.probe_paths])
     crop_key = ("prepared", not no_detect, detector)
+    probe_src, probe_key, fb_box = crops, crop_key, None
+    if probe_crop == "box":
+        probe_src = np.zeros_like(crops)
+        bcrops, fb_box, _ = box_crops(
+            [all_paths[i] for i in pi], detector, progress=progress, use_cache=use_cache
+        )
+        probe_src[pi] = bcrops
+        probe_key = ("box", BOX_MARGIN, BOX_HR_SIDE, detector)
+    rel_seed = [stable_seed(_relative(p, root)) for p in all_paths]
+    if degrade == "realistic":
+        probe_key = (*probe_key, "realistic", REALISTIC.describe(), *(rel_seed[i] for i in pi))
     entries: list[dict[str, Any]] = []
     for emb in embedders:
         hr = hr_for(hr_embedder, emb)
@@ -410,13 +554,15 @@ def evaluate_folder(
             deg = degradation_for(s, recipe)
 
             def load(a: int, b: int, deg: Degradation = deg) -> list[np.ndarray]:
-                return [degrade(crops[i], deg, stable_seed(sigs[i])) for i in pi[a:b]]
+                if degrade == "realistic":
+                    return [degrade_probe(probe_src[i], deg, degrade, rel_seed[i]) for i in pi[a:b]]
+                return [_degrade(probe_src[i], deg, stable_seed(sigs[i])) for i in pi[a:b]]
 
             p_emb = embed_cached(
                 emb,
                 len(pi),
                 load,
-                (*crop_key, deg.describe(), deg, *[sigs[i] for i in pi]),
+                (*probe_key, deg.describe(), deg, *[sigs[i] for i in pi]),
                 desc=f"probes {s}px",
                 progress=progress,
                 use_cache=use_cache,
@@ -432,7 +578,9 @@ def evaluate_folder(
                     condition=f"{s}px",
                     plot_group=f"{s}px",
                     size=s,
-                    recipe=deg.describe(),
+                    recipe=condition_recipe(deg, degrade, probe_crop),
+                    degrade=degrade,
+                    probe_crop=probe_crop,
                     cells=_folder_cells(rep, s),
                 )
             )
@@ -450,7 +598,11 @@ def evaluate_folder(
         "nonmated_identities": split.held_out,
         "n_nonmated_probes": int(np.isin(split.probe_ids, split.held_out).sum()),
         "sizes": list(sizes),
-        "recipes": {str(s): degradation_for(s, recipe).describe() for s in sizes},
+        "recipes": {
+            str(s): condition_recipe(degradation_for(s, recipe), degrade, probe_crop) for s in sizes
+        },
+        "condition": condition_info(degrade, probe_crop, detector),
+        "box_fallbacks": int(fb_box.sum()) if fb_box is not None else None,
         "alignment": "none: images resized (--no-detect)"
         if no_detect
         else f"{detector} detection, largest face, 5-point ArcFace alignment to 112x112; "
@@ -466,9 +618,18 @@ def evaluate_folder(
         "description": desc,
         "models": [model_info(e) for e in embedders],
         "hr_model": hr_info(hr_embedder),
-        "caption": f"Folder {root.name}: HR gallery vs LR probes, rank-1 / mAP / DIR@FPIR=1% (%)",
+        "caption": f"Folder {root.name}: HR gallery vs LR probes, rank-1 / mAP / DIR@FPIR=1% (%); "
+        + condition_caption(degrade, probe_crop),
         "results": entries,
     }
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (posix) when inside it, else its full path."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _folder_cells(rep: dict[str, Any], size: int) -> dict[str, str]:

@@ -14,27 +14,47 @@ official folds 6-10, ``val`` = 1-5, ``all`` = 1-10): each fold's threshold is ch
 other folds.  With ``hr_embedder`` the HR side (first image) is embedded by another model:
 the product's case of an HR gallery enrolled with the teacher and LR probes embedded by a
 student.
+
+Probe conditions (``degrade`` x ``probe_crop``, default ``clean`` x ``aligned``, the
+tables of ``benchmarks/RESULTS.md``): ``degrade="realistic"`` adds the camera degradation of
+:data:`lrface.degrade.REALISTIC` after the reduction, each probe's draw fixed by its pair's
+index in ``pairs.txt`` (:func:`lrface.degrade.realistic_rng` with ``(pair index, size,
+side)``: the same inputs in every run and every subset); ``probe_crop="box"`` replaces the
+aligned crop of every *reduced* image by the detector's square box around the face (the
+most central face, as for alignment; :func:`lrface.degrade.box_crop`, no landmarks), cut
+from the HR photo.  The HR side of ``hr-lr`` and both sides of ``hr-hr`` stay aligned and
+clean.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from ...cache import cache_dir, digest
-from ...datasets.facecache import aligned_crops
+from ...datasets.facecache import aligned_crops, central_face
 from ...datasets.lfw import LFW, Pair
-from ...degrade import Degradation, degrade
+from ...degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
 from ...errors import LrfaceError
+from ...fileio import save_npz_atomic
+from ...io import read_image
 from ...models.embedder import Embedder
 from ..metrics import roc, verification_report
 from .folder import (
     DEFAULT_DETECTOR,
+    check_condition,
     check_hr_embedder,
+    condition_caption,
+    condition_info,
+    condition_recipe,
     degradation_for,
+    degrade_probe,
     embed_cached,
     hr_for,
     hr_info,
@@ -113,7 +133,10 @@ def load_crops(
     crops uint8 BGR (M, 112, 112, 3) of the source set, int64 (len(rels),) row of each
     rel in ``crops``, and bool (M,) alignment fallback flags.
     """
+    from ...detect import resolve_detector
+
     rels = list(rels)
+    detector = resolve_detector(detector)
     if _full_cache_file(lfw, detector).is_file() or len(rels) > SUBSET_LIMIT:
         source = lfw.all_images
     else:
@@ -124,6 +147,74 @@ def load_crops(
     if missing:
         raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
     return faces["crops"], np.array([pos[r] for r in rels], np.int64), faces["fallback"]
+
+
+_BOX_DET = None
+
+
+def _init_box_worker(detector: str) -> None:
+    global _BOX_DET
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from ...detect import load_detector
+
+    _BOX_DET = load_detector(detector)
+
+
+def _box_work(path: str) -> tuple[np.ndarray, bool, np.ndarray]:
+    """Box crop of the most central face of one LFW photo (the face the aligned crop uses).
+
+    Without a detection: the centred square of 45 % of the photo (the alignment fallback's
+    framing), flagged.
+    """
+    image = read_image(path)
+    face = central_face(image, _BOX_DET)
+    if face is not None:
+        box = face.box.astype(np.float32)
+        return box_crop(image, box), False, box
+    h, w = image.shape[:2]
+    side, cx, cy = 0.45 * min(h, w), w / 2, h / 2 + 0.03 * h
+    box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
+    return box_crop(image, box, margin=1.0), True, box
+
+
+def load_box_crops(
+    lfw: LFW,
+    rels: Sequence[str],
+    detector: str = DEFAULT_DETECTOR,
+    progress: bool = True,
+    workers: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``--probe-crop box`` crops of ``rels`` (relative LFW paths), cached like the aligned crops.
+
+    The detector's box of the most central face (:func:`central_face`, the face the aligned
+    crop uses), square with side :data:`BOX_MARGIN` x max(w, h), at :data:`BOX_HR_SIDE`
+    (:func:`lrface.degrade.box_crop`).  Returns ``(crops, fallback, boxes)`` in the order of
+    ``rels``: uint8 BGR (N, 112, 112, 3), bool (N,) (no face found) and float32 (N, 4)
+    boxes x1, y1, x2, y2 in the photo.
+    """
+    rels = list(rels)
+    key = digest(Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *rels)
+    fn = cache_dir() / f"boxcrops-{detector}-{key}.npz"
+    if fn.is_file():
+        with np.load(fn, allow_pickle=False) as z:
+            return z["crops"], z["fallback"], z["boxes"]
+    missing = [r for r in rels if not lfw.path(r).is_file()]
+    if missing:
+        raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
+    n = len(rels)
+    crops = np.zeros((n, BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
+    fallback = np.zeros(n, bool)
+    boxes = np.zeros((n, 4), np.float32)
+    paths = [str(lfw.path(r)) for r in rels]
+    chunk = max(1, min(64, n // (workers * 4) or 1))
+    with ProcessPoolExecutor(workers, initializer=_init_box_worker, initargs=(detector,)) as ex:
+        it = ex.map(_box_work, paths, chunksize=chunk)
+        for i, (crop, fb, box) in enumerate(
+            tqdm(it, total=n, desc=f"detect boxes ({detector})", disable=not progress)
+        ):
+            crops[i], fallback[i], boxes[i] = crop, fb, box
+    save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
+    return crops, fallback, boxes
 
 
 def subsample_roc(
@@ -154,7 +245,13 @@ def _pairs_report(
 
 
 def _entry(
-    rep: dict[str, Any], model: str, hr_model: str | None, mode: str, size: int | None, recipe: str
+    rep: dict[str, Any],
+    model: str,
+    hr_model: str | None,
+    mode: str,
+    size: int | None,
+    recipe: str,
+    condition: tuple[str, str] = ("clean", "aligned"),
 ) -> dict[str, Any]:
     col = HR_COLUMN if size is None else f"{size}px"
     hr_name = hr_model if mode != "lr-lr" else None
@@ -166,6 +263,8 @@ def _entry(
         "mode": mode,
         "size": size,
         "recipe": recipe,
+        "degrade": condition[0] if size is not None else "clean",
+        "probe_crop": condition[1] if size is not None else "aligned",
         "kind": "verification",
         "row": row,
         "cells": {col: cell},
@@ -178,8 +277,18 @@ def _entry(
 class _PairSet:
     """The selected pairs with their crops: the unique images and pair -> image indices."""
 
-    def __init__(self, lfw: LFW, pairs: list[Pair], detector: str, progress: bool) -> None:
+    def __init__(
+        self,
+        lfw: LFW,
+        pairs: list[Pair],
+        detector: str,
+        progress: bool,
+        probe_crop: str = "aligned",
+    ) -> None:
         self.pairs = pairs
+        official = {id(p): i for i, p in enumerate(lfw.pairs)}
+        #: index of each pair among the official pairs (seeds of the realistic draws)
+        self.index = [official.get(id(p), i) for i, p in enumerate(pairs)]
         self.rels = sorted({p.a for p in pairs} | {p.b for p in pairs})
         pos = {r: i for i, r in enumerate(self.rels)}
         self.ia = np.array([pos[p.a] for p in pairs], np.int64)
@@ -189,6 +298,18 @@ class _PairSet:
         self.crops, self.rows, fb = load_crops(lfw, self.rels, detector, progress)
         self.n_fallback = int(fb[self.rows].sum())
         self.source_key = (str(Path(lfw.image_dir).resolve()), detector)
+        self.probe_crop = probe_crop
+        self.box_crops: np.ndarray | None = None
+        self.n_box_fallback = 0
+        if probe_crop == "box":
+            self.box_crops, bfb, _ = load_box_crops(lfw, self.rels, detector, progress)
+            self.n_box_fallback = int(bfb.sum())
+
+    def probe_crop_of(self, i: int) -> np.ndarray:
+        """The 112x112 crop image ``i`` (of ``rels``) is reduced from under the condition."""
+        if self.box_crops is not None:
+            return self.box_crops[i]
+        return self.crops[self.rows[i]]
 
     def embed(
         self, emb: Embedder, deg: Degradation | None, progress: bool, use_cache: bool
@@ -219,6 +340,74 @@ class _PairSet:
             use_cache=use_cache,
         )
 
+    def embed_lr(
+        self,
+        emb: Embedder,
+        deg: Degradation,
+        degrade_kind: str,
+        sides: Sequence[int],
+        progress: bool,
+        use_cache: bool,
+    ) -> dict[int, np.ndarray]:
+        """Reduced embeddings per pair: ``{side: (n_pairs, D)}`` (side 0 = first image).
+
+        Clean probes are embedded once per image (clean aligned ones under the cache key
+        of :meth:`embed`); realistic ones once per pair and side, with the draw of
+        ``(pair index, size, side)``.
+        """
+        if degrade_kind == "clean" and self.probe_crop == "aligned":
+            per_image = self.embed(emb, deg, progress, use_cache)
+            return {0: per_image[self.ia], 1: per_image[self.ib]}
+        crop_key = ("box", BOX_MARGIN, BOX_HR_SIDE) if self.probe_crop == "box" else ("aligned",)
+        if degrade_kind == "clean":
+
+            def load(a: int, b: int) -> list[np.ndarray]:
+                return [
+                    degrade(self.probe_crop_of(i), deg, stable_seed(self.rels[i]))
+                    for i in range(a, b)
+                ]
+
+            per_image = embed_cached(
+                emb,
+                len(self.rels),
+                load,
+                (*self.source_key, *crop_key, f"{deg!r}", *self.rels),
+                desc=f"{deg.size}px {self.probe_crop} crops",
+                progress=progress,
+                use_cache=use_cache,
+            )
+            return {0: per_image[self.ia], 1: per_image[self.ib]}
+        out = {}
+        for side in sides:
+            img = self.ia if side == 0 else self.ib
+
+            def load_pairs(a: int, b: int, img: np.ndarray = img, side: int = side) -> list:
+                return [
+                    degrade_probe(
+                        self.probe_crop_of(img[k]), deg, degrade_kind, self.index[k], side
+                    )
+                    for k in range(a, b)
+                ]
+
+            out[side] = embed_cached(
+                emb,
+                len(self.pairs),
+                load_pairs,
+                (
+                    *self.source_key,
+                    *crop_key,
+                    degrade_kind,
+                    condition_recipe(deg, degrade_kind, self.probe_crop),
+                    f"{deg!r}",
+                    side,
+                    *(f"{self.index[k]}:{self.rels[img[k]]}" for k in range(len(self.pairs))),
+                ),
+                desc=f"{deg.size}px {self.probe_crop} {degrade_kind} side {side}",
+                progress=progress,
+                use_cache=use_cache,
+            )
+        return out
+
 
 def evaluate_lfw(
     embedders: Sequence[Embedder],
@@ -235,6 +424,8 @@ def evaluate_lfw(
     fars: Sequence[float] = DEFAULT_FARS,
     progress: bool = True,
     use_cache: bool = True,
+    degrade: str = "clean",
+    probe_crop: str = "aligned",
 ) -> dict[str, Any]:
     """Run the LFW low-resolution verification protocol for every embedder.
 
@@ -250,11 +441,14 @@ def evaluate_lfw(
         max_pairs_per_fold, pair_indices: subsets for quick runs, see :func:`select_pairs`.
         fars: false accept rates of TAR@FAR.
         use_cache: keep/reuse embeddings under :func:`lrface.cache.cache_dir`.
+        degrade: ``clean`` (default) or ``realistic`` (see the module docstring).
+        probe_crop: ``aligned`` (default) or ``box``: what the reduced images are cut as.
 
     Returns:
         JSON-serialisable dict ``{"protocol", "description", "models", "hr_model",
         "caption", "results"}``; each result has ``model``, ``hr_model``, ``mode``, ``size``
-        (None for hr-hr), ``recipe``, table ``row``/``cells`` and ``metrics`` (the
+        (None for hr-hr), ``recipe``, ``degrade``, ``probe_crop`` (``clean``/``aligned`` for
+        hr-hr), table ``row``/``cells`` and ``metrics`` (the
         :func:`verification_report`: accuracy as fractions, AUC, EER, TAR@FAR, plus
         ``roc`` = at most 200 ``far``/``tar`` points).
     """
@@ -263,10 +457,11 @@ def evaluate_lfw(
         raise LrfaceError(f"unknown LFW mode {bad[0] if bad else ''!r}; choose {', '.join(MODES)}")
     if any(m != "hr-hr" for m in modes) and not sizes:
         raise LrfaceError("hr-lr / lr-lr need at least one size (--sizes)")
+    check_condition(degrade, probe_crop)
     check_hr_embedder(embedders, hr_embedder)
     lfw = LFW(data)
     pairs = select_pairs(lfw, split, max_pairs_per_fold, pair_indices)
-    ps = _PairSet(lfw, pairs, detector, progress)
+    ps = _PairSet(lfw, pairs, detector, progress, probe_crop if lr_needed(modes) else "aligned")
     lr_modes = [m for m in modes if m != "hr-hr"]
     entries: list[dict[str, Any]] = []
     for emb in embedders:
@@ -289,13 +484,16 @@ def evaluate_lfw(
             rep = _pairs_report(_cosine(a, b, ps), ps.labels, ps.folds, fars)
             hh_name = None if isinstance(hr_embedder, dict) else hr_name
             entries.append(_entry(rep, emb.name, hh_name, "hr-hr", None, "aligned 112x112"))
+        sides = [1, 0] if "lr-lr" in lr_modes else [1]
         for s in sizes if lr_modes else ():
             deg = degradation_for(s, recipe)
-            lr = ps.embed(emb, deg, progress, use_cache)
+            lr = ps.embed_lr(emb, deg, degrade, sides, progress, use_cache)
+            text = condition_recipe(deg, degrade, probe_crop)
             for mode in lr_modes:
-                a = hr_side if mode == "hr-lr" else lr
-                rep = _pairs_report(_cosine(a, lr, ps), ps.labels, ps.folds, fars)
-                entries.append(_entry(rep, emb.name, hr_name, mode, s, deg.describe()))
+                a = hr_side[ps.ia] if mode == "hr-lr" else lr[0]
+                scores = np.einsum("ij,ij->i", a, lr[1], dtype=np.float64)
+                rep = _pairs_report(scores, ps.labels, ps.folds, fars)
+                entries.append(_entry(rep, emb.name, hr_name, mode, s, text, (degrade, probe_crop)))
     return {
         "protocol": "lfw",
         "description": _describe(
@@ -309,12 +507,19 @@ def evaluate_lfw(
             hr_embedder,
             max_pairs_per_fold,
             pair_indices,
+            (degrade, probe_crop),
         ),
         "models": [model_info(e) for e in embedders],
         "hr_model": hr_info(hr_embedder),
-        "caption": _caption(ps, split, pair_indices is not None or max_pairs_per_fold is not None),
+        "caption": _caption(ps, split, pair_indices is not None or max_pairs_per_fold is not None)
+        + ("; " + condition_caption(degrade, probe_crop) if lr_needed(modes) else ""),
         "results": entries,
     }
+
+
+def lr_needed(modes: Sequence[str]) -> bool:
+    """Whether ``modes`` reduce any image (``hr-lr`` / ``lr-lr``)."""
+    return any(m != "hr-hr" for m in modes)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray, ps: _PairSet) -> np.ndarray:
@@ -347,6 +552,7 @@ def _describe(
     hr: Embedder | None,
     max_pairs_per_fold: int | None,
     pair_indices: Sequence[int] | None,
+    condition: tuple[str, str] = ("clean", "aligned"),
 ) -> dict:
     return {
         "dataset": str(lfw.root),
@@ -364,10 +570,14 @@ def _describe(
         "hr_lr_side": "first image of each pair HR, second reduced",
         "hr_model": hr_info(hr),
         "sizes": list(sizes),
-        "recipes": {str(s): degradation_for(s, recipe).describe() for s in sizes},
+        "recipes": {
+            str(s): condition_recipe(degradation_for(s, recipe), *condition) for s in sizes
+        },
+        "condition": condition_info(*condition, detector),
         "alignment": f"{detector} detection (most central face), 5-point ArcFace alignment "
         "to 112x112 (lrface.datasets.facecache.aligned_crops)",
         "alignment_fallbacks": ps.n_fallback,
+        "box_fallbacks": ps.n_box_fallback if condition[1] == "box" else None,
         "score": "cosine similarity of L2-normalised embeddings",
         "threshold": "k-fold cross-validation: each fold's threshold maximises accuracy on "
         "the other folds",
