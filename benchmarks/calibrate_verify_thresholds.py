@@ -58,8 +58,16 @@ def main() -> None:
             f"to {','.join(map(str, SIZES))} px (area) by {name}; "
             "benchmarks/calibrate_verify_thresholds.py"
         )
-        print(json.dumps({"model": name, "threshold_vs_teacher": round(float(thr), 4),
-                          "accuracy": round(100 * acc, 2), "pairs": len(pairs) * len(SIZES)}))
+        print(
+            json.dumps(
+                {
+                    "model": name,
+                    "threshold_vs_teacher": round(float(thr), 4),
+                    "accuracy": round(100 * acc, 2),
+                    "pairs": len(pairs) * len(SIZES),
+                }
+            )
+        )
         if args.write:
             path = PACKAGE_WEIGHTS / f"{name}.json"
             card = json.loads(path.read_text())

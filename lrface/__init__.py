@@ -10,12 +10,13 @@ Quick start::
 
 __version__ = "0.1.0"
 
-from .api import choose_model, detect, embed, verify
+from .api import Verification, choose_model, detect, embed, verify
 from .errors import LrfaceError
 from .models.loader import load_embedder
 
 __all__ = [
     "LrfaceError",
+    "Verification",
     "__version__",
     "choose_model",
     "detect",

@@ -26,7 +26,6 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -50,6 +49,32 @@ def finite_threshold(text: str) -> float:
     if not math.isfinite(value) or not -1.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a cosine threshold in [-1, 1]")
     return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text} is below {low}")
+    return value
+
+
+_WORKERS_HELP = (
+    "decode/detect/align worker processes (default 2; 0 = none); started only for 64 or "
+    "more images, fewer are prepared in this process"
+)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -344,7 +369,9 @@ def cmd_export(a: argparse.Namespace) -> int:
     check_writable(a.onnx, "file", "--onnx")
     card_path = Path(a.onnx).with_suffix(".json")
     if card_path.is_dir():
-        raise LrfaceError(f"{card_path}: is a directory, but the card goes there; choose another --onnx")
+        raise LrfaceError(
+            f"{card_path}: is a directory, but the card goes there; choose another --onnx"
+        )
     card = export_onnx(a.model, a.onnx, opset=a.opset, name=a.name)
     print(
         f"wrote {a.onnx} and {card_path} (max abs diff to torch "
@@ -481,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("image")
     d.add_argument("--json", action="store_true")
     d.add_argument("--save-crops", metavar="DIR", help="write aligned crops here")
-    d.add_argument("--size", type=int, default=112, help="side of saved crops (default 112)")
+    d.add_argument(
+        "--size", type=_positive_int, default=112, help="side of saved crops (default 112)"
+    )
     d.add_argument(
         "--detector",
         default="auto",
@@ -498,8 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="FILE.npz, or a directory for a resumable sharded output"
     )
     e.add_argument("--model", default="lrface-mbf")
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--workers", type=int, default=2, help="decode/align worker processes")
+    e.add_argument("--batch-size", type=_positive_int, default=256)
+    e.add_argument("--workers", type=_non_negative_int, default=2, help=_WORKERS_HELP)
     e.add_argument(
         "--shard",
         help="i/N (i from 0): only shard i of N of the path list; "
@@ -667,8 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", default="mobilefacenet-arcface")
     g.add_argument("--out", required=True)
     g.add_argument("--aggregate", default="mean", choices=["mean", "all"])
-    g.add_argument("--no-detect", action="store_true")
+    g.add_argument("--workers", type=_non_negative_int, default=2, help=_WORKERS_HELP)
     g.add_argument("--quiet", action="store_true")
+    _add_detect_opts(g)
     _add_common(g)
     g.set_defaults(func=cmd_gallery)
 
@@ -681,12 +711,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe model (default: the gallery's; a student "
         "in the teacher's space may search a teacher gallery)",
     )
-    i.add_argument("--top-k", type=int, default=5)
-    i.add_argument("--threshold", type=float, default=None)
+    i.add_argument("--top-k", type=_positive_int, default=5)
+    i.add_argument(
+        "--threshold",
+        type=finite_threshold,
+        default=None,
+        help="cosine threshold in [-1, 1] (default: the model's)",
+    )
     i.add_argument("--backend", default="auto", choices=["auto", "numpy", "faiss"])
     i.add_argument("--json", action="store_true")
-    i.add_argument("--no-detect", action="store_true")
-    i.add_argument("--face-index", type=int, default=None)
+    i.add_argument("--workers", type=_non_negative_int, default=2, help=_WORKERS_HELP)
+    _add_detect_opts(i)
     _add_common(i)
     i.set_defaults(func=cmd_identify)
     return p
@@ -704,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return a.func(a)
     except LrfaceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

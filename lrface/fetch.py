@@ -16,9 +16,13 @@ def fetch_model(
 ) -> Path:
     """Download model ``name`` (sha256-checked, atomic, resumable) and return its path.
 
-    Files inside an insightface pack are fetched by downloading the pack zip and
-    unpacking it in insightface's layout (``<dest>/<pack>/<file>``).  ``url`` overrides
-    the registry URL (mirrors, tests).
+    A model that is already installed (shipped in ``weights/`` or found in the model
+    directories) is verified and returned without a download.  Files inside an
+    insightface pack are fetched by downloading the pack zip -- verified against the
+    registry's sha256 of the zip when it comes from the registry URL -- and unpacking it
+    in insightface's layout (``<dest>/<pack>/<file>``); the member lrface uses is
+    verified against its own sha256 either way.  ``url`` overrides the registry URL
+    (mirrors, tests).
     """
     spec = registry.get_spec(name)
     dest = Path(dest_dir) if dest_dir else registry.lrface_home() / "models"
@@ -28,19 +32,23 @@ def fetch_model(
         return existing
     src = url or spec.url
     if not src or not src.lower().endswith(_DIRECT):
-        raise ModelFileError(
-            f"{spec.file}: {name} has no direct download URL; get it from {spec.url} and put "
-            f"it in {dest}"
+        where = (
+            f"restore it beside its card {spec.card_path} (git checkout weights/)"
+            if spec.card_path
+            else f"see `lrface models list` for its origin ({spec.description})"
         )
+        raise ModelFileError(f"{spec.file}: {name} has no direct download URL; {where}")
     dest.mkdir(parents=True, exist_ok=True)
     if src.lower().endswith(".zip"):
         pack = spec.pack or Path(src).stem
-        zpath = download_file(src, dest / f"{pack}.zip", None, progress=progress)
+        zip_sha = spec.pack_sha256 if src == spec.url else None
+        zpath = download_file(src, dest / f"{pack}.zip", zip_sha, progress=progress)
         unpack_zip(zpath, dest)
-        path = dest / pack / spec.file
-        if not path.is_file():
-            raise ModelFileError(f"{zpath}: pack does not contain {spec.file}")
-        registry.verify_sha256(path, spec.sha256, spec.name, src)
+        names = [spec.file] + ([spec.pack_file] if spec.pack_file else [])
+        found = [dest / pack / n for n in names if (dest / pack / n).is_file()]
+        if not found:
+            raise ModelFileError(f"{zpath}: pack does not contain {' or '.join(names)}")
+        registry.verify_sha256(found[0], spec.sha256, spec.name, src)
         zpath.unlink(missing_ok=True)
-        return path
+        return found[0]
     return download_file(src, dest / spec.file, spec.sha256, progress=progress)

@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 import lrface
 from lrface.degrade import Degradation, degrade
@@ -9,9 +10,9 @@ from lrface.degrade import Degradation, degrade
 
 def test_verify_fields_and_decision(same_pair, diff_pair):
     res = lrface.verify(*same_pair, model="mobilefacenet-arcface")
-    assert res["same"] is True and res["model"] == "mobilefacenet-arcface"
-    assert set(res) >= {"same", "similarity", "threshold", "model", "images"}
-    assert lrface.verify(*diff_pair, model="mobilefacenet-arcface")["same"] is False
+    assert res.same is True and res.models == ("mobilefacenet-arcface",) * 2
+    assert set(res.to_dict()) >= {"same", "similarity", "threshold", "models", "images"}
+    assert lrface.verify(*diff_pair, model="mobilefacenet-arcface").same is False
 
 
 def test_embed_pre_cut_crops_of_any_size(aligned_crop):
@@ -31,15 +32,52 @@ def test_detect_api(multi_face_image):
     assert len(faces) == 6 and set(faces[0]) == {"box", "landmarks", "score"}
 
 
-def test_default_model_follows_face_size(same_pair, tmp_path):
-    assert lrface.choose_model([120.0, 130.0]) == "mobilefacenet-arcface"
-    small = lrface.choose_model([120.0, 20.0])
-    assert small in ("lrface-mbf", "mobilefacenet-arcface")
+def test_default_model_is_chosen_per_face(same_pair, diff_pair):
+    """HR face -> teacher, small face -> lrface-mbf (as every headline figure is measured),
+    with the threshold calibrated for that mix; --model forces one model for both."""
+    assert lrface.choose_model(120.0) == "mobilefacenet-arcface"
+    assert lrface.choose_model(20.0) == "lrface-mbf"
     img = cv2.imread(str(same_pair[1]))
     tiny = cv2.resize(img, (40, 40), interpolation=cv2.INTER_AREA)
     res = lrface.verify(same_pair[0], tiny)
-    assert res["model"] == small
-    assert res["images"][1]["face_size_px"] < 64
+    assert res.models == ("mobilefacenet-arcface", "lrface-mbf") and res.same
+    assert [im["model"] for im in res.images] == list(res.models)
+    assert res.images[1]["face_size_px"] < 64 < res.images[0]["face_size_px"]
+    card = lrface.models.registry.get_spec("lrface-mbf")
+    assert res.threshold == card.threshold_vs_teacher and "vs" in res.threshold_from
+    other = cv2.resize(cv2.imread(str(diff_pair[1])), (40, 40), interpolation=cv2.INTER_AREA)
+    assert not lrface.verify(same_pair[0], other).same
+    forced = lrface.verify(same_pair[0], tiny, model="lrface-mbf")
+    assert forced.models == ("lrface-mbf", "lrface-mbf") and forced.threshold == card.threshold
+
+
+def test_face_index_per_image(multi_face_image, lfw_image):
+    """A face picked in a group photo against a portrait: --face-index1 applies to image 1."""
+    res = lrface.verify(multi_face_image, lfw_image, face_index1=3, model="mobilefacenet-arcface")
+    assert res.images[0]["face_index"] == 3 and res.images[1]["face_index"] == 0
+    with pytest.raises(lrface.LrfaceError, match="out of range"):
+        lrface.verify(lfw_image, multi_face_image, face_index2=6)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[None], ["not an array"], [np.zeros((8, 8), np.float32)], [np.full((16, 16, 3), np.nan)]],
+)
+def test_embed_crops_refuses_bad_crops_with_lrface_error(bad):
+    emb = lrface.load_embedder("lrface-tiny-16")
+    with pytest.raises(lrface.LrfaceError, match="crop 0"):
+        emb.embed_crops(bad)
+
+
+def test_embed_refuses_a_single_path(lfw_image):
+    with pytest.raises(lrface.LrfaceError, match="wrap a single image in a list"):
+        lrface.embed(str(lfw_image))
+
+
+def test_nan_image_is_refused_not_scored(aligned_crop):
+    nan = np.full((32, 32, 3), np.nan, np.float32)
+    with pytest.raises(lrface.LrfaceError):
+        lrface.verify(nan, aligned_crop, detect=False, model="lrface-mbf")
 
 
 def test_benchmark_student_hr_side_is_its_teacher(tmp_path, capsys):

@@ -38,7 +38,7 @@ def inputs(tmp_path_factory):
     people = sorted(d for d in LFW.iterdir() if d.name.startswith("Al"))[:25]
     imgs = [str(p) for d in people for p in sorted(d.glob("*.jpg"))][:39]
     bad = tmp_path_factory.mktemp("bad") / "corrupt.jpg"
-    bad.write_bytes(b"GIF89a but then garbage")
+    bad.write_bytes(b"not an image, just some bytes")
     paths = [*imgs[:13], str(bad), *imgs[13:]]
     assert len(paths) == 40
     return paths, str(bad)

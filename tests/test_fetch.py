@@ -64,3 +64,31 @@ def test_fetch_404_and_no_direct_url(server, tmp_path):
         fetch_model("yunet", dest_dir=tmp_path, progress=False, url=f"{url}/missing.onnx")
     with pytest.raises(ModelFileError, match="no direct download URL"):
         fetch_model("mobilefacenet-arcface", dest_dir=tmp_path, progress=False)
+
+
+def test_pack_zip_from_the_registry_url_is_verified(server, tmp_path, monkeypatch):
+    """The real buffalo_m layout (the detector is det_2.5g.onnx inside it); the zip itself is
+    checked against the registry's sha256 when fetched from the registry's URL."""
+    import dataclasses
+
+    root, url = server
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("det_2.5g.onnx", (SHARED / "models" / "scrfd_2.5g_bnkps.onnx").read_bytes())
+    (root / "buffalo_m.zip").write_bytes(buf.getvalue())
+    good = hashlib.sha256(buf.getvalue()).hexdigest()
+    spec = registry.MODELS["scrfd-2.5g"]
+    for sha, ok in ((good, True), ("0" * 64, False)):
+        monkeypatch.setitem(
+            registry.MODELS,
+            "scrfd-2.5g",
+            dataclasses.replace(spec, url=f"{url}/buffalo_m.zip", pack_sha256=sha),
+        )
+        dest = tmp_path / sha[:4]
+        if ok:
+            path = fetch_model("scrfd-2.5g", dest_dir=dest, progress=False)
+            assert path == dest / "buffalo_m" / "det_2.5g.onnx"
+        else:
+            with pytest.raises(ModelFileError, match="sha256"):
+                fetch_model("scrfd-2.5g", dest_dir=dest, progress=False)
+            assert not (dest / "buffalo_m").exists()

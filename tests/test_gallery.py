@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -39,7 +40,7 @@ def tree(tmp_path_factory):
             (root / name / p.name).symlink_to(p)
         held_out[name] = imgs[-1]
     bad = root / PEOPLE[1] / "broken.jpg"
-    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    bad.write_bytes(b"this is not an image at all")
     return root, held_out, bad
 
 
@@ -73,6 +74,10 @@ def _copy(g: Gallery, aggregate: str | None = None) -> Gallery:
     for name in g.identities:
         out.add(name, g.embeddings_of(name), g.sources_of(name))
     return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -211,7 +216,7 @@ def test_wrong_model_is_refused(built, probes, tmp_path, teacher):
         "name": "other-model",
         "kind": "student",
         "weights_file": "other.onnx",
-        "sha256": None,
+        "sha256": _sha256(tmp_path / "other.onnx"),
         "input_size": 112,
         "embedding_size": 128,
         "runtime": "onnx",
@@ -241,6 +246,7 @@ def test_student_in_teacher_space_is_accepted(built, probes, tmp_path, teacher):
         "name": "student-x",
         "kind": "student",
         "weights_file": "student.onnx",
+        "sha256": _sha256(tmp_path / "student.onnx"),
         "input_size": 112,
         "embedding_size": 128,
         "runtime": "onnx",
@@ -332,9 +338,12 @@ def test_cli_identify_directory_batched(tree, built, tmp_path, capsys):
     (pdir / "zz_broken.png").write_bytes(b"not an image")
     rc = main(["identify", str(pdir), "--gallery", str(gfile), "--json", "--top-k", "2"])
     out = capsys.readouterr()
-    assert rc == 0
+    assert rc == 3  # partial failure: one probe failed, the others were answered
     res = json.loads(out.out)
     assert [Path(r["probe"]).stem for r in res] == PEOPLE
     assert [r["identity"] for r in res] == PEOPLE
     assert all(len(r["candidates"]) == 2 for r in res)
-    assert "zz_broken.png" in out.err
+    broken = pdir / "zz_broken.png"
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"failed: {broken}: "), out.err
+    assert lines[0].count(str(broken)) == 1 and "not a readable image" in lines[0]

@@ -11,23 +11,24 @@ from lrface.errors import ModelFileError
 from lrface.models import registry
 
 TEACHER_FILE = SHARED / "models" / "mobilefacenet_arcface.onnx"
+SCRFD_FILE = SHARED / "models" / "scrfd_2.5g_bnkps.onnx"
 
 
 def _spec():
-    return registry.get_spec("mobilefacenet-arcface")
+    return registry.get_spec("scrfd-2.5g")
 
 
 def test_lookup_order(tmp_path, monkeypatch):
     explicit, envdir, home = tmp_path / "explicit", tmp_path / "env", tmp_path / "home"
     for d in (explicit, envdir, home / "models"):
         d.mkdir(parents=True)
-        shutil.copy(TEACHER_FILE, d / TEACHER_FILE.name)
+        shutil.copy(SCRFD_FILE, d / SCRFD_FILE.name)
     monkeypatch.setenv("LRFACE_HOME", str(home))
     monkeypatch.setenv("LRFACE_MODEL_DIR", str(envdir))
-    assert registry.locate(_spec(), explicit) == explicit / TEACHER_FILE.name
-    assert registry.locate(_spec()) == envdir / TEACHER_FILE.name
+    assert registry.locate(_spec(), explicit) == explicit / SCRFD_FILE.name
+    assert registry.locate(_spec()) == envdir / SCRFD_FILE.name
     monkeypatch.delenv("LRFACE_MODEL_DIR")
-    assert registry.locate(_spec()) == home / "models" / TEACHER_FILE.name
+    assert registry.locate(_spec()) == home / "models" / SCRFD_FILE.name
     dirs = registry.search_dirs(explicit)
     assert (
         dirs[0] == explicit and dirs[1] == home / "models" and dirs[2] == registry.PACKAGE_WEIGHTS
@@ -55,13 +56,13 @@ def test_missing_file_message(tmp_path, monkeypatch):
 
 
 def test_sha256_mismatch(tmp_path, monkeypatch):
-    bad = tmp_path / TEACHER_FILE.name
-    data = bytearray(TEACHER_FILE.read_bytes())
+    bad = tmp_path / SCRFD_FILE.name
+    data = bytearray(SCRFD_FILE.read_bytes())
     data[-10] ^= 0xFF
     bad.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="sha256 mismatch") as exc:
         registry.locate(_spec(), tmp_path)
-    assert "lrface models fetch mobilefacenet-arcface" in str(exc.value)
+    assert "lrface models fetch scrfd-2.5g" in str(exc.value)
 
 
 def test_unknown_model():
@@ -87,3 +88,111 @@ def test_models_list_cli(capsys):
         assert name in rows and rows[name]["license"]
     assert rows["mobilefacenet-arcface"]["found"] is True
     assert rows["arcface-r50"]["found"] is False
+
+
+# ---------------------------------------------------------------------- tampered files
+# One verified-load path: every weights file is checked against its card or registry
+# entry; no corrupt or unverifiable file is loaded and nothing falls back silently.
+
+WEIGHTS = registry.PACKAGE_WEIGHTS
+
+
+def _copy_student(dest, student="lrface-tiny-16", **card_changes):
+    """A copy of a shipped ONNX student (card + weights) in ``dest``; card edited."""
+    dest.mkdir(parents=True, exist_ok=True)
+    card = json.loads((WEIGHTS / f"{student}.json").read_text())
+    shutil.copy(WEIGHTS / card["weights_file"], dest / card["weights_file"])
+    for k, v in card_changes.items():
+        if v is None:
+            card.pop(k, None)
+        else:
+            card[k] = v
+    (dest / f"{student}.json").write_text(json.dumps(card))
+    return dest / f"{student}.json", dest / card["weights_file"]
+
+
+def _flip_byte(path, offset=-100):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_every_registry_entry_and_shipped_card_has_a_sha256():
+    for name, spec in registry.all_models().items():
+        assert spec.sha256 and len(spec.sha256) == 64, name
+        if spec.pack:
+            assert spec.pack_sha256 and len(spec.pack_sha256) == 64, name
+    for card in WEIGHTS.glob("*.json"):
+        spec = registry.spec_from_card(card)
+        assert registry.sha256_of(WEIGHTS / spec.file) == spec.sha256, card
+
+
+def test_bit_flipped_student_is_refused_by_verify_without_fallback(tmp_path, capsys, same_pair):
+    import cv2
+
+    card, weights = _copy_student(tmp_path / "md", "lrface-mbf")
+    _flip_byte(weights)
+    small = tmp_path / "small.png"  # a 36x36 face: verify embeds it with lrface-mbf
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(same_pair[1])), (36, 36)))
+    # --model-dir holding a (tampered) lrface-mbf takes precedence over the shipped copy ...
+    rc = main(["verify", str(same_pair[0]), str(small), "--model-dir", str(card.parent)])
+    err = capsys.readouterr().err
+    # ... and is refused: exit 2, one line naming the file and the fix, no teacher fallback
+    assert rc == 2 and "sha256 mismatch" in err and str(weights) in err
+    assert "git checkout weights/" in err and "Traceback" not in err
+
+
+def test_model_dir_student_wins_over_shipped(tmp_path, monkeypatch):
+    card, _ = _copy_student(tmp_path / "md", "lrface-tiny-16", name="lrface-mbf")
+    monkeypatch.setenv("LRFACE_MODEL_DIR", str(card.parent))
+    spec = registry.get_spec("lrface-mbf")
+    assert spec.card_path == str(card.resolve()) and spec.input_size == 16
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"sha256": None}, "has no 'sha256'"),
+        ({"sha256": "abc"}, "must be a sha256"),
+        ({"input_size": "abc"}, "'input_size' must be an integer"),
+        ({"runtime": "tensorflow"}, "'runtime' must be one of onnx, torch"),
+        ({"weights_file": "../../etc/passwd"}, "a file name beside the card"),
+        ({"preprocessing": {"mean": [1, 2]}}, "preprocessing.mean"),
+        ({"threshold": "high"}, "'threshold' must be a number"),
+        ({"name": None}, "lacks field 'name'"),
+    ],
+)
+def test_malformed_cards_are_one_line_errors(tmp_path, change, message):
+    card, _ = _copy_student(tmp_path, **change)
+    with pytest.raises(ModelFileError, match=message) as exc:
+        registry.spec_from_card(card)
+    assert str(card) in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("text", ["[1, 2, 3]", "{not json", "", '"a string"', "null"])
+def test_cards_that_are_not_json_objects(tmp_path, text):
+    card = tmp_path / "x.json"
+    card.write_text(text)
+    with pytest.raises(ModelFileError, match="model card") as exc:
+        registry.get_spec(card)
+    assert "\n" not in str(exc.value)
+
+
+def test_torch_card_with_wrong_architecture_is_refused(tmp_path):
+    pytest.importorskip("torch", reason="torch students need the train extra")
+    from lrface.models.loader import load_embedder
+
+    card = json.loads((WEIGHTS / "lrface-tiny-16.json").read_text())
+    for field in ("weights_file", "sha256"):
+        card[field] = card["torch_weights"]["file"] if field == "weights_file" else None
+    card.update(runtime="torch", sha256=card["torch_weights"]["sha256"])
+    shutil.copy(WEIGHTS / "lrface-tiny-16.pt", tmp_path / "lrface-tiny-16.pt")
+    card.pop("torch_weights")
+    bad_arch = dict(card, arch="resnet999")
+    (tmp_path / "a.json").write_text(json.dumps(bad_arch))
+    with pytest.raises(ModelFileError, match="'arch' must be one of mbf, tiny"):
+        load_embedder(tmp_path / "a.json")
+    wrong = dict(card, arch="mbf", arch_kwargs={})  # an mbf card over tiny weights
+    (tmp_path / "b.json").write_text(json.dumps(wrong))
+    with pytest.raises(ModelFileError, match="does not fit the weights"):
+        load_embedder(tmp_path / "b.json")

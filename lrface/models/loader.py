@@ -69,4 +69,6 @@ def _torch_embedder(spec: ModelSpec, path: os.PathLike[str], flip: bool, batch: 
         ) from None
     from .torch_embedder import TorchEmbedder, load_student_state
 
-    return TorchEmbedder(spec, load_student_state(spec, path), flip=flip, batch_size=max(batch, 128))
+    return TorchEmbedder(
+        spec, load_student_state(spec, path), flip=flip, batch_size=max(batch, 128)
+    )
