@@ -5,12 +5,15 @@ a whole (area interpolation) to ``--image-px`` (default 36: the 250x250 photo be
 36x36 and its face ~14-16 px wide), or, with ``--face-px F``, so that its detected face
 box is F px wide (16 px gives ~42x42 images).  Then ``lrface.verify`` runs exactly as
 ``lrface verify A B``
-does: SCRFD detection on both images (multi-scale for the tiny one), alignment, the
-default model chosen by face size, and that model's calibrated threshold from its card.
-Nothing is tuned on the test split.
+does: detection on both images (``--detector``, default ``auto`` = SCRFD-2.5g when
+installed, else YuNet; multi-scale for the tiny one), alignment, the model chosen per
+face by its size (teacher for the HR photo, ``lrface-mbf`` for the small one; ``--model
+NAME`` embeds both with NAME, as verify did before per-face choice) and the calibrated
+threshold for that pair of models from the cards.  Nothing is tuned on the test split.
 
     python benchmarks/e2e_verify_16px.py --data ../shared/data/lfw [--image-px 36 | --face-px 16]
-                                         [--limit N]
+                                         [--limit N] [--detector auto|scrfd-2.5g|yunet]
+                                         [--model NAME]
 
 A pair whose small image yields no face counts as a wrong answer (reported separately).
 """
@@ -29,7 +32,7 @@ from tqdm import tqdm
 from lrface.api import verify
 from lrface.datasets.facecache import central_face
 from lrface.datasets.lfw import LFW
-from lrface.detect import load_detector
+from lrface.detect import load_detector, resolve_detector
 from lrface.errors import NoFaceError
 from lrface.io import read_image
 
@@ -52,6 +55,7 @@ def main() -> None:
     ap.add_argument("--face-px", type=float, default=None, help="instead: face box width")
     ap.add_argument("--limit", type=int, default=None, help="first N pairs of each test fold")
     ap.add_argument("--model", default=None, help="force a model (default: lrface's choice)")
+    ap.add_argument("--detector", default="auto", help="auto (default), scrfd-2.5g, yunet")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     lfw = LFW(args.data)
@@ -68,12 +72,12 @@ def main() -> None:
             small = cv2.resize(img, (args.image_px, args.image_px), interpolation=cv2.INTER_AREA)
         sizes.append(small.shape[1])
         try:
-            res = verify(str(lfw.path(p.a)), small, model=args.model)
+            res = verify(str(lfw.path(p.a)), small, model=args.model, detector=args.detector)
         except NoFaceError:
             no_face += 1
             continue
-        models[res["model"]] += 1
-        correct += int(res["same"] == p.same)
+        models["+".join(res.models)] += 1
+        correct += int(res.same == p.same)
     acc = 100.0 * correct / len(pairs)
     out = {
         "pairs": len(pairs),
@@ -82,6 +86,8 @@ def main() -> None:
         "models_used": dict(models),
         "small_image_px_median": float(np.median(sizes)),
         "face_px": args.face_px,
+        "detector": resolve_detector(args.detector),
+        "model": args.model or "per face (default)",
         "seconds": round(time.time() - t0, 1),
     }
     print(json.dumps(out, indent=2))

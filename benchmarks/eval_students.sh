@@ -14,7 +14,7 @@ lrface benchmark --protocol lfw --data "$DATA" --split test --mode hr-hr,hr-lr,l
 lrface benchmark --protocol lfw --data "$DATA" --split test --mode hr-lr \
   --sizes 8,12,16,20,24,32 --model lrface-mbf,lrface-tiny-16 --hr-model self \
   --out runs/bench/lfw-test-self --no-progress
-# 3. ablation rows (same data and budget: 3 epochs; see benchmarks/ablation.sh)
+# 3. ablation rows (same data and budget: 3 epochs; see docs/experiments/scripts/ablation.sh)
 lrface benchmark --protocol lfw --data "$DATA" --split test --mode hr-lr --sizes 8,12,16,24 \
   --model runs/ablation/kd/abl-kd.json,runs/ablation/kd-rkd/abl-kd-rkd.json,runs/ablation/kd-crcd/abl-kd-crcd.json,runs/ablation/kd-crcd-nce/abl-kd-crcd-nce.json \
   --out runs/bench/ablation --no-progress

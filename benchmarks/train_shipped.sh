@@ -6,7 +6,7 @@
 # from (1): KD + CRCD (beta 0.2, 100 warm-up steps) + ArcFace on views <= 20 px (identity
 # prototypes from the teacher, weight 0.1, margin 0.3, scale 32), fused targets, sizes
 # 8-40, 20 % full-resolution views, lr 1e-4, seed 6; kept epoch 24.  Stage (2) was trained
-# on one H200 as lane d of benchmarks/train_gpu_arc.sh (~7 s/epoch) and its card written
+# on one H200 as lane d of docs/experiments/scripts/train_gpu_arc.sh (~7 s/epoch) and its card written
 # here with --resume on the final checkpoint.  RECIPE=long stops after (1); (1) is skipped
 # when runs/shipped/mbf-long/lrface-mbf.pt exists.
 #
@@ -14,7 +14,7 @@
 # (MobileFaceNet initialised from the teacher's ONNX weights), KD + CRCD (beta 0.2, 200
 # warm-up steps), flip-fused teacher targets, sizes 8-40 px with 20 % full-resolution
 # views, batch 64, AdamW lr 3e-4 cosine, seed 0; the best validation epoch is kept (60).
-# It was trained on one H200 GPU as lane d of benchmarks/train_gpu.sh (~5 s/epoch; the
+# It was trained on one H200 GPU as lane d of docs/experiments/scripts/train_gpu.sh (~5 s/epoch; the
 # last 9 epochs continued with --resume; the card was written here by the same command
 # with --resume on the final checkpoint, which calibrates the threshold on the original
 # crops).  On 2 CPU cores an epoch takes ~130 s (~2.3 h in all); `lrface distill` uses a

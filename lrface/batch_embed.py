@@ -378,6 +378,7 @@ def embed_paths(
     max_shards: int | None = None,
     shard_of: tuple[int, int] | None = None,
     options: CropOptions | None = None,
+    engine: Any = None,
 ) -> dict[str, Any]:
     """Embed ``paths`` into the resumable directory ``out_dir`` (format: module docstring).
 
@@ -397,11 +398,16 @@ def embed_paths(
             :func:`merge_outputs`.
         options: how images become crops (detector, threshold, face index); the crop
             size is always ``embedder.input_size``.
+        engine: None (this process and ``workers``), or a shard engine such as
+            :class:`lrface.ray.RayEngine` whose ``embed_shards(todo, paths, shard_size,
+            options, batch_size)`` yields ``(k, emb, rows, failures)`` per shard; files
+            and manifest are still written here only, so the output is the same.
 
     Returns:
         summary dict: ``out_dir``, ``total_paths``, ``n_shards``, ``shards_skipped``
         (already done), ``shards_written``, ``n_embedded``/``n_failed`` (whole
-        directory), ``complete`` (bool), ``seconds``, ``crops_per_second`` (faces
+        directory), ``complete`` (bool), ``workers`` (worker processes actually started:
+        0 when the images were prepared in this process), ``seconds``, ``crops_per_second`` (faces
         embedded by this call per second of decoding, aligning, embedding and writing).
 
     Raises:
@@ -454,18 +460,18 @@ def embed_paths(
     written = embedded_now = 0
     t_embed = time.perf_counter()
     n_todo = sum(len(all_paths[k * shard_size : (k + 1) * shard_size]) for k in todo)
-    prep = CropPreparer(options, workers, n_todo) if todo else None
+    prep = CropPreparer(options, workers, n_todo) if todo and engine is None else None
+    if engine is not None and todo:
+        shards = engine.embed_shards(todo, all_paths, shard_size, options, batch_size)
+    else:
+        shards = _local_shards(prep, todo, all_paths, shard_size, embedder, batch_size)
     try:
-        for k, results in _prepared_shards(prep, todo, all_paths, shard_size):
-            start = k * shard_size
-            emb, idx, fails = _embed_shard(
-                results, all_paths[start : start + shard_size], start, embedder, batch_size
-            )
+        for k, emb, idx, fails in shards:
             man["completed_shards"].append(_write_shard(out, k, emb, idx, fails))
             _finish_manifest(out, man)
             written += 1
             embedded_now += len(idx)
-            bar.update(len(results))
+            bar.update(len(idx) + len(fails))
     finally:
         if prep is not None:
             prep.close()
@@ -481,6 +487,7 @@ def embed_paths(
         "n_embedded": man["n_embedded"],
         "n_failed": man["n_failed"],
         "complete": man["complete"],
+        "workers": prep.workers if prep is not None else 0,
         "seconds": round(time.perf_counter() - t0, 3),
         # faces embedded by this call per second of its shard loop (decode, align, embed,
         # write; excludes model loading and the path listing)
@@ -498,6 +505,21 @@ def _prepared_shards(
         return
     groups = (paths[k * shard_size : (k + 1) * shard_size] for k in todo)
     yield from zip(todo, prep.map(groups, PREFETCH))
+
+
+def _local_shards(
+    prep: CropPreparer | None,
+    todo: list[int],
+    paths: list[str],
+    shard_size: int,
+    embedder: Any,
+    batch_size: int,
+) -> Iterable[tuple[int, np.ndarray, np.ndarray, list]]:
+    """The local engine: ``(k, emb, rows, failures)`` per shard, embedded in this process."""
+    for k, results in _prepared_shards(prep, todo, paths, shard_size):
+        start = k * shard_size
+        chunk = paths[start : start + shard_size]
+        yield (k, *_embed_shard(results, chunk, start, embedder, batch_size))
 
 
 # ---------------------------------------------------------------------- reading

@@ -208,6 +208,20 @@ def _batch_status(n_ok: int, n_failed: int, what: str) -> int:
     return 3 if n_failed else 0
 
 
+def _ray_engine(a: argparse.Namespace, emb: object) -> object:
+    """A :class:`lrface.ray.RayEngine` for ``embed --engine ray`` (imports Ray only here)."""
+    from .ray import RayEngine
+
+    return RayEngine(
+        emb,
+        address=a.ray_address,
+        actors=a.ray_actors,
+        cpus_per_actor=a.ray_cpus_per_actor,
+        gpus_per_actor=a.ray_gpus_per_actor,
+        model_dir=a.model_dir,
+    )
+
+
 def cmd_embed(a: argparse.Namespace) -> int:
     from .batch_embed import collect_paths, embed_paths, load_embeddings, parse_shard, write_npz
     from .fileio import check_writable
@@ -224,7 +238,9 @@ def cmd_embed(a: argparse.Namespace) -> int:
     npz = a.out.endswith(".npz")
     check_writable(a.out, "file" if npz else "dir", "--out")
     emb = load_embedder(a.model, batch_size=a.batch_size)
+    engine = _ray_engine(a, emb) if a.engine == "ray" else None  # closed below or at exit
     opts = {
+        "engine": engine,
         "options": options,
         "batch_size": a.batch_size,
         "workers": a.workers,
@@ -239,9 +255,13 @@ def cmd_embed(a: argparse.Namespace) -> int:
         names, e, failures = load_embeddings(work)
         write_npz(a.out, names, e, failures)
         shutil.rmtree(work, ignore_errors=True)
+        summary["out_dir"] = a.out
     else:
         summary = embed_paths(paths, emb, a.out, **opts)
         failures = load_embeddings(a.out)[2]
+    if engine is not None:
+        engine.close()
+        summary.update(engine="ray", ray_startup_seconds=engine.startup_seconds)
     _print_failures(failures)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
     return _batch_status(summary["n_embedded"], summary["n_failed"], "images")
@@ -535,6 +555,34 @@ def build_parser() -> argparse.ArgumentParser:
         "merge shard outputs with lrface.batch_embed.merge_outputs",
     )
     e.add_argument("--shard-size", type=int, default=1024, help="files per output shard")
+    e.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local (default: this process and --workers) or ray (shards on Ray actors; "
+        'needs pip install "lrface[ray]"; same output files)',
+    )
+    e.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to use (auto or host:port; never stopped by lrface); default: "
+        "start a local one for this run",
+    )
+    e.add_argument(
+        "--ray-actors",
+        type=_positive_int,
+        default=None,
+        help="Ray actors (default: as many as fit without reserving every CPU)",
+    )
+    e.add_argument(
+        "--ray-cpus-per-actor",
+        type=float,
+        default=1.0,
+        help="logical CPUs per actor, may be fractional (default 1)",
+    )
+    e.add_argument(
+        "--ray-gpus-per-actor", type=float, default=0.0, help="GPUs per actor (default 0)"
+    )
     e.add_argument("--quiet", action="store_true")
     _add_detect_opts(e)
     _add_common(e)
@@ -734,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if getattr(a, "verbose", False) else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
+    saved = os.environ.get("LRFACE_MODEL_DIR")
     if getattr(a, "model_dir", None):
         os.environ["LRFACE_MODEL_DIR"] = a.model_dir
     try:
@@ -744,6 +793,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `lrface ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        if getattr(a, "model_dir", None):  # main() may run in-process (tests, notebooks)
+            if saved is None:
+                os.environ.pop("LRFACE_MODEL_DIR", None)
+            else:
+                os.environ["LRFACE_MODEL_DIR"] = saved
 
 
 if __name__ == "__main__":  # pragma: no cover

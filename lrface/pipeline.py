@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import dataclasses
+import functools
 import logging
 import math
 import multiprocessing
@@ -81,7 +82,12 @@ MIN_SIZE, MAX_SIZE = 8, 2048
 def _is_detector(name: object) -> bool:
     if name == DEFAULT_DETECTOR:
         return True
-    return isinstance(name, str) and name in detector_names()
+    return isinstance(name, str) and _known_detector(name)
+
+
+@functools.lru_cache(maxsize=32)
+def _known_detector(name: str) -> bool:
+    return name in detector_names()  # scans the model cards: once per name
 
 
 def _is_int(x: object) -> bool:
@@ -150,9 +156,11 @@ class CropOptions:
                 if used
             ]
             if unused:
+                many = len(unused) > 1
                 raise LrfaceError(
-                    f"{', '.join(unused)} only apply when faces are detected; drop "
-                    f"{'them' if len(unused) > 1 else 'it'} or drop --no-detect (API: detect=False)"
+                    f"{', '.join(unused)} only appl{'y' if many else 'ies'} when faces are "
+                    f"detected; drop {'them' if many else 'it'} or drop --no-detect "
+                    "(API: detect=False)"
                 )
 
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import LFW_IMAGES as LFW
 
+from lrface import pipeline
 from lrface.batch_embed import (
     collect_paths,
     embed_paths,
@@ -21,6 +28,7 @@ from lrface.batch_embed import (
     write_npz,
 )
 from lrface.errors import LrfaceError
+from lrface.pipeline import CropOptions, prepare_face
 
 SHARD = 8
 
@@ -46,11 +54,17 @@ def inputs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def full_run(inputs, teacher, tmp_path_factory):
-    """An uninterrupted reference run; returns (out_dir, summary)."""
+    """An uninterrupted reference run, its crops prepared by 2 worker processes (forced:
+    40 paths are below POOL_MIN_PATHS); returns (out_dir, summary)."""
     out = tmp_path_factory.mktemp("full") / "emb"
-    summary = embed_paths(
-        inputs[0], teacher, out, shard_size=SHARD, batch_size=5, workers=2, progress=False
-    )
+    saved, pipeline.POOL_MIN_PATHS = pipeline.POOL_MIN_PATHS, 0
+    try:
+        summary = embed_paths(
+            inputs[0], teacher, out, shard_size=SHARD, batch_size=5, workers=2, progress=False
+        )
+    finally:
+        pipeline.POOL_MIN_PATHS = saved
+    assert summary["workers"] == 2
     return out, summary
 
 
@@ -85,11 +99,14 @@ def test_full_run_layout_and_failures(full_run, inputs):
 
 
 def test_interrupted_run_resumes_byte_identical(full_run, inputs, teacher, tmp_path):
+    """Also: crops prepared in this process (40 paths < POOL_MIN_PATHS, so no workers
+    start) give byte-identical output to the worker-pool reference run."""
     paths, _ = inputs
     out = tmp_path / "resumed"
     first = embed_paths(
         paths, teacher, out, shard_size=SHARD, batch_size=5, workers=2, progress=False, max_shards=3
     )
+    assert first["workers"] == 0
     assert not first["complete"] and first["shards_written"] == 3
     with pytest.raises(LrfaceError, match="incomplete run"):
         load_embeddings(out)
@@ -209,3 +226,145 @@ def test_write_npz_roundtrip(tmp_path):
     assert read_npz(out)[1].shape == (0, 4)
     with pytest.raises(LrfaceError):
         write_npz(out, ["a.jpg"], emb, [])
+
+
+def test_read_npz_refuses_corrupt_files(tmp_path):
+    out = tmp_path / "e.npz"
+    write_npz(out, ["a.jpg"], np.eye(1, 4, dtype=np.float32), [])
+    data = out.read_bytes()
+    for name, blob in [("empty", b""), ("half", data[: len(data) // 2]), ("text", b"nope")]:
+        bad = tmp_path / f"{name}.npz"
+        bad.write_bytes(blob)
+        with pytest.raises(LrfaceError, match=r"not an lrface embeddings file") as exc:
+            read_npz(bad)
+        assert str(bad) in str(exc.value) and "\n" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ crop options
+
+
+def test_crop_options_are_used_and_recorded(teacher, multi_face_image, tmp_path):
+    """detector, threshold and face index reach the crops (issue 17 family 9)."""
+    runs = {}
+    for idx in (0, 2):
+        opts = CropOptions(detector="scrfd-500m", det_thresh=0.4, face_index=idx)
+        out = tmp_path / f"face{idx}"
+        s = embed_paths([str(multi_face_image)], teacher, out, progress=False, options=opts)
+        assert s["n_embedded"] == 1 and s["workers"] == 0  # one image: no worker processes
+        settings = json.loads((out / "manifest.json").read_text())["settings"]
+        assert settings["detector"] == "scrfd-500m" and settings["det_thresh"] == 0.4
+        assert settings["face_index"] == idx
+        runs[idx] = load_embeddings(out)[1][0]
+        ref = prepare_face(multi_face_image, CropOptions(**{**opts.__dict__, "size": 112}))
+        np.testing.assert_array_equal(runs[idx], teacher.embed_crops([ref.crop])[0])
+    assert float(runs[0] @ runs[2]) < 0.5  # two different people of the group photo
+    with pytest.raises(LrfaceError, match="settings differ"):
+        embed_paths(
+            [str(multi_face_image)],
+            teacher,
+            tmp_path / "face0",
+            progress=False,
+            options=CropOptions(detector="scrfd-500m", det_thresh=0.4, face_index=1),
+        )
+    # out of range: every image fails, with the reason, and the path once
+    s = embed_paths(
+        [str(multi_face_image)],
+        teacher,
+        tmp_path / "face9",
+        progress=False,
+        options=CropOptions(face_index=9),
+    )
+    assert s["n_embedded"] == 0 and s["n_failed"] == 1
+    ((path, msg),) = load_embeddings(tmp_path / "face9")[2]
+    assert path == str(multi_face_image) and str(multi_face_image) not in msg
+    assert "--face-index 9 out of range, 6 face(s) found" in msg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"detector": "bogus"}, "unknown detector; choose one of"),
+        ({"det_thresh": 5.0}, "between 0 and 1"),
+        ({"det_thresh": float("nan")}, "between 0 and 1"),
+        ({"face_index": -1}, ">= 0"),
+        ({"size": 4}, "crop size"),
+        ({"detect": False, "det_thresh": 0.5}, "--det-thresh only appl"),
+        ({"detect": False, "face_index": 0}, "--face-index only appl"),
+        ({"detect": False, "detector": "yunet"}, "--detector only appl"),
+    ],
+)
+def test_crop_options_refuse_bad_or_unused_values(kwargs, needle):
+    with pytest.raises(LrfaceError, match=needle) as exc:
+        CropOptions(**kwargs)
+    assert "\n" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ worker processes
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state, ppid, ...), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            st = _proc_stat(int(d.name))
+            if st is not None and int(st[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    st = _proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_embed_leaves_no_worker_alive(tmp_path):
+    """SIGKILL of a running `lrface embed` (2 workers, 200 LFW images): every child
+    process it started is gone within a few seconds (no ~250 MB orphans)."""
+    people = sorted(d for d in LFW.iterdir() if d.name.startswith("B"))
+    imgs = [str(p) for d in people for p in sorted(d.glob("*.jpg"))][:200]
+    assert len(imgs) == 200
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"{p}\n" for p in imgs))
+    cmd = [sys.executable, "-m", "lrface", "embed", str(lst), "--out", str(tmp_path / "out")]
+    cmd += ["--workers", "2", "--model", "mobilefacenet-arcface", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            kids = _children(proc.pid)
+            workers = [k for k in kids if b"spawn_main" in _cmdline(k)]
+            if len(workers) == 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None and len(workers) == 2, "the workers never started"
+        time.sleep(1.5)  # they import lrface and start preparing crops
+        kids = sorted(set(kids) | set(_children(proc.pid)))
+        assert all(_alive(k) for k in workers)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline and any(_alive(k) for k in kids):
+        time.sleep(0.1)
+    survivors = [k for k in kids if _alive(k)]
+    for k in survivors:  # do not leave them behind when the test fails
+        os.kill(k, signal.SIGKILL)
+    assert not survivors, f"{len(survivors)} of {len(kids)} child processes outlived the parent"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

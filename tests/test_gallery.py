@@ -103,6 +103,18 @@ def test_build_reports_failure_and_enrols_all(built, tree, teacher):
         assert all(Path(s).parent.name == name for s in gallery.sources_of(name))
 
 
+def test_build_in_worker_processes_is_identical(built, tree, teacher, monkeypatch):
+    """The worker pool (forced: 16 images are below POOL_MIN_PATHS) gives the same gallery."""
+    from lrface import pipeline
+
+    monkeypatch.setattr(pipeline, "POOL_MIN_PATHS", 0)
+    root, _, _ = tree
+    pooled, failures = build_gallery(root, teacher, progress=False, workers=2)
+    assert failures == built[1] and pooled.identities == built[0].identities
+    for name in PEOPLE:
+        assert np.array_equal(pooled.embeddings_of(name), built[0].embeddings_of(name))
+
+
 @pytest.mark.parametrize("aggregate", ["mean", "all"])
 def test_identify_held_out_images(built, probes, aggregate):
     gallery = _copy(built[0], aggregate)
@@ -205,6 +217,17 @@ def test_save_load_roundtrip(built, probes, tmp_path, aggregate):
     (tmp_path / "junk.npz").write_bytes(b"nope")
     with pytest.raises(LrfaceError, match="not an lrface gallery"):
         Gallery.load(tmp_path / "junk.npz")
+
+
+def test_save_to_unwritable_place_is_one_line_error(built, tmp_path):
+    """Issue 17 family 6 at the API: OSError while writing becomes an LrfaceError."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for dest in (a_file / "g.npz", tmp_path):
+        with pytest.raises(LrfaceError, match="cannot write") as exc:
+            built[0].save(dest)
+        assert str(dest) in str(exc.value) and "\n" not in str(exc.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no temporary left
 
 
 def test_wrong_model_is_refused(built, probes, tmp_path, teacher):
@@ -347,3 +370,224 @@ def test_cli_identify_directory_batched(tree, built, tmp_path, capsys):
     lines = out.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"failed: {broken}: "), out.err
     assert lines[0].count(str(broken)) == 1 and "not a readable image" in lines[0]
+
+
+# ------------------------------------------------------------------ corrupt files
+
+
+@pytest.fixture(scope="module")
+def saved(built, tmp_path_factory):
+    """A valid gallery file and its arrays: (path, {name: array}, meta dict)."""
+    path = tmp_path_factory.mktemp("saved") / "g.npz"
+    built[0].save(path)
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return path, arrays, json.loads(str(arrays["meta"]))
+
+
+def _resave(path: Path, arrays: dict, **changes) -> Path:
+    out = {**arrays, **changes}
+    np.savez(path, **{k: v for k, v in out.items() if v is not None})
+    return path
+
+
+def _meta(meta: dict, **changes) -> np.ndarray:
+    m = json.loads(json.dumps(meta))
+    for key, value in changes.items():
+        if "__" in key:
+            outer, inner = key.split("__")
+            if value is _DROP:
+                del m[outer][inner]
+            else:
+                m[outer][inner] = value
+        elif value is _DROP:
+            del m[key]
+        else:
+            m[key] = value
+    return np.array(json.dumps(m))
+
+
+_DROP = object()
+
+
+def _zip_bomb(path: Path, arrays: dict) -> Path:
+    """Valid members, plus 'labels' replaced by 60 MB of deflated zeros (~60 kB on disk)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            if name != "labels":
+                buf = __import__("io").BytesIO()
+                np.lib.format.write_array(buf, arr, allow_pickle=False)
+                zf.writestr(f"{name}.npy", buf.getvalue())
+        zf.writestr("labels.npy", bytes(60_000_000))
+    return path
+
+
+def _lying_header(path: Path, arrays: dict) -> Path:
+    """'embeddings' whose .npy header claims 10^9 x 128 floats over a few bytes of data."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            if name == "embeddings":
+                header = {"descr": "<f4", "fortran_order": False, "shape": (10**9, 128)}
+                np.lib.format.write_array_header_1_0(buf, header)
+                buf.write(bytes(512))
+            else:
+                np.lib.format.write_array(buf, arr, allow_pickle=False)
+            zf.writestr(f"{name}.npy", buf.getvalue())
+    return path
+
+
+CORRUPTIONS = {
+    # name: (make(tmp_path, path, arrays, meta) -> file, needle in the message)
+    "empty": (lambda t, p, a, m: _write(t / "x.npz", b""), "empty"),
+    "truncated": (lambda t, p, a, m: _write(t / "x.npz", p.read_bytes()[:-300]), "not an lrface"),
+    "half": (lambda t, p, a, m: _write(t / "x.npz", p.read_bytes()[:2000]), "not an lrface"),
+    "zip bomb": (lambda t, p, a, m: _zip_bomb(t / "x.npz", a), "decompression bomb"),
+    "lying header": (lambda t, p, a, m: _lying_header(t / "x.npz", a), "declares shape"),
+    "no sources": (lambda t, p, a, m: _resave(t / "x.npz", a, sources=None), "no 'sources'"),
+    "object array": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, labels=np.array([{"a": 1}], dtype=object)),
+        "Python objects",
+    ),
+    "meta list": (lambda t, p, a, m: _resave(t / "x.npz", a, meta=np.array("[1, 2]")), "list"),
+    "meta number": (lambda t, p, a, m: _resave(t / "x.npz", a, meta=np.array("3")), "int"),
+    "meta not json": (lambda t, p, a, m: _resave(t / "x.npz", a, meta=np.array("{oops")), "JSON"),
+    "meta int array": (lambda t, p, a, m: _resave(t / "x.npz", a, meta=np.array(7)), "meta"),
+    "meta deep": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=np.array("[" * 100_000)),
+        "JSON",
+    ),
+    "no model": (lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, model=_DROP)), "model"),
+    "model is text": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, model="abc")),
+        "model",
+    ),
+    "model name null": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, model__name=None)),
+        "name",
+    ),
+    "dim as text": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, model__embedding_size="128")),
+        "embedding_size",
+    ),
+    "dim mismatch": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, model__embedding_size=64)),
+        "expected float32",
+    ),
+    "bad sha": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, model__sha256="xyz")),
+        "hex",
+    ),
+    "threshold nan": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, threshold=float("nan"))),
+        "threshold",
+    ),
+    "threshold text": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, threshold="0.3")),
+        "threshold",
+    ),
+    "aggregate": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, aggregate="median")),
+        "aggregate",
+    ),
+    "identities dict": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, identities={"a": 1})),
+        "identities",
+    ),
+    "identity twice": (
+        lambda t, p, a, m: _resave(
+            t / "x.npz", a, meta=_meta(m, identities=m["identities"] + m["identities"][:1])
+        ),
+        "twice",
+    ),
+    "n_images": (lambda t, p, a, m: _resave(t / "x.npz", a, meta=_meta(m, n_images=3)), "n_images"),
+    "float64": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, embeddings=a["embeddings"].astype(np.float64)),
+        "float32",
+    ),
+    "int embeddings": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, embeddings=a["embeddings"].astype(np.int32)),
+        "float32",
+    ),
+    "1-d embeddings": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, embeddings=a["embeddings"].ravel()),
+        "float32",
+    ),
+    "nan embedding": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, embeddings=_with_nan(a["embeddings"])),
+        "NaN",
+    ),
+    "not normalised": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, embeddings=a["embeddings"] * 2),
+        "L2-normalised",
+    ),
+    "labels disagree": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, labels=np.array(["Nobody"] * len(a["labels"]))),
+        "disagree",
+    ),
+    "labels as ints": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, labels=np.arange(len(a["labels"]))),
+        "labels",
+    ),
+    "short sources": (
+        lambda t, p, a, m: _resave(t / "x.npz", a, sources=a["sources"][:-1]),
+        "sources",
+    ),
+}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _with_nan(e: np.ndarray) -> np.ndarray:
+    e = e.copy()
+    e[3, 7] = np.nan
+    return e
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_corrupt_gallery_is_one_line_error(case, saved, tmp_path):
+    """Issue 17 family 5: every corruption is an LrfaceError naming the file and the fix."""
+    path, arrays, meta = saved
+    make, needle = CORRUPTIONS[case]
+    bad = make(tmp_path, path, arrays, meta)
+    with pytest.raises(LrfaceError) as exc:
+        Gallery.load(bad)
+    msg = str(exc.value)
+    assert msg.startswith(f"{bad}: ") and "\n" not in msg, msg
+    assert "rebuild it with `lrface gallery build`" in msg, msg
+    assert needle in msg, msg
+
+
+def test_bit_flipped_gallery_is_refused_or_intact(saved, tmp_path):
+    """300 seeded single-bit flips: each file is refused with an LrfaceError, or (a flip in
+    an unchecked zip field such as a timestamp) loads exactly the original gallery."""
+    path, _, _ = saved
+    data = path.read_bytes()
+    original = Gallery.load(path)
+    rng = np.random.default_rng(17)
+    refused = 0
+    bad = tmp_path / "flipped.npz"
+    for pos in rng.integers(0, len(data), 300):
+        blob = bytearray(data)
+        blob[pos] ^= 1 << int(rng.integers(0, 8))
+        bad.write_bytes(bytes(blob))
+        try:
+            g = Gallery.load(bad)
+        except LrfaceError as exc:
+            assert str(bad) in str(exc) and "\n" not in str(exc)
+            refused += 1
+            continue
+        assert g.identities == original.identities and g.threshold == original.threshold
+        assert (g.model_name, g.model_sha256) == (original.model_name, original.model_sha256)
+        for n in g.identities:
+            assert np.array_equal(g.embeddings_of(n), original.embeddings_of(n))
+            assert g.sources_of(n) == original.sources_of(n)
+    assert refused > 250  # nearly every byte is covered by a CRC or a structure check

@@ -394,8 +394,9 @@ def check_options(args: argparse.Namespace) -> None:
     """Refuse bad option values with a one-line :class:`LrfaceError` before any model loads."""
     from .protocols.folder import check_condition
 
-    check_condition(**_condition(args))
-    if args.protocol == "folder" and args.no_detect and _condition(args)["probe_crop"] == "box":
+    cond = _condition(args)
+    check_condition(cond["degrade"], cond["probe_crop"])
+    if args.protocol == "folder" and args.no_detect and cond["probe_crop"] == "box":
         raise LrfaceError(
             "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
         )

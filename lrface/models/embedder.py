@@ -74,9 +74,11 @@ class Embedder:
         out = []
         for i in range(0, len(crops), self.batch_size):
             x = self.preprocess(crops[i : i + self.batch_size])
-            f = self._forward(x)
-            if self.flip:
-                f = f + self._forward(np.ascontiguousarray(x[..., ::-1]))
+            if self.flip:  # one run over the crops and their mirrors (fewer, larger calls)
+                f = self._forward(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
+                f = f[: len(x)] + f[len(x) :]
+            else:
+                f = self._forward(x)
             out.append(f)
         feats = np.concatenate(out).astype(np.float32)
         return l2_normalize(feats)

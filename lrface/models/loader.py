@@ -27,8 +27,9 @@ def load_embedder(
     entry first.  The result embeds uint8 BGR crops of any size into L2-normalised
     float32 (N, D) arrays (see :class:`Embedder`).  Treat it as read-only: it is shared.
     """
+    spec = get_spec(name_or_path)  # resolved now: the cache is keyed by what it names
     return _load(
-        str(name_or_path),
+        spec,
         flip,
         str(model_dir) if model_dir else None,
         tuple(providers) if providers else None,
@@ -38,9 +39,13 @@ def load_embedder(
 
 @lru_cache(maxsize=16)
 def _load(
-    name: str, flip: bool, model_dir: str | None, providers: tuple[str, ...] | None, batch_size: int
+    spec: ModelSpec,
+    flip: bool,
+    model_dir: str | None,
+    providers: tuple[str, ...] | None,
+    batch_size: int,
 ) -> Embedder:
-    spec = get_spec(name)
+    name = spec.name
     if spec.kind == "detector":
         raise ModelFileError(f"{name}: is a face detector, not a recogniser; pass a recogniser")
     path = locate(spec, model_dir)

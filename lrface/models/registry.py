@@ -69,7 +69,8 @@ class ModelSpec:
     pack_sha256: str | None = None  # sha256 of the pack zip
     runtime: str = "onnx"  # "onnx" | "torch"
     arch: str | None = None  # torch architecture for students
-    card: dict[str, Any] | None = None  # full JSON card (shipped and trained models)
+    #: the full JSON card (shipped and trained models); not part of equality or the hash
+    card: dict[str, Any] | None = dataclasses.field(default=None, compare=False, hash=False)
     card_path: str | None = None
     detector_type: str | None = None  # "scrfd" | "yunet"
     torch_file: str | None = None  # torch weights beside an ONNX student's card

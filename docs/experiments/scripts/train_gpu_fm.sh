@@ -16,12 +16,12 @@
 #          the 64 MiB a device call carries beside the packed crops).
 #
 # Data and setup as in train_gpu_arc.sh (packed JPEG crops, .gpu carried); then
-#   HINIT=.gpu/h-long36-best.pt bash benchmarks/train_gpu_fm.sh
+#   HINIT=.gpu/h-long36-best.pt bash docs/experiments/scripts/train_gpu_fm.sh
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/gpu3}
-source benchmarks/gpu_lanes.sh
+source docs/experiments/scripts/gpu_lanes.sh
 FM="--targets online-fused --mixup 0.5 --loss kd,crcd,arc --beta 0.2 --crcd-warmup 100 $ARC --epochs 24 --batch-size 64 --lr 1e-4 --sizes 8-40 --p-hr 0.2 --seed 6 --val-sizes 8,12,16,24 --val-every 4"
 STAGE_INIT=${STAGE_INIT:-runs/shipped-10c18ec5/lrface-mbf.pt}
 HINIT=${HINIT:-runs/gpu2/h-long36/best.pt}

@@ -4,7 +4,7 @@
 # run side by side on a 2-core machine.  Outputs: runs/ablation/<recipe>/ (log.csv,
 # history.json, card).  Evaluate each with benchmarks/eval_students.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 DATA=${LFW:-../shared/data/lfw}
 COMMON="--data $DATA --student lrface-mbf --epochs 3 --batch-size 64 --lr 2e-4 --sizes 8-32 --seed 0 --threads 1 --val-sizes 12,16 --quiet"
 lane1() {

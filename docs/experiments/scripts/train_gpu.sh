@@ -20,13 +20,13 @@
 #   (device, .gpu carried) mkdir -p <that root's ../../models>, copy the teacher there,
 #   export LRFACE_HOME=<that root's ../..> LRFACE_CACHE=/some/cache PYTHONPATH=$PWD
 #   python3 benchmarks/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
-#   bash benchmarks/train_gpu.sh                     # results under $RUNS (runs/gpu)
+#   bash docs/experiments/scripts/train_gpu.sh  # results under $RUNS (runs/gpu)
 #
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/gpu}
-source benchmarks/gpu_lanes.sh
+source docs/experiments/scripts/gpu_lanes.sh
 S1="--loss kd,crcd --beta 0.2 --crcd-warmup 200 --epochs 16 --batch-size 64 --lr 3e-4 --sizes 8-32 --p-hr 0.1 --seed 0 --val-sizes 12,16,24 --val-every 4"
 S2="--targets fused --loss kd,crcd --beta 0.2 --crcd-warmup 200 --epochs 24 --batch-size 64 --lr 2e-4 --sizes 8-32 --p-hr 0.15 --seed 1 --val-sizes 12,16,24 --val-every 4"
 S3="--targets fused --loss kd,crcd --beta 0.2 --crcd-warmup 100 --epochs 24 --batch-size 64 --lr 1e-4 --sizes 12-40 --p-hr 0.25 --seed 3 --val-sizes 12,16,24 --val-every 2"

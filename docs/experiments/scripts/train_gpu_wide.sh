@@ -11,12 +11,12 @@
 #   lane r (all train images): the wide stage from the shipped weights (46322d82...), seed 6.
 #
 # Data and setup as in train_gpu_arc.sh (packed JPEG crops, .gpu carried); then
-#   HINIT=.gpu/h-long36-best.pt WORKERS=4 bash benchmarks/train_gpu_wide.sh
+#   HINIT=.gpu/h-long36-best.pt WORKERS=4 bash docs/experiments/scripts/train_gpu_wide.sh
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/gpu4}
-source benchmarks/gpu_lanes.sh
+source docs/experiments/scripts/gpu_lanes.sh
 WIDE="--mbf-expand 2 --targets fused --loss kd,crcd,arc --beta 0.2 --crcd-warmup 100 $ARC --epochs 24 --batch-size 64 --lr 1e-4 --sizes 8-40 --p-hr 0.2 --seed 6 --val-sizes 8,12,16,24 --val-every 4"
 HINIT=${HINIT:-runs/gpu2/h-long36/best.pt}
 

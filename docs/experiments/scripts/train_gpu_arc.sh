@@ -24,13 +24,13 @@
 #   (device, .gpu carried) copy the teacher to <root>/../../models, then
 #   export LRFACE_HOME=<root>/../.. LRFACE_CACHE=/some/cache PYTHONPATH=$PWD
 #   python3 benchmarks/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
-#   bash benchmarks/train_gpu_arc.sh                 # results under $RUNS (runs/gpu2)
+#   bash docs/experiments/scripts/train_gpu_arc.sh  # results under $RUNS (runs/gpu2)
 #
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 RUNS=${RUNS:-runs/gpu2}
-source benchmarks/gpu_lanes.sh
+source docs/experiments/scripts/gpu_lanes.sh
 LONG="--targets fused --beta 0.2 --crcd-warmup 200 --epochs 36 --batch-size 64 --lr 3e-4 --sizes 8-40 --p-hr 0.2 --seed 0 --val-sizes 8,12,16,24 --val-every 4"
 STAGE="--targets fused --loss kd,crcd,arc --beta 0.2 --crcd-warmup 100 $ARC --epochs 24 --batch-size 64 --lr 1e-4 --sizes 8-40 --p-hr 0.2 --seed 6 --val-sizes 8,12,16,24 --val-every 4"
 STAGE_INIT=${STAGE_INIT:-weights/lrface-mbf.pt}

@@ -1,0 +1,1131 @@
+#!/usr/bin/env python
+"""Fuzz lrface's three loaders of untrusted files: images, galleries and model cards.
+
+    python benchmarks/fuzz.py --target image|gallery|card|all --n 100000 --seed 0
+
+Targets (each input is generated from ``(seed, target, index)`` alone, so any input can
+be regenerated with ``--repro INDEX``):
+
+* ``image``: :func:`lrface.io.read_image` on mutated bytes of real small PNG, JPEG, WebP,
+  TIFF, GIF, BMP, PNM, AVIF and JPEG 2000 files made from an LFW face (bit flips, byte
+  and word overwrites, truncations, insertions, splices, header dimension rewrites, PNG
+  chunk edits with their CRC fixed, EXIF orientation rewrites, random bytes).
+* ``gallery``: :meth:`lrface.gallery.Gallery.load` on mutated ``.npz`` bytes of real small
+  galleries (byte mutations, members re-zipped after mutation so their CRC is valid,
+  ``meta`` JSON edited, arrays of the wrong dtype/shape/values, pickled object arrays,
+  dropped/duplicated/extra members).
+* ``card``: :func:`lrface.models.registry.spec_from_card` on mutated JSON model cards
+  (the shipped ``weights/*.json``): field values replaced by values of other types,
+  fields deleted/renamed/added, byte mutations of the text, deep nesting, bad encodings.
+
+Property: each input either succeeds or raises :class:`lrface.errors.LrfaceError`.  Any
+other exception, or the worker process dying (segfault, abort), is a **crash**; an input
+that runs longer than ``--timeout`` seconds is a **hang** (a watchdog kills the worker and
+the run resumes with the next input).  For ``image``, the "bombs" of :func:`make_bombs`
+(inputs of at most 10 MB that decode to close to :data:`lrface.io.MAX_PIXELS` pixels, or
+claim far more) are also read, each once, in a fresh process, and the peak RSS of that
+process is reported: it must stay below 500 MB.  Inputs that write to stderr (libpng,
+libjpeg or Python warnings) are counted as ``noisy``.
+
+Prints one JSON summary (also written to ``--json``); crashing and hanging inputs are saved
+under ``--out``.  The module is importable: ``tests/test_fuzz.py`` drives the same seeds
+and mutators from hypothesis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import multiprocessing as mp
+import os
+import random
+import resource
+import struct
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LRFACE_HOME", REPO.parent / "shared"))
+FACE = SHARED / "data" / "lfw" / "lfw-deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
+TARGETS = ("image", "gallery", "card")
+RSS_LIMIT_MB = 500
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB.
+
+    ``VmHWM`` of /proc/self/status where available: unlike ``ru_maxrss`` it does not
+    inherit the peak of the parent that forked/spawned this process.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- choices
+
+
+class Chooser(Protocol):
+    """Source of choices for the mutators: a seeded RNG (benchmark) or hypothesis (tests)."""
+
+    def integer(self, lo: int, hi: int) -> int:
+        """An integer in ``[lo, hi]`` (inclusive)."""
+
+    def binary(self, n: int) -> bytes:
+        """``n`` arbitrary bytes."""
+
+
+class RngChooser:
+    """:class:`Chooser` backed by :class:`random.Random` (fast, reproducible per seed)."""
+
+    def __init__(self, seed: Any) -> None:
+        self.rng = random.Random(seed)
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+    def binary(self, n: int) -> bytes:
+        return self.rng.randbytes(n)
+
+
+def _pick(c: Chooser, seq: Any) -> Any:
+    return seq[c.integer(0, len(seq) - 1)]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    """A PNG chunk with a valid CRC."""
+    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def png_bytes(
+    width: int, height: int, depth: int, ctype: int, idat: bytes, extra: bytes = b""
+) -> bytes:
+    """A PNG file: IHDR (valid CRC), ``extra`` chunks, one IDAT holding ``idat``, IEND."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + extra
+        + _chunk(b"IDAT", idat)
+        + _chunk(b"IEND", b"")
+    )
+
+
+def zlib_repeat(block: bytes, times: int) -> bytes:
+    """zlib stream of ``block * times`` built from ONE compressed copy of ``block``.
+
+    A full flush makes the compressed block byte-aligned and self-contained, so it can be
+    repeated; only the Adler-32 of the whole (cheap) is computed over the full data.
+    """
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    piece = co.compress(block) + co.flush(zlib.Z_FULL_FLUSH)
+    end = zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+    adler = 1
+    for _ in range(times):
+        adler = zlib.adler32(block, adler)
+    return b"\x78\xda" + piece * times + end + struct.pack(">I", adler & 0xFFFFFFFF)
+
+
+def exif_block(orientation: int) -> bytes:
+    """A minimal little-endian TIFF-structured EXIF block holding only Orientation."""
+    return (
+        b"II*\x00\x08\x00\x00\x00\x01\x00"
+        + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+        + b"\x00" * 4
+    )
+
+
+def face_bgr(size: int = 48) -> np.ndarray:
+    """A real face: the centre of an LFW photo, ``size`` x ``size`` BGR ``uint8``."""
+    img = cv2.imread(str(FACE))
+    if img is None:
+        raise SystemExit(f"{FACE}: LFW photo not found; set LRFACE_HOME to the shared data")
+    return cv2.resize(img[50:200, 50:200], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _pil_bytes(img_bgr: np.ndarray, fmt: str, mode: str = "RGB", **kw: Any) -> bytes:
+    from PIL import Image
+
+    rgb = img_bgr[:, :, [2, 1, 0, 3]] if img_bgr.shape[2] == 4 else img_bgr[:, :, ::-1]
+    im = Image.fromarray(np.ascontiguousarray(rgb)).convert(mode)
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _cv2_bytes(ext: str, img: np.ndarray, params: tuple[int, ...] = ()) -> bytes:
+    ok, buf = cv2.imencode(ext, img, list(params))
+    if not ok:
+        raise RuntimeError(f"cv2 cannot encode {ext}")
+    return buf.tobytes()
+
+
+# --------------------------------------------------------------------------- image seeds
+
+
+def image_seeds(size: int = 48) -> dict[str, bytes]:
+    """Real small encoded images of an LFW face, one per format/variant."""
+    from PIL import Image
+
+    face = face_bgr(size)
+    gray = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
+    alpha = np.tile(np.linspace(0, 255, size, dtype=np.uint8), (size, 1))
+    bgra = np.dstack([face, alpha])
+    ex6 = Image.Exif()
+    ex6[0x0112] = 6
+    seeds = {
+        "png_rgb": _cv2_bytes(".png", face),
+        "png_rgba": _cv2_bytes(".png", bgra),
+        "png_gray16": _cv2_bytes(".png", gray.astype(np.uint16) * 257),
+        "png_palette_trns": _pil_bytes(face, "PNG", "P", transparency=0),
+        "png_exif6": _pil_bytes(face, "PNG", exif=ex6.tobytes()),
+        "jpeg_exif6": _pil_bytes(face, "JPEG", quality=80, exif=ex6.tobytes()),
+        "jpeg_progressive": _pil_bytes(face, "JPEG", quality=80, progressive=True),
+        "jpeg_gray": _cv2_bytes(".jpg", gray, (cv2.IMWRITE_JPEG_QUALITY, 80)),
+        "jpeg_cmyk": _pil_bytes(face, "JPEG", "CMYK", quality=80),
+        "jpeg_restart": _cv2_bytes(".jpg", face, (cv2.IMWRITE_JPEG_RST_INTERVAL, 2)),
+        "webp_lossy": _pil_bytes(face, "WEBP", quality=70),
+        "webp_lossless_alpha": _cv2_bytes(".webp", bgra, (cv2.IMWRITE_WEBP_QUALITY, 101)),
+        "webp_exif6": _pil_bytes(face, "WEBP", quality=70, exif=ex6.tobytes()),
+        "tiff_rgb": _pil_bytes(face, "TIFF"),
+        "tiff_lzw_exif6": _pil_bytes(face, "TIFF", compression="tiff_lzw", exif=ex6.tobytes()),
+        "tiff_rgba": _pil_bytes(bgra, "TIFF", "RGBA"),
+        "tiff_gray16": _cv2_bytes(".tiff", gray.astype(np.uint16) * 257),
+        "tiff_jpeg": _pil_bytes(face, "TIFF", compression="jpeg"),
+        "gif_transparent": _pil_bytes(face, "GIF", "P", transparency=0),
+        "bmp_24": _cv2_bytes(".bmp", face),
+        "bmp_32": _pil_bytes(bgra, "BMP", "RGBA"),
+        "bmp_8": _pil_bytes(face, "BMP", "P"),
+        "ppm": _cv2_bytes(".ppm", face),
+        "pgm16": _cv2_bytes(".pgm", gray.astype(np.uint16) * 257),
+        "pam_rgba": b"P7\nWIDTH %d\nHEIGHT %d\nDEPTH 4\nMAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n"
+        % (size, size)
+        + bgra[:, :, [2, 1, 0, 3]].tobytes(),
+    }
+    # animated GIF (two frames) and animated WebP
+    from PIL import Image as _I
+
+    f1 = _I.fromarray(face[:, :, ::-1].copy())
+    f2 = f1.transpose(_I.FLIP_LEFT_RIGHT)
+    for name, fmt in (("gif_animated", "GIF"), ("webp_animated", "WEBP")):
+        buf = io.BytesIO()
+        f1.save(buf, format=fmt, save_all=True, append_images=[f2], duration=100)
+        seeds[name] = buf.getvalue()
+    for name, make in (
+        ("avif", lambda: _pil_bytes(face, "AVIF", quality=50)),
+        ("jp2", lambda: _cv2_bytes(".jp2", face)),
+    ):
+        with contextlib.suppress(Exception):  # codec not in this build: fuzz the others
+            seeds[name] = make()
+    return seeds
+
+
+def _rewrite_dims(c: Chooser, data: bytes) -> bytes:
+    """Overwrite the width/height fields of a known format with extreme or random values."""
+    d = bytearray(data)
+    pool = [0, 1, 2, 7, 255, 256, 4096, 7000, 7071, 7072, 16383, 16384, 20000, 65535]
+    w, h = _pick(c, pool), _pick(c, pool)
+    if c.integer(0, 3) == 0:
+        w, h = c.integer(0, 70000), c.integer(0, 70000)
+    try:
+        if d[4:8] == b"ftyp" and d.find(b"ispe") > 0:  # AVIF: image spatial extents
+            i = d.find(b"ispe")
+            struct.pack_into(">II", d, i + 8, w & 0xFFFFFFFF, h & 0xFFFFFFFF)
+        elif d[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" and d.find(b"\xff\x51") > 0:
+            i = d.find(b"\xff\x51")  # JPEG 2000 SIZ: Lsiz, Rsiz, Xsiz, Ysiz
+            struct.pack_into(">II", d, i + 6, w & 0xFFFFFFFF, h & 0xFFFFFFFF)
+            j = d.find(b"ihdr")
+            if j > 0 and c.integer(0, 1):
+                struct.pack_into(">II", d, j + 4, h & 0xFFFFFFFF, w & 0xFFFFFFFF)
+        elif d[:8] == b"\x89PNG\r\n\x1a\n" and len(d) >= 33:
+            if c.integer(0, 9) == 0:  # beyond 2**31 too
+                w, h = _pick(c, [2**31 - 1, 2**31, 2**32 - 1]), h
+            struct.pack_into(">II", d, 16, w, h)
+            struct.pack_into(">I", d, 29, zlib.crc32(bytes(d[12:29])) & 0xFFFFFFFF)
+        elif d[:3] == b"\xff\xd8\xff":
+            for m in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc2"):
+                i = d.find(m, 2)
+                if i > 0 and i + 9 <= len(d):
+                    struct.pack_into(">HH", d, i + 5, h & 0xFFFF, w & 0xFFFF)
+                    break
+        elif d[:3] == b"GIF" and len(d) >= 10:
+            struct.pack_into("<HH", d, 6, w & 0xFFFF, h & 0xFFFF)
+            i = d.find(b"\x2c", 13)
+            if i > 0 and i + 9 <= len(d) and c.integer(0, 1):
+                struct.pack_into("<HH", d, i + 5, w & 0xFFFF, h & 0xFFFF)
+        elif d[:2] == b"BM" and len(d) >= 26:
+            struct.pack_into("<ii", d, 18, min(w, 2**31 - 1), min(h, 2**31 - 1) * _pick(c, [1, -1]))
+        elif d[:4] == b"RIFF" and len(d) >= 30:
+            kind = bytes(d[12:16])
+            if kind == b"VP8X":
+                d[24:27] = (
+                    (max(w, 1) - 1).to_bytes(3, "little", signed=False)[:3]
+                    if w < 2**24
+                    else b"\xff\xff\xff"
+                )
+                d[27:30] = (
+                    (max(h, 1) - 1).to_bytes(3, "little", signed=False)[:3]
+                    if h < 2**24
+                    else b"\xff\xff\xff"
+                )
+            elif kind == b"VP8 ":
+                struct.pack_into("<HH", d, 26, w & 0x3FFF, h & 0x3FFF)
+            elif kind == b"VP8L":
+                bits = struct.unpack_from("<I", d, 21)[0] & ~0x0FFFFFFF
+                bits |= ((max(w, 1) - 1) & 0x3FFF) | (((max(h, 1) - 1) & 0x3FFF) << 14)
+                struct.pack_into("<I", d, 21, bits)
+        elif d[:2] in (b"II", b"MM") and len(d) >= 8:
+            e = "<" if d[:2] == b"II" else ">"
+            off = struct.unpack_from(e + "I", d, 4)[0]
+            n = struct.unpack_from(e + "H", d, off)[0]
+            for k in range(n):
+                p = off + 2 + 12 * k
+                tag, typ = struct.unpack_from(e + "HH", d, p)
+                if tag in (256, 257, 322, 323):
+                    v = w if tag in (256, 322) else h
+                    if typ == 3:
+                        struct.pack_into(e + "H", d, p + 8, v & 0xFFFF)
+                    else:
+                        struct.pack_into(e + "I", d, p + 8, v & 0xFFFFFFFF)
+        elif d[:1] == b"P" and d[1:2] in b"123456":
+            head = d[:64].split(maxsplit=3)
+            if len(head) >= 3:
+                rest = d[len(b" ".join(head[:3])) :]
+                d = bytearray(head[0] + b"\n%d %d" % (w, h) + rest)
+    except (struct.error, IndexError, OverflowError, ValueError):
+        pass
+    return bytes(d)
+
+
+def _png_chunk_edit(c: Chooser, data: bytes) -> bytes:
+    """Mutate one PNG chunk's payload (or length/type) and fix its CRC."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return data
+    chunks = []
+    pos = 8
+    while pos + 12 <= len(data):
+        n = struct.unpack_from(">I", data, pos)[0]
+        if pos + 12 + n > len(data):
+            break
+        chunks.append([data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]])
+        pos += 12 + n
+    if not chunks:
+        return data
+    k = c.integer(0, len(chunks) - 1)
+    op = c.integer(0, 4)
+    if op == 0:
+        chunks[k][1] = mutate_bytes(c, chunks[k][1]) if chunks[k][1] else c.binary(4)
+    elif op == 1:
+        chunks.insert(
+            k,
+            [
+                _pick(
+                    c,
+                    [
+                        b"tRNS",
+                        b"eXIf",
+                        b"iCCP",
+                        b"PLTE",
+                        b"acTL",
+                        b"fcTL",
+                        b"IDAT",
+                        b"zTXt",
+                        b"sBIT",
+                    ],
+                ),
+                c.binary(c.integer(0, 64)),
+            ],
+        )
+    elif op == 2:
+        del chunks[k]
+    elif op == 3:
+        chunks.insert(c.integer(0, len(chunks)), list(chunks[k]))
+    else:  # split IDAT into many tiny chunks
+        body = b"".join(p for t, p in chunks if t == b"IDAT")
+        step = c.integer(1, 64)
+        rest = [ch for ch in chunks if ch[0] != b"IDAT"]
+        idats = [[b"IDAT", body[i : i + step]] for i in range(0, len(body), step)]
+        chunks = rest[:-1] + idats + rest[-1:]
+    return data[:8] + b"".join(_chunk(t, p) for t, p in chunks)
+
+
+def _orientation_edit(c: Chooser, data: bytes) -> bytes:
+    """Set the EXIF Orientation value (if any) to 0..9 or a random 16-bit value."""
+    d = bytearray(data)
+    for pat, e in ((b"\x12\x01\x03\x00", "<"), (b"\x01\x12\x00\x03", ">")):
+        i = d.find(pat)
+        if i >= 0 and i + 10 <= len(d):
+            v = c.integer(0, 9) if c.integer(0, 3) else c.integer(0, 0xFFFF)
+            struct.pack_into(e + "H", d, i + 8, v)
+    return bytes(d)
+
+
+def mutate_image(c: Chooser, seeds: dict[str, bytes]) -> bytes:
+    """One fuzz input for the image reader, built from ``seeds`` by 1-3 mutations."""
+    names = sorted(seeds)
+    data = seeds[_pick(c, names)]
+    op = c.integer(0, 19)
+    if op == 0:  # random bytes, sometimes behind a real magic
+        junk = c.binary(c.integer(0, 256))
+        return data[: c.integer(0, 16)] + junk if c.integer(0, 1) else junk
+    for _ in range(c.integer(1, 3)):
+        kind = c.integer(0, 9)
+        if kind <= 1:
+            data = _rewrite_dims(c, data)
+        elif kind == 2:
+            data = _png_chunk_edit(c, data)
+        elif kind == 3:
+            data = _orientation_edit(c, data)
+        else:
+            data = mutate_bytes(c, data, seeds)
+    return data
+
+
+# --------------------------------------------------------------------------- generic bytes
+
+_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFF, 0xFE, 0x20, 0x0A, 0x2C, 0x3B, 0xD9, 0xD8)
+_WORDS = (
+    0,
+    1,
+    2,
+    0x7F,
+    0xFF,
+    0x100,
+    0x7FFF,
+    0x8000,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFFF,
+)
+
+
+def mutate_bytes(c: Chooser, data: bytes, seeds: dict[str, bytes] | None = None) -> bytes:
+    """One generic byte-level mutation (bit flips, overwrites, cuts, inserts, splices)."""
+    if not data:
+        return c.binary(c.integer(1, 64))
+    d = bytearray(data)
+    n = len(d)
+    op = c.integer(0, 9)
+    if op == 0:  # flip 1-8 bits
+        for _ in range(c.integer(1, 8)):
+            bit = c.integer(0, 8 * n - 1)
+            d[bit // 8] ^= 1 << (bit % 8)
+    elif op == 1:  # interesting byte(s)
+        for _ in range(c.integer(1, 4)):
+            d[c.integer(0, n - 1)] = _pick(c, _BYTES)
+    elif op == 2:  # interesting 16/32-bit word, either endianness
+        fmt = _pick(c, ["<H", ">H", "<I", ">I"])
+        size = struct.calcsize(fmt)
+        if n >= size:
+            v = _pick(c, _WORDS) & (0xFFFF if "H" in fmt else 0xFFFFFFFF)
+            struct.pack_into(fmt, d, c.integer(0, n - size), v)
+    elif op == 3:  # truncate
+        d = d[: c.integer(0, n - 1)]
+    elif op == 4:  # delete a slice
+        a = c.integer(0, n - 1)
+        del d[a : a + c.integer(1, max(1, n // 4))]
+    elif op == 5:  # insert random bytes
+        a = c.integer(0, n)
+        d[a:a] = c.binary(c.integer(1, 64))
+    elif op == 6:  # copy a slice over another place
+        a, b = c.integer(0, n - 1), c.integer(0, n - 1)
+        k = c.integer(1, max(1, n // 8))
+        d[b : b + k] = d[a : a + k]
+    elif op == 7:  # append junk or a whole other file (trailers)
+        other = _pick(c, sorted(seeds.values(), key=len)) if seeds and c.integer(0, 1) else None
+        d += other if other is not None else c.binary(c.integer(1, 1024))
+    elif op == 8 and seeds:  # splice the head of this with the tail of another
+        other = _pick(c, sorted(seeds.values(), key=len))
+        d = d[: c.integer(0, n)] + other[c.integer(0, len(other)) :]
+    else:  # random run of bytes
+        a = c.integer(0, n - 1)
+        k = c.integer(1, 32)
+        d[a : a + k] = c.binary(k)
+    return bytes(d)
+
+
+# --------------------------------------------------------------------------- bombs
+
+
+def make_bombs() -> dict[str, bytes]:
+    """Image inputs of at most 10 MB that decode to ~49 MP or claim far more.
+
+    The worst cases for peak memory: 16-bit RGBA and RGBA PNGs just under the pixel limit,
+    one with EXIF orientation 6 (rotation copies the image), a JPEG whose frame header was
+    rewritten to 7000x7000 (libjpeg fills the missing data), a 7000x7000 16-bit RGBA TIFF
+    with orientation 6, a 7000x7000 GIF, an RLE BMP and a PNM that claim 49 MP, and
+    headers claiming 400 MP to 4 GP (a real 20000x20000 1-bit PNG among them).
+    """
+    from PIL import Image
+
+    side = 7000  # 49 MP, just under MAX_PIXELS
+    ex6 = _chunk(b"eXIf", exif_block(6))
+    bombs = {
+        "png_rgba16_49mp": png_bytes(side, side, 16, 6, zlib_repeat(bytes(1 + side * 8), side)),
+        "png_rgba8_49mp": png_bytes(side, side, 8, 6, zlib_repeat(bytes(1 + side * 4), side)),
+        "png_rgb8_49mp_exif6": png_bytes(
+            side, side, 8, 2, zlib_repeat(bytes(1 + side * 3), side), ex6
+        ),
+        "png_gray16_49mp": png_bytes(side, side, 16, 0, zlib_repeat(bytes(1 + side * 2), side)),
+        "png_1bit_20000sq": png_bytes(20000, 20000, 1, 0, zlib_repeat(bytes(1 + 2500), 20000)),
+        "png_claims_50000sq": png_bytes(50000, 50000, 8, 2, zlib.compress(bytes(1000))),
+        "png_claims_4gp": png_bytes(65535, 65535, 16, 6, zlib.compress(bytes(1000))),
+    }
+    face = face_bgr(64)
+    jpeg = _pil_bytes(face, "JPEG", quality=90, exif=_exif_obj(6))
+    i = jpeg.find(b"\xff\xc0")
+    bombs["jpeg_sof_7000sq_exif6"] = jpeg[: i + 5] + struct.pack(">HH", side, side) + jpeg[i + 9 :]
+    bombs["jpeg_sof_65535sq"] = jpeg[: i + 5] + struct.pack(">HH", 65535, 65535) + jpeg[i + 9 :]
+    bombs["tiff_rgba16_49mp_orient6"] = _tiff_strips(side, side, 4, 16, orientation=6)
+    bombs["tiff_rgb8_49mp"] = _tiff_strips(side, side, 3, 8)
+    gif = io.BytesIO()
+    Image.new("P", (side, side)).save(gif, format="GIF")
+    bombs["gif_7000sq"] = gif.getvalue()
+    bombs["gif_claims_65535sq"] = (
+        gif.getvalue()[:6] + struct.pack("<HH", 65535, 65535) + gif.getvalue()[10:]
+    )
+    bombs["bmp_rle8_7000sq"] = _bmp_rle8(side, side)
+    bombs["pnm_p6_7000sq_short"] = b"P6\n%d %d\n255\n" % (side, side) + bytes(4096)
+    bombs["webp_vp8x_16384sq"] = _webp_vp8x(16384, 16384)
+    for name, data in bombs.items():
+        assert len(data) <= 10 * 2**20, (name, len(data))
+    return bombs
+
+
+def _exif_obj(orientation: int) -> bytes:
+    from PIL import Image
+
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    return ex.tobytes()
+
+
+def _tiff_strips(w: int, h: int, spp: int, bps: int, orientation: int = 1) -> bytes:
+    """A deflate TIFF whose strips all point at ONE compressed strip of zeros."""
+    rows = 64
+    strip = zlib.compress(bytes(w * rows * spp * bps // 8), 9)
+    nstrips = (h + rows - 1) // rows
+    entries: list[tuple[int, int, int, int | bytes]] = []
+    data_off = 8
+    # layout: header, strip data, arrays, IFD
+    arrays = bytearray()
+    base = data_off + len(strip)
+
+    def array(values: list[int], code: str) -> int:
+        nonlocal arrays
+        off = base + len(arrays)
+        arrays += struct.pack(f"<{len(values)}{code}", *values)
+        if len(arrays) % 2:
+            arrays += b"\0"
+        return off
+
+    bps_off = array([bps] * spp, "H")
+    offsets_off = array([data_off] * nstrips, "I")
+    counts_off = array([len(strip)] * nstrips, "I")
+    entries = [
+        (256, 4, 1, w), (257, 4, 1, h), (258, 3, spp, bps_off if spp > 1 else bps),
+        (259, 3, 1, 8), (262, 3, 1, 2 if spp >= 3 else 1), (273, 4, nstrips, offsets_off),
+        (274, 3, 1, orientation), (277, 3, 1, spp), (278, 4, 1, rows),
+        (279, 4, nstrips, counts_off), (284, 3, 1, 1),
+    ]  # fmt: skip
+    if spp in (2, 4):
+        entries.append((338, 3, 1, 2))
+    ifd_off = base + len(arrays)
+    ifd = struct.pack("<H", len(entries))
+    for tag, typ, count, value in sorted(entries):
+        if typ == 3 and count == 1:
+            ifd += struct.pack("<HHIHH", tag, typ, count, value, 0)
+        else:
+            ifd += struct.pack("<HHII", tag, typ, count, value)
+    ifd += b"\0\0\0\0"
+    return b"II*\x00" + struct.pack("<I", ifd_off) + strip + bytes(arrays) + ifd
+
+
+def _bmp_rle8(w: int, h: int) -> bytes:
+    """An 8-bit RLE BMP claiming ``w`` x ``h`` whose data ends at once (end of bitmap)."""
+    palette = bytes(range(256)) * 4
+    pixels = b"\x00\x01"
+    off = 14 + 40 + len(palette)
+    head = b"BM" + struct.pack("<IHHI", off + len(pixels), 0, 0, off)
+    dib = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    return head + dib + palette + pixels
+
+
+def _webp_vp8x(w: int, h: int) -> bytes:
+    body = (
+        b"VP8X"
+        + struct.pack("<I", 10)
+        + b"\x00\x00\x00\x00"
+        + (w - 1).to_bytes(3, "little")
+        + (h - 1).to_bytes(3, "little")
+    )
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+# --------------------------------------------------------------------------- gallery
+
+
+def gallery_seeds(workdir: Path | None = None) -> dict[str, bytes]:
+    """Saved ``.npz`` bytes of small real galleries (random normalised embeddings)."""
+    from lrface.gallery import Gallery
+
+    rng = np.random.default_rng(0)
+    seeds = {}
+    tmp = Path(workdir or tempfile.mkdtemp(prefix="lrface-fuzz-"))
+    for agg, people in (("mean", 3), ("all", 2), ("mean", 0)):
+        g = Gallery(
+            "lrface-mbf", "4a9cc4fc" * 8, 128, agg, 0.27, {"name": "t", "sha256": "e7" * 32}
+        )
+        for k in range(people):
+            e = rng.standard_normal((k + 1, 128)).astype(np.float32)
+            e /= np.linalg.norm(e, axis=1, keepdims=True)
+            g.add(f"person_{k}", e, [f"person_{k}/img_{j}.jpg" for j in range(k + 1)])
+        path = tmp / f"g_{agg}_{people}.npz"
+        g.save(path)
+        seeds[path.stem] = path.read_bytes()
+    return seeds
+
+
+_JSON_VALUES: tuple[Any, ...] = (
+    None, True, False, 0, -1, 1, 2**31, 2**63, -(2**63), 1e308, -1e308, 0.5, float("nan"),
+    float("inf"), "", "x", "abc", "../../etc/passwd", "a" * 300, "\u00e9\u4e2d", [], {}, [1, 2, 3],
+    ["a"], [None], {"a": 1}, [[[]]],
+)  # fmt: skip
+
+
+def mutate_json_value(c: Chooser, doc: Any) -> Any:
+    """Replace, delete, rename or add one field somewhere in a JSON document (copy)."""
+    doc = json.loads(json.dumps(doc))
+    op = c.integer(0, 9)
+    if op == 0:
+        return _pick(c, _JSON_VALUES)
+    # walk to a random container
+    node: Any = doc
+    for _ in range(c.integer(0, 3)):
+        kids = (
+            list(node.values())
+            if isinstance(node, dict)
+            else node
+            if isinstance(node, list)
+            else []
+        )
+        kids = [k for k in kids if isinstance(k, dict | list) and k]
+        if not kids:
+            break
+        node = _pick(c, kids)
+    if isinstance(node, dict) and node:
+        key = _pick(c, sorted(node))
+        if op <= 5:
+            node[key] = _pick(c, _JSON_VALUES)
+        elif op == 6:
+            del node[key]
+        elif op == 7:
+            node[key + "_x"] = node.pop(key)
+        else:
+            node[_pick(c, ["extra", "sha256", "kind", "runtime", "__proto__", ""])] = _pick(
+                c, _JSON_VALUES
+            )
+    elif isinstance(node, list) and node:
+        i = c.integer(0, len(node) - 1)
+        if op <= 6:
+            node[i] = _pick(c, _JSON_VALUES)
+        else:
+            del node[i]
+    return doc
+
+
+def _npz_members(data: bytes) -> list[tuple[str, bytes]] | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return [(i.filename, zf.read(i)) for i in zf.infolist()]
+    except Exception:
+        return None
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=True)
+    return buf.getvalue()
+
+
+def mutate_npz(c: Chooser, seeds: dict[str, bytes]) -> bytes:
+    """One fuzz input for the gallery loader: a mutated ``.npz``."""
+    data = seeds[_pick(c, sorted(seeds))]
+    op = c.integer(0, 9)
+    members = _npz_members(data)
+    if op <= 3 or members is None:
+        for _ in range(c.integer(1, 3)):
+            data = mutate_bytes(c, data, seeds)
+        return data
+    names = [n for n, _ in members]
+    k = c.integer(0, len(members) - 1)
+    if op == 4:  # mutate one member's bytes, re-zip (valid CRC)
+        members[k] = (members[k][0], mutate_bytes(c, members[k][1]))
+    elif op == 5:  # edit the meta JSON
+        i = names.index("meta.npy") if "meta.npy" in names else k
+        try:
+            meta = json.loads(str(np.load(io.BytesIO(members[i][1]))))
+        except Exception:
+            meta = {}
+        meta = mutate_json_value(c, meta)
+        payload = json.dumps(meta) if c.integer(0, 3) else meta
+        try:
+            arr = (
+                np.array(payload)
+                if not isinstance(payload, dict)
+                else np.array(json.dumps(payload))
+            )
+        except Exception:
+            arr = np.array("x")
+        members[i] = ("meta.npy", _npy(arr))
+    elif op == 6:  # an array of the wrong dtype/shape/values
+        arrays = [
+            np.full((3, 128), np.nan, np.float32), np.zeros((3, 128), np.float64),
+            np.ones((3, 64), np.float32), np.zeros((0,), np.float32), np.array(["a", "b"]),
+            np.array([1, 2, 3]), np.array({"a": 1}, dtype=object), np.zeros((2, 2, 2), np.float32),
+            np.array(3.0), np.full((6, 128), 1 / np.sqrt(128), np.float32), np.array([b"x"]),
+        ]  # fmt: skip
+        members[k] = (members[k][0], _npy(_pick(c, arrays)))
+    elif op == 7:  # drop, duplicate or add a member
+        which = c.integer(0, 2)
+        if which == 0:
+            del members[k]
+        elif which == 1:
+            members.append(members[k])
+        else:
+            members.append(
+                (_pick(c, ["extra.npy", "meta", "../x.npy", ""]), c.binary(c.integer(0, 200)))
+            )
+    else:  # rename a member
+        members[k] = (
+            _pick(c, ["meta.npy", "embeddings.npy", "labels.npy", "sources.npy", "x.npy"]),
+            members[k][1],
+        )
+    buf = io.BytesIO()
+    comp = zipfile.ZIP_DEFLATED if c.integer(0, 1) else zipfile.ZIP_STORED
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", comp) as zf:
+        warnings.simplefilter("ignore")  # duplicate member names are the point
+        for name, payload in members:
+            zf.writestr(name or "noname", payload)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- cards
+
+
+def card_seeds() -> dict[str, bytes]:
+    """The shipped model cards (``weights/*.json``) as bytes."""
+    return {p.stem: p.read_bytes() for p in sorted((REPO / "weights").glob("*.json"))}
+
+
+def mutate_card(c: Chooser, seeds: dict[str, bytes]) -> bytes:
+    """One fuzz input for the card loader: a mutated JSON model card."""
+    data = seeds[_pick(c, sorted(seeds))]
+    op = c.integer(0, 9)
+    if op <= 5:
+        doc = json.loads(data)
+        for _ in range(c.integer(1, 3)):
+            doc = mutate_json_value(c, doc)
+        return json.dumps(doc, indent=c.integer(0, 2) or None).encode()
+    if op == 6:  # deep nesting or odd top-level documents
+        depth = _pick(c, [10, 1000, 100000])
+        return _pick(
+            c,
+            [
+                b"[" * depth + b"]" * depth,
+                b'{"a":' * depth + b"1" + b"}" * depth,
+                b"[" * depth,
+                b"null",
+                b"1",
+                b'"x"',
+                b"",
+            ],
+        )
+    if op == 7:  # other encodings
+        text = data.decode()
+        return _pick(
+            c,
+            [
+                text.encode("utf-16"),
+                b"\xef\xbb\xbf" + data,
+                text.encode("latin-1", "replace") + b"\xff\xfe",
+                data.replace(b'"', b"'", 3),
+            ],
+        )
+    for _ in range(c.integer(1, 3)):
+        data = mutate_bytes(c, data, seeds)
+    return data
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def run_image(data: bytes, workdir: Path) -> str:
+    from lrface.io import read_image
+
+    img = read_image(data)
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, img.shape
+    return "ok"
+
+
+def run_gallery(data: bytes, workdir: Path) -> str:
+    from lrface.gallery import Gallery
+
+    path = workdir / "gallery.npz"
+    path.write_bytes(data)
+    Gallery.load(path)
+    return "ok"
+
+
+def run_card(data: bytes, workdir: Path) -> str:
+    from lrface.models.registry import spec_from_card
+
+    path = workdir / "card.json"
+    path.write_bytes(data)
+    spec_from_card(path)
+    return "ok"
+
+
+RUNNERS: dict[str, Callable[[bytes, Path], str]] = {
+    "image": run_image,
+    "gallery": run_gallery,
+    "card": run_card,
+}
+MUTATORS: dict[str, Callable[[Chooser, dict[str, bytes]], bytes]] = {
+    "image": mutate_image,
+    "gallery": mutate_npz,
+    "card": mutate_card,
+}
+
+
+def seeds_for(target: str, workdir: Path | None = None) -> dict[str, bytes]:
+    if target == "image":
+        return image_seeds()
+    if target == "gallery":
+        return gallery_seeds(workdir)
+    return card_seeds()
+
+
+def make_input(target: str, seeds: dict[str, bytes], seed: int, index: int) -> bytes:
+    """Input number ``index`` of ``target`` for run seed ``seed`` (deterministic)."""
+    return MUTATORS[target](RngChooser(f"{seed}:{target}:{index}"), seeds)
+
+
+def check_one(target: str, data: bytes, workdir: Path) -> tuple[str, str]:
+    """("ok"|"refused", "") or ("crash", traceback) for one input."""
+    from lrface.errors import LrfaceError
+
+    try:
+        return RUNNERS[target](data, workdir), ""
+    except LrfaceError as exc:
+        msg = str(exc)
+        if "\n" in msg:
+            return "crash", f"multi-line LrfaceError: {msg[:500]!r}"
+        return "refused", ""
+    except Exception:
+        return "crash", traceback.format_exc(limit=8)
+
+
+# --------------------------------------------------------------------------- worker + watchdog
+
+
+def _worker(
+    target: str,
+    seeds: dict[str, bytes],
+    seed: int,
+    start: int,
+    stop: int,
+    current: Any,
+    conn: Any,
+    errlog: str,
+) -> None:
+    """Run inputs [start, stop); publish the current index; report crashes and stats."""
+    err = os.open(errlog, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(err, 2)
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    workdir = Path(tempfile.mkdtemp(prefix=f"lrface-fuzz-{target}-"))
+    stats = {"ok": 0, "refused": 0, "noisy": 0, "max_s": 0.0, "slowest": -1, "rss_input": -1}
+    noisy: list[int] = []
+    rss = peak_rss_mb()
+    for i in range(start, stop):
+        data = make_input(target, seeds, seed, i)
+        before = os.fstat(2).st_size
+        current.value = i
+        t = time.perf_counter()
+        outcome, tb = check_one(target, data, workdir)
+        dt = time.perf_counter() - t
+        current.value = -1
+        if outcome == "crash":
+            conn.send(("crash", i, tb))
+        else:
+            stats[outcome] += 1
+        if os.fstat(2).st_size != before:
+            stats["noisy"] += 1
+            if len(noisy) < 5:
+                noisy.append(i)
+        if dt > stats["max_s"]:
+            stats["max_s"], stats["slowest"] = dt, i
+        now = peak_rss_mb()
+        if now > rss:
+            rss, stats["rss_input"] = now, i
+    stats["noisy_examples"] = noisy
+    stats["peak_rss_mb"] = rss
+    conn.send(("done", stop, stats))
+
+
+def fuzz(
+    target: str, n: int, seed: int, timeout: float, out: Path, start: int = 0
+) -> dict[str, Any]:
+    """Run ``n`` inputs of ``target`` under a watchdog; return the summary dict."""
+    ctx = mp.get_context("fork")
+    seeds = seeds_for(target, out)
+    out.mkdir(parents=True, exist_ok=True)
+    errlog = str(out / f"{target}-stderr.log")
+    Path(errlog).write_bytes(b"")
+    summary: dict[str, Any] = {
+        "inputs": 0, "ok": 0, "refused": 0, "crashes": 0, "hangs": 0, "noisy": 0,
+        "worker_restarts": 0, "peak_rss_mb": 0.0, "max_input_s": 0.0, "slowest_input": None,
+        "peak_rss_input": None, "crash_examples": [], "hang_examples": [], "noisy_examples": [],
+        "seeds": len(seeds),
+    }  # fmt: skip
+    t0 = time.time()
+    i = start
+    end = start + n
+    while i < end:
+        current = ctx.Value("q", -1, lock=False)
+        parent, child = ctx.Pipe(duplex=False)
+        p = ctx.Process(
+            target=_worker, args=(target, seeds, seed, i, end, current, child, errlog), daemon=True
+        )
+        p.start()
+        child.close()
+        last, since, done = -1, time.time(), False
+        while True:
+            while parent.poll(0.05):
+                try:
+                    msg = parent.recv()
+                except EOFError:
+                    break
+                if msg[0] == "crash":
+                    _record(summary, "crash", msg[1], msg[2], target, seeds, seed, out)
+                elif msg[0] == "done":
+                    done = True
+                    _merge(summary, msg[2])
+                    i = msg[1]
+            if done:
+                break
+            cur = current.value
+            if cur != last:
+                last, since = cur, time.time()
+            elif cur >= 0 and time.time() - since > timeout:
+                p.kill()
+                p.join()
+                _record(summary, "hang", cur, f"over {timeout} s", target, seeds, seed, out)
+                summary["worker_restarts"] += 1
+                i = cur + 1
+                break
+            if not p.is_alive():
+                p.join()
+                # drain messages sent before dying
+                while parent.poll(0):
+                    try:
+                        msg = parent.recv()
+                    except EOFError:
+                        break
+                    if msg[0] == "crash":
+                        _record(summary, "crash", msg[1], msg[2], target, seeds, seed, out)
+                    elif msg[0] == "done":
+                        done = True
+                        _merge(summary, msg[2])
+                        i = msg[1]
+                if done:
+                    break
+                dead = current.value
+                _record(
+                    summary,
+                    "crash",
+                    dead,
+                    f"worker died with exit code {p.exitcode}",
+                    target,
+                    seeds,
+                    seed,
+                    out,
+                )
+                summary["worker_restarts"] += 1
+                i = dead + 1 if dead >= 0 else i + 1
+                break
+        p.join(timeout=5)
+        parent.close()
+    summary["inputs"] = end - start
+    summary["seconds"] = round(time.time() - t0, 1)
+    summary["inputs_per_s"] = round(summary["inputs"] / max(summary["seconds"], 1e-9), 1)
+    summary["peak_rss_mb"] = round(summary["peak_rss_mb"], 1)
+    summary["max_input_s"] = round(summary["max_input_s"], 3)
+    return summary
+
+
+def _merge(summary: dict[str, Any], stats: dict[str, Any]) -> None:
+    summary["ok"] += stats["ok"]
+    summary["refused"] += stats["refused"]
+    summary["noisy"] += stats["noisy"]
+    summary["noisy_examples"] = (summary["noisy_examples"] + stats["noisy_examples"])[:5]
+    if stats["max_s"] > summary["max_input_s"]:
+        summary["max_input_s"], summary["slowest_input"] = stats["max_s"], stats["slowest"]
+    if stats["peak_rss_mb"] > summary["peak_rss_mb"]:
+        summary["peak_rss_mb"], summary["peak_rss_input"] = stats["peak_rss_mb"], stats["rss_input"]
+
+
+def _record(
+    summary: dict[str, Any],
+    kind: str,
+    index: int,
+    detail: str,
+    target: str,
+    seeds: dict[str, bytes],
+    seed: int,
+    out: Path,
+) -> None:
+    key = "crashes" if kind == "crash" else "hangs"
+    summary[key] += 1
+    examples = summary["crash_examples" if kind == "crash" else "hang_examples"]
+    if index >= 0:
+        path = out / f"{target}-{kind}-{seed}-{index}.bin"
+        path.write_bytes(make_input(target, seeds, seed, index))
+    if len(examples) < 10:
+        last = detail.strip().splitlines()[-1] if detail.strip() else ""
+        examples.append(
+            {"index": index, "error": last[:300], "file": f"{target}-{kind}-{seed}-{index}.bin"}
+        )
+
+
+# --------------------------------------------------------------------------- bombs run
+
+
+def _bomb_worker(path: str, conn: Any) -> None:
+    from lrface.errors import LrfaceError
+    from lrface.io import read_image
+
+    data = Path(path).read_bytes()
+    t = time.perf_counter()
+    try:
+        img = read_image(data)
+        result = f"decoded {img.shape[1]}x{img.shape[0]}"
+    except LrfaceError as exc:
+        result = f"refused: {str(exc)[:120]}"
+    except Exception as exc:
+        result = f"CRASH {type(exc).__name__}: {exc}"
+    conn.send((result, time.perf_counter() - t, peak_rss_mb()))
+
+
+def run_bombs(out: Path, timeout: float = 30.0) -> dict[str, Any]:
+    """Read each bomb once in a fresh process: result, seconds and that process's peak RSS."""
+    ctx = mp.get_context("spawn")
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, data in make_bombs().items():
+        path = out / f"bomb-{name}.bin"
+        path.write_bytes(data)
+        parent, child = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_bomb_worker, args=(str(path), child))
+        p.start()
+        child.close()
+        if parent.poll(timeout):
+            result, secs, rss = parent.recv()
+        else:
+            p.kill()
+            result, secs, rss = "HANG", timeout, float("nan")
+        p.join()
+        files.append(
+            {
+                "name": name,
+                "bytes": len(data),
+                "result": result,
+                "seconds": round(secs, 3),
+                "peak_rss_mb": round(rss, 1),
+            }
+        )
+    peak = max(f["peak_rss_mb"] for f in files)
+    return {
+        "files": files,
+        "peak_rss_mb": peak,
+        "rss_limit_mb": RSS_LIMIT_MB,
+        "within_limit": peak < RSS_LIMIT_MB,
+    }
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", choices=[*TARGETS, "all"], default="all")
+    ap.add_argument("--n", type=int, default=100_000, help="inputs per target")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=int, default=0, help="first input index")
+    ap.add_argument("--timeout", type=float, default=5.0, help="per-input limit (s): over = hang")
+    ap.add_argument(
+        "--out", type=Path, default=REPO / "runs" / "fuzz", help="crash/hang inputs, logs"
+    )
+    ap.add_argument("--json", type=Path, help="also write the summary here")
+    ap.add_argument("--no-bombs", action="store_true", help="skip the bomb RSS check (image)")
+    ap.add_argument(
+        "--repro", type=int, help="run input INDEX of --target in-process, print the traceback"
+    )
+    args = ap.parse_args(argv)
+    targets = TARGETS if args.target == "all" else (args.target,)
+    if args.repro is not None:
+        target = targets[0]
+        data = make_input(target, seeds_for(target, args.out), args.seed, args.repro)
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(json.dumps({"target": target, "index": args.repro, "bytes": len(data)}))
+        print(check_one(target, data, Path(tempfile.mkdtemp())))
+        return 0
+    summary: dict[str, Any] = {
+        "command": "python benchmarks/fuzz.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seed": args.seed,
+        "timeout_s": args.timeout,
+        "targets": {},
+    }
+    for target in targets:
+        summary["targets"][target] = fuzz(
+            target, args.n, args.seed, args.timeout, args.out, args.start
+        )
+        print(f"{target}: {json.dumps(summary['targets'][target])}", file=sys.stderr, flush=True)
+    if "image" in targets and not args.no_bombs:
+        summary["bombs"] = run_bombs(args.out)
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    bad = sum(t["crashes"] + t["hangs"] for t in summary["targets"].values())
+    if "bombs" in summary and not summary["bombs"]["within_limit"]:
+        bad += 1
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

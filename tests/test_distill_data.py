@@ -1,0 +1,426 @@
+"""Training data from any source: plain labelled folders, unlabelled photos, insightface
+RecordIO packs, several sources with weights, and the LFW test-identity guard.
+
+Real faces throughout: LFW train/test photos and a few dozen UTKFace photos copied into a
+temporary folder (never into the repository: UTKFace is non-commercial research only).
+The guard's reference (teacher embeddings of every LFW test-split image) is built once and
+cached (it needs the whole-LFW crop cache that the LFW benchmark shares).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import LFW_IMAGES, LFW_ROOT, SHARED
+
+from lrface.cli import main
+from lrface.datasets import guard
+from lrface.datasets.lfw import LFW
+from lrface.datasets.recordio import RecordCrops, RecordFile
+from lrface.datasets.sources import parse_source, parse_sources
+from lrface.distill.data import (
+    DistillDataset,
+    epoch_order,
+    lfw_crops,
+    load_training_faces,
+    prepare_training_data,
+)
+from lrface.distill.train import DistillConfig, distill
+from lrface.errors import DatasetError
+
+UTK = SHARED / "data" / "utkface" / "images"
+MAGIC = 0xCED7230A
+TINY = dict(student="lrface-tiny-16", tiny_width=32, tiny_head=256, tiny_blocks=1)
+
+
+def _cfg(tmp_path, data, **kw) -> DistillConfig:
+    base = dict(
+        data=data,
+        out=str(tmp_path / "run"),
+        batch_size=16,
+        epochs=1,
+        val_every=0,
+        val_sizes=(),
+        losses=("kd",),
+        threads=1,
+        **TINY,
+    )
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def lfw() -> LFW:
+    return LFW(LFW_ROOT)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    from lrface.models.loader import load_embedder
+
+    return load_embedder("mobilefacenet-arcface", flip=False)
+
+
+@pytest.fixture(scope="module")
+def reference(lfw, teacher) -> guard.Reference:
+    """The guard's reference (built once, then cached on disk)."""
+    return guard.reference_embeddings(lfw, teacher)
+
+
+def _train_identities(lfw: LFW, n: int, min_images: int = 2, skip: int = 0) -> list[str]:
+    counts = Counter(r.split("/")[0] for r in lfw.train_images())
+    names = [k for k in sorted(counts) if counts[k] >= min_images]
+    return names[skip : skip + n]
+
+
+def _utk_folder(dest: Path, n: int = 24) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(UTK.iterdir())[:: 23708 // n][:n]:
+        shutil.copy(f, dest / f.name)
+    return dest
+
+
+# --- sources: syntax, detection, refusals --------------------------------------------
+
+
+def test_source_syntax_and_detection(tmp_path, lfw):
+    labelled = tmp_path / "people"
+    for name in _train_identities(lfw, 2):
+        shutil.copytree(LFW_IMAGES / name, labelled / name)
+    flat = _utk_folder(tmp_path / "photos", 2)
+    listing = tmp_path / "list.txt"
+    listing.write_text("# my photos\n" + "\n".join(f"photos/{p.name}" for p in flat.iterdir()))
+
+    assert parse_source(str(LFW_ROOT)).kind == "lfw"
+    assert parse_source(str(labelled)).kind == "labelled"
+    assert parse_source(str(flat)).kind == "unlabelled"
+    assert parse_source(str(listing)).kind == "unlabelled"
+    s = parse_source(f"unlabelled:{labelled}:weight=2.5")  # explicit kind wins
+    assert (s.kind, s.path, s.weight) == ("unlabelled", labelled, 2.5)
+    assert parse_source(f"labeled:{labelled}").kind == "labelled"  # US spelling
+
+    (labelled / "loose.jpg").write_bytes((flat / next(flat.iterdir()).name).read_bytes())
+    with pytest.raises(DatasetError, match="say which: labelled:"):
+        parse_source(str(labelled))
+    with pytest.raises(DatasetError, match="outside identity folders"):
+        load_training_faces(f"labelled:{labelled}")
+    for bad in ("0", "-1", "abc", "nan", ""):
+        with pytest.raises(DatasetError, match="not a number > 0"):
+            parse_source(f"{flat}:weight={bad}")
+    with pytest.raises(DatasetError, match="not found"):
+        parse_source(str(tmp_path / "nope"))
+    with pytest.raises(DatasetError, match="give each source once"):
+        parse_sources([str(flat), f"{flat}:weight=2"])
+    with pytest.raises(DatasetError, match=r"train\.rec and train\.idx"):
+        parse_source(f"rec:{flat}")
+
+
+def test_cli_reports_a_bad_source_in_one_line(tmp_path, capsys):
+    rc = main(["distill", "--data", f"{tmp_path}:weight=0", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --data") and err.count("\n") == 1, err
+
+
+def test_epoch_order_follows_the_weights():
+    plain = epoch_order([5, 3], [1, 1], seed=3, epoch=2)
+    assert np.array_equal(plain, np.random.default_rng([3, 2]).permutation(8))  # as before
+    order = epoch_order([5, 4], [2, 0.5], seed=0, epoch=0)
+    n = 9
+    faces, reps = order % n, order // n
+    assert len(order) == 10 + 2
+    assert Counter(faces[faces < 5].tolist()) == {i: 2 for i in range(5)}  # each twice
+    assert sorted(reps[faces < 5].tolist()) == [0] * 5 + [1] * 5  # as two distinct keys
+    half = faces[faces >= 5]
+    assert len(half) == 2 and len(set(half.tolist())) == 2
+    assert np.array_equal(order, epoch_order([5, 4], [2, 0.5], seed=0, epoch=0))  # pure
+
+
+# --- plain labelled folder: the reported crash, skipped images, no label shift ----------
+
+
+def test_plain_labelled_folder_trains_and_skips_faceless_images(tmp_path, lfw):
+    """`lrface distill --data my_faces/` on ROOT/<identity>/<images> crashed
+    ('str' object has no attribute 'shape'); now it trains, and an image without a face
+    and an unreadable file are skipped and reported -- never given a neighbour's label."""
+    root = tmp_path / "my_faces"
+    names = _train_identities(lfw, 16)
+    for name in names:
+        shutil.copytree(LFW_IMAGES / name, root / name)
+    # a photo with no face (flat grey) and a file that is not an image, inside a folder
+    cv2.imwrite(str(root / names[3] / "zz_blank.jpg"), np.full((250, 250, 3), 128, np.uint8))
+    (root / names[5] / "zz_broken.jpg").write_bytes(b"not a jpeg")
+    n_real = sum(len(list((LFW_IMAGES / n).iterdir())) for n in names)
+
+    faces = load_training_faces(str(root))
+    assert f"{names[3]}/zz_blank.jpg" not in faces.paths
+    assert f"{names[5]}/zz_broken.jpg" not in faces.paths
+    assert all(p.split("/")[0] == i for p, i in zip(faces.paths, faces.identities))
+    # each crop is the crop of its own path (rows never shift past a skipped image)
+    j = faces.paths.index(f"{names[5]}/{names[5]}_0001.jpg")
+    own = lfw_crops(lfw, [f"{names[5]}/{names[5]}_0001.jpg"])[0]
+    assert np.abs(faces.crops[j].astype(int) - own).mean() < 1.0
+    assert len(set(faces.labels.tolist())) == 16 and faces.labels.min() == 0
+
+    args = f"--student lrface-tiny-16 --epochs 1 --batch-size 16 --width 32 --blocks 1 \
+        --head-channels 256 --loss kd,arc --threads 1 --quiet --out {tmp_path / 'run'}"
+    rc = main(["distill", "--data", str(root), "--val-sizes", "", *args.split()])
+    assert rc == 0
+    card = json.loads((tmp_path / "run" / "lrface-tiny-16.json").read_text())
+    src = card["data"]["sources"][0]
+    assert src["kind"] == "labelled" and src["path"].endswith("my_faces")
+    assert src["images_listed"] == n_real + 2 and src["identities"] == 16
+    assert f"{names[3]}/zz_blank.jpg" in src["no_face_examples"]
+    assert src["unreadable_skipped"] == 1
+    assert src["unreadable_examples"] == [f"{names[5]}/zz_broken.jpg"]
+    assert src["images"] == n_real + 1 - src["no_face_skipped"] == len(faces.paths)
+    assert card["epochs_trained"] == 1 and card["history"][0]["step"] == src["images"] // 16
+    assert np.isfinite(card["history"][0]["loss_arc"])
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert f"{names[3]}/zz_blank.jpg" in report["sources"][0]["no_face"]
+
+
+# --- unlabelled photos and the test-identity guard -------------------------------------
+
+
+def test_guard_threshold_is_calibrated():
+    """The stored constant is the calibrated one (not the placeholder) with its figures."""
+    assert 0.1 < guard.GUARD_THRESHOLD < 0.6
+    assert "recall" in guard.THRESHOLD_NOTE and "python -m lrface.datasets.guard" in (
+        guard.__doc__ + guard.THRESHOLD_NOTE
+    )
+
+
+def _different_photo_of_test_identity(lfw, reference) -> tuple[str, np.ndarray]:
+    """A test-split photo that the guard catches through the *other* photos of the same
+    person (its own row excluded from the reference), re-encoded smaller (new bytes)."""
+    test_names = sorted(lfw.test_identities)
+    for name in test_names:
+        rels = [r for r in reference.paths if r.startswith(name + "/")]
+        if len(rels) < 3:
+            continue
+        probe = rels[0]
+        others = np.array([r.startswith(name + "/") and r != probe for r in reference.paths])
+        emb = reference.embeddings[reference.paths.index(probe)]
+        if (reference.embeddings[others] @ emb).max() >= guard.GUARD_THRESHOLD + 0.1:
+            img = cv2.imread(str(LFW_IMAGES / probe))
+            return probe, cv2.resize(img[10:240, 15:235], (200, 209))
+    raise AssertionError("no suitable test identity")
+
+
+def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
+    tmp_path, lfw, teacher, reference
+):
+    photos = _utk_folder(tmp_path / "photos", 24)
+    probe, img = _different_photo_of_test_identity(lfw, reference)
+    cv2.imwrite(str(photos / "someone.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert (photos / "someone.jpg").read_bytes() != (LFW_IMAGES / probe).read_bytes()
+    train_face = f"{_train_identities(lfw, 1, skip=40)[0]}"
+    train_rel = sorted(r for r in lfw.train_images() if r.startswith(train_face + "/"))[0]
+    shutil.copy(LFW_IMAGES / train_rel, photos / "train_person.jpg")
+
+    card = distill(_cfg(tmp_path, str(photos), losses=("kd", "nce", "rkd")), progress=False)
+    src = card["data"]["sources"][0]
+    assert src["kind"] == "unlabelled" and src["identities"] is None
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    dropped = [d["path"] for d in report["sources"][0]["test_guard_dropped"]]
+    assert "someone.jpg" in dropped  # a different photo of a test identity: dropped
+    assert "train_person.jpg" not in dropped  # a train-split person: kept
+    assert src["test_guard_dropped"] == len(dropped)
+    assert "someone.jpg" in [d["path"] for d in src["test_guard_examples"]] or len(dropped) > 5
+    assert src["images"] == 26 - src["no_face_skipped"] - src["test_guard_dropped"]
+    g = card["data"]["test_guard"]
+    assert g["enabled"] and g["threshold"] == guard.GUARD_THRESHOLD
+    assert g["checked"] == 26 - src["no_face_skipped"] and g["dropped"] == len(dropped)
+    assert card["data"]["unlabelled_images"] == src["images"]
+    row = card["history"][0]
+    assert all(np.isfinite(row[f"loss_{k}"]) for k in ("kd", "nce", "rkd"))
+
+    # the guard is on by default; turning it off is explicit and recorded
+    off = distill(
+        _cfg(tmp_path / "off", str(photos), test_guard=False, max_steps=1), progress=False
+    )
+    assert off["data"]["test_guard"]["enabled"] is False
+    assert off["training"]["test_guard"] is False
+    assert off["data"]["images"] == 26 - src["no_face_skipped"]
+    # an unlabelled source cannot train on arc
+    with pytest.raises(Exception, match="identity-labelled"):
+        distill(_cfg(tmp_path / "arc", str(photos), losses=("kd", "arc")), progress=False)
+
+
+def test_guard_refuses_to_run_without_the_lfw_test_split(tmp_path, teacher, monkeypatch):
+    photos = _utk_folder(tmp_path / "photos", 2)
+    monkeypatch.delenv("LRFACE_HOME")
+    with pytest.raises(DatasetError, match="--no-test-guard"):
+        prepare_training_data(str(photos), teacher)
+
+
+def test_several_sources_with_weights_and_a_text_list(tmp_path, lfw):
+    """LFW train split + an unlabelled .txt list (weight 2): arc sees only the LFW faces,
+    every term trains, and the card records both sources and their share of the draws."""
+    photos = _utk_folder(tmp_path / "photos", 16)
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(str(p) for p in sorted(photos.iterdir())))
+    card = distill(
+        _cfg(
+            tmp_path,
+            (str(LFW_ROOT), f"{listing}:weight=2"),
+            limit=32,
+            losses=("kd", "arc", "crcd"),
+            crcd_warmup_steps=1,
+        ),
+        progress=False,
+    )
+    lfw_src, utk = card["data"]["sources"]
+    assert lfw_src["kind"] == "lfw" and utk["kind"] == "unlabelled" and utk["weight"] == 2.0
+    n_u = utk["images"]
+    assert lfw_src["images"] == 32 - lfw_src["no_face_skipped"]
+    draws = lfw_src["images"] + 2 * n_u
+    assert utk["share_of_draws"] == round(2 * n_u / draws, 4)
+    assert card["history"][0]["step"] == draws // 16
+    assert card["data"]["identities"] == lfw_src["identities"]
+    assert card["data"]["unlabelled_images"] == n_u
+    assert all(np.isfinite(card["history"][0][f"loss_{k}"]) for k in ("kd", "arc", "crcd"))
+    assert card["data"]["path"][1] == "list.txt"
+
+
+def test_repeated_draws_of_a_face_are_augmented_differently(lfw):
+    from lrface.degrade import RandomDegradation
+
+    faces = load_training_faces(str(LFW_ROOT), None, 4)
+    dummy = np.zeros((4, 128), np.float32)
+    ds = DistillDataset(faces, dummy, dummy, 16, (0.0,) * 3, (1.0,) * 3, RandomDegradation(8, 32))
+    a, b, c = ds[1], ds[1 + 4], ds[1]
+    assert a[4] == b[4] == 1  # same face, same label index
+    assert not np.array_equal(a[0].numpy(), b[0].numpy())  # another augmentation
+    assert np.array_equal(a[0].numpy(), c[0].numpy())  # deterministic
+
+
+# --- insightface RecordIO -----------------------------------------------------------------
+
+
+def _record(payload: bytes) -> bytes:
+    """One dmlc RecordIO record; a payload holding the magic at a 4-byte boundary is split
+    into parts (cflag 1, 2, ..., 3) without it, as dmlc::RecordIOWriter does."""
+    out, start = b"", 0
+    magic = struct.pack("<I", MAGIC)
+    for i in range(0, len(payload) // 4 * 4, 4):
+        if payload[i : i + 4] == magic:
+            out += struct.pack("<II", MAGIC, ((1 if start == 0 else 2) << 29) | (i - start))
+            out += payload[start:i]
+            start = i + 4
+    rest = payload[start:]
+    out += struct.pack("<II", MAGIC, ((3 if start else 0) << 29) | len(rest))
+    return out + rest + b"\0" * (-len(rest) % 4)
+
+
+def _irheader(labels, body: bytes = b"", key: int = 0) -> bytes:
+    labels = np.atleast_1d(np.asarray(labels, "<f4"))
+    if len(labels) == 1:
+        return struct.pack("<IfQQ", 0, float(labels[0]), key, 0) + body
+    return struct.pack("<IfQQ", len(labels), 0.0, key, 0) + labels.tobytes() + body
+
+
+def write_insightface_pack(folder: Path, crops: np.ndarray, ids: list[int]) -> list[bytes]:
+    """train.rec + train.idx in insightface's layout: header record 0 = (first identity
+    record, end), image records 1..N, then one record per identity (its image range).
+    Image 2 carries a second label whose bits are the magic number: a multi-part record."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n, n_ids = len(crops), max(ids) + 1
+    jpegs = [cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for c in crops]
+    magic_float = np.frombuffer(struct.pack("<I", MAGIC), "<f4")[0]
+    records = {0: _irheader([n + 1, n + 1 + n_ids])}
+    for i, (jpg, y) in enumerate(zip(jpegs, ids), 1):
+        labels = [y, magic_float] if i == 2 else y
+        records[i] = _irheader(labels, jpg, key=i)
+    for k in range(n_ids):
+        members = [i for i, y in enumerate(ids, 1) if y == k]
+        records[n + 1 + k] = _irheader([members[0], members[-1] + 1])
+    with open(folder / "train.rec", "wb") as rec, open(folder / "train.idx", "w") as idx:
+        for key, payload in records.items():
+            idx.write(f"{key}\t{rec.tell()}\n")
+            rec.write(_record(payload))
+    (folder / "property").write_text(f"{n_ids},112,112")
+    return jpegs
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory, lfw):
+    names = _train_identities(lfw, 8, min_images=4)
+    rels = [r for r in lfw.train_images() if r.split("/")[0] in names][:40]
+    crops = lfw_crops(lfw, rels)
+    ids = [names.index(r.split("/")[0]) for r in rels]
+    folder = tmp_path_factory.mktemp("faces_emore")
+    jpegs = write_insightface_pack(folder, crops, ids)
+    return folder, jpegs, ids
+
+
+def test_recordio_pack_is_read_natively(pack):
+    folder, jpegs, ids = pack
+    raw = (folder / "train.rec").read_bytes()
+    assert struct.unpack_from("<I", raw)[0] == MAGIC
+    assert struct.pack("<I", MAGIC) in raw[8:]  # the split record's parts are there
+    faces = RecordCrops(folder / "train.rec")
+    assert faces.keys.tolist() == list(range(1, len(jpegs) + 1))
+    assert faces.labels.tolist() == ids
+    for i in (0, 1, len(jpegs) - 1):  # 1: the multi-part record, rejoined
+        want = cv2.imdecode(np.frombuffer(jpegs[i], np.uint8), cv2.IMREAD_COLOR)
+        assert faces[i].shape == (112, 112, 3) and np.array_equal(faces[i], want)
+    assert len(RecordCrops(folder / "train.rec", limit=5)) == 5
+    assert parse_source(str(folder)).kind == "rec"
+    assert parse_source(str(folder / "train.rec")).kind == "rec"
+
+
+def test_malformed_recordio_files_fail_in_one_line(pack, tmp_path):
+    folder, _, _ = pack
+    raw = (folder / "train.rec").read_bytes()
+    idx = (folder / "train.idx").read_text()
+    offsets = [int(line.split("\t")[1]) for line in idx.splitlines()]
+
+    def broken(rec: bytes, index: str) -> Path:
+        d = tmp_path / f"b{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        (d / "train.rec").write_bytes(rec)
+        (d / "train.idx").write_text(index)
+        return d / "train.rec"
+
+    bad_magic = bytearray(raw)
+    bad_magic[offsets[3]] ^= 0xFF
+    n_images = len(pack[1])
+    images_only = "".join(idx.splitlines(keepends=True)[: n_images + 1])
+    cases = [
+        (broken(bytes(bad_magic), idx), "bad magic"),
+        (broken(raw[: offsets[5] + 40], idx), "past the end"),  # truncated download
+        # the last image record cut short (its .idx entry still inside the file)
+        (broken(raw[: offsets[n_images] + 100], images_only), "truncated"),
+        (broken(raw, idx + f"99\t{len(raw) + 100}\n"), "past the end"),
+        (broken(raw, "0 x\n"), "not '<key>"),
+    ]
+    for rec, msg in cases:
+        with pytest.raises(DatasetError, match=msg) as e:
+            f = RecordCrops(rec)
+            f[len(f) - 1]
+        assert "\n" not in str(e.value) and str(rec.parent) in str(e.value)
+    (tmp_path / "noidx").mkdir()
+    shutil.copy(folder / "train.rec", tmp_path / "noidx" / "x.rec")
+    with pytest.raises(DatasetError, match=r"index of x\.rec is missing"):
+        RecordFile(tmp_path / "noidx" / "x.rec", tmp_path / "noidx" / "x.idx")
+
+
+def test_distill_from_a_recordio_pack(pack, tmp_path, reference):
+    folder, jpegs, ids = pack
+    card = distill(
+        _cfg(tmp_path, f"rec:{folder}", losses=("kd", "arc"), max_steps=2), progress=False
+    )
+    src = card["data"]["sources"][0]
+    assert src["kind"] == "rec" and src["images_listed"] == len(jpegs)
+    assert src["test_guard_dropped"] == 0  # LFW train-split people only
+    assert src["images"] == len(jpegs) and src["identities"] == len(set(ids))
+    assert card["history"][0]["step"] == 2 and np.isfinite(card["history"][0]["loss_arc"])
+    assert card["data"]["test_guard"]["checked"] == len(jpegs)
