@@ -406,7 +406,8 @@ def cmd_gallery(a: argparse.Namespace) -> int:
     from .models.loader import load_embedder
 
     options = _crop_options(a)
-    check_writable(a.out, "file", "--out")  # before any embedding
+    ivf = a.index != "exact"
+    check_writable(a.out, "dir" if ivf else "file", "--out")  # before any embedding
     emb = load_embedder(a.model)
     gallery, failures = build_gallery(
         a.root,
@@ -422,7 +423,16 @@ def cmd_gallery(a: argparse.Namespace) -> int:
             f"{a.root}: none of its {len(failures)} images could be enrolled (reasons above); "
             f"{a.out} was not written"
         )
-    gallery.save(a.out)
+    if ivf:  # per-image rows in parts, merged on disk (lrface.ivf)
+        from .ivf import build_ivf, gallery_parts, model_meta
+
+        built = build_ivf(
+            a.out, gallery_parts(gallery, a.part_size), model_meta(gallery), gallery.threshold,
+            kind=a.index, nlist=a.nlist, nprobe=a.nprobe, n_rows=gallery.n_images,
+        )  # fmt: skip
+        print(f"index: {built.index_description}", file=sys.stderr)
+    else:
+        gallery.save(a.out)
     print(
         f"enrolled {len(gallery.identities)} identities ({gallery.n_images} images) with "
         f"{emb.name} into {a.out}; {len(failures)} file(s) failed"
@@ -456,12 +466,14 @@ def _expand_probes(items: Sequence[str]) -> tuple[list[str], list[tuple[str, str
 def cmd_identify(a: argparse.Namespace) -> int:
     import dataclasses
 
-    from .gallery import Gallery
+    from .ivf import open_gallery
     from .models.loader import load_embedder
     from .pipeline import prepare_many
 
     options = _crop_options(a)
-    gallery = Gallery.load(a.gallery)
+    gallery = open_gallery(a.gallery)  # an .npz (exact search) or an IVF directory
+    if hasattr(gallery, "index_description"):
+        print(f"index: {gallery.index_description}", file=sys.stderr)
     emb = load_embedder(a.model or gallery.model_name)
     gallery.check_model(emb)
     options = dataclasses.replace(options, size=int(emb.input_size))
@@ -699,7 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(weight uniform 0-1; the teacher embeds the blend), default 0",
     )
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    t.add_argument(
+        "--limit", type=int, default=None, help="use only the first N images of each source"
+    )
     t.add_argument("--workers", type=int, default=0)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--max-steps", type=int, default=None)
@@ -744,6 +758,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", default="mobilefacenet-arcface")
     g.add_argument("--out", required=True)
     g.add_argument("--aggregate", default="mean", choices=["mean", "all"])
+    g.add_argument(
+        "--index",
+        default="exact",
+        choices=["exact", "ivf-sq8", "ivf-pq"],
+        help="exact (default: one .npz, exact search) or an on-disk FAISS IVF directory for "
+        "galleries that do not fit in RAM (identities ranked by their best image; "
+        "approximate: see the recall in RESULTS.md)",
+    )
+    g.add_argument(
+        "--part-size", type=_positive_int, default=100_000, help="IVF: rows per part file"
+    )
+    g.add_argument("--nlist", type=_positive_int, default=None, help="IVF: inverted lists")
+    g.add_argument(
+        "--nprobe", type=_positive_int, default=None, help="IVF: lists visited per probe"
+    )
     g.add_argument("--workers", type=_non_negative_int, default=2, help=_WORKERS_HELP)
     g.add_argument("--quiet", action="store_true")
     _add_detect_opts(g)

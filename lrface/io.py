@@ -192,10 +192,16 @@ class _Header:
     exif: bytes | None = None
     #: PAM (P7) only: (offset of the samples, depth, maxval)
     pam: tuple[int, int, int] | None = None
+    #: AVIF only: the orientation (1..8) Pillow derives from the irot/imir boxes and EXIF
+    orientation: int | None = None
 
 
 class _Corrupt(Exception):
     """A header parser found an impossible or missing field (message: what)."""
+
+
+class _Unsupported(Exception):
+    """A valid header of a variant lrface does not decode (message: what)."""
 
 
 class _Truncated(Exception):
@@ -213,7 +219,7 @@ def _decode_bytes(data: bytes, label: str, filename: str | None = None) -> np.nd
         )
     hdr = _read_header(data, label, filename)
     img = _decode_pixels(data, hdr, label)
-    return _orient(img, _orientation(hdr, data))
+    return _orient(img, _orientation(hdr))
 
 
 def _sniff(data: bytes) -> str | None:
@@ -266,6 +272,10 @@ def _read_header(data: bytes, label: str, filename: str | None = None) -> _Heade
     name = _FORMAT_NAMES[fmt]
     try:
         hdr = _HEADER_PARSERS[fmt](data)
+    except _Unsupported as exc:
+        raise ImageError(
+            f"{label}: {name} images {exc} are not supported; convert it to 8-bit PNG or JPEG first"
+        ) from None
     except _Truncated:
         raise ImageError(
             f"{label}: {name} data is truncated; re-export or re-download the file"
@@ -273,7 +283,7 @@ def _read_header(data: bytes, label: str, filename: str | None = None) -> _Heade
     except (_Corrupt, struct.error, IndexError, ValueError, OverflowError) as exc:
         why = f" ({exc})" if isinstance(exc, _Corrupt) and str(exc) else ""
         raise ImageError(
-            f"{label}: corrupt {name} header{why}; re-export or re-download the file"
+            f"{label}: corrupt {name} file{why}; re-export or re-download the file"
         ) from None
     w, h = hdr.width, hdr.height
     if w <= 0 or h <= 0:
@@ -556,6 +566,10 @@ def _parse_png(data: bytes) -> _Header:
     while pos + 8 <= n:
         length = _u32(data, pos)
         kind = data[pos + 4 : pos + 8]
+        if length > 0x7FFFFFFF:  # OpenCV 5 would try to read a 4 GB chunk
+            raise _Corrupt(f"{kind!r} chunk length {length}")
+        if pos + 12 + length > n:
+            raise _Truncated
         if kind == b"tRNS":
             trns = True
         elif kind == b"eXIf" and exif is None:
@@ -567,7 +581,7 @@ def _parse_png(data: bytes) -> _Header:
     return _Header(
         "png", w, h,
         alpha=ctype in (4, 6) or trns,
-        alpha_cost=max(9.0, channels * (2 if depth == 16 else 1) + 5.0),
+        alpha_cost=max(9.0, 2.0 * channels * (2 if depth == 16 else 1) + 1.0),
         exif=exif,
     )  # fmt: skip
 
@@ -697,15 +711,12 @@ def _parse_tiff(data: bytes) -> _Header:
     if not 1 <= spp <= 64 or not 1 <= bps <= 64:
         raise _Corrupt(f"{spp} samples of {bps} bits")
     alpha = spp in (2, 4) or 338 in tags
-    sample_bytes = spp * ((bps + 7) // 8)
-    return _Header(
-        "tiff",
-        w,
-        h,
-        alpha=alpha,
-        cost=max(7.0, sample_bytes + 3.0),
-        alpha_cost=max(9.0, sample_bytes + 5.0),
-    )
+    if bps > 16:
+        raise _Unsupported(f"with {bps}-bit samples")
+    # OpenCV converts TIFF strip by strip to 8-bit BGR: ~7 bytes/pixel whatever the depth;
+    # an unchanged decode (alpha kept) holds every sample
+    unchanged = spp * ((bps + 7) // 8)
+    return _Header("tiff", w, h, alpha=alpha, alpha_cost=max(9.0, 2.0 * unchanged + 1.0))
 
 
 _PNM_TOKEN = re.compile(rb"(?:\s|#[^\r\n]*[\r\n])*(\d+)")
@@ -796,10 +807,10 @@ def _parse_jp2(data: bytes) -> _Header:
     _need(data, siz + 40)
     xs, ys, xo, yo = struct.unpack_from(">IIII", data, siz + 6)
     comps = _u16(data, siz + 38)
-    alpha = comps in (2, 4)
-    return _Header(
-        "jp2", xs - xo, ys - yo, alpha=alpha, cost=22.0 if alpha else 16.5, alpha_cost=23.0
-    )
+    # OpenJPEG holds every component as int32 planes plus per-tile buffers: measured 16-20
+    # bytes/pixel for 3 components (the high end with many small tiles), 22-27 for 4
+    cost = 7.0 * max(comps, 3)
+    return _Header("jp2", xs - xo, ys - yo, alpha=comps in (2, 4), cost=cost, alpha_cost=cost)
 
 
 def _isobmff_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -976,13 +987,17 @@ def _parse_avif(data: bytes) -> _Header:
             im = AvifImageFile(_io.BytesIO(data))
             w, h = im.size
             alpha = "A" in im.getbands()
+            orientation = int(im.getexif().get(0x0112, 1))
             im.close()
     except Exception as exc:
         raise _Corrupt(f"{type(exc).__name__}") from None
     coded = _avif_coded_pixels(data)
     # measured with libavif/dav1d: 17.5 bytes per coded pixel (alpha planes included)
     cost = 17.5 * max(coded, w * h) / max(w * h, 1)
-    return _Header("avif", w, h, alpha=alpha, cost=cost, alpha_cost=cost + 1.0)
+    orientation = orientation if 1 <= orientation <= 8 else 1
+    return _Header(
+        "avif", w, h, alpha=alpha, cost=cost, alpha_cost=cost + 1.0, orientation=orientation
+    )
 
 
 _HEADER_PARSERS = {
@@ -1026,7 +1041,7 @@ def _exif_orientation(block: bytes) -> int:
     return 1
 
 
-def _orientation(hdr: _Header, data: bytes) -> int:
+def _orientation(hdr: _Header) -> int:
     """The EXIF orientation lrface must still apply to the decoded pixels (1 = none).
 
     The one place that knows, per format, where the tag lives and whether OpenCV's
@@ -1034,19 +1049,13 @@ def _orientation(hdr: _Header, data: bytes) -> int:
     """
     if hdr.fmt in _DECODER_APPLIES_ORIENTATION:
         return 1
-    if hdr.fmt == "avif":  # irot/imir boxes (and EXIF), as Pillow reports them
-        try:
-            from PIL.AvifImagePlugin import AvifImageFile
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                im = AvifImageFile(_io.BytesIO(data))
-                value = int(im.getexif().get(0x0112, 1))
-                im.close()
-            return value if 1 <= value <= 8 else 1
-        except Exception:
-            return 1
+    if hdr.orientation is not None:  # AVIF: irot/imir boxes (and EXIF), via Pillow
+        return hdr.orientation
     return _exif_orientation(hdr.exif) if hdr.exif else 1
+
+
+def _flip_in_place(a: np.ndarray) -> np.ndarray:
+    return cv2.flip(a, -1, a)
 
 
 _ORIENT_OPS = {
@@ -1055,7 +1064,7 @@ _ORIENT_OPS = {
     4: lambda a: cv2.flip(a, 0),
     5: lambda a: cv2.transpose(a),
     6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
-    7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
+    7: lambda a: _flip_in_place(cv2.transpose(a)),  # transverse, without a third copy
     8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
 }
 

@@ -39,6 +39,7 @@ of raising on a bad image.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -97,28 +98,26 @@ def _load_checked(
 
 
 def _prepare_all(items: Sequence[Any], options: CropOptions, names: Sequence[str]) -> list:
-    """:class:`CropResult` per item (a path or encoded bytes); never raises."""
-    out: list[CropResult] = []
-    for item, name in zip(items, names):
-        if isinstance(item, bytes | bytearray | memoryview | np.ndarray) and not isinstance(
-            item, str
-        ):
-            out.append(_prepare_bytes(bytes(item), options, name))
-        else:
-            out.append(prepare_crop(str(item), options))
-    return out
+    """:class:`CropResult` per item (a path, encoded bytes or a decoded image); never raises."""
+    return [
+        prepare_crop(item, options) if isinstance(item, str) else _prepare_source(item, options, n)
+        for item, n in zip(items, names)
+    ]
 
 
-def _prepare_bytes(data: bytes, options: CropOptions, name: str) -> CropResult:
+def _prepare_source(source: Any, options: CropOptions, name: str) -> CropResult:
+    """:func:`prepare_crop` for in-memory sources (bytes or an image array)."""
     from .pipeline import prepare_face
 
+    if isinstance(source, bytearray | memoryview):
+        source = bytes(source)
     try:
-        face = prepare_face(data, options, name=name)
+        face = prepare_face(source, options, name=name)
         return CropResult(face.crop, "", face.fallback)
     except LrfaceError as exc:
         msg = " ".join(str(exc).split())
         return CropResult(None, msg[len(name) + 2 :] if msg.startswith(f"{name}: ") else msg)
-    except Exception as exc:  # a pathological file must not kill the pipeline
+    except Exception as exc:  # a pathological input must not kill the pipeline
         return CropResult(None, f"internal error: {type(exc).__name__}: {exc}")
 
 
@@ -160,7 +159,7 @@ class FacePreprocessor:
         self.options = options or CropOptions()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        key, items = _column(batch, ("path", "bytes"), "FacePreprocessor")
+        key, items = _column(batch, ("path", "bytes", "image"), "FacePreprocessor")
         results = _prepare_all(items, self.options, _labels(batch, key, items))
         s = self.options.size
         crops = np.zeros((len(results), s, s, 3), np.uint8)
@@ -199,7 +198,7 @@ class FaceEmbedder:
     ) -> None:
         self.embedder = _load_checked(model, sha256, flip, model_dir, batch_size)
         size = int(self.embedder.input_size)
-        self.options = CropOptions(**{**_fields(options or CropOptions()), "size": size})
+        self.options = dataclasses.replace(options or CropOptions(), size=size)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         n = len(next(iter(batch.values()))) if batch else 0
@@ -207,7 +206,7 @@ class FaceEmbedder:
             errors = [str(e) for e in batch.get("error", [""] * n)]
             crops = [batch["crop"][i] for i in range(n)]
         else:
-            key, items = _column(batch, ("path", "bytes"), "FaceEmbedder")
+            key, items = _column(batch, ("path", "bytes", "image"), "FaceEmbedder")
             results = _prepare_all(items, self.options, _labels(batch, key, items))
             errors = [r.error for r in results]
             crops = [r.crop for r in results]
@@ -225,12 +224,6 @@ class FaceEmbedder:
         out["embedding"] = emb
         out["error"] = np.array(errors, dtype=object)
         return out
-
-
-def _fields(o: CropOptions) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
 
 
 # ---------------------------------------------------------------------- the engine
@@ -380,25 +373,21 @@ class RayEngine:
         ray = self._ray
         queue = list(todo)
         opts = ray.put(options)
-        pending: dict[Any, int] = {}
-        n = 0
+        pending: dict[Any, tuple[int, Any]] = {}  # ref -> (shard, actor)
 
-        def submit() -> None:
-            nonlocal n
+        def submit(worker: Any) -> None:
             k = queue.pop(0)
             start = k * shard_size
-            w = self._workers[n % len(self._workers)]
-            n += 1
-            ref = w.embed_shard.remote(
-                list(paths[start : start + shard_size]), start, opts, batch_size
-            )
-            pending[ref] = k
+            chunk = list(paths[start : start + shard_size])
+            pending[worker.embed_shard.remote(chunk, start, opts, batch_size)] = (k, worker)
 
-        while queue and len(pending) < IN_FLIGHT_PER_ACTOR * len(self._workers):
-            submit()
+        for _ in range(IN_FLIGHT_PER_ACTOR):
+            for w in self._workers:
+                if queue:
+                    submit(w)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            k = pending.pop(ready[0])
+            k, worker = pending.pop(ready[0])
             try:
                 emb, idx, fails = ray.get(ready[0])
             except ray.exceptions.RayActorError as exc:
@@ -412,7 +401,7 @@ class RayEngine:
                     raise LrfaceError(str(cause).splitlines()[0]) from None
                 raise
             if queue:
-                submit()
+                submit(worker)  # the actor that just finished gets the next shard
             yield k, emb, idx, fails
 
     def close(self) -> None:

@@ -138,3 +138,60 @@ def test_option_parsing_errors(tmp_path):
         )
     with pytest.raises(SystemExit):
         parse("--protocol", "lfw", "--data", str(LFW_ROOT), "--split", "train")
+
+
+def test_lfw_condition_options_in_results_and_table(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = parse(
+        "--protocol",
+        "lfw",
+        "--data",
+        str(LFW_ROOT),
+        "--max-pairs-per-fold",
+        "4",
+        "--mode",
+        "hr-lr",
+        "--sizes",
+        "16",
+        "--degrade",
+        "realistic",
+        "--probe-crop",
+        "box",
+        "--out",
+        str(out),
+        "--no-cache",
+        "--no-progress",
+    )
+    result = run_benchmark(args)
+    printed = capsys.readouterr().out
+    written = _strict((out / "results.json").read_text())
+    assert written == result
+    cond = written["description"]["condition"]
+    assert cond["degrade"] == "realistic" and cond["probe_crop"] == "box"
+    assert (
+        "JPEG q30-70" in cond["degrade_recipe"] and "1.1 x max(w, h)" in cond["probe_crop_recipe"]
+    )
+    (entry,) = written["results"]
+    assert entry["degrade"] == "realistic" and entry["probe_crop"] == "box"
+    assert written["command"].endswith("--no-cache --no-progress")
+    assert "--degrade realistic --probe-crop box" in written["command"]
+    # the printed table says which condition it measured
+    assert "probes: detector-box crops, realistic blur/noise/JPEG" in printed
+    assert "| mobilefacenet-arcface hr-lr |" in printed
+
+
+def test_bad_condition_options_are_one_line_errors(tmp_path, capsys):
+    from lrface.cli import main
+
+    base = ["benchmark", "--protocol", "lfw", "--data", str(LFW_ROOT), "--out", str(tmp_path)]
+    for extra, word in (
+        (["--degrade", "heavy"], "--degrade"),
+        (["--probe-crop", "eyes"], "--probe"),
+    ):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {word}") and "\n" not in err and "choose" in err
+    folder = ["--protocol", "folder", "--data", str(tmp_path), "--no-detect", "--probe-crop", "box"]
+    with pytest.raises(LrfaceError, match="--no-detect"):
+        run_benchmark(parse(*folder))
+    assert not (tmp_path / "results.json").exists()

@@ -381,3 +381,128 @@ def test_lfw_roc_plots_are_images(lfw_result, tmp_path):
     for p in pngs:
         img = cv2.imread(str(p))
         assert img is not None and img.shape[2] == 3
+
+
+# ------------------------------------------------------------- probe conditions (issue 21)
+
+#: 10 same + 10 different pairs of official folds 6 and 7 (40 pairs, a subset of PAIR_INDICES).
+SMALL = [*range(3000, 3010), *range(3300, 3310), *range(3600, 3610), *range(3900, 3910)]
+CONDITIONS = [
+    ("clean", "aligned"),
+    ("realistic", "aligned"),
+    ("clean", "box"),
+    ("realistic", "box"),
+]
+
+
+@pytest.fixture(scope="module")
+def condition_results(teacher):
+    return {
+        (d, c): lfw_proto.evaluate_lfw(
+            [teacher],
+            LFW_ROOT,
+            modes=("hr-lr", "lr-lr"),
+            sizes=(16,),
+            pair_indices=SMALL,
+            progress=False,
+            use_cache=False,
+            degrade=d,
+            probe_crop=c,
+        )
+        for d, c in CONDITIONS
+    }
+
+
+def test_lfw_conditions_are_recorded(condition_results):
+    for (d, c), res in condition_results.items():
+        desc = res["description"]
+        assert desc["condition"]["degrade"] == d and desc["condition"]["probe_crop"] == c
+        assert all(e["degrade"] == d and e["probe_crop"] == c for e in res["results"])
+        recipe = desc["recipes"]["16"]
+        assert recipe.startswith("box crop (1.1x detector box") == (c == "box")
+        assert ("realistic: gauss blur" in recipe) == (d == "realistic")
+        assert ("detector-box crops" in res["caption"]) == (c == "box")
+        assert ("realistic blur/noise/JPEG" in res["caption"]) == (d == "realistic")
+        assert desc["box_fallbacks"] == (0 if c == "box" else None)
+        json.dumps(jsonable(res), allow_nan=False)
+    plain = condition_results[("clean", "aligned")]["description"]["recipes"]["16"]
+    assert plain == "area-down to 16px, model resizes (bicubic up)"
+
+
+def test_lfw_conditions_change_the_probes_not_the_default(condition_results, teacher):
+    default = lfw_proto.evaluate_lfw(
+        [teacher],
+        LFW_ROOT,
+        modes=("hr-lr", "lr-lr"),
+        sizes=(16,),
+        pair_indices=SMALL,
+        progress=False,
+        use_cache=False,
+    )
+    auc = {k: _entry(res, mode="hr-lr")["metrics"]["auc"] for k, res in condition_results.items()}
+    assert (
+        _entry(default, mode="hr-lr")["metrics"]
+        == _entry(condition_results[("clean", "aligned")], mode="hr-lr")["metrics"]
+    )
+    assert len(set(auc.values())) == 4
+    # camera degradation and unaligned crops both cost the teacher (fixed draws: no flake)
+    assert auc[("realistic", "aligned")] < auc[("clean", "aligned")]
+    assert auc[("clean", "box")] < auc[("clean", "aligned")]
+
+
+def test_lfw_realistic_draw_is_fixed_by_pair_index(teacher, lfw):
+    other = [*range(3005, 3015), *range(3305, 3315), *range(3605, 3615), *range(3905, 3915)]
+    deg = Degradation(size=16)
+    embs, sets = [], []
+    for indices in (SMALL, other, SMALL):
+        pairs = lfw_proto.select_pairs(lfw, pair_indices=indices)
+        ps = lfw_proto._PairSet(lfw, pairs, "scrfd-2.5g", False)
+        assert ps.index == list(indices)
+        embs.append(ps.embed_lr(teacher, deg, "realistic", [0, 1], False, False))
+        sets.append(ps)
+    np.testing.assert_array_equal(embs[0][1], embs[2][1])  # same run twice: same inputs
+    shared = [i for i in SMALL if i in other]
+    assert len(shared) == 20
+    for i in shared:  # the same pair in another subset gets the same draw
+        a, b = SMALL.index(i), other.index(i)
+        np.testing.assert_array_equal(embs[0][1][a], embs[1][1][b])
+        np.testing.assert_array_equal(embs[0][0][a], embs[1][0][b])
+    # different pairs, and the two sides of one pair, get different draws
+    assert not np.allclose(embs[0][1][0], embs[1][1][0])
+    clean = sets[0].embed_lr(teacher, deg, "clean", [0, 1], False, False)
+    assert np.abs(clean[1] - embs[0][1]).max() > 0.1
+
+
+def test_lfw_box_crops_are_square_detector_cuts(lfw):
+    rels = lfw.all_images[:6]
+    crops, fallback, boxes = lfw_proto.load_box_crops(lfw, rels, progress=False)
+    assert crops.shape == (6, 112, 112, 3) and crops.dtype == np.uint8
+    assert not fallback.any() and boxes.shape == (6, 4)
+    aligned, rows, _ = lfw_proto.load_crops(lfw, rels, progress=False)
+    for crop, box, al in zip(crops, boxes, aligned[rows]):
+        w, h = box[2] - box[0], box[3] - box[1]
+        assert 30 < w < 250 and 0.6 < w / h < 1.4  # a face box in a 250x250 photo
+        assert np.abs(crop.astype(int) - al).mean() > 5
+
+
+def test_bad_condition_values_are_one_line_errors(teacher):
+    for kw, word in (({"degrade": "heavy"}, "--degrade"), ({"probe_crop": "eyes"}, "--probe-crop")):
+        with pytest.raises(LrfaceError, match=f"^{word} '") as err:
+            lfw_proto.evaluate_lfw([teacher], LFW_ROOT, progress=False, **kw)
+        assert "\n" not in str(err.value) and "choose" in str(err.value)
+
+
+def test_folder_box_realistic_probes(own_cache, teacher, folder_tree):
+    root, _ = folder_tree
+    res = folder_proto.evaluate_folder(
+        [teacher], root, sizes=(24,), degrade="realistic", probe_crop="box", progress=False
+    )
+    d = res["description"]
+    assert d["condition"]["probe_crop"] == "box" and d["box_fallbacks"] == 0
+    assert d["recipes"]["24"].startswith("box crop") and "realistic" in d["recipes"]["24"]
+    e = res["results"][0]
+    assert e["degrade"] == "realistic" and e["probe_crop"] == "box"
+    assert e["metrics"]["n_probes"] == 20 and e["metrics"]["cmc"][20] == 1.0
+    assert "detector-box crops" in res["caption"]
+    with pytest.raises(LrfaceError, match="--no-detect"):
+        folder_proto.evaluate_folder([teacher], root, no_detect=True, probe_crop="box")
