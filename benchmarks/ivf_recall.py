@@ -36,6 +36,8 @@ import json
 import math
 import resource
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,6 +88,30 @@ def evaluate(g: IvfGallery, probes: np.ndarray, exact: list[list[str]], nprobe: 
         )
         row["rank1_exact"] = round(100 * np.mean([b[0] == t for b, t in zip(exact, truth)]), 2)
     return row
+
+
+def search_memory_mib(path: Path, probes: np.ndarray, nprobe: int, shortlist: int) -> dict:
+    """Memory of a fresh process that opens the gallery and searches ``probes`` (Linux):
+    ``VmHWM`` (peak resident, including pages of the memory-mapped index and embedding
+    files, which the kernel can drop) and ``RssAnon`` (the process's own memory) after the
+    search, in MiB.  (``ru_maxrss`` would inherit this script's peak across exec.)"""
+    np.save(path.parent / "probes.npy", probes)
+    code = (
+        "import sys, numpy as np; from lrface.ivf import IvfGallery; "
+        "g = IvfGallery.open(sys.argv[1]); p = np.load(sys.argv[2]); "
+        f"g.search(p, {K}, nprobe={nprobe}, shortlist={shortlist}); "
+        "print(open('/proc/self/status').read())"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(path.parent / "probes.npy")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    kb = {
+        line.split(":")[0]: int(line.split()[1])
+        for line in res.stdout.splitlines()
+        if line.startswith(("VmHWM", "RssAnon"))
+    }
+    return {f"search_{k}_MiB": round(v / 1024, 1) for k, v in kb.items()}
 
 
 def disk_mib(g: IvfGallery) -> float:
@@ -181,6 +207,7 @@ def run_lfw(args) -> dict:
             }
             print(json.dumps(row), flush=True)
             rows.append(row)
+        rows[-1].update(search_memory_mib(path, probes, npr, args.shortlist))
     return {"mode": "lfw", "probes": len(probes), "probe_model": args.probe_model,
             "size": args.size, "rows": rows}  # fmt: skip
 
@@ -231,15 +258,10 @@ def run_synthetic(args) -> dict:
         shutil.rmtree(path, ignore_errors=True)
         t0 = time.time()
         train_rows = min(n, args.train)
-        train = (
-            synth_part(0, centres, row_ids[:train_rows], sigma)
-            if parts[0][1] >= train_rows
-            else None
-        )
-        if train is None:
-            train = np.concatenate(
-                [synth_part(k, centres, row_ids[a:b], sigma) for k, (a, b) in enumerate(parts)]
-            )[:train_rows]
+        need = [(k, ab) for k, ab in enumerate(parts) if ab[0] < train_rows]  # first parts only
+        train = np.concatenate([synth_part(k, centres, row_ids[a:b], sigma) for k, (a, b) in need])[
+            :train_rows
+        ]
         g = IvfGallery.create(path, train, model, 0.3, kind, nlist=args.nlist, n_rows=n)
         del train
         for k, (a, b) in enumerate(parts):
@@ -262,6 +284,8 @@ def run_synthetic(args) -> dict:
             }
             print(json.dumps(row), flush=True)
             rows.append(row)
+        rows[-1].update(search_memory_mib(path, probes, npr, args.shortlist))
+        print(json.dumps(rows[-1]), flush=True)
         if not args.keep:
             shutil.rmtree(path, ignore_errors=True)
     return {"mode": "synthetic", "probes": args.probes, "probe_mate_cos": round(same_cos, 3),

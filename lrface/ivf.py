@@ -110,7 +110,7 @@ def _factory(kind: str, dim: int, nlist: int, n_train: int) -> str:
         return f"IVF{nlist},SQ8"
     if kind == "ivf-pq":
         m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
-        nbits = max(1, min(8, int(math.log2(max(n_train, 2)))))
+        nbits = max(1, min(8, int(math.log2(max(n_train / 39, 2)))))  # 39 points per centroid
         return f"IVF{nlist},PQ{m}x{nbits}"
     raise LrfaceError(f"--index {kind!r}: choose one of exact, {', '.join(INDEX_KINDS)}")
 

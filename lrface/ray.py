@@ -61,6 +61,8 @@ RAY_EXTRA = 'pip install "lrface[ray]"'
 IN_FLIGHT_PER_ACTOR = 2
 #: Times Ray restarts a dead actor / retries a shard whose actor died.
 MAX_RETRIES = 3
+#: Seconds to wait for the actors to start and load the model.
+STARTUP_TIMEOUT = 300
 
 
 def import_ray() -> Any:
@@ -307,8 +309,15 @@ class RayEngine:
         self._watchdog: Any = None
         self.startup_seconds = 0.0
         try:
-            total = float(ray.cluster_resources().get("CPU", 0.0))
+            res = ray.cluster_resources()
+            total = float(res.get("CPU", 0.0))
             self.actors = self._count(actors, cpus_per_actor, total)
+            gpus = float(res.get("GPU", 0.0))
+            if gpus_per_actor * self.actors > gpus:
+                raise LrfaceError(
+                    f"{self.actors} Ray actor(s) x {gpus_per_actor:g} GPU need more GPUs than "
+                    f"the cluster has ({gpus:g}); lower --ray-gpus-per-actor or --ray-actors"
+                )
             worker = ray.remote(
                 num_cpus=cpus_per_actor,
                 num_gpus=gpus_per_actor,
@@ -325,7 +334,7 @@ class RayEngine:
                 int(getattr(embedder, "batch_size", 64)),
             )
             self._workers = [worker.remote(*args) for _ in range(self.actors)]
-            ray.get([w.pid.remote() for w in self._workers])  # models loaded: fail early
+            self._started(ray)
             if self.owns_cluster:
                 self._watchdog = _start_watchdog()
         except BaseException:
@@ -341,6 +350,23 @@ class RayEngine:
             "started here" if self.owns_cluster else "existing",
             self.startup_seconds,
         )
+
+    def _started(self, ray: Any) -> None:
+        """Wait until every actor has loaded the model; one-line errors, never a hang."""
+        try:
+            ray.get([w.pid.remote() for w in self._workers], timeout=STARTUP_TIMEOUT)
+        except ray.exceptions.GetTimeoutError:
+            raise LrfaceError(
+                f"{self.actors} Ray actor(s) did not start within {STARTUP_TIMEOUT} s (the "
+                "cluster may lack free CPUs/GPUs, see `ray status`); use fewer --ray-actors"
+            ) from None
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
+            msg = " ".join(str(exc).split())
+            tag = "LrfaceError: "
+            if tag in msg:  # the actor's own one-line error, without Ray's traceback
+                line = msg[msg.rfind(tag) + len(tag) :]
+                raise LrfaceError(f"a Ray actor could not load the model: {line[:300]}") from None
+            raise LrfaceError(f"a Ray actor failed to start: {msg[:300]}") from None
 
     @staticmethod
     def _count(actors: int | None, cpus: float, total: float) -> int:

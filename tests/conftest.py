@@ -28,13 +28,15 @@ needs_shared = pytest.mark.skipif(
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test of a module that sets ``pytestmark = needs_shared`` or uses LFW_ROOT
-    (all of LFW) so that it skips, with the reason, where ../shared is absent."""
+    """Where ../shared is absent, skip (with the reason) every test of a module that
+    imports SHARED, LFW_ROOT or LFW_IMAGES from here: it reads all of LFW or the SCRFD
+    files.  Single tests elsewhere carry ``@needs_shared`` themselves."""
     if HAVE_LFW and HAVE_SCRFD:
         return
+    shared_paths = (SHARED, LFW_ROOT, LFW_IMAGES)
     for item in items:
-        mod = item.module
-        if getattr(mod, "NEEDS_SHARED", False) or "LFW_ROOT" in vars(mod):
+        names = vars(item.module).values()
+        if any(any(v is p for p in shared_paths) for v in names):
             item.add_marker(needs_shared)
 
 

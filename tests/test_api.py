@@ -4,6 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import needs_shared
+
 import lrface
 from lrface.degrade import Degradation, degrade
 
@@ -80,6 +82,7 @@ def test_nan_image_is_refused_not_scored(aligned_crop):
         lrface.verify(nan, aligned_crop, detect=False, model="lrface-mbf")
 
 
+@needs_shared
 def test_benchmark_student_hr_side_is_its_teacher(tmp_path, capsys):
     """--hr-model auto (default): hr-lr compares teacher HR embeddings with student LR ones,
     while hr-hr stays student vs student."""

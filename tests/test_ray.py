@@ -175,3 +175,16 @@ def test_embedder_stage_without_ray_reads_paths_and_bytes(inputs, embedder):
     assert by_bytes["error"][1] and np.isnan(by_bytes["embedding"][1]).all()
     with pytest.raises(LrfaceError, match="sha256"):
         FaceEmbedder(MODEL, sha256="0" * 64)
+
+
+def test_actor_with_a_different_model_file_is_a_one_line_error(cluster, embedder):
+    """An actor whose model file does not hash to the driver's sha256 refuses to work."""
+    import types
+
+    claimed = types.SimpleNamespace(
+        name=embedder.name, spec=embedder.spec, sha256="0" * 64, flip=True, batch_size=BATCH
+    )
+    with pytest.raises(LrfaceError) as exc:
+        RayEngine(claimed, actors=1, cpus_per_actor=0.5)
+    msg = str(exc.value)
+    assert "\n" not in msg and "sha256" in msg and "could not load the model" in msg, msg

@@ -2,8 +2,9 @@
 
 For dataset photos (LFW-style: one subject, centred) the face used is the detected face
 whose box centre is nearest the image centre, weighted by size.  Images where nothing is
-found at ``det_thresh`` are retried at 0.1; if still nothing, the landmarks of the
-average LFW face position are used and the image is flagged ``fallback``.
+found at ``det_thresh`` are retried at 0.1, then on a grey-padded copy (tightly cropped
+faces); if still nothing, the landmarks of the average LFW face position are used and the
+image is flagged ``fallback`` (training skips such images; evaluation keeps them).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -27,6 +29,10 @@ log = logging.getLogger("lrface")
 
 _DET = None
 
+#: 2: images with no face found are retried on a grey-padded copy.  Cache files of an
+#: older version have their ``fallback`` rows detected again on first use.
+CACHE_VERSION = 2
+
 
 def _init_worker(detector_name: str) -> None:
     global _DET
@@ -38,7 +44,11 @@ def _init_worker(detector_name: str) -> None:
 
 def central_face(image: np.ndarray, detector) -> Face | None:
     """The detected face whose box centre is nearest the image centre, relative to its size
-    (LFW-style photos: one centred subject); retried at ``det_thresh`` 0.1; None if none."""
+    (LFW-style photos: one centred subject); retried at ``det_thresh`` 0.1; then, for a
+    face cropped so tightly that the detector sees no context (UTKFace's 200x200 "aligned
+    & cropped" photos: 57 % of a 500-image sample were missed), on a copy padded by 50 %
+    grey on every side, at ``det_thresh`` and 0.1 (box and landmarks in the original
+    image's coordinates); None if none."""
     h, w = image.shape[:2]
     c = np.array([w / 2, h / 2])
 
@@ -46,15 +56,30 @@ def central_face(image: np.ndarray, detector) -> Face | None:
         bc = np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2])
         return float(np.linalg.norm(bc - c) / max(np.sqrt(f.area), 1.0))
 
-    for thresh in (detector.det_thresh, 0.1):
-        old = detector.det_thresh
-        detector.det_thresh = thresh
-        try:
-            faces = detector.detect(image)
-        finally:
-            detector.det_thresh = old
-        if faces:
-            return min(faces, key=cost)
+    pad = int(round(0.5 * max(h, w)))
+    for view, shift in ((image, 0), (None, pad)):
+        if view is None:  # only reached when the plain image gave nothing
+            view = cv2.copyMakeBorder(
+                image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127)
+            )
+        for thresh in (detector.det_thresh, 0.1):
+            old = detector.det_thresh
+            detector.det_thresh = thresh
+            try:
+                faces = detector.detect(view)
+            finally:
+                detector.det_thresh = old
+            if faces:
+                if shift:
+                    faces = [
+                        Face(
+                            box=f.box - np.float32(shift),
+                            landmarks=f.landmarks - np.float32(shift),
+                            score=f.score,
+                        )
+                        for f in faces
+                    ]
+                return min(faces, key=cost)
     return None
 
 
@@ -111,20 +136,21 @@ def aligned_crops(
     fn = cache_file(root, rel_paths, detector_name)
     if fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            out = {k: z[k] for k in z.files}
+        redo = np.flatnonzero(out["fallback"]) if _version(out) < CACHE_VERSION else []
+        if len(redo):  # written before the padded retry: detect those images again
+            got = _detect_align(
+                [str(Path(root) / rel_paths[i]) for i in redo], detector_name, workers, progress
+            )
+            out.setdefault("unreadable", np.zeros(len(rel_paths), bool))
+            for key, col in zip(("landmarks", "fallback", "crops", "unreadable"), got):
+                out[key][redo] = col
+            out["version"] = np.array(CACHE_VERSION)
+            save_npz_atomic(fn, **out)
+        return out
     paths = [str(Path(root) / r) for r in rel_paths]
     n = len(paths)
-    lms = np.zeros((n, 5, 2), np.float32)
-    fbs = np.zeros(n, bool)
-    bad = np.zeros(n, bool)
-    crops = np.zeros((n, 112, 112, 3), np.uint8)
-    chunk = max(1, min(64, n // (workers * 4) or 1))
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(detector_name,)) as ex:
-        it = ex.map(_work, paths, chunksize=chunk)
-        for i, (lm, fb, crop, unreadable) in enumerate(
-            tqdm(it, total=n, desc=f"detect+align ({detector_name})", disable=not progress)
-        ):
-            lms[i], fbs[i], crops[i], bad[i] = lm, fb, crop, unreadable
+    lms, fbs, crops, bad = _detect_align(paths, detector_name, workers, progress)
     if bad.any():
         log.warning("%d of %d images could not be read", bad.sum(), n)
     if (fbs & ~bad).any():
@@ -139,6 +165,31 @@ def aligned_crops(
         "fallback": fbs,
         "unreadable": bad,
         "crops": crops,
+        "version": np.array(CACHE_VERSION),
     }
     save_npz_atomic(fn, **out)
     return out
+
+
+def _version(cached: dict[str, np.ndarray]) -> int:
+    return int(cached["version"]) if "version" in cached else 1
+
+
+def _detect_align(
+    paths: list[str], detector_name: str, workers: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(landmarks (N,5,2) float32, fallback (N,) bool, crops (N,112,112,3) uint8 BGR,
+    unreadable (N,) bool)`` of absolute image ``paths``, in their order."""
+    n = len(paths)
+    lms = np.zeros((n, 5, 2), np.float32)
+    fbs = np.zeros(n, bool)
+    bad = np.zeros(n, bool)
+    crops = np.zeros((n, 112, 112, 3), np.uint8)
+    chunk = max(1, min(64, n // (workers * 4) or 1))
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(detector_name,)) as ex:
+        it = ex.map(_work, paths, chunksize=chunk)
+        for i, (lm, fb, crop, unreadable) in enumerate(
+            tqdm(it, total=n, desc=f"detect+align ({detector_name})", disable=not progress)
+        ):
+            lms[i], fbs[i], crops[i], bad[i] = lm, fb, crop, unreadable
+    return lms, fbs, crops, bad

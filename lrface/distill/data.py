@@ -254,7 +254,7 @@ def lfw_faces(lfw: LFW, rels: list[str], detector: str = DEFAULT_DETECTOR) -> di
     allc = aligned_crops(lfw.image_dir, lfw.all_images, detector)
     index = {p: i for i, p in enumerate(allc["paths"].tolist())}
     rows = [index[r] for r in rels]
-    out = {k: v[rows] for k, v in allc.items() if k != "paths"}
+    out = {k: v[rows] for k, v in allc.items() if k not in ("paths", "version")}
     out["paths"] = np.array(rels)
     return out
 
