@@ -61,8 +61,7 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LRFACE_HOME", REPO.parent / "shared"))
-FACE = SHARED / "data" / "lfw" / "lfw-deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
+FACE = REPO / "tests" / "data" / "Aaron_Eckhart_0001.jpg"  # a committed LFW photo
 TARGETS = ("image", "gallery", "card")
 RSS_LIMIT_MB = 500
 
@@ -163,7 +162,7 @@ def face_bgr(size: int = 48) -> np.ndarray:
     """A real face: the centre of an LFW photo, ``size`` x ``size`` BGR ``uint8``."""
     img = cv2.imread(str(FACE))
     if img is None:
-        raise SystemExit(f"{FACE}: LFW photo not found; set LRFACE_HOME to the shared data")
+        raise SystemExit(f"{FACE}: test photo not found; restore tests/data (git checkout)")
     return cv2.resize(img[50:200, 50:200], (size, size), interpolation=cv2.INTER_AREA)
 
 

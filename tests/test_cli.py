@@ -39,7 +39,7 @@ def test_verify_same_and_different(same_pair, diff_pair):
 
 def test_verify_small_face_in_frame(tmp_path, same_pair):
     img = read_image(same_pair[1])
-    face = load_detector("scrfd-2.5g").detect(img)[0]
+    face = load_detector("auto").detect(img)[0]
     small = cv2.resize(align_face(img, face.landmarks, 112), (24, 24), interpolation=cv2.INTER_AREA)
     frame = np.full((240, 320, 3), 127, np.uint8)
     frame[60:84, 200:224] = small
@@ -51,13 +51,15 @@ def test_verify_small_face_in_frame(tmp_path, same_pair):
     box = res["images"][1]["box"]
     assert 195 <= (box[0] + box[2]) / 2 <= 229 and 55 <= (box[1] + box[3]) / 2 <= 89
     assert res["images"][1]["face_size_px"] < 64
+    assert res["models"] == ["mobilefacenet-arcface", "lrface-mbf"]  # per-face choice
+    assert res["same"] and p.returncode == 0
 
 
 def test_verify_pre_cut_crops(tmp_path, same_pair):
     crops = []
     for i, src in enumerate(same_pair):
         img = read_image(src)
-        face = load_detector("scrfd-2.5g").detect(img)[0]
+        face = load_detector("auto").detect(img)[0]
         crop = align_face(img, face.landmarks, 112)
         crops.append(tmp_path / f"c{i}.png")
         cv2.imwrite(str(crops[-1]), crop)

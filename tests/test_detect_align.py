@@ -3,10 +3,14 @@
 import cv2
 import numpy as np
 import pytest
+from conftest import needs_shared
 
 from lrface.align import align_face, native_face_size, similarity_transform, template
 from lrface.detect import load_detector
 from lrface.io import read_image
+
+# SCRFD (non-commercial) lives in ../shared, never in the repository
+pytestmark = needs_shared
 
 
 @pytest.mark.parametrize("size", [16, 24, 32, 112, 160])

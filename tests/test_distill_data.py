@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 from collections import Counter
 from pathlib import Path
 
@@ -19,11 +18,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import LFW_IMAGES, LFW_ROOT, SHARED
+from test_recordio import write_insightface_pack
 
 from lrface.cli import main
 from lrface.datasets import guard
 from lrface.datasets.lfw import LFW
-from lrface.datasets.recordio import RecordCrops, RecordFile
 from lrface.datasets.sources import parse_source, parse_sources
 from lrface.distill.data import (
     DistillDataset,
@@ -36,7 +35,6 @@ from lrface.distill.train import DistillConfig, distill
 from lrface.errors import DatasetError
 
 UTK = SHARED / "data" / "utkface" / "images"
-MAGIC = 0xCED7230A
 TINY = dict(student="lrface-tiny-16", tiny_width=32, tiny_head=256, tiny_blocks=1)
 
 
@@ -189,12 +187,15 @@ def test_plain_labelled_folder_trains_and_skips_faceless_images(tmp_path, lfw):
 # --- unlabelled photos and the test-identity guard -------------------------------------
 
 
-def test_guard_threshold_is_calibrated():
-    """The stored constant is the calibrated one (not the placeholder) with its figures."""
-    assert 0.1 < guard.GUARD_THRESHOLD < 0.6
-    assert "recall" in guard.THRESHOLD_NOTE and "python -m lrface.datasets.guard" in (
-        guard.__doc__ + guard.THRESHOLD_NOTE
-    )
+def test_guard_threshold_is_the_calibrated_one(lfw, teacher, reference):
+    """The stored constant is what the calibration on the LFW train split gives (the
+    highest 0.01 step with >= 99 % identity recall), with the figures its comment states."""
+    res = guard.calibrate(lfw, teacher)
+    assert res["threshold"] == guard.GUARD_THRESHOLD == 0.40
+    at = res["at_threshold"]
+    assert (at["identity_recall"], at["pair_recall"]) == (0.9909, 0.9836)
+    assert at["folds1_5_diff_at_or_above"] == 0 and at["train_dropped"] == 0.3616
+    assert res["reference_images"] == len(reference.paths) == 6311
 
 
 def _different_photo_of_test_identity(lfw, reference) -> tuple[str, np.ndarray]:
@@ -221,8 +222,11 @@ def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
     probe, img = _different_photo_of_test_identity(lfw, reference)
     cv2.imwrite(str(photos / "someone.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert (photos / "someone.jpg").read_bytes() != (LFW_IMAGES / probe).read_bytes()
-    train_face = f"{_train_identities(lfw, 1, skip=40)[0]}"
-    train_rel = sorted(r for r in lfw.train_images() if r.startswith(train_face + "/"))[0]
+    # a train-split person far from every test-split image (the guard also drops ~36 % of
+    # LFW train faces, those within 0.40 of some test image: see GUARD_THRESHOLD)
+    cands = lfw.train_images()  # (their teacher targets are the LFW source's, cached)
+    best, _ = guard.nearest(guard.fused_embeddings(lfw, cands, teacher), reference.embeddings)
+    train_rel = cands[int(np.flatnonzero(best < guard.GUARD_THRESHOLD - 0.05)[0])]
     shutil.copy(LFW_IMAGES / train_rel, photos / "train_person.jpg")
 
     card = distill(_cfg(tmp_path, str(photos), losses=("kd", "nce", "rkd")), progress=False)
@@ -305,51 +309,6 @@ def test_repeated_draws_of_a_face_are_augmented_differently(lfw):
 # --- insightface RecordIO -----------------------------------------------------------------
 
 
-def _record(payload: bytes) -> bytes:
-    """One dmlc RecordIO record; a payload holding the magic at a 4-byte boundary is split
-    into parts (cflag 1, 2, ..., 3) without it, as dmlc::RecordIOWriter does."""
-    out, start = b"", 0
-    magic = struct.pack("<I", MAGIC)
-    for i in range(0, len(payload) // 4 * 4, 4):
-        if payload[i : i + 4] == magic:
-            out += struct.pack("<II", MAGIC, ((1 if start == 0 else 2) << 29) | (i - start))
-            out += payload[start:i]
-            start = i + 4
-    rest = payload[start:]
-    out += struct.pack("<II", MAGIC, ((3 if start else 0) << 29) | len(rest))
-    return out + rest + b"\0" * (-len(rest) % 4)
-
-
-def _irheader(labels, body: bytes = b"", key: int = 0) -> bytes:
-    labels = np.atleast_1d(np.asarray(labels, "<f4"))
-    if len(labels) == 1:
-        return struct.pack("<IfQQ", 0, float(labels[0]), key, 0) + body
-    return struct.pack("<IfQQ", len(labels), 0.0, key, 0) + labels.tobytes() + body
-
-
-def write_insightface_pack(folder: Path, crops: np.ndarray, ids: list[int]) -> list[bytes]:
-    """train.rec + train.idx in insightface's layout: header record 0 = (first identity
-    record, end), image records 1..N, then one record per identity (its image range).
-    Image 2 carries a second label whose bits are the magic number: a multi-part record."""
-    folder.mkdir(parents=True, exist_ok=True)
-    n, n_ids = len(crops), max(ids) + 1
-    jpegs = [cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for c in crops]
-    magic_float = np.frombuffer(struct.pack("<I", MAGIC), "<f4")[0]
-    records = {0: _irheader([n + 1, n + 1 + n_ids])}
-    for i, (jpg, y) in enumerate(zip(jpegs, ids), 1):
-        labels = [y, magic_float] if i == 2 else y
-        records[i] = _irheader(labels, jpg, key=i)
-    for k in range(n_ids):
-        members = [i for i, y in enumerate(ids, 1) if y == k]
-        records[n + 1 + k] = _irheader([members[0], members[-1] + 1])
-    with open(folder / "train.rec", "wb") as rec, open(folder / "train.idx", "w") as idx:
-        for key, payload in records.items():
-            idx.write(f"{key}\t{rec.tell()}\n")
-            rec.write(_record(payload))
-    (folder / "property").write_text(f"{n_ids},112,112")
-    return jpegs
-
-
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory, lfw):
     names = _train_identities(lfw, 8, min_images=4)
@@ -361,66 +320,17 @@ def pack(tmp_path_factory, lfw):
     return folder, jpegs, ids
 
 
-def test_recordio_pack_is_read_natively(pack):
-    folder, jpegs, ids = pack
-    raw = (folder / "train.rec").read_bytes()
-    assert struct.unpack_from("<I", raw)[0] == MAGIC
-    assert struct.pack("<I", MAGIC) in raw[8:]  # the split record's parts are there
-    faces = RecordCrops(folder / "train.rec")
-    assert faces.keys.tolist() == list(range(1, len(jpegs) + 1))
-    assert faces.labels.tolist() == ids
-    for i in (0, 1, len(jpegs) - 1):  # 1: the multi-part record, rejoined
-        want = cv2.imdecode(np.frombuffer(jpegs[i], np.uint8), cv2.IMREAD_COLOR)
-        assert faces[i].shape == (112, 112, 3) and np.array_equal(faces[i], want)
-    assert len(RecordCrops(folder / "train.rec", limit=5)) == 5
-    assert parse_source(str(folder)).kind == "rec"
-    assert parse_source(str(folder / "train.rec")).kind == "rec"
-
-
-def test_malformed_recordio_files_fail_in_one_line(pack, tmp_path):
-    folder, _, _ = pack
-    raw = (folder / "train.rec").read_bytes()
-    idx = (folder / "train.idx").read_text()
-    offsets = [int(line.split("\t")[1]) for line in idx.splitlines()]
-
-    def broken(rec: bytes, index: str) -> Path:
-        d = tmp_path / f"b{len(list(tmp_path.iterdir()))}"
-        d.mkdir()
-        (d / "train.rec").write_bytes(rec)
-        (d / "train.idx").write_text(index)
-        return d / "train.rec"
-
-    bad_magic = bytearray(raw)
-    bad_magic[offsets[3]] ^= 0xFF
-    n_images = len(pack[1])
-    images_only = "".join(idx.splitlines(keepends=True)[: n_images + 1])
-    cases = [
-        (broken(bytes(bad_magic), idx), "bad magic"),
-        (broken(raw[: offsets[5] + 40], idx), "past the end"),  # truncated download
-        # the last image record cut short (its .idx entry still inside the file)
-        (broken(raw[: offsets[n_images] + 100], images_only), "truncated"),
-        (broken(raw, idx + f"99\t{len(raw) + 100}\n"), "past the end"),
-        (broken(raw, "0 x\n"), "not '<key>"),
-    ]
-    for rec, msg in cases:
-        with pytest.raises(DatasetError, match=msg) as e:
-            f = RecordCrops(rec)
-            f[len(f) - 1]
-        assert "\n" not in str(e.value) and str(rec.parent) in str(e.value)
-    (tmp_path / "noidx").mkdir()
-    shutil.copy(folder / "train.rec", tmp_path / "noidx" / "x.rec")
-    with pytest.raises(DatasetError, match=r"index of x\.rec is missing"):
-        RecordFile(tmp_path / "noidx" / "x.rec", tmp_path / "noidx" / "x.idx")
-
-
 def test_distill_from_a_recordio_pack(pack, tmp_path, reference):
     folder, jpegs, ids = pack
     card = distill(
-        _cfg(tmp_path, f"rec:{folder}", losses=("kd", "arc"), max_steps=2), progress=False
+        _cfg(tmp_path, f"rec:{folder}", losses=("kd", "arc"), batch_size=8, max_steps=2),
+        progress=False,
     )
     src = card["data"]["sources"][0]
     assert src["kind"] == "rec" and src["images_listed"] == len(jpegs)
-    assert src["test_guard_dropped"] == 0  # LFW train-split people only
-    assert src["images"] == len(jpegs) and src["identities"] == len(set(ids))
+    # the guard checks every face of a pack (no LFW names to check); train-split people
+    # only here, yet ~1/3 of such faces lie within 0.40 of some test image (collateral)
+    assert src["images"] + src["test_guard_dropped"] == len(jpegs) and src["images"] >= 16
+    assert 1 < src["identities"] <= len(set(ids))
     assert card["history"][0]["step"] == 2 and np.isfinite(card["history"][0]["loss_arc"])
     assert card["data"]["test_guard"]["checked"] == len(jpegs)

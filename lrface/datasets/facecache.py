@@ -3,7 +3,8 @@
 For dataset photos (LFW-style: one subject, centred) the face used is the detected face
 whose box centre is nearest the image centre, weighted by size.  Images where nothing is
 found at ``det_thresh`` are retried at 0.1, then on a grey-padded copy (tightly cropped
-faces); if still nothing, the landmarks of the average LFW face position are used and the
+faces; for user photos the padded copy comes first, see :func:`central_face`); if still
+nothing, the landmarks of the average LFW face position are used and the
 image is flagged ``fallback`` (training skips such images; evaluation keeps them).
 """
 
@@ -28,27 +29,35 @@ from ..io import read_image
 log = logging.getLogger("lrface")
 
 _DET = None
+_PAD_EARLY = False
 
 #: 2: images with no face found are retried on a grey-padded copy.  Cache files of an
 #: older version have their ``fallback`` rows detected again on first use.
 CACHE_VERSION = 2
 
 
-def _init_worker(detector_name: str) -> None:
-    global _DET
+def _init_worker(detector_name: str, pad_early: bool = False) -> None:
+    global _DET, _PAD_EARLY
+    _PAD_EARLY = pad_early
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from ..detect import load_detector
 
     _DET = load_detector(detector_name)
 
 
-def central_face(image: np.ndarray, detector) -> Face | None:
+def central_face(image: np.ndarray, detector, pad_early: bool = False) -> Face | None:
     """The detected face whose box centre is nearest the image centre, relative to its size
-    (LFW-style photos: one centred subject); retried at ``det_thresh`` 0.1; then, for a
-    face cropped so tightly that the detector sees no context (UTKFace's 200x200 "aligned
-    & cropped" photos: 57 % of a 500-image sample were missed), on a copy padded by 50 %
-    grey on every side, at ``det_thresh`` and 0.1 (box and landmarks in the original
-    image's coordinates); None if none."""
+    (LFW-style photos: one centred subject); None if none.
+
+    Attempts, first success wins: the image at ``det_thresh``, at 0.1, then a copy padded
+    by 50 % grey on every side at ``det_thresh`` and 0.1 (box and landmarks returned in the
+    original image's coordinates).  ``pad_early`` (user photos): the padded copy at
+    ``det_thresh`` comes before the image at 0.1 -- a face cropped so tightly that the
+    detector sees no context (UTKFace's 200x200 "aligned & cropped" photos) is missed at
+    ``det_thresh``, and at 0.1 the plain image mostly yields false detections (skin and
+    hair patches: 214 of a 500-image UTKFace sample), while the padded copy finds every
+    face at ``det_thresh``.  The default order is the one LFW's crops were cached with.
+    """
     h, w = image.shape[:2]
     c = np.array([w / 2, h / 2])
 
@@ -57,35 +66,48 @@ def central_face(image: np.ndarray, detector) -> Face | None:
         return float(np.linalg.norm(bc - c) / max(np.sqrt(f.area), 1.0))
 
     pad = int(round(0.5 * max(h, w)))
-    for view, shift in ((image, 0), (None, pad)):
-        if view is None:  # only reached when the plain image gave nothing
-            view = cv2.copyMakeBorder(
-                image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127)
+    padded: list[np.ndarray] = []
+
+    def view(with_pad: bool) -> np.ndarray:
+        if not with_pad:
+            return image
+        if not padded:
+            padded.append(
+                cv2.copyMakeBorder(
+                    image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127)
+                )
             )
-        for thresh in (detector.det_thresh, 0.1):
-            old = detector.det_thresh
-            detector.det_thresh = thresh
-            try:
-                faces = detector.detect(view)
-            finally:
-                detector.det_thresh = old
-            if faces:
-                if shift:
-                    faces = [
-                        Face(
-                            box=f.box - np.float32(shift),
-                            landmarks=f.landmarks - np.float32(shift),
-                            score=f.score,
-                        )
-                        for f in faces
-                    ]
-                return min(faces, key=cost)
+        return padded[0]
+
+    t0 = detector.det_thresh
+    order = ((False, t0), (False, 0.1), (True, t0), (True, 0.1))
+    if pad_early:
+        order = ((False, t0), (True, t0), (False, 0.1), (True, 0.1))
+    for with_pad, thresh in order:
+        detector.det_thresh = thresh
+        try:
+            faces = detector.detect(view(with_pad))
+        finally:
+            detector.det_thresh = t0
+        if faces:
+            if with_pad:
+                faces = [
+                    Face(
+                        box=f.box - np.float32(pad),
+                        landmarks=f.landmarks - np.float32(pad),
+                        score=f.score,
+                    )
+                    for f in faces
+                ]
+            return min(faces, key=cost)
     return None
 
 
-def central_face_landmarks(image: np.ndarray, detector) -> tuple[np.ndarray, bool]:
+def central_face_landmarks(
+    image: np.ndarray, detector, pad_early: bool = False
+) -> tuple[np.ndarray, bool]:
     """Landmarks (5, 2) of :func:`central_face`; ``(template fallback, True)`` if none."""
-    face = central_face(image, detector)
+    face = central_face(image, detector, pad_early)
     if face is not None:
         return face.landmarks, False
     h, w = image.shape[:2]
@@ -103,14 +125,33 @@ def _work(path: str) -> tuple[np.ndarray, bool, np.ndarray, bool]:
     except ImageError as exc:
         log.debug("%s", exc)
         return np.zeros((5, 2), np.float32), True, np.zeros((112, 112, 3), np.uint8), True
-    lm, fb = central_face_landmarks(img, _DET)
+    lm, fb = central_face_landmarks(img, _DET, _PAD_EARLY)
     return lm, fb, align_face(img, lm, 112), False
 
 
-def cache_file(root: Path, rel_paths: list[str], detector_name: str) -> Path:
-    """Where :func:`aligned_crops` keeps the result for this root, file list and detector."""
-    key = digest(Path(root).resolve(), detector_name, *rel_paths)
+def cache_file(
+    root: Path, rel_paths: list[str], detector_name: str, pad_early: bool = False
+) -> Path:
+    """Where :func:`aligned_crops` keeps the result for this root, file list and detector.
+
+    ``pad_early`` (user photos) runs have their own files, whose key also covers every
+    file's size and modification time (a photo replaced under the same name is aligned
+    again); LFW's key is the path list alone, as the evaluators expect."""
+    mode = ("pad-early", _files_digest(root, rel_paths)) if pad_early else ()
+    key = digest(Path(root).resolve(), detector_name, *mode, *rel_paths)
     return cache_dir() / f"faces-{detector_name}-{key}.npz"
+
+
+def _files_digest(root: Path, rel_paths: list[str]) -> str:
+    """Digest of each file's size and modification time (``-`` for a missing file)."""
+    stats = []
+    for r in rel_paths:
+        try:
+            st = (Path(root) / r).stat()
+            stats.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            stats.append("-")
+    return digest(*stats)
 
 
 def aligned_crops(
@@ -119,6 +160,7 @@ def aligned_crops(
     detector_name: str = DEFAULT_DETECTOR,
     workers: int = 2,
     progress: bool = True,
+    pad_early: bool = False,
 ) -> dict[str, np.ndarray]:
     """Landmarks and aligned 112x112 BGR crops for ``rel_paths`` under ``root`` (cached).
 
@@ -128,19 +170,24 @@ def aligned_crops(
     ``fallback``: no face detected (the crop is the centred fallback); ``unreadable``: the
     file could not be read (all-zero crop, also flagged ``fallback``).  Cache files
     written before ``unreadable`` existed lack that key (they hold no unreadable image).
+    ``pad_early``: the detection order for arbitrary user photos (:func:`central_face`).
     """
     from ..detect import resolve_detector
 
     rel_paths = list(rel_paths)
     detector_name = resolve_detector(detector_name)
-    fn = cache_file(root, rel_paths, detector_name)
+    fn = cache_file(root, rel_paths, detector_name, pad_early)
     if fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
         redo = np.flatnonzero(out["fallback"]) if _version(out) < CACHE_VERSION else []
         if len(redo):  # written before the padded retry: detect those images again
             got = _detect_align(
-                [str(Path(root) / rel_paths[i]) for i in redo], detector_name, workers, progress
+                [str(Path(root) / rel_paths[i]) for i in redo],
+                detector_name,
+                workers,
+                progress,
+                pad_early,
             )
             out.setdefault("unreadable", np.zeros(len(rel_paths), bool))
             for key, col in zip(("landmarks", "fallback", "crops", "unreadable"), got):
@@ -150,7 +197,7 @@ def aligned_crops(
         return out
     paths = [str(Path(root) / r) for r in rel_paths]
     n = len(paths)
-    lms, fbs, crops, bad = _detect_align(paths, detector_name, workers, progress)
+    lms, fbs, crops, bad = _detect_align(paths, detector_name, workers, progress, pad_early)
     if bad.any():
         log.warning("%d of %d images could not be read", bad.sum(), n)
     if (fbs & ~bad).any():
@@ -176,7 +223,7 @@ def _version(cached: dict[str, np.ndarray]) -> int:
 
 
 def _detect_align(
-    paths: list[str], detector_name: str, workers: int, progress: bool
+    paths: list[str], detector_name: str, workers: int, progress: bool, pad_early: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(landmarks (N,5,2) float32, fallback (N,) bool, crops (N,112,112,3) uint8 BGR,
     unreadable (N,) bool)`` of absolute image ``paths``, in their order."""
@@ -186,7 +233,9 @@ def _detect_align(
     bad = np.zeros(n, bool)
     crops = np.zeros((n, 112, 112, 3), np.uint8)
     chunk = max(1, min(64, n // (workers * 4) or 1))
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(detector_name,)) as ex:
+    with ProcessPoolExecutor(
+        workers, initializer=_init_worker, initargs=(detector_name, pad_early)
+    ) as ex:
         it = ex.map(_work, paths, chunksize=chunk)
         for i, (lm, fb, crop, unreadable) in enumerate(
             tqdm(it, total=n, desc=f"detect+align ({detector_name})", disable=not progress)

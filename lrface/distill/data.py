@@ -26,12 +26,12 @@ from tqdm import tqdm
 
 from ..cache import cache_dir, digest
 from ..datasets import recordio
-from ..datasets.facecache import aligned_crops
+from ..datasets.facecache import aligned_crops, cache_file
 from ..datasets.lfw import LFW, identity_of
 from ..datasets.recordio import RecordCrops
 from ..datasets.sources import Source, list_folder, parse_sources
 from ..degrade import RandomDegradation, degrade, jitter_alignment
-from ..detect import DEFAULT_DETECTOR
+from ..detect import DEFAULT_DETECTOR, resolve_detector
 from ..errors import DatasetError
 from ..fileio import save_npz_atomic
 from ..models.embedder import l2_normalize, resize_to
@@ -49,6 +49,9 @@ class FaceSet:
     identity name of each face, ``""`` for an unlabelled one.  ``labels``: int64 (N,)
     class index per face (identities of different sources never merge), -1 when
     unlabelled.  ``source``: int (N,) index of each face's ``--data`` source.
+    ``recipe``: what made the crops besides the paths (the crop-cache file of a user
+    folder, which covers the files' sizes and times and the detection order; the
+    ``.rec`` file's size and time), part of the teacher-targets cache key.
     """
 
     root: Path
@@ -57,6 +60,7 @@ class FaceSet:
     crops: Any
     labels: np.ndarray | None = None
     source: np.ndarray | None = None
+    recipe: str = ""
 
     def __post_init__(self) -> None:
         if self.source is None:
@@ -129,8 +133,13 @@ def load_source(
     if source.kind == "rec":
         crops = RecordCrops(recordio.find_pack(source.path), limit=limit)
         paths = [f"#{k}" for k in crops.keys.tolist()]
+        st = crops.records.rec_path.stat()
         faces = FaceSet(
-            Path(crops.records.rec_path), paths, [str(x) for x in crops.labels.tolist()], crops
+            Path(crops.records.rec_path),
+            paths,
+            [str(x) for x in crops.labels.tolist()],
+            crops,
+            recipe=f"rec:{st.st_size}:{st.st_mtime_ns}",
         )
         return SourceFaces(source, faces, len(paths))
     lfw = LFW(source.path) if source.kind == "lfw" else None
@@ -151,7 +160,12 @@ def load_source(
         raise DatasetError(f"{source.path}: no images found (expected ROOT/<identity>/<image>.jpg)")
     if limit:
         rels, identities = rels[:limit], identities[:limit]
-    got = lfw_faces(lfw, rels, detector) if lfw is not None else aligned_crops(root, rels, detector)
+    recipe = ""
+    if lfw is not None:  # shares the whole-LFW crop cache with the evaluators
+        got = lfw_faces(lfw, rels, detector)
+    else:  # user photos may be tight crops: the padded retry comes early (central_face)
+        got = aligned_crops(root, rels, detector, pad_early=True)
+        recipe = cache_file(root, rels, resolve_detector(detector), pad_early=True).name
     if len(got["crops"]) != len(rels):  # defensive: a row must never shift to another path
         raise DatasetError(f"{source.path}: the alignment cache does not match the image list")
     bad = got.get("unreadable", np.zeros(len(rels), bool)).astype(bool)
@@ -159,7 +173,13 @@ def load_source(
     keep = np.flatnonzero(~(bad | miss))
     out = SourceFaces(
         source,
-        FaceSet(root, [rels[i] for i in keep], [identities[i] for i in keep], got["crops"][keep]),
+        FaceSet(
+            root,
+            [rels[i] for i in keep],
+            [identities[i] for i in keep],
+            got["crops"][keep],
+            recipe=recipe,
+        ),
         len(rels),
         no_face=[rels[i] for i in np.flatnonzero(miss)],
         unreadable=[rels[i] for i in np.flatnonzero(bad)],
@@ -247,9 +267,8 @@ def lfw_faces(lfw: LFW, rels: list[str], detector: str = DEFAULT_DETECTOR) -> di
     """:func:`aligned_crops`' result for ``rels``: from the whole-LFW cache (shared with the
     evaluators) when it exists or most of LFW is needed; a small subset is aligned on its
     own.  Rows follow ``rels`` (looked up by path)."""
-    from ..datasets.facecache import cache_file
-
-    if len(rels) < 2000 and not cache_file(lfw.image_dir, lfw.all_images, detector).is_file():
+    whole = cache_file(lfw.image_dir, lfw.all_images, resolve_detector(detector))
+    if len(rels) < 2000 and not whole.is_file():
         return aligned_crops(lfw.image_dir, rels, detector)
     allc = aligned_crops(lfw.image_dir, lfw.all_images, detector)
     index = {p: i for i, p in enumerate(allc["paths"].tolist())}
@@ -289,10 +308,13 @@ def _test_identities(test_pairs: str | Path | None) -> frozenset[str]:
 
 
 def targets_cache_file(
-    teacher_name: str, teacher_sha256: str, root: Path, paths: list[str]
+    teacher_name: str, teacher_sha256: str, root: Path, paths: list[str], recipe: str = ""
 ) -> Path:
-    """Where :func:`teacher_targets` keeps the targets of ``paths`` (relative to ``root``)."""
-    key = digest(teacher_name, teacher_sha256, Path(root).resolve(), *paths)
+    """Where :func:`teacher_targets` keeps the targets of ``paths`` (relative to ``root``)
+    whose crops were made by ``recipe`` (:attr:`FaceSet.recipe`; ``""`` for LFW, so the
+    key is the one LFW targets always had)."""
+    parts = (recipe,) if recipe else ()
+    key = digest(teacher_name, teacher_sha256, Path(root).resolve(), *parts, *paths)
     return cache_dir() / f"targets-{teacher_name}-{key}.npz"
 
 
@@ -306,7 +328,7 @@ def teacher_targets(
     run without flip fusion, so each target matches exactly the view the student sees.
     Crops are embedded ``chunk`` at a time (a RecordIO pack is decoded as it goes).
     """
-    fn = targets_cache_file(teacher.name, teacher.sha256, faces.root, faces.paths)
+    fn = targets_cache_file(teacher.name, teacher.sha256, faces.root, faces.paths, faces.recipe)
     if fn.is_file():
         with np.load(fn) as z:
             return z["plain"], z["mirror"]
