@@ -368,6 +368,11 @@ def cmd_distill(a: argparse.Namespace) -> int:
         holdout_folds=_fold_list(a.holdout_folds),
         val_every=0 if not a.val_sizes else a.val_every,
     )
+    if a.prepare_only:
+        from .distill.data import prepare_only
+
+        print(json.dumps(prepare_only(cfg, progress=not a.quiet), indent=1))
+        return 0
     distill(cfg, resume=a.resume, progress=not a.quiet)
     return 0
 
@@ -719,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument(
         "--test-pairs", default=None, help="LFW pairs.txt whose test identities are refused"
+    )
+    t.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="detect, align, embed with the teacher and guard every source (all cached), "
+        "write OUT/data_report.json, print the data summary, and stop before training",
     )
     t.add_argument(
         "--no-test-guard",

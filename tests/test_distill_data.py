@@ -114,6 +114,8 @@ def test_source_syntax_and_detection(tmp_path, lfw):
             parse_source(f"{flat}:weight={bad}")
     with pytest.raises(DatasetError, match="not found"):
         parse_source(str(tmp_path / "nope"))
+    with pytest.raises(DatasetError, match=r"would be one identity; say which: unlabelled:"):
+        parse_source(str(UTK.parent))  # utkface/ holds images/: not one person
     with pytest.raises(DatasetError, match="give each source once"):
         parse_sources([str(flat), f"{flat}:weight=2"])
     with pytest.raises(DatasetError, match=r"train\.rec and train\.idx"):
@@ -148,7 +150,7 @@ def test_plain_labelled_folder_trains_and_skips_faceless_images(tmp_path, lfw):
     ('str' object has no attribute 'shape'); now it trains, and an image without a face
     and an unreadable file are skipped and reported -- never given a neighbour's label."""
     root = tmp_path / "my_faces"
-    names = _train_identities(lfw, 16)
+    names = _train_identities(lfw, 8)
     for name in names:
         shutil.copytree(LFW_IMAGES / name, root / name)
     # a photo with no face (flat grey) and a file that is not an image, inside a folder
@@ -164,7 +166,7 @@ def test_plain_labelled_folder_trains_and_skips_faceless_images(tmp_path, lfw):
     j = faces.paths.index(f"{names[5]}/{names[5]}_0001.jpg")
     own = lfw_crops(lfw, [f"{names[5]}/{names[5]}_0001.jpg"])[0]
     assert np.abs(faces.crops[j].astype(int) - own).mean() < 1.0
-    assert len(set(faces.labels.tolist())) == 16 and faces.labels.min() == 0
+    assert len(set(faces.labels.tolist())) == 8 and faces.labels.min() == 0
 
     args = f"--student lrface-tiny-16 --epochs 1 --batch-size 16 --width 32 --blocks 1 \
         --head-channels 256 --loss kd,arc --threads 1 --quiet --out {tmp_path / 'run'}"
@@ -173,7 +175,7 @@ def test_plain_labelled_folder_trains_and_skips_faceless_images(tmp_path, lfw):
     card = json.loads((tmp_path / "run" / "lrface-tiny-16.json").read_text())
     src = card["data"]["sources"][0]
     assert src["kind"] == "labelled" and src["path"].endswith("my_faces")
-    assert src["images_listed"] == n_real + 2 and src["identities"] == 16
+    assert src["images_listed"] == n_real + 2 and src["identities"] == 8
     assert f"{names[3]}/zz_blank.jpg" in src["no_face_examples"]
     assert src["unreadable_skipped"] == 1
     assert src["unreadable_examples"] == [f"{names[5]}/zz_broken.jpg"]
@@ -218,7 +220,7 @@ def _different_photo_of_test_identity(lfw, reference) -> tuple[str, np.ndarray]:
 def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
     tmp_path, lfw, teacher, reference
 ):
-    photos = _utk_folder(tmp_path / "photos", 24)
+    photos = _utk_folder(tmp_path / "photos", 12)
     probe, img = _different_photo_of_test_identity(lfw, reference)
     cv2.imwrite(str(photos / "someone.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert (photos / "someone.jpg").read_bytes() != (LFW_IMAGES / probe).read_bytes()
@@ -229,7 +231,9 @@ def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
     train_rel = cands[int(np.flatnonzero(best < guard.GUARD_THRESHOLD - 0.05)[0])]
     shutil.copy(LFW_IMAGES / train_rel, photos / "train_person.jpg")
 
-    card = distill(_cfg(tmp_path, str(photos), losses=("kd", "nce", "rkd")), progress=False)
+    card = distill(
+        _cfg(tmp_path, str(photos), losses=("kd", "nce", "rkd"), batch_size=4), progress=False
+    )
     src = card["data"]["sources"][0]
     assert src["kind"] == "unlabelled" and src["identities"] is None
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
@@ -238,24 +242,55 @@ def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
     assert "train_person.jpg" not in dropped  # a train-split person: kept
     assert src["test_guard_dropped"] == len(dropped)
     assert "someone.jpg" in [d["path"] for d in src["test_guard_examples"]] or len(dropped) > 5
-    assert src["images"] == 26 - src["no_face_skipped"] - src["test_guard_dropped"]
+    assert src["images"] == 14 - src["no_face_skipped"] - src["test_guard_dropped"]
     g = card["data"]["test_guard"]
     assert g["enabled"] and g["threshold"] == guard.GUARD_THRESHOLD
-    assert g["checked"] == 26 - src["no_face_skipped"] and g["dropped"] == len(dropped)
+    assert g["checked"] == 14 - src["no_face_skipped"] and g["dropped"] == len(dropped)
     assert card["data"]["unlabelled_images"] == src["images"]
     row = card["history"][0]
     assert all(np.isfinite(row[f"loss_{k}"]) for k in ("kd", "nce", "rkd"))
 
     # the guard is on by default; turning it off is explicit and recorded
     off = distill(
-        _cfg(tmp_path / "off", str(photos), test_guard=False, max_steps=1), progress=False
+        _cfg(tmp_path / "off", str(photos), test_guard=False, batch_size=4, max_steps=1),
+        progress=False,
     )
     assert off["data"]["test_guard"]["enabled"] is False
     assert off["training"]["test_guard"] is False
-    assert off["data"]["images"] == 26 - src["no_face_skipped"]
+    assert off["data"]["images"] == 14 - src["no_face_skipped"]
     # an unlabelled source cannot train on arc
     with pytest.raises(Exception, match="identity-labelled"):
         distill(_cfg(tmp_path / "arc", str(photos), losses=("kd", "arc")), progress=False)
+
+
+def test_guard_also_covers_held_out_validation_identities(tmp_path, lfw, teacher, reference):
+    """With --holdout-folds 1, an unlabelled photo of a fold-1 identity (validation pairs
+    of the run) is dropped too; without held-out folds it is kept."""
+    from lrface.distill.data import holdout_identities
+
+    held = holdout_identities(lfw, (1,))
+    rels = lfw.train_images()  # (teacher targets: the LFW source's, cached)
+    emb = guard.fused_embeddings(lfw, rels, teacher)
+    to_test, _ = guard.nearest(emb, reference.embeddings)
+    ids = np.array([r.split("/")[0] for r in rels])
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -1)
+    sims[ids[:, None] != ids[None, :]] = -1
+    far = to_test < guard.GUARD_THRESHOLD - 0.05
+    in_held = np.isin(ids, sorted(held))
+    probe = rels[int(np.flatnonzero(far & in_held & (sims.max(1) >= 0.5))[0])]
+    other = rels[int(np.flatnonzero(far & ~in_held)[0])]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(LFW_IMAGES / probe, photos / "fold1_person.jpg")
+    shutil.copy(LFW_IMAGES / other, photos / "other_person.jpg")
+    data = (str(LFW_ROOT), str(photos))
+    kept = prepare_training_data(data, teacher, limit=4)
+    assert not kept.parts[1].dropped and len(kept.parts[1].faces) == 2
+    held_run = prepare_training_data(data, teacher, limit=4, holdout_folds=(1,))
+    assert [d[0] for d in held_run.parts[1].dropped] == ["fold1_person.jpg"]
+    assert held_run.parts[1].dropped[0][1].split("/")[0] == probe.split("/")[0]
+    assert "held-out folds [1]" in held_run.guard["reference"]
 
 
 def test_guard_refuses_to_run_without_the_lfw_test_split(tmp_path, teacher, monkeypatch):
@@ -265,12 +300,20 @@ def test_guard_refuses_to_run_without_the_lfw_test_split(tmp_path, teacher, monk
         prepare_training_data(str(photos), teacher)
 
 
-def test_several_sources_with_weights_and_a_text_list(tmp_path, lfw):
-    """LFW train split + an unlabelled .txt list (weight 2): arc sees only the LFW faces,
-    every term trains, and the card records both sources and their share of the draws."""
-    photos = _utk_folder(tmp_path / "photos", 16)
+def test_several_sources_with_weights_and_a_text_list(tmp_path, lfw, capsys):
+    """LFW train split + an unlabelled .txt list (weight 2): --prepare-only reports the
+    data; arc sees only the LFW faces, every term trains, and the card records both
+    sources and their share of the draws."""
+    photos = _utk_folder(tmp_path / "photos", 8)
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(str(p) for p in sorted(photos.iterdir())))
+    data = ["--data", str(LFW_ROOT), "--data", f"unlabelled:{listing}:weight=2"]
+    opts = ["--limit", "32", "--out", str(tmp_path / "prep"), "--prepare-only", "--quiet"]
+    rc = main(["distill", *data, *opts])
+    prep = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [s["kind"] for s in prep["sources"]] == ["lfw", "unlabelled"]
+    assert prep["draws_per_epoch"] == prep["sources"][0]["images"] + 2 * prep["unlabelled_images"]
+    assert not (tmp_path / "prep" / "last.pt").exists()  # no training
     card = distill(
         _cfg(
             tmp_path,

@@ -57,10 +57,11 @@ class Reference:
     embeddings: np.ndarray
 
 
-def test_split_images(lfw: LFW) -> list[str]:
-    """Every image of every LFW test-split identity (6,311 for the full LFW)."""
-    test = lfw.test_identities
-    return [r for r in lfw.all_images if identity_of(r) in test]
+def test_split_images(lfw: LFW, extra: frozenset[str] = frozenset()) -> list[str]:
+    """Every image of every LFW test-split identity (6,311 for the full LFW), and of the
+    identities ``extra`` (those of held-out validation folds)."""
+    names = lfw.test_identities | extra
+    return [r for r in lfw.all_images if identity_of(r) in names]
 
 
 def fused_embeddings(lfw: LFW, rels: list[str], teacher, detector: str = DEFAULT_DETECTOR):
@@ -74,10 +75,19 @@ def fused_embeddings(lfw: LFW, rels: list[str], teacher, detector: str = DEFAULT
     return l2_normalize(plain + mirror)
 
 
-def reference_embeddings(lfw: LFW, teacher, detector: str = DEFAULT_DETECTOR) -> Reference:
-    """The guard's reference: every LFW test-split image, embedded by ``teacher``."""
+def reference_embeddings(
+    lfw: LFW, teacher, detector: str = DEFAULT_DETECTOR, extra: frozenset[str] = frozenset()
+) -> Reference:
+    """The guard's reference: every LFW test-split image (plus every image of the
+    identities ``extra``: a run with ``--holdout-folds`` keeps unlabelled look-alikes of
+    its held-out validation identities out too), embedded by ``teacher``."""
     rels = test_split_images(lfw)
-    return Reference(rels, fused_embeddings(lfw, rels, teacher, detector))
+    emb = fused_embeddings(lfw, rels, teacher, detector)
+    more = sorted(set(test_split_images(lfw, extra)) - set(rels))
+    if more:  # cached on their own: the test-split part stays one shared cache file
+        rels = rels + more
+        emb = np.concatenate([emb, fused_embeddings(lfw, more, teacher, detector)])
+    return Reference(rels, emb)
 
 
 def nearest(emb: np.ndarray, ref: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,9 @@ A source is written ``[KIND:]PATH[:weight=W]`` (``--data`` is repeatable):
 
 Without ``KIND:`` the kind is detected: a ``.rec`` file or a folder holding
 ``train.rec`` + ``train.idx`` is ``rec``; an LFW copy is ``lfw``; a ``.txt`` file is
-``unlabelled``; a folder of sub-folders of images is ``labelled``; a folder whose images
-lie directly in it is ``unlabelled``; a folder mixing both is refused (say which).
+``unlabelled``; a folder of (two or more) sub-folders of images is ``labelled``; a folder
+whose images lie directly in it is ``unlabelled``; a folder mixing both, or holding a
+single folder of photos (``utkface/`` with ``images/``), is refused: say which.
 
 ``weight=W`` (default 1, any number > 0) is a sampling weight: each face of the source
 is drawn ``W`` times as often as a face of a weight-1 source, so one epoch holds
@@ -142,6 +143,12 @@ def detect_kind(path: Path, spec: str = "") -> str:
             f"--data {spec}: holds both photos ({top[0].name}) and folders of photos "
             f"({subdirs[0].name}/); say which: labelled:{path} (one folder per identity) or "
             f"unlabelled:{path} (photos without identities)"
+        )
+    if len(subdirs) == 1:
+        raise DatasetError(
+            f"--data {spec}: its only folder of photos is {subdirs[0].name}/, which would be "
+            f"one identity; say which: unlabelled:{subdirs[0]} (photos without identities) "
+            f"or labelled:{path} (one person)"
         )
     if subdirs:
         return "labelled"

@@ -122,6 +122,7 @@ def load_source(
     detector: str = DEFAULT_DETECTOR,
     holdout_folds: tuple[int, ...] = (),
     banned: frozenset[str] = frozenset(),
+    progress: bool = True,
 ) -> SourceFaces:
     """Detect and align (cached) the faces of one source.
 
@@ -164,7 +165,7 @@ def load_source(
     if lfw is not None:  # shares the whole-LFW crop cache with the evaluators
         got = lfw_faces(lfw, rels, detector)
     else:  # user photos may be tight crops: the padded retry comes early (central_face)
-        got = aligned_crops(root, rels, detector, pad_early=True)
+        got = aligned_crops(root, rels, detector, progress=progress, pad_early=True)
         recipe = cache_file(root, rels, resolve_detector(detector), pad_early=True).name
     if len(got["crops"]) != len(rels):  # defensive: a row must never shift to another path
         raise DatasetError(f"{source.path}: the alignment cache does not match the image list")
@@ -459,6 +460,47 @@ class TrainingData:
         }
 
 
+def display_path(path: Path) -> str:
+    """How a card shows a source path: relative as given, else only its last component
+    (never an absolute path of the training machine)."""
+    import os
+
+    return os.path.relpath(path) if not Path(path).is_absolute() else Path(path).name
+
+
+def prepare_only(cfg, progress: bool = True) -> dict[str, Any]:
+    """``lrface distill --prepare-only``: detect, align, compute the teacher targets and
+    apply the test-identity guard for every source of ``cfg`` (a ``DistillConfig``), all
+    cached for the training run that follows; write ``<out>/data_report.json`` and return
+    the summary that the run's card will hold under ``data``."""
+    from ..fileio import write_json_atomic
+    from ..models.loader import load_embedder
+
+    teacher = load_embedder(cfg.teacher, flip=False)
+    td = prepare_training_data(
+        cfg.data,
+        teacher,
+        cfg.test_pairs,
+        cfg.limit,
+        holdout_folds=cfg.holdout_folds,
+        test_guard=cfg.test_guard,
+        guard_threshold=cfg.guard_threshold,
+        progress=progress,
+    )
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "data_report.json", td.report())
+    labels = td.faces.labels
+    return {
+        "images": len(td.faces),
+        "identities": len(np.unique(labels[labels >= 0])),
+        "unlabelled_images": int((labels < 0).sum()),
+        "draws_per_epoch": td.epoch_size(),
+        **td.card(display_path),
+        "report": str(out / "data_report.json"),
+    }
+
+
 def _draws(weight: float, n: int) -> int:
     return int(round(weight * n))
 
@@ -507,7 +549,8 @@ def prepare_training_data(
     drop from unlabelled and RecordIO sources every face whose flip-fused teacher
     embedding has cosine >= ``guard_threshold`` (default
     :data:`lrface.datasets.guard.GUARD_THRESHOLD`) with any image of an LFW test-split
-    identity.  ``test_guard=False`` skips that filter (recorded in the card)."""
+    identity -- or of an identity of ``holdout_folds``, whose pairs validate the run.
+    ``test_guard=False`` skips that filter (recorded in the card)."""
     from ..datasets import guard
 
     sources = parse_sources(data)
@@ -528,13 +571,14 @@ def prepare_training_data(
     ref = None
     n_checked = n_dropped = 0
     for s in sources:
-        part = load_source(s, limit, detector, holdout_folds, banned)
+        part = load_source(s, limit, detector, holdout_folds, banned, progress)
         if not len(part.faces):
             raise DatasetError(f"--data {s.spec}: no usable face (every image was skipped)")
         plain, mirror = teacher_targets(part.faces, teacher, progress=progress)
         if s.needs_guard and test_guard:
             if ref is None:
-                ref = guard.reference_embeddings(lfw, teacher, detector)
+                held = holdout_identities(lfw, holdout_folds) if holdout_folds else frozenset()
+                ref = guard.reference_embeddings(lfw, teacher, detector, held)
             fused = l2_normalize(plain + mirror)
             best, nearest = guard.nearest(fused, ref.embeddings)
             drop = best >= thr
@@ -557,7 +601,8 @@ def prepare_training_data(
             keep = np.flatnonzero(~drop)
             if not len(keep):
                 raise DatasetError(
-                    f"--data {s.spec}: every face is too close to an LFW test-split face"
+                    f"--data {s.spec}: every face is within the guard threshold {thr} of an "
+                    "LFW test-split (or held-out) image; nothing left to train on"
                 )
             part.faces = _subset(part.faces, keep)
             plain, mirror = plain[keep], mirror[keep]
@@ -581,6 +626,11 @@ def prepare_training_data(
             reference=(
                 f"flip-fused teacher embeddings of the {len(ref.paths)} images of the "
                 f"{len(lfw.test_identities)} LFW test-split identities"
+                + (
+                    f" and of the identities of held-out folds {list(holdout_folds)}"
+                    if holdout_folds
+                    else ""
+                )
                 if ref is not None
                 else None
             ),

@@ -45,7 +45,7 @@ from ..models.students import (
 )
 from ..models.torch_embedder import read_state
 from . import LOSS_TERMS
-from .data import DistillDataset, TrainingData, prepare_training_data
+from .data import DistillDataset, TrainingData, display_path, prepare_training_data
 from .losses import (
     CRCDLoss,
     RKDLoss,
@@ -667,9 +667,6 @@ def _data_card(cfg: DistillConfig, td: TrainingData) -> dict[str, Any]:
     """The card's ``data`` entry: every source (kind, path, weight, images used, faces
     skipped for no detection, faces dropped by the test-identity guard) and totals."""
 
-    def show(path: Path) -> str:  # never an absolute path of the training machine
-        return os.path.relpath(path) if not path.is_absolute() else path.name
-
     what = {
         "lfw": "LFW train split (identities disjoint from pairs folds 6-10)"
         + (
@@ -681,7 +678,7 @@ def _data_card(cfg: DistillConfig, td: TrainingData) -> dict[str, Any]:
         "unlabelled": "unlabelled photos (no identities)",
         "rec": "insightface RecordIO pack (pre-aligned 112x112)",
     }
-    paths = [show(p.source.path) for p in td.parts]
+    paths = [display_path(p.source.path) for p in td.parts]
     labels = td.faces.labels
     return {
         "path": paths[0] if len(paths) == 1 else paths,
@@ -689,7 +686,7 @@ def _data_card(cfg: DistillConfig, td: TrainingData) -> dict[str, Any]:
         "images": len(td.faces),
         "identities": len(np.unique(labels[labels >= 0])),
         "unlabelled_images": int((labels < 0).sum()),
-        **td.card(show),
+        **td.card(display_path),
     }
 
 
