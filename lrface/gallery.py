@@ -273,21 +273,8 @@ class Gallery:
         unthresholded)}``.  ``threshold`` defaults to :attr:`threshold` (the model's).
         """
         thr = self.threshold if threshold is None else threshold
-        if thr is None:
-            raise LrfaceError(
-                f"no decision threshold: model {self.model_name} has none; pass --threshold"
-            )
-        results = []
-        for hits in self.search(probe_embeddings, top_k, None, backend, embedder):
-            best, score = hits[0] if hits else (UNKNOWN, float("nan"))
-            results.append(
-                {
-                    "identity": best if hits and score >= thr else UNKNOWN,
-                    "score": score,
-                    "candidates": [{"identity": n, "score": s} for n, s in hits],
-                }
-            )
-        return results
+        hits = self.search(probe_embeddings, top_k, None, backend, embedder)
+        return open_set_decisions(hits, thr, self.model_name)
 
     # ------------------------------------------------------------------ persistence
 
@@ -511,6 +498,29 @@ def _gallery_from(
         r = rows[name]
         g.add(name, emb[r], [sources[i] for i in r])
     return g
+
+
+def open_set_decisions(
+    hits_per_probe: Sequence[Sequence[tuple[str, float]]],
+    threshold: float | None,
+    model_name: str,
+) -> list[dict[str, Any]]:
+    """Open-set answers from ranked ``(identity, score)`` hits per probe (best first):
+    ``{"identity": best, or "unknown" below ``threshold``, "score", "candidates"}``;
+    shared by exact and IVF galleries."""
+    if threshold is None:
+        raise LrfaceError(f"no decision threshold: model {model_name} has none; pass --threshold")
+    results = []
+    for hits in hits_per_probe:
+        best, score = hits[0] if hits else (UNKNOWN, float("nan"))
+        results.append(
+            {
+                "identity": best if hits and score >= threshold else UNKNOWN,
+                "score": score,
+                "candidates": [{"identity": n, "score": s} for n, s in hits],
+            }
+        )
+    return results
 
 
 def _teacher_of(embedder: Any) -> dict[str, Any] | None:

@@ -59,6 +59,7 @@ import numpy as np
 
 from .errors import LrfaceError
 from .fileio import atomic_write, write_json_atomic
+from .gallery import UNKNOWN, open_set_decisions
 
 log = logging.getLogger("lrface")
 
@@ -70,7 +71,6 @@ META = "meta.json"
 TRAINED = "trained.index"
 #: ``--index`` values and what they store per row.
 INDEX_KINDS = ("ivf-sq8", "ivf-pq")
-UNKNOWN = "unknown"
 _NORM_TOL = 1e-2
 _REBUILD = "rebuild it with `lrface gallery build ... --index ivf-sq8`"
 
@@ -541,21 +541,8 @@ class IvfGallery:
     ) -> list[dict[str, Any]]:
         """Open-set decision per probe, as :meth:`lrface.gallery.Gallery.identify`."""
         thr = self.threshold if threshold is None else threshold
-        if thr is None:
-            raise LrfaceError(
-                f"no decision threshold: model {self.model_name} has none; pass --threshold"
-            )
-        results = []
-        for hits in self.search(probe_embeddings, top_k, None, backend, embedder):
-            best, score = hits[0] if hits else (UNKNOWN, float("nan"))
-            results.append(
-                {
-                    "identity": best if hits and score >= thr else UNKNOWN,
-                    "score": score,
-                    "candidates": [{"identity": n, "score": s} for n, s in hits],
-                }
-            )
-        return results
+        hits = self.search(probe_embeddings, top_k, None, backend, embedder)
+        return open_set_decisions(hits, thr, self.model_name)
 
 
 @contextlib.contextmanager

@@ -468,16 +468,10 @@ def display_path(path: Path) -> str:
     return os.path.relpath(path) if not Path(path).is_absolute() else Path(path).name
 
 
-def prepare_only(cfg, progress: bool = True) -> dict[str, Any]:
-    """``lrface distill --prepare-only``: detect, align, compute the teacher targets and
-    apply the test-identity guard for every source of ``cfg`` (a ``DistillConfig``), all
-    cached for the training run that follows; write ``<out>/data_report.json`` and return
-    the summary that the run's card will hold under ``data``."""
-    from ..fileio import write_json_atomic
-    from ..models.loader import load_embedder
-
-    teacher = load_embedder(cfg.teacher, flip=False)
-    td = prepare_training_data(
+def training_data_for(cfg, teacher, progress: bool = True):
+    """:func:`prepare_training_data` with the data settings of ``cfg`` (a
+    ``DistillConfig``): the one place training and ``--prepare-only`` get their data."""
+    return prepare_training_data(
         cfg.data,
         teacher,
         cfg.test_pairs,
@@ -487,6 +481,17 @@ def prepare_only(cfg, progress: bool = True) -> dict[str, Any]:
         guard_threshold=cfg.guard_threshold,
         progress=progress,
     )
+
+
+def prepare_only(cfg, progress: bool = True) -> dict[str, Any]:
+    """``lrface distill --prepare-only``: detect, align, compute the teacher targets and
+    apply the test-identity guard for every source of ``cfg`` (a ``DistillConfig``), all
+    cached for the training run that follows; write ``<out>/data_report.json`` and return
+    the summary that the run's card will hold under ``data``."""
+    from ..fileio import write_json_atomic
+    from ..models.loader import load_embedder
+
+    td = training_data_for(cfg, load_embedder(cfg.teacher, flip=False), progress)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "data_report.json", td.report())

@@ -45,7 +45,7 @@ from ..models.students import (
 )
 from ..models.torch_embedder import read_state
 from . import LOSS_TERMS
-from .data import DistillDataset, TrainingData, display_path, prepare_training_data
+from .data import DistillDataset, TrainingData, display_path, training_data_for
 from .losses import (
     CRCDLoss,
     RKDLoss,
@@ -351,16 +351,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
 
     teacher = load_embedder(cfg.teacher, flip=False)
     tspec = teacher.spec
-    td = prepare_training_data(
-        cfg.data,
-        teacher,
-        cfg.test_pairs,
-        cfg.limit,
-        holdout_folds=cfg.holdout_folds,
-        test_guard=cfg.test_guard,
-        guard_threshold=cfg.guard_threshold,
-        progress=progress and rank == 0,
-    )
+    td = training_data_for(cfg, teacher, progress and rank == 0)
     faces, plain, mirror = td.faces, td.plain, td.mirror
     if rank == 0:
         write_json_atomic(out / "data_report.json", td.report())  # every skipped/dropped path
