@@ -54,7 +54,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -69,6 +69,9 @@ from .fileio import (
     write_json_atomic,
 )
 from .pipeline import CropOptions, CropPreparer, CropResult, options_for, progress_bar
+
+if TYPE_CHECKING:
+    from .models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -338,7 +341,7 @@ def _embed_shard(
     results: list[CropResult],
     paths: Sequence[str],
     start: int,
-    embedder: Any,
+    embedder: Embedder,
     batch_size: int,
 ) -> tuple[np.ndarray, np.ndarray, list]:
     """Embed one shard's prepared crops in fixed batches.
@@ -368,7 +371,7 @@ def _check_positive(value: int, name: str, minimum: int = 1) -> int:
 
 def embed_paths(
     paths: Sequence[str | os.PathLike[str]],
-    embedder: Any,
+    embedder: Embedder,
     out_dir: str | os.PathLike[str],
     detect: bool = True,
     batch_size: int = 256,
@@ -384,7 +387,7 @@ def embed_paths(
 
     Args:
         paths: ordered image paths (see :func:`collect_paths`).
-        embedder: an :class:`lrface.models.embedder.Embedder`.
+        embedder: an :class:`lrface.models.interface.Embedder`.
         out_dir: output directory; created, or resumed if it holds a compatible run.
         detect: detect and align faces (False: inputs are pre-cut crops, resized);
             shorthand for ``options=CropOptions(detect=False)``.
@@ -512,7 +515,7 @@ def _local_shards(
     todo: list[int],
     paths: list[str],
     shard_size: int,
-    embedder: Any,
+    embedder: Embedder,
     batch_size: int,
 ) -> Iterable[tuple[int, np.ndarray, np.ndarray, list]]:
     """The local engine: ``(k, emb, rows, failures)`` per shard, embedded in this process."""

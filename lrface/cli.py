@@ -33,7 +33,9 @@ from .distill import LOSS_TERMS
 from .errors import LrfaceError
 
 if TYPE_CHECKING:
+    from .models.interface import Embedder
     from .pipeline import CropOptions
+    from .ray import RayEngine
 
 log = logging.getLogger("lrface")
 
@@ -208,7 +210,7 @@ def _batch_status(n_ok: int, n_failed: int, what: str) -> int:
     return 3 if n_failed else 0
 
 
-def _ray_engine(a: argparse.Namespace, emb: object) -> object:
+def _ray_engine(a: argparse.Namespace, emb: Embedder) -> RayEngine:
     """A :class:`lrface.ray.RayEngine` for ``embed --engine ray`` (imports Ray only here)."""
     from .ray import RayEngine
 

@@ -42,7 +42,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,9 @@ from .errors import DatasetError, LrfaceError
 from .fileio import NpzError, read_npz_arrays, save_npz_atomic
 from .pipeline import CropOptions, options_for, prepare_many, progress_bar
 from .search import search as _search
+
+if TYPE_CHECKING:
+    from .models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -95,7 +98,7 @@ class Gallery:
         self._cache: tuple[np.ndarray, np.ndarray] | None = None  # (matrix, owner ids)
 
     @classmethod
-    def for_embedder(cls, embedder: Any, aggregate: str = "mean") -> Gallery:
+    def for_embedder(cls, embedder: Embedder, aggregate: str = "mean") -> Gallery:
         """An empty gallery for the model of ``embedder`` (name, sha256, size, threshold)."""
         return cls(
             embedder.name,
@@ -194,7 +197,7 @@ class Gallery:
 
     # ------------------------------------------------------------------ matching
 
-    def check_model(self, embedder: Any) -> None:
+    def check_model(self, embedder: Embedder) -> None:
         """Raise :class:`LrfaceError` unless ``embedder`` embeds into the gallery's space.
 
         Accepted: the same model (name equal, sha256 equal when both are known) or a model
@@ -223,7 +226,7 @@ class Gallery:
         top_k: int = 5,
         threshold: float | None = None,
         backend: str = "auto",
-        embedder: Any = None,
+        embedder: Embedder | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Best identities for each probe.
 
@@ -263,7 +266,7 @@ class Gallery:
         threshold: float | None = None,
         top_k: int = 5,
         backend: str = "auto",
-        embedder: Any = None,
+        embedder: Embedder | None = None,
     ) -> list[dict[str, Any]]:
         """Open-set decision per probe.
 
@@ -523,7 +526,7 @@ def open_set_decisions(
     return results
 
 
-def _teacher_of(embedder: Any) -> dict[str, Any] | None:
+def _teacher_of(embedder: Embedder) -> dict[str, Any] | None:
     """``{"name", "sha256"}`` of the teacher named in a student's card, else None."""
     card = getattr(getattr(embedder, "spec", None), "card", None) or {}
     t = card.get("teacher")
@@ -586,7 +589,7 @@ def _first_per_identity(
 
 def build_gallery(
     root: str | os.PathLike[str],
-    embedder: Any,
+    embedder: Embedder,
     detect: bool = True,
     aggregate: str = "mean",
     progress: bool = True,

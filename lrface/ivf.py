@@ -53,13 +53,16 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import LrfaceError
 from .fileio import atomic_write, write_json_atomic
 from .gallery import UNKNOWN, open_set_decisions
+
+if TYPE_CHECKING:
+    from .models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -450,7 +453,7 @@ class IvfGallery:
 
     # ------------------------------------------------------------------ matching
 
-    def check_model(self, embedder: Any) -> None:
+    def check_model(self, embedder: Embedder) -> None:
         """As :meth:`lrface.gallery.Gallery.check_model`."""
         from .gallery import Gallery
 
@@ -464,7 +467,7 @@ class IvfGallery:
         top_k: int = 5,
         threshold: float | None = None,
         backend: str = "auto",
-        embedder: Any = None,
+        embedder: Embedder | None = None,
         nprobe: int | None = None,
         shortlist: int | None = None,
     ) -> list[list[tuple[str, float]]]:
@@ -537,7 +540,7 @@ class IvfGallery:
         threshold: float | None = None,
         top_k: int = 5,
         backend: str = "auto",
-        embedder: Any = None,
+        embedder: Embedder | None = None,
     ) -> list[dict[str, Any]]:
         """Open-set decision per probe, as :meth:`lrface.gallery.Gallery.identify`."""
         thr = self.threshold if threshold is None else threshold

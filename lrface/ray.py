@@ -45,12 +45,15 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import LrfaceError
 from .pipeline import CropOptions, CropResult, prepare_crop
+
+if TYPE_CHECKING:
+    from .models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -255,7 +258,7 @@ class RayEngine:
     """Schedules :mod:`lrface.batch_embed` shards on Ray actors (module docstring).
 
     Args:
-        embedder: the driver's :class:`lrface.models.embedder.Embedder` (already resolved
+        embedder: the driver's :class:`lrface.models.interface.Embedder` (already resolved
             and sha256-checked); actors load the same model by name and check its sha256.
         address: ``None`` (start a local cluster unless Ray is initialised in this
             process), ``"auto"`` or ``"host:port"`` (connect; never stopped by lrface).
@@ -270,7 +273,7 @@ class RayEngine:
 
     def __init__(
         self,
-        embedder: Any,
+        embedder: Embedder,
         address: str | None = None,
         actors: int | None = None,
         cpus_per_actor: float = 1.0,

@@ -41,6 +41,19 @@ def test_flip_fusion_is_the_sum_of_both_views(aligned_crop):
     assert np.dot(a, b) < 0.999
 
 
+def test_flip_argument_overrides_the_loaded_default(aligned_crop):
+    plain = load_embedder("mobilefacenet-arcface", flip=False)
+    fused = load_embedder("mobilefacenet-arcface", flip=True)
+    crops = [aligned_crop, aligned_crop[:, ::-1].copy()]
+    np.testing.assert_allclose(
+        plain.embed_crops(crops, flip=True), fused.embed_crops(crops), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        fused.embed_crops(crops, flip=False), plain.embed_crops(crops), atol=1e-6
+    )
+    assert plain.flip is False and fused.flip is True  # the argument mutates nothing
+
+
 def test_torch_port_matches_onnx(aligned_crop):
     spec = registry.get_spec("mobilefacenet-arcface")
     net = mobilefacenet_from_onnx(registry.locate(spec)).eval()

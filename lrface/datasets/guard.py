@@ -18,12 +18,16 @@ import dataclasses
 import json
 import logging
 from itertools import combinations
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..detect import DEFAULT_DETECTOR
 from ..models.embedder import l2_normalize
 from .lfw import LFW, identity_of
+
+if TYPE_CHECKING:
+    from ..models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -64,7 +68,9 @@ def test_split_images(lfw: LFW, extra: frozenset[str] = frozenset()) -> list[str
     return [r for r in lfw.all_images if identity_of(r) in names]
 
 
-def fused_embeddings(lfw: LFW, rels: list[str], teacher, detector: str = DEFAULT_DETECTOR):
+def fused_embeddings(
+    lfw: LFW, rels: list[str], teacher: Embedder, detector: str = DEFAULT_DETECTOR
+) -> np.ndarray:
     """Flip-fused teacher embeddings (N, D) of LFW images ``rels`` (aligned with the
     whole-LFW crop cache; teacher targets cached like a training source's)."""
     from ..distill.data import FaceSet, lfw_crops, teacher_targets
@@ -76,7 +82,10 @@ def fused_embeddings(lfw: LFW, rels: list[str], teacher, detector: str = DEFAULT
 
 
 def reference_embeddings(
-    lfw: LFW, teacher, detector: str = DEFAULT_DETECTOR, extra: frozenset[str] = frozenset()
+    lfw: LFW,
+    teacher: Embedder,
+    detector: str = DEFAULT_DETECTOR,
+    extra: frozenset[str] = frozenset(),
 ) -> Reference:
     """The guard's reference: every LFW test-split image (plus every image of the
     identities ``extra``: a run with ``--holdout-folds`` keeps unlabelled look-alikes of
@@ -104,11 +113,11 @@ def nearest(emb: np.ndarray, ref: np.ndarray, chunk: int = 4096) -> tuple[np.nda
 
 def calibrate(
     lfw: LFW,
-    teacher,
+    teacher: Embedder,
     recall: float = 0.99,
     detector: str = DEFAULT_DETECTOR,
     sample: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Figures for choosing the guard threshold on the LFW **train** split (flip-fused
     teacher embeddings of SCRFD-aligned crops, as the guard uses).
 

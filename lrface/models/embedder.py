@@ -30,8 +30,9 @@ class Embedder:
     """Base class.  Subclasses implement :meth:`_forward` on a normalised NCHW batch.
 
     Attributes: ``spec`` (registry entry), ``name``, ``input_size`` (square side),
-    ``embedding_size``, ``threshold`` (cosine; same person if >=), ``flip`` (add the
-    embedding of the mirrored crop before normalising).
+    ``embedding_size``, ``threshold`` (cosine; same person if >=), ``flip`` (the default of
+    :meth:`embed_crops`' ``flip``: add the embedding of the mirrored crop before
+    normalising).  It satisfies :class:`lrface.models.interface.Embedder`.
     """
 
     def __init__(self, spec: ModelSpec, flip: bool = True, batch_size: int = 64) -> None:
@@ -62,19 +63,23 @@ class Embedder:
         """float32 (N, 3, S, S) -> float32 (N, D) raw (unnormalised) features."""
         raise NotImplementedError
 
-    def embed_crops(self, crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    def embed_crops(
+        self, crops: Sequence[np.ndarray] | np.ndarray, flip: bool | None = None
+    ) -> np.ndarray:
         """Embed aligned crops.
 
         ``crops``: sequence of uint8 BGR (h, w, 3) arrays or one (N, h, w, 3) array.
-        Returns float32 (N, D), each row L2-normalised.
+        ``flip``: add the raw features of each mirrored crop before normalising (default:
+        the ``flip`` attribute, as loaded).  Returns float32 (N, D), each row L2-normalised.
         """
         crops = check_crops(crops)
+        fuse = self.flip if flip is None else flip
         if not crops:
             return np.zeros((0, self.embedding_size), np.float32)
         out = []
         for i in range(0, len(crops), self.batch_size):
             x = self.preprocess(crops[i : i + self.batch_size])
-            if self.flip:  # one run over the crops and their mirrors (fewer, larger calls)
+            if fuse:  # one run over the crops and their mirrors (fewer, larger calls)
                 f = self._forward(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
                 f = f[: len(x)] + f[len(x) :]
             else:
