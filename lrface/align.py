@@ -104,12 +104,16 @@ def align_native(image: np.ndarray, landmarks: np.ndarray, max_size: int = 112) 
 
 
 def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
-    """Resize a pre-cut square-ish crop to ``size`` x ``size`` (``--no-detect`` mode).
+    """Resize a crop of any shape to the square ``size`` x ``size`` a model takes.
 
-    Area interpolation when shrinking, bicubic when enlarging.  uint8 BGR in and out.
+    The one resize rule of lrface (``--no-detect`` crops, small aligned faces, every
+    embedder's input): area interpolation when either side shrinks (no aliasing),
+    bicubic when no side shrinks (the same recipe as :mod:`lrface.degrade`).  A crop
+    already ``size`` x ``size`` is returned as is.  uint8 BGR (h, w, 3) in, uint8 BGR
+    (size, size, 3) out.
     """
     h, w = crop.shape[:2]
     if (h, w) == (size, size):
         return crop
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
+    interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_CUBIC
     return cv2.resize(crop, (size, size), interpolation=interp)

@@ -201,4 +201,4 @@ def _fit(crop: np.ndarray, size: int) -> np.ndarray:
     """An aligned 112x112 crop at the model's input side (area down; unchanged at 112)."""
     from .align import resize_crop
 
-    return crop if crop.shape[0] == size else resize_crop(crop, size)
+    return resize_crop(crop, size)

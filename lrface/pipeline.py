@@ -271,9 +271,8 @@ def _crop_image(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
     native = native_face_size(face.landmarks)
     if native < o.size:
         from .align import align_native
-        from .models.embedder import resize_to
 
-        crop = resize_to(align_native(image, face.landmarks, max_size=o.size), o.size)
+        crop = resize_crop(align_native(image, face.landmarks, max_size=o.size), o.size)
     else:
         crop = align_face(image, face.landmarks, o.size)
     return PreparedFace(crop, face, len(faces), idx, native, label)

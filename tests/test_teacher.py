@@ -1,11 +1,12 @@
 """The ONNX teacher: dynamic batch, flip fusion, torch port, and LFW accuracy on real pairs."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from conftest import LFW_ROOT
 
-from lrface.align import align_face
+from lrface.align import align_face, resize_crop
 from lrface.datasets.facecache import central_face_landmarks
 from lrface.datasets.lfw import LFW
 from lrface.detect import load_detector
@@ -14,6 +15,7 @@ from lrface.io import read_image
 from lrface.models import registry
 from lrface.models.loader import load_embedder
 from lrface.models.students import mobilefacenet_from_onnx
+from lrface.pipeline import prepare_face
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,23 @@ def test_flip_argument_overrides_the_loaded_default(aligned_crop):
     )
     assert plain.flip is False and fused.flip is True  # the argument mutates nothing
 
+
+
+@pytest.mark.parametrize("hw", [(112, 112), (40, 40), (200, 80), (150, 112), (112, 90), (60, 100)])
+def test_one_resize_rule_for_every_crop(teacher, lfw_image, hw):
+    """A crop of any shape becomes the model's square input by one rule, in the crop
+    pipeline (--no-detect) and in every embedder: area when a side shrinks, bicubic when
+    none does.  (150x112 and 112x90 are where the two old rules disagreed.)"""
+    h, w = hw
+    crop = np.ascontiguousarray(read_image(lfw_image)[25 : 25 + h, 30 : 30 + w])
+    if hw == (112, 112):
+        want = crop
+    else:
+        interp = cv2.INTER_AREA if max(h, w) > 112 else cv2.INTER_CUBIC
+        want = cv2.resize(crop, (112, 112), interpolation=interp)
+    assert np.array_equal(resize_crop(crop, 112), want)
+    assert np.array_equal(prepare_face(crop, detect=False).crop, want)
+    assert np.array_equal(teacher.preprocess([crop]), teacher.preprocess([want]))
 
 def test_torch_port_matches_onnx(aligned_crop):
     spec = registry.get_spec("mobilefacenet-arcface")

@@ -1,29 +1,24 @@
 """The common embedder interface shared by the ONNX teacher, ONNX exports and torch students.
 
 An embedder turns aligned face crops into L2-normalised float32 embeddings.  Crops are
-uint8 BGR arrays of any square size; each is resized to the model's ``input_size``
-(bicubic when enlarging -- the same recipe as :mod:`lrface.degrade` -- area when
-shrinking), converted to the model's colour order and normalised with its mean/std.
+uint8 BGR arrays of any size; each is resized to the model's square ``input_size`` with
+:func:`lrface.align.resize_crop` (area when a side shrinks, bicubic otherwise), converted
+to the model's colour order and normalised with its mean/std.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
+from ..align import resize_crop
 from .registry import ModelSpec
 
-
-def resize_to(crop: np.ndarray, size: int) -> np.ndarray:
-    """Square-resize a uint8 crop: bicubic when enlarging, area when shrinking."""
-    h, w = crop.shape[:2]
-    if (h, w) == (size, size):
-        return crop
-    interp = cv2.INTER_CUBIC if size > max(h, w) else cv2.INTER_AREA
-    out = cv2.resize(crop, (size, size), interpolation=interp)
-    return out
+#: Old name of :func:`lrface.align.resize_crop`, kept only because ``lrface/distill``
+#: (``data.py``, ``train.py``) still imports it from here; remove once those import
+#: ``resize_crop`` from :mod:`lrface.align`.
+resize_to = resize_crop
 
 
 class Embedder:
@@ -53,7 +48,7 @@ class Embedder:
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 BGR crops (any size) -> float32 (N, 3, S, S) normalised, model colour order."""
         s = self.input_size
-        batch = np.stack([resize_to(c, s) for c in crops]).astype(np.float32)
+        batch = np.stack([resize_crop(c, s) for c in crops]).astype(np.float32)
         if self.spec.color.upper() == "RGB":
             batch = batch[..., ::-1]
         batch = batch.transpose(0, 3, 1, 2)
