@@ -50,6 +50,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from lrface.argconfig import from_namespace
 from lrface.cache import cache_dir, digest
 from lrface.datasets.lfw import LFW
 from lrface.degrade import (
@@ -63,6 +64,7 @@ from lrface.degrade import (
 )
 from lrface.errors import LrfaceError
 from lrface.eval.benchmark import (
+    BenchmarkConfig,
     add_benchmark_arguments,
     jsonable,
     parse_list,
@@ -109,11 +111,14 @@ def run_lrface(
         argv += ["--max-pairs-per-fold", str(mpf)]
     parser = argparse.ArgumentParser(prog="lrface benchmark")
     add_benchmark_arguments(parser)
-    args = parser.parse_args(argv)
-    args.command_line = shlex.join(["lrface", "benchmark", *argv])
+    config = from_namespace(
+        BenchmarkConfig,
+        parser.parse_args(argv),
+        command_line=shlex.join(["lrface", "benchmark", *argv]),
+    )
     for attempt in range(1, RETRIES + 1):
         try:
-            return run_benchmark(args)
+            return run_benchmark(config)
         except (TypeError, NameError, AttributeError, KeyboardInterrupt):
             raise  # a bug, not a model file being swapped
         except Exception as exc:  # model files may be swapped under us: wait and retry

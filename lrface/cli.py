@@ -26,13 +26,14 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .distill import LOSS_TERMS
 from .errors import LrfaceError
 
 if TYPE_CHECKING:
+    from .eval.benchmark import BenchmarkConfig
     from .models.interface import Embedder
     from .pipeline import CropOptions
     from .ray import RayEngine
@@ -311,10 +312,34 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
-    from .eval.benchmark import run_benchmark
+    from .argconfig import from_namespace
+    from .eval.benchmark import BenchmarkConfig, run_benchmark
 
-    run_benchmark(a)
+    config = from_namespace(BenchmarkConfig, a)
+    for flag in config.ignored_options():
+        print(
+            f"note: {flag} does not apply to the {config.protocol} protocol; ignored",
+            file=sys.stderr,
+        )
+    print_benchmark(config, run_benchmark(config))
     return 0
+
+
+def print_benchmark(config: BenchmarkConfig, result: dict[str, Any]) -> None:
+    """Print a :func:`~lrface.eval.benchmark.run_benchmark` result: the table (or, with
+    ``config.json``, the results JSON) on stdout, the files written on stderr."""
+    from .eval.benchmark import format_table
+
+    if config.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        print(format_table(result))
+    plots = result.get("plots") or []
+    print(
+        f"wrote {config.out_dir / 'results.json'}"
+        + (f" and {len(plots)} plot(s)" if plots else ""),
+        file=sys.stderr,
+    )
 
 
 def cmd_distill(a: argparse.Namespace) -> int:
@@ -618,14 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
 
     b = sub.add_parser("benchmark", help="verification/identification benchmarks")
-    try:
-        from .eval.benchmark import add_benchmark_arguments
+    from .eval.benchmark import add_benchmark_arguments
 
-        add_benchmark_arguments(b)
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    if not any(act.dest == "verbose" for act in b._actions):
-        b.add_argument("-v", "--verbose", action="store_true")
+    add_benchmark_arguments(b)  # the fields of BenchmarkConfig
+    b.add_argument("-v", "--verbose", action="store_true")
     b.set_defaults(func=cmd_benchmark)
 
     t = sub.add_parser("distill", help="distil a low-resolution student from the teacher")

@@ -1,4 +1,5 @@
-"""``lrface benchmark`` through its argument parser and :func:`run_benchmark`, on real data."""
+"""``lrface benchmark`` through its argument parser, :class:`BenchmarkConfig`,
+:func:`run_benchmark` and the CLI's printing, on real data."""
 
 from __future__ import annotations
 
@@ -10,19 +11,33 @@ import pytest
 from conftest import SHARED
 
 from lrface import __version__
+from lrface.argconfig import from_namespace
+from lrface.cli import print_benchmark
 from lrface.errors import DatasetError, LrfaceError
-from lrface.eval.benchmark import add_benchmark_arguments, parse_ids, parse_sizes, run_benchmark
+from lrface.eval.benchmark import (
+    BenchmarkConfig,
+    add_benchmark_arguments,
+    parse_ids,
+    parse_sizes,
+    run_benchmark,
+)
 
 LFW_ROOT = SHARED / "data" / "lfw"
 TEACHER_SHA = "e72a5710cce378dc46472b6b845cb90647634f2738d8c3e581735cf195b9866f"
 
 
-def parse(*argv: str) -> argparse.Namespace:
+def parse(*argv: str) -> BenchmarkConfig:
     parser = argparse.ArgumentParser(prog="lrface benchmark")
     add_benchmark_arguments(parser)
     args = parser.parse_args(list(argv))
-    args.command_line = "lrface benchmark " + " ".join(argv)
-    return args
+    return from_namespace(BenchmarkConfig, args, command_line="lrface benchmark " + " ".join(argv))
+
+
+def run_and_print(config: BenchmarkConfig) -> dict:
+    """What ``lrface benchmark`` does: run, then print the table or JSON."""
+    result = run_benchmark(config)
+    print_benchmark(config, result)
+    return result
 
 
 def _strict(text: str) -> dict:
@@ -52,7 +67,7 @@ def test_lfw_quick_run_json_and_plots(tmp_path, capsys):
         "--no-cache",
         "--no-progress",
     )
-    result = run_benchmark(args)
+    result = run_and_print(args)
     printed = _strict(capsys.readouterr().out)
     written = _strict((out / "results.json").read_text())
     assert printed == written == result
@@ -93,6 +108,8 @@ def test_folder_table_on_stdout(tmp_path, capsys, monkeypatch):
         "--no-progress",
     )
     result = run_benchmark(args)
+    assert capsys.readouterr().out == ""  # the library prints nothing; the CLI does
+    print_benchmark(args, result)
     text = capsys.readouterr().out
     assert "| model | 16px R1 | 16px mAP | 16px DIR@1% |" in text
     assert "| mobilefacenet-arcface |" in text
@@ -162,7 +179,7 @@ def test_lfw_condition_options_in_results_and_table(tmp_path, capsys):
         "--no-cache",
         "--no-progress",
     )
-    result = run_benchmark(args)
+    result = run_and_print(args)
     printed = capsys.readouterr().out
     written = _strict((out / "results.json").read_text())
     assert written == result
@@ -195,3 +212,25 @@ def test_bad_condition_options_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(LrfaceError, match="--no-detect"):
         run_benchmark(parse(*folder))
     assert not (tmp_path / "results.json").exists()
+
+
+def test_config_is_the_one_source_of_defaults(tmp_path, capsys):
+    """The parsed options equal the dataclass defaults; options that do not apply to the
+    protocol are named (the CLI notes them on stderr) and change nothing."""
+    assert parse("--protocol", "lfw", "--data", "d") == BenchmarkConfig(
+        "lfw", "d", command_line="lrface benchmark --protocol lfw --data d"
+    )
+    c = parse("--protocol", "folder", "--data", "d", "--sizes", "16,8", "--no-detect")
+    assert c.sizes == (16, 8) and c.detect is False and c.modes == ("hr-hr", "hr-lr", "lr-lr")
+    assert c.ignored_options() == []
+    t = parse("--protocol", "tinyface", "--data", "d", "--sizes", "8", "--no-detect")
+    assert t.ignored_options() == ["--sizes", "--no-detect"]
+    assert t.out_dir.name == "benchmark-tinyface"
+    from lrface.cli import main
+
+    assert (
+        main(["benchmark", "--protocol", "tinyface", "--data", str(tmp_path), "--sizes", "8"]) == 2
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "note: --sizes does not apply to the tinyface protocol; ignored"
+    assert err[1].startswith("error: ") and str(tmp_path) in err[1]

@@ -1,165 +1,49 @@
-"""``lrface benchmark``: run an evaluation protocol for one or more models.
+"""``lrface benchmark`` as a library: :class:`BenchmarkConfig` in, results dict out.
 
-The CLI registers the sub-command with :func:`add_benchmark_arguments` and calls
-:func:`run_benchmark`, which prints a table (models x sizes/modes, or the protocol's
-columns) or, with ``--json``, the results JSON; writes ``OUT/results.json`` atomically
-with every figure and the full protocol description (recipe, folds, counts, models and
-their sha256, lrface version, UTC time, command line, elapsed seconds); and with
-``--plot`` writes ROC / CMC figures beside it.  In the JSON, NaN (an undefined metric,
-explained in the entry's ``notes``) is written as ``null``.
+:func:`run_benchmark` runs one evaluation protocol for one or more models and writes
+``OUT/results.json`` atomically with every figure and the full protocol description
+(recipe, folds, counts, models and their sha256, lrface version, UTC time, command line,
+elapsed seconds); with ``plot`` it writes ROC / CMC figures beside it.  In the JSON, NaN
+(an undefined metric, explained in the entry's ``notes``) is written as ``null``.  It
+never prints: the CLI (:mod:`lrface.cli`) prints the table (:func:`format_table`) or the
+JSON, the notes on options that do not apply (:meth:`BenchmarkConfig.ignored_options`)
+and the paths written.
 
-Probe conditions (lfw and folder): ``--degrade clean|realistic`` and ``--probe-crop
-aligned|box`` (see :mod:`lrface.degrade`); the condition is in the caption above the table,
-in ``description.condition`` and in every result entry (``degrade``, ``probe_crop``).
+The ``lrface benchmark`` options are generated from :class:`BenchmarkConfig`'s fields
+(:mod:`lrface.argconfig`): one source of defaults and help text.
+
+Probe conditions (lfw and folder): ``degrade`` (``--degrade clean|realistic``) and
+``probe_crop`` (``--probe-crop aligned|box``; see :mod:`lrface.degrade`); the condition is
+in the caption above the table, in ``description.condition`` and in every result entry
+(``degrade``, ``probe_crop``).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
-import json
 import math
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import __version__
+from ..argconfig import add_arguments, arg, flag_of, option_fields
 from ..errors import DatasetError, LrfaceError
 from ..fileio import write_json_atomic
 
+if TYPE_CHECKING:
+    import argparse
+
+    from ..models.interface import Embedder, HrEmbedders
+
 PROTOCOLS = ("lfw", "tinyface", "scface", "folder")
 DEFAULT_MODEL = "mobilefacenet-arcface"
-
-
-def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``lrface benchmark`` options to ``parser``."""
-    parser.add_argument("--protocol", required=True, choices=PROTOCOLS, help="evaluation protocol")
-    parser.add_argument(
-        "--data",
-        required=True,
-        metavar="PATH",
-        help="dataset root in the protocol's official layout",
-    )
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        metavar="NAME[,NAME...]",
-        help=f"models to evaluate (registry names or card paths; default {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--hr-model",
-        default="auto",
-        metavar="NAME",
-        help="model for the HR side (LFW first image, gallery): 'auto' (default) = each "
-        "student's teacher, the model itself otherwise (hr-hr stays model vs model); "
-        "'self' = the model itself; or a model name",
-    )
-    parser.add_argument(
-        "--sizes",
-        default=None,
-        metavar="S[,S...]",
-        help="LR sizes in pixels (lfw: 8,12,16,20,24,32; folder: 16,12)",
-    )
-    parser.add_argument(
-        "--mode",
-        default="hr-hr,hr-lr,lr-lr",
-        metavar="MODE[,MODE...]",
-        help="lfw modes: hr-hr, hr-lr, lr-lr (default all)",
-    )
-    parser.add_argument(
-        "--split",
-        default="test",
-        choices=("test", "all", "val"),
-        help="lfw split: test = folds 6-10 (default), all = 10 folds, val = 1-5",
-    )
-    parser.add_argument(
-        "--out",
-        default=None,
-        metavar="DIR",
-        help="output directory for results.json and plots (default ./benchmark-<protocol>)",
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print the results JSON to stdout instead of the table"
-    )
-    parser.add_argument("--plot", action="store_true", help="write ROC / CMC PNGs to --out")
-    parser.add_argument(
-        "--no-detect",
-        action="store_true",
-        help="scface/folder: images are pre-cut faces, only resize them",
-    )
-    parser.add_argument(
-        "--model-dir",
-        default=None,
-        metavar="DIR",
-        help="extra directory searched first for model files",
-    )
-    parser.add_argument(
-        "--no-flip", action="store_true", help="do not fuse the embedding of the mirrored crop"
-    )
-    parser.add_argument(
-        "--detector",
-        default="scrfd-2.5g",
-        metavar="NAME",
-        help="face detector for alignment (default scrfd-2.5g)",
-    )
-    parser.add_argument(
-        "--max-pairs-per-fold",
-        type=int,
-        default=None,
-        metavar="N",
-        help="lfw: quick run on the first N/2 same and N/2 different pairs of each fold",
-    )
-    parser.add_argument(
-        "--max-distractors",
-        type=int,
-        default=None,
-        metavar="N",
-        help="tinyface: use only the first N distractors",
-    )
-    parser.add_argument(
-        "--exclude-subjects",
-        default=None,
-        metavar="IDS|@FILE",
-        help="scface: subject ids to leave out (comma list or @file)",
-    )
-    parser.add_argument(
-        "--distractors",
-        default=None,
-        metavar="DIR",
-        help="folder: images added to the gallery as distractors",
-    )
-    parser.add_argument(
-        "--nonmated-fraction",
-        type=float,
-        default=0.0,
-        metavar="F",
-        help="folder: fraction of identities left out of the gallery "
-        "(their probes are non-mated, for DIR@FPIR)",
-    )
-    parser.add_argument(
-        "--degrade",
-        default="clean",
-        metavar="KIND",
-        help="lfw/folder: what follows the reduction of a probe: 'clean' (default, area "
-        "reduction only) or 'realistic' (Gaussian + motion blur, sensor noise, JPEG q30-70; "
-        "each probe's draw fixed by its index, see lrface.degrade)",
-    )
-    parser.add_argument(
-        "--probe-crop",
-        default="aligned",
-        metavar="KIND",
-        help="lfw/folder: how a probe is cut from its photo before the reduction: 'aligned' "
-        "(default, 5-point template) or 'box' (the detector's box made square, 1.1x, no "
-        "landmarks); the HR side stays aligned",
-    )
-    parser.add_argument(
-        "--no-cache", action="store_true", help="neither read nor write cached embeddings"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+DEFAULT_MODES = ("hr-hr", "hr-lr", "lr-lr")
 
 
 def parse_list(text: str | None, what: str) -> list[str]:
@@ -240,6 +124,217 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join([result.get("caption", ""), "", *lines])
 
 
+def _model_names(text: str) -> tuple[str, ...]:
+    return tuple(parse_list(text, "--model"))
+
+
+def _mode_names(text: str) -> tuple[str, ...]:
+    return tuple(parse_list(text, "--mode"))
+
+
+def _size_list(text: str) -> tuple[int, ...]:
+    return tuple(parse_sizes(text))
+
+
+def _subject_ids(text: str) -> tuple[int, ...]:
+    return tuple(parse_ids(text))
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """One benchmark run.  Every field but ``command_line`` is also an ``lrface benchmark``
+    option (its help text is the field's documentation); ``protocols`` in a field's
+    metadata names the protocols it applies to (others ignore it).
+
+    Library use: ``run_benchmark(BenchmarkConfig("lfw", "/data/lfw", sizes=(8, 16)))``.
+    """
+
+    protocol: str = field(metadata=arg("evaluation protocol", choices=PROTOCOLS))
+    data: str = field(
+        metadata=arg("dataset root in the protocol's official layout", metavar="PATH")
+    )
+    models: tuple[str, ...] = field(
+        default=(DEFAULT_MODEL,),
+        metadata=arg(
+            f"models to evaluate (registry names or card paths; default {DEFAULT_MODEL})",
+            flag="--model",
+            metavar="NAME[,NAME...]",
+            parse=_model_names,
+        ),
+    )
+    hr_model: str = field(
+        default="auto",
+        metadata=arg(
+            "model for the HR side (LFW first image, gallery): 'auto' (default) = each "
+            "student's teacher, the model itself otherwise (hr-hr stays model vs model); "
+            "'self' = the model itself; or a model name",
+            metavar="NAME",
+        ),
+    )
+    sizes: tuple[int, ...] | None = field(
+        default=None,
+        metadata=arg(
+            "LR sizes in pixels (lfw: 8,12,16,20,24,32; folder: 16,12)",
+            metavar="S[,S...]",
+            parse=_size_list,
+            protocols=("lfw", "folder"),
+        ),
+    )
+    modes: tuple[str, ...] = field(
+        default=DEFAULT_MODES,
+        metadata=arg(
+            "lfw modes: hr-hr, hr-lr, lr-lr (default all)",
+            flag="--mode",
+            metavar="MODE[,MODE...]",
+            parse=_mode_names,
+            protocols=("lfw",),
+        ),
+    )
+    split: str = field(
+        default="test",
+        metadata=arg(
+            "lfw split: test = folds 6-10 (default), all = 10 folds, val = 1-5",
+            choices=("test", "all", "val"),
+            protocols=("lfw",),
+        ),
+    )
+    out: str | None = field(
+        default=None,
+        metadata=arg(
+            "output directory for results.json and plots (default ./benchmark-<protocol>)",
+            metavar="DIR",
+        ),
+    )
+    json: bool = field(
+        default=False,
+        metadata=arg("print the results JSON to stdout instead of the table"),
+    )
+    plot: bool = field(default=False, metadata=arg("write ROC / CMC PNGs to --out"))
+    detect: bool = field(
+        default=True,
+        metadata=arg(
+            "scface/folder: images are pre-cut faces, only resize them",
+            flag="--no-detect",
+            protocols=("scface", "folder"),
+        ),
+    )
+    model_dir: str | None = field(
+        default=None,
+        metadata=arg("extra directory searched first for model files", metavar="DIR"),
+    )
+    flip: bool = field(
+        default=True,
+        metadata=arg("do not fuse the embedding of the mirrored crop", flag="--no-flip"),
+    )
+    detector: str = field(
+        default="scrfd-2.5g",
+        metadata=arg("face detector for alignment (default scrfd-2.5g)", metavar="NAME"),
+    )
+    max_pairs_per_fold: int | None = field(
+        default=None,
+        metadata=arg(
+            "lfw: quick run on the first N/2 same and N/2 different pairs of each fold",
+            metavar="N",
+            protocols=("lfw",),
+        ),
+    )
+    max_distractors: int | None = field(
+        default=None,
+        metadata=arg(
+            "tinyface: use only the first N distractors", metavar="N", protocols=("tinyface",)
+        ),
+    )
+    exclude_subjects: tuple[int, ...] = field(
+        default=(),
+        metadata=arg(
+            "scface: subject ids to leave out (comma list or @file)",
+            metavar="IDS|@FILE",
+            parse=_subject_ids,
+            protocols=("scface",),
+        ),
+    )
+    distractors: str | None = field(
+        default=None,
+        metadata=arg(
+            "folder: images added to the gallery as distractors",
+            metavar="DIR",
+            protocols=("folder",),
+        ),
+    )
+    nonmated_fraction: float = field(
+        default=0.0,
+        metadata=arg(
+            "folder: fraction of identities left out of the gallery "
+            "(their probes are non-mated, for DIR@FPIR)",
+            metavar="F",
+            protocols=("folder",),
+        ),
+    )
+    degrade: str = field(
+        default="clean",
+        metadata=arg(
+            "lfw/folder: what follows the reduction of a probe: 'clean' (default, area "
+            "reduction only) or 'realistic' (Gaussian + motion blur, sensor noise, JPEG "
+            "q30-70; each probe's draw fixed by its index, see lrface.degrade)",
+            metavar="KIND",
+            protocols=("lfw", "folder"),
+        ),
+    )
+    probe_crop: str = field(
+        default="aligned",
+        metadata=arg(
+            "lfw/folder: how a probe is cut from its photo before the reduction: 'aligned' "
+            "(default, 5-point template) or 'box' (the detector's box made square, 1.1x, no "
+            "landmarks); the HR side stays aligned",
+            metavar="KIND",
+            protocols=("lfw", "folder"),
+        ),
+    )
+    cache: bool = field(
+        default=True,
+        metadata=arg("neither read nor write cached embeddings", flag="--no-cache"),
+    )
+    progress: bool = field(default=True, metadata=arg("no progress bars", flag="--no-progress"))
+    #: recorded in results.json (default: this process's command line)
+    command_line: str | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        """Where results.json and the plots go (``out``, default ``./benchmark-<protocol>``)."""
+        return Path(self.out or f"benchmark-{self.protocol}").expanduser()
+
+    def ignored_options(self) -> list[str]:
+        """Flags given a non-default value that do not apply to ``protocol`` (the run
+        ignores them; the CLI says so)."""
+        return [
+            flag_of(f)
+            for f in option_fields(BenchmarkConfig)
+            if "protocols" in f.metadata
+            and self.protocol not in f.metadata["protocols"]
+            and getattr(self, f.name) != f.default
+        ]
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``lrface benchmark`` options (the fields of :class:`BenchmarkConfig`)."""
+    add_arguments(parser, BenchmarkConfig)
+
+
+def check_options(config: BenchmarkConfig) -> None:
+    """Refuse bad option values with a one-line :class:`LrfaceError` before any model loads."""
+    from .protocols.folder import check_condition
+
+    if config.protocol not in PROTOCOLS:
+        raise LrfaceError(
+            f"--protocol {config.protocol!r} is not known; choose one of {', '.join(PROTOCOLS)}"
+        )
+    check_condition(config.degrade, config.probe_crop)
+    if config.protocol == "folder" and not config.detect and config.probe_crop == "box":
+        raise LrfaceError(
+            "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
+        )
+
+
 def _check_layout(protocol: str, data: str) -> None:
     """Fail fast (before loading models) on a missing or wrong dataset."""
     if not Path(data).expanduser().exists():
@@ -262,165 +357,79 @@ def _check_layout(protocol: str, data: str) -> None:
         scan_folder(data)
 
 
-def _ignored(args: argparse.Namespace, names: list[str]) -> None:
-    defaults = {
-        "sizes": None,
-        "mode": "hr-hr,hr-lr,lr-lr",
-        "split": "test",
-        "no_detect": False,
-        "max_pairs_per_fold": None,
-        "max_distractors": None,
-        "exclude_subjects": None,
-        "distractors": None,
-        "nonmated_fraction": 0.0,
-        "hr_model": None,
-        "degrade": "clean",
-        "probe_crop": "aligned",
-    }
-    for n in names:
-        if getattr(args, n, defaults[n]) != defaults[n]:
-            print(
-                f"note: --{n.replace('_', '-')} does not apply to the {args.protocol} protocol; "
-                "ignored",
-                file=sys.stderr,
-            )
-
-
-def _run_protocol(args: argparse.Namespace, embedders: list, hr: Any) -> dict[str, Any]:
-    common = {"progress": not args.no_progress, "use_cache": not args.no_cache}
-    if args.protocol == "lfw":
+def _run_protocol(
+    config: BenchmarkConfig, embedders: list[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """The protocol's evaluator with the options that apply to it."""
+    c = config
+    common: dict[str, Any] = {"progress": c.progress, "use_cache": c.cache}
+    if c.protocol == "lfw":
         from .protocols.lfw import DEFAULT_SIZES, evaluate_lfw
 
-        _ignored(
-            args,
-            [
-                "no_detect",
-                "max_distractors",
-                "exclude_subjects",
-                "distractors",
-                "nonmated_fraction",
-            ],
-        )
-        sizes = parse_sizes(args.sizes) if args.sizes else list(DEFAULT_SIZES)
-        cond = _condition(args)
         return evaluate_lfw(
             embedders,
-            args.data,
-            modes=parse_list(args.mode, "--mode"),
-            sizes=sizes,
-            split=args.split,
+            c.data,
+            modes=c.modes,
+            sizes=c.sizes or DEFAULT_SIZES,
+            split=c.split,
             hr_embedder=hr,
-            max_pairs_per_fold=args.max_pairs_per_fold,
-            detector=args.detector,
-            **cond,
+            max_pairs_per_fold=c.max_pairs_per_fold,
+            detector=c.detector,
+            degrade=c.degrade,
+            probe_crop=c.probe_crop,
             **common,
         )
-    if args.protocol == "tinyface":
+    if c.protocol == "tinyface":
         from .protocols.tinyface import evaluate_tinyface
 
-        _ignored(
-            args,
-            [
-                "sizes",
-                "mode",
-                "split",
-                "no_detect",
-                "max_pairs_per_fold",
-                "exclude_subjects",
-                "distractors",
-                "nonmated_fraction",
-                "degrade",
-                "probe_crop",
-            ],
-        )
         return evaluate_tinyface(
-            embedders, args.data, hr_embedder=hr, max_distractors=args.max_distractors, **common
+            embedders, c.data, hr_embedder=hr, max_distractors=c.max_distractors, **common
         )
-    if args.protocol == "scface":
+    if c.protocol == "scface":
         from .protocols.scface import evaluate_scface
 
-        _ignored(
-            args,
-            [
-                "sizes",
-                "mode",
-                "split",
-                "max_pairs_per_fold",
-                "max_distractors",
-                "distractors",
-                "nonmated_fraction",
-                "degrade",
-                "probe_crop",
-            ],
-        )
-        excl = parse_ids(args.exclude_subjects) if args.exclude_subjects else []
         return evaluate_scface(
             embedders,
-            args.data,
+            c.data,
             hr_embedder=hr,
-            no_detect=args.no_detect,
-            exclude_subjects=excl,
-            detector=args.detector,
+            no_detect=not c.detect,
+            exclude_subjects=c.exclude_subjects,
+            detector=c.detector,
             **common,
         )
     from .protocols.folder import FOLDER_SIZES, evaluate_folder
 
-    _ignored(args, ["mode", "split", "max_pairs_per_fold", "max_distractors", "exclude_subjects"])
-    sizes = parse_sizes(args.sizes) if args.sizes else list(FOLDER_SIZES)
-    cond = _condition(args)
     return evaluate_folder(
         embedders,
-        args.data,
-        sizes=sizes,
+        c.data,
+        sizes=c.sizes or FOLDER_SIZES,
         hr_embedder=hr,
-        distractors=args.distractors,
-        nonmated_fraction=args.nonmated_fraction,
-        no_detect=args.no_detect,
-        detector=args.detector,
-        **cond,
+        distractors=c.distractors,
+        nonmated_fraction=c.nonmated_fraction,
+        no_detect=not c.detect,
+        detector=c.detector,
+        degrade=c.degrade,
+        probe_crop=c.probe_crop,
         **common,
     )
 
 
-def _condition(args: argparse.Namespace) -> dict[str, str]:
-    """``--degrade`` / ``--probe-crop`` as keyword arguments of the lfw/folder evaluators."""
-    return {
-        "degrade": getattr(args, "degrade", "clean"),
-        "probe_crop": getattr(args, "probe_crop", "aligned"),
-    }
-
-
-def check_options(args: argparse.Namespace) -> None:
-    """Refuse bad option values with a one-line :class:`LrfaceError` before any model loads."""
-    from .protocols.folder import check_condition
-
-    cond = _condition(args)
-    check_condition(cond["degrade"], cond["probe_crop"])
-    if args.protocol == "folder" and args.no_detect and cond["probe_crop"] == "box":
-        raise LrfaceError(
-            "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
-        )
-
-
-def _command_line(args: argparse.Namespace) -> str:
-    given = getattr(args, "command_line", None)
-    if given:
-        return given
+def _process_command_line() -> str:
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def resolve_hr_model(
     choice: str | None,
-    embedders: list,
+    embedders: list[Embedder],
     protocol: str,
     flip: bool = True,
     model_dir: str | None = None,
-) -> Any:
+) -> HrEmbedders:
     """``--hr-model``: ``auto`` -> {student: its teacher}, ``self`` -> None, else one model."""
     from ..models.loader import load_embedder
 
     if choice in (None, "", "auto"):
-        hr = {}
+        hr: dict[str, Embedder] = {}
         for e in embedders:
             teacher = ((e.spec.card or {}).get("teacher") or {}).get("name")
             if teacher and protocol != "tinyface":
@@ -431,33 +440,35 @@ def resolve_hr_model(
     return load_embedder(choice, flip=flip, model_dir=model_dir)
 
 
-def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    """Run ``args.protocol`` for every model of ``args.model``; print, write, return results.
+def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
+    """Run ``config.protocol`` for every model of ``config.models``; write and return the
+    results.
 
-    Returns the (strict-JSON) dict written to ``OUT/results.json``.  Raises
-    :class:`LrfaceError` subclasses (one-line messages) for a wrong dataset, model or option.
+    Returns the (strict-JSON) dict written to ``config.out_dir / "results.json"`` (with
+    ``plot``, the ROC / CMC PNGs named in its ``plots`` are written beside it).  Prints
+    nothing.  Raises :class:`LrfaceError` subclasses (one-line messages) for a wrong
+    dataset, model or option, before any model loads where it can.
     """
     from ..models.loader import load_embedder
 
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC)
-    check_options(args)
-    _check_layout(args.protocol, args.data)
-    names = parse_list(args.model, "--model")
-    flip = not args.no_flip
-    embedders = [load_embedder(n, flip=flip, model_dir=args.model_dir) for n in names]
+    check_options(config)
+    _check_layout(config.protocol, config.data)
+    flip, model_dir = config.flip, config.model_dir
+    embedders = [load_embedder(n, flip=flip, model_dir=model_dir) for n in config.models]
     # load_embedder is memoised: a model that is its own HR model is the same object.
-    hr = resolve_hr_model(args.hr_model, embedders, args.protocol, flip, args.model_dir)
-    result = _run_protocol(args, embedders, hr)
-    out_dir = Path(args.out or f"benchmark-{args.protocol}").expanduser()
+    hr = resolve_hr_model(config.hr_model, embedders, config.protocol, flip, model_dir)
+    result = _run_protocol(config, embedders, hr)
+    out_dir = config.out_dir
     plots: list[str] = []
-    if args.plot:
+    if config.plot:
         from .plots import plot_results
 
         plots = [p.name for p in plot_results(result, out_dir)]
     out = {
         "lrface_version": __version__,
-        "command": _command_line(args),
+        "command": config.command_line or _process_command_line(),
         "utc_time": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.perf_counter() - t0, 2),
         **result,
@@ -465,12 +476,4 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }
     out = jsonable(out)
     write_json_atomic(out_dir / "results.json", out)
-    if args.json:
-        print(json.dumps(out, indent=2, allow_nan=False))
-    else:
-        print(format_table(out))
-    print(
-        f"wrote {out_dir / 'results.json'}" + (f" and {len(plots)} plot(s)" if plots else ""),
-        file=sys.stderr,
-    )
     return out
