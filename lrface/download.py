@@ -15,7 +15,6 @@ Only the standard library (``urllib``) and ``tqdm`` are used.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import re
@@ -31,8 +30,9 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from lrface.errors import ModelFileError
+from lrface.fileio import sha256_file
 
-__all__ = ["download_file", "sha256_file", "unpack_zip"]
+__all__ = ["download_file", "unpack_zip"]
 
 CHUNK_SIZE = 1 << 20  # 1 MiB
 USER_AGENT = "lrface"
@@ -56,19 +56,6 @@ class _RangeNotSatisfiable(Exception):
     def __init__(self, total: int | None) -> None:
         super().__init__(f"range not satisfiable (server size {total})")
         self.total = total
-
-
-# --------------------------------------------------------------------------------------
-# hashing
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Return the lowercase hex sha256 of the file at ``path`` (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------

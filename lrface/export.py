@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import LrfaceError
-from .fileio import atomic_write, write_json_atomic
+from .fileio import atomic_write, sha256_file, write_json_atomic
 from .models import registry
 from .models.torch_embedder import load_student_state
 
@@ -57,7 +57,7 @@ def export_onnx(
     )
     data = buf.getvalue()
     onnx_path = Path(onnx_path)
-    pt_sha = registry.sha256_of(pt_path)
+    pt_sha = sha256_file(pt_path)
     with atomic_write(onnx_path, "wb") as fh:
         fh.write(data)
     x = (
@@ -74,7 +74,7 @@ def export_onnx(
             "name": name or (base if base.endswith("-onnx") else base + "-onnx"),
             "runtime": "onnx",
             "weights_file": onnx_path.name,
-            "sha256": registry.sha256_of(onnx_path),
+            "sha256": sha256_file(onnx_path),
             "export": {
                 "from": spec.name,
                 "from_sha256": pt_sha,

@@ -7,12 +7,14 @@
 * :func:`check_writable`: refuse an output location up front, before any work is done.
 * :func:`read_npz_arrays`: read arrays from an ``.npz`` without trusting it: bounded
   memory (zip bombs and lying headers are refused), CRC-checked, no pickles.
+* :func:`sha256_file`: the sha256 of a file (model weights, downloads), cached per process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -155,6 +157,28 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ---------------------------------------------------------------------- hashing
+
+_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Lowercase hex sha256 of the file at ``path`` (read in 1 MiB chunks).
+
+    Cached per (resolved path, size, modification time) within the process, so verifying
+    the same weights on every load costs one read.
+    """
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        _SHA256[key] = digest.hexdigest()
+    return _SHA256[key]
 
 
 # ---------------------------------------------------------------------- reading .npz

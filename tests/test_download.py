@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from lrface import download
-from lrface.download import download_file, sha256_file, unpack_zip
+from lrface.download import download_file, unpack_zip
 from lrface.errors import LrfaceError, ModelFileError
+from lrface.fileio import sha256_file
 
 GOOD = os.urandom(300 * 1024 + 123)
 GOOD_SHA = hashlib.sha256(GOOD).hexdigest()

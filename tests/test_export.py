@@ -7,8 +7,9 @@ import pytest
 from conftest import LFW_ROOT
 
 from lrface.export import export_onnx
+from lrface.fileio import sha256_file
 from lrface.models.loader import load_embedder
-from lrface.models.registry import PACKAGE_WEIGHTS, sha256_of, student_cards
+from lrface.models.registry import PACKAGE_WEIGHTS, student_cards
 
 SHIPPED = sorted(student_cards().keys())
 
@@ -46,4 +47,4 @@ def test_shipped_students_are_present():
         card = json.loads((PACKAGE_WEIGHTS / f"{name}.json").read_text())
         assert card["threshold"] is not None and card["teacher"]["name"] == "mobilefacenet-arcface"
         assert "train split" in card["data"]["split"]
-        assert sha256_of(PACKAGE_WEIGHTS / card["weights_file"]) == card["sha256"], name
+        assert sha256_file(PACKAGE_WEIGHTS / card["weights_file"]) == card["sha256"], name

@@ -12,6 +12,7 @@ from conftest import SHARED
 
 from lrface.errors import ModelFileError
 from lrface.fetch import fetch_model
+from lrface.fileio import sha256_file
 from lrface.models import registry
 
 
@@ -35,7 +36,7 @@ def test_fetch_single_file_checks_sha256(server, tmp_path, monkeypatch):
     dest = tmp_path / "models"
     path = fetch_model("yunet", dest_dir=dest, progress=False, url=f"{url}/{src.name}")
     assert path == dest / src.name
-    assert registry.sha256_of(path) == registry.get_spec("yunet").sha256
+    assert sha256_file(path) == registry.get_spec("yunet").sha256
     # a corrupted upstream file is refused and nothing is left behind
     (root / "bad.onnx").write_bytes(b"not the model")
     with pytest.raises(ModelFileError, match="sha256"):

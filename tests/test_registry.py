@@ -8,6 +8,7 @@ from conftest import SHARED
 
 from lrface.cli import main
 from lrface.errors import ModelFileError
+from lrface.fileio import sha256_file
 from lrface.models import registry
 
 TEACHER_FILE = SHARED / "models" / "mobilefacenet_arcface.onnx"
@@ -124,7 +125,7 @@ def test_every_registry_entry_and_shipped_card_has_a_sha256():
             assert spec.pack_sha256 and len(spec.pack_sha256) == 64, name
     for card in WEIGHTS.glob("*.json"):
         spec = registry.spec_from_card(card)
-        assert registry.sha256_of(WEIGHTS / spec.file) == spec.sha256, card
+        assert sha256_file(WEIGHTS / spec.file) == spec.sha256, card
 
 
 def test_bit_flipped_student_is_refused_by_verify_without_fallback(tmp_path, capsys, same_pair):

@@ -19,7 +19,6 @@ sha256 or a malformed card raise the same error: nothing unverified is ever load
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFileError
+from ..fileio import sha256_file
 
 log = logging.getLogger("lrface")
 
@@ -176,20 +176,9 @@ def search_dirs(model_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     return dirs
 
 
-_VERIFIED: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file (hex), cached per (path, size, mtime) within the process."""
-    st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _VERIFIED:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _VERIFIED[key] = h.hexdigest()
-    return _VERIFIED[key]
+#: Old name of :func:`lrface.fileio.sha256_file`, kept only because ``lrface/distill/train.py``
+#: still calls ``registry.sha256_of``; remove once it calls ``sha256_file``.
+sha256_of = sha256_file
 
 
 def verify_sha256(path: Path, expected: str, spec_name: str, url: str | None) -> None:
@@ -199,7 +188,7 @@ def verify_sha256(path: Path, expected: str, spec_name: str, url: str | None) ->
             f"{path}: no sha256 is recorded for model {spec_name}, so lrface will not load "
             "it; add the file's sha256 to its card (or re-export it with `lrface export`)"
         )
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected:
         how = f"`lrface models fetch {spec_name}`" + (f" or {url}" if url else "")
         raise ModelFileError(

@@ -47,10 +47,10 @@ from ...degrade import (
 from ...degrade import degrade as _degrade
 from ...detect import DEFAULT_DETECTOR, resolve_detector
 from ...errors import DatasetError, LrfaceError
-from ...fileio import save_npz_atomic
+from ...fileio import save_npz_atomic, sha256_file
 from ...io import list_images
 from ...models.embedder import Embedder
-from ...models.registry import find, sha256_of
+from ...models.registry import find
 from ...pipeline import CropOptions, prepare_many
 from ..metrics import identification_report
 
@@ -83,7 +83,7 @@ def model_info(embedder: Embedder) -> dict[str, Any]:
     """
     spec = embedder.spec
     path = _weights_path(embedder)
-    sha = spec.sha256 or (sha256_of(path) if path is not None and path.is_file() else None)
+    sha = spec.sha256 or (sha256_file(path) if path is not None and path.is_file() else None)
     return {
         "name": embedder.name,
         "kind": spec.kind,
