@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from lrface.errors import LrfaceError
-from lrface.eval.benchmark import jsonable, parse_list, parse_sizes, resolve_hr_model
+from lrface.eval.benchmark import parse_list, parse_sizes, resolve_hr_model
 from lrface.eval.protocols.lfw import DEFAULT_SIZES, evaluate_lfw, readme_table
 from lrface.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/lfw_lowres_table.py", *argv])
     result["command"] = command
     if args.json:
-        write_json_atomic(args.json, jsonable(result))
+        write_json_atomic(args.json, result)
     print(f"`{command}`\n")
     print(result["caption"] + "\n")
     print(readme_table(result))

@@ -61,7 +61,7 @@ from lrface.datasets.facecache import central_face
 from lrface.datasets.lfw import LFW, Pair
 from lrface.detect import Detector, load_detector
 from lrface.errors import LrfaceError
-from lrface.eval.benchmark import jsonable, parse_list, parse_sizes
+from lrface.eval.benchmark import parse_list, parse_sizes
 from lrface.eval.metrics import kfold_accuracy
 from lrface.eval.protocols.lfw import MODE_TITLES, MODES, select_pairs
 from lrface.fileio import save_npz_atomic, write_json_atomic
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     result["command"] = command
     result["wall_seconds"] = round(time.perf_counter() - t0, 1)
     if args.json:
-        write_json_atomic(args.json, jsonable(result))
+        write_json_atomic(args.json, result)
     print(f"`{command}`\n")
     print(result["caption"] + "\n")
     print(table(result) + "\n")

@@ -1,7 +1,8 @@
 """Output files and defensive ``.npz`` reading.
 
 * Atomic writing (:func:`atomic_write`, :func:`write_json_atomic`, :func:`save_npz_atomic`):
-  a partially written output never looks complete.  Failures to write (no such
+  a partially written output never looks complete.  JSON is strict (:func:`jsonable`: the
+  one conversion of results, numpy values and paths to JSON).  Failures to write (no such
   directory, a file where a directory should be, no permission, disk full) raise
   :class:`LrfaceError` naming the output, never a bare ``OSError``.
 * :func:`check_writable`: refuse an output location up front, before any work is done.
@@ -137,9 +138,9 @@ def _umask() -> int:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically."""
+    """Write ``jsonable(obj)`` as indented UTF-8 strict JSON to ``path`` atomically."""
     with atomic_write(path, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        json.dump(jsonable(obj), fh, indent=2, sort_keys=False, allow_nan=False)
         fh.write("\n")
 
 
@@ -149,14 +150,29 @@ def save_npz_atomic(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
         np.savez(fh, **arrays)
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def jsonable(obj: Any) -> Any:
+    """Strict-JSON version of ``obj`` (results, cards, manifests): NaN/inf -> None, float
+    keys -> ``"%g"`` strings, numpy scalars/arrays -> python, tuples -> lists, paths ->
+    strings.  Anything else is returned as is (``json`` then refuses what it cannot write)."""
+    if isinstance(obj, dict):
+        return {_json_key(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _json_key(k: Any) -> str:
+    if isinstance(k, float | np.floating):
+        return f"{float(k):g}"
+    return str(k.item() if isinstance(k, np.generic) else k)
 
 
 # ---------------------------------------------------------------------- hashing

@@ -19,12 +19,12 @@ from conftest import SHARED
 from lrface.datasets.lfw import LFW
 from lrface.degrade import Degradation, degrade
 from lrface.errors import DatasetError, LrfaceError
-from lrface.eval.benchmark import jsonable
 from lrface.eval.plots import plot_results
 from lrface.eval.protocols import folder as folder_proto
 from lrface.eval.protocols import lfw as lfw_proto
 from lrface.eval.protocols import scface as scface_proto
 from lrface.eval.protocols import tinyface as tinyface_proto
+from lrface.fileio import jsonable, write_json_atomic
 
 LFW_ROOT = SHARED / "data" / "lfw"
 TINYFACE = SHARED / "data" / "tinyface-protocol"
@@ -99,6 +99,17 @@ def test_lfw_result_describes_the_protocol(lfw_result):
         assert np.all(np.diff(roc["tar"]) >= 0)
     text = json.dumps(jsonable(lfw_result), allow_nan=False)
     assert len(text) < 100_000
+
+
+def test_json_files_are_written_by_the_one_conversion(lfw_result, tmp_path):
+    """write_json_atomic writes jsonable(obj): strict JSON (NaN -> null, "%g" float keys)."""
+    obj = {**lfw_result, "nan": np.float32("nan"), "keys": {0.5: np.int64(3), 1e-3: math.inf}}
+    write_json_atomic(tmp_path / "r.json", obj)
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict {c}")) == json.loads(
+        json.dumps(jsonable(obj), allow_nan=False)
+    )
+    assert json.loads(text)["keys"] == {"0.5": 3, "0.001": None} and '"nan": null' in text
 
 
 def test_lfw_table_in_readme_layout(lfw_result):

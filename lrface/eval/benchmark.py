@@ -21,7 +21,6 @@ in the caption above the table, in ``description.condition`` and in every result
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import shlex
 import sys
 import time
@@ -29,12 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .. import __version__
 from ..argconfig import add_arguments, arg, flag_of, option_fields
 from ..errors import DatasetError, LrfaceError
-from ..fileio import write_json_atomic
+from ..fileio import jsonable, write_json_atomic
 
 if TYPE_CHECKING:
     import argparse
@@ -83,30 +80,6 @@ def parse_ids(text: str) -> list[int]:
         except ValueError:
             raise LrfaceError(f"--exclude-subjects: {t!r} is not an integer id") from None
     return out
-
-
-def jsonable(obj: Any) -> Any:
-    """Strict-JSON version of ``obj``: NaN/inf -> None, float keys -> ``"%g"`` strings,
-    numpy scalars/arrays -> python, tuples -> lists, paths -> strings."""
-    if isinstance(obj, dict):
-        return {_key(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def _key(k: Any) -> str:
-    if isinstance(k, float | np.floating):
-        return f"{float(k):g}"
-    return str(k.item() if isinstance(k, np.generic) else k)
 
 
 def format_table(result: dict[str, Any]) -> str:
