@@ -137,5 +137,5 @@ class LFW:
 
 
 def identity_of(rel: str) -> str:
-    """``Name/Name_0001.jpg`` -> ``Name``."""
+    """The person's name (str) of an LFW image path: ``Name/Name_0001.jpg`` -> ``Name``."""
     return rel.split("/")[0]

@@ -92,8 +92,8 @@ def find_layout(root: str | Path) -> TinyFaceLayout:
     return TinyFaceLayout(root, testing, mats[PROBE_MAT], mats[GALLERY_MAT])
 
 
-def identity_of(name: str) -> int:
-    """TinyFace identity of a file name: the number before ``_`` (``"12_3.jpg"`` -> 12)."""
+def subject_id_of(name: str) -> int:
+    """TinyFace subject id (int) of a file name: the number before ``_`` (``"12_3.jpg"`` -> 12)."""
     m = _ID_RE.match(Path(name).name)
     if m is None:
         raise DatasetError(f"{name}: not a TinyFace file name (<identity>_<n>.jpg)")
@@ -119,15 +119,15 @@ def read_protocol(probe_mat: str | Path, gallery_mat: str | Path) -> dict[str, l
     """Probe and gallery-match lists of the official protocol.
 
     Returns ``{"probe": names, "probe_ids": ints, "gallery": names, "gallery_ids": ints}``
-    with identities parsed from the names (:func:`identity_of`).
+    with identities parsed from the names (:func:`subject_id_of`).
     """
     probe = read_mat_names(probe_mat, "probe_set")
     gallery = read_mat_names(gallery_mat, "gallery_set")
     return {
         "probe": probe,
-        "probe_ids": [identity_of(n) for n in probe],
+        "probe_ids": [subject_id_of(n) for n in probe],
         "gallery": gallery,
-        "gallery_ids": [identity_of(n) for n in gallery],
+        "gallery_ids": [subject_id_of(n) for n in gallery],
     }
 
 
