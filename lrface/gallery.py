@@ -50,6 +50,7 @@ from .errors import DatasetError, LrfaceError
 from .fileio import NpzError, read_npz_arrays, save_npz_atomic
 from .pipeline import CropOptions, options_for, prepare_many, progress_bar
 from .search import search as _search
+from .validation import NORM_TOL, check_embeddings
 
 if TYPE_CHECKING:
     from .models.interface import Embedder
@@ -64,7 +65,6 @@ UNKNOWN = "unknown"
 AGGREGATES = ("mean", "all")
 FORMAT = "lrface-gallery"
 VERSION = 1
-_NORM_TOL = 1e-2
 
 
 class Gallery:
@@ -159,7 +159,13 @@ class Gallery:
             raise LrfaceError(f"identity must be a non-empty string, got {identity!r}")
         if identity == UNKNOWN:
             raise LrfaceError(f"identity label {UNKNOWN!r} is reserved for rejected probes")
-        e = self._check_embeddings(embeddings, f"embeddings of {identity!r}")
+        e = check_embeddings(
+            embeddings,
+            f"embeddings of {identity!r}",
+            allow_empty=True,
+            dim=self.embedding_size,
+            model=self.model_name,
+        )
         src = [str(s) for s in sources]
         if len(src) != len(e):
             raise LrfaceError(f"{identity}: {len(e)} embeddings but {len(src)} sources")
@@ -357,29 +363,14 @@ class Gallery:
             raise LrfaceError(f"identity {identity!r} is not enrolled in the gallery")
         return identity
 
-    def _check_embeddings(self, x: np.ndarray, what: str) -> np.ndarray:
-        """Validate float (n, D) L2-normalised rows; return float32 C-contiguous."""
-        a = np.asarray(x)
-        if a.ndim != 2 or a.dtype.kind != "f":
-            raise LrfaceError(f"{what} must be a float (n, D) array, got {a.dtype} {a.shape}")
-        if a.shape[1] != self.embedding_size:
-            raise LrfaceError(
-                f"{what} have dimension {a.shape[1]}, but gallery model {self.model_name} "
-                f"gives {self.embedding_size}; embed with {self.model_name}"
-            )
-        a = np.ascontiguousarray(a, dtype=np.float32)
-        if not np.all(np.isfinite(a)):
-            raise LrfaceError(f"{what} contain NaN or infinite values")
-        norms = np.linalg.norm(a.astype(np.float64), axis=1)
-        if not np.all(np.abs(norms - 1.0) <= _NORM_TOL):
-            raise LrfaceError(f"{what} are not L2-normalised; normalise them first")
-        return a
-
     def _check_probes(self, x: np.ndarray) -> np.ndarray:
+        """One (D,) or many (P, D) probe embeddings -> float32 (P, D), validated."""
         a = np.asarray(x)
         if a.ndim == 1:
             a = a[None]
-        return self._check_embeddings(a, "probe embeddings")
+        return check_embeddings(
+            a, "probe embeddings", allow_empty=True, dim=self.embedding_size, model=self.model_name
+        )
 
     def _matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """Search matrix and the identity index (into :attr:`identities`) of each row.
@@ -484,7 +475,7 @@ def _gallery_from(
     if not np.all(np.isfinite(emb)):
         raise _Corrupt("embeddings contain NaN or infinite values")
     norms = np.linalg.norm(emb.astype(np.float64), axis=1)
-    if not np.all(np.abs(norms - 1.0) <= _NORM_TOL):
+    if not np.all(np.abs(norms - 1.0) <= NORM_TOL):
         raise _Corrupt("embeddings are not L2-normalised")
     lab = labels.tolist()
     if set(lab) != set(names):

@@ -60,6 +60,7 @@ import numpy as np
 from .errors import LrfaceError
 from .fileio import atomic_write, write_json_atomic
 from .gallery import UNKNOWN, open_set_decisions
+from .validation import check_embeddings
 
 if TYPE_CHECKING:
     from .models.interface import Embedder
@@ -74,7 +75,6 @@ META = "meta.json"
 TRAINED = "trained.index"
 #: ``--index`` values and what they store per row.
 INDEX_KINDS = ("ivf-sq8", "ivf-pq")
-_NORM_TOL = 1e-2
 _REBUILD = "rebuild it with `lrface gallery build ... --index ivf-sq8`"
 
 
@@ -118,19 +118,6 @@ def _factory(kind: str, dim: int, nlist: int, n_train: int) -> str:
     raise LrfaceError(f"--index {kind!r}: choose one of exact, {', '.join(INDEX_KINDS)}")
 
 
-def _check_rows(x: np.ndarray, dim: int, what: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim != 2 or a.dtype.kind != "f" or a.shape[1] != dim:
-        raise LrfaceError(f"{what}: expected float (n, {dim}), got {a.dtype} {a.shape}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    if not np.all(np.isfinite(a)):
-        raise LrfaceError(f"{what} contain NaN or infinite values")
-    norms = np.linalg.norm(a.astype(np.float64), axis=1)
-    if not np.all(np.abs(norms - 1.0) <= _NORM_TOL):
-        raise LrfaceError(f"{what} are not L2-normalised; normalise them first")
-    return a
-
-
 class IvfGallery:
     """An on-disk IVF gallery directory (module docstring); same matching API as Gallery."""
 
@@ -171,7 +158,9 @@ class IvfGallery:
         """
         faiss = _faiss()
         dim = int(model["embedding_size"])
-        x = _check_rows(train, dim, "training embeddings")
+        x = check_embeddings(
+            train, "training embeddings", allow_empty=True, dim=dim, model=model.get("name")
+        )
         if len(x) == 0:
             raise LrfaceError("cannot train an IVF index on zero embeddings")
         path = Path(path)
@@ -214,7 +203,13 @@ class IvfGallery:
         L2-normalised) into its own files; returns the part name.  Searched at once; folded
         into the on-disk index by :meth:`merge`."""
         faiss = _faiss()
-        e = _check_rows(embeddings, self.embedding_size, "embeddings")
+        e = check_embeddings(
+            embeddings,
+            "embeddings",
+            allow_empty=True,
+            dim=self.embedding_size,
+            model=self.model_name,
+        )
         if not (len(labels) == len(sources) == len(e)):
             raise LrfaceError(
                 f"add_part: {len(e)} embeddings, {len(labels)} labels, {len(sources)} sources"
@@ -479,7 +474,13 @@ class IvfGallery:
         if embedder is not None:
             self.check_model(embedder)
         p = np.asarray(probe_embeddings)
-        p = _check_rows(p[None] if p.ndim == 1 else p, self.embedding_size, "probe embeddings")
+        p = check_embeddings(
+            p[None] if p.ndim == 1 else p,
+            "probe embeddings",
+            allow_empty=True,
+            dim=self.embedding_size,
+            model=self.model_name,
+        )
         if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
             raise LrfaceError(f"top_k must be a positive integer, got {top_k!r}")
         if self._indexes is None:

@@ -24,7 +24,7 @@ import logging
 import numpy as np
 
 from .errors import LrfaceError
-from .eval.metrics import check_embeddings
+from .validation import check_embeddings
 
 log = logging.getLogger("lrface")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -520,3 +521,42 @@ def test_identification_memory_bound() -> None:
 def test_identification_invalid_input(call) -> None:
     with pytest.raises(LrfaceError):
         call()
+
+
+_UNIT = np.eye(3, 8, dtype=np.float32)  # three unit rows, D = 8
+
+
+def _nan_row(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    x[1, 2] = np.nan
+    return x
+
+
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        (_UNIT.astype(np.int32), "must be floating point, got dtype int32"),
+        (_UNIT[None], "must be"),
+        (_nan_row(_UNIT), "row 1 holds NaN or infinite values"),
+        (2 * _UNIT, "row 0 is not L2-normalised (norm 2)"),
+    ],
+)
+def test_one_embedding_validator_everywhere(bad, needle) -> None:
+    """Metrics, search and galleries refuse bad embeddings with the same message (one
+    validator, lrface.validation.check_embeddings); a gallery also names its model."""
+    from lrface.gallery import Gallery
+    from lrface.search import search
+
+    gallery = Gallery("model-x", None, 8)
+    gallery.add("ann", _UNIT, ["a", "b", "c"])
+    calls = [
+        lambda: identification_report(bad, np.arange(len(bad)), _UNIT, np.arange(3)),
+        lambda: search(bad, _UNIT, 1),
+        lambda: gallery.add("bob", bad, ["x"] * len(bad)),
+        lambda: gallery.search(bad),
+    ]
+    for call in calls:
+        with pytest.raises(LrfaceError, match=re.escape(needle)):
+            call()
+    with pytest.raises(LrfaceError, match=r"dimension 4, but model model-x gives 8; embed with"):
+        gallery.search(np.eye(2, 4, dtype=np.float32))

@@ -37,6 +37,7 @@ from sklearn.metrics import auc as _sk_auc
 from sklearn.metrics import roc_curve as _sk_roc_curve
 
 from ..errors import LrfaceError
+from ..validation import check_embeddings
 
 __all__ = [
     "best_threshold",
@@ -54,8 +55,6 @@ __all__ = [
 _COUNT_SLACK = 1e-9
 #: Default-candidate thresholds extend this far below/above the lowest/highest score.
 _END_MARGIN = 1.0
-#: Allowed deviation of a squared embedding norm from 1.
-_NORM_TOL = 1e-2
 #: Working-memory budget of one probe block in :func:`identification_report`.
 _ID_BLOCK_BUDGET_BYTES = 256 * 2**20
 
@@ -136,28 +135,6 @@ def _fold_ids(folds: np.ndarray | int, n: int) -> np.ndarray:
     if np.unique(f).size < 2:
         raise LrfaceError("fold ids must contain at least 2 distinct folds")
     return f
-
-
-def check_embeddings(x: np.ndarray, name: str, allow_empty: bool = False) -> np.ndarray:
-    """Validate an (N, D) L2-normalised embedding matrix; return it as C-contiguous float32.
-
-    ``allow_empty`` accepts N = 0 (an empty gallery).  Raises :class:`LrfaceError`.
-    """
-    a = np.asarray(x)
-    if a.ndim != 2 or (a.shape[0] == 0 and not allow_empty) or a.shape[1] == 0:
-        raise LrfaceError(f"{name} must be a non-empty (N, D) array, got shape {a.shape}")
-    if a.dtype.kind != "f":
-        raise LrfaceError(f"{name} must be floating point, got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
-    bad = np.flatnonzero(~(np.abs(sq - 1.0) <= _NORM_TOL))  # also catches NaN/inf
-    if bad.size:
-        i = int(bad[0])
-        raise LrfaceError(
-            f"{name} row {i} is not L2-normalised (norm {math.sqrt(sq[i]):.4g}); "
-            "normalise embeddings first"
-        )
-    return a
 
 
 def _check_ids(ids: np.ndarray, n: int, name: str) -> np.ndarray:

@@ -1,0 +1,69 @@
+"""The one validator of embedding matrices (scikit-learn's ``check_array`` habit).
+
+Every public function that takes embeddings (:func:`lrface.search.search`, galleries,
+IVF galleries, the metrics of :mod:`lrface.eval.metrics`) passes them through
+:func:`check_embeddings` first, so a wrong shape, dtype, dimension, NaN or an
+unnormalised row is refused the same way everywhere: one :class:`LrfaceError` line naming
+the argument and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import LrfaceError
+
+#: Allowed deviation of an embedding's L2 norm from 1.
+NORM_TOL = 1e-2
+
+
+def check_embeddings(
+    x: np.ndarray,
+    name: str,
+    allow_empty: bool = False,
+    *,
+    dim: int | None = None,
+    model: str | None = None,
+) -> np.ndarray:
+    """Validate an (N, D) matrix of L2-normalised float embeddings.
+
+    Args:
+        x: array-like (N, D), floating point, every row of norm 1 (within :data:`NORM_TOL`).
+        name: what ``x`` is, for the message (``"probes"``, ``"embeddings of 'Ann'"``).
+        allow_empty: accept N = 0 (an empty gallery or probe batch).
+        dim: the required D, when the embeddings must match a model or gallery.
+        model: the model that gives ``dim`` (named in the message: embed with it).
+
+    Returns:
+        ``x`` as C-contiguous float32 (N, D) (no copy when it already is).
+
+    Raises:
+        LrfaceError: one line naming ``name``: not 2-D (or N = 0 when not allowed, or
+            D = 0), not floating point, D != ``dim``, a NaN/infinite row, a row whose norm
+            is not 1.
+    """
+    a = np.asarray(x)
+    if a.ndim != 2 or (a.shape[0] == 0 and not allow_empty) or a.shape[1] == 0:
+        need = "an (N, D)" if allow_empty else "a non-empty (N, D)"
+        raise LrfaceError(f"{name} must be {need} array, got shape {a.shape}")
+    if a.dtype.kind != "f":
+        raise LrfaceError(f"{name} must be floating point, got dtype {a.dtype}")
+    if dim is not None and a.shape[1] != dim:
+        by = f"model {model}" if model else "the gallery"
+        fix = f"; embed with {model}" if model else ""
+        raise LrfaceError(f"{name} have dimension {a.shape[1]}, but {by} gives {dim}{fix}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(sq))
+    if bad.size:
+        raise LrfaceError(f"{name} row {int(bad[0])} holds NaN or infinite values")
+    bad = np.flatnonzero(np.abs(np.sqrt(sq) - 1.0) > NORM_TOL)
+    if bad.size:
+        i = int(bad[0])
+        raise LrfaceError(
+            f"{name} row {i} is not L2-normalised (norm {math.sqrt(sq[i]):.4g}); "
+            "normalise embeddings first"
+        )
+    return a
