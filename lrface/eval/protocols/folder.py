@@ -27,7 +27,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -53,6 +53,9 @@ from ...models.embedder import Embedder
 from ...models.registry import find
 from ...pipeline import CropOptions, prepare_many
 from ..metrics import identification_report
+
+if TYPE_CHECKING:
+    from ...models.interface import HrEmbedders
 
 FOLDER_SIZES = (16, 12)
 FOLDER_RANKS = (1, 5, 10, 20)
@@ -477,12 +480,33 @@ def _split_folder(
     return _FolderSplit(g_paths, g_ids, p_paths, p_ids, held, n_distr, len(identities))
 
 
+@dataclasses.dataclass
+class _FolderCrops:
+    """Every image of one run prepared once, under the run's crop and probe condition:
+    aligned crops for the gallery, the crops probes are reduced from, and cache keys."""
+
+    detect: bool
+    detector: str
+    degrade: str  # "clean" | "realistic"
+    probe_crop: str  # "aligned" | "box"
+    crops: np.ndarray  # uint8 BGR (N, 112, 112, 3), aligned (resized without detection)
+    fallback: np.ndarray  # bool (N,): no face found, resized instead
+    sigs: list[str]  # file signature of each image (cache keys, clean noise seeds)
+    rel_seed: list[int]  # realistic draw of each image (hash of its path under ROOT)
+    gi: np.ndarray  # int (G,): gallery rows of ``crops``
+    pi: np.ndarray  # int (P,): probe rows
+    crop_key: tuple[Any, ...]
+    probe_src: np.ndarray  # uint8 BGR (N, 112, 112, 3): what the probes are reduced from
+    probe_key: tuple[Any, ...]
+    box_fallback: np.ndarray | None  # bool (P,) with probe_crop="box", else None
+
+
 def evaluate_folder(
     embedders: Sequence[Embedder],
     data: str | Path,
     *,
     sizes: Sequence[int] = FOLDER_SIZES,
-    hr_embedder: Embedder | None = None,
+    hr_embedder: HrEmbedders = None,
     distractors: str | Path | None = None,
     nonmated_fraction: float = 0.0,
     no_detect: bool = False,
@@ -518,58 +542,16 @@ def evaluate_folder(
     check_hr_embedder(embedders, hr_embedder)
     root = Path(data).expanduser()
     split = _split_folder(scan_folder(root), distractors, nonmated_fraction, seed)
-    all_paths = list(dict.fromkeys(split.gallery_paths + split.probe_paths))
-    index = {p: i for i, p in enumerate(all_paths)}
-    crops, fallback = prepare_crops(
-        all_paths, detect=not no_detect, detector=detector, progress=progress, use_cache=use_cache
-    )
-    sigs = [file_signature(p) for p in all_paths]
-    gi = np.array([index[p] for p in split.gallery_paths])
-    pi = np.array([index[p] for p in split.probe_paths])
-    crop_key = ("prepared", not no_detect, detector)
-    probe_src, probe_key, fb_box = crops, crop_key, None
-    if probe_crop == "box":
-        probe_src = np.zeros_like(crops)
-        bcrops, fb_box, _ = box_crops(
-            [all_paths[i] for i in pi], detector, progress=progress, use_cache=use_cache
-        )
-        probe_src[pi] = bcrops
-        probe_key = ("box", BOX_MARGIN, BOX_HR_SIDE, detector)
-    rel_seed = [stable_seed(_relative(p, root)) for p in all_paths]
-    if degrade == "realistic":
-        probe_key = (*probe_key, "realistic", REALISTIC.describe(), *(rel_seed[i] for i in pi))
+    fc = _prepare(root, split, not no_detect, detector, degrade, probe_crop, progress, use_cache)
+    p_ids, g_ids = np.array(split.probe_ids), np.array(split.gallery_ids)
     entries: list[dict[str, Any]] = []
     for emb in embedders:
         hr = hr_for(hr_embedder, emb)
-        g_emb = embed_cached(
-            hr,
-            len(gi),
-            lambda a, b: crops[gi[a:b]],
-            (*crop_key, "hr", *[sigs[i] for i in gi]),
-            desc="gallery",
-            progress=progress,
-            use_cache=use_cache,
-        )
+        g_emb = _embed_gallery(fc, hr, progress, use_cache)
         for s in sizes:
             deg = degradation_for(s, recipe)
-
-            def load(a: int, b: int, deg: Degradation = deg) -> list[np.ndarray]:
-                if degrade == "realistic":
-                    return [degrade_probe(probe_src[i], deg, degrade, rel_seed[i]) for i in pi[a:b]]
-                return [_degrade(probe_src[i], deg, stable_seed(sigs[i])) for i in pi[a:b]]
-
-            p_emb = embed_cached(
-                emb,
-                len(pi),
-                load,
-                (*probe_key, deg.describe(), deg, *[sigs[i] for i in pi]),
-                desc=f"probes {s}px",
-                progress=progress,
-                use_cache=use_cache,
-            )
-            rep = identification_report(
-                p_emb, np.array(split.probe_ids), g_emb, np.array(split.gallery_ids), ranks, fpirs
-            )
+            p_emb = _embed_probes(fc, emb, deg, progress, use_cache)
+            rep = identification_report(p_emb, p_ids, g_emb, g_ids, ranks, fpirs)
             entries.append(
                 identification_entry(
                     rep,
@@ -584,9 +566,109 @@ def evaluate_folder(
                     cells=_folder_cells(rep, s),
                 )
             )
-    fb_g = int(fallback[gi].sum())
-    fb_p = int(fallback[pi].sum()) if len(pi) else 0
-    desc = {
+    return {
+        "protocol": "folder",
+        "description": _describe(
+            root, split, fc, sizes, recipe, distractors, nonmated_fraction, ranks, fpirs, seed
+        ),
+        "models": [model_info(e) for e in embedders],
+        "hr_model": hr_info(hr_embedder),
+        "caption": f"Folder {root.name}: HR gallery vs LR probes, rank-1 / mAP / DIR@FPIR=1% (%); "
+        + condition_caption(degrade, probe_crop),
+        "results": entries,
+    }
+
+
+def _prepare(
+    root: Path,
+    split: _FolderSplit,
+    detect: bool,
+    detector: str,
+    degrade: str,
+    probe_crop: str,
+    progress: bool,
+    use_cache: bool,
+) -> _FolderCrops:
+    """Align every gallery and probe image once (and cut the probes' detector boxes with
+    ``probe_crop="box"``); cached on disk."""
+    all_paths = list(dict.fromkeys(split.gallery_paths + split.probe_paths))
+    index = {p: i for i, p in enumerate(all_paths)}
+    crops, fallback = prepare_crops(
+        all_paths, detect=detect, detector=detector, progress=progress, use_cache=use_cache
+    )
+    gi = np.array([index[p] for p in split.gallery_paths])
+    pi = np.array([index[p] for p in split.probe_paths])
+    crop_key: tuple[Any, ...] = ("prepared", detect, detector)
+    probe_src, probe_key, fb_box = crops, crop_key, None
+    if probe_crop == "box":
+        probe_src = np.zeros_like(crops)
+        bcrops, fb_box, _ = box_crops(
+            [all_paths[i] for i in pi], detector, progress=progress, use_cache=use_cache
+        )
+        probe_src[pi] = bcrops
+        probe_key = ("box", BOX_MARGIN, BOX_HR_SIDE, detector)
+    rel_seed = [stable_seed(_relative(p, root)) for p in all_paths]
+    if degrade == "realistic":
+        probe_key = (*probe_key, "realistic", REALISTIC.describe(), *(rel_seed[i] for i in pi))
+    sigs = [file_signature(p) for p in all_paths]
+    return _FolderCrops(
+        detect, detector, degrade, probe_crop, crops, fallback, sigs, rel_seed, gi, pi,
+        crop_key, probe_src, probe_key, fb_box,
+    )  # fmt: skip
+
+
+def _embed_gallery(fc: _FolderCrops, hr: Embedder, progress: bool, use_cache: bool) -> np.ndarray:
+    """The aligned gallery crops embedded by ``hr`` (cached): float32 (G, D)."""
+    return embed_cached(
+        hr,
+        len(fc.gi),
+        lambda a, b: fc.crops[fc.gi[a:b]],
+        (*fc.crop_key, "hr", *[fc.sigs[i] for i in fc.gi]),
+        desc="gallery",
+        progress=progress,
+        use_cache=use_cache,
+    )
+
+
+def _embed_probes(
+    fc: _FolderCrops, emb: Embedder, deg: Degradation, progress: bool, use_cache: bool
+) -> np.ndarray:
+    """The probes reduced by ``deg`` under the run's condition, embedded by ``emb``
+    (cached): float32 (P, D)."""
+
+    def load(a: int, b: int) -> list[np.ndarray]:
+        if fc.degrade == "realistic":
+            return [
+                degrade_probe(fc.probe_src[i], deg, fc.degrade, fc.rel_seed[i]) for i in fc.pi[a:b]
+            ]
+        return [_degrade(fc.probe_src[i], deg, stable_seed(fc.sigs[i])) for i in fc.pi[a:b]]
+
+    return embed_cached(
+        emb,
+        len(fc.pi),
+        load,
+        (*fc.probe_key, deg.describe(), deg, *[fc.sigs[i] for i in fc.pi]),
+        desc=f"probes {deg.size}px",
+        progress=progress,
+        use_cache=use_cache,
+    )
+
+
+def _describe(
+    root: Path,
+    split: _FolderSplit,
+    fc: _FolderCrops,
+    sizes: Sequence[int],
+    recipe: Degradation | None,
+    distractors: str | Path | None,
+    nonmated_fraction: float,
+    ranks: Sequence[int],
+    fpirs: Sequence[float],
+    seed: int,
+) -> dict[str, Any]:
+    """The run's ``description`` for results.json."""
+    cond = (fc.degrade, fc.probe_crop)
+    return {
         "dataset": str(root),
         "layout": "ROOT/<identity>/<images>; gallery = first image (sorted) per identity",
         "n_identities": split.n_identities,
@@ -598,29 +680,21 @@ def evaluate_folder(
         "nonmated_identities": split.held_out,
         "n_nonmated_probes": int(np.isin(split.probe_ids, split.held_out).sum()),
         "sizes": list(sizes),
-        "recipes": {
-            str(s): condition_recipe(degradation_for(s, recipe), degrade, probe_crop) for s in sizes
+        "recipes": {str(s): condition_recipe(degradation_for(s, recipe), *cond) for s in sizes},
+        "condition": condition_info(*cond, fc.detector),
+        "box_fallbacks": int(fc.box_fallback.sum()) if fc.box_fallback is not None else None,
+        "alignment": f"{fc.detector} detection, largest face, 5-point ArcFace alignment to "
+        "112x112; resize of the whole image when no face is found"
+        if fc.detect
+        else "none: images resized (--no-detect)",
+        "alignment_fallbacks": {
+            "gallery": int(fc.fallback[fc.gi].sum()),
+            "probes": int(fc.fallback[fc.pi].sum()) if len(fc.pi) else 0,
         },
-        "condition": condition_info(degrade, probe_crop, detector),
-        "box_fallbacks": int(fb_box.sum()) if fb_box is not None else None,
-        "alignment": "none: images resized (--no-detect)"
-        if no_detect
-        else f"{detector} detection, largest face, 5-point ArcFace alignment to 112x112; "
-        "resize of the whole image when no face is found",
-        "alignment_fallbacks": {"gallery": fb_g, "probes": fb_p},
         "score": "cosine similarity of L2-normalised embeddings",
         "ranks": list(ranks),
         "fpirs": list(fpirs),
         "seed": seed,
-    }
-    return {
-        "protocol": "folder",
-        "description": desc,
-        "models": [model_info(e) for e in embedders],
-        "hr_model": hr_info(hr_embedder),
-        "caption": f"Folder {root.name}: HR gallery vs LR probes, rank-1 / mAP / DIR@FPIR=1% (%); "
-        + condition_caption(degrade, probe_crop),
-        "results": entries,
     }
 
 

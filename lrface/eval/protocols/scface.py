@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...errors import DatasetError
-from ...models.embedder import Embedder
 from ..metrics import identification_report
 from .folder import (
     DEFAULT_DETECTOR,
@@ -38,6 +37,9 @@ from .folder import (
     percent,
     prepare_crops,
 )
+
+if TYPE_CHECKING:
+    from ...models.interface import Embedder, HrEmbedders
 
 MUGSHOT_DIR = "mugshot_frontal_cropped_all"
 DISTANCE_DIR = "surveillance_cameras_distance_{}"
@@ -95,11 +97,29 @@ def scan_scface(root: str | Path) -> tuple[dict[int, Path], list[Probe]]:
     return mugs, probes
 
 
+@dataclasses.dataclass
+class _ScfaceSet:
+    """The gallery (mugshots) and probes of one run, with their prepared crops."""
+
+    g_paths: list[Path]
+    g_ids: np.ndarray  # int64 (G,) subject ids
+    g_crops: np.ndarray  # uint8 BGR (G, 112, 112, 3)
+    g_fallback: np.ndarray  # bool (G,): no face found, resized instead
+    p_paths: list[Path]
+    p_ids: np.ndarray  # int64 (P,)
+    p_crops: np.ndarray  # uint8 BGR (P, 112, 112, 3)
+    p_fallback: np.ndarray  # bool (P,)
+    cameras: np.ndarray  # int (P,)
+    distances: np.ndarray  # int (P,)
+    excluded: set[int]
+    crop_key: tuple[Any, ...]  # cache key of the crop recipe
+
+
 def evaluate_scface(
     embedders: Sequence[Embedder],
     data: str | Path,
     *,
-    hr_embedder: Embedder | None = None,
+    hr_embedder: HrEmbedders = None,
     no_detect: bool = False,
     exclude_subjects: Sequence[int] = (),
     ranks: Sequence[int] = SCFACE_RANKS,
@@ -116,6 +136,38 @@ def evaluate_scface(
     each distance entry's metrics carry ``rank1_by_camera``.
     """
     check_hr_embedder(embedders, hr_embedder)
+    sc = _prepare(data, exclude_subjects, not no_detect, detector, progress, use_cache)
+    entries: list[dict[str, Any]] = []
+    for emb in embedders:
+        hr = hr_for(hr_embedder, emb)
+        g_emb, p_emb = _embed(sc, hr, emb, progress, use_cache)
+
+        def report(mask: np.ndarray, p_emb=p_emb, g_emb=g_emb) -> dict[str, Any]:
+            return identification_report(
+                p_emb[mask], sc.p_ids[mask], g_emb, sc.g_ids, ranks, fpirs=(1e-1,)
+            )
+
+        entries += _entries(sc, report, emb.name, hr.name if hr is not emb else None)
+    return {
+        "protocol": "scface",
+        "description": _describe(sc, data, no_detect, detector, ranks),
+        "models": [model_info(e) for e in embedders],
+        "hr_model": hr_info(hr_embedder),
+        "caption": "SCface: rank-1 identification (%) per distance (d1 = 4.2 m, d3 = 1.0 m) "
+        "and per camera, mugshot gallery",
+        "results": entries,
+    }
+
+
+def _prepare(
+    data: str | Path,
+    exclude_subjects: Sequence[int],
+    detect: bool,
+    detector: str,
+    progress: bool,
+    use_cache: bool,
+) -> _ScfaceSet:
+    """Scan the layout, leave out ``exclude_subjects`` and prepare every crop (cached)."""
     mugs, probes = scan_scface(data)
     excl = {int(s) for s in exclude_subjects}
     mugs = {s: p for s, p in mugs.items() if s not in excl}
@@ -123,102 +175,119 @@ def evaluate_scface(
     if not mugs or not probes:
         raise DatasetError(f"{data}: no subjects left after excluding {len(excl)}")
     g_paths = list(mugs.values())
-    g_ids = np.array(list(mugs), np.int64)
     p_paths = [q.path for q in probes]
-    p_ids = np.array([q.subject for q in probes], np.int64)
-    cams = np.array([q.camera for q in probes])
-    dists = np.array([q.distance for q in probes])
-    g_crops, g_fb = prepare_crops(
-        g_paths, not no_detect, detector=detector, progress=progress, use_cache=use_cache
+    opts: dict[str, Any] = {"detector": detector, "progress": progress, "use_cache": use_cache}
+    g_crops, g_fb = prepare_crops(g_paths, detect, **opts)
+    p_crops, p_fb = prepare_crops(p_paths, detect, **opts)
+    return _ScfaceSet(
+        g_paths=g_paths,
+        g_ids=np.array(list(mugs), np.int64),
+        g_crops=g_crops,
+        g_fallback=g_fb,
+        p_paths=p_paths,
+        p_ids=np.array([q.subject for q in probes], np.int64),
+        p_crops=p_crops,
+        p_fallback=p_fb,
+        cameras=np.array([q.camera for q in probes]),
+        distances=np.array([q.distance for q in probes]),
+        excluded=excl,
+        crop_key=("scface", detect, detector),
     )
-    p_crops, p_fb = prepare_crops(
-        p_paths, not no_detect, detector=detector, progress=progress, use_cache=use_cache
+
+
+def _embed(
+    sc: _ScfaceSet, hr: Embedder, emb: Embedder, progress: bool, use_cache: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mugshots embedded by ``hr``, probes by ``emb`` (cached): float32 (G, D), (P, D)."""
+    g_emb = embed_cached(
+        hr,
+        len(sc.g_paths),
+        lambda a, b: list(sc.g_crops[a:b]),
+        (*sc.crop_key, *map(file_signature, sc.g_paths)),
+        desc="mugshots",
+        progress=progress,
+        use_cache=use_cache,
     )
-    key = ("scface", not no_detect, detector)
-    entries: list[dict[str, Any]] = []
-    for emb in embedders:
-        hr = hr_for(hr_embedder, emb)
-        hr_name = hr.name if hr is not emb else None
-        g_emb = embed_cached(
-            hr,
-            len(g_paths),
-            lambda a, b: list(g_crops[a:b]),
-            (*key, *map(file_signature, g_paths)),
-            desc="mugshots",
-            progress=progress,
-            use_cache=use_cache,
-        )
-        p_emb = embed_cached(
-            emb,
-            len(p_paths),
-            lambda a, b: list(p_crops[a:b]),
-            (*key, *map(file_signature, p_paths)),
-            desc="probes",
-            progress=progress,
-            use_cache=use_cache,
-        )
+    p_emb = embed_cached(
+        emb,
+        len(sc.p_paths),
+        lambda a, b: list(sc.p_crops[a:b]),
+        (*sc.crop_key, *map(file_signature, sc.p_paths)),
+        desc="probes",
+        progress=progress,
+        use_cache=use_cache,
+    )
+    return g_emb, p_emb
 
-        def report(mask: np.ndarray, p_emb=p_emb, g_emb=g_emb) -> dict[str, Any]:
-            return identification_report(
-                p_emb[mask], p_ids[mask], g_emb, g_ids, ranks, fpirs=(1e-1,)
-            )
 
-        for d in sorted(set(dists.tolist())):
-            rep = report(dists == d)
-            rep["rank1_by_camera"] = {
-                int(c): report((dists == d) & (cams == c))["cmc"][1]
-                for c in sorted(set(cams[dists == d].tolist()))
-            }
-            entries.append(
-                identification_entry(
-                    rep,
-                    model=emb.name,
-                    hr_model=hr_name,
-                    condition=f"distance {d}",
-                    plot_group="distances",
-                    cells={f"d{d} R1": percent(rep["cmc"][1])},
-                    distance=d,
-                )
+def _entries(
+    sc: _ScfaceSet,
+    report: Callable[[np.ndarray], dict[str, Any]],
+    model: str,
+    hr_model: str | None,
+) -> list[dict[str, Any]]:
+    """One entry per distance (with the rank-1 of each camera), then one per camera;
+    ``report(probe mask)`` is the identification report of those probes."""
+    dists, cams = sc.distances, sc.cameras
+    entries = []
+    for d in sorted(set(dists.tolist())):
+        rep = report(dists == d)
+        rep["rank1_by_camera"] = {
+            int(c): report((dists == d) & (cams == c))["cmc"][1]
+            for c in sorted(set(cams[dists == d].tolist()))
+        }
+        entries.append(
+            identification_entry(
+                rep,
+                model=model,
+                hr_model=hr_model,
+                condition=f"distance {d}",
+                plot_group="distances",
+                cells={f"d{d} R1": percent(rep["cmc"][1])},
+                distance=d,
             )
-        for c in sorted(set(cams.tolist())):
-            rep = report(cams == c)
-            entries.append(
-                identification_entry(
-                    rep,
-                    model=emb.name,
-                    hr_model=hr_name,
-                    condition=f"cam{c}",
-                    plot_group="cameras",
-                    cells={f"cam{c} R1": percent(rep["cmc"][1])},
-                    camera=c,
-                )
+        )
+    for c in sorted(set(cams.tolist())):
+        rep = report(cams == c)
+        entries.append(
+            identification_entry(
+                rep,
+                model=model,
+                hr_model=hr_model,
+                condition=f"cam{c}",
+                plot_group="cameras",
+                cells={f"cam{c} R1": percent(rep["cmc"][1])},
+                camera=c,
             )
-    desc = {
+        )
+    return entries
+
+
+def _describe(
+    sc: _ScfaceSet, data: str | Path, no_detect: bool, detector: str, ranks: Sequence[int]
+) -> dict[str, Any]:
+    """The run's ``description`` for results.json."""
+    dists = sc.distances
+    by_distance = sorted(set(dists))
+    return {
         "dataset": str(Path(data).expanduser()),
-        "n_subjects": len(mugs),
-        "excluded_subjects": sorted(excl),
-        "n_gallery": len(g_paths),
-        "n_probes": len(probes),
-        "n_probes_by_distance": {int(d): int((dists == d).sum()) for d in sorted(set(dists))},
-        "cameras": sorted({int(c) for c in cams}),
-        "n_nonmated_probes": int((~np.isin(p_ids, g_ids)).sum()),
+        "n_subjects": len(sc.g_paths),
+        "excluded_subjects": sorted(sc.excluded),
+        "n_gallery": len(sc.g_paths),
+        "n_probes": len(sc.p_paths),
+        "n_probes_by_distance": {int(d): int((dists == d).sum()) for d in by_distance},
+        "cameras": sorted({int(c) for c in sc.cameras}),
+        "n_nonmated_probes": int((~np.isin(sc.p_ids, sc.g_ids)).sum()),
         "alignment": "none: images resized (--no-detect)"
         if no_detect
         else f"{detector} detection, largest face, 5-point ArcFace alignment to 112x112; "
         "resize of the whole image when no face is found",
         "alignment_fallbacks": {
-            "gallery": int(g_fb.sum()),
-            "probes_by_distance": {int(d): int(p_fb[dists == d].sum()) for d in sorted(set(dists))},
+            "gallery": int(sc.g_fallback.sum()),
+            "probes_by_distance": {
+                int(d): int(sc.p_fallback[dists == d].sum()) for d in by_distance
+            },
         },
         "score": "cosine similarity of L2-normalised embeddings",
         "ranks": list(ranks),
-    }
-    return {
-        "protocol": "scface",
-        "description": desc,
-        "models": [model_info(e) for e in embedders],
-        "hr_model": hr_info(hr_embedder),
-        "caption": "SCface: rank-1 identification (%) per distance (d1 = 4.2 m, d3 = 1.0 m) "
-        "and per camera, mugshot gallery",
-        "results": entries,
     }
