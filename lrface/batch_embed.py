@@ -78,6 +78,7 @@ log = logging.getLogger("lrface")
 __all__ = [
     "collect_paths",
     "embed_paths",
+    "expand_inputs",
     "load_embeddings",
     "merge_outputs",
     "parse_shard",
@@ -104,29 +105,46 @@ Failure = tuple[str, str]
 # ---------------------------------------------------------------------- path lists
 
 
-def collect_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Expand CLI inputs into an ordered list of image paths.
+def expand_inputs(
+    inputs: Sequence[str | os.PathLike[str]], must_exist: bool = True
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Expand command-line inputs (``lrface embed``, ``lrface identify``) into image paths.
 
     Each input is, in order: a directory (all images below it, recursively, sorted by
     relative path -- :func:`lrface.io.list_images`), a ``.txt`` file (one path per line;
     blank lines and lines starting with ``#`` skipped; relative paths are taken relative
-    to the list file's directory), or a single image path.  Order is preserved and
-    duplicates are kept.  A missing input raises :class:`LrfaceError`; a missing file
-    named inside a list is kept (it becomes a failure when embedded).
+    to the list file's directory), or a single image path (kept as given).  Order is
+    preserved and duplicates are kept; a missing file named inside a list is kept (it
+    fails when read).  An input that does not exist raises :class:`LrfaceError` when
+    ``must_exist``, else it is kept as a path (it fails when read).
+
+    Returns ``(paths, failures)``: failures are ``(input, "holds no image files")`` for a
+    directory or list without images.
     """
     from .io import list_images
 
     out: list[str] = []
+    failures: list[tuple[str, str]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out.extend(str(x) for x in list_images(p))
+            found = [str(x) for x in list_images(p)]
         elif p.suffix.lower() == ".txt" and p.is_file():
-            out.extend(_read_list(p))
-        elif p.is_file():
-            out.append(str(p))
+            found = _read_list(p)
+        elif p.is_file() or not must_exist:
+            found = [os.fspath(item)]
         else:
             raise LrfaceError(f"{p}: no such file or directory; check the input path")
+        if not found:
+            failures.append((os.fspath(item), "holds no image files"))
+        out.extend(found)
+    return out, failures
+
+
+def collect_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The image paths of :func:`expand_inputs` (every input must exist), checked to be
+    writable one per line in ``paths.txt`` (no tab or line break)."""
+    out, _ = expand_inputs(inputs)
     _check_path_names(out)
     return out
 

@@ -472,32 +472,10 @@ def cmd_gallery(a: argparse.Namespace) -> int:
     return _batch_status(gallery.n_images, len(failures), "images")
 
 
-def _expand_probes(items: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Probe arguments -> ``(image paths, failures)``.
-
-    Directories and ``.txt`` lists expand as in ``lrface embed``
-    (:func:`lrface.batch_embed.collect_paths`); any other argument is kept as a path (a
-    missing or unreadable one fails when it is prepared).  A directory or list without
-    images is a failure ``(item, reason)``.
-    """
-    from .batch_embed import collect_paths
-
-    paths: list[str] = []
-    failures: list[tuple[str, str]] = []
-    for item in items:
-        if os.path.isdir(item) or (item.lower().endswith(".txt") and os.path.isfile(item)):
-            found = collect_paths([item])
-            if not found:
-                failures.append((item, "holds no image files"))
-            paths.extend(found)
-        else:
-            paths.append(item)
-    return paths, failures
-
-
 def cmd_identify(a: argparse.Namespace) -> int:
     import dataclasses
 
+    from .batch_embed import expand_inputs
     from .ivf import open_gallery
     from .models.loader import load_embedder
     from .pipeline import prepare_many
@@ -510,7 +488,8 @@ def cmd_identify(a: argparse.Namespace) -> int:
     gallery.check_model(emb)
     options = dataclasses.replace(options, size=int(emb.input_size))
     thr = a.threshold if a.threshold is not None else emb.threshold
-    paths, failures = _expand_probes(a.probes)
+    # as in `lrface embed`; a missing probe is kept and fails when it is prepared
+    paths, failures = expand_inputs(a.probes, must_exist=False)
     _print_failures(failures)
     results: list[dict] = []
     done = 0

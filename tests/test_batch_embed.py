@@ -19,6 +19,7 @@ from lrface import pipeline
 from lrface.batch_embed import (
     collect_paths,
     embed_paths,
+    expand_inputs,
     load_embeddings,
     merge_outputs,
     parse_shard,
@@ -213,6 +214,23 @@ def test_collect_paths_order(tmp_path):
     ]
     with pytest.raises(LrfaceError, match="no such file"):
         collect_paths([str(tmp_path / "nope")])
+
+
+def test_expand_inputs_reports_empty_inputs_and_keeps_missing_probes(tmp_path):
+    """`lrface identify`'s expansion: the same rules as collect_paths, but a folder or list
+    without images is a failure and a missing path is kept (it fails when read)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    lst = tmp_path / "none.txt"
+    lst.write_text("# nothing listed\n")
+    one = tmp_path / "one.jpg"
+    one.write_bytes(b"x")
+    missing = str(tmp_path / "gone.jpg")
+    paths, failures = expand_inputs([str(empty), str(one), missing, str(lst)], must_exist=False)
+    assert paths == [str(one), missing]
+    assert failures == [(str(empty), "holds no image files"), (str(lst), "holds no image files")]
+    with pytest.raises(LrfaceError, match="no such file"):
+        expand_inputs([missing])
 
 
 def test_write_npz_roundtrip(tmp_path):
