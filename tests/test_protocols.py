@@ -20,6 +20,7 @@ from lrface.datasets.lfw import LFW
 from lrface.degrade import Degradation, degrade
 from lrface.errors import DatasetError, LrfaceError
 from lrface.eval.plots import plot_results
+from lrface.eval.protocols import common as common_proto
 from lrface.eval.protocols import folder as folder_proto
 from lrface.eval.protocols import lfw as lfw_proto
 from lrface.eval.protocols import scface as scface_proto
@@ -164,14 +165,14 @@ def test_embedding_cache_round_trip(own_cache, teacher, lfw):
     def load(a, b):
         return list(crops[rows[a:b]])
 
-    first = folder_proto.embed_cached(teacher, 3, load, ("t",), progress=False)
+    first = common_proto.embed_cached(teacher, 3, load, ("t",), progress=False)
     assert first.shape == (3, 128) and first.dtype == np.float32
     assert len(list(own_cache.glob("emb-*.npz"))) == 1
 
     def fail(a, b):
         raise AssertionError("should come from the cache")
 
-    again = folder_proto.embed_cached(teacher, 3, fail, ("t",), progress=False)
+    again = common_proto.embed_cached(teacher, 3, fail, ("t",), progress=False)
     np.testing.assert_array_equal(first, again)
 
 

@@ -295,7 +295,7 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_options(config: BenchmarkConfig) -> None:
     """Refuse bad option values with a one-line :class:`LrfaceError` before any model loads."""
-    from .protocols.folder import check_condition
+    from .protocols.conditions import check_condition
 
     if config.protocol not in PROTOCOLS:
         raise LrfaceError(

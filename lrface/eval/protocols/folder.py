@@ -1,14 +1,5 @@
-"""The ``folder`` protocol, plus the helpers every protocol shares.
-
-Shared helpers (used by :mod:`.lfw`, :mod:`.tinyface`, :mod:`.scface`):
-
-* :func:`model_info` / :func:`model_key`: what identifies an embedder in results and caches;
-* :func:`embed_cached`: embed N crops chunk by chunk with a progress bar, cached on disk
-  under :func:`lrface.cache.cache_dir` keyed by the model, its preprocessing and the inputs;
-* :func:`prepare_crops`: detect + align image files with the crop pipeline
-  (:func:`lrface.pipeline.prepare_many`), falling back to a plain resize (``--no-detect``
-  style) when no face is found; the fallbacks are counted; cached on disk as well;
-* :func:`identification_entry`: one results entry from an identification report.
+"""The ``folder`` protocol (helpers shared with the other protocols: :mod:`.common`,
+:mod:`.conditions`).
 
 The folder protocol (:func:`evaluate_folder`) works on ``ROOT/<identity>/<images>``: the
 first image (sorted by name) of each identity is enrolled at full resolution (HR gallery);
@@ -24,35 +15,45 @@ square, :func:`box_crops`); the gallery stays aligned and clean.
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
-from ...cache import cache_dir, digest
 from ...degrade import (
     BOX_HR_SIDE,
     BOX_MARGIN,
-    DEGRADE_CHOICES,
-    PROBE_CROPS,
     REALISTIC,
     Degradation,
-    box_crop,
-    degrade_realistic,
-    realistic_rng,
 )
 from ...degrade import degrade as _degrade
-from ...detect import DEFAULT_DETECTOR, resolve_detector
+from ...detect import DEFAULT_DETECTOR
 from ...errors import DatasetError, LrfaceError
-from ...fileio import save_npz_atomic, sha256_file
 from ...io import list_images
 from ...models.embedder import Embedder
-from ...models.registry import find
-from ...pipeline import CropOptions, prepare_many
 from ..metrics import identification_report
+from .common import (
+    check_hr_embedder,
+    embed_cached,
+    file_signature,
+    hr_for,
+    hr_info,
+    identification_entry,
+    model_info,
+    percent,
+    prepare_crops,
+)
+from .conditions import (
+    box_crops,
+    check_condition,
+    condition_caption,
+    condition_info,
+    condition_recipe,
+    degradation_for,
+    degrade_probe,
+    stable_seed,
+)
 
 if TYPE_CHECKING:
     from ...models.interface import HrEmbedders
@@ -60,349 +61,6 @@ if TYPE_CHECKING:
 FOLDER_SIZES = (16, 12)
 FOLDER_RANKS = (1, 5, 10, 20)
 FOLDER_FPIRS = (1e-2, 1e-1)
-#: Crops embedded per call (and per progress-bar step).
-EMBED_CHUNK = 256
-
-LoadChunk = Callable[[int, int], Sequence[np.ndarray]]
-
-
-# --------------------------------------------------------------------------------------
-# shared helpers
-# --------------------------------------------------------------------------------------
-
-
-def _weights_path(embedder: Embedder) -> Path | None:
-    path = getattr(embedder, "path", None)
-    if path:
-        return Path(path)
-    return find(embedder.spec)
-
-
-def model_info(embedder: Embedder) -> dict[str, Any]:
-    """JSON-serialisable description of an embedder for results files.
-
-    ``sha256`` is the registry/card value, or the hash of the weights file when the
-    registry has none (``None`` if the file cannot be found).
-    """
-    spec = embedder.spec
-    path = _weights_path(embedder)
-    sha = spec.sha256 or (sha256_file(path) if path is not None and path.is_file() else None)
-    return {
-        "name": embedder.name,
-        "kind": spec.kind,
-        "runtime": spec.runtime,
-        "sha256": sha,
-        "file": str(path) if path is not None else spec.file,
-        "card": spec.card_path,
-        "input_size": embedder.input_size,
-        "embedding_size": embedder.embedding_size,
-        "flip_fusion": bool(embedder.flip),
-        "threshold": spec.threshold,
-    }
-
-
-def model_key(embedder: Embedder) -> str:
-    """Cache key of an embedder's weights and preprocessing.
-
-    The weights are identified by their sha256 when the registry/card has one, else by the
-    card path and modification time (students), else by the weights file's path, size and
-    modification time.  Input size, colour order, mean/std and flip fusion are included.
-    """
-    spec = embedder.spec
-    if spec.sha256:
-        weights = f"sha256:{spec.sha256}"
-    elif spec.card_path and Path(spec.card_path).is_file():
-        weights = f"card:{spec.card_path}:{os.stat(spec.card_path).st_mtime_ns}"
-    else:
-        path = _weights_path(embedder)
-        if path is not None and path.is_file():
-            st = path.stat()
-            weights = f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-        else:
-            weights = f"name:{embedder.name}"
-    return digest(weights, embedder.input_size, spec.color, spec.mean, spec.std, embedder.flip)
-
-
-def file_signature(path: Path) -> str:
-    """``path:size:mtime`` of an existing file (cache keys of user datasets)."""
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def embed_cached(
-    embedder: Embedder,
-    n: int,
-    load: LoadChunk,
-    key_parts: Sequence[object],
-    desc: str = "embed",
-    progress: bool = True,
-    use_cache: bool = True,
-) -> np.ndarray:
-    """Embed ``n`` crops, ``load(start, stop)`` giving crops ``start..stop-1``.
-
-    ``key_parts`` must identify the inputs exactly (file list, recipe, crop source); the
-    model part of the key is :func:`model_key`.  Results are stored as
-    ``cache_dir()/emb-<model>-<key>.npz``.  Returns float32 (n, D), rows L2-normalised.
-    """
-    key = digest(model_key(embedder), n, *key_parts)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in embedder.name)[:40]
-    fn = cache_dir() / f"emb-{safe}-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            emb = z["emb"]
-        if emb.shape[0] == n:
-            return emb
-    out = np.zeros((n, embedder.embedding_size), np.float32)
-    with tqdm(total=n, desc=f"{desc} ({embedder.name})", disable=not progress, unit="img") as bar:
-        for start in range(0, n, EMBED_CHUNK):
-            stop = min(n, start + EMBED_CHUNK)
-            out[start:stop] = embedder.embed_crops(list(load(start, stop)))
-            bar.update(stop - start)
-    if use_cache:
-        save_npz_atomic(fn, emb=out)
-    return out
-
-
-def prepare_crops(
-    paths: Sequence[Path],
-    detect: bool = True,
-    size: int = 112,
-    detector: str = DEFAULT_DETECTOR,
-    progress: bool = True,
-    use_cache: bool = True,
-    workers: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Detect + align every file (largest face), falling back to a resize of the whole image.
-
-    With ``detect=False`` every image is a pre-cut face and only resized.  Crops come from
-    the one crop pipeline (:func:`lrface.pipeline.prepare_many`, ``on_no_face="resize"``;
-    ``workers`` processes for large sets).  Cached on disk, keyed by the files' paths,
-    sizes and modification times.  Returns ``(crops, fallback)``: uint8 BGR
-    (N, size, size, 3) and bool (N,) (True = no face found, resized instead).  An
-    unreadable file raises :class:`LrfaceError`.
-    """
-    paths = [Path(p) for p in paths]
-    options = CropOptions(
-        detect=detect,
-        detector=detector if detect else DEFAULT_DETECTOR,
-        size=size,
-        on_no_face="resize" if detect else "error",
-    )
-    used = resolve_detector(detector) if detect else detector
-    key = digest("prepare_face", detect, size, used, *(file_signature(p) for p in paths))
-    fn = cache_dir() / f"prepared-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            return z["crops"], z["fallback"]
-    crops = np.zeros((len(paths), size, size, 3), np.uint8)
-    fallback = np.zeros(len(paths), bool)
-    what = "detect+align" if detect else "resize"
-    i = 0
-    with tqdm(total=len(paths), desc=what, disable=not progress, unit="img") as bar:
-        for results in prepare_many(paths, options, workers):
-            for r in results:
-                if r.crop is None:
-                    raise LrfaceError(f"{paths[i]}: {r.error}")
-                crops[i], fallback[i] = r.crop, r.fallback
-                i += 1
-            bar.update(len(results))
-    if use_cache:
-        save_npz_atomic(fn, crops=crops, fallback=fallback)
-    return crops, fallback
-
-
-def percent(x: float) -> str:
-    return "nan" if x is None or x != x else f"{100.0 * x:.2f}"
-
-
-def identification_entry(
-    report: dict[str, Any],
-    *,
-    model: str,
-    hr_model: str | None,
-    condition: str,
-    plot_group: str | None,
-    cells: dict[str, str] | None = None,
-    **fields: Any,
-) -> dict[str, Any]:
-    """A results entry for one identification report (model x condition).
-
-    ``cells`` are the table cells of this entry (column -> text); by default
-    ``{"<condition> R1": rank-1 %, "<condition> mAP": mAP %}``.
-    """
-    if cells is None:
-        cells = {
-            f"{condition} R1": percent(report["cmc"].get(1, float("nan"))),
-            f"{condition} mAP": percent(report["mAP"]),
-        }
-    return {
-        "model": model,
-        "hr_model": hr_model,
-        "condition": condition,
-        "kind": "identification",
-        **fields,
-        "row": row_label(model, hr_model),
-        "cells": cells,
-        "plot_group": plot_group,
-        "plot_label": f"{row_label(model, hr_model)} {condition}".strip(),
-        "metrics": report,
-    }
-
-
-def row_label(model: str, hr_model: str | None) -> str:
-    """Table row name of a model, noting a different HR (gallery) model."""
-    return f"{model} (HR: {hr_model})" if hr_model and hr_model != model else model
-
-
-def hr_for(hr: Embedder | dict[str, Embedder] | None, emb: Embedder) -> Embedder:
-    """The model that embeds the HR side for probe model ``emb``.
-
-    ``hr`` is ``None`` (the model itself), one embedder for every model, or a mapping
-    ``{model name: HR model}`` (``--hr-model auto``: each student's teacher).
-    """
-    if isinstance(hr, dict):
-        return hr.get(emb.name, emb)
-    return hr or emb
-
-
-def hr_info(hr: Embedder | dict[str, Embedder] | None) -> Any:
-    """JSON description of the HR-side choice."""
-    if isinstance(hr, dict):
-        return {"auto": {k: model_info(v) for k, v in hr.items()}}
-    return model_info(hr) if hr else None
-
-
-def check_hr_embedder(embedders: Sequence[Embedder], hr: Embedder | dict | None) -> None:
-    """Raise :class:`LrfaceError` if ``hr``'s embeddings cannot be compared with a model's."""
-    if not embedders:
-        raise LrfaceError("no model given; pass --model NAME[,NAME...]")
-    if hr is None:
-        return
-    for e in embedders:
-        hr_e = hr_for(hr, e)
-        if e.embedding_size != hr_e.embedding_size:
-            raise LrfaceError(
-                f"--hr-model {hr_e.name} gives {hr_e.embedding_size}-d embeddings but "
-                f"{e.name} gives "
-                f"{e.embedding_size}-d; the HR model must share the probe model's embedding space"
-            )
-
-
-def degradation_for(size: int, recipe: Degradation | None) -> Degradation:
-    """``recipe`` (default: area reduction only) at ``size``."""
-    return dataclasses.replace(recipe, size=size) if recipe else Degradation(size=size)
-
-
-def stable_seed(name: str) -> int:
-    """Per-file noise seed that does not depend on list order."""
-    return int(digest(name, n=8), 16)
-
-
-def check_condition(kind: str, probe_crop: str) -> None:
-    """Raise a one-line :class:`LrfaceError` for an unknown ``--degrade`` / ``--probe-crop``."""
-    if kind not in DEGRADE_CHOICES:
-        raise LrfaceError(f"--degrade {kind!r} is not known; choose {' or '.join(DEGRADE_CHOICES)}")
-    if probe_crop not in PROBE_CROPS:
-        raise LrfaceError(
-            f"--probe-crop {probe_crop!r} is not known; choose {' or '.join(PROBE_CROPS)}"
-        )
-
-
-def condition_recipe(deg: Degradation, kind: str, probe_crop: str) -> str:
-    """The probe recipe of one size under a condition (the plain ``deg.describe()`` for
-    clean aligned probes)."""
-    text = deg.describe()
-    if probe_crop == "box":
-        text = f"box crop ({BOX_MARGIN:g}x detector box, square, {BOX_HR_SIDE}px), " + text
-    if kind == "realistic":
-        text += "; then " + REALISTIC.describe()
-    return text
-
-
-def condition_info(kind: str, probe_crop: str, detector: str) -> dict[str, Any]:
-    """JSON description of the probe condition for results files."""
-    return {
-        "degrade": kind,
-        "degrade_recipe": REALISTIC.describe()
-        if kind == "realistic"
-        else "none: area reduction only",
-        "probe_crop": probe_crop,
-        "probe_crop_recipe": (
-            f"{detector} box of the face (no landmarks), made square around its centre with "
-            f"side {BOX_MARGIN:g} x max(w, h), cut from the HR photo (edge replicated "
-            f"outside), area-resized to {BOX_HR_SIDE}x{BOX_HR_SIDE}, then reduced"
-        )
-        if probe_crop == "box"
-        else "5-point ArcFace template alignment at 112x112, then reduced",
-    }
-
-
-def condition_caption(kind: str, probe_crop: str) -> str:
-    """``"probes: aligned crops, clean"``-style caption suffix."""
-    what = "realistic blur/noise/JPEG" if kind == "realistic" else "clean area reduction"
-    crop = "detector-box crops" if probe_crop == "box" else "aligned crops"
-    return f"probes: {crop}, {what}"
-
-
-def degrade_probe(
-    crop: np.ndarray, deg: Degradation, kind: str, index: int, side: int = 0
-) -> np.ndarray:
-    """One probe under the condition ``kind``: ``degrade(crop, deg)`` (clean; noise seeded by
-    ``index`` if ``deg`` adds any) or :func:`degrade_realistic` with the draw of
-    :func:`realistic_rng` ``(index, deg.size, side)``.  uint8 BGR in and out."""
-    if kind == "realistic":
-        return degrade_realistic(crop, deg, realistic_rng(index, deg.size, side))
-    return _degrade(crop, deg, index)
-
-
-def _detect_box_one(path: Path, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
-    """Box crop of the largest face of one file; the whole image when no face is found."""
-    from ...align import resize_crop
-    from ...detect import load_detector
-    from ...io import read_image
-
-    image = read_image(path)
-    faces = load_detector(detector).detect(image)
-    if faces:
-        box = faces[0].box.astype(np.float32)
-        return box_crop(image, box), False, box
-    h, w = image.shape[:2]
-    return resize_crop(image, BOX_HR_SIDE), True, np.array([0, 0, w, h], np.float32)
-
-
-def box_crops(
-    paths: Sequence[Path],
-    detector: str = DEFAULT_DETECTOR,
-    progress: bool = True,
-    use_cache: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``--probe-crop box`` crops of image files: the largest face's detector box, square,
-    :data:`BOX_MARGIN` x, at :data:`BOX_HR_SIDE` (:func:`lrface.degrade.box_crop`); a resize
-    of the whole image when no face is found.  Cached on disk like :func:`prepare_crops`.
-
-    Returns ``(crops, fallback, boxes)``: uint8 BGR (N, 112, 112, 3), bool (N,) and float32
-    (N, 4) detector boxes x1, y1, x2, y2 (the whole image for a fallback).
-    """
-    paths = [Path(p) for p in paths]
-    sigs = [file_signature(p) for p in paths]
-    key = digest("box_crops", detector, BOX_MARGIN, BOX_HR_SIDE, *sigs)
-    fn = cache_dir() / f"boxcrops-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            return z["crops"], z["fallback"], z["boxes"]
-    crops = np.zeros((len(paths), BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
-    fallback = np.zeros(len(paths), bool)
-    boxes = np.zeros((len(paths), 4), np.float32)
-    for i, p in enumerate(tqdm(paths, desc="detect boxes", disable=not progress, unit="img")):
-        crops[i], fallback[i], boxes[i] = _detect_box_one(p, detector)
-    if use_cache:
-        save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
-    return crops, fallback, boxes
-
-
-# --------------------------------------------------------------------------------------
-# the folder protocol
-# --------------------------------------------------------------------------------------
 
 
 def scan_folder(root: str | Path) -> dict[str, list[Path]]:

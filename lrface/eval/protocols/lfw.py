@@ -41,25 +41,20 @@ from ...cache import cache_dir, digest
 from ...datasets.facecache import aligned_crops, central_face
 from ...datasets.lfw import LFW, Pair
 from ...degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
+from ...detect import DEFAULT_DETECTOR
 from ...errors import LrfaceError
 from ...fileio import save_npz_atomic
 from ...io import read_image
 from ...models.embedder import Embedder
 from ..metrics import roc, verification_report
-from .folder import (
-    DEFAULT_DETECTOR,
+from .common import check_hr_embedder, embed_cached, hr_for, hr_info, model_info, row_label
+from .conditions import (
     check_condition,
-    check_hr_embedder,
     condition_caption,
     condition_info,
     condition_recipe,
     degradation_for,
     degrade_probe,
-    embed_cached,
-    hr_for,
-    hr_info,
-    model_info,
-    row_label,
     stable_seed,
 )
 

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...detect import DEFAULT_DETECTOR
 from ...errors import DatasetError
 from ..metrics import identification_report
-from .folder import (
-    DEFAULT_DETECTOR,
+from .common import (
     check_hr_embedder,
     embed_cached,
     file_signature,

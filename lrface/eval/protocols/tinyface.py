@@ -31,7 +31,7 @@ from ...errors import DatasetError, LrfaceError
 from ...io import list_images, read_image
 from ...models.embedder import Embedder
 from ..metrics import identification_report
-from .folder import embed_cached, file_signature, identification_entry, model_info, percent
+from .common import embed_cached, file_signature, identification_entry, model_info, percent
 
 PROBE_MAT = "probe_img_ID_pairs.mat"
 GALLERY_MAT = "gallery_match_img_ID_pairs.mat"
