@@ -274,7 +274,7 @@ def cmd_models(a: argparse.Namespace) -> int:
     from .models import registry
 
     if a.action == "list":
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, spec in sorted(registry.all_models().items()):
             path = registry.find(spec, a.model_dir)
             rows.append(
@@ -389,6 +389,8 @@ def cmd_distill(a: argparse.Namespace) -> int:
         mbf_expand=a.mbf_expand,
         targets=a.targets,
         mixup=a.mixup,
+        p_box=a.p_box,
+        p_realistic=a.p_realistic,
         test_guard=not a.no_test_guard,
         guard_threshold=a.guard_threshold,
         val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
@@ -716,6 +718,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="with online targets: probability that a view blends two training faces "
         "(weight uniform 0-1; the teacher embeds the blend), default 0",
+    )
+    t.add_argument(
+        "--p-box",
+        type=float,
+        default=0.0,
+        help="probability that a view is the detector's box around the face (square, 1.1x, "
+        "jittered as on small faces; no landmarks), as deployment cuts small faces; the "
+        "target stays the teacher's aligned HR embedding (lrface.distill.views), default 0",
+    )
+    t.add_argument(
+        "--p-realistic",
+        type=float,
+        default=0.0,
+        help="probability that a reduced view gets the realistic degradation of "
+        "'benchmark --degrade realistic' (blur, motion blur, sensor noise, JPEG q30-70) "
+        "instead of the light training extras, default 0",
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(

@@ -30,7 +30,7 @@ from ..datasets.facecache import aligned_crops, cache_file
 from ..datasets.lfw import LFW, identity_of
 from ..datasets.recordio import RecordCrops
 from ..datasets.sources import Source, list_folder, parse_sources
-from ..degrade import RandomDegradation, degrade, jitter_alignment
+from ..degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
 from ..detect import DEFAULT_DETECTOR, resolve_detector
 from ..errors import DatasetError
 from ..fileio import save_npz_atomic
@@ -389,6 +389,7 @@ class TrainingData:
     parts: list[SourceFaces]
     guard: dict[str, Any]
     lfw: LFW | None
+    views: dict[str, Any] | None = None  # box views (distill.views.BoxViews.card), if any
 
     @property
     def weights(self) -> list[float]:
@@ -657,6 +658,14 @@ class DistillDataset(torch.utils.data.Dataset):
     ("function matching": the teacher embeds the same blend the student sees degraded,
     which widens the inputs on which the student learns the teacher's function).
 
+    ``p_box`` (cached targets): probability that the view is the face's detector box,
+    jittered as on small faces (``box_views``: :class:`lrface.distill.views.BoxViews`),
+    instead of its aligned crop; the target stays the teacher's embedding of the aligned
+    crop.  ``p_realistic``: probability that a reduced view gets the evaluators' realistic
+    degradation (:data:`lrface.degrade.REALISTIC`: blur, motion blur, sensor noise, JPEG
+    q30-70) instead of the light training extras.  Both 0 (default): the random draws are
+    those of earlier versions.
+
     ``x``: float32 (3, S, S) normalised RGB for a student of input side S (112 for the
     MobileFaceNet student: degraded crops are upsampled back with bicubic; 16/24/32 for a
     native student: the LR crop is resized to S).  ``target``: float32 (D,).
@@ -676,9 +685,16 @@ class DistillDataset(torch.utils.data.Dataset):
         p_jitter: float = 0.5,
         online: bool = False,
         p_mix: float = 0.0,
+        box_views: Any = None,
+        p_box: float = 0.0,
+        p_realistic: float = 0.0,
     ) -> None:
         if p_mix and not online:
             raise ValueError("blended views need online teacher targets")
+        if (p_box or p_realistic) and online:
+            raise ValueError("box and realistic views use cached targets, not online ones")
+        if p_box and box_views is None:
+            raise ValueError("p_box > 0 needs the faces' box views (views.build_box_views)")
         self.faces, self.plain, self.mirror = faces, plain, mirror
         self.input_size = input_size
         self.mean = np.asarray(mean, np.float32)
@@ -688,6 +704,7 @@ class DistillDataset(torch.utils.data.Dataset):
         self.p_flip, self.p_jitter = p_flip, p_jitter
         self.online = online
         self.p_mix = p_mix
+        self.box_views, self.p_box, self.p_realistic = box_views, p_box, p_realistic
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -701,6 +718,9 @@ class DistillDataset(torch.utils.data.Dataset):
         idx, rep = int(key) % n, int(key) // n
         rng = np.random.default_rng([self.seed, self.epoch, idx] + ([rep] if rep else []))
         crop = self.faces.crops[idx]
+        boxed = False
+        if self.p_box and self.box_views.has(idx) and rng.random() < self.p_box:
+            crop, boxed = self.box_views.view(idx, rng), True
         flipped = rng.random() < self.p_flip
         if flipped:
             crop = np.ascontiguousarray(crop[:, ::-1])
@@ -717,10 +737,17 @@ class DistillDataset(torch.utils.data.Dataset):
                 blend = w * crop.astype(np.float32) + (1.0 - w) * other.astype(np.float32)
                 crop = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
                 idx = -1
-        elif rng.random() < self.p_jitter:
+        elif not boxed and rng.random() < self.p_jitter:
             crop = jitter_alignment(crop, rng)
         d = self.deg.sample(rng, hr_size=crop.shape[0])
-        lr = degrade(crop, d, rng)
+        if self.p_realistic and d.size < crop.shape[0] and rng.random() < self.p_realistic:
+            # the evaluators' realistic recipe instead of the light training extras
+            plain_reduction = dataclasses.replace(
+                d, blur_sigma=0.0, noise_std=0.0, jpeg_quality=None
+            )
+            lr = degrade_realistic(crop, plain_reduction, rng)
+        else:
+            lr = degrade(crop, d, rng)
         x = resize_to(lr, self.input_size)
         x = (x[:, :, ::-1].astype(np.float32) - self.mean) / self.std
         target = self.mirror[idx] if flipped else self.plain[idx]

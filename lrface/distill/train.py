@@ -30,6 +30,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..degrade import Degradation, RandomDegradation, degrade
+from ..detect import DEFAULT_DETECTOR
 from ..errors import LrfaceError
 from ..fileio import atomic_write, write_json_atomic
 from ..models import registry
@@ -55,6 +56,7 @@ from .losses import (
     prototype_arc_loss,
 )
 from .online import OnlineTeacher
+from .views import build_box_views
 
 log = logging.getLogger("lrface")
 
@@ -117,6 +119,8 @@ class DistillConfig:
     # augmentation: larger alignment jitter, brightness/contrast), "consistent teaching";
     # "online-fused": the same, with the teacher's flip-fused embedding of each view
     mixup: float = 0.0  # online targets: probability of a view blending two faces
+    p_box: float = 0.0  # probability a view is the detector's box, jittered (distill.views)
+    p_realistic: float = 0.0  # probability a reduced view gets the realistic degradation
     test_guard: bool = True  # drop unlabelled/RecordIO faces close to LFW test-split images
     guard_threshold: float | None = None  # cosine; None: datasets.guard.GUARD_THRESHOLD
 
@@ -318,6 +322,12 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             f"--mixup {cfg.mixup}: a probability in [0, 1], and blended views need "
             "--targets online or online-fused (the teacher must embed the blend)"
         )
+    for flag, p in (("--p-box", cfg.p_box), ("--p-realistic", cfg.p_realistic)):
+        if not 0.0 <= p <= 1.0 or (p and online):
+            raise LrfaceError(
+                f"{flag} {p}: a probability in [0, 1], with cached targets (--targets view "
+                "or fused; online targets embed the augmented aligned view)"
+            )
     if cfg.mbf_expand < 1 or (cfg.mbf_expand > 1 and cfg.arch != "mbf"):
         raise LrfaceError(
             f"--mbf-expand {cfg.mbf_expand}: an integer >= 1, for lrface-mbf students only "
@@ -423,6 +433,17 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     bundle = _Bundle(student, crcd).to(device)
     opt = torch.optim.AdamW(bundle.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    box_views = None
+    if cfg.p_box:
+        box_views = build_box_views(td.parts, DEFAULT_DETECTOR, progress=progress and rank == 0)
+        if not box_views.covered:
+            raise LrfaceError(
+                f"--p-box {cfg.p_box}: no training face has a detector box (RecordIO packs "
+                "are pre-aligned); box views need photo sources (an LFW copy or folders)"
+            )
+        td.views = box_views.card()
+        if rank == 0:
+            log.info("box views: %d of %d faces", box_views.covered, len(box_views.row))
     ds = DistillDataset(
         faces,
         fused if cfg.targets == "fused" else plain,
@@ -434,6 +455,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         seed=cfg.seed,
         online=online,
         p_mix=cfg.mixup,
+        box_views=box_views,
+        p_box=cfg.p_box,
+        p_realistic=cfg.p_realistic,
     )
     online_teacher = (
         OnlineTeacher(teacher, device, fuse_flips=cfg.targets == "online-fused") if online else None
@@ -678,6 +702,7 @@ def _data_card(cfg: DistillConfig, td: TrainingData) -> dict[str, Any]:
         "identities": len(np.unique(labels[labels >= 0])),
         "unlabelled_images": int((labels < 0).sum()),
         **td.card(display_path),
+        **({"box_views": td.views} if td.views else {}),
     }
 
 

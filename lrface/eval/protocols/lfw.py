@@ -185,7 +185,8 @@ def load_box_crops(
     crop uses), square with side :data:`BOX_MARGIN` x max(w, h), at :data:`BOX_HR_SIDE`
     (:func:`lrface.degrade.box_crop`).  Returns ``(crops, fallback, boxes)`` in the order of
     ``rels``: uint8 BGR (N, 112, 112, 3), bool (N,) (no face found) and float32 (N, 4)
-    boxes x1, y1, x2, y2 in the photo.
+    boxes x1, y1, x2, y2 in the photo.  Rows come from a cached superset (the train
+    split's or the whole LFW's boxes, e.g. those of ``distill --p-box``) when one exists.
     """
     rels = list(rels)
     key = digest(Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *rels)
@@ -193,6 +194,14 @@ def load_box_crops(
     if fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
             return z["crops"], z["fallback"], z["boxes"]
+    for every in (lfw.train_images(), lfw.all_images):  # rows of a cached superset
+        key = digest(Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *every)
+        sup = cache_dir() / f"boxcrops-{detector}-{key}.npz"
+        at = {r: i for i, r in enumerate(every)}
+        if sup.is_file() and all(r in at for r in rels):
+            take = np.array([at[r] for r in rels], np.int64)
+            with np.load(sup, allow_pickle=False) as z:
+                return z["crops"][take], z["fallback"][take], z["boxes"][take]
     missing = [r for r in rels if not lfw.path(r).is_file()]
     if missing:
         raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
