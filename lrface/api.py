@@ -160,7 +160,8 @@ def verify(
         )
         for im, i in zip((image1, image2), picks)
     ]
-    names = (model, model) if model else tuple(choose_model(f.face_size) for f in faces)
+    sizes = (faces[0].face_size, faces[1].face_size)
+    names = (model, model) if model else (choose_model(sizes[0]), choose_model(sizes[1]))
     embs = [load_embedder(n) for n in names]
     e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
     sim = float(np.dot(e[0], e[1]))

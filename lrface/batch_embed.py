@@ -369,7 +369,7 @@ def _embed_shard(
     """
     ok = [j for j, r in enumerate(results) if r.crop is not None]
     fails = [(start + j, paths[j], r.error) for j, r in enumerate(results) if r.crop is None]
-    crops = [results[j].crop for j in ok]
+    crops = [r.crop for r in results if r.crop is not None]
     parts = [
         embedder.embed_crops(crops[b : b + batch_size]) for b in range(0, len(crops), batch_size)
     ]
@@ -610,7 +610,9 @@ def merge_outputs(
     loaded = _order_shards(loaded, [str(d) for d in dirs])
     man0 = loaded[0][0]
     all_paths: list[str] = []
-    rows, embs, fails = [], [], []
+    rows: list[np.ndarray] = []
+    embs: list[np.ndarray] = []
+    fails: list[tuple[int, str, str]] = []
     for man, paths, r, e, f in loaded:
         if (man["model"], man["settings"]) != (man0["model"], man0["settings"]):
             raise LrfaceError("merge: the outputs come from different models or settings")

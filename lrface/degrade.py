@@ -109,8 +109,7 @@ def degrade(
         )
         out = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
     if deg.jpeg_quality:
-        _, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(deg.jpeg_quality)])
-        out = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+        out = jpeg_roundtrip(out, int(deg.jpeg_quality))
     if deg.up_to and deg.up_to != deg.size:
         out = cv2.resize(out, (deg.up_to, deg.up_to), interpolation=cv2.INTER_CUBIC)
     return out
@@ -300,14 +299,21 @@ def apply_realistic(small: np.ndarray, draw: RealisticDraw, rng: np.random.Gener
     if draw.motion_length > 1.0:
         ker = motion_kernel(draw.motion_length, draw.motion_angle)
         out = cv2.filter2D(out, -1, ker, borderType=cv2.BORDER_REFLECT)
-    x = out.astype(np.float32)
+    x: np.ndarray = out.astype(np.float32)
     std = np.sqrt(draw.read_std**2 + draw.shot_gain * x)
     x = x + rng.standard_normal(x.shape).astype(np.float32) * std
     out = np.clip(x + 0.5, 0, 255).astype(np.uint8)
-    ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(draw.jpeg_quality)])
-    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 image
-        raise ValueError("JPEG encoding failed")
-    return cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    return jpeg_roundtrip(out, int(draw.jpeg_quality))
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """``image`` (uint8 BGR (h, w, 3)) JPEG-encoded at ``quality`` (OpenCV's encoder) and
+    decoded again; same shape and dtype."""
+    ok, enc = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    out = cv2.imdecode(enc, cv2.IMREAD_COLOR) if ok else None
+    if out is None:  # pragma: no cover - OpenCV always round-trips a uint8 image
+        raise ValueError(f"JPEG round trip of a {image.dtype} {image.shape} image failed")
+    return out
 
 
 def degrade_realistic(

@@ -226,8 +226,10 @@ def _quiet_opencv() -> None:
     """OpenCV's own log lines (e.g. YuNet's "Targets are not supported" warning) off."""
     try:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:  # older OpenCV builds
-        cv2.setLogLevel(2)
+    except AttributeError:  # older OpenCV builds: cv2.setLogLevel (absent from OpenCV's stubs)
+        set_level = getattr(cv2, "setLogLevel", None)
+        if set_level is not None:
+            set_level(2)
 
 
 class YuNet(Detector):

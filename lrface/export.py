@@ -7,7 +7,7 @@ The exported pair loads as a named model through the registry
 from __future__ import annotations
 
 import copy
-import io
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +44,19 @@ def export_onnx(
     net = load_student_state(spec, pt_path).eval()
     s = int(spec.input_size or 112)
     dummy = torch.zeros(1, 3, s, s)
-    buf = io.BytesIO()
-    torch.onnx.export(
-        net,
-        (dummy,),
-        buf,
-        input_names=["input"],
-        output_names=["embedding"],
-        dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,
-    )
-    data = buf.getvalue()
+    with tempfile.TemporaryDirectory(prefix="lrface-export-") as tmp:
+        tmp_onnx = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            net,
+            (dummy,),
+            tmp_onnx,
+            input_names=["input"],
+            output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        data = tmp_onnx.read_bytes()
     onnx_path = Path(onnx_path)
     pt_sha = sha256_file(pt_path)
     with atomic_write(onnx_path, "wb") as fh:

@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
@@ -38,8 +38,9 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only on success.
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` (``mode`` "wb" binary, "w" text); rename it
+    over ``path`` only on success.
 
     The temporary file lives in the same directory, so the final ``os.replace`` is atomic
     on POSIX and Windows.  On an exception the temporary file is removed and ``path`` is
@@ -53,7 +54,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Bin
         raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, mode) as fh:
-            yield fh  # type: ignore[misc]
+            yield fh
             try:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -146,8 +147,10 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
 
 def save_npz_atomic(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     """``np.savez`` to ``path`` atomically (the name is used exactly, no ``.npz`` added)."""
+    # (as dict[str, Any]: numpy's stub types savez's **kwds like its allow_pickle flag)
+    named: dict[str, Any] = dict(arrays)
     with atomic_write(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **named)
 
 
 def jsonable(obj: Any) -> Any:
@@ -229,10 +232,10 @@ def read_npz_arrays(
                 members[info.filename] = info
             wanted = []
             for name in names:
-                info = members.get(f"{name}.npy")
-                if info is None:
+                member = members.get(f"{name}.npy")
+                if member is None:
                     raise NpzError(f"no {name!r} array")
-                wanted.append((name, info))
+                wanted.append((name, member))
             declared = sum(info.file_size for _, info in wanted)
             if declared > max_ratio * size + NPZ_SLACK:
                 raise NpzError(

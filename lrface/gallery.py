@@ -219,9 +219,9 @@ class Gallery:
         spaces_theirs = [theirs] + ([t] if (t := _teacher_of(embedder)) else [])
         same_space = any(_same_model(a, b) for a in spaces_ours for b in spaces_theirs)
         if not (same_space and int(dim) == self.embedding_size):
-            ours = _describe(self.model_name, self.model_sha256, self.embedding_size)
+            built = _describe(self.model_name, self.model_sha256, self.embedding_size)
             raise LrfaceError(
-                f"gallery was built with model {ours} "
+                f"gallery was built with model {built} "
                 f"but the probes use {_describe(name, sha, int(dim))}; embeddings of different "
                 f"models are not comparable: use --model {self.model_name} or rebuild the gallery"
             )

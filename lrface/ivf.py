@@ -131,7 +131,7 @@ class IvfGallery:
         self.teacher = m.get("teacher")
         self.threshold = meta.get("threshold")
         self.aggregate = "all"
-        self._indexes: list[tuple[Any, int]] | None = None  # (faiss index, parts covered)
+        self._indexes: list[tuple[Any, str]] | None = None  # (faiss index, its file name)
         self._parts: list[dict[str, Any]] | None = None  # loaded arrays per part
 
     # ------------------------------------------------------------------ creation

@@ -463,11 +463,11 @@ def prepare_many(
     Uses :class:`CropPreparer` (worker processes only for :data:`POOL_MIN_PATHS` or more
     images); the pool is closed when the generator is exhausted or closed.
     """
-    paths = [str(p) for p in paths]
+    names = [str(p) for p in paths]
     if not _is_int(chunk_size) or chunk_size < 1:
         raise LrfaceError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    with CropPreparer(options, workers, len(paths)) as prep:
-        yield from prep.map(paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size))
+    with CropPreparer(options, workers, len(names)) as prep:
+        yield from prep.map(names[i : i + chunk_size] for i in range(0, len(names), chunk_size))
 
 
 class _NoBar:

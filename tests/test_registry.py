@@ -170,6 +170,16 @@ def test_malformed_cards_are_one_line_errors(tmp_path, change, message):
     assert str(card) in str(exc.value) and "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("field", ["weights_file", "name"])
+def test_required_field_set_to_null_is_a_one_line_error(tmp_path, field):
+    card, _ = _copy_student(tmp_path)
+    data = json.loads(card.read_text())
+    data[field] = None
+    card.write_text(json.dumps(data))
+    with pytest.raises(ModelFileError, match=f"'{field}' must be a non-empty string, got None"):
+        registry.spec_from_card(card)
+
+
 @pytest.mark.parametrize("text", ["[1, 2, 3]", "{not json", "", '"a string"', "null"])
 def test_cards_that_are_not_json_objects(tmp_path, text):
     card = tmp_path / "x.json"

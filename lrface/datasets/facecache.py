@@ -180,7 +180,8 @@ def aligned_crops(
     if fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
-        redo = np.flatnonzero(out["fallback"]) if _version(out) < CACHE_VERSION else []
+        old = _version(out) < CACHE_VERSION
+        redo = np.flatnonzero(out["fallback"]) if old else np.zeros(0, np.int64)
         if len(redo):  # written before the padded retry: detect those images again
             got = _detect_align(
                 [str(Path(root) / rel_paths[i]) for i in redo],

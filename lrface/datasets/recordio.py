@@ -121,9 +121,10 @@ class RecordFile:
         return self._fd
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+        fd = getattr(self, "_fd", None)
+        if fd is not None and self._pid == os.getpid():
             with contextlib.suppress(OSError):
-                os.close(self._fd)
+                os.close(fd)
 
     def __contains__(self, key: int) -> bool:
         return int(key) in self._pos

@@ -46,8 +46,8 @@ def plot_roc(curves: Sequence[Curve], path: str | Path, title: str = "ROC") -> P
     """Write a ROC figure: TAR vs FAR (log axis), one line per ``(label, far, tar)``."""
     fig, ax = _figure(title, "false accept rate (FAR)", "true accept rate (TAR)")
     lo = 1.0
-    for label, far, tar in curves:
-        far, tar = np.asarray(far, float), np.asarray(tar, float)
+    for label, far_seq, tar_seq in curves:
+        far, tar = np.asarray(far_seq, float), np.asarray(tar_seq, float)
         keep = far > 0
         if keep.any():
             ax.plot(far[keep], tar[keep], label=label)

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..errors import ModelFileError
 from ..fileio import sha256_file
@@ -312,6 +312,8 @@ class _Card:
 
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
         v = self.get(key, default, required=required)
+        if v is None and required:
+            raise self.fail(key, "a non-empty string", v)
         if v is not None and (not isinstance(v, str) or (required and not v.strip())):
             raise self.fail(key, "a non-empty string", v)
         return v
@@ -338,6 +340,11 @@ class _Card:
             raise self.fail(key, f"a number in [{lo}, {hi}]", v)
         return float(v)
 
+    @overload
+    def sha(self, key: str, *, required: Literal[True]) -> str: ...
+    @overload
+    def sha(self, key: str, *, required: bool) -> str | None: ...
+
     def sha(self, key: str, *, required: bool) -> str | None:
         v = self.get(key, None)
         if v is None and required:
@@ -362,6 +369,11 @@ class _Card:
         ):
             raise self.fail(f"preprocessing.{key}", "a list of 3 numbers", v)
         return tuple(float(x) for x in v)
+
+    @overload
+    def filename(self, key: str, *, required: Literal[True]) -> str: ...
+    @overload
+    def filename(self, key: str, *, required: bool) -> str | None: ...
 
     def filename(self, key: str, *, required: bool) -> str | None:
         v = self.text(key, None, required=required)

@@ -78,6 +78,17 @@ class MobileFaceNet(nn.Module):
         x = torch.clamp(self.conv2(x), 0, 6)
         return self.linear(self.gdconv(x)).flatten(1)
 
+    def bottlenecks(self) -> list[_Bottleneck]:
+        """The inverted-residual blocks of :attr:`blocks`, in order."""
+        return [b for b in self.blocks if isinstance(b, _Bottleneck)]
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of one of our convolutions (every one has a bias: batch-norm is folded)."""
+    if conv.bias is None:
+        raise ValueError(f"{conv}: convolution without a bias")
+    return conv.bias
+
 
 def mobilefacenet_from_onnx(path: str | os.PathLike[str]) -> MobileFaceNet:
     """A :class:`MobileFaceNet` carrying the weights of the teacher ONNX at ``path``.
@@ -104,7 +115,7 @@ def mobilefacenet_from_onnx(path: str | os.PathLike[str]) -> MobileFaceNet:
                     f"expected {tuple(conv.weight.shape)}"
                 )
             conv.weight.copy_(torch.from_numpy(np.array(w)))
-            conv.bias.copy_(torch.from_numpy(np.array(inits[node.input[2]])))
+            _bias(conv).copy_(torch.from_numpy(np.array(inits[node.input[2]])))
     return model
 
 
@@ -124,18 +135,18 @@ def widen_mobilefacenet(model: MobileFaceNet, mult: int, seed: int = 0) -> Mobil
     for name, p in dst.items():
         if p.shape == src[name].shape:
             p.copy_(src[name])
-    for old, new in zip(model.blocks, wide.blocks):
+    for old, new in zip(model.bottlenecks(), wide.bottlenecks()):
         mid = old.expand.out_channels
         share = torch.rand(mult, mid, generator=gen) + 0.5  # random positive shares
         share = share / share.sum(0, keepdim=True)  # of each channel, summing to 1
         for k in range(mult):
             sl = slice(k * mid, (k + 1) * mid)
             new.expand.weight[sl] = old.expand.weight
-            new.expand.bias[sl] = old.expand.bias
+            _bias(new.expand)[sl] = _bias(old.expand)
             new.depthwise.weight[sl] = old.depthwise.weight
-            new.depthwise.bias[sl] = old.depthwise.bias
+            _bias(new.depthwise)[sl] = _bias(old.depthwise)
             new.project.weight[:, sl] = old.project.weight * share[k].view(1, mid, 1, 1)
-        new.project.bias.copy_(old.project.bias)
+        _bias(new.project).copy_(_bias(old.project))
     return wide
 
 

@@ -61,8 +61,10 @@ class TorchEmbedder(Embedder):
     ) -> None:
         super().__init__(spec, flip=flip, batch_size=batch_size)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # channels_last: ~4x faster depthwise convolutions on CPU than NCHW (same result)
-        self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
+        # channels_last: ~4x faster depthwise convolutions on CPU than NCHW (same result);
+        # Module.to(memory_format=...) works but is missing from torch's overloads
+        model = model.to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model = model.eval()
 
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
