@@ -63,6 +63,14 @@ def multi_face_image():
 
 
 @pytest.fixture(scope="session")
+def teacher():
+    """The ONNX teacher (mobilefacenet-arcface, flip fusion on), shipped in weights/."""
+    from lrface.models.loader import load_embedder
+
+    return load_embedder("mobilefacenet-arcface")
+
+
+@pytest.fixture(scope="session")
 def aligned_crop(lfw_image):
     from lrface.pipeline import prepare_face
 

@@ -35,13 +35,6 @@ SHARD = 8
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    from lrface.models.loader import load_embedder
-
-    return load_embedder("mobilefacenet-arcface")
-
-
-@pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """40 real LFW images with one corrupt file at position 13; returns (paths, bad)."""
     people = sorted(d for d in LFW.iterdir() if d.name.startswith("Al"))[:25]

@@ -33,6 +33,11 @@ def parse(*argv: str) -> BenchmarkConfig:
     return from_namespace(BenchmarkConfig, args, command_line="lrface benchmark " + " ".join(argv))
 
 
+def parse_lfw(*argv: str) -> BenchmarkConfig:
+    """``lrface benchmark --protocol lfw --data <../shared's LFW> ARGV``."""
+    return parse("--protocol", "lfw", "--data", str(LFW_ROOT), *argv)
+
+
 def run_and_print(config: BenchmarkConfig) -> dict:
     """What ``lrface benchmark`` does: run, then print the table or JSON."""
     result = run_benchmark(config)
@@ -49,11 +54,7 @@ def _strict(text: str) -> dict:
 
 def test_lfw_quick_run_json_and_plots(tmp_path, capsys):
     out = tmp_path / "out"
-    args = parse(
-        "--protocol",
-        "lfw",
-        "--data",
-        str(LFW_ROOT),
+    args = parse_lfw(
         "--max-pairs-per-fold",
         "20",
         "--mode",
@@ -141,29 +142,14 @@ def test_option_parsing_errors(tmp_path):
     ids.write_text("1, 2\n3\n")
     assert parse_ids(f"@{ids}") == [1, 2, 3] and parse_ids("4,5") == [4, 5]
     with pytest.raises(LrfaceError, match="unknown LFW mode"):
-        run_benchmark(
-            parse(
-                "--protocol",
-                "lfw",
-                "--data",
-                str(LFW_ROOT),
-                "--mode",
-                "hr-x",
-                "--out",
-                str(tmp_path / "o"),
-            )
-        )
+        run_benchmark(parse_lfw("--mode", "hr-x", "--out", str(tmp_path / "o")))
     with pytest.raises(SystemExit):
-        parse("--protocol", "lfw", "--data", str(LFW_ROOT), "--split", "train")
+        parse_lfw("--split", "train")
 
 
 def test_lfw_condition_options_in_results_and_table(tmp_path, capsys):
     out = tmp_path / "out"
-    args = parse(
-        "--protocol",
-        "lfw",
-        "--data",
-        str(LFW_ROOT),
+    args = parse_lfw(
         "--max-pairs-per-fold",
         "4",
         "--mode",

@@ -22,13 +22,6 @@ N_ENROL = 3
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    from lrface.models.loader import load_embedder
-
-    return load_embedder("mobilefacenet-arcface")
-
-
-@pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     """ROOT/<person>/<3 images> plus one corrupt file; returns (root, held-out paths, bad)."""
     root = tmp_path_factory.mktemp("gallery")
@@ -78,6 +71,24 @@ def _copy(g: Gallery, aggregate: str | None = None) -> Gallery:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _teacher_under_card(teacher, folder: Path, name: str, /, **extra) -> dict:
+    """A card for ``name``: the teacher's real weights copied to ``folder/<name>.onnx``,
+    written to ``folder/<name>.json`` (``extra`` fields added); returns the card."""
+    shutil.copy(teacher.path, folder / f"{name}.onnx")
+    card = {
+        "name": name,
+        "kind": "student",
+        "weights_file": f"{name}.onnx",
+        "sha256": _sha256(folder / f"{name}.onnx"),
+        "input_size": 112,
+        "embedding_size": 128,
+        "runtime": "onnx",
+        **extra,
+    }
+    (folder / f"{name}.json").write_text(json.dumps(card))
+    return card
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -234,20 +245,10 @@ def test_wrong_model_is_refused(built, probes, tmp_path, teacher):
     gallery = built[0]
     gallery.check_model(teacher)  # the right model passes
     # a real, separately named model (the teacher's weights under another card)
-    shutil.copy(teacher.path, tmp_path / "other.onnx")
-    card = {
-        "name": "other-model",
-        "kind": "student",
-        "weights_file": "other.onnx",
-        "sha256": _sha256(tmp_path / "other.onnx"),
-        "input_size": 112,
-        "embedding_size": 128,
-        "runtime": "onnx",
-    }
-    (tmp_path / "other.json").write_text(json.dumps(card))
+    _teacher_under_card(teacher, tmp_path, "other-model")
     from lrface.models.loader import load_embedder
 
-    other = load_embedder(str(tmp_path / "other.json"))
+    other = load_embedder(str(tmp_path / "other-model.json"))
     with pytest.raises(LrfaceError) as exc:
         gallery.identify(probes, embedder=other)
     msg = str(exc.value)
@@ -264,19 +265,9 @@ def test_student_in_teacher_space_is_accepted(built, probes, tmp_path, teacher):
     """A model whose card names the gallery's model as teacher shares its space."""
     from lrface.models.loader import load_embedder
 
-    shutil.copy(teacher.path, tmp_path / "student.onnx")
-    card = {
-        "name": "student-x",
-        "kind": "student",
-        "weights_file": "student.onnx",
-        "sha256": _sha256(tmp_path / "student.onnx"),
-        "input_size": 112,
-        "embedding_size": 128,
-        "runtime": "onnx",
-        "teacher": {"name": teacher.name, "sha256": teacher.sha256},
-    }
-    (tmp_path / "student.json").write_text(json.dumps(card))
-    student = load_embedder(str(tmp_path / "student.json"))
+    teacher_ref = {"name": teacher.name, "sha256": teacher.sha256}
+    card = _teacher_under_card(teacher, tmp_path, "student-x", teacher=teacher_ref)
+    student = load_embedder(str(tmp_path / "student-x.json"))
     gallery = built[0]
     assert [r["identity"] for r in gallery.identify(probes, embedder=student)] == PEOPLE
     # a gallery built by the student accepts the teacher (and survives save/load)

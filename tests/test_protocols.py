@@ -36,28 +36,13 @@ MANY = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld"]
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    from lrface.models.loader import load_embedder
-
-    return load_embedder("mobilefacenet-arcface")
-
-
-@pytest.fixture(scope="module")
 def lfw():
     return LFW(LFW_ROOT)
 
 
 @pytest.fixture(scope="module")
 def lfw_result(teacher):
-    return lfw_proto.evaluate_lfw(
-        [teacher],
-        LFW_ROOT,
-        modes=("hr-hr", "hr-lr"),
-        sizes=(8,),
-        pair_indices=PAIR_INDICES,
-        progress=False,
-        use_cache=False,
-    )
+    return _evaluate_lfw(teacher, modes=("hr-hr", "hr-lr"), sizes=(8,), pair_indices=PAIR_INDICES)
 
 
 @pytest.fixture
@@ -65,6 +50,11 @@ def own_cache(tmp_path, monkeypatch):
     """A fresh LRFACE_CACHE for this test (generated trees must not litter the user cache)."""
     monkeypatch.setenv("LRFACE_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def _evaluate_lfw(teacher, **kw) -> dict:
+    """The LFW protocol on ../shared's LFW for ``teacher``, quiet and without the cache."""
+    return lfw_proto.evaluate_lfw([teacher], LFW_ROOT, progress=False, use_cache=False, **kw)
 
 
 def _entry(result: dict, **match) -> dict:
@@ -124,15 +114,8 @@ def test_lfw_hr_side_by_another_model(teacher):
     from lrface.models.loader import load_embedder
 
     plain = load_embedder("mobilefacenet-arcface", flip=False)  # another embedder, same space
-    res = lfw_proto.evaluate_lfw(
-        [teacher],
-        LFW_ROOT,
-        modes=("hr-lr", "lr-lr"),
-        sizes=(24,),
-        hr_embedder=plain,
-        pair_indices=PAIR_INDICES,
-        progress=False,
-        use_cache=False,
+    res = _evaluate_lfw(
+        teacher, modes=("hr-lr", "lr-lr"), sizes=(24,), hr_embedder=plain, pair_indices=PAIR_INDICES
     )
     assert res["hr_model"]["flip_fusion"] is False and res["description"]["hr_model"]
     hr_lr = _entry(res, mode="hr-lr")
@@ -410,14 +393,11 @@ CONDITIONS = [
 @pytest.fixture(scope="module")
 def condition_results(teacher):
     return {
-        (d, c): lfw_proto.evaluate_lfw(
-            [teacher],
-            LFW_ROOT,
+        (d, c): _evaluate_lfw(
+            teacher,
             modes=("hr-lr", "lr-lr"),
             sizes=(16,),
             pair_indices=SMALL,
-            progress=False,
-            use_cache=False,
             degrade=d,
             probe_crop=c,
         )
@@ -442,15 +422,7 @@ def test_lfw_conditions_are_recorded(condition_results):
 
 
 def test_lfw_conditions_change_the_probes_not_the_default(condition_results, teacher):
-    default = lfw_proto.evaluate_lfw(
-        [teacher],
-        LFW_ROOT,
-        modes=("hr-lr", "lr-lr"),
-        sizes=(16,),
-        pair_indices=SMALL,
-        progress=False,
-        use_cache=False,
-    )
+    default = _evaluate_lfw(teacher, modes=("hr-lr", "lr-lr"), sizes=(16,), pair_indices=SMALL)
     auc = {k: _entry(res, mode="hr-lr")["metrics"]["auc"] for k, res in condition_results.items()}
     assert (
         _entry(default, mode="hr-lr")["metrics"]

@@ -18,11 +18,6 @@ from lrface.models.students import mobilefacenet_from_onnx
 from lrface.pipeline import prepare_face
 
 
-@pytest.fixture(scope="module")
-def teacher():
-    return load_embedder("mobilefacenet-arcface")
-
-
 def test_batch_is_dynamic_and_outputs_are_normalised(teacher, aligned_crop, rng):
     crops = [aligned_crop] + [rng.integers(0, 255, (112, 112, 3), dtype=np.uint8) for _ in range(4)]
     batch = teacher.embed_crops(crops)
@@ -56,7 +51,6 @@ def test_flip_argument_overrides_the_loaded_default(aligned_crop):
     assert plain.flip is False and fused.flip is True  # the argument mutates nothing
 
 
-
 @pytest.mark.parametrize("hw", [(112, 112), (40, 40), (200, 80), (150, 112), (112, 90), (60, 100)])
 def test_one_resize_rule_for_every_crop(teacher, lfw_image, hw):
     """A crop of any shape becomes the model's square input by one rule, in the crop
@@ -72,6 +66,7 @@ def test_one_resize_rule_for_every_crop(teacher, lfw_image, hw):
     assert np.array_equal(resize_crop(crop, 112), want)
     assert np.array_equal(prepare_face(crop, detect=False).crop, want)
     assert np.array_equal(teacher.preprocess([crop]), teacher.preprocess([want]))
+
 
 def test_torch_port_matches_onnx(aligned_crop):
     spec = registry.get_spec("mobilefacenet-arcface")
