@@ -199,25 +199,19 @@ def _embed(
     sc: _ScfaceSet, hr: Embedder, emb: Embedder, progress: bool, use_cache: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mugshots embedded by ``hr``, probes by ``emb`` (cached): float32 (G, D), (P, D)."""
-    g_emb = embed_cached(
-        hr,
-        len(sc.g_paths),
-        lambda a, b: list(sc.g_crops[a:b]),
-        (*sc.crop_key, *map(file_signature, sc.g_paths)),
-        desc="mugshots",
-        progress=progress,
-        use_cache=use_cache,
-    )
-    p_emb = embed_cached(
-        emb,
-        len(sc.p_paths),
-        lambda a, b: list(sc.p_crops[a:b]),
-        (*sc.crop_key, *map(file_signature, sc.p_paths)),
-        desc="probes",
-        progress=progress,
-        use_cache=use_cache,
-    )
-    return g_emb, p_emb
+
+    def run(model: Embedder, paths: list[Path], crops: np.ndarray, desc: str) -> np.ndarray:
+        return embed_cached(
+            model,
+            len(paths),
+            lambda a, b: list(crops[a:b]),
+            (*sc.crop_key, *map(file_signature, paths)),
+            desc=desc,
+            progress=progress,
+            use_cache=use_cache,
+        )
+
+    return run(hr, sc.g_paths, sc.g_crops, "mugshots"), run(emb, sc.p_paths, sc.p_crops, "probes")
 
 
 def _entries(
