@@ -24,6 +24,7 @@ import datetime as _dt
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -331,7 +332,7 @@ def _check_layout(protocol: str, data: str) -> None:
 
 
 def _run_protocol(
-    config: BenchmarkConfig, embedders: list[Embedder], hr: HrEmbedders
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
 ) -> dict[str, Any]:
     """The protocol's evaluator with the options that apply to it."""
     c = config
@@ -393,7 +394,7 @@ def _process_command_line() -> str:
 
 def resolve_hr_model(
     choice: str | None,
-    embedders: list[Embedder],
+    embedders: Sequence[Embedder],
     protocol: str,
     flip: bool = True,
     model_dir: str | None = None,

@@ -17,9 +17,9 @@ The probe conditions (``--degrade``, ``--probe-crop``) are in :mod:`.conditions`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -28,9 +28,11 @@ from ...cache import cache_dir, digest
 from ...detect import DEFAULT_DETECTOR, resolve_detector
 from ...errors import LrfaceError
 from ...fileio import save_npz_atomic, sha256_file
-from ...models.embedder import Embedder
 from ...models.registry import find
 from ...pipeline import CropOptions, prepare_many
+
+if TYPE_CHECKING:
+    from ...models.interface import Embedder, HrEmbedders
 
 #: Crops embedded per call (and per progress-bar step).
 EMBED_CHUNK = 256
@@ -221,25 +223,25 @@ def row_label(model: str, hr_model: str | None) -> str:
     return f"{model} (HR: {hr_model})" if hr_model and hr_model != model else model
 
 
-def hr_for(hr: Embedder | dict[str, Embedder] | None, emb: Embedder) -> Embedder:
+def hr_for(hr: HrEmbedders, emb: Embedder) -> Embedder:
     """The model that embeds the HR side for probe model ``emb``.
 
     ``hr`` is ``None`` (the model itself), one embedder for every model, or a mapping
     ``{model name: HR model}`` (``--hr-model auto``: each student's teacher).
     """
-    if isinstance(hr, dict):
+    if isinstance(hr, Mapping):
         return hr.get(emb.name, emb)
     return hr or emb
 
 
-def hr_info(hr: Embedder | dict[str, Embedder] | None) -> Any:
+def hr_info(hr: HrEmbedders) -> Any:
     """JSON description of the HR-side choice."""
-    if isinstance(hr, dict):
+    if isinstance(hr, Mapping):
         return {"auto": {k: model_info(v) for k, v in hr.items()}}
     return model_info(hr) if hr else None
 
 
-def check_hr_embedder(embedders: Sequence[Embedder], hr: Embedder | dict | None) -> None:
+def check_hr_embedder(embedders: Sequence[Embedder], hr: HrEmbedders) -> None:
     """Raise :class:`LrfaceError` if ``hr``'s embeddings cannot be compared with a model's."""
     if not embedders:
         raise LrfaceError("no model given; pass --model NAME[,NAME...]")

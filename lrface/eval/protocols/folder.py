@@ -31,7 +31,6 @@ from ...degrade import degrade as _degrade
 from ...detect import DEFAULT_DETECTOR
 from ...errors import DatasetError, LrfaceError
 from ...io import list_images
-from ...models.embedder import Embedder
 from ..metrics import identification_report
 from .common import (
     check_hr_embedder,
@@ -56,7 +55,7 @@ from .conditions import (
 )
 
 if TYPE_CHECKING:
-    from ...models.interface import HrEmbedders
+    from ...models.interface import Embedder, HrEmbedders
 
 FOLDER_SIZES = (16, 12)
 FOLDER_RANKS = (1, 5, 10, 20)

@@ -29,10 +29,10 @@ clean.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -45,7 +45,6 @@ from ...detect import DEFAULT_DETECTOR
 from ...errors import LrfaceError
 from ...fileio import save_npz_atomic
 from ...io import read_image
-from ...models.embedder import Embedder
 from ..metrics import roc, verification_report
 from .common import check_hr_embedder, embed_cached, hr_for, hr_info, model_info, row_label
 from .conditions import (
@@ -57,6 +56,9 @@ from .conditions import (
     degrade_probe,
     stable_seed,
 )
+
+if TYPE_CHECKING:
+    from ...models.interface import Embedder, HrEmbedders
 
 MODES = ("hr-hr", "hr-lr", "lr-lr")
 MODE_TITLES = {"hr-hr": "HR vs HR", "hr-lr": "HR vs LR", "lr-lr": "LR vs LR"}
@@ -420,7 +422,7 @@ def evaluate_lfw(
     modes: Sequence[str] = MODES,
     sizes: Sequence[int] = DEFAULT_SIZES,
     split: str = "test",
-    hr_embedder: Embedder | None = None,
+    hr_embedder: HrEmbedders = None,
     recipe: Degradation | None = None,
     max_pairs_per_fold: int | None = None,
     pair_indices: Sequence[int] | None = None,
@@ -440,7 +442,8 @@ def evaluate_lfw(
         sizes: LR sides in pixels (``hr-lr`` / ``lr-lr``).
         split: ``test`` (folds 6-10), ``val`` (1-5) or ``all`` (1-10).
         hr_embedder: model for the HR side (first image) in ``hr-hr``/``hr-lr``; ``None`` =
-            the evaluated model itself.  Must share the embedding space.
+            the evaluated model itself; a mapping ``{model name: HR model}`` (``--hr-model
+            auto``) keeps hr-hr model vs model.  Must share the embedding space.
         recipe: degradation template (its ``size`` is replaced); default area reduction.
         max_pairs_per_fold, pair_indices: subsets for quick runs, see :func:`select_pairs`.
         fars: false accept rates of TAR@FAR.
@@ -467,27 +470,19 @@ def evaluate_lfw(
     pairs = select_pairs(lfw, split, max_pairs_per_fold, pair_indices)
     ps = _PairSet(lfw, pairs, detector, progress, probe_crop if lr_needed(modes) else "aligned")
     lr_modes = [m for m in modes if m != "hr-hr"]
+    need_hr = "hr-hr" in modes or "hr-lr" in modes
     entries: list[dict[str, Any]] = []
     for emb in embedders:
         hr = hr_for(hr_embedder, emb)
         hr_name = hr.name if hr is not emb else None
-        need_hr = "hr-hr" in modes or "hr-lr" in modes
-        hr_side = ps.embed(hr, None, progress, use_cache) if need_hr else None
+        hr_side = (  # (n_images, D) HR embeddings; none when no mode compares with them
+            ps.embed(hr, None, progress, use_cache)
+            if need_hr
+            else np.zeros((0, hr.embedding_size), np.float32)
+        )
         if "hr-hr" in modes:
-            # --hr-model auto: hr-hr is the model against itself (student vs student).
-            a = (
-                ps.embed(emb, None, progress, use_cache)
-                if isinstance(hr_embedder, dict)
-                else hr_side
-            )
-            b = (
-                a
-                if (hr is emb or isinstance(hr_embedder, dict))
-                else ps.embed(emb, None, progress, use_cache)
-            )
-            rep = _pairs_report(_cosine(a, b, ps), ps.labels, ps.folds, fars)
-            hh_name = None if isinstance(hr_embedder, dict) else hr_name
-            entries.append(_entry(rep, emb.name, hh_name, "hr-hr", None, "aligned 112x112"))
+            auto = isinstance(hr_embedder, Mapping)
+            entries.append(_hr_hr_entry(ps, emb, hr, hr_side, auto, fars, progress, use_cache))
         sides = [1, 0] if "lr-lr" in lr_modes else [1]
         for s in sizes if lr_modes else ():
             deg = degradation_for(s, recipe)
@@ -526,6 +521,28 @@ def lr_needed(modes: Sequence[str]) -> bool:
     return any(m != "hr-hr" for m in modes)
 
 
+def _hr_hr_entry(
+    ps: _PairSet,
+    emb: Embedder,
+    hr: Embedder,
+    hr_side: np.ndarray,
+    auto: bool,
+    fars: Sequence[float],
+    progress: bool,
+    use_cache: bool,
+) -> dict[str, Any]:
+    """The hr-hr entry: ``hr_side`` (the HR model's embeddings) against the model's own,
+    or with ``auto`` (``--hr-model auto``) the model against itself (student vs student)."""
+    if auto:
+        a = b = ps.embed(emb, None, progress, use_cache)
+    else:
+        a = hr_side
+        b = a if hr is emb else ps.embed(emb, None, progress, use_cache)
+    rep = _pairs_report(_cosine(a, b, ps), ps.labels, ps.folds, fars)
+    hr_name = None if auto or hr is emb else hr.name
+    return _entry(rep, emb.name, hr_name, "hr-hr", None, "aligned 112x112")
+
+
 def _cosine(a: np.ndarray, b: np.ndarray, ps: _PairSet) -> np.ndarray:
     """Cosine score of each pair: float64 (n_pairs,)."""
     return np.einsum("ij,ij->i", a[ps.ia], b[ps.ib], dtype=np.float64)
@@ -553,7 +570,7 @@ def _describe(
     sizes: Sequence[int],
     recipe: Degradation | None,
     detector: str,
-    hr: Embedder | None,
+    hr: HrEmbedders,
     max_pairs_per_fold: int | None,
     pair_indices: Sequence[int] | None,
     condition: tuple[str, str] = ("clean", "aligned"),

@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...errors import DatasetError, LrfaceError
 from ...io import list_images, read_image
-from ...models.embedder import Embedder
 from ..metrics import identification_report
 from .common import embed_cached, file_signature, identification_entry, model_info, percent
+
+if TYPE_CHECKING:
+    from ...models.interface import Embedder, HrEmbedders
 
 PROBE_MAT = "probe_img_ID_pairs.mat"
 GALLERY_MAT = "gallery_match_img_ID_pairs.mat"
@@ -77,12 +79,14 @@ def find_layout(root: str | Path) -> TinyFaceLayout:
         raise DatasetError(f"{root}: TinyFace directory not found; {expected}")
     testing = root if all((root / d).is_dir() for d in SUBDIRS) else root / "Testing_Set"
     missing = [d for d in SUBDIRS if not (testing / d).is_dir()]
-    mats = {}
+    mats: dict[str, Path] = {}
     for name in (PROBE_MAT, GALLERY_MAT):
         cands = [testing / name, root / name, root.parent / name]
-        mats[name] = next((c for c in cands if c.is_file()), None)
-        if mats[name] is None:
+        mat = next((c for c in cands if c.is_file()), None)
+        if mat is None:
             missing.append(name)
+        else:
+            mats[name] = mat
     if missing:
         found = sorted(p.name for p in root.iterdir())[:8]
         raise DatasetError(
@@ -141,13 +145,14 @@ def resolve_files(names: Sequence[str], directory: Path, what: str) -> list[Path
     for p in list_images(directory):
         by_name[p.name] = p
         by_stem.setdefault(p.stem.lower(), p)
-    out, missing = [], []
+    out: list[Path] = []
+    missing: list[str] = []
     for n in names:
-        p = by_name.get(n) or by_stem.get(Path(n).stem.lower())
-        if p is None:
+        hit = by_name.get(n) or by_stem.get(Path(n).stem.lower())
+        if hit is None:
             missing.append(n)
         else:
-            out.append(p)
+            out.append(hit)
     if missing:
         raise DatasetError(
             f"{directory}: {len(missing)} of {len(names)} {what} images listed in the protocol "
@@ -156,7 +161,7 @@ def resolve_files(names: Sequence[str], directory: Path, what: str) -> list[Path
     return out
 
 
-def _load_images(paths: Sequence[Path]):
+def _load_images(paths: Sequence[Path]) -> Callable[[int, int], list[np.ndarray]]:
     def load(a: int, b: int) -> list[np.ndarray]:
         return [read_image(p) for p in paths[a:b]]
 
@@ -169,7 +174,7 @@ def evaluate_tinyface(
     *,
     ranks: Sequence[int] = TINYFACE_RANKS,
     max_distractors: int | None = None,
-    hr_embedder: Embedder | None = None,
+    hr_embedder: HrEmbedders = None,
     progress: bool = True,
     use_cache: bool = True,
 ) -> dict[str, Any]:
@@ -196,21 +201,10 @@ def evaluate_tinyface(
     d_ids = np.full(len(distr), DISTRACTOR_ID, np.int64)
     entries: list[dict[str, Any]] = []
     for emb in embedders:
-        sets = {}
-        for name, paths in (("probe", probes), ("gallery", gallery), ("distractors", distr)):
-            sets[name] = (
-                embed_cached(
-                    emb,
-                    len(paths),
-                    _load_images(paths),
-                    ("tinyface", "native", *(file_signature(p) for p in paths)),
-                    desc=f"TinyFace {name}",
-                    progress=progress,
-                    use_cache=use_cache,
-                )
-                if paths
-                else np.zeros((0, emb.embedding_size), np.float32)
-            )
+        sets = {
+            name: _embed_set(emb, name, paths, progress, use_cache)
+            for name, paths in (("probe", probes), ("gallery", gallery), ("distractors", distr))
+        }
         galleries = [("gallery match", sets["gallery"], g_ids)]
         if len(distr):
             g_all = np.concatenate([sets["gallery"], sets["distractors"]])
@@ -231,12 +225,52 @@ def evaluate_tinyface(
                     gallery=cond,
                 )
             )
-    desc = {
+    return {
+        "protocol": "tinyface",
+        "description": _describe(
+            lay, proto, len(probes), len(gallery), distr, max_distractors, ranks
+        ),
+        "models": [model_info(e) for e in embedders],
+        "hr_model": None,
+        "caption": f"TinyFace: CMC rank-k and mAP (%); +D = with {len(distr)} distractors",
+        "results": entries,
+    }
+
+
+def _embed_set(
+    emb: Embedder, name: str, paths: Sequence[Path], progress: bool, use_cache: bool
+) -> np.ndarray:
+    """One image set (native low-resolution crops) embedded by ``emb`` (cached):
+    float32 (len(paths), D)."""
+    if not paths:
+        return np.zeros((0, emb.embedding_size), np.float32)
+    return embed_cached(
+        emb,
+        len(paths),
+        _load_images(paths),
+        ("tinyface", "native", *(file_signature(p) for p in paths)),
+        desc=f"TinyFace {name}",
+        progress=progress,
+        use_cache=use_cache,
+    )
+
+
+def _describe(
+    lay: TinyFaceLayout,
+    proto: dict[str, list[Any]],
+    n_probes: int,
+    n_gallery: int,
+    distr: Sequence[Path],
+    max_distractors: int | None,
+    ranks: Sequence[int],
+) -> dict[str, Any]:
+    """The run's ``description`` for results.json."""
+    return {
         "dataset": str(lay.root),
         "testing_set": str(lay.testing_dir),
         "protocol_files": [str(lay.probe_mat), str(lay.gallery_mat)],
-        "n_probes": len(probes),
-        "n_gallery_match": len(gallery),
+        "n_probes": n_probes,
+        "n_gallery_match": n_gallery,
         "n_distractors": len(distr),
         "max_distractors": max_distractors,
         "n_identities": len(set(proto["probe_ids"]) | set(proto["gallery_ids"])),
@@ -245,12 +279,4 @@ def evaluate_tinyface(
         "(bicubic up) and fuses flips when enabled",
         "score": "cosine similarity of L2-normalised embeddings",
         "ranks": list(ranks),
-    }
-    return {
-        "protocol": "tinyface",
-        "description": desc,
-        "models": [model_info(e) for e in embedders],
-        "hr_model": None,
-        "caption": f"TinyFace: CMC rank-k and mAP (%); +D = with {len(distr)} distractors",
-        "results": entries,
     }
