@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..align import resize_crop
 from ..cache import cache_dir, digest
 from ..datasets import recordio
 from ..datasets.facecache import aligned_crops, cache_file
@@ -34,7 +35,7 @@ from ..degrade import RandomDegradation, degrade, degrade_realistic, jitter_alig
 from ..detect import DEFAULT_DETECTOR, resolve_detector
 from ..errors import DatasetError
 from ..fileio import save_npz_atomic
-from ..models.embedder import l2_normalize, resize_to
+from ..models.embedder import l2_normalize
 
 log = logging.getLogger("lrface")
 
@@ -748,7 +749,7 @@ class DistillDataset(torch.utils.data.Dataset):
             lr = degrade_realistic(crop, plain_reduction, rng)
         else:
             lr = degrade(crop, d, rng)
-        x = resize_to(lr, self.input_size)
+        x = resize_crop(lr, self.input_size)
         x = (x[:, :, ::-1].astype(np.float32) - self.mean) / self.std
         target = self.mirror[idx] if flipped else self.plain[idx]
         hr = torch.from_numpy(np.ascontiguousarray(crop)) if self.online else torch.zeros(0)

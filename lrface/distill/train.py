@@ -29,12 +29,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from ..align import resize_crop
 from ..degrade import Degradation, RandomDegradation, degrade
 from ..detect import DEFAULT_DETECTOR
 from ..errors import LrfaceError
-from ..fileio import atomic_write, write_json_atomic
+from ..fileio import atomic_write, sha256_file, write_json_atomic
 from ..models import registry
-from ..models.embedder import l2_normalize, resize_to
+from ..models.embedder import l2_normalize
 from ..models.loader import load_embedder
 from ..models.students import (
     MBF_BLOCKS,
@@ -242,7 +243,7 @@ class Validator:
         out = []
         with torch.inference_mode():
             for i in range(0, len(crops), 256):
-                x = np.stack([resize_to(c, input_size) for c in crops[i : i + 256]]).astype(
+                x = np.stack([resize_crop(c, input_size) for c in crops[i : i + 256]]).astype(
                     np.float32
                 )
                 x = ((x[..., ::-1] - mean) / std).transpose(0, 3, 1, 2)
@@ -671,7 +672,7 @@ def _init_student(
         student.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         raise LrfaceError(f"--init {init}: weights do not fit this student ({exc})") from None
-    return student, registry.sha256_of(path)
+    return student, sha256_file(path)
 
 
 def _data_list(data: str | tuple[str, ...]) -> str:
@@ -757,7 +758,7 @@ def _finish(
         "arch": cfg.arch,
         "arch_kwargs": arch_kwargs,
         "weights_file": weights.name,
-        "sha256": registry.sha256_of(weights),
+        "sha256": sha256_file(weights),
         "parameters": count_parameters(student),
         "input_size": input_size,
         "embedding_size": teacher.embedding_size,

@@ -137,7 +137,7 @@ def _photo_boxes(
             return boxes[take], ~fallback[take]
         _, fallback, boxes = load_box_crops(lfw, rels, detector, progress=progress)
         return boxes, ~fallback
-    from ..eval.protocols.folder import box_crops
+    from ..eval.protocols.conditions import box_crops
 
     _, fallback, boxes = box_crops([root / r for r in rels], detector, progress=progress)
     return boxes, ~fallback

@@ -15,11 +15,6 @@ import numpy as np
 from ..align import resize_crop
 from .registry import ModelSpec
 
-#: Old name of :func:`lrface.align.resize_crop`, kept only because ``lrface/distill``
-#: (``data.py``, ``train.py``) still imports it from here; remove once those import
-#: ``resize_crop`` from :mod:`lrface.align`.
-resize_to = resize_crop
-
 
 class Embedder:
     """Base class.  Subclasses implement :meth:`_forward` on a normalised NCHW batch.
@@ -45,14 +40,25 @@ class Embedder:
     def sha256(self) -> str | None:
         return self.spec.sha256
 
-    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """uint8 BGR crops (any size) -> float32 (N, 3, S, S) normalised, model colour order."""
+    def preprocess(self, crops: Sequence[np.ndarray], mirrors: bool = False) -> np.ndarray:
+        """uint8 BGR crops (any size) -> float32 (N, 3, S, S) normalised, model colour order.
+
+        ``mirrors``: return (2N, 3, S, S), the crops followed by their horizontal mirrors
+        (one buffer for the flip-fused forward).  Each plane is written once, straight from
+        the uint8 pixels: ``(pixel - mean) / std`` in float32, as before, bit for bit.
+        """
         s = self.input_size
-        batch = np.stack([resize_crop(c, s) for c in crops]).astype(np.float32)
-        if self.spec.color.upper() == "RGB":
-            batch = batch[..., ::-1]
-        batch = batch.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray((batch - self._mean) / self._std, dtype=np.float32)
+        batch = np.stack([resize_crop(c, s) for c in crops]).transpose(0, 3, 1, 2)
+        n = len(batch)
+        out = np.empty((2 * n if mirrors else n, 3, s, s), np.float32)
+        rgb = self.spec.color.upper() == "RGB"
+        for ch in range(3):
+            plane = out[:n, ch]
+            np.subtract(batch[:, 2 - ch if rgb else ch], self._mean[0, ch, 0, 0], out=plane)
+            np.divide(plane, self._std[0, ch, 0, 0], out=plane)
+        if mirrors:
+            out[n:] = out[:n, :, :, ::-1]
+        return out
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, 3, S, S) -> float32 (N, D) raw (unnormalised) features."""
@@ -73,12 +79,10 @@ class Embedder:
             return np.zeros((0, self.embedding_size), np.float32)
         out = []
         for i in range(0, len(crops), self.batch_size):
-            x = self.preprocess(crops[i : i + self.batch_size])
+            x = self.preprocess(crops[i : i + self.batch_size], mirrors=fuse)
+            f = self._forward(x)
             if fuse:  # one run over the crops and their mirrors (fewer, larger calls)
-                f = self._forward(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
-                f = f[: len(x)] + f[len(x) :]
-            else:
-                f = self._forward(x)
+                f = f[: len(x) // 2] + f[len(x) // 2 :]
             out.append(f)
         feats = np.concatenate(out).astype(np.float32)
         return l2_normalize(feats)

@@ -176,10 +176,6 @@ def search_dirs(model_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     return dirs
 
 
-#: Old name of :func:`lrface.fileio.sha256_file`, kept only because ``lrface/distill/train.py``
-#: still calls ``registry.sha256_of``; remove once it calls ``sha256_file``.
-sha256_of = sha256_file
-
 
 def verify_sha256(path: Path, expected: str, spec_name: str, url: str | None) -> None:
     """Raise :class:`ModelFileError` unless ``path`` hashes to ``expected`` (required)."""
