@@ -43,6 +43,7 @@ def test_default_model_is_chosen_per_face(same_pair, diff_pair):
     res = lrface.verify(same_pair[0], tiny)
     assert res.models == ("mobilefacenet-arcface", "lrface-mbf") and res.same
     assert [im["model"] for im in res.images] == list(res.models)
+    assert [im["crop"] for im in res.images] == ["aligned-5pt"] * 2  # small faces too
     assert res.images[1]["face_size_px"] < 64 < res.images[0]["face_size_px"]
     card = lrface.models.registry.get_spec("lrface-mbf")
     assert res.threshold == card.threshold_vs_teacher and "vs" in res.threshold_from

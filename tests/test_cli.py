@@ -52,6 +52,7 @@ def test_verify_small_face_in_frame(tmp_path, same_pair):
     assert 195 <= (box[0] + box[2]) / 2 <= 229 and 55 <= (box[1] + box[3]) / 2 <= 89
     assert res["images"][1]["face_size_px"] < 64
     assert res["models"] == ["mobilefacenet-arcface", "lrface-mbf"]  # per-face choice
+    assert [im["crop"] for im in res["images"]] == ["aligned-5pt"] * 2  # the small one too
     assert res["same"] and p.returncode == 0
 
 
@@ -67,6 +68,17 @@ def test_verify_pre_cut_crops(tmp_path, same_pair):
         run("verify", *crops, "--no-detect", "--json", "--model", "mobilefacenet-arcface").stdout
     )
     assert res["same"] is True
+    assert [im["crop"] for im in res["images"]] == ["given", "given"]
+
+
+@pytest.mark.parametrize("command", ["verify", "embed"])
+def test_help_says_which_crop_every_model_expects(command):
+    """verify/embed -h: the aligned crop every model expects, and what --no-detect needs."""
+    text = " ".join(run(command, "-h", check=0).stdout.split())
+    assert "expects a face aligned to the 5-point ArcFace template at 112x112" in text
+    assert "small ones included" in text and "5 landmarks" in text
+    assert "they must be aligned to the 5-point ArcFace template" in text  # --no-detect
+    assert "'box' rows of benchmarks/RESULTS.md" in text
 
 
 def _bad_inputs(tmp_path, lfw_image):
