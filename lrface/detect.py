@@ -80,17 +80,25 @@ class Detector:
         self.det_thresh = det_thresh
         self.nms_thresh = nms_thresh
 
-    def _detect_at(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """Run on ``image`` resized by ``scale``; return boxes (N,5: x1,y1,x2,y2,score) and
-        landmarks (N,5,2) in the coordinates of ``image``."""
+    def _detect_at(
+        self, image: np.ndarray, scale: float, thresh: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run on ``image`` resized by ``scale`` keeping faces scored >= ``thresh``; return
+        boxes (N,5: x1,y1,x2,y2,score) and landmarks (N,5,2) in the coordinates of ``image``."""
         raise NotImplementedError
 
-    def detect(self, image: np.ndarray, max_faces: int = 0) -> list[Face]:
-        """Detect faces in a uint8 BGR (H, W, 3) image, multi-scale for small inputs."""
+    def detect(
+        self, image: np.ndarray, max_faces: int = 0, det_thresh: float | None = None
+    ) -> list[Face]:
+        """Detect faces in a uint8 BGR (H, W, 3) image, multi-scale for small inputs.
+
+        ``det_thresh``: score threshold of this call (None: the detector's ``det_thresh``);
+        a shared detector is never changed by it."""
+        thresh = self.det_thresh if det_thresh is None else float(det_thresh)
         h, w = image.shape[:2]
         results = []
         for padded, offset, scale in self._pyramid(image):
-            boxes, kps = self._detect_at(padded, scale)
+            boxes, kps = self._detect_at(padded, scale, thresh)
             if len(boxes):
                 boxes = boxes.copy()
                 kps = kps.copy()
@@ -165,7 +173,9 @@ class SCRFD(Detector):
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._centers: dict[tuple[int, int, int], np.ndarray] = {}
 
-    def _detect_at(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    def _detect_at(
+        self, image: np.ndarray, scale: float, thresh: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
         nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
         if self.fixed_size is not None:
@@ -182,7 +192,7 @@ class SCRFD(Detector):
         blob = (canvas[:, :, ::-1].astype(np.float32) - 127.5) / 128.0
         blob = blob.transpose(2, 0, 1)[None]
         outs = self.session.run(self.output_names, {self.input_name: blob})
-        boxes, kps = self._decode(outs, ch, cw)
+        boxes, kps = self._decode(outs, ch, cw, thresh)
         if len(boxes) == 0:
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
         boxes[:, :4] /= real_scale
@@ -198,7 +208,9 @@ class SCRFD(Detector):
             self._centers[key] = np.repeat(c, self._num_anchors, axis=0)
         return self._centers[key]
 
-    def _decode(self, outs: list[np.ndarray], ch: int, cw: int) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(
+        self, outs: list[np.ndarray], ch: int, cw: int, thresh: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         n = len(self._strides)
         all_boxes, all_kps = [], []
         for i, stride in enumerate(self._strides):
@@ -206,7 +218,7 @@ class SCRFD(Detector):
             bbox = outs[i + n].reshape(-1, 4) * stride
             kps = outs[i + 2 * n].reshape(-1, 10) * stride
             centers = self._anchor_centers(ch, cw, stride)
-            idx = np.where(scores >= self.det_thresh)[0]
+            idx = np.where(scores >= thresh)[0]
             if idx.size == 0:
                 continue
             c = centers[idx]
@@ -247,12 +259,15 @@ class YuNet(Detector):
             self.model_path, "", (320, 320), det_thresh, nms_thresh, 5000
         )
 
-    def _detect_at(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    def _detect_at(
+        self, image: np.ndarray, scale: float, thresh: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
         nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         resized = cv2.resize(image, (nw, nh), interpolation=interp)
         self._net.setInputSize((nw, nh))
+        self._net.setScoreThreshold(float(thresh))
         _, faces = self._net.detect(resized)
         if faces is None or len(faces) == 0:
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)

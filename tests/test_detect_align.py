@@ -95,3 +95,19 @@ def test_small_face_in_a_frame_is_found(lfw_image):
 def test_no_face_in_noise():
     noise = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
     assert load_detector("scrfd-2.5g").detect(noise) == []
+
+
+@pytest.mark.parametrize("name", ["yunet", pytest.param("scrfd-2.5g", marks=needs_shared)])
+def test_threshold_per_call_never_changes_the_shared_detector(name, multi_face_image):
+    """``detect(det_thresh=...)`` filters that call only (the cached detector is shared), and
+    works for YuNet too, whose threshold lives inside OpenCV's object."""
+    det = load_detector(name)
+    image = read_image(multi_face_image)
+    default = det.detect(image)
+    strict = det.detect(image, det_thresh=0.999)
+    loose = det.detect(image, det_thresh=0.05)
+    assert det.det_thresh == load_detector(name).det_thresh
+    assert len(strict) < len(default) <= len(loose)
+    assert all(f.score >= 0.05 for f in loose)
+    again = det.detect(image)  # the next default call is unaffected
+    assert [tuple(f.box) for f in again] == [tuple(f.box) for f in default]

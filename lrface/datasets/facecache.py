@@ -84,11 +84,7 @@ def central_face(image: np.ndarray, detector, pad_early: bool = False) -> Face |
     if pad_early:
         order = ((False, t0), (True, t0), (False, 0.1), (True, 0.1))
     for with_pad, thresh in order:
-        detector.det_thresh = thresh
-        try:
-            faces = detector.detect(view(with_pad))
-        finally:
-            detector.det_thresh = t0
+        faces = detector.detect(view(with_pad), det_thresh=thresh)
         if faces:
             if with_pad:
                 faces = [
