@@ -17,6 +17,7 @@ import torch
 from .errors import LrfaceError
 from .fileio import atomic_write, sha256_file, write_json_atomic
 from .models import registry
+from .models.onnx_utils import rewrite_prelu
 from .models.torch_embedder import load_student_state
 
 
@@ -32,7 +33,10 @@ def export_onnx(
     Writes ``onnx_path`` and the card ``onnx_path.with_suffix('.json')`` (``runtime:
     onnx``, same preprocessing, threshold and provenance as the torch card, the ONNX
     file's sha256, and ``torch_weights``: the source ``.pt`` and its sha256, named
-    relative to the card when it lies beside it).  The card's model name is ``name``
+    relative to the card when it lies beside it).  Per-channel ``PRelu`` nodes are written
+    as an exactly equivalent ``Conv``/``Relu``/``Add`` form that onnxruntime runs faster
+    (:func:`lrface.models.onnx_utils.rewrite_prelu`; their count is recorded under
+    ``export.prelu_rewritten``).  The card's model name is ``name``
     (default: the source's name + ``-onnx``).  Returns the new card.  The max abs
     difference between torch and onnxruntime outputs on ``check_crops`` (float32
     N,3,S,S; random when None) is recorded in the card under ``export``.
@@ -56,7 +60,9 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
-        data = tmp_onnx.read_bytes()
+        # per-channel PRelu -> Conv/Relu/Add (exact): onnxruntime keeps that fused in its
+        # NCHWc layout, ~2.5x faster for the tiny students on CPU
+        data, n_prelu = rewrite_prelu(tmp_onnx.read_bytes())
     onnx_path = Path(onnx_path)
     pt_sha = sha256_file(pt_path)
     with atomic_write(onnx_path, "wb") as fh:
@@ -81,6 +87,7 @@ def export_onnx(
                 "from_sha256": pt_sha,
                 "opset": opset,
                 "max_abs_diff": float(diff),
+                "prelu_rewritten": n_prelu,
                 "torch": torch.__version__,
             },
         }
