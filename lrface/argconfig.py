@@ -19,21 +19,41 @@ is False, ``store_false`` -- a ``--no-...`` flag -- when it is True); an ``int``
 field (or optional one) is converted by argparse; a field with ``parse`` keeps the option's
 text in the namespace and :func:`from_namespace` converts it with ``parse(text)`` (so a bad
 value raises the parser's :class:`~lrface.errors.LrfaceError`, one line), the field's
-default standing when the option is not given.  Fields without :func:`arg` metadata are
+default standing when the option is not given; ``repeat=True`` makes the option
+repeatable (``parse`` gets the list of texts).  Fields without :func:`arg` metadata are
 not options (e.g. values only a caller sets).
+
+Config files: ``add_arguments(parser, cls, defaults=False)`` leaves every option not given
+as None, so :func:`given_options` returns what the command line set, to be laid over the
+values of a TOML file read by :func:`load_config` (keys: the field names)::
+
+    values = load_config(Config, "recipe.toml") | given_options(Config, namespace)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import tomllib
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
+
+from .errors import LrfaceError
 
 T = TypeVar("T")
 
-__all__ = ["add_arguments", "arg", "flag_of", "from_namespace", "option_fields"]
+__all__ = [
+    "add_arguments",
+    "arg",
+    "flag_of",
+    "from_namespace",
+    "given_options",
+    "load_config",
+    "option_fields",
+]
 
 
 def arg(
@@ -42,12 +62,14 @@ def arg(
     flag: str | None = None,
     metavar: str | None = None,
     choices: Sequence[str] | None = None,
-    parse: Callable[[str], Any] | None = None,
+    parse: Callable[[Any], Any] | None = None,
+    repeat: bool = False,
     **extra: Any,
 ) -> dict[str, Any]:
     """Field metadata that makes a dataclass field a command-line option (module docstring).
 
-    ``extra`` entries are kept in the metadata for the config's own use.
+    ``repeat``: the option may be given several times; ``parse`` (required then) gets the
+    list of its texts.  ``extra`` entries are kept in the metadata for the config's own use.
     """
     return {
         "help": help,
@@ -55,6 +77,7 @@ def arg(
         "metavar": metavar,
         "choices": choices,
         "parse": parse,
+        "repeat": repeat,
         **extra,
     }
 
@@ -84,21 +107,32 @@ def _scalar_type(hint: Any) -> type | None:
     return base if base in (int, float, str, bool) else None
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one option per :func:`option_fields` field of ``cls`` to ``parser``."""
+def add_arguments(parser: argparse.ArgumentParser, cls: type, *, defaults: bool = True) -> None:
+    """Add one option per :func:`option_fields` field of ``cls`` to ``parser``.
+
+    ``defaults=False`` (options that may also come from a config file): argparse requires
+    none and fills in no default, so an option not given is None in the namespace and
+    :func:`given_options` leaves it out; the caller checks the required fields.
+    """
     hints = typing.get_type_hints(cls)
     for f in option_fields(cls):
         md = f.metadata
         default = _default(f)
         kind = _scalar_type(hints[f.name])
         kw: dict[str, Any] = {"dest": f.name, "help": md["help"]}
+        if md.get("repeat") and md.get("parse") is None:
+            raise TypeError(f"{cls.__name__}.{f.name}: a repeatable option needs parse=")
         if kind is bool:
             kw["action"] = "store_false" if default is True else "store_true"
+            if not defaults:
+                kw["default"] = None
         else:
             if default is dataclasses.MISSING:
-                kw["required"] = True
+                kw["required"] = defaults
             else:
-                kw["default"] = None if md.get("parse") else default
+                kw["default"] = None if md.get("parse") or not defaults else default
+            if md.get("repeat"):
+                kw["action"] = "append"
             if md.get("parse") is None and kind in (int, float):
                 kw["type"] = kind
             elif md.get("parse") is None and kind is None:
@@ -109,18 +143,103 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(flag_of(f), **kw)
 
 
+def given_options(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
+    """``{field: value}`` for the options of ``cls`` that have a value in ``namespace``
+    (parsed with :func:`add_arguments`), options with ``parse`` converted.  A None value
+    means "not given" and is left out (with ``defaults=True`` the other options carry
+    their defaults)."""
+    values: dict[str, Any] = {}
+    for f in option_fields(cls):
+        value = getattr(namespace, f.name)
+        if value is None:
+            continue
+        parse = f.metadata.get("parse")
+        values[f.name] = value if parse is None else parse(value)
+    return values
+
+
 def from_namespace(cls: type[T], namespace: argparse.Namespace, **values: Any) -> T:
     """An instance of ``cls`` from a namespace parsed with :func:`add_arguments` (options
     with ``parse`` converted; options not given keep the field default).  ``values`` set
     fields directly (non-option fields, or overrides)."""
-    kwargs: dict[str, Any] = {}
-    for f in option_fields(cls):
-        value = getattr(namespace, f.name)
-        parse = f.metadata.get("parse")
-        if parse is not None:
-            if value is None:
-                continue
-            value = parse(value)
-        kwargs[f.name] = value
-    kwargs.update(values)
-    return cls(**kwargs)
+    return cls(**(given_options(cls, namespace) | values))
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def load_config(cls: type, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{field: value}`` from the TOML file ``path`` of ``key = value`` lines whose keys
+    are field names of dataclass ``cls`` (as in ``dataclasses.asdict``).
+
+    A value means what the same value means on the command line: an option with ``parse``
+    takes its text (a list is the comma list: ``losses = ["kd", "crcd"]`` is ``--loss
+    kd,crcd``; a repeatable option takes a string or a list of strings), a switch takes
+    ``true``/``false``, numbers and strings are checked against the field's type and
+    ``choices``.  Relative paths in values are relative to the working directory, as on
+    the command line.  A missing file, a TOML syntax error, an unknown key or a value of
+    the wrong kind is a one-line :class:`~lrface.errors.LrfaceError` naming the file (and
+    the key).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+    except OSError as exc:
+        raise LrfaceError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LrfaceError(f"{path}: not a TOML config file ({exc})") from None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        f = fields.get(key)
+        if f is None:
+            raise LrfaceError(
+                f"{path}: unknown key {key!r}{_suggest(cls, key, list(fields))}; the keys are "
+                f"the field names of {cls.__name__}"
+            )
+        try:
+            values[key] = _file_value(f, _scalar_type(hints[key]), value)
+        except LrfaceError as exc:
+            raise LrfaceError(f"{path}: {key}: {exc}") from None
+    return values
+
+
+def _suggest(cls: type, key: str, names: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for a key that is a flag's name or close to a field name."""
+    import difflib
+
+    by_flag = {flag_of(f).lstrip("-").replace("-", "_"): f.name for f in option_fields(cls)}
+    near = by_flag.get(key) or next(iter(difflib.get_close_matches(key, names, 1)), None)
+    return f" (did you mean {near!r}?)" if near else ""
+
+
+def _file_value(f: dataclasses.Field[Any], kind: type | None, value: Any) -> Any:
+    """A config-file value of field ``f`` (scalar type ``kind``), converted as
+    :func:`load_config` says."""
+    md = f.metadata
+    parse = md.get("parse")
+    if parse is not None and kind is not bool:
+        if md.get("repeat"):
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+                raise LrfaceError(f"{value!r} is not a string or a list of strings")
+            return parse(items)
+        if isinstance(value, list) and not any(isinstance(x, list | dict) for x in value):
+            return parse(",".join(str(x) for x in value))
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return parse(str(value))
+        raise LrfaceError(f"{value!r} is not a value of {flag_of(f)}")
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }
+    if kind is None or not ok[kind]:
+        raise LrfaceError(f"{value!r} is not {_TYPE_WORDS[kind] if kind else 'settable here'}")
+    choices = md.get("choices")
+    if choices is not None and value not in choices:
+        raise LrfaceError(f"{value!r}: use one of {', '.join(choices)}")
+    return float(value) if kind is float else value
