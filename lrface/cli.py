@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .distill import LOSS_TERMS
 from .errors import LrfaceError
 
 if TYPE_CHECKING:
@@ -349,75 +348,18 @@ def print_benchmark(config: BenchmarkConfig, result: dict[str, Any]) -> None:
 
 
 def cmd_distill(a: argparse.Namespace) -> int:
-    from .distill.train import DistillConfig, distill
+    from .distill.config import config_from_args
 
-    lo, _, hi = a.sizes.partition("-")
-    cfg = DistillConfig(
-        data=a.data[0] if len(a.data) == 1 else tuple(a.data),
-        out=a.out,
-        teacher=a.teacher,
-        student=a.student,
-        name=a.name,
-        input_size=a.input_size,
-        min_size=int(lo),
-        max_size=int(hi or lo),
-        p_hr=a.p_hr,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        losses=tuple(a.loss.split(",")),
-        beta=a.beta,
-        gamma=a.gamma,
-        nce_weight=a.nce_weight,
-        nce_tau=a.nce_tau,
-        arc_weight=a.arc_weight,
-        arc_margin=a.arc_margin,
-        arc_scale=a.arc_scale,
-        arc_max_size=a.arc_max_size,
-        weight_decay=a.weight_decay,
-        warmup_steps=a.warmup_steps,
-        crcd_tau=a.crcd_tau,
-        crcd_negatives=a.crcd_negatives or None,
-        crcd_anchors=a.crcd_anchors or None,
-        crcd_warmup_steps=a.crcd_warmup,
-        crcd_neg_reduction=a.crcd_neg_reduction,
-        seed=a.seed,
-        limit=a.limit,
-        workers=a.workers,
-        threads=a.threads,
-        max_steps=a.max_steps,
-        test_pairs=a.test_pairs,
-        save_rank_weights=a.save_rank_weights,
-        init=a.init,
-        tiny_width=a.width,
-        tiny_head=a.head_channels,
-        tiny_blocks=a.blocks,
-        mbf_expand=a.mbf_expand,
-        targets=a.targets,
-        mixup=a.mixup,
-        p_box=a.p_box,
-        p_realistic=a.p_realistic,
-        test_guard=not a.no_test_guard,
-        guard_threshold=a.guard_threshold,
-        val_sizes=tuple(int(s) for s in a.val_sizes.split(",")) if a.val_sizes else (),
-        holdout_folds=_fold_list(a.holdout_folds),
-        val_every=0 if not a.val_sizes else a.val_every,
-    )
+    cfg = config_from_args(a)  # --config FILE, overridden by the options given
     if a.prepare_only:
         from .distill.data import prepare_only
 
         print(json.dumps(prepare_only(cfg, progress=not a.quiet), indent=1))
         return 0
+    from .distill.train import distill
+
     distill(cfg, resume=a.resume, progress=not a.quiet)
     return 0
-
-
-def _fold_list(text: str) -> tuple[int, ...]:
-    """``"1,2"`` -> ``(1, 2)``; the range (1-5) is checked where the data is loaded."""
-    try:
-        return tuple(int(f) for f in text.split(",") if f.strip())
-    except ValueError:
-        raise LrfaceError(f"--holdout-folds {text!r}: give fold numbers such as 1 or 1,2") from None
 
 
 def cmd_export(a: argparse.Namespace) -> int:
@@ -651,143 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_benchmark)
 
     t = sub.add_parser("distill", help="distil a low-resolution student from the teacher")
-    t.add_argument(
-        "--data",
-        required=True,
-        action="append",
-        metavar="[KIND:]PATH[:weight=W]",
-        help="training faces; repeat for several sources. KIND (detected when left out): "
-        "lfw (an LFW copy: its train split), labelled (ROOT/<identity>/<images>), "
-        "unlabelled (a folder of photos or a .txt list of paths), rec (insightface "
-        "train.rec + train.idx). weight=W: draw each face of this source W times as often "
-        "as a weight-1 face (default 1)",
-    )
-    t.add_argument("--out", required=True)
-    t.add_argument("--teacher", default="mobilefacenet-arcface")
-    t.add_argument("--student", default="lrface-mbf", help="lrface-mbf, lrface-tiny-16/24/32")
-    t.add_argument("--name", default=None, help="model name in the card (default: --student)")
-    t.add_argument("--input-size", type=int, default=None)
-    t.add_argument("--sizes", default="8-32", help="LR size range for training, e.g. 8-32")
-    t.add_argument("--p-hr", type=float, default=0.1, help="probability of a full-resolution view")
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--loss", default="kd,crcd", help=f"comma list of {', '.join(LOSS_TERMS)}")
-    t.add_argument("--beta", type=float, default=1.0, help="CRCD weight")
-    t.add_argument("--gamma", type=float, default=1.0, help="RKD weight")
-    t.add_argument("--nce-weight", type=float, default=0.1, help="instance InfoNCE weight")
-    t.add_argument("--nce-tau", type=float, default=0.05)
-    t.add_argument(
-        "--arc-weight",
-        type=float,
-        default=0.1,
-        help="weight of the ArcFace term over the training identities (teacher prototypes)",
-    )
-    t.add_argument("--arc-margin", type=float, default=0.3, help="ArcFace angular margin (rad)")
-    t.add_argument("--arc-scale", type=float, default=32.0, help="ArcFace logit scale")
-    t.add_argument(
-        "--arc-max-size",
-        type=int,
-        default=None,
-        help="apply the arc term only to views reduced to at most this side (px)",
-    )
-    t.add_argument("--weight-decay", type=float, default=5e-4)
-    t.add_argument("--warmup-steps", type=int, default=50, help="linear lr warm-up steps")
-    t.add_argument("--crcd-tau", type=float, default=0.1)
-    t.add_argument("--crcd-negatives", type=int, default=16, help="0 = all in-batch negatives")
-    t.add_argument("--crcd-anchors", type=int, default=1024, help="anchor pairs per step; 0 = all")
-    t.add_argument("--crcd-warmup", type=int, default=100, help="steps of relation-head warm-up")
-    t.add_argument("--crcd-neg-reduction", default="mean", choices=["mean", "sum"])
-    t.add_argument(
-        "--val-sizes", default="12,16", help="hr-lr sizes validated each epoch ('' = none)"
-    )
-    t.add_argument(
-        "--val-every", type=int, default=1, help="validate every N epochs (and the last)"
-    )
-    t.add_argument(
-        "--holdout-folds",
-        default="",
-        help="LFW folds (among 1-5, e.g. '1') whose identities are kept out of training; "
-        "their pairs become the validation set (default: folds 1-5 pairs of training images)",
-    )
+    from .distill.config import add_distill_arguments
+
+    add_distill_arguments(t)  # --config and the fields of DistillConfig
     t.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
-    t.add_argument("--width", type=int, default=64, help="tiny students: stem width")
-    t.add_argument("--head-channels", type=int, default=512, help="tiny students: head width")
-    t.add_argument("--blocks", type=int, default=3, help="tiny students: blocks per stage")
-    t.add_argument(
-        "--mbf-expand",
-        type=int,
-        default=1,
-        help="lrface-mbf: inner width multiplier of the bottlenecks (2: ~1.8M parameters, "
-        "widened from the teacher or a narrower --init without changing its function)",
-    )
-    t.add_argument(
-        "--init", default=None, help="start from this student (registered name or .pt weights)"
-    )
-    t.add_argument(
-        "--targets",
-        default="view",
-        choices=["view", "fused", "online", "online-fused"],
-        help="teacher target per view (cached), the flip-fused target for every view "
-        "(cached), online: the teacher embeds each augmented HR view, or online-fused: "
-        "its flip-fused embedding of each augmented HR view",
-    )
-    t.add_argument(
-        "--mixup",
-        type=float,
-        default=0.0,
-        help="with online targets: probability that a view blends two training faces "
-        "(weight uniform 0-1; the teacher embeds the blend), default 0",
-    )
-    t.add_argument(
-        "--p-box",
-        type=float,
-        default=0.0,
-        help="probability that a view is the detector's box around the face (square, 1.1x, "
-        "jittered as on small faces; no landmarks), as deployment cuts small faces; the "
-        "target stays the teacher's aligned HR embedding (lrface.distill.views), default 0",
-    )
-    t.add_argument(
-        "--p-realistic",
-        type=float,
-        default=0.0,
-        help="probability that a reduced view gets the realistic degradation of "
-        "'benchmark --degrade realistic' (blur, motion blur, sensor noise, JPEG q30-70) "
-        "instead of the light training extras, default 0",
-    )
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument(
-        "--limit", type=int, default=None, help="use only the first N images of each source"
-    )
-    t.add_argument("--workers", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--max-steps", type=int, default=None)
-    t.add_argument(
-        "--test-pairs", default=None, help="LFW pairs.txt whose test identities are refused"
-    )
     t.add_argument(
         "--prepare-only",
         action="store_true",
         help="detect, align, embed with the teacher and guard every source (all cached), "
         "write OUT/data_report.json, print the data summary, and stop before training",
-    )
-    t.add_argument(
-        "--no-test-guard",
-        action="store_true",
-        help="do not drop unlabelled/.rec faces that resemble LFW test-split images "
-        "(recorded in the card; test figures of such a run are not clean)",
-    )
-    t.add_argument(
-        "--guard-threshold",
-        type=float,
-        default=None,
-        help="cosine at or above which an unlabelled/.rec face counts as a possible LFW "
-        "test-split identity and is dropped (default: the calibrated constant)",
-    )
-    t.add_argument(
-        "--save-rank-weights",
-        action="store_true",
-        help="debug: every torchrun rank writes rank<r>.pt at the end",
     )
     t.add_argument("--quiet", action="store_true")
     _add_common(t)

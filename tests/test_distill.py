@@ -134,7 +134,7 @@ def test_holdout_folds_validate_on_unseen_identities():
     pairs become the validation set (10 interleaved sub-folds); the teacher's weights in the
     torch student validate there as the teacher does at 32 px."""
     from lrface.distill.data import holdout_identities, load_training_faces
-    from lrface.distill.train import Validator
+    from lrface.distill.validate import Validator
     from lrface.models import registry
     from lrface.models.students import mobilefacenet_from_onnx
 
@@ -234,7 +234,8 @@ def test_mixup_blends_two_faces_and_trains(tmp_path):
     """--mixup: blended HR views carry no identity (idx -1, left out of arc), need online
     targets, and a short online-fused run with arc trains and records the knob."""
     from lrface.degrade import RandomDegradation
-    from lrface.distill.data import DistillDataset, load_training_faces
+    from lrface.distill.data import load_training_faces
+    from lrface.distill.dataset import DistillDataset
 
     faces = load_training_faces(str(LFW_ROOT), None, 8)
     dummy = np.zeros((len(faces.crops), 128), np.float32)

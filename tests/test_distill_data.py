@@ -25,12 +25,12 @@ from lrface.datasets import guard
 from lrface.datasets.lfw import LFW
 from lrface.datasets.sources import parse_source, parse_sources
 from lrface.distill.data import (
-    DistillDataset,
     epoch_order,
     lfw_crops,
     load_training_faces,
     prepare_training_data,
 )
+from lrface.distill.dataset import DistillDataset
 from lrface.distill.train import DistillConfig, distill
 from lrface.errors import DatasetError
 

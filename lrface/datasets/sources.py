@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DatasetError
@@ -94,7 +95,7 @@ def parse_source(spec: str) -> Source:
     return Source(str(spec), kind, path, weight)
 
 
-def parse_sources(specs: str | Path | list | tuple) -> list[Source]:
+def parse_sources(specs: str | Path | Sequence[str | Path]) -> list[Source]:
     """Parse every ``--data`` value; the same path twice is refused."""
     if isinstance(specs, str | Path):
         specs = [specs]

@@ -1,4 +1,4 @@
-"""Training data for distillation: aligned HR crops, cached teacher targets, LR views.
+"""Training data for distillation: aligned HR crops and their cached teacher targets.
 
 Faces come from one or several ``--data`` sources (:mod:`lrface.datasets.sources`: an
 LFW copy's train split, labelled or unlabelled folders, insightface RecordIO packs), each
@@ -6,41 +6,41 @@ with a sampling weight.  Images without a detectable face are skipped and report
 unlabelled and RecordIO faces too close to an LFW test-split image are dropped
 (:mod:`lrface.datasets.guard`).  The teacher sees the aligned 112x112 HR crop; its
 embeddings of every crop and of the crop's mirror image are computed once and cached on
-disk, one file per source.  The student sees a degraded
-copy made on the fly (:class:`lrface.degrade.RandomDegradation`, small alignment jitter,
-a horizontal flip whose teacher target is the mirrored crop's embedding).  Randomness is
-a pure function of ``(seed, epoch, index)``, so a resumed run sees exactly the same data.
+disk, one file per source.  :func:`prepare_training_data` gives all of it as one
+:class:`TrainingData`; :func:`epoch_order` draws the faces of an epoch by source weight.
+What the student sees (degraded views) is :mod:`lrface.distill.dataset`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from ..align import resize_crop
 from ..cache import cache_dir, digest
 from ..datasets import recordio
 from ..datasets.facecache import aligned_crops, cache_file
 from ..datasets.lfw import LFW, identity_of
 from ..datasets.recordio import RecordCrops
 from ..datasets.sources import Source, list_folder, parse_sources
-from ..degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
 from ..detect import DEFAULT_DETECTOR, resolve_detector
 from ..errors import DatasetError
 from ..fileio import save_npz_atomic
 from ..models.embedder import l2_normalize
+from ..models.interface import Embedder
+
+if TYPE_CHECKING:
+    from .config import DistillConfig
 
 log = logging.getLogger("lrface")
 
 
-@dataclasses.dataclass
 class FaceSet:
     """Aligned faces to distil on.
 
@@ -49,28 +49,32 @@ class FaceSet:
     (relative to ``root``; ``#<key>`` for a record of a pack).  ``identities``: the
     identity name of each face, ``""`` for an unlabelled one.  ``labels``: int64 (N,)
     class index per face (identities of different sources never merge), -1 when
-    unlabelled.  ``source``: int (N,) index of each face's ``--data`` source.
-    ``recipe``: what made the crops besides the paths (the crop-cache file of a user
-    folder, which covers the files' sizes and times and the detection order; the
-    ``.rec`` file's size and time), part of the teacher-targets cache key.
+    unlabelled (default: numbered from ``identities``).  ``source``: int64 (N,) index of
+    each face's ``--data`` source (default: all 0).  ``recipe``: what made the crops
+    besides the paths (the crop-cache file of a user folder, which covers the files' sizes
+    and times and the detection order; the ``.rec`` file's size and time), part of the
+    teacher-targets cache key.
     """
 
-    root: Path
-    paths: list[str]
-    identities: list[str]
-    crops: Any
-    labels: np.ndarray | None = None
-    source: np.ndarray | None = None
-    recipe: str = ""
-
-    def __post_init__(self) -> None:
-        if self.source is None:
-            self.source = np.zeros(len(self.paths), np.int64)
-        if self.labels is None:
-            keys = [f"{s}\0{i}" if i else "" for s, i in zip(self.source, self.identities)]
+    def __init__(
+        self,
+        root: Path,
+        paths: list[str],
+        identities: list[str],
+        crops: Any,
+        labels: np.ndarray | None = None,
+        source: np.ndarray | None = None,
+        recipe: str = "",
+    ) -> None:
+        self.root, self.paths, self.identities, self.crops = root, paths, identities, crops
+        self.recipe = recipe
+        self.source: np.ndarray = np.zeros(len(paths), np.int64) if source is None else source
+        if labels is None:
+            keys = [f"{s}\0{i}" if i else "" for s, i in zip(self.source, identities)]
             named = sorted({k for k in keys if k})
             index = {k: c for c, k in enumerate(named)}
-            self.labels = np.array([index.get(k, -1) for k in keys], np.int64)
+            labels = np.array([index.get(k, -1) for k in keys], np.int64)
+        self.labels: np.ndarray = labels
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -133,7 +137,10 @@ def load_source(
     detectable face, and unreadable files, are skipped and listed in the result.
     """
     if source.kind == "rec":
-        crops = RecordCrops(recordio.find_pack(source.path), limit=limit)
+        pack = recordio.find_pack(source.path)
+        if pack is None:  # parse_source checked it; the folder may have changed since
+            raise DatasetError(f"--data {source.spec}: no train.rec and train.idx found there")
+        crops = RecordCrops(pack, limit=limit)
         paths = [f"#{k}" for k in crops.keys.tolist()]
         st = crops.records.rec_path.stat()
         faces = FaceSet(
@@ -321,7 +328,7 @@ def targets_cache_file(
 
 
 def teacher_targets(
-    faces: FaceSet, teacher, chunk: int = 2048, progress: bool = False
+    faces: FaceSet, teacher: Embedder, chunk: int = 2048, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Teacher embeddings of every HR crop and of its mirror image, cached on disk per
     (teacher, root, paths): one cache file per source.
@@ -330,25 +337,22 @@ def teacher_targets(
     run without flip fusion, so each target matches exactly the view the student sees.
     Crops are embedded ``chunk`` at a time (a RecordIO pack is decoded as it goes).
     """
+    if teacher.sha256 is None:  # the cache key must change with the weights
+        raise DatasetError(f"{teacher.name}: its card has no sha256; teacher targets need one")
     fn = targets_cache_file(teacher.name, teacher.sha256, faces.root, faces.paths, faces.recipe)
     if fn.is_file():
         with np.load(fn) as z:
             return z["plain"], z["mirror"]
-    flip = teacher.flip
-    teacher.flip = False
     plain, mirror = [], []
     n = len(faces.paths)
-    try:
-        for i in tqdm(
-            range(0, n, chunk),
-            desc=f"teacher targets ({n} faces)",
-            disable=not progress or n <= chunk,
-        ):
-            crops = np.stack([faces.crops[j] for j in range(i, min(n, i + chunk))])
-            plain.append(teacher.embed_crops(crops))
-            mirror.append(teacher.embed_crops(np.ascontiguousarray(crops[:, :, ::-1])))
-    finally:
-        teacher.flip = flip
+    for i in tqdm(
+        range(0, n, chunk),
+        desc=f"teacher targets ({n} faces)",
+        disable=not progress or n <= chunk,
+    ):
+        crops = np.stack([faces.crops[j] for j in range(i, min(n, i + chunk))])
+        plain.append(teacher.embed_crops(crops, flip=False))
+        mirror.append(teacher.embed_crops(np.ascontiguousarray(crops[:, :, ::-1]), flip=False))
     d = teacher.embedding_size
     plain_a = np.concatenate(plain) if plain else np.zeros((0, d), np.float32)
     mirror_a = np.concatenate(mirror) if mirror else np.zeros((0, d), np.float32)
@@ -408,10 +412,24 @@ class TrainingData:
         """The sample keys of one epoch, shuffled; see :func:`epoch_order`."""
         return epoch_order(self.sizes, self.weights, seed, epoch)
 
+    @functools.cached_property
+    def fused(self) -> np.ndarray:
+        """Flip-fused teacher targets: float32 (N, D), ``l2_normalize(plain + mirror)``."""
+        return l2_normalize(self.plain + self.mirror)
+
     def lfw_part(self) -> SourceFaces | None:
         return next((p for p in self.parts if p.source.kind == "lfw"), None)
 
-    def card(self, relpath) -> dict[str, Any]:
+    def summary(self) -> dict[str, int]:
+        """Faces, labelled identities and unlabelled faces of all sources."""
+        labels = self.faces.labels
+        return {
+            "images": len(self.faces),
+            "identities": len(np.unique(labels[labels >= 0])),
+            "unlabelled_images": int((labels < 0).sum()),
+        }
+
+    def card(self, relpath: Callable[[Path], str]) -> dict[str, Any]:
         """The ``data`` entry of the run's card (``relpath``: how a path is written)."""
         total = self.epoch_size() or 1
         srcs = []
@@ -470,9 +488,9 @@ def display_path(path: Path) -> str:
     return os.path.relpath(path) if not Path(path).is_absolute() else Path(path).name
 
 
-def training_data_for(cfg, teacher, progress: bool = True):
-    """:func:`prepare_training_data` with the data settings of ``cfg`` (a
-    ``DistillConfig``): the one place training and ``--prepare-only`` get their data."""
+def training_data_for(cfg: DistillConfig, teacher: Embedder, progress: bool = True) -> TrainingData:
+    """:func:`prepare_training_data` with the data settings of ``cfg``: the one place
+    training and ``--prepare-only`` get their data."""
     return prepare_training_data(
         cfg.data,
         teacher,
@@ -485,9 +503,9 @@ def training_data_for(cfg, teacher, progress: bool = True):
     )
 
 
-def prepare_only(cfg, progress: bool = True) -> dict[str, Any]:
+def prepare_only(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
     """``lrface distill --prepare-only``: detect, align, compute the teacher targets and
-    apply the test-identity guard for every source of ``cfg`` (a ``DistillConfig``), all
+    apply the test-identity guard for every source of ``cfg``, all
     cached for the training run that follows; write ``<out>/data_report.json`` and return
     the summary that the run's card will hold under ``data``."""
     from ..fileio import write_json_atomic
@@ -497,11 +515,8 @@ def prepare_only(cfg, progress: bool = True) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "data_report.json", td.report())
-    labels = td.faces.labels
     return {
-        "images": len(td.faces),
-        "identities": len(np.unique(labels[labels >= 0])),
-        "unlabelled_images": int((labels < 0).sum()),
+        **td.summary(),
         "draws_per_epoch": td.epoch_size(),
         **td.card(display_path),
         "report": str(out / "data_report.json"),
@@ -520,9 +535,10 @@ def epoch_order(
     Source ``s`` (faces ``offset_s .. offset_s + n_s - 1`` of the combined set) gives
     ``round(w_s * n_s)`` draws: every face ``floor(w_s)`` times plus a random subset for
     the fraction, redrawn each epoch.  The r-th repeat of face ``i`` has key
-    ``i + r * N`` (N = all faces), so :class:`DistillDataset` augments it differently.
-    With every weight 1 this is ``default_rng([seed, epoch]).permutation(N)``, as before
-    sources had weights.  A pure function of its arguments (exact resume).
+    ``i + r * N`` (N = all faces), so :class:`~lrface.distill.dataset.DistillDataset`
+    augments it differently.  With every weight 1 this is
+    ``default_rng([seed, epoch]).permutation(N)``, as before sources had weights.  A pure
+    function of its arguments (exact resume).
     """
     n_all = int(sum(sizes))
     rng = np.random.default_rng([seed, epoch])
@@ -543,7 +559,7 @@ def epoch_order(
 
 def prepare_training_data(
     data: str | Path | Sequence[str | Path],
-    teacher,
+    teacher: Embedder,
     test_pairs: str | Path | None = None,
     limit: int | None = None,
     detector: str = DEFAULT_DETECTOR,
@@ -568,24 +584,35 @@ def prepare_training_data(
     if not -1.0 <= thr <= 1.0:
         raise DatasetError(f"--guard-threshold {thr}: a cosine in [-1, 1]")
     needs = [s for s in sources if s.needs_guard]
-    if needs and test_guard and lfw is None:
+    guard_lfw = lfw if needs and test_guard else None  # the LFW whose test split guards
+    if needs and test_guard and guard_lfw is None:
         raise DatasetError(
             f"--data {needs[0].spec}: unlabelled faces must be checked against the LFW test "
             "split, but no LFW copy was found; pass --test-pairs PATH/lfw/pairs.txt (with its "
             "images) or set LRFACE_HOME, or --no-test-guard (recorded in the card)"
         )
     parts, plains, mirrors = [], [], []
-    ref = None
+    ref, ref_note = None, None
     n_checked = n_dropped = 0
     for s in sources:
         part = load_source(s, limit, detector, holdout_folds, banned, progress)
         if not len(part.faces):
             raise DatasetError(f"--data {s.spec}: no usable face (every image was skipped)")
         plain, mirror = teacher_targets(part.faces, teacher, progress=progress)
-        if s.needs_guard and test_guard:
+        if s.needs_guard and guard_lfw is not None:
             if ref is None:
-                held = holdout_identities(lfw, holdout_folds) if holdout_folds else frozenset()
-                ref = guard.reference_embeddings(lfw, teacher, detector, held)
+                held = (
+                    holdout_identities(guard_lfw, holdout_folds) if holdout_folds else frozenset()
+                )
+                ref = guard.reference_embeddings(guard_lfw, teacher, detector, held)
+                ref_note = (
+                    f"flip-fused teacher embeddings of the {len(ref.paths)} images of the "
+                    f"{len(guard_lfw.test_identities)} LFW test-split identities"
+                ) + (
+                    f" and of the identities of held-out folds {list(holdout_folds)}"
+                    if holdout_folds
+                    else ""
+                )
             fused = l2_normalize(plain + mirror)
             best, nearest = guard.nearest(fused, ref.embeddings)
             drop = best >= thr
@@ -630,143 +657,8 @@ def prepare_training_data(
             threshold_note=guard.THRESHOLD_NOTE,
             checked=n_checked,
             dropped=n_dropped,
-            reference=(
-                f"flip-fused teacher embeddings of the {len(ref.paths)} images of the "
-                f"{len(lfw.test_identities)} LFW test-split identities"
-                + (
-                    f" and of the identities of held-out folds {list(holdout_folds)}"
-                    if holdout_folds
-                    else ""
-                )
-                if ref is not None
-                else None
-            ),
+            reference=ref_note,
         )
     return TrainingData(
         faces, np.concatenate(plains), np.concatenate(mirrors), parts, guard_info, lfw
     )
-
-
-class DistillDataset(torch.utils.data.Dataset):
-    """``(x, target, size, hr, idx)`` samples: degraded student input, teacher target, LR
-    size, the HR view (uint8 (112, 112, 3) BGR for online targets, else empty) and the
-    face's index in the :class:`FaceSet` (for its identity label ``faces.labels[idx]``,
-    itself -1 for an unlabelled face; ``idx`` is -1 for a blend).  Keys ``idx + r * N``
-    (N faces) give the r-th differently augmented draw of face ``idx`` in an epoch.
-
-    ``p_mix`` (online targets only): probability that the HR view is a blend
-    ``w * a + (1 - w) * b`` of two augmented training faces, ``w`` uniform in [0, 1]
-    ("function matching": the teacher embeds the same blend the student sees degraded,
-    which widens the inputs on which the student learns the teacher's function).
-
-    ``p_box`` (cached targets): probability that the view is the face's detector box,
-    jittered as on small faces (``box_views``: :class:`lrface.distill.views.BoxViews`),
-    instead of its aligned crop; the target stays the teacher's embedding of the aligned
-    crop.  ``p_realistic``: probability that a reduced view gets the evaluators' realistic
-    degradation (:data:`lrface.degrade.REALISTIC`: blur, motion blur, sensor noise, JPEG
-    q30-70) instead of the light training extras.  Both 0 (default): the random draws are
-    those of earlier versions.
-
-    ``x``: float32 (3, S, S) normalised RGB for a student of input side S (112 for the
-    MobileFaceNet student: degraded crops are upsampled back with bicubic; 16/24/32 for a
-    native student: the LR crop is resized to S).  ``target``: float32 (D,).
-    """
-
-    def __init__(
-        self,
-        faces: FaceSet,
-        plain: np.ndarray,
-        mirror: np.ndarray,
-        input_size: int,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        degradation: RandomDegradation,
-        seed: int = 0,
-        p_flip: float = 0.5,
-        p_jitter: float = 0.5,
-        online: bool = False,
-        p_mix: float = 0.0,
-        box_views: Any = None,
-        p_box: float = 0.0,
-        p_realistic: float = 0.0,
-    ) -> None:
-        if p_mix and not online:
-            raise ValueError("blended views need online teacher targets")
-        if (p_box or p_realistic) and online:
-            raise ValueError("box and realistic views use cached targets, not online ones")
-        if p_box and box_views is None:
-            raise ValueError("p_box > 0 needs the faces' box views (views.build_box_views)")
-        self.faces, self.plain, self.mirror = faces, plain, mirror
-        self.input_size = input_size
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
-        self.deg = degradation
-        self.seed, self.epoch = seed, 0
-        self.p_flip, self.p_jitter = p_flip, p_jitter
-        self.online = online
-        self.p_mix = p_mix
-        self.box_views, self.p_box, self.p_realistic = box_views, p_box, p_realistic
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.faces.crops)
-
-    def __getitem__(self, key: int):
-        # key = idx + r * N: the r-th draw of face idx in an epoch (sources of weight > 1)
-        n = len(self.faces.crops)
-        idx, rep = int(key) % n, int(key) // n
-        rng = np.random.default_rng([self.seed, self.epoch, idx] + ([rep] if rep else []))
-        crop = self.faces.crops[idx]
-        boxed = False
-        if self.p_box and self.box_views.has(idx) and rng.random() < self.p_box:
-            crop, boxed = self.box_views.view(idx, rng), True
-        flipped = rng.random() < self.p_flip
-        if flipped:
-            crop = np.ascontiguousarray(crop[:, ::-1])
-        if self.online:
-            # consistent teaching: a stronger augmentation, and the teacher embeds this
-            # exact HR view in the training loop (``target`` here is a placeholder)
-            crop = self._online_augment(crop, rng)
-            if self.p_mix and rng.random() < self.p_mix:
-                other = self.faces.crops[int(rng.integers(len(self.faces.crops)))]
-                if rng.random() < self.p_flip:
-                    other = np.ascontiguousarray(other[:, ::-1])
-                other = self._online_augment(other, rng)
-                w = rng.uniform(0.0, 1.0)
-                blend = w * crop.astype(np.float32) + (1.0 - w) * other.astype(np.float32)
-                crop = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
-                idx = -1
-        elif not boxed and rng.random() < self.p_jitter:
-            crop = jitter_alignment(crop, rng)
-        d = self.deg.sample(rng, hr_size=crop.shape[0])
-        if self.p_realistic and d.size < crop.shape[0] and rng.random() < self.p_realistic:
-            # the evaluators' realistic recipe instead of the light training extras
-            plain_reduction = dataclasses.replace(
-                d, blur_sigma=0.0, noise_std=0.0, jpeg_quality=None
-            )
-            lr = degrade_realistic(crop, plain_reduction, rng)
-        else:
-            lr = degrade(crop, d, rng)
-        x = resize_crop(lr, self.input_size)
-        x = (x[:, :, ::-1].astype(np.float32) - self.mean) / self.std
-        target = self.mirror[idx] if flipped else self.plain[idx]
-        hr = torch.from_numpy(np.ascontiguousarray(crop)) if self.online else torch.zeros(0)
-        return (
-            torch.from_numpy(x.transpose(2, 0, 1).copy()),
-            torch.from_numpy(target),
-            d.size,
-            hr,
-            idx,
-        )
-
-    @staticmethod
-    def _online_augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Alignment jitter (p 0.8) and brightness/contrast (p 0.5) of a uint8 BGR crop."""
-        if rng.random() < 0.8:
-            crop = jitter_alignment(crop, rng, shift=0.04, scale=0.06, angle=6.0)
-        if rng.random() < 0.5:
-            gain, bias = rng.uniform(0.75, 1.25), rng.uniform(-20, 20)
-            crop = np.clip(crop.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
-        return crop

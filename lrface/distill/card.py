@@ -1,0 +1,173 @@
+"""The end of a distillation run: ``<out>/<name>.pt`` (the weights of the best epoch), its
+verification threshold calibrated on the validation pairs, and the ``<name>.json`` card
+that the registry loads (architecture, preprocessing, teacher, data, training settings,
+history, git commit)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..degrade import Degradation, degrade
+from ..fileio import atomic_write, sha256_file, write_json_atomic
+from ..models.interface import Embedder
+from ..models.students import count_parameters
+from .config import DistillConfig
+from .data import TrainingData, display_path
+from .students import Student
+from .validate import Validator
+
+
+def write_card(
+    cfg: DistillConfig,
+    student: Student,
+    teacher: Embedder,
+    td: TrainingData,
+    history: list[dict[str, Any]],
+    validator: Validator | None,
+) -> dict[str, Any]:
+    """Load the best epoch's weights (``best.pt``) into the student, write them to
+    ``<out>/<name>.pt``, calibrate the threshold (with a validator) and write the card
+    ``<out>/<name>.json``; returns the card.  The student ends on the CPU."""
+    out, name, input_size = Path(cfg.out), cfg.model_name, cfg.resolved_input_size()
+    tspec = teacher.spec
+    mean, std = np.asarray(tspec.mean, np.float32), np.asarray(tspec.std, np.float32)
+    best_path = out / "best.pt"
+    best = (
+        torch.load(best_path, map_location="cpu", weights_only=True)
+        if best_path.is_file()
+        else None
+    )
+    net = student.net
+    if best is not None:
+        net.load_state_dict(best["model"])
+    device = next(net.parameters()).device
+    net = net.cpu().eval()
+    weights = out / f"{name}.pt"
+    with atomic_write(weights, "wb") as fh:  # saved first: calibration may be interrupted
+        torch.save(net.state_dict(), fh)
+    calib: dict[str, Any] = {
+        "threshold": None,
+        "threshold_note": "not calibrated (no LFW validation pairs)",
+    }
+    if validator is not None:  # on the training device (a GPU calibrates in seconds)
+        calib = calibrate_threshold(validator, net.to(device), input_size, mean, std)
+        net.cpu()
+    card = {
+        "name": name,
+        "kind": "student",
+        "runtime": "torch",
+        "arch": cfg.arch,
+        "arch_kwargs": student.arch_kwargs,
+        "weights_file": weights.name,
+        "sha256": sha256_file(weights),
+        "parameters": count_parameters(net),
+        "input_size": input_size,
+        "embedding_size": teacher.embedding_size,
+        "preprocessing": {
+            "color": "RGB",
+            "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std],
+            "note": "aligned ArcFace-template crop; resize to input_size (bicubic up, area down); "
+            "(pixel - mean) / std; flip fusion at inference",
+        },
+        **calib,
+        "teacher": {"name": tspec.name, "sha256": tspec.sha256},
+        "data": data_card(cfg, td),
+        "training": cfg.training_card(),
+        "init_sha256": student.init_sha256,
+        "epochs_trained": history[-1]["epoch"] if history else 0,
+        "best_epoch": int(best["epoch"]) if best is not None else None,
+        "validation": history[-1] if history else {},
+        "validation_pairs": validator.description if validator is not None else None,
+        "history": history,
+        "git_commit": _git_commit(),
+        "license": "Apache-2.0 (weights distilled by lrface from the Apache-2.0 teacher)",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json_atomic(out / f"{name}.json", card)
+    tqdm.write(json.dumps({"card": str(out / f"{name}.json"), "threshold": card["threshold"]}))
+    return card
+
+
+def calibrate_threshold(
+    validator: Validator,
+    model: torch.nn.Module,
+    input_size: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    sizes: tuple[int, ...] = (12, 16, 20, 24, 32),
+) -> dict[str, Any]:
+    """Threshold maximising accuracy on a mix of student-vs-student pairs of the
+    validator: HR-HR plus HR-LR at each of ``sizes`` (the situations ``lrface verify``
+    meets).  Returns the card's ``threshold``, ``calibration_accuracy`` (%) and
+    ``threshold_note``."""
+    from ..eval.metrics import best_threshold
+
+    embed = validator.student_embed
+    ea = embed(model, validator.crops_a, input_size, mean, std)
+    scores = [(ea * embed(model, validator.crops_b, input_size, mean, std)).sum(1)]
+    for s in sizes:
+        lr = np.stack([degrade(c, Degradation(size=s)) for c in validator.crops_b])
+        scores.append((ea * embed(model, lr, input_size, mean, std)).sum(1))
+    all_scores = np.concatenate(scores)
+    labels = np.tile(validator.labels, len(scores))
+    thr, acc = best_threshold(all_scores, labels)
+    return {
+        "threshold": round(float(thr), 4),
+        "calibration_accuracy": round(100 * acc, 2),
+        "threshold_note": f"max accuracy on {validator.description}, student vs student, "
+        f"HR-HR plus HR-LR at {','.join(map(str, sizes))} px (area-down)",
+    }
+
+
+_SPLITS = {
+    "labelled": "user folder ROOT/<identity>/<images>",
+    "unlabelled": "unlabelled photos (no identities)",
+    "rec": "insightface RecordIO pack (pre-aligned 112x112)",
+}
+
+
+def data_card(cfg: DistillConfig, td: TrainingData) -> dict[str, Any]:
+    """The card's ``data`` entry: every source (kind, path, weight, images used, faces
+    skipped for no detection, faces dropped by the test-identity guard) and totals."""
+    lfw = "LFW train split (identities disjoint from pairs folds 6-10)" + (
+        f" minus the identities of folds {','.join(map(str, cfg.holdout_folds))}"
+        if cfg.holdout_folds
+        else ""
+    )
+    what = {"lfw": lfw, **_SPLITS}
+    paths = [display_path(p.source.path) for p in td.parts]
+    labels = td.faces.labels
+    return {
+        "path": paths[0] if len(paths) == 1 else paths,
+        "split": "; ".join(what[p.source.kind] for p in td.parts),
+        "images": len(td.faces),
+        "identities": len(np.unique(labels[labels >= 0])),
+        "unlabelled_images": int((labels < 0).sum()),
+        **td.card(display_path),
+        **({"box_views": td.views} if td.views else {}),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,191 @@
+"""What the student sees: :class:`DistillDataset`, degraded views of the training faces
+with their teacher targets, and :func:`training_dataset`, the dataset of a run.
+
+Randomness is a pure function of ``(seed, epoch, key)``, so a resumed run sees exactly
+the same data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+
+from ..align import resize_crop
+from ..degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
+from ..detect import DEFAULT_DETECTOR
+from ..errors import LrfaceError
+from ..models.registry import ModelSpec
+from .config import DistillConfig
+from .data import FaceSet, TrainingData
+from .views import BoxViews, build_box_views
+
+log = logging.getLogger("lrface")
+
+
+def training_dataset(
+    cfg: DistillConfig,
+    td: TrainingData,
+    spec: ModelSpec,
+    progress: bool = True,
+    verbose: bool = True,
+) -> DistillDataset:
+    """The dataset of a run: the faces of ``td`` with their cached targets (flip-fused
+    ones for ``--targets fused``), degraded as ``cfg`` says, normalised with the teacher's
+    mean/std (its registry entry ``spec``); with ``p_box``, the faces' detector boxes are
+    found first (``td.views`` records them)."""
+    box_views = None
+    if cfg.p_box:
+        box_views = build_box_views(td.parts, DEFAULT_DETECTOR, progress=progress)
+        if not box_views.covered:
+            raise LrfaceError(
+                f"--p-box {cfg.p_box}: no training face has a detector box (RecordIO packs "
+                "are pre-aligned); box views need photo sources (an LFW copy or folders)"
+            )
+        td.views = box_views.card()
+        if verbose:
+            log.info("box views: %d of %d faces", box_views.covered, len(box_views.row))
+    fused = cfg.targets == "fused"
+    return DistillDataset(
+        td.faces,
+        td.fused if fused else td.plain,
+        td.fused if fused else td.mirror,
+        cfg.resolved_input_size(),
+        tuple(spec.mean),
+        tuple(spec.std),
+        RandomDegradation(cfg.min_size, cfg.max_size, p_hr=cfg.p_hr),
+        seed=cfg.seed,
+        online=cfg.online_targets,
+        p_mix=cfg.mixup,
+        box_views=box_views,
+        p_box=cfg.p_box,
+        p_realistic=cfg.p_realistic,
+    )
+
+
+class DistillDataset(torch.utils.data.Dataset):
+    """``(x, target, size, hr, idx)`` samples: degraded student input, teacher target, LR
+    size, the HR view (uint8 (112, 112, 3) BGR for online targets, else empty) and the
+    face's index in the :class:`FaceSet` (for its identity label ``faces.labels[idx]``,
+    itself -1 for an unlabelled face; ``idx`` is -1 for a blend).  Keys ``idx + r * N``
+    (N faces) give the r-th differently augmented draw of face ``idx`` in an epoch.
+
+    ``p_mix`` (online targets only): probability that the HR view is a blend
+    ``w * a + (1 - w) * b`` of two augmented training faces, ``w`` uniform in [0, 1]
+    ("function matching": the teacher embeds the same blend the student sees degraded,
+    which widens the inputs on which the student learns the teacher's function).
+
+    ``p_box`` (cached targets): probability that the view is the face's detector box,
+    jittered as on small faces (``box_views``: :class:`lrface.distill.views.BoxViews`),
+    instead of its aligned crop; the target stays the teacher's embedding of the aligned
+    crop.  ``p_realistic``: probability that a reduced view gets the evaluators' realistic
+    degradation (:data:`lrface.degrade.REALISTIC`: blur, motion blur, sensor noise, JPEG
+    q30-70) instead of the light training extras.  Both 0 (default): the random draws are
+    those of earlier versions.
+
+    ``x``: float32 (3, S, S) normalised RGB for a student of input side S (112 for the
+    MobileFaceNet student: degraded crops are upsampled back with bicubic; 16/24/32 for a
+    native student: the LR crop is resized to S).  ``target``: float32 (D,).
+    """
+
+    def __init__(
+        self,
+        faces: FaceSet,
+        plain: np.ndarray,
+        mirror: np.ndarray,
+        input_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        degradation: RandomDegradation,
+        seed: int = 0,
+        p_flip: float = 0.5,
+        p_jitter: float = 0.5,
+        online: bool = False,
+        p_mix: float = 0.0,
+        box_views: BoxViews | None = None,
+        p_box: float = 0.0,
+        p_realistic: float = 0.0,
+    ) -> None:
+        if p_mix and not online:
+            raise ValueError("blended views need online teacher targets")
+        if (p_box or p_realistic) and online:
+            raise ValueError("box and realistic views use cached targets, not online ones")
+        if p_box and box_views is None:
+            raise ValueError("p_box > 0 needs the faces' box views (views.build_box_views)")
+        self.faces, self.plain, self.mirror = faces, plain, mirror
+        self.input_size = input_size
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.deg = degradation
+        self.seed, self.epoch = seed, 0
+        self.p_flip, self.p_jitter = p_flip, p_jitter
+        self.online = online
+        self.p_mix = p_mix
+        self.box_views, self.p_box, self.p_realistic = box_views, p_box, p_realistic
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.faces.crops)
+
+    def __getitem__(self, key: int) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, int]:
+        # key = idx + r * N: the r-th draw of face idx in an epoch (sources of weight > 1)
+        n = len(self.faces.crops)
+        idx, rep = int(key) % n, int(key) // n
+        rng = np.random.default_rng([self.seed, self.epoch, idx] + ([rep] if rep else []))
+        crop = self.faces.crops[idx]
+        boxed = False
+        views = self.box_views
+        if self.p_box and views is not None and views.has(idx) and rng.random() < self.p_box:
+            crop, boxed = views.view(idx, rng), True
+        flipped = rng.random() < self.p_flip
+        if flipped:
+            crop = np.ascontiguousarray(crop[:, ::-1])
+        if self.online:
+            # consistent teaching: a stronger augmentation, and the teacher embeds this
+            # exact HR view in the training loop (``target`` here is a placeholder)
+            crop = self._online_augment(crop, rng)
+            if self.p_mix and rng.random() < self.p_mix:
+                other = self.faces.crops[int(rng.integers(len(self.faces.crops)))]
+                if rng.random() < self.p_flip:
+                    other = np.ascontiguousarray(other[:, ::-1])
+                other = self._online_augment(other, rng)
+                w = rng.uniform(0.0, 1.0)
+                blend = w * crop.astype(np.float32) + (1.0 - w) * other.astype(np.float32)
+                crop = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+                idx = -1
+        elif not boxed and rng.random() < self.p_jitter:
+            crop = jitter_alignment(crop, rng)
+        d = self.deg.sample(rng, hr_size=crop.shape[0])
+        if self.p_realistic and d.size < crop.shape[0] and rng.random() < self.p_realistic:
+            # the evaluators' realistic recipe instead of the light training extras
+            plain_reduction = dataclasses.replace(
+                d, blur_sigma=0.0, noise_std=0.0, jpeg_quality=None
+            )
+            lr = degrade_realistic(crop, plain_reduction, rng)
+        else:
+            lr = degrade(crop, d, rng)
+        x = resize_crop(lr, self.input_size)
+        x = (x[:, :, ::-1].astype(np.float32) - self.mean) / self.std
+        target = self.mirror[idx] if flipped else self.plain[idx]
+        hr = torch.from_numpy(np.ascontiguousarray(crop)) if self.online else torch.zeros(0)
+        return (
+            torch.from_numpy(x.transpose(2, 0, 1).copy()),
+            torch.from_numpy(target),
+            d.size,
+            hr,
+            idx,
+        )
+
+    @staticmethod
+    def _online_augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Alignment jitter (p 0.8) and brightness/contrast (p 0.5) of a uint8 BGR crop."""
+        if rng.random() < 0.8:
+            crop = jitter_alignment(crop, rng, shift=0.04, scale=0.06, angle=6.0)
+        if rng.random() < 0.5:
+            gain, bias = rng.uniform(0.75, 1.25), rng.uniform(-20, 20)
+            crop = np.clip(crop.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        return crop
