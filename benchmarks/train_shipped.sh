@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The run behind the shipped lrface-mbf (LFW train split only).
 #
-# Since 2026-11-27 14:35 UTC (sha256 46322d82..., in weights/lrface-mbf.json): two runs.
+# Since 2026-11-27 14:35 UTC (sha256 46322d82..., in weights/lrface-mbf.json): two runs,
+# recipes configs/lrface-mbf-long.toml (1) and configs/lrface-mbf.toml (2).
 # (1) "long" below (it made the previous shipped weights, 10c18ec5...); (2) a 24-epoch stage
 # from (1): KD + CRCD (beta 0.2, 100 warm-up steps) + ArcFace on views <= 20 px (identity
 # prototypes from the teacher, weight 0.1, margin 0.3, scale 32), fused targets, sizes
@@ -32,16 +33,10 @@ mkdir -p runs/shipped
 RECIPE=${RECIPE:-long-arc}
 if [ "$RECIPE" = long ] || [ "$RECIPE" = long-arc ]; then
   [ -f runs/shipped/mbf-long/lrface-mbf.pt ] ||
-  lrface distill --data "$DATA" --student lrface-mbf --name lrface-mbf --targets fused \
-    --loss kd,crcd --beta 0.2 --crcd-warmup 200 --epochs 64 --batch-size 64 --lr 3e-4 \
-    --sizes 8-40 --p-hr 0.2 --seed 0 --val-sizes 12,16,24 --val-every 4 --workers 3 \
-    --threads 2 --quiet --out runs/shipped/mbf-long > runs/shipped-mbf-long.log 2>&1
+  lrface distill --config configs/lrface-mbf-long.toml --data "$DATA" --quiet \
+    --out runs/shipped/mbf-long > runs/shipped-mbf-long.log 2>&1
   [ "$RECIPE" = long ] && exit
-  lrface distill --data "$DATA" --student lrface-mbf --name lrface-mbf \
-    --init runs/shipped/mbf-long/lrface-mbf.pt --targets fused --loss kd,crcd,arc --beta 0.2 \
-    --crcd-warmup 100 --arc-weight 0.1 --arc-margin 0.3 --arc-scale 32 --arc-max-size 20 \
-    --epochs 24 --batch-size 64 --lr 1e-4 --sizes 8-40 --p-hr 0.2 --seed 6 \
-    --val-sizes 8,12,16,24 --val-every 4 --workers 3 --threads 2 --quiet \
+  lrface distill --config configs/lrface-mbf.toml --data "$DATA" --quiet \
     --out runs/shipped/mbf-long-arc20 > runs/shipped-mbf-long-arc20.log 2>&1
   exit
 fi

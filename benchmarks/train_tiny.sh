@@ -3,10 +3,11 @@
 #   bash benchmarks/train_tiny.sh        # lrface-tiny-16 (16x16 input), 1 thread, ~27 min here
 #   bash benchmarks/train_tiny.sh 24     # lrface-tiny-24 (24x24 input), 2 threads, ~25 min here
 #   bash benchmarks/train_tiny.sh 32     # lrface-tiny-32 (32x32 input), 2 threads
-# Both: width 32, 256-channel head (~283 k parameters), KD + instance InfoNCE (weight 0.1)
-# with *online* teacher targets ("consistent teaching": the teacher embeds every augmented
-# HR view), 30 epochs, batch 128, lr 2e-3, weight decay 5e-3.  Training sizes are centred
-# on the input: 12-24 px for -16, 16-32 px for -24, 24-40 px for -32.  Test figures: see RESULTS.md.
+# The recipes are configs/lrface-tiny-<SIZE>.toml: width 32, 256-channel head (~283 k
+# parameters), KD + instance InfoNCE (weight 0.1) with *online* teacher targets ("consistent
+# teaching": the teacher embeds every augmented HR view), 30 epochs, batch 128, lr 2e-3,
+# weight decay 5e-3.  Training sizes are centred on the input: 12-24 px for -16, 16-32 px
+# for -24, 24-40 px for -32.  Test figures: see RESULTS.md.
 # lrface-tiny-16: the same recipe with cached flip-fused targets (--targets fused, 7 min)
 # gave 89.80 at 16 px vs 90.30; earlier 512-channel, width-64 students (1.0 M parameters)
 # reached 90.00 but only ~3.7x the teacher's throughput.
@@ -17,13 +18,9 @@ DATA=${LFW:-../shared/data/lfw}
 SIZE=16
 if [[ ${1:-} =~ ^[0-9]+$ ]]; then SIZE=$1; shift; fi
 case "$SIZE" in
-  16) SIZES=12-24; THREADS=1; VAL=12,16 ;;
-  24) SIZES=16-32; THREADS=2; VAL=16,24 ;;
-  32) SIZES=24-40; THREADS=2; VAL=24,32 ;;
+  16) THREADS=1 ;;
+  24|32) THREADS=2 ;;
   *) echo "train_tiny.sh: size must be 16, 24 or 32 (got $SIZE)" >&2; exit 2 ;;
 esac
-LRFACE_THREADS=$THREADS lrface distill --data "$DATA" --student "lrface-tiny-$SIZE" --width 32 \
-  --head-channels 256 --targets online --loss kd,nce --nce-weight 0.1 --epochs 30 \
-  --batch-size 128 --lr 2e-3 --weight-decay 5e-3 --sizes "$SIZES" --p-hr 0.1 --seed 0 \
-  --threads "$THREADS" --val-sizes "$VAL" --val-every 10 --quiet \
-  --out "runs/shipped/tiny$SIZE-w32-online" "$@"
+LRFACE_THREADS=$THREADS lrface distill --config "configs/lrface-tiny-$SIZE.toml" --data "$DATA" \
+  --quiet --out "runs/shipped/tiny$SIZE-w32-online" "$@"
