@@ -18,7 +18,7 @@ from .errors import LrfaceError
 from .fileio import atomic_write, sha256_file, write_json_atomic
 from .models import registry
 from .models.onnx_utils import rewrite_prelu
-from .models.torch_embedder import load_student_state
+from .models.torch_embedder import load_student_module
 
 
 def export_onnx(
@@ -45,7 +45,7 @@ def export_onnx(
     if spec.kind != "student":
         raise LrfaceError(f"{model}: only students can be exported (this is a {spec.kind})")
     pt_path = registry.torch_weights(spec)
-    net = load_student_state(spec, pt_path).eval()
+    net = load_student_module(spec, pt_path).eval()
     s = int(spec.input_size or 112)
     dummy = torch.zeros(1, 3, s, s)
     with tempfile.TemporaryDirectory(prefix="lrface-export-") as tmp:

@@ -72,8 +72,8 @@ def _torch_embedder(spec: ModelSpec, path: os.PathLike[str], flip: bool, batch: 
             f"training extra ({TRAIN_EXTRA}) or export it to ONNX on a machine with torch "
             "(`lrface export`)"
         ) from None
-    from .torch_embedder import TorchEmbedder, load_student_state
+    from .torch_embedder import TorchEmbedder, load_student_module
 
     return TorchEmbedder(
-        spec, load_student_state(spec, path), flip=flip, batch_size=max(batch, 128)
+        spec, load_student_module(spec, path), flip=flip, batch_size=max(batch, 128)
     )

@@ -28,7 +28,7 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.
     return model
 
 
-def load_student_state(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.nn.Module:
+def load_student_module(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.nn.Module:
     """Build the student described by ``spec.card`` and load its (verified) weights, in
     eval mode.  A card whose architecture or settings do not fit the weights raises
     :class:`~lrface.errors.ModelFileError` naming the card."""
