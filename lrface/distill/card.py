@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..degrade import Degradation, degrade
 from ..fileio import atomic_write, sha256_file, write_json_atomic
 from ..models.interface import Embedder
+from ..models.preprocess import InputFormat
 from ..models.students import count_parameters
 from .config import DistillConfig
 from .data import TrainingData, display_path
@@ -38,7 +39,7 @@ def write_card(
     ``<out>/<name>.json``; returns the card.  The student ends on the CPU."""
     out, name, input_size = Path(cfg.out), cfg.model_name, cfg.resolved_input_size()
     tspec = teacher.spec
-    mean, std = np.asarray(tspec.mean, np.float32), np.asarray(tspec.std, np.float32)
+    fmt = InputFormat.of(tspec, input_size)  # the student's input: the teacher's entry
     best_path = out / "best.pt"
     best = (
         torch.load(best_path, map_location="cpu", weights_only=True)
@@ -58,7 +59,7 @@ def write_card(
         "threshold_note": "not calibrated (no LFW validation pairs)",
     }
     if validator is not None:  # on the training device (a GPU calibrates in seconds)
-        calib = calibrate_threshold(validator, net.to(device), input_size, mean, std)
+        calib = calibrate_threshold(validator, net.to(device), fmt)
         net.cpu()
     card = {
         "name": name,
@@ -72,9 +73,9 @@ def write_card(
         "input_size": input_size,
         "embedding_size": teacher.embedding_size,
         "preprocessing": {
-            "color": "RGB",
-            "mean": [float(m) for m in mean],
-            "std": [float(s) for s in std],
+            "color": fmt.color,
+            "mean": [float(m) for m in fmt.mean32],
+            "std": [float(s) for s in fmt.std32],
             "note": "aligned ArcFace-template crop; resize to input_size (bicubic up, area down); "
             "(pixel - mean) / std; flip fusion at inference",
         },
@@ -100,9 +101,7 @@ def write_card(
 def calibrate_threshold(
     validator: Validator,
     model: torch.nn.Module,
-    input_size: int,
-    mean: np.ndarray,
-    std: np.ndarray,
+    fmt: InputFormat,
     sizes: tuple[int, ...] = (12, 16, 20, 24, 32),
 ) -> dict[str, Any]:
     """Threshold maximising accuracy on a mix of student-vs-student pairs of the
@@ -112,11 +111,11 @@ def calibrate_threshold(
     from ..eval.metrics import best_threshold
 
     embed = validator.student_embed
-    ea = embed(model, validator.crops_a, input_size, mean, std)
-    scores = [(ea * embed(model, validator.crops_b, input_size, mean, std)).sum(1)]
+    ea = embed(model, validator.crops_a, fmt)
+    scores = [(ea * embed(model, validator.crops_b, fmt)).sum(1)]
     for s in sizes:
         lr = np.stack([degrade(c, Degradation(size=s)) for c in validator.crops_b])
-        scores.append((ea * embed(model, lr, input_size, mean, std)).sum(1))
+        scores.append((ea * embed(model, lr, fmt)).sum(1))
     all_scores = np.concatenate(scores)
     labels = np.tile(validator.labels, len(scores))
     thr, acc = best_threshold(all_scores, labels)

@@ -13,10 +13,10 @@ import logging
 import numpy as np
 import torch
 
-from ..align import resize_crop
 from ..degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
 from ..detect import DEFAULT_DETECTOR
 from ..errors import LrfaceError
+from ..models.preprocess import InputFormat, to_input
 from ..models.registry import ModelSpec
 from .config import DistillConfig
 from .data import FaceSet, TrainingData
@@ -33,9 +33,9 @@ def training_dataset(
     verbose: bool = True,
 ) -> DistillDataset:
     """The dataset of a run: the faces of ``td`` with their cached targets (flip-fused
-    ones for ``--targets fused``), degraded as ``cfg`` says, normalised with the teacher's
-    mean/std (its registry entry ``spec``); with ``p_box``, the faces' detector boxes are
-    found first (``td.views`` records them)."""
+    ones for ``--targets fused``), degraded as ``cfg`` says, converted in the teacher's
+    colour order with its mean/std (its registry entry ``spec``); with ``p_box``, the
+    faces' detector boxes are found first (``td.views`` records them)."""
     box_views = None
     if cfg.p_box:
         box_views = build_box_views(td.parts, DEFAULT_DETECTOR, progress=progress)
@@ -62,6 +62,7 @@ def training_dataset(
         box_views=box_views,
         p_box=cfg.p_box,
         p_realistic=cfg.p_realistic,
+        color=spec.color,
     )
 
 
@@ -85,9 +86,11 @@ class DistillDataset(torch.utils.data.Dataset):
     q30-70) instead of the light training extras.  Both 0 (default): the random draws are
     those of earlier versions.
 
-    ``x``: float32 (3, S, S) normalised RGB for a student of input side S (112 for the
-    MobileFaceNet student: degraded crops are upsampled back with bicubic; 16/24/32 for a
-    native student: the LR crop is resized to S).  ``target``: float32 (D,).
+    ``x``: float32 (3, S, S) for a student of input side S, converted by
+    :func:`lrface.models.preprocess.to_input` in the teacher's colour order (``color``,
+    "RGB" or "BGR") with its ``mean``/``std`` (112 for the MobileFaceNet student: degraded
+    crops are upsampled back with bicubic; 16/24/32 for a native student: the LR crop is
+    resized to S).  ``target``: float32 (D,).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class DistillDataset(torch.utils.data.Dataset):
         box_views: BoxViews | None = None,
         p_box: float = 0.0,
         p_realistic: float = 0.0,
+        color: str = "RGB",
     ) -> None:
         if p_mix and not online:
             raise ValueError("blended views need online teacher targets")
@@ -116,8 +120,7 @@ class DistillDataset(torch.utils.data.Dataset):
             raise ValueError("p_box > 0 needs the faces' box views (views.build_box_views)")
         self.faces, self.plain, self.mirror = faces, plain, mirror
         self.input_size = input_size
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
+        self.input_format = InputFormat(input_size, color, mean, std)
         self.deg = degradation
         self.seed, self.epoch = seed, 0
         self.p_flip, self.p_jitter = p_flip, p_jitter
@@ -168,12 +171,11 @@ class DistillDataset(torch.utils.data.Dataset):
             lr = degrade_realistic(crop, plain_reduction, rng)
         else:
             lr = degrade(crop, d, rng)
-        x = resize_crop(lr, self.input_size)
-        x = (x[:, :, ::-1].astype(np.float32) - self.mean) / self.std
+        x = to_input(lr, self.input_format)[0]
         target = self.mirror[idx] if flipped else self.plain[idx]
         hr = torch.from_numpy(np.ascontiguousarray(crop)) if self.online else torch.zeros(0)
         return (
-            torch.from_numpy(x.transpose(2, 0, 1).copy()),
+            torch.from_numpy(x),
             torch.from_numpy(target),
             d.size,
             hr,

@@ -16,12 +16,17 @@ import torch
 
 from ..models import registry
 from ..models.embedder import Embedder
+from ..models.preprocess import InputFormat, to_input_torch
 
 log = logging.getLogger("lrface")
 
 
 class OnlineTeacher:
     """Teacher embeddings of uint8 BGR HR views, computed where the student trains.
+
+    Both paths convert the views as the teacher's registry entry says: the torch copy
+    with :func:`lrface.models.preprocess.to_input_torch` on the device, onnxruntime
+    through the embedder's :func:`~lrface.models.preprocess.to_input`.
 
     ``fuse_flips``: add the embedding of the mirrored view before normalising (the
     flip-fused target, as HR gallery faces are embedded at test time).  ``use_torch``:
@@ -50,10 +55,8 @@ class OnlineTeacher:
                 self.net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             except ValueError as exc:  # not a MobileFaceNet graph: use onnxruntime
                 log.info("online teacher: onnxruntime (%s)", exc)
+        self.input_format = InputFormat.of(spec, teacher.input_size)
         if self.net is not None:
-            self.mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-            self.std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-            self.rgb = spec.color.upper() == "RGB"
             log.info("online teacher: torch copy of %s on %s", spec.name, device)
         else:
             log.info("online teacher: %s through onnxruntime", spec.name)
@@ -64,10 +67,8 @@ class OnlineTeacher:
         if self.net is None:
             feats = self.teacher.embed_crops(hr.numpy(), flip=self.fuse_flips)
             return torch.from_numpy(np.asarray(feats)).to(self.device)
-        x = hr.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        if self.rgb:
-            x = x.flip(1)
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        x = to_input_torch(hr, self.input_format, self.device)
+        x = x.contiguous(memory_format=torch.channels_last)
         f = self.net(x)
         if self.fuse_flips:
             f = f + self.net(x.flip(3))

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from ..errors import LrfaceError
 from ..fileio import atomic_write, write_json_atomic
 from ..models.loader import load_embedder
+from ..models.preprocess import InputFormat
 from .card import write_card
 from .config import DistillConfig
 from .data import TrainingData, training_data_for
@@ -85,9 +86,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     start_epoch, step = ckpt.resume(resume, rank) if resume else (0, 0)
     model = torch.nn.parallel.DistributedDataParallel(bundle) if world > 1 else bundle
     validator = Validator.for_run(cfg, td, teacher) if rank == 0 else None
-    input_size = cfg.resolved_input_size()
-    mean = np.asarray(teacher.spec.mean, np.float32)
-    std = np.asarray(teacher.spec.std, np.float32)
+    fmt = InputFormat.of(teacher.spec, cfg.resolved_input_size())  # the student's input
 
     for epoch in range(start_epoch, cfg.epochs):
         loader = _epoch_loader(cfg, ds, td, epoch, rank, world, batch, steps_per_epoch)
@@ -114,7 +113,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         row = {"epoch": epoch + 1, "step": step, **meter.means()}
         if rank == 0:
             if validator is not None and validator.due(epoch, cfg):
-                row.update(validator.run(bundle.student, input_size, mean, std))
+                row.update(validator.run(bundle.student, fmt))
             ckpt.save(row, validated=validator is not None)
         if world > 1:
             dist.barrier()

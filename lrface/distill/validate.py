@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..align import resize_crop
 from ..degrade import Degradation, degrade
 from ..models.embedder import l2_normalize
 from ..models.interface import Embedder
+from ..models.preprocess import InputFormat, to_input
 from .config import DistillConfig
 from .data import TrainingData
 
@@ -82,25 +82,17 @@ class Validator:
         ``val_every`` epochs, and the last."""
         return (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
 
-    def student_embed(
-        self,
-        model: torch.nn.Module,
-        crops: np.ndarray,
-        input_size: int,
-        mean: np.ndarray,
-        std: np.ndarray,
-    ) -> np.ndarray:
+    @staticmethod
+    def student_embed(model: torch.nn.Module, crops: np.ndarray, fmt: InputFormat) -> np.ndarray:
         """Flip-fused student embeddings, float32 (N, D) L2-normalised, of uint8 BGR crops
-        (N, h, w, 3) resized to ``input_size``, RGB, ``(pixel - mean) / std``."""
+        (N, h, w, 3) converted to the student's input ``fmt`` (its side, the teacher's
+        colour order and mean/std) by :func:`lrface.models.preprocess.to_input`."""
         model.eval()
         out = []
         with torch.inference_mode():
             for i in range(0, len(crops), 256):
-                x = np.stack([resize_crop(c, input_size) for c in crops[i : i + 256]]).astype(
-                    np.float32
-                )
-                x = ((x[..., ::-1] - mean) / std).transpose(0, 3, 1, 2)
-                xt = torch.from_numpy(np.ascontiguousarray(x))
+                x = to_input(crops[i : i + 256], fmt)
+                xt = torch.from_numpy(x)
                 dev = next(model.parameters()).device
                 xt = xt.to(dev).contiguous(memory_format=torch.channels_last)
                 f = model(xt) + model(torch.flip(xt, dims=[3]))
@@ -108,16 +100,16 @@ class Validator:
         model.train()
         return l2_normalize(np.concatenate(out))
 
-    def run(
-        self, model: torch.nn.Module, input_size: int, mean: np.ndarray, std: np.ndarray
-    ) -> dict[str, float]:
-        """``{"val_hr-lr_<s>": accuracy %}`` for each validation size ``s``."""
+    def run(self, model: torch.nn.Module, fmt: InputFormat) -> dict[str, float]:
+        """``{"val_hr-lr_<s>": accuracy %}`` for each validation size ``s``; ``fmt``: the
+        student's input (:meth:`lrface.models.preprocess.InputFormat.of` the teacher's
+        entry at the student's side)."""
         from ..eval.metrics import kfold_accuracy
 
         res = {}
         for s in self.sizes:
             lr = np.stack([degrade(c, Degradation(size=s)) for c in self.crops_b])
-            emb = self.student_embed(model, lr, input_size, mean, std)
+            emb = self.student_embed(model, lr, fmt)
             scores = (self.hr * emb).sum(1)
             acc = kfold_accuracy(scores, self.labels, folds=self.folds)
             res[f"val_hr-lr_{s}"] = round(100 * acc["accuracy_mean"], 2)

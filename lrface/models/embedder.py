@@ -1,9 +1,10 @@
 """The common embedder interface shared by the ONNX teacher, ONNX exports and torch students.
 
 An embedder turns aligned face crops into L2-normalised float32 embeddings.  Crops are
-uint8 BGR arrays of any size; each is resized to the model's square ``input_size`` with
-:func:`lrface.align.resize_crop` (area when a side shrinks, bicubic otherwise), converted
-to the model's colour order and normalised with its mean/std.
+uint8 BGR arrays of any size; :func:`lrface.models.preprocess.to_input` resizes each to
+the model's square ``input_size`` with :func:`lrface.align.resize_crop` (area when a side
+shrinks, bicubic otherwise), converts it to the model's colour order and normalises it
+with its mean/std.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..align import resize_crop
+from .preprocess import InputFormat, to_input
 from .registry import ModelSpec
 
 
@@ -33,8 +34,11 @@ class Embedder:
         self.threshold = spec.threshold
         self.flip = flip
         self.batch_size = batch_size
-        self._mean = np.asarray(spec.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-        self._std = np.asarray(spec.std, dtype=np.float32).reshape(1, 3, 1, 1)
+
+    @property
+    def input_format(self) -> InputFormat:
+        """The model's input: side ``input_size``, colour order and mean/std of its entry."""
+        return InputFormat.of(self.spec, self.input_size)
 
     @property
     def sha256(self) -> str | None:
@@ -44,21 +48,10 @@ class Embedder:
         """uint8 BGR crops (any size) -> float32 (N, 3, S, S) normalised, model colour order.
 
         ``mirrors``: return (2N, 3, S, S), the crops followed by their horizontal mirrors
-        (one buffer for the flip-fused forward).  Each plane is written once, straight from
-        the uint8 pixels: ``(pixel - mean) / std`` in float32, as before, bit for bit.
+        (one buffer for the flip-fused forward).  The conversion of the registry entry:
+        :func:`lrface.models.preprocess.to_input`.
         """
-        s = self.input_size
-        batch = np.stack([resize_crop(c, s) for c in crops]).transpose(0, 3, 1, 2)
-        n = len(batch)
-        out = np.empty((2 * n if mirrors else n, 3, s, s), np.float32)
-        rgb = self.spec.color.upper() == "RGB"
-        for ch in range(3):
-            plane = out[:n, ch]
-            np.subtract(batch[:, 2 - ch if rgb else ch], self._mean[0, ch, 0, 0], out=plane)
-            np.divide(plane, self._std[0, ch, 0, 0], out=plane)
-        if mirrors:
-            out[n:] = out[:n, :, :, ::-1]
-        return out
+        return to_input(crops, self.input_format, mirrors=mirrors)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, 3, S, S) -> float32 (N, D) raw (unnormalised) features."""
