@@ -34,7 +34,7 @@ from lrface.datasets.facecache import central_face
 from lrface.datasets.lfw import LFW
 from lrface.detect import load_detector, resolve_detector
 from lrface.errors import NoFaceError
-from lrface.io import read_image
+from lrface.images import read_image
 
 
 def shrink_to_face_width(img: np.ndarray, face_px: float) -> np.ndarray:

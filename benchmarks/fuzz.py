@@ -6,7 +6,7 @@
 Targets (each input is generated from ``(seed, target, index)`` alone, so any input can
 be regenerated with ``--repro INDEX``):
 
-* ``image``: :func:`lrface.io.read_image` on mutated bytes of real small PNG, JPEG, WebP,
+* ``image``: :func:`lrface.images.read_image` on mutated bytes of real small PNG, JPEG, WebP,
   TIFF, GIF, BMP, PNM, AVIF and JPEG 2000 files made from an LFW face (bit flips, byte
   and word overwrites, truncations, insertions, splices, header dimension rewrites, PNG
   chunk edits with their CRC fixed, EXIF orientation rewrites, random bytes).
@@ -24,7 +24,7 @@ that runs longer than ``--timeout`` seconds (default 10: a legal 49 MP GIF takes
 a busy 2-core machine) is a **hang** (a watchdog kills the worker and the run resumes with
 the next input).  ``peak_rss_mb`` is the worker's peak resident set (VmHWM) over all its
 inputs.  For ``image``, the "bombs" of :func:`make_bombs` (inputs of at most 10 MB that
-decode to close to :data:`lrface.io.MAX_PIXELS` pixels, or claim far more) are also read,
+decode to close to :data:`lrface.images.MAX_PIXELS` pixels, or claim far more) are also read,
 each once, in a fresh process, and that process's peak RSS is reported: it must stay below
 500 MB.  Inputs that write to stderr (libpng, libjpeg or Python warnings) count as
 ``noisy``.
@@ -792,7 +792,7 @@ def mutate_card(c: Chooser, seeds: dict[str, bytes]) -> bytes:
 
 
 def run_image(data: bytes, workdir: Path) -> str:
-    from lrface.io import read_image
+    from lrface.images import read_image
 
     img = read_image(data)
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, img.shape
@@ -1010,7 +1010,7 @@ def _record(
 
 def _bomb_worker(path: str, conn: Any) -> None:
     from lrface.errors import LrfaceError
-    from lrface.io import read_image
+    from lrface.images import read_image
 
     data = Path(path).read_bytes()
     t = time.perf_counter()

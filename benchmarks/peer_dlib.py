@@ -65,7 +65,7 @@ from lrface.eval.benchmark import parse_list, parse_sizes
 from lrface.eval.metrics import kfold_accuracy
 from lrface.eval.protocols.lfw import MODE_TITLES, MODES, select_pairs
 from lrface.fileio import save_npz_atomic, write_json_atomic
-from lrface.io import read_image
+from lrface.images import read_image
 
 CHIP = 150
 PADDING = 0.25

@@ -186,7 +186,7 @@ def dlib_conditions(
     out["clean/aligned"] = {s: score(lr[s][ib]) for s in sizes}
 
     # realistic/aligned: the reduced chip degraded with the pair's draw
-    from lrface.io import read_image
+    from lrface.images import read_image
 
     root = str(Path(lfw.image_dir).resolve())
     chips: dict[str, np.ndarray] = {}

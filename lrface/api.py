@@ -16,7 +16,7 @@ import numpy as np
 
 from .detect import DEFAULT_DETECTOR, resolve_detector
 from .errors import LrfaceError
-from .io import ImageInput
+from .images import ImageInput
 from .models.embedder import Embedder
 from .models.loader import load_embedder
 from .models.registry import all_models, get_spec

@@ -111,7 +111,7 @@ def expand_inputs(
     """Expand command-line inputs (``lrface embed``, ``lrface identify``) into image paths.
 
     Each input is, in order: a directory (all images below it, recursively, sorted by
-    relative path -- :func:`lrface.io.list_images`), a ``.txt`` file (one path per line;
+    relative path -- :func:`lrface.images.list_images`), a ``.txt`` file (one path per line;
     blank lines and lines starting with ``#`` skipped; relative paths are taken relative
     to the list file's directory), or a single image path (kept as given).  Order is
     preserved and duplicates are kept; a missing file named inside a list is kept (it
@@ -121,7 +121,7 @@ def expand_inputs(
     Returns ``(paths, failures)``: failures are ``(input, "holds no image files")`` for a
     directory or list without images.
     """
-    from .io import list_images
+    from .images import list_images
 
     out: list[str] = []
     failures: list[tuple[str, str]] = []

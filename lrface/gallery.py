@@ -601,7 +601,7 @@ def build_gallery(
     Raises :class:`DatasetError` if ``root`` is not a directory or holds no identity
     directory with images.
     """
-    from .io import list_images
+    from .images import list_images
 
     options = options_for(options, detect, int(embedder.input_size))
     root = Path(root)

@@ -50,7 +50,7 @@ import numpy as np
 from .align import align_face, native_face_size, resize_crop
 from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
-from .io import ImageInput, describe, read_image
+from .images import ImageInput, describe, read_image
 
 log = logging.getLogger("lrface")
 

@@ -10,7 +10,7 @@ import pytest
 
 from lrface.align import align_face
 from lrface.detect import load_detector
-from lrface.io import read_image
+from lrface.images import read_image
 
 
 def run(*args, check=None):

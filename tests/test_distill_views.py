@@ -15,7 +15,7 @@ from lrface.datasets.lfw import LFW
 from lrface.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
 from lrface.detect import load_detector
 from lrface.distill.views import CONTEXT, CONTEXT_SIDE, BoxJitter, box_view
-from lrface.io import read_image
+from lrface.images import read_image
 
 NO_JITTER = BoxJitter(center_sd=0.0, log_scale_mean=0.0, log_scale_sd=0.0)
 

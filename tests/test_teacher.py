@@ -11,7 +11,7 @@ from lrface.datasets.facecache import central_face_landmarks
 from lrface.datasets.lfw import LFW
 from lrface.detect import load_detector
 from lrface.eval.metrics import kfold_accuracy
-from lrface.io import read_image
+from lrface.images import read_image
 from lrface.models import registry
 from lrface.models.loader import load_embedder
 from lrface.models.students import mobilefacenet_from_onnx

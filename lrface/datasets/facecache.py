@@ -24,7 +24,7 @@ from ..cache import cache_dir, digest
 from ..detect import DEFAULT_DETECTOR, Face
 from ..errors import ImageError
 from ..fileio import save_npz_atomic
-from ..io import read_image
+from ..images import read_image
 
 log = logging.getLogger("lrface")
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..io import list_images
+from ..images import list_images
 from .recordio import find_pack
 
 KINDS = ("lfw", "labelled", "unlabelled", "rec")

@@ -29,7 +29,7 @@ import numpy as np
 from ..degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
 from ..detect import resolve_detector
 from ..errors import ImageError
-from ..io import read_image
+from ..images import read_image
 
 log = logging.getLogger("lrface")
 

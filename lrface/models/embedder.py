@@ -104,12 +104,12 @@ def check_crops(crops: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
         if not isinstance(c, np.ndarray):
             raise LrfaceError(
                 f"crop {i}: expected a uint8 BGR (h, w, 3) numpy array, got {type(c).__name__}; "
-                "read images with lrface.io.read_image or use lrface.embed(paths)"
+                "read images with lrface.images.read_image or use lrface.embed(paths)"
             )
         if c.dtype != np.uint8 or c.ndim != 3 or c.shape[2] != 3 or min(c.shape[:2]) < 4:
             raise LrfaceError(
                 f"crop {i}: expected uint8 BGR (h, w, 3) with h, w >= 4, got {c.dtype} "
-                f"{c.shape}; convert it (lrface.io.read_image accepts other layouts)"
+                f"{c.shape}; convert it (lrface.images.read_image accepts other layouts)"
             )
     return out
 

@@ -103,7 +103,7 @@ def _detect_box_one(path: Path, detector: str) -> tuple[np.ndarray, bool, np.nda
     """Box crop of the largest face of one file; the whole image when no face is found."""
     from ...align import resize_crop
     from ...detect import load_detector
-    from ...io import read_image
+    from ...images import read_image
 
     image = read_image(path)
     faces = load_detector(detector).detect(image)

@@ -30,7 +30,7 @@ from ...degrade import (
 from ...degrade import degrade as _degrade
 from ...detect import DEFAULT_DETECTOR
 from ...errors import DatasetError, LrfaceError
-from ...io import list_images
+from ...images import list_images
 from ..metrics import identification_report
 from .common import (
     check_hr_embedder,

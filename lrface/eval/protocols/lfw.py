@@ -44,7 +44,7 @@ from ...degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
 from ...detect import DEFAULT_DETECTOR
 from ...errors import LrfaceError
 from ...fileio import save_npz_atomic
-from ...io import read_image
+from ...images import read_image
 from ..metrics import roc, verification_report
 from .common import check_hr_embedder, embed_cached, hr_for, hr_info, model_info, row_label
 from .conditions import (

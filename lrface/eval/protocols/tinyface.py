@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import DatasetError, LrfaceError
-from ...io import list_images, read_image
+from ...images import list_images, read_image
 from ..metrics import identification_report
 from .common import embed_cached, file_signature, identification_entry, model_info, percent
 
