@@ -13,6 +13,7 @@ from lrface.datasets.lfw import LFW
 from lrface.distill.train import DistillConfig, distill
 from lrface.errors import DatasetError, LrfaceError
 from lrface.models.loader import load_embedder
+from lrface.models.preprocess import InputFormat
 
 
 def _cfg(tmp_path, **kw):
@@ -156,9 +157,7 @@ def test_holdout_folds_validate_on_unseen_identities():
     tspec = teacher.spec
     student = mobilefacenet_from_onnx(registry.locate(tspec)).to(memory_format=torch.channels_last)
     torch.set_num_threads(1)
-    acc = val.run(
-        student, 112, np.asarray(tspec.mean, np.float32), np.asarray(tspec.std, np.float32)
-    )
+    acc = val.run(student, InputFormat.of(tspec, 112))
     assert 95.0 <= acc["val_hr-lr_32"] <= 100.0, acc
     assert "folds 1 (identities held out" in val.description
 
