@@ -33,6 +33,10 @@ Example (the command of the RESULTS tables)::
 
     nice -n 10 python benchmarks/realistic_tables.py --data $LRFACE_HOME/data/lfw \\
         --sizes 8,12,16,24 --dlib --out runs/realistic-tables
+
+``--models none --dlib`` computes only the dlib row (``--conditions`` picks the conditions
+for both; dlib's descriptors are cached per condition, size and probe, so an interrupted
+run resumes where it stopped).
 """
 
 from __future__ import annotations
@@ -153,9 +157,15 @@ def _dlib_store(name: str, key: str):
 
 
 def dlib_conditions(
-    data: str, split: str, sizes: list[int], mpf: int | None, progress: bool = True
+    data: str,
+    split: str,
+    sizes: list[int],
+    mpf: int | None,
+    progress: bool = True,
+    only: list[str] | None = None,
 ) -> dict[str, dict[int, dict[str, float]]]:
-    """dlib's hr-lr accuracy for every condition and size (see the module docstring)."""
+    """dlib's hr-lr accuracy for every condition (or those of ``only``) and size (see the
+    module docstring).  Descriptors are cached per condition, size and probe."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from peer_dlib import CHIP, DescriptorCache, DlibModels, chip_side
 
@@ -179,11 +189,12 @@ def dlib_conditions(
         acc = kfold_accuracy(s, labels, folds=folds)
         return {"accuracy_mean": acc["accuracy_mean"], "accuracy_std": acc["accuracy_std"]}
 
-    # clean/aligned: peer_dlib's recipe (cached per image)
-    lr = cache.descriptors(b_rels, list(sizes), progress)
     pos_b = {r: i for i, r in enumerate(b_rels)}
-    ib = np.array([pos_b[p.b] for p in pairs])
-    out["clean/aligned"] = {s: score(lr[s][ib]) for s in sizes}
+    wanted = set(only or map(cond_name, CONDITIONS))
+    if "clean/aligned" in wanted:  # peer_dlib's recipe (cached per image)
+        lr = cache.descriptors(b_rels, list(sizes), progress)
+        ib = np.array([pos_b[p.b] for p in pairs])
+        out["clean/aligned"] = {s: score(lr[s][ib]) for s in sizes}
 
     # realistic/aligned: the reduced chip degraded with the pair's draw
     from lrface.images import read_image
@@ -199,7 +210,7 @@ def dlib_conditions(
         return chips[rel]
 
     out["realistic/aligned"] = {}
-    for s in sizes:
+    for s in sizes if "realistic/aligned" in wanted else ():
         r = chip_side(s)
         key = digest(root, models.rec_file.name, "realistic-aligned", REALISTIC.describe(), s, r)
         st = _dlib_store(f"real-aligned-{s}px", key)
@@ -221,9 +232,16 @@ def dlib_conditions(
     chips.clear()
 
     # box conditions: the lrface box probe, then dlib's own landmarks inside the box
-    bcrops, _, boxes = load_box_crops(lfw, b_rels, "scrfd-2.5g", progress)
+    if not wanted & {"clean/box", "realistic/box"}:
+        return {k: v for k, v in out.items() if v}
+    # the rels of the lrface run (the same detection cache serves both)
+    all_rels = sorted(set(a_rels) | set(b_rels))
+    bcrops, _, boxes = load_box_crops(lfw, all_rels, "scrfd-2.5g", progress)
+    pos_all = {r: i for i, r in enumerate(all_rels)}
     for kind in ("clean", "realistic"):
         name = f"{kind}/box"
+        if name not in wanted:
+            continue
         out[name] = {}
         for s in sizes:
             key = digest(root, models.rec_file.name, models.sp_file.name, name, BOX_MARGIN,
@@ -235,7 +253,7 @@ def dlib_conditions(
             for n, k in enumerate(tqdm(todo, desc=f"dlib {name} {s}px", disable=not progress)):
                 if ids[k] in done:
                     continue
-                j = pos_b[pairs[k].b]
+                j = pos_all[pairs[k].b]
                 probe = degrade_probe(bcrops[j], Degradation(size=s), kind, index[k], 1)
                 up = cv2.resize(probe, (CHIP, CHIP), interpolation=cv2.INTER_CUBIC)
                 rgb = np.ascontiguousarray(up[:, :, ::-1])
@@ -247,7 +265,7 @@ def dlib_conditions(
                     st.save()
             st.save()
             out[name][s] = score(np.stack([st.get(i)["desc"] for i in ids]))
-    return out
+    return {k: v for k, v in out.items() if v}
 
 
 def _inner_box(box: np.ndarray, side: int) -> np.ndarray:
@@ -292,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(home / "data" / "lfw"))
     p.add_argument("--split", default="test", choices=("test", "val", "all"))
     p.add_argument("--sizes", default="8,12,16,24")
-    p.add_argument("--models", default=DEFAULT_MODELS)
+    p.add_argument(
+        "--models", default=DEFAULT_MODELS, help="lrface models (rows); 'none': only --dlib"
+    )
     p.add_argument("--conditions", default=",".join(cond_name(c) for c in CONDITIONS))
     p.add_argument("--dlib", action="store_true", help="add the dlib peer row")
     p.add_argument("--max-pairs-per-fold", type=int, default=None, help="quick run on a subset")
@@ -303,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sizes = parse_sizes(args.sizes)
         models = parse_list(args.models, "--models")
+        if models == ["none"]:
+            models = []
+            if not args.dlib:
+                raise LrfaceError("--models none: add --dlib (there is no row to compute)")
         wanted = parse_list(args.conditions, "--conditions")
         conds = [c for c in CONDITIONS if cond_name(c) in wanted]
         if len(conds) != len(wanted):
@@ -335,9 +359,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{cond_name(cond)}] {model}: {time.perf_counter() - t1:.0f} s", file=sys.stderr)
     if args.dlib:
         t1 = time.perf_counter()
-        dl = dlib_conditions(args.data, args.split, sizes, args.max_pairs_per_fold,
-                             progress=not args.no_progress)  # fmt: skip
-        table["dlib"] = {k: v for k, v in dl.items() if k in map(cond_name, conds)}
+        try:
+            table["dlib"] = dlib_conditions(
+                args.data, args.split, sizes, args.max_pairs_per_fold,
+                progress=not args.no_progress, only=[cond_name(c) for c in conds],
+            )  # fmt: skip
+        except LrfaceError as exc:  # dlib not installed, a model file missing
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"[dlib] {time.perf_counter() - t1:.0f} s", file=sys.stderr)
     command = shlex.join(["python", "benchmarks/realistic_tables.py", *argv])
     text = markdown(table, sizes)
