@@ -2,7 +2,7 @@
 `lrface embed` crops/s per model, shipped ONNX files vs the torch path.
 
     python benchmarks/install_and_go.py --data ../shared/data/lfw --out runs/speed \
-        [--runs 7] [--n 5000] [--size 16] [--json runs/speed/speed.json]
+        [--runs 7] [--n 5000] [--size 16] [--seconds 8] [--rounds 5] [--json runs/speed/speed.json]
 
 1. **verify wall time**: ``lrface verify a.jpg b.jpg`` (LFW ``Abel_Pacheco_0001.jpg`` vs
    ``Abel_Pacheco_0004.jpg`` shrunk to 36x36: the README's example) started as a new
@@ -14,8 +14,16 @@
    ``lrface embed DIR --no-detect --out X.npz --batch-size 256`` per model as shipped
    (ONNX, flip fusion) and through torch (``--model weights/NAME.pt``); the run's
    ``crops_per_second`` (decode + resize + embed + write, model loading excluded).
+   Every student's two runs lie between two runs of the teacher (T s1 T s2 T ...); a
+   student's "x teacher" is against the mean of those two, the teacher's row is the mean
+   of all its runs (each in ``--json``), so a change in the machine's load shows.
 3. **model-only crops/s** at batch 256 (in-process, the same crops in memory, flip
-   fusion as shipped): ratio of each model to the teacher, ONNX and torch.
+   fusion as shipped): ratio of each model to the teacher, ONNX and torch.  All models
+   are loaded first, then measured in ``--rounds`` interleaved rounds of
+   ``--seconds / --rounds`` each, so every ratio compares the same stretch of time.
+
+The 1/5/15-minute load averages (``os.getloadavg``, as ``uptime`` prints) are printed
+at the start and after each part.
 """
 
 from __future__ import annotations
@@ -118,17 +126,31 @@ def embed_cli(folder: Path, model: str, out: Path) -> float:
     return float(json.loads(p.stdout.strip().splitlines()[-1])["crops_per_second"])
 
 
-def model_only(model: str, crops: list[np.ndarray], seconds: float) -> float:
+def model_only(
+    models: list[str], crops: list[np.ndarray], seconds: float, rounds: int
+) -> dict[str, float]:
+    """crops/s of each model on ``crops[:256]`` in one call per batch, ``rounds``
+    interleaved rounds of ``seconds / rounds`` per model (all loaded and warmed first)."""
     from lrface.models.loader import load_embedder
 
-    emb = load_embedder(model, batch_size=256)
     x = crops[:256]
-    emb.embed_crops(x)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    embs = {m: load_embedder(m, batch_size=256) for m in models}
+    for emb in embs.values():
         emb.embed_crops(x)
-        n += len(x)
-    return n / (time.perf_counter() - t0)
+    n = dict.fromkeys(models, 0)
+    t = dict.fromkeys(models, 0.0)
+    for _ in range(rounds):
+        for m, emb in embs.items():
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds / rounds:
+                emb.embed_crops(x)
+                n[m] += len(x)
+            t[m] += time.perf_counter() - t0
+    return {m: n[m] / t[m] for m in models}
+
+
+def load() -> str:
+    return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main() -> None:
@@ -139,6 +161,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--size", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     out = Path(args.out)
@@ -148,7 +171,8 @@ def main() -> None:
     b = out / "Abel_Pacheco_0004_36x36.jpg"
     img = cv2.imread(str(lfw_images / "Abel_Pacheco" / "Abel_Pacheco_0004.jpg"))
     cv2.imwrite(str(b), cv2.resize(img, (36, 36), interpolation=cv2.INTER_AREA))
-    report: dict = {"cpu_count": os.cpu_count()}
+    report: dict = {"cpu_count": os.cpu_count(), "load": {"start": load()}}
+    print(load(), "(start)", flush=True)
     shared = os.environ.get("LRFACE_HOME", str(REPO.parent / "shared"))
     with tempfile.TemporaryDirectory() as empty:
         report["verify"] = {
@@ -156,38 +180,60 @@ def main() -> None:
             "yunet (empty LRFACE_HOME)": verify_times(a, b, empty, args.runs),
         }
     print(json.dumps(report["verify"], indent=2), flush=True)
+    report["load"]["after verify"] = load()
+    print(load(), "(after verify)", flush=True)
     folder = write_crops(Path(args.data), out, args.n, args.size)
-    rows = []
-    for m in MODELS:
+    rows = [{"model": MODELS[0], "embed_torch": None}]
+    teacher = [embed_cli(folder, MODELS[0], out)]
+    for m in MODELS[1:]:  # each student between two teacher runs: T s1 T s2 T ...
         onnx = embed_cli(folder, m, out)
-        pt = embed_cli(folder, str(REPO / "weights" / f"{m}.pt"), out) if m != MODELS[0] else None
+        pt = embed_cli(folder, str(REPO / "weights" / f"{m}.pt"), out)
+        teacher.append(embed_cli(folder, MODELS[0], out))
+        ref = (teacher[-2] + teacher[-1]) / 2
         rows.append(
-            {"model": m, "embed_onnx": round(onnx, 1), "embed_torch": round(pt, 1) if pt else None}
+            {
+                "model": m,
+                "embed_onnx": round(onnx, 1),
+                "embed_torch": round(pt, 1),
+                "teacher_before_after": [round(teacher[-2], 1), round(teacher[-1], 1)],
+                "embed_onnx_x": round(onnx / ref, 2),
+                "embed_torch_x": round(pt / ref, 2),
+            }
         )
         print(json.dumps(rows[-1]), flush=True)
+    rows[0]["embed_onnx_runs"] = [round(t, 1) for t in teacher]
+    rows[0]["embed_onnx"] = round(statistics.mean(teacher), 1)
+    rows[0]["embed_onnx_x"] = 1.0
+    print(json.dumps(rows[0]), flush=True)
+    report["load"]["after embed"] = load()
+    print(load(), "(after embed)", flush=True)
     crops = [cv2.imread(str(p)) for p in sorted(folder.rglob("*.png"))[:256]]
+    pts = {m: str(REPO / "weights" / f"{m}.pt") for m in MODELS[1:]}
+    speed = model_only([*MODELS, *pts.values()], crops, args.seconds, args.rounds)
     for r in rows:
         m = r["model"]
-        r["model_only_onnx"] = round(model_only(m, crops, args.seconds), 1)
-        if m != MODELS[0]:
-            r["model_only_torch"] = round(
-                model_only(str(REPO / "weights" / f"{m}.pt"), crops, args.seconds), 1
-            )
+        r["model_only_onnx"] = round(speed[m], 1)
+        if m in pts:
+            r["model_only_torch"] = round(speed[pts[m]], 1)
         print(json.dumps(r), flush=True)
-    t_cli, t_mo = rows[0]["embed_onnx"], rows[0]["model_only_onnx"]
+    report["load"]["after model-only"] = load()
+    print(load(), "(after model-only)", flush=True)
+    t_mo = rows[0]["model_only_onnx"]
     print(
         "\n| model | embed CLI crops/s ONNX (x teacher) | torch (x teacher) "
         "| model-only b256 ONNX (x teacher) | torch (x teacher) |"
     )
     print("| --- | --- | --- | --- | --- |")
+
+    def cell(v, x):
+        return "–" if v is None else f"{v:.0f} ({x:.2f}x)"
+
     for r in rows:
-
-        def cell(v, ref):
-            return "–" if v is None else f"{v:.0f} ({v / ref:.2f}x)"
-
+        mo, mt = r["model_only_onnx"], r.get("model_only_torch")
         print(
-            f"| {r['model']} | {cell(r['embed_onnx'], t_cli)} | {cell(r['embed_torch'], t_cli)} "
-            f"| {cell(r['model_only_onnx'], t_mo)} | {cell(r.get('model_only_torch'), t_mo)} |"
+            f"| {r['model']} | {cell(r['embed_onnx'], r['embed_onnx_x'])} "
+            f"| {cell(r['embed_torch'], r.get('embed_torch_x'))} "
+            f"| {cell(mo, mo / t_mo)} | {cell(mt, (mt or 0) / t_mo)} |"
         )
     report["embed"] = rows
     if args.json:
