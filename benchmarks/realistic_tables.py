@@ -76,7 +76,7 @@ from lrface.eval.benchmark import (
     run_benchmark,
 )
 from lrface.eval.metrics import kfold_accuracy
-from lrface.eval.protocols.folder import degrade_probe
+from lrface.eval.protocols.conditions import degrade_probe
 from lrface.eval.protocols.lfw import load_box_crops, select_pairs
 from lrface.fileio import write_json_atomic
 

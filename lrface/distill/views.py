@@ -122,19 +122,14 @@ def _photo_boxes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(boxes float32 (N, 4) x1 y1 x2 y2, found bool (N,))`` of ``rels`` under ``root``.
 
-    LFW sources use the evaluators' box cache (the most central face, the face the
-    aligned crop uses) over the whole train split, so held-out and limited runs share
-    one detection pass; other folders use the folder protocol's (largest face).
+    LFW sources use the evaluators' box cache (the most central face, the face the aligned
+    crop uses), which serves any subset from a cached superset (the train split's boxes)
+    and otherwise detects only ``rels``; other folders use the folder protocol's (largest
+    face).
     """
     if lfw is not None:
         from ..eval.protocols.lfw import load_box_crops
 
-        every = list(lfw.train_images())
-        at = {r: i for i, r in enumerate(every)}
-        if all(r in at for r in rels):
-            _, fallback, boxes = load_box_crops(lfw, every, detector, progress=progress)
-            take = np.array([at[r] for r in rels], np.int64)
-            return boxes[take], ~fallback[take]
         _, fallback, boxes = load_box_crops(lfw, rels, detector, progress=progress)
         return boxes, ~fallback
     from ..eval.protocols.conditions import box_crops
