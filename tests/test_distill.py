@@ -53,6 +53,7 @@ def test_kd_loss_goes_down_and_card_loads(tmp_path):
     assert emb.input_size == 112 and emb.embedding_size == 128
     assert card["teacher"]["name"] == "mobilefacenet-arcface" and len(card["sha256"]) == 64
     assert card["data"]["images"] == 64 and card["training"]["losses"] == ["kd", "crcd"]
+    assert card["license"].startswith("Apache-2.0")  # LFW + the Apache-2.0 teacher only
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -242,8 +243,8 @@ def test_mixup_blends_two_faces_and_trains(tmp_path):
     mixed = DistillDataset(*args, online=True, p_mix=1.0)
     plain = DistillDataset(*args, online=True, p_mix=0.0)
     for i in range(4):
-        _, _, _, hr_m, idx_m = mixed[i]
-        _, _, _, hr_p, idx_p = plain[i]
+        _, _, _, hr_m, idx_m, _ = mixed[i]
+        _, _, _, hr_p, idx_p, _ = plain[i]
         assert idx_m == -1 and idx_p == i
         assert hr_m.shape == hr_p.shape == (112, 112, 3) and not torch.equal(hr_m, hr_p)
     with pytest.raises(ValueError, match="online"):
@@ -303,3 +304,54 @@ def test_widened_mbf_starts_as_its_narrow_init(tmp_path):
     assert again["arch_kwargs"] == {"expand_mult": 2}
     with pytest.raises(LrfaceError, match="only widening"):
         distill(_cfg(tmp_path / "n", init=wide_pt, epochs=1, max_steps=1), progress=False)
+
+
+def test_lr_teacher_embeds_what_the_student_sees(tmp_path):
+    """--lr-teacher: a second teacher (here the shipped lrface-mbf) embeds the tiny
+    student's own 16 px input, resized as that model is deployed; the term trains and the
+    card names the model and its sha256."""
+    from lrface.degrade import RandomDegradation
+    from lrface.distill.data import load_training_faces
+    from lrface.distill.dataset import DistillDataset
+    from lrface.distill.online import OnlineTeacher
+    from lrface.models.preprocess import to_input
+
+    faces = load_training_faces(str(LFW_ROOT), None, 6)
+    dummy = np.zeros((len(faces.crops), 128), np.float32)
+    fmt = (16, (127.5,) * 3, (127.5,) * 3, RandomDegradation(8, 32))
+    with_view = DistillDataset(faces, dummy, dummy, *fmt, student_view=True)
+    without = DistillDataset(faces, dummy, dummy, *fmt)
+    views = []
+    for i in range(6):
+        x, _, _, _, _, view = with_view[i]
+        assert view.dtype == torch.uint8 and view.shape == (16, 16, 3)
+        assert torch.equal(x, without[i][0])  # the same draws: the view is only reported
+        assert np.array_equal(x.numpy(), to_input(view.numpy(), with_view.input_format)[0])
+        assert without[i][5].numel() == 0
+        views.append(view)
+    mbf = load_embedder("lrface-mbf", flip=True)
+    batch = torch.stack(views)
+    want = mbf.embed_crops(batch.numpy())  # 16 px -> 112 as verify resizes a 16 px crop
+    for use_torch in (False, True):
+        got = OnlineTeacher(mbf, torch.device("cpu"), True, use_torch=use_torch)(batch).numpy()
+        assert (got * want).sum(1).min() > 0.9999
+
+    card = distill(
+        _cfg(
+            tmp_path,
+            student="lrface-tiny-16",
+            tiny_width=32,
+            tiny_head=256,
+            limit=32,
+            epochs=1,
+            max_steps=2,
+            lr_teacher="lrface-mbf",
+            lr_teacher_weight=0.5,
+        ),
+        progress=False,
+    )
+    assert np.isfinite(card["history"][0]["loss_lr_teacher"])
+    assert card["lr_teacher"]["name"] == "lrface-mbf" and len(card["lr_teacher"]["sha256"]) == 64
+    assert card["training"]["lr_teacher_weight"] == 0.5
+    with pytest.raises(LrfaceError, match="--lr-teacher-weight"):
+        distill(_cfg(tmp_path / "w", lr_teacher="lrface-mbf", lr_teacher_weight=0.0))

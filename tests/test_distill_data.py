@@ -247,14 +247,24 @@ def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
     assert g["enabled"] and g["threshold"] == guard.GUARD_THRESHOLD
     assert g["checked"] == 14 - src["no_face_skipped"] and g["dropped"] == len(dropped)
     assert card["data"]["unlabelled_images"] == src["images"]
+    # weights trained on other people's photos inherit their terms, never Apache-2.0 silently
+    assert card["license"].startswith("inherits the terms") and "unlabelled:" in card["license"]
     row = card["history"][0]
     assert all(np.isfinite(row[f"loss_{k}"]) for k in ("kd", "nce", "rkd"))
 
     # the guard is on by default; turning it off is explicit and recorded
     off = distill(
-        _cfg(tmp_path / "off", str(photos), test_guard=False, batch_size=4, max_steps=1),
+        _cfg(
+            tmp_path / "off",
+            str(photos),
+            test_guard=False,
+            batch_size=4,
+            max_steps=1,
+            weights_license="non-commercial research only (test photos)",
+        ),
         progress=False,
     )
+    assert off["license"] == "non-commercial research only (test photos)"
     assert off["data"]["test_guard"]["enabled"] is False
     assert off["training"]["test_guard"] is False
     assert off["data"]["images"] == 14 - src["no_face_skipped"]

@@ -19,6 +19,7 @@ from ..degrade import Degradation, degrade
 from ..fileio import atomic_write, sha256_file, write_json_atomic
 from ..models.interface import Embedder
 from ..models.preprocess import InputFormat
+from ..models.registry import get_spec
 from ..models.students import count_parameters
 from .config import DistillConfig
 from .data import TrainingData, display_path
@@ -81,6 +82,7 @@ def write_card(
         },
         **calib,
         "teacher": {"name": tspec.name, "sha256": tspec.sha256},
+        **_lr_teacher_entry(cfg),
         "data": data_card(cfg, td),
         "training": cfg.training_card(),
         "init_sha256": student.init_sha256,
@@ -90,12 +92,35 @@ def write_card(
         "validation_pairs": validator.description if validator is not None else None,
         "history": history,
         "git_commit": _git_commit(),
-        "license": "Apache-2.0 (weights distilled by lrface from the Apache-2.0 teacher)",
+        "license": weights_license(cfg, td),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_json_atomic(out / f"{name}.json", card)
     tqdm.write(json.dumps({"card": str(out / f"{name}.json"), "threshold": card["threshold"]}))
     return card
+
+
+def _lr_teacher_entry(cfg: DistillConfig) -> dict[str, Any]:
+    """``{"lr_teacher": {name, sha256}}`` for a run with ``--lr-teacher``, else ``{}``."""
+    if cfg.lr_teacher is None:
+        return {}
+    spec = get_spec(cfg.lr_teacher)
+    return {"lr_teacher": {"name": spec.name, "sha256": spec.sha256}}
+
+
+def weights_license(cfg: DistillConfig, td: TrainingData) -> str:
+    """The card's ``license``: ``--weights-license`` when given; Apache-2.0 when every
+    source is an LFW copy (the teacher is Apache-2.0); else the weights inherit the terms
+    of the training data, whose sources are named."""
+    if cfg.weights_license:
+        return cfg.weights_license
+    others = [p.source.describe() for p in td.parts if p.source.kind != "lfw"]
+    if not others:
+        return "Apache-2.0 (weights distilled by lrface from the Apache-2.0 teacher)"
+    return (
+        "inherits the terms of the training data (" + ", ".join(others) + "): check each "
+        "source's licence before use; set --weights-license to record it"
+    )
 
 
 def calibrate_threshold(

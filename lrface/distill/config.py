@@ -282,6 +282,29 @@ class DistillConfig:
             metavar="P",
         ),
     )
+    lr_teacher: str | None = field(
+        default=None,
+        metadata=arg(
+            "a second teacher that sees what the student sees: its flip-fused embedding of "
+            "the student's own LR input (resized as that model is deployed) is a further "
+            "KD target (e.g. lrface-mbf for a tiny student); default none",
+            metavar="MODEL",
+        ),
+    )
+    lr_teacher_weight: float = field(
+        default=1.0, metadata=arg("weight of the --lr-teacher KD term (default 1)", metavar="W")
+    )
+    weights_license: str | None = field(
+        default=None,
+        metadata=arg(
+            "the licence the trained weights carry, written to the card (e.g. "
+            "'non-commercial research only (UTKFace)'); default: Apache-2.0 when the only "
+            "source is an LFW copy, else 'inherits the terms of the training data' naming "
+            "the sources",
+            flag="--weights-license",
+            metavar="TEXT",
+        ),
+    )
     test_guard: bool = field(
         default=True,
         metadata=arg(
@@ -350,6 +373,8 @@ class DistillConfig:
                 f"--mbf-expand {self.mbf_expand}: an integer >= 1, for lrface-mbf students "
                 "only (tiny students: --width / --head-channels / --blocks)"
             )
+        if self.lr_teacher is not None and not self.lr_teacher_weight > 0:
+            raise LrfaceError(f"--lr-teacher-weight {self.lr_teacher_weight}: a number > 0")
         unknown = sorted(set(self.losses) - set(LOSS_TERMS))
         if unknown:
             raise LrfaceError(f"--loss: unknown term(s) {unknown}; use {', '.join(LOSS_TERMS)}")

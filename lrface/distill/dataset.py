@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import torch
 
+from ..align import resize_crop
 from ..degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
 from ..detect import DEFAULT_DETECTOR
 from ..errors import LrfaceError
@@ -63,14 +64,17 @@ def training_dataset(
         p_box=cfg.p_box,
         p_realistic=cfg.p_realistic,
         color=spec.color,
+        student_view=cfg.lr_teacher is not None,
     )
 
 
 class DistillDataset(torch.utils.data.Dataset):
-    """``(x, target, size, hr, idx)`` samples: degraded student input, teacher target, LR
-    size, the HR view (uint8 (112, 112, 3) BGR for online targets, else empty) and the
-    face's index in the :class:`FaceSet` (for its identity label ``faces.labels[idx]``,
-    itself -1 for an unlabelled face; ``idx`` is -1 for a blend).  Keys ``idx + r * N``
+    """``(x, target, size, hr, idx, view)`` samples: degraded student input, teacher
+    target, LR size, the HR view (uint8 (112, 112, 3) BGR for online targets, else empty),
+    the face's index in the :class:`FaceSet` (for its identity label
+    ``faces.labels[idx]``, itself -1 for an unlabelled face; ``idx`` is -1 for a blend)
+    and, with ``student_view``, the student's input before conversion (uint8 (S, S, 3)
+    BGR, what ``--lr-teacher`` embeds; else empty).  Keys ``idx + r * N``
     (N faces) give the r-th differently augmented draw of face ``idx`` in an epoch.
 
     ``p_mix`` (online targets only): probability that the HR view is a blend
@@ -111,6 +115,7 @@ class DistillDataset(torch.utils.data.Dataset):
         p_box: float = 0.0,
         p_realistic: float = 0.0,
         color: str = "RGB",
+        student_view: bool = False,
     ) -> None:
         if p_mix and not online:
             raise ValueError("blended views need online teacher targets")
@@ -127,6 +132,7 @@ class DistillDataset(torch.utils.data.Dataset):
         self.online = online
         self.p_mix = p_mix
         self.box_views, self.p_box, self.p_realistic = box_views, p_box, p_realistic
+        self.student_view = student_view
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -134,7 +140,9 @@ class DistillDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.faces.crops)
 
-    def __getitem__(self, key: int) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, int]:
+    def __getitem__(
+        self, key: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, int, torch.Tensor]:
         # key = idx + r * N: the r-th draw of face idx in an epoch (sources of weight > 1)
         n = len(self.faces.crops)
         idx, rep = int(key) % n, int(key) // n
@@ -171,7 +179,9 @@ class DistillDataset(torch.utils.data.Dataset):
             lr = degrade_realistic(crop, plain_reduction, rng)
         else:
             lr = degrade(crop, d, rng)
-        x = to_input(lr, self.input_format)[0]
+        # the student's view at its input side (to_input would resize lr the same way)
+        view = resize_crop(lr, self.input_size) if self.student_view else lr
+        x = to_input(view, self.input_format)[0]
         target = self.mirror[idx] if flipped else self.plain[idx]
         hr = torch.from_numpy(np.ascontiguousarray(crop)) if self.online else torch.zeros(0)
         return (
@@ -180,6 +190,7 @@ class DistillDataset(torch.utils.data.Dataset):
             d.size,
             hr,
             idx,
+            torch.from_numpy(view) if self.student_view else torch.zeros(0),
         )
 
     @staticmethod

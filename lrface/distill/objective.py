@@ -10,7 +10,9 @@ training step.  The terms (:mod:`lrface.distill.losses`), in the order they are 
   not unlabelled faces) and, with ``arc_max_size``, only views reduced to that side;
 * ``rkd`` (weight ``gamma``): RKD distance + angle;
 * ``crcd`` (weight ``beta``): relational contrastive distillation, with the schedule of
-  :meth:`Objective.crcd_weight`.
+  :meth:`Objective.crcd_weight`;
+* ``lr_teacher`` (weight ``lr_teacher_weight``, with ``--lr-teacher``): ``1 - cos`` to a
+  second teacher's embedding of the student's own LR input.
 
 The CRCD relation heads (``objective.crcd``) are the objective's only parameters; the
 trainer optimises them with the student (and DDP keeps them in sync).
@@ -96,12 +98,15 @@ class Objective(nn.Module):
         sizes: torch.Tensor,
         idx: torch.Tensor,
         step: int,
+        lr_target: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``student_out``: float (B, D) student embeddings (not normalised); ``target``:
         float (B, D) unit teacher embeddings, on the same device; ``sizes``: int64 (B,) LR
         side of each view; ``idx``: int64 (B,) index of each view's face (-1: a blend);
-        ``step``: optimiser steps done (the schedules).  Returns the scalar loss and each
-        term's unweighted value (``parts``, logged as ``loss_<term>``)."""
+        ``step``: optimiser steps done (the schedules); ``lr_target``: float (B, D) unit
+        embeddings of the student's inputs by ``--lr-teacher`` (None: no such term).
+        Returns the scalar loss and each term's unweighted value (``parts``, logged as
+        ``loss_<term>``)."""
         cfg = self.cfg
         s = F.normalize(student_out, dim=1)
         parts = {"kd": kd_loss(s, target)}
@@ -120,6 +125,9 @@ class Objective(nn.Module):
             warm = step < cfg.crcd_warmup_steps
             parts["crcd"] = self.crcd(s.detach() if warm else s, target, generator=gen)
             loss = loss + self.crcd_weight(step) * parts["crcd"]
+        if lr_target is not None:
+            parts["lr_teacher"] = kd_loss(s, lr_target.to(s.device))
+            loss = loss + cfg.lr_teacher_weight * parts["lr_teacher"]
         return loss, parts
 
     def _arc(

@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import torch
 
+from ..align import resize_crop
 from ..models import registry
 from ..models.embedder import Embedder
 from ..models.preprocess import InputFormat, to_input_torch
@@ -63,10 +64,15 @@ class OnlineTeacher:
 
     @torch.no_grad()
     def __call__(self, hr: torch.Tensor) -> torch.Tensor:
-        """``hr``: uint8 (B, 112, 112, 3) BGR views -> float32 (B, D) L2-normalised, on device."""
+        """``hr``: uint8 (B, s, s, 3) BGR views (any side s: resized to the model's input
+        as :func:`~lrface.models.preprocess.to_input` resizes, e.g. a tiny student's
+        16 px input for ``--lr-teacher``) -> float32 (B, D) L2-normalised, on device."""
         if self.net is None:
             feats = self.teacher.embed_crops(hr.numpy(), flip=self.fuse_flips)
             return torch.from_numpy(np.asarray(feats)).to(self.device)
+        side = self.input_format.size
+        if tuple(hr.shape[1:3]) != (side, side):
+            hr = torch.from_numpy(np.stack([resize_crop(v, side) for v in hr.numpy()]))
         x = to_input_torch(hr, self.input_format, self.device)
         x = x.contiguous(memory_format=torch.channels_last)
         f = self.net(x)

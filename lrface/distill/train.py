@@ -74,6 +74,9 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     online = None
     if cfg.online_targets:
         online = OnlineTeacher(teacher, device, fuse_flips=cfg.targets == "online-fused")
+    lr_teacher = None  # embeds the student's own LR input (--lr-teacher)
+    if cfg.lr_teacher is not None:
+        lr_teacher = OnlineTeacher(load_embedder(cfg.lr_teacher), device, fuse_flips=True)
     batch = max(2, cfg.batch_size // world)  # per rank
     steps_per_epoch = td.epoch_size() // (batch * world)
     if steps_per_epoch == 0:
@@ -93,13 +96,14 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
         bundle.train()
         meter = _Meter(batch * world)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show)
-        for x, target, sizes, hr, idx in bar:
+        for x, target, sizes, hr, idx, view in bar:
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total_steps, cfg)
             x = x.to(device).contiguous(memory_format=torch.channels_last)
             if online is not None:  # the teacher embeds the very HR view of x
                 target = online(hr)
-            loss, parts = objective(model(x), target.to(device), sizes, idx, step)
+            lr_target = lr_teacher(view) if lr_teacher is not None else None
+            loss, parts = objective(model(x), target.to(device), sizes, idx, step, lr_target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
