@@ -23,6 +23,17 @@ default standing when the option is not given; ``repeat=True`` makes the option
 repeatable (``parse`` gets the list of texts).  Fields without :func:`arg` metadata are
 not options (e.g. values only a caller sets).
 
+More of argparse, where a command needs it: ``positional=True`` makes the field a
+positional argument named after it; ``nargs`` (``"?"``, ``"*"``, ``"+"``) as in argparse
+(with ``*``/``+`` ``parse`` gets the list of texts, e.g. ``parse=tuple``); ``type`` is an
+argparse type, called at parse time, so a bad value is argparse's usage line and
+``error: argument --x: ...`` with exit status 2 (instead of a plain ``int``/``float``);
+``short`` adds a one-letter alias (``short="-v"``).  A field whose value is a whole
+config with options of its own (added by another function) takes :func:`nested`
+metadata.  Fields inherited from a dataclass base go in an argument group of the help
+titled by the first line of that base's docstring, so shared option groups are defined
+once, as mixins (e.g. :class:`lrface.cli_options.CropFlags`).
+
 Config files: ``add_arguments(parser, cls, defaults=False)`` leaves every option not given
 as None, so :func:`given_options` returns what the command line set, to be laid over the
 values of a TOML file read by :func:`load_config` (keys: the field names)::
@@ -52,6 +63,7 @@ __all__ = [
     "from_namespace",
     "given_options",
     "load_config",
+    "nested",
     "option_fields",
 ]
 
@@ -64,6 +76,10 @@ def arg(
     choices: Sequence[str] | None = None,
     parse: Callable[[Any], Any] | None = None,
     repeat: bool = False,
+    positional: bool = False,
+    nargs: str | None = None,
+    type: Callable[[str], Any] | None = None,
+    short: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """Field metadata that makes a dataclass field a command-line option (module docstring).
@@ -78,8 +94,21 @@ def arg(
         "choices": choices,
         "parse": parse,
         "repeat": repeat,
+        "positional": positional,
+        "nargs": nargs,
+        "type": type,
+        "short": short,
         **extra,
     }
+
+
+def nested(
+    add: Callable[[argparse.ArgumentParser], None], build: Callable[[argparse.Namespace], Any]
+) -> dict[str, Any]:
+    """Metadata of a field that holds a whole config: :func:`add_arguments` calls
+    ``add(parser)`` (at the field's place) to add its options, :func:`from_namespace`
+    sets the field to ``build(namespace)``."""
+    return {"nested_add": add, "nested_build": build}
 
 
 def option_fields(cls: type) -> list[dataclasses.Field[Any]]:
@@ -115,32 +144,69 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, defaults: bool 
     :func:`given_options` leaves it out; the caller checks the required fields.
     """
     hints = typing.get_type_hints(cls)
-    for f in option_fields(cls):
+    groups = {base: parser.add_argument_group(_title(base)) for base in _bases(cls)}
+    owner = {f.name: next((b for b in groups if f.name in _field_names(b)), None)
+             for f in dataclasses.fields(cls)}  # fmt: skip
+    order = [None, *groups]  # the class's own fields first, then each base's group
+    for f in sorted(dataclasses.fields(cls), key=lambda f: order.index(owner[f.name])):
         md = f.metadata
+        if "nested_add" in md:
+            md["nested_add"](parser)
+            continue
+        if "help" not in md:
+            continue
+        group = owner[f.name]
+        target = parser if group is None else groups[group]
         default = _default(f)
         kind = _scalar_type(hints[f.name])
-        kw: dict[str, Any] = {"dest": f.name, "help": md["help"]}
-        if md.get("repeat") and md.get("parse") is None:
-            raise TypeError(f"{cls.__name__}.{f.name}: a repeatable option needs parse=")
+        positional = md.get("positional", False)
+        kw: dict[str, Any] = {"help": md["help"]} | ({} if positional else {"dest": f.name})
+        if (md.get("repeat") or md.get("nargs") in ("*", "+")) and md.get("parse") is None:
+            raise TypeError(f"{cls.__name__}.{f.name}: a list-valued option needs parse=")
         if kind is bool:
             kw["action"] = "store_false" if default is True else "store_true"
             if not defaults:
                 kw["default"] = None
         else:
             if default is dataclasses.MISSING:
-                kw["required"] = defaults
+                if not positional:
+                    kw["required"] = defaults
             else:
                 kw["default"] = None if md.get("parse") or not defaults else default
             if md.get("repeat"):
                 kw["action"] = "append"
-            if md.get("parse") is None and kind in (int, float):
+            if md.get("type") is not None:
+                kw["type"] = md["type"]
+            elif md.get("parse") is None and kind in (int, float):
                 kw["type"] = kind
             elif md.get("parse") is None and kind is None:
                 raise TypeError(f"{cls.__name__}.{f.name}: a non-scalar option needs parse=")
-            for key in ("metavar", "choices"):
+            for key in ("metavar", "choices", "nargs"):
                 if md.get(key) is not None:
                     kw[key] = md[key]
-        parser.add_argument(flag_of(f), **kw)
+        if positional:
+            names = [f.name]
+        else:
+            names = [md["short"], flag_of(f)] if md.get("short") else [flag_of(f)]
+        target.add_argument(*names, **kw)
+
+
+def _nested_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if "nested_build" in f.metadata]
+
+
+def _bases(cls: type) -> list[type]:
+    """The dataclass bases of ``cls`` whose fields are options (each a help group)."""
+    return [b for b in cls.__bases__ if dataclasses.is_dataclass(b)]
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _title(base: type) -> str:
+    """An argument group's title: the first line of ``base``'s docstring, less its period."""
+    return (base.__doc__ or base.__name__).strip().splitlines()[0].rstrip(".")
 
 
 def given_options(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
@@ -161,8 +227,10 @@ def given_options(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
 def from_namespace(cls: type[T], namespace: argparse.Namespace, **values: Any) -> T:
     """An instance of ``cls`` from a namespace parsed with :func:`add_arguments` (options
     with ``parse`` converted; options not given keep the field default).  ``values`` set
-    fields directly (non-option fields, or overrides)."""
-    return cls(**(given_options(cls, namespace) | values))
+    fields directly (non-option fields, or overrides); a :func:`nested` field is built
+    from the namespace."""
+    built = {f.name: f.metadata["nested_build"](namespace) for f in _nested_fields(cls)}
+    return cls(**(given_options(cls, namespace) | built | values))
 
 
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

@@ -24,94 +24,36 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .argconfig import add_arguments, from_namespace
+from .cli_options import (
+    EMBED_DESCRIPTION,
+    VERIFY_DESCRIPTION,
+    BenchmarkOptions,
+    DetectOptions,
+    DistillOptions,
+    EmbedOptions,
+    ExportOptions,
+    GalleryBuildOptions,
+    IdentifyOptions,
+    ModelsOptions,
+    VerifyOptions,
+)
 from .errors import LrfaceError
 
 if TYPE_CHECKING:
     from .eval.benchmark import BenchmarkConfig
     from .models.interface import Embedder
-    from .pipeline import CropOptions
     from .ray import RayEngine
 
 log = logging.getLogger("lrface")
 
 
-def finite_threshold(text: str) -> float:
-    """argparse type for ``--threshold``: a finite cosine in [-1, 1]."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a cosine threshold in [-1, 1]")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int_at_least(text, 1)
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0)
-
-
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"{text} is below {low}")
-    return value
-
-
-_CROP_NOTE = (
-    "Crops: every model (the teacher and the lrface students) expects a face aligned to the "
-    "5-point ArcFace template at 112x112 (the students: that crop, reduced)."
-)
-_WORKERS_HELP = (
-    "decode/detect/align worker processes (default 2; 0 = none); started only for 64 or "
-    "more images, fewer are prepared in this process"
-)
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-dir", help="extra directory searched first for model files")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress and providers")
-
-
-def _add_detect_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--no-detect",
-        action="store_true",
-        help="inputs are pre-cut face crops: resize them, do not detect; they must be aligned "
-        "to the 5-point ArcFace template like `lrface detect --save-crops` writes them (what "
-        "every model expects), or they score like the 'box' rows of benchmarks/RESULTS.md",
-    )
-    p.add_argument(
-        "--detector",
-        default="auto",
-        help="auto (default: scrfd-2.5g when installed, else the shipped yunet), scrfd-2.5g, "
-        "scrfd-500m, scrfd-10g, yunet",
-    )
-    p.add_argument("--det-thresh", type=float, default=None, help="detection score threshold")
-    p.add_argument(
-        "--face-index",
-        type=int,
-        default=None,
-        help="which face to use when several are found (0 = largest, the default)",
-    )
-
-
-def cmd_verify(a: argparse.Namespace) -> int:
+def cmd_verify(a: VerifyOptions) -> int:
     from .api import verify
 
     res = verify(
@@ -119,7 +61,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
         a.image2,
         model=a.model,
         threshold=a.threshold,
-        detect=not a.no_detect,
+        detect=a.detect,
         face_index=a.face_index,
         face_index1=a.face_index1,
         face_index2=a.face_index2,
@@ -150,7 +92,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 0 if res.same else 1
 
 
-def cmd_detect(a: argparse.Namespace) -> int:
+def cmd_detect(a: DetectOptions) -> int:
     from .align import align_face
     from .detect import load_detector, resolve_detector
     from .fileio import atomic_write, check_writable
@@ -188,18 +130,6 @@ def cmd_detect(a: argparse.Namespace) -> int:
     return 0
 
 
-def _crop_options(a: argparse.Namespace) -> CropOptions:
-    """The crop options of a command with ``_add_detect_opts`` (size: the model's, later)."""
-    from .pipeline import CropOptions
-
-    return CropOptions(
-        detect=not a.no_detect,
-        detector=a.detector,
-        det_thresh=a.det_thresh,
-        face_index=a.face_index,
-    )
-
-
 def _print_failures(failures: Sequence[tuple[str, str]]) -> None:
     for path, msg in failures:
         print(f"failed: {path}: {msg}", file=sys.stderr)
@@ -216,7 +146,7 @@ def _batch_status(n_ok: int, n_failed: int, what: str) -> int:
     return 3 if n_failed else 0
 
 
-def _ray_engine(a: argparse.Namespace, emb: Embedder) -> RayEngine:
+def _ray_engine(a: EmbedOptions, emb: Embedder) -> RayEngine:
     """A :class:`lrface.ray.RayEngine` for ``embed --engine ray`` (imports Ray only here)."""
     from .ray import RayEngine
 
@@ -230,12 +160,12 @@ def _ray_engine(a: argparse.Namespace, emb: Embedder) -> RayEngine:
     )
 
 
-def cmd_embed(a: argparse.Namespace) -> int:
+def cmd_embed(a: EmbedOptions) -> int:
     from .batch_embed import collect_paths, embed_paths, load_embeddings, parse_shard, write_npz
     from .fileio import check_writable
     from .models.loader import load_embedder
 
-    options = _crop_options(a)
+    options = a.crop_options()
     paths = collect_paths(a.inputs)
     if not paths:
         raise LrfaceError(
@@ -247,7 +177,7 @@ def cmd_embed(a: argparse.Namespace) -> int:
     check_writable(a.out, "file" if npz else "dir", "--out")
     emb = load_embedder(a.model, batch_size=a.batch_size)
     engine = _ray_engine(a, emb) if a.engine == "ray" else None  # closed below or at exit
-    opts = {
+    opts: dict[str, Any] = {
         "engine": engine,
         "options": options,
         "batch_size": a.batch_size,
@@ -275,7 +205,7 @@ def cmd_embed(a: argparse.Namespace) -> int:
     return _batch_status(summary["n_embedded"], summary["n_failed"], "images")
 
 
-def cmd_models(a: argparse.Namespace) -> int:
+def cmd_models(a: ModelsOptions) -> int:
     from .models import registry
 
     if a.action == "list":
@@ -316,11 +246,10 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_benchmark(a: argparse.Namespace) -> int:
-    from .argconfig import from_namespace
-    from .eval.benchmark import BenchmarkConfig, run_benchmark
+def cmd_benchmark(a: BenchmarkOptions) -> int:
+    from .eval.benchmark import run_benchmark
 
-    config = from_namespace(BenchmarkConfig, a)
+    config = a.config
     for flag in config.ignored_options():
         print(
             f"note: {flag} does not apply to the {config.protocol} protocol; ignored",
@@ -347,10 +276,8 @@ def print_benchmark(config: BenchmarkConfig, result: dict[str, Any]) -> None:
     )
 
 
-def cmd_distill(a: argparse.Namespace) -> int:
-    from .distill.config import config_from_args
-
-    cfg = config_from_args(a)  # --config FILE, overridden by the options given
+def cmd_distill(a: DistillOptions) -> int:
+    cfg = a.recipe  # --config FILE, overridden by the options given
     if a.prepare_only:
         from .distill.data import prepare_only
 
@@ -362,7 +289,7 @@ def cmd_distill(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(a: argparse.Namespace) -> int:
+def cmd_export(a: ExportOptions) -> int:
     from .export import export_onnx
     from .fileio import check_writable
 
@@ -382,12 +309,12 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_gallery(a: argparse.Namespace) -> int:
+def cmd_gallery(a: GalleryBuildOptions) -> int:
     from .fileio import check_writable
     from .gallery import build_gallery
     from .models.loader import load_embedder
 
-    options = _crop_options(a)
+    options = a.crop_options()
     ivf = a.index != "exact"
     check_writable(a.out, "dir" if ivf else "file", "--out")  # before any embedding
     emb = load_embedder(a.model)
@@ -422,7 +349,7 @@ def cmd_gallery(a: argparse.Namespace) -> int:
     return _batch_status(gallery.n_images, len(failures), "images")
 
 
-def cmd_identify(a: argparse.Namespace) -> int:
+def cmd_identify(a: IdentifyOptions) -> int:
     import dataclasses
 
     from .batch_embed import expand_inputs
@@ -430,7 +357,7 @@ def cmd_identify(a: argparse.Namespace) -> int:
     from .models.loader import load_embedder
     from .pipeline import prepare_many
 
-    options = _crop_options(a)
+    options = a.crop_options()
     gallery = open_gallery(a.gallery)  # an .npz (exact search) or an IVF directory
     if hasattr(gallery, "index_description"):
         print(f"index: {gallery.index_description}", file=sys.stderr)
@@ -466,206 +393,34 @@ def cmd_identify(a: argparse.Namespace) -> int:
     return _batch_status(len(results), len(failures), "probes")
 
 
+#: subcommand -> (help, options dataclass (lrface.cli_options), handler, description)
+COMMANDS: dict[str, tuple[str, type, Callable[[Any], int], str | None]] = {
+    "verify": ("same person or not, for two images", VerifyOptions, cmd_verify,
+               VERIFY_DESCRIPTION),
+    "detect": ("detect faces: boxes, landmarks, scores", DetectOptions, cmd_detect, None),
+    "embed": ("embed many images (resumable)", EmbedOptions, cmd_embed, EMBED_DESCRIPTION),
+    "models": ("list or fetch models", ModelsOptions, cmd_models, None),
+    "benchmark": ("verification/identification benchmarks", BenchmarkOptions, cmd_benchmark,
+                  None),
+    "distill": ("distil a low-resolution student from the teacher", DistillOptions,
+                cmd_distill, None),
+    "export": ("export a student to ONNX with its card", ExportOptions, cmd_export, None),
+    "gallery": ("build a gallery from ROOT/<identity>/<images>", GalleryBuildOptions,
+                cmd_gallery, None),
+    "identify": ("search probes in a gallery", IdentifyOptions, cmd_identify, None),
+}  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``lrface`` parser: one subcommand per :data:`COMMANDS` row, its options generated
+    from the row's dataclass (:func:`lrface.argconfig.add_arguments`)."""
     p = argparse.ArgumentParser(prog="lrface", description="Low-resolution face recognition.")
     p.add_argument("--version", action="version", version=f"lrface {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-
-    v = sub.add_parser(
-        "verify",
-        help="same person or not, for two images",
-        description="Same person or not, for two images. " + _CROP_NOTE + " verify aligns "
-        "every face, small ones included, with the detector's 5 landmarks: on LFW at 16 px "
-        "lrface-mbf scores 97.4 % on aligned probes and 82.7 % on detector-box crops "
-        '(benchmarks/RESULTS.md). --json gives each face\'s crop ("crop": "aligned-5pt"; '
-        '"given" with --no-detect).',
-    )
-    v.add_argument("image1")
-    v.add_argument("image2")
-    v.add_argument(
-        "--model",
-        default=None,
-        help="one recogniser for both faces (default: per face, the lrface-mbf student for "
-        "faces under 64 px, the teacher above)",
-    )
-    v.add_argument(
-        "--threshold",
-        type=finite_threshold,
-        default=None,
-        help="cosine threshold in [-1, 1] (default: the calibrated one for the models used)",
-    )
-    v.add_argument(
-        "--face-index1", type=int, default=None, help="face to use in image1 (0 = largest)"
-    )
-    v.add_argument(
-        "--face-index2", type=int, default=None, help="face to use in image2 (0 = largest)"
-    )
-    v.add_argument("--json", action="store_true")
-    _add_detect_opts(v)
-    _add_common(v)
-    v.set_defaults(func=cmd_verify)
-
-    d = sub.add_parser("detect", help="detect faces: boxes, landmarks, scores")
-    d.add_argument("image")
-    d.add_argument("--json", action="store_true")
-    d.add_argument("--save-crops", metavar="DIR", help="write aligned crops here")
-    d.add_argument(
-        "--size", type=_positive_int, default=112, help="side of saved crops (default 112)"
-    )
-    d.add_argument(
-        "--detector",
-        default="auto",
-        help="auto (default: scrfd-2.5g when installed, else the shipped yunet), scrfd-2.5g, "
-        "scrfd-500m, scrfd-10g, yunet",
-    )
-    d.add_argument("--det-thresh", type=float, default=None)
-    _add_common(d)
-    d.set_defaults(func=cmd_detect)
-
-    e = sub.add_parser(
-        "embed",
-        help="embed many images (resumable)",
-        description="Embed many images (resumable). " + _CROP_NOTE + " Detected faces, small "
-        "ones included, are aligned with their 5 landmarks; --no-detect crops must already be "
-        "aligned that way, or they score like the 'box' rows of benchmarks/RESULTS.md.",
-    )
-    e.add_argument("inputs", nargs="+", help="images, directories, or .txt lists of paths")
-    e.add_argument(
-        "--out", required=True, help="FILE.npz, or a directory for a resumable sharded output"
-    )
-    e.add_argument("--model", default="lrface-mbf")
-    e.add_argument("--batch-size", type=_positive_int, default=256)
-    e.add_argument("--workers", type=_non_negative_int, default=2, help=_WORKERS_HELP)
-    e.add_argument(
-        "--shard",
-        help="i/N (i from 0): only shard i of N of the path list; "
-        "merge shard outputs with lrface.batch_embed.merge_outputs",
-    )
-    e.add_argument("--shard-size", type=int, default=1024, help="files per output shard")
-    e.add_argument(
-        "--engine",
-        default="local",
-        choices=["local", "ray"],
-        help="local (default: this process and --workers) or ray (shards on Ray actors; "
-        'needs pip install "lrface[ray]"; same output files)',
-    )
-    e.add_argument(
-        "--ray-address",
-        default=None,
-        help="Ray cluster to use (auto or host:port; never stopped by lrface); default: "
-        "start a local one for this run",
-    )
-    e.add_argument(
-        "--ray-actors",
-        type=_positive_int,
-        default=None,
-        help="Ray actors (default: as many as fit without reserving every CPU)",
-    )
-    e.add_argument(
-        "--ray-cpus-per-actor",
-        type=float,
-        default=1.0,
-        help="logical CPUs per actor, may be fractional (default 1)",
-    )
-    e.add_argument(
-        "--ray-gpus-per-actor", type=float, default=0.0, help="GPUs per actor (default 0)"
-    )
-    e.add_argument("--quiet", action="store_true")
-    _add_detect_opts(e)
-    _add_common(e)
-    e.set_defaults(func=cmd_embed)
-
-    m = sub.add_parser("models", help="list or fetch models")
-    m.add_argument(
-        "action", nargs="?", default="list", choices=["list", "fetch"], help="default: list"
-    )
-    m.add_argument("names", nargs="*")
-    m.add_argument("--json", action="store_true")
-    m.add_argument("--quiet", action="store_true")
-    _add_common(m)
-    m.set_defaults(func=cmd_models)
-
-    b = sub.add_parser("benchmark", help="verification/identification benchmarks")
-    from .eval.benchmark import add_benchmark_arguments
-
-    add_benchmark_arguments(b)  # the fields of BenchmarkConfig
-    b.add_argument("-v", "--verbose", action="store_true")
-    b.set_defaults(func=cmd_benchmark)
-
-    t = sub.add_parser("distill", help="distil a low-resolution student from the teacher")
-    from .distill.config import add_distill_arguments
-
-    add_distill_arguments(t)  # --config and the fields of DistillConfig
-    t.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
-    t.add_argument(
-        "--prepare-only",
-        action="store_true",
-        help="detect, align, embed with the teacher and guard every source (all cached), "
-        "write OUT/data_report.json, print the data summary, and stop before training",
-    )
-    t.add_argument("--quiet", action="store_true")
-    _add_common(t)
-    t.set_defaults(func=cmd_distill)
-
-    x = sub.add_parser("export", help="export a student to ONNX with its card")
-    x.add_argument("--model", required=True)
-    x.add_argument("--onnx", required=True)
-    x.add_argument(
-        "--name", default=None, help="model name in the new card (default: the source's + -onnx)"
-    )
-    x.add_argument("--opset", type=int, default=17)
-    _add_common(x)
-    x.set_defaults(func=cmd_export)
-
-    g = sub.add_parser("gallery", help="build a gallery from ROOT/<identity>/<images>")
-    g.add_argument("action", choices=["build"])
-    g.add_argument("root")
-    g.add_argument("--model", default="mobilefacenet-arcface")
-    g.add_argument("--out", required=True)
-    g.add_argument("--aggregate", default="mean", choices=["mean", "all"])
-    g.add_argument(
-        "--index",
-        default="exact",
-        choices=["exact", "ivf-sq8", "ivf-pq"],
-        help="exact (default: one .npz, exact search) or an on-disk FAISS IVF directory for "
-        "galleries that do not fit in RAM (identities ranked by their best image; "
-        "approximate: see the recall in RESULTS.md)",
-    )
-    g.add_argument(
-        "--part-size", type=_positive_int, default=100_000, help="IVF: rows per part file"
-    )
-    g.add_argument("--nlist", type=_positive_int, default=None, help="IVF: inverted lists")
-    g.add_argument(
-        "--nprobe", type=_positive_int, default=None, help="IVF: lists visited per probe"
-    )
-    g.add_argument("--workers", type=_non_negative_int, default=2, help=_WORKERS_HELP)
-    g.add_argument("--quiet", action="store_true")
-    _add_detect_opts(g)
-    _add_common(g)
-    g.set_defaults(func=cmd_gallery)
-
-    i = sub.add_parser("identify", help="search probes in a gallery")
-    i.add_argument("probes", nargs="+")
-    i.add_argument("--gallery", required=True)
-    i.add_argument(
-        "--model",
-        default=None,
-        help="probe model (default: the gallery's; a student "
-        "in the teacher's space may search a teacher gallery)",
-    )
-    i.add_argument("--top-k", type=_positive_int, default=5)
-    i.add_argument(
-        "--threshold",
-        type=finite_threshold,
-        default=None,
-        help="cosine threshold in [-1, 1] (default: the model's)",
-    )
-    i.add_argument("--backend", default="auto", choices=["auto", "numpy", "faiss"])
-    i.add_argument("--json", action="store_true")
-    i.add_argument("--workers", type=_non_negative_int, default=2, help=_WORKERS_HELP)
-    _add_detect_opts(i)
-    _add_common(i)
-    i.set_defaults(func=cmd_identify)
+    for name, (help, options, handler, description) in COMMANDS.items():
+        s = sub.add_parser(name, help=help, description=description)
+        add_arguments(s, options)
+        s.set_defaults(options=options, handler=handler)
     return p
 
 
@@ -680,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(a, "model_dir", None):
         os.environ["LRFACE_MODEL_DIR"] = a.model_dir
     try:
-        return a.func(a)
+        return a.handler(from_namespace(a.options, a))  # parse= options raise LrfaceError
     except LrfaceError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
