@@ -17,32 +17,22 @@ not apply are refused, not ignored: ``det_thresh``, ``face_index``, a non-defaul
 ``detector`` or ``on_no_face="resize"`` together with ``detect=False`` raise
 :class:`LrfaceError`.
 
-Worker processes (:class:`CropPreparer`): started with the ``spawn`` method, one
-OpenCV/onnxruntime thread each (``LRFACE_THREADS=1`` unless set), and only when there are
-at least :data:`POOL_MIN_PATHS` images to prepare -- below that, starting them (imports
-and detector loading, about a second each) costs more than it saves, so the images are
-prepared in the calling process.  Workers die with their parent: on Linux through
-``prctl(PR_SET_PDEATHSIG, SIGKILL)``, everywhere through a watchdog thread that exits the
-worker once its parent process is gone, so a killed ``lrface embed`` leaves no orphans.
-Scripts that use workers need the usual ``if __name__ == "__main__":`` guard.
+Worker processes (:class:`CropPreparer`): the one pool of :mod:`lrface.workers` (``spawn``
+start, one OpenCV/onnxruntime thread each, workers that die with their parent), started
+only when there are at least :data:`POOL_MIN_PATHS` images to prepare -- below that,
+starting them (imports and detector loading, about a second each) costs more than it
+saves, so the images are prepared in the calling process.  Scripts that use workers need
+the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
-import collections
-import ctypes
 import dataclasses
 import functools
 import logging
 import math
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -51,6 +41,7 @@ from .align import align_face, native_face_size, resize_crop
 from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
 from .images import ImageInput, describe, read_image
+from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 
 log = logging.getLogger("lrface")
 
@@ -67,14 +58,13 @@ __all__ = [
     "prepare_crop",
     "prepare_face",
     "prepare_many",
+    "progress_bar",
 ]
 
 #: Accepted values of :attr:`CropOptions.on_no_face`.
 NO_FACE_ACTIONS = ("error", "resize")
 #: Worker processes are started only for at least this many images (see the module doc).
-POOL_MIN_PATHS = 64
-#: Chunks of paths being prepared ahead of the one being consumed (:meth:`CropPreparer.map`).
-PREFETCH = 2
+POOL_MIN_PATHS = POOL_MIN_ITEMS
 #: Smallest and largest crop side accepted by :class:`CropOptions`.
 MIN_SIZE, MAX_SIZE = 8, 2048
 
@@ -335,61 +325,15 @@ def _strip_label(msg: str, label: str) -> str:
     return msg[len(prefix) :] if msg.startswith(prefix) else msg
 
 
-def _prepare_chunk(paths: list[str], options: CropOptions) -> list[CropResult]:
-    return [prepare_crop(p, options) for p in paths]
-
-
-def _init_worker(parent_pid: int) -> None:
-    """Worker start-up: die with the parent; one thread for onnxruntime and OpenCV."""
-    _die_with_parent(parent_pid)
-    os.environ.setdefault("LRFACE_THREADS", "1")
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this process exit as soon as ``parent_pid`` is gone.
-
-    Linux: ``PR_SET_PDEATHSIG`` = SIGKILL (delivered when the thread that started this
-    process exits; the pool's processes are started by the thread that submits work).
-    Everywhere: a daemon thread polling ``os.getppid()`` once a second.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - exotic libc
-            pass
-    if os.getppid() != parent_pid:  # the parent died before we got here
-        os._exit(1)
-    threading.Thread(
-        target=_watch_parent, args=(parent_pid,), name="lrface-parent-watch", daemon=True
-    ).start()
-
-
-def _watch_parent(parent_pid: int) -> None:  # pragma: no cover - runs in workers
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-
-class _Inline:
-    """A deferred in-process job (``workers=0``): the paths, prepared on :meth:`result`."""
-
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
-
-
 class CropPreparer:
-    """Prepares crops for lists of paths, in a process pool or in this process.
+    """Prepares crops for lists of paths, in worker processes or in this process.
 
-    ``workers`` processes are started only if ``workers > 0`` and ``n_paths`` (the number
-    of images the caller will submit; None = unknown, treated as many) is at least
-    :data:`POOL_MIN_PATHS`; :attr:`workers` tells what was decided (0 = in process).
-    The detector is loaded here first, so a missing or corrupt detector file is one error
-    up front rather than one per image.  Use as a context manager, or call :meth:`close`.
+    ``workers`` processes (a :class:`lrface.workers.WorkerPool`) are started only if
+    ``workers > 0`` and ``n_paths`` (the number of images the caller will submit; None =
+    unknown, treated as many) is at least :data:`POOL_MIN_PATHS`; :attr:`workers` tells
+    what was decided (0 = in process).  The detector is loaded here first, so a missing or
+    corrupt detector file is one error up front rather than one per image.  Use as a
+    context manager, or call :meth:`close`.
     """
 
     def __init__(self, options: CropOptions, workers: int = 0, n_paths: int | None = None) -> None:
@@ -402,48 +346,26 @@ class CropPreparer:
         self.workers = int(workers) if many else 0
         if options.detect:
             load_detector(options.detector, options.det_thresh)
-        self.pool: ProcessPoolExecutor | None = None
-        if self.workers > 0:
-            self.pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(os.getpid(),),
-            )
+        self._fn = functools.partial(prepare_crop, options=options)
+        self.pool = WorkerPool(self.workers)
 
-    def submit(self, paths: Sequence[str]) -> list[Future] | _Inline:
+    def submit(self, paths: Sequence[str | os.PathLike[str]]) -> Any:
         """Start preparing ``paths``; pass the handle to :meth:`result`."""
-        paths = [str(p) for p in paths]
-        if self.pool is None:
-            return _Inline(paths)
-        chunk = max(1, min(64, math.ceil(len(paths) / (4 * self.workers))))
-        return [
-            self.pool.submit(_prepare_chunk, paths[j : j + chunk], self.options)
-            for j in range(0, len(paths), chunk)
-        ]
+        return self.pool.submit(self._fn, [str(p) for p in paths])
 
-    def result(self, handle: list[Future] | _Inline) -> list[CropResult]:
+    def result(self, handle: Any) -> list[CropResult]:
         """The :class:`CropResult` of each submitted path, in order."""
-        if isinstance(handle, _Inline):
-            return _prepare_chunk(handle.paths, self.options)
-        return [r for fut in handle for r in fut.result()]
+        return self.pool.result(handle)
 
-    def map(self, groups: Iterable[Sequence[str]], prefetch: int = PREFETCH) -> Iterator[list]:
+    def map(
+        self, groups: Iterable[Sequence[str | os.PathLike[str]]], prefetch: int = PREFETCH
+    ) -> Iterator[list[CropResult]]:
         """Yield the results of each group of paths, in order, ``prefetch`` groups ahead."""
-        pending: collections.deque = collections.deque()
-        it = iter(groups)
-        for group in it:
-            pending.append(self.submit(group))
-            if len(pending) > prefetch:
-                yield self.result(pending.popleft())
-        while pending:
-            yield self.result(pending.popleft())
+        return self.pool.map(self._fn, ([str(p) for p in g] for g in groups), prefetch)
 
     def close(self) -> None:
         """Stop the workers (queued work is cancelled)."""
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        self.pool.close()
 
     def __enter__(self) -> CropPreparer:
         return self
@@ -468,22 +390,3 @@ def prepare_many(
         raise LrfaceError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     with CropPreparer(options, workers, len(names)) as prep:
         yield from prep.map(names[i : i + chunk_size] for i in range(0, len(names), chunk_size))
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total: int, enabled: bool) -> Any:
-    """A tqdm bar on stderr when ``enabled`` and tqdm is installed, else a no-op."""
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, unit="img", dynamic_ncols=True, leave=False)
