@@ -10,39 +10,26 @@ image is flagged ``fallback`` (training skips such images; evaluation keeps them
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ..align import align_face, template
 from ..cache import cache_dir, digest
-from ..detect import DEFAULT_DETECTOR, Face
+from ..detect import DEFAULT_DETECTOR, Face, load_detector
 from ..errors import ImageError
 from ..fileio import save_npz_atomic
 from ..images import read_image
+from ..workers import map_items
 
 log = logging.getLogger("lrface")
-
-_DET = None
-_PAD_EARLY = False
 
 #: 2: images with no face found are retried on a grey-padded copy.  Cache files of an
 #: older version have their ``fallback`` rows detected again on first use.
 CACHE_VERSION = 2
-
-
-def _init_worker(detector_name: str, pad_early: bool = False) -> None:
-    global _DET, _PAD_EARLY
-    _PAD_EARLY = pad_early
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from ..detect import load_detector
-
-    _DET = load_detector(detector_name)
 
 
 def central_face(image: np.ndarray, detector, pad_early: bool = False) -> Face | None:
@@ -113,15 +100,19 @@ def central_face_landmarks(
     return lm.astype(np.float32), True
 
 
-def _work(path: str) -> tuple[np.ndarray, bool, np.ndarray, bool]:
-    """``(landmarks, fallback, crop, unreadable)`` of one image; an unreadable file gives
-    zeros, flagged (reported and skipped by the callers that train on it)."""
+def _align_photo(
+    path: str, detector_name: str = DEFAULT_DETECTOR, pad_early: bool = False
+) -> tuple[np.ndarray, bool, np.ndarray, bool]:
+    """``(landmarks, fallback, crop, unreadable)`` of one image file: the landmarks of
+    :func:`central_face_landmarks` and the 112x112 BGR crop aligned to them (the crops
+    :func:`aligned_crops` caches).  An unreadable file gives zeros, flagged (reported and
+    skipped by the callers that train on it)."""
     try:
         img = read_image(path)
     except ImageError as exc:
         log.debug("%s", exc)
         return np.zeros((5, 2), np.float32), True, np.zeros((112, 112, 3), np.uint8), True
-    lm, fb = central_face_landmarks(img, _DET, _PAD_EARLY)
+    lm, fb = central_face_landmarks(img, load_detector(detector_name), pad_early)
     return lm, fb, align_face(img, lm, 112), False
 
 
@@ -167,6 +158,8 @@ def aligned_crops(
     file could not be read (all-zero crop, also flagged ``fallback``).  Cache files
     written before ``unreadable`` existed lack that key (they hold no unreadable image).
     ``pad_early``: the detection order for arbitrary user photos (:func:`central_face`).
+    ``workers``: detection processes (:func:`lrface.workers.map_items`: in this process
+    for ``workers=0`` or fewer than :data:`lrface.workers.POOL_MIN_ITEMS` images).
     """
     from ..detect import resolve_detector
 
@@ -223,19 +216,18 @@ def _detect_align(
     paths: list[str], detector_name: str, workers: int, progress: bool, pad_early: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(landmarks (N,5,2) float32, fallback (N,) bool, crops (N,112,112,3) uint8 BGR,
-    unreadable (N,) bool)`` of absolute image ``paths``, in their order."""
+    unreadable (N,) bool)`` of absolute image ``paths``, in their order
+    (:func:`_align_photo` of each, in ``workers`` processes: :func:`lrface.workers.map_items`)."""
     n = len(paths)
     lms = np.zeros((n, 5, 2), np.float32)
     fbs = np.zeros(n, bool)
     bad = np.zeros(n, bool)
     crops = np.zeros((n, 112, 112, 3), np.uint8)
-    chunk = max(1, min(64, n // (workers * 4) or 1))
-    with ProcessPoolExecutor(
-        workers, initializer=_init_worker, initargs=(detector_name, pad_early)
-    ) as ex:
-        it = ex.map(_work, paths, chunksize=chunk)
-        for i, (lm, fb, crop, unreadable) in enumerate(
-            tqdm(it, total=n, desc=f"detect+align ({detector_name})", disable=not progress)
-        ):
-            lms[i], fbs[i], crops[i], bad[i] = lm, fb, crop, unreadable
+    load_detector(detector_name)  # a missing detector is one error, up front
+    work = functools.partial(_align_photo, detector_name=detector_name, pad_early=pad_early)
+    results = map_items(
+        work, paths, workers, progress=progress, desc=f"detect+align ({detector_name})"
+    )
+    for i, (lm, fb, crop, unreadable) in enumerate(results):
+        lms[i], fbs[i], crops[i], bad[i] = lm, fb, crop, unreadable
     return lms, fbs, crops, bad

@@ -28,23 +28,22 @@ clean.
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from ...cache import cache_dir, digest
 from ...datasets.facecache import aligned_crops, central_face
 from ...datasets.lfw import LFW, Pair
 from ...degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
-from ...detect import DEFAULT_DETECTOR
+from ...detect import DEFAULT_DETECTOR, load_detector
 from ...errors import LrfaceError
 from ...fileio import save_npz_atomic
 from ...images import read_image
+from ...workers import map_items
 from ..metrics import roc, verification_report
 from .common import check_hr_embedder, embed_cached, hr_for, hr_info, model_info, row_label
 from .conditions import (
@@ -146,25 +145,14 @@ def load_crops(
     return faces["crops"], np.array([pos[r] for r in rels], np.int64), faces["fallback"]
 
 
-_BOX_DET = None
-
-
-def _init_box_worker(detector: str) -> None:
-    global _BOX_DET
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from ...detect import load_detector
-
-    _BOX_DET = load_detector(detector)
-
-
-def _box_work(path: str) -> tuple[np.ndarray, bool, np.ndarray]:
+def _box_photo(path: str, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
     """Box crop of the most central face of one LFW photo (the face the aligned crop uses).
 
     Without a detection: the centred square of 45 % of the photo (the alignment fallback's
     framing), flagged.
     """
     image = read_image(path)
-    face = central_face(image, _BOX_DET)
+    face = central_face(image, load_detector(detector))
     if face is not None:
         box = face.box.astype(np.float32)
         return box_crop(image, box), False, box
@@ -189,6 +177,7 @@ def load_box_crops(
     ``rels``: uint8 BGR (N, 112, 112, 3), bool (N,) (no face found) and float32 (N, 4)
     boxes x1, y1, x2, y2 in the photo.  Rows come from a cached superset (the train
     split's or the whole LFW's boxes, e.g. those of ``distill --p-box``) when one exists.
+    ``workers``: detection processes (:func:`lrface.workers.map_items`).
     """
     rels = list(rels)
     key = digest(Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *rels)
@@ -212,13 +201,16 @@ def load_box_crops(
     fallback = np.zeros(n, bool)
     boxes = np.zeros((n, 4), np.float32)
     paths = [str(lfw.path(r)) for r in rels]
-    chunk = max(1, min(64, n // (workers * 4) or 1))
-    with ProcessPoolExecutor(workers, initializer=_init_box_worker, initargs=(detector,)) as ex:
-        it = ex.map(_box_work, paths, chunksize=chunk)
-        for i, (crop, fb, box) in enumerate(
-            tqdm(it, total=n, desc=f"detect boxes ({detector})", disable=not progress)
-        ):
-            crops[i], fallback[i], boxes[i] = crop, fb, box
+    load_detector(detector)  # a missing detector is one error, up front
+    results = map_items(
+        functools.partial(_box_photo, detector=detector),
+        paths,
+        workers,
+        progress=progress,
+        desc=f"detect boxes ({detector})",
+    )
+    for i, (crop, fb, box) in enumerate(results):
+        crops[i], fallback[i], boxes[i] = crop, fb, box
     save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
     return crops, fallback, boxes
 
