@@ -28,6 +28,7 @@ clean.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -353,58 +354,77 @@ class _PairSet:
         of :meth:`embed`); realistic ones once per pair and side, with the draw of
         ``(pair index, size, side)``.
         """
-        if degrade_kind == "clean" and self.probe_crop == "aligned":
-            per_image = self.embed(emb, deg, progress, use_cache)
-            return {0: per_image[self.ia], 1: per_image[self.ib]}
-        crop_key = ("box", BOX_MARGIN, BOX_HR_SIDE) if self.probe_crop == "box" else ("aligned",)
         if degrade_kind == "clean":
-
-            def load(a: int, b: int) -> list[np.ndarray]:
-                return [
-                    degrade(self.probe_crop_of(i), deg, stable_seed(self.rels[i]))
-                    for i in range(a, b)
-                ]
-
-            per_image = embed_cached(
-                emb,
-                len(self.rels),
-                load,
-                (*self.source_key, *crop_key, f"{deg!r}", *self.rels),
-                desc=f"{deg.size}px {self.probe_crop} crops",
-                progress=progress,
-                use_cache=use_cache,
-            )
+            per_image = self._clean_probes(emb, deg, progress, use_cache)
             return {0: per_image[self.ia], 1: per_image[self.ib]}
-        out = {}
-        for side in sides:
-            img = self.ia if side == 0 else self.ib
+        return {
+            side: self._realistic_probes(emb, deg, degrade_kind, side, progress, use_cache)
+            for side in sides
+        }
 
-            def load_pairs(a: int, b: int, img: np.ndarray = img, side: int = side) -> list:
-                return [
-                    degrade_probe(
-                        self.probe_crop_of(img[k]), deg, degrade_kind, self.index[k], side
-                    )
-                    for k in range(a, b)
-                ]
+    def _crop_key(self) -> tuple[Any, ...]:
+        """What the probe crops are cut as, for the embedding cache key."""
+        return ("box", BOX_MARGIN, BOX_HR_SIDE) if self.probe_crop == "box" else ("aligned",)
 
-            out[side] = embed_cached(
-                emb,
-                len(self.pairs),
-                load_pairs,
-                (
-                    *self.source_key,
-                    *crop_key,
-                    degrade_kind,
-                    condition_recipe(deg, degrade_kind, self.probe_crop),
-                    f"{deg!r}",
-                    side,
-                    *(f"{self.index[k]}:{self.rels[img[k]]}" for k in range(len(self.pairs))),
-                ),
-                desc=f"{deg.size}px {self.probe_crop} {degrade_kind} side {side}",
-                progress=progress,
-                use_cache=use_cache,
-            )
-        return out
+    def _clean_probes(
+        self, emb: Embedder, deg: Degradation, progress: bool, use_cache: bool
+    ) -> np.ndarray:
+        """(len(rels), D) embeddings of every image's probe crop reduced by ``deg`` (the
+        aligned ones under the cache key of :meth:`embed`)."""
+        if self.probe_crop == "aligned":
+            return self.embed(emb, deg, progress, use_cache)
+
+        def load(a: int, b: int) -> list[np.ndarray]:
+            return [
+                degrade(self.probe_crop_of(i), deg, stable_seed(self.rels[i])) for i in range(a, b)
+            ]
+
+        return embed_cached(
+            emb,
+            len(self.rels),
+            load,
+            (*self.source_key, *self._crop_key(), f"{deg!r}", *self.rels),
+            desc=f"{deg.size}px {self.probe_crop} crops",
+            progress=progress,
+            use_cache=use_cache,
+        )
+
+    def _realistic_probes(
+        self,
+        emb: Embedder,
+        deg: Degradation,
+        degrade_kind: str,
+        side: int,
+        progress: bool,
+        use_cache: bool,
+    ) -> np.ndarray:
+        """(n_pairs, D) embeddings of each pair's image ``side`` (0: first), degraded
+        with the draw of ``(pair index, size, side)``."""
+        img = self.ia if side == 0 else self.ib
+
+        def load_pairs(a: int, b: int) -> list[np.ndarray]:
+            return [
+                degrade_probe(self.probe_crop_of(img[k]), deg, degrade_kind, self.index[k], side)
+                for k in range(a, b)
+            ]
+
+        return embed_cached(
+            emb,
+            len(self.pairs),
+            load_pairs,
+            (
+                *self.source_key,
+                *self._crop_key(),
+                degrade_kind,
+                condition_recipe(deg, degrade_kind, self.probe_crop),
+                f"{deg!r}",
+                side,
+                *(f"{self.index[k]}:{self.rels[img[k]]}" for k in range(len(self.pairs))),
+            ),
+            desc=f"{deg.size}px {self.probe_crop} {degrade_kind} side {side}",
+            progress=progress,
+            use_cache=use_cache,
+        )
 
 
 def evaluate_lfw(
@@ -451,40 +471,14 @@ def evaluate_lfw(
         :func:`verification_report`: accuracy as fractions, AUC, EER, TAR@FAR, plus
         ``roc`` = at most 200 ``far``/``tar`` points).
     """
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise LrfaceError(f"unknown LFW mode {bad[0] if bad else ''!r}; choose {', '.join(MODES)}")
-    if any(m != "hr-hr" for m in modes) and not sizes:
-        raise LrfaceError("hr-lr / lr-lr need at least one size (--sizes)")
-    check_condition(degrade, probe_crop)
-    check_hr_embedder(embedders, hr_embedder)
+    _check_arguments(embedders, modes, sizes, hr_embedder, degrade, probe_crop)
     lfw = LFW(data)
     pairs = select_pairs(lfw, split, max_pairs_per_fold, pair_indices)
     ps = _PairSet(lfw, pairs, detector, progress, probe_crop if lr_needed(modes) else "aligned")
-    lr_modes = [m for m in modes if m != "hr-hr"]
-    need_hr = "hr-hr" in modes or "hr-lr" in modes
-    entries: list[dict[str, Any]] = []
-    for emb in embedders:
-        hr = hr_for(hr_embedder, emb)
-        hr_name = hr.name if hr is not emb else None
-        hr_side = (  # (n_images, D) HR embeddings; none when no mode compares with them
-            ps.embed(hr, None, progress, use_cache)
-            if need_hr
-            else np.zeros((0, hr.embedding_size), np.float32)
-        )
-        if "hr-hr" in modes:
-            auto = isinstance(hr_embedder, Mapping)
-            entries.append(_hr_hr_entry(ps, emb, hr, hr_side, auto, fars, progress, use_cache))
-        sides = [1, 0] if "lr-lr" in lr_modes else [1]
-        for s in sizes if lr_modes else ():
-            deg = degradation_for(s, recipe)
-            lr = ps.embed_lr(emb, deg, degrade, sides, progress, use_cache)
-            text = condition_recipe(deg, degrade, probe_crop)
-            for mode in lr_modes:
-                a = hr_side[ps.ia] if mode == "hr-lr" else lr[0]
-                scores = np.einsum("ij,ij->i", a, lr[1], dtype=np.float64)
-                rep = _pairs_report(scores, ps.labels, ps.folds, fars)
-                entries.append(_entry(rep, emb.name, hr_name, mode, s, text, (degrade, probe_crop)))
+    run = _Run(ps, modes, fars, progress, use_cache, degrade, probe_crop)
+    entries = [
+        entry for emb in embedders for entry in run.model_entries(emb, hr_embedder, sizes, recipe)
+    ]
     return {
         "protocol": "lfw",
         "description": _describe(
@@ -506,6 +500,87 @@ def evaluate_lfw(
         + ("; " + condition_caption(degrade, probe_crop) if lr_needed(modes) else ""),
         "results": entries,
     }
+
+
+def _check_arguments(
+    embedders: Sequence[Embedder],
+    modes: Sequence[str],
+    sizes: Sequence[int],
+    hr_embedder: HrEmbedders,
+    degrade: str,
+    probe_crop: str,
+) -> None:
+    """One-line :class:`LrfaceError` for an unknown mode, LR modes without sizes, an
+    unknown condition or an HR model of another embedding space."""
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise LrfaceError(f"unknown LFW mode {bad[0] if bad else ''!r}; choose {', '.join(MODES)}")
+    if lr_needed(modes) and not sizes:
+        raise LrfaceError("hr-lr / lr-lr need at least one size (--sizes)")
+    check_condition(degrade, probe_crop)
+    check_hr_embedder(embedders, hr_embedder)
+
+
+@dataclasses.dataclass
+class _Run:
+    """The settings of one :func:`evaluate_lfw` call shared by every model's entries."""
+
+    ps: _PairSet
+    modes: Sequence[str]
+    fars: Sequence[float]
+    progress: bool
+    use_cache: bool
+    degrade: str
+    probe_crop: str
+
+    def model_entries(
+        self,
+        emb: Embedder,
+        hr_embedder: HrEmbedders,
+        sizes: Sequence[int],
+        recipe: Degradation | None,
+    ) -> list[dict[str, Any]]:
+        """The result entries of one model: hr-hr, then each size's LR modes."""
+        ps, modes = self.ps, self.modes
+        hr = hr_for(hr_embedder, emb)
+        hr_side = (  # (n_images, D) HR embeddings; none when no mode compares with them
+            ps.embed(hr, None, self.progress, self.use_cache)
+            if "hr-hr" in modes or "hr-lr" in modes
+            else np.zeros((0, hr.embedding_size), np.float32)
+        )
+        entries = []
+        if "hr-hr" in modes:
+            auto = isinstance(hr_embedder, Mapping)
+            entries.append(
+                _hr_hr_entry(ps, emb, hr, hr_side, auto, self.fars, self.progress, self.use_cache)
+            )
+        lr_modes = [m for m in modes if m != "hr-hr"]
+        for s in sizes if lr_modes else ():
+            entries += self._lr_entries(emb, hr, hr_side, degradation_for(s, recipe), lr_modes)
+        return entries
+
+    def _lr_entries(
+        self,
+        emb: Embedder,
+        hr: Embedder,
+        hr_side: np.ndarray,
+        deg: Degradation,
+        lr_modes: list[str],
+    ) -> list[dict[str, Any]]:
+        """The hr-lr / lr-lr entries of one model at one size (``deg``)."""
+        ps = self.ps
+        sides = [1, 0] if "lr-lr" in lr_modes else [1]
+        lr = ps.embed_lr(emb, deg, self.degrade, sides, self.progress, self.use_cache)
+        text = condition_recipe(deg, self.degrade, self.probe_crop)
+        hr_name = hr.name if hr is not emb else None
+        entries = []
+        for mode in lr_modes:
+            a = hr_side[ps.ia] if mode == "hr-lr" else lr[0]
+            scores = np.einsum("ij,ij->i", a, lr[1], dtype=np.float64)
+            rep = _pairs_report(scores, ps.labels, ps.folds, self.fars)
+            condition = (self.degrade, self.probe_crop)
+            entries.append(_entry(rep, emb.name, hr_name, mode, deg.size, text, condition))
+        return entries
 
 
 def lr_needed(modes: Sequence[str]) -> bool:
