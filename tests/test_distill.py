@@ -14,6 +14,7 @@ from lrface.distill.train import DistillConfig, distill
 from lrface.errors import DatasetError, LrfaceError
 from lrface.models.loader import load_embedder
 from lrface.models.preprocess import InputFormat
+from lrface.models.registry import PACKAGE_WEIGHTS
 
 
 def _cfg(tmp_path, **kw):
@@ -355,3 +356,15 @@ def test_lr_teacher_embeds_what_the_student_sees(tmp_path):
     assert card["training"]["lr_teacher_weight"] == 0.5
     with pytest.raises(LrfaceError, match="--lr-teacher-weight"):
         distill(_cfg(tmp_path / "w", lr_teacher="lrface-mbf", lr_teacher_weight=0.0))
+    # a detector, or a student of another teacher's space, is refused before any data work
+    with pytest.raises(LrfaceError, match="not a recogniser"):
+        distill(_cfg(tmp_path / "y", lr_teacher="yunet"))
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(PACKAGE_WEIGHTS / "lrface-tiny-16.onnx", other / "lrface-tiny-16.onnx")
+    card = json.loads((PACKAGE_WEIGHTS / "lrface-tiny-16.json").read_text())
+    card.update(name="other-space", teacher={"name": "some-other-teacher", "sha256": "0" * 64})
+    card.pop("torch_weights", None)
+    (other / "other-space.json").write_text(json.dumps(card))
+    with pytest.raises(LrfaceError, match="does not embed into the space"):
+        distill(_cfg(tmp_path / "o", lr_teacher=str(other / "other-space.json")))

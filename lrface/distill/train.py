@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from ..errors import LrfaceError
 from ..fileio import atomic_write, write_json_atomic
+from ..models.embedder import Embedder
 from ..models.loader import load_embedder
 from ..models.preprocess import InputFormat
 from .card import write_card
@@ -59,6 +60,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     teacher = load_embedder(cfg.teacher, flip=False)
+    lr_model = _lr_teacher_model(cfg, teacher)  # checked before any data work
     td = training_data_for(cfg, teacher, show)
     if rank == 0:
         write_json_atomic(out / "data_report.json", td.report())  # every skipped/dropped path
@@ -75,8 +77,8 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     if cfg.online_targets:
         online = OnlineTeacher(teacher, device, fuse_flips=cfg.targets == "online-fused")
     lr_teacher = None  # embeds the student's own LR input (--lr-teacher)
-    if cfg.lr_teacher is not None:
-        lr_teacher = OnlineTeacher(load_embedder(cfg.lr_teacher), device, fuse_flips=True)
+    if lr_model is not None:
+        lr_teacher = OnlineTeacher(lr_model, device, fuse_flips=True)
     batch = max(2, cfg.batch_size // world)  # per rank
     steps_per_epoch = td.epoch_size() // (batch * world)
     if steps_per_epoch == 0:
@@ -131,6 +133,23 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     if world > 1:
         dist.barrier()
     return card
+
+
+def _lr_teacher_model(cfg: DistillConfig, teacher: Embedder) -> Embedder | None:
+    """The ``--lr-teacher`` model (None without one); one-line :class:`LrfaceError` when it
+    cannot be loaded or does not embed into the teacher's space (its card's teacher)."""
+    if cfg.lr_teacher is None:
+        return None
+    model = load_embedder(cfg.lr_teacher)
+    own = (model.spec.card or {}).get("teacher", {}).get("name")
+    if model.embedding_size != teacher.embedding_size or (
+        model.spec.name != teacher.spec.name and own != teacher.spec.name
+    ):
+        raise LrfaceError(
+            f"--lr-teacher {cfg.lr_teacher}: it does not embed into the space of the teacher "
+            f"{teacher.spec.name} (give a student distilled from it, e.g. lrface-mbf)"
+        )
+    return model
 
 
 class _Bundle(torch.nn.Module):
