@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Native low-resolution students, trained from scratch on the LFW train split.
 #   bash benchmarks/train_tiny.sh        # lrface-tiny-16 (16x16 input), 1 thread, ~27 min here
+#                                        # + stage 2 (configs/lrface-tiny-16.toml, ~63 min)
 #   bash benchmarks/train_tiny.sh 24     # lrface-tiny-24 (24x24 input), 2 threads, ~25 min here
 #   bash benchmarks/train_tiny.sh 32     # lrface-tiny-32 (32x32 input), 2 threads
-# The recipes are configs/lrface-tiny-<SIZE>.toml: width 32, 256-channel head (~283 k
+# The recipes are configs/lrface-tiny-<SIZE>.toml (-16: lrface-tiny-16-scratch.toml, then
+# 10 epochs of lrface-tiny-16.toml with lrface-mbf as a second teacher): width 32, 256-channel head (~283 k
 # parameters), KD + instance InfoNCE (weight 0.1) with *online* teacher targets ("consistent
 # teaching": the teacher embeds every augmented HR view), 30 epochs, batch 128, lr 2e-3,
 # weight decay 5e-3.  Training sizes are centred on the input: 12-24 px for -16, 16-32 px
@@ -22,5 +24,12 @@ case "$SIZE" in
   24|32) THREADS=2 ;;
   *) echo "train_tiny.sh: size must be 16, 24 or 32 (got $SIZE)" >&2; exit 2 ;;
 esac
+if [[ $SIZE == 16 ]]; then  # stage 1 from scratch, then stage 2 with lrface-mbf as a second teacher
+  LRFACE_THREADS=$THREADS lrface distill --config configs/lrface-tiny-16-scratch.toml \
+    --data "$DATA" --quiet --out runs/shipped/tiny16-w32-online "$@"
+  LRFACE_THREADS=$THREADS lrface distill --config configs/lrface-tiny-16.toml --data "$DATA" \
+    --quiet --out runs/shipped/tiny16-mbf
+  exit 0
+fi
 LRFACE_THREADS=$THREADS lrface distill --config "configs/lrface-tiny-$SIZE.toml" --data "$DATA" \
   --quiet --out "runs/shipped/tiny$SIZE-w32-online" "$@"
