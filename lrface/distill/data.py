@@ -36,6 +36,7 @@ from ..models.embedder import l2_normalize
 from ..models.interface import Embedder
 
 if TYPE_CHECKING:
+    from ..datasets.guard import Reference
     from .config import DistillConfig
 
 log = logging.getLogger("lrface")
@@ -137,38 +138,68 @@ def load_source(
     detectable face, and unreadable files, are skipped and listed in the result.
     """
     if source.kind == "rec":
-        pack = recordio.find_pack(source.path)
-        if pack is None:  # parse_source checked it; the folder may have changed since
-            raise DatasetError(f"--data {source.spec}: no train.rec and train.idx found there")
-        crops = RecordCrops(pack, limit=limit)
-        paths = [f"#{k}" for k in crops.keys.tolist()]
-        st = crops.records.rec_path.stat()
-        faces = FaceSet(
-            Path(crops.records.rec_path),
-            paths,
-            [str(x) for x in crops.labels.tolist()],
-            crops,
-            recipe=f"rec:{st.st_size}:{st.st_mtime_ns}",
-        )
-        return SourceFaces(source, faces, len(paths))
+        return _rec_source(source, limit)
     lfw = LFW(source.path) if source.kind == "lfw" else None
-    if lfw is not None:
-        root = lfw.image_dir
-        rels = training_images(lfw, holdout_folds)
-        identities = [identity_of(r) for r in rels]
-    else:
-        root, rels, identities = list_folder(source)
-        leaked = sorted(set(identities) & banned)
-        if leaked:
-            raise DatasetError(
-                f"{source.path}: {len(leaked)} identities of the LFW test split are in the "
-                f"training data (e.g. {leaked[:3]}); remove them -- training on test "
-                "identities is not allowed"
-            )
+    root, rels, identities = _list_images(source, lfw, holdout_folds, banned)
     if not rels:
         raise DatasetError(f"{source.path}: no images found (expected ROOT/<identity>/<image>.jpg)")
     if limit:
         rels, identities = rels[:limit], identities[:limit]
+    got, recipe = _align(source, lfw, root, rels, detector, progress)
+    out = _detected_faces(source, root, rels, identities, got, recipe)
+    _warn_skipped(out)
+    return out
+
+
+def _rec_source(source: Source, limit: int | None) -> SourceFaces:
+    """The faces of a RecordIO pack, read as is (already aligned): crops a lazily decoded
+    :class:`RecordCrops` ((112, 112, 3) uint8 BGR each), paths ``#<key>``, identities the
+    records' labels as strings, recipe the ``.rec`` file's size and time."""
+    pack = recordio.find_pack(source.path)
+    if pack is None:  # parse_source checked it; the folder may have changed since
+        raise DatasetError(f"--data {source.spec}: no train.rec and train.idx found there")
+    crops = RecordCrops(pack, limit=limit)
+    paths = [f"#{k}" for k in crops.keys.tolist()]
+    st = crops.records.rec_path.stat()
+    faces = FaceSet(
+        Path(crops.records.rec_path),
+        paths,
+        [str(x) for x in crops.labels.tolist()],
+        crops,
+        recipe=f"rec:{st.st_size}:{st.st_mtime_ns}",
+    )
+    return SourceFaces(source, faces, len(paths))
+
+
+def _list_images(
+    source: Source, lfw: LFW | None, holdout_folds: tuple[int, ...], banned: frozenset[str]
+) -> tuple[Path, list[str], list[str]]:
+    """The image root, image paths (relative to it) and identity of each image of an
+    ``lfw`` (train split minus the ``holdout_folds`` identities) or folder source; a
+    folder holding any identity of ``banned`` is refused."""
+    if lfw is not None:
+        root = lfw.image_dir
+        rels = training_images(lfw, holdout_folds)
+        return root, rels, [identity_of(r) for r in rels]
+    root, rels, identities = list_folder(source)
+    leaked = sorted(set(identities) & banned)
+    if leaked:
+        raise DatasetError(
+            f"{source.path}: {len(leaked)} identities of the LFW test split are in the "
+            f"training data (e.g. {leaked[:3]}); remove them -- training on test "
+            "identities is not allowed"
+        )
+    return root, rels, identities
+
+
+def _align(
+    source: Source, lfw: LFW | None, root: Path, rels: list[str], detector: str, progress: bool
+) -> tuple[dict[str, np.ndarray], str]:
+    """Aligned crops of ``rels`` (cached) and the recipe for the teacher-targets key.
+
+    Returns the alignment cache's arrays, one row per path -- ``crops`` (N, 112, 112, 3)
+    uint8 BGR, ``fallback`` bool (N,) (no face detected), ``unreadable`` bool (N,) when
+    present -- and the crop-cache file name of a folder source (``""`` for LFW)."""
     recipe = ""
     if lfw is not None:  # shares the whole-LFW crop cache with the evaluators
         got = lfw_faces(lfw, rels, detector)
@@ -177,10 +208,23 @@ def load_source(
         recipe = cache_file(root, rels, resolve_detector(detector), pad_early=True).name
     if len(got["crops"]) != len(rels):  # defensive: a row must never shift to another path
         raise DatasetError(f"{source.path}: the alignment cache does not match the image list")
+    return got, recipe
+
+
+def _detected_faces(
+    source: Source,
+    root: Path,
+    rels: list[str],
+    identities: list[str],
+    got: dict[str, np.ndarray],
+    recipe: str,
+) -> SourceFaces:
+    """The source's faces without the unreadable images and those with no detected face
+    (listed in ``unreadable`` and ``no_face``); ``listed`` is ``len(rels)``."""
     bad = got.get("unreadable", np.zeros(len(rels), bool)).astype(bool)
     miss = got["fallback"].astype(bool) & ~bad
     keep = np.flatnonzero(~(bad | miss))
-    out = SourceFaces(
+    return SourceFaces(
         source,
         FaceSet(
             root,
@@ -193,17 +237,20 @@ def load_source(
         no_face=[rels[i] for i in np.flatnonzero(miss)],
         unreadable=[rels[i] for i in np.flatnonzero(bad)],
     )
+
+
+def _warn_skipped(out: SourceFaces) -> None:
+    """One warning per kind of skipped image (no face, unreadable) of a source, if any."""
     for what, items in (("no face detected in", out.no_face), ("could not read", out.unreadable)):
         if items:
             log.warning(
                 "%s: %s %d of %d images, skipped (e.g. %s)",
-                source.path,
+                out.source.path,
                 what,
                 len(items),
-                len(rels),
+                out.listed,
                 ", ".join(items[:3]),
             )
-    return out
 
 
 def combine(parts: Sequence[FaceSet]) -> FaceSet:
@@ -574,91 +621,146 @@ def prepare_training_data(
     :data:`lrface.datasets.guard.GUARD_THRESHOLD`) with any image of an LFW test-split
     identity -- or of an identity of ``holdout_folds``, whose pairs validate the run.
     ``test_guard=False`` skips that filter (recorded in the card)."""
-    from ..datasets import guard
-
     sources = parse_sources(data)
     _check_holdout(sources, holdout_folds)
     lfw = find_lfw(sources, test_pairs)
     banned = lfw.test_identities if lfw is not None else frozenset()
-    thr = guard.GUARD_THRESHOLD if guard_threshold is None else float(guard_threshold)
-    if not -1.0 <= thr <= 1.0:
-        raise DatasetError(f"--guard-threshold {thr}: a cosine in [-1, 1]")
+    thr = _guard_threshold(guard_threshold)
     needs = [s for s in sources if s.needs_guard]
-    guard_lfw = lfw if needs and test_guard else None  # the LFW whose test split guards
-    if needs and test_guard and guard_lfw is None:
-        raise DatasetError(
-            f"--data {needs[0].spec}: unlabelled faces must be checked against the LFW test "
-            "split, but no LFW copy was found; pass --test-pairs PATH/lfw/pairs.txt (with its "
-            "images) or set LRFACE_HOME, or --no-test-guard (recorded in the card)"
-        )
+    guard_lfw = _guard_lfw(needs, lfw, test_guard)  # the LFW whose test split guards
+    tguard = None
+    if guard_lfw is not None:
+        tguard = _TestGuard(guard_lfw, teacher, detector, holdout_folds, thr)
     parts, plains, mirrors = [], [], []
-    ref, ref_note = None, None
-    n_checked = n_dropped = 0
     for s in sources:
         part = load_source(s, limit, detector, holdout_folds, banned, progress)
         if not len(part.faces):
             raise DatasetError(f"--data {s.spec}: no usable face (every image was skipped)")
         plain, mirror = teacher_targets(part.faces, teacher, progress=progress)
-        if s.needs_guard and guard_lfw is not None:
-            if ref is None:
-                held = (
-                    holdout_identities(guard_lfw, holdout_folds) if holdout_folds else frozenset()
-                )
-                ref = guard.reference_embeddings(guard_lfw, teacher, detector, held)
-                ref_note = (
-                    f"flip-fused teacher embeddings of the {len(ref.paths)} images of the "
-                    f"{len(guard_lfw.test_identities)} LFW test-split identities"
-                ) + (
-                    f" and of the identities of held-out folds {list(holdout_folds)}"
-                    if holdout_folds
-                    else ""
-                )
-            fused = l2_normalize(plain + mirror)
-            best, nearest = guard.nearest(fused, ref.embeddings)
-            drop = best >= thr
-            part.dropped = [
-                (part.faces.paths[i], ref.paths[nearest[i]], round(float(best[i]), 4))
-                for i in np.flatnonzero(drop)
-            ]
-            part.guard_checked = True
-            n_checked += len(drop)
-            n_dropped += int(drop.sum())
-            log.warning(
-                "test guard: %s: dropped %d of %d faces (cosine >= %.3f with an LFW test-split "
-                "image)%s",
-                s.path,
-                int(drop.sum()),
-                len(drop),
-                thr,
-                " e.g. " + ", ".join(p for p, _, _ in part.dropped[:3]) if part.dropped else "",
-            )
-            keep = np.flatnonzero(~drop)
-            if not len(keep):
-                raise DatasetError(
-                    f"--data {s.spec}: every face is within the guard threshold {thr} of an "
-                    "LFW test-split (or held-out) image; nothing left to train on"
-                )
-            part.faces = _subset(part.faces, keep)
-            plain, mirror = plain[keep], mirror[keep]
+        if s.needs_guard and tguard is not None:
+            plain, mirror = tguard.apply(part, plain, mirror)
         elif s.needs_guard:
             log.warning("test guard OFF for %s (--no-test-guard): not checked", s.path)
         parts.append(part)
         plains.append(plain)
         mirrors.append(mirror)
     faces = combine([p.faces for p in parts])
+    guard_info = _guard_info(test_guard, bool(needs), thr, tguard)
+    return TrainingData(
+        faces, np.concatenate(plains), np.concatenate(mirrors), parts, guard_info, lfw
+    )
+
+
+def _guard_threshold(guard_threshold: float | None) -> float:
+    """``guard_threshold`` as a float (default :data:`lrface.datasets.guard.GUARD_THRESHOLD`),
+    refused outside the cosine range [-1, 1]."""
+    from ..datasets import guard
+
+    thr = guard.GUARD_THRESHOLD if guard_threshold is None else float(guard_threshold)
+    if not -1.0 <= thr <= 1.0:
+        raise DatasetError(f"--guard-threshold {thr}: a cosine in [-1, 1]")
+    return thr
+
+
+def _guard_lfw(needs: list[Source], lfw: LFW | None, test_guard: bool) -> LFW | None:
+    """The LFW copy whose test split guards the sources ``needs`` (those that need the
+    guard); ``None`` when none does or ``test_guard`` is off.  Refuses guarded sources
+    without an LFW copy."""
+    guard_lfw = lfw if needs and test_guard else None
+    if needs and test_guard and guard_lfw is None:
+        raise DatasetError(
+            f"--data {needs[0].spec}: unlabelled faces must be checked against the LFW test "
+            "split, but no LFW copy was found; pass --test-pairs PATH/lfw/pairs.txt (with its "
+            "images) or set LRFACE_HOME, or --no-test-guard (recorded in the card)"
+        )
+    return guard_lfw
+
+
+@dataclasses.dataclass
+class _TestGuard:
+    """The test-identity guard of one :func:`prepare_training_data` call: the reference
+    embeddings (LFW test-split images, plus the identities of ``holdout_folds``), computed
+    at the first guarded source, and the faces checked and dropped so far."""
+
+    lfw: LFW
+    teacher: Embedder
+    detector: str
+    holdout_folds: tuple[int, ...]
+    thr: float
+    ref: Reference | None = None
+    ref_note: str | None = None
+    checked: int = 0
+    dropped: int = 0
+
+    def reference(self) -> Reference:
+        """The reference embeddings (computed, and described in ``ref_note``, once)."""
+        from ..datasets import guard
+
+        if self.ref is None:
+            folds = self.holdout_folds
+            held = holdout_identities(self.lfw, folds) if folds else frozenset()
+            self.ref = guard.reference_embeddings(self.lfw, self.teacher, self.detector, held)
+            self.ref_note = (
+                f"flip-fused teacher embeddings of the {len(self.ref.paths)} images of the "
+                f"{len(self.lfw.test_identities)} LFW test-split identities"
+            ) + (f" and of the identities of held-out folds {list(folds)}" if folds else "")
+        return self.ref
+
+    def apply(
+        self, part: SourceFaces, plain: np.ndarray, mirror: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Drop from ``part`` (in place: ``faces``, ``dropped``, ``guard_checked``) every
+        face whose flip-fused target has cosine >= ``thr`` with a reference image; returns
+        the kept rows of ``plain`` and ``mirror`` (float32 (N, D) each)."""
+        from ..datasets import guard
+
+        ref = self.reference()
+        best, nearest = guard.nearest(l2_normalize(plain + mirror), ref.embeddings)
+        drop = best >= self.thr
+        part.dropped = [
+            (part.faces.paths[i], ref.paths[nearest[i]], round(float(best[i]), 4))
+            for i in np.flatnonzero(drop)
+        ]
+        part.guard_checked = True
+        self.checked += len(drop)
+        self.dropped += int(drop.sum())
+        log.warning(
+            "test guard: %s: dropped %d of %d faces (cosine >= %.3f with an LFW test-split "
+            "image)%s",
+            part.source.path,
+            int(drop.sum()),
+            len(drop),
+            self.thr,
+            " e.g. " + ", ".join(p for p, _, _ in part.dropped[:3]) if part.dropped else "",
+        )
+        keep = np.flatnonzero(~drop)
+        if not len(keep):
+            raise DatasetError(
+                f"--data {part.source.spec}: every face is within the guard threshold "
+                f"{self.thr} of an LFW test-split (or held-out) image; nothing left to train on"
+            )
+        part.faces = _subset(part.faces, keep)
+        return plain[keep], mirror[keep]
+
+
+def _guard_info(
+    test_guard: bool, needed: bool, thr: float, tguard: _TestGuard | None
+) -> dict[str, Any]:
+    """The ``test_guard`` entry of the card: whether it was on, and where any source
+    needed it, the threshold and the faces checked and dropped."""
+    from ..datasets import guard
+
     guard_info: dict[str, Any] = {
         "enabled": bool(test_guard),
         "applies_to": "unlabelled and RecordIO sources (no LFW names to check)",
     }
-    if needs:
+    if needed:
         guard_info.update(
             threshold=thr,
             threshold_default=guard.GUARD_THRESHOLD,
             threshold_note=guard.THRESHOLD_NOTE,
-            checked=n_checked,
-            dropped=n_dropped,
-            reference=ref_note,
+            checked=tguard.checked if tguard is not None else 0,
+            dropped=tguard.dropped if tguard is not None else 0,
+            reference=tguard.ref_note if tguard is not None else None,
         )
-    return TrainingData(
-        faces, np.concatenate(plains), np.concatenate(mirrors), parts, guard_info, lfw
-    )
+    return guard_info
