@@ -438,67 +438,21 @@ def embed_paths(
     t0 = time.perf_counter()
     all_paths = [str(p) for p in paths]
     _check_path_names(all_paths)
-    _check_positive(batch_size, "batch_size")
-    _check_positive(shard_size, "shard_size")
-    _check_positive(workers, "workers", 0)
+    _check_run_arguments(batch_size, shard_size, workers)
     options = options_for(options, detect, int(embedder.input_size))
-    info = None
-    if shard_of is not None:
-        i, n = shard_of
-        start, stop = shard_range(len(all_paths), i, n, shard_size)
-        info = {
-            "index": i,
-            "count": n,
-            "offset": start,
-            "total_paths": len(all_paths),
-            "full_paths_sha256": paths_sha256(all_paths),
-        }
-        all_paths = all_paths[start:stop]
-    model = {
-        "name": embedder.name,
-        "sha256": embedder.sha256,
-        "embedding_size": int(embedder.embedding_size),
-        "flip": bool(getattr(embedder, "flip", False)),
-    }
-    settings = {
-        "detect": bool(options.detect),
-        "detector": resolve_detector(options.detector) if options.detect else None,
-        "det_thresh": options.det_thresh,
-        "face_index": options.face_index,
-        "input_size": int(embedder.input_size),
-        "shard_size": shard_size,
-        "batch_size": batch_size,
-        "embedder_batch_size": int(getattr(embedder, "batch_size", 0)),
-    }
+    all_paths, info = _select_shard(all_paths, shard_of, shard_size)
+    model = _model_entry(embedder)
+    settings = _settings_entry(options, embedder, shard_size, batch_size)
     out = Path(out_dir)
     man = _open_output(out, _new_manifest(model, settings, all_paths, shard_size, info), all_paths)
-    done = {e["shard"] for e in man["completed_shards"]}
-    todo = [k for k in range(man["n_shards"]) if k not in done]
-    if max_shards is not None:
-        todo = todo[: _check_positive(max_shards, "max_shards", 0)]
+    done, todo = _pending_shards(man, max_shards)
     bar = progress_bar(len(all_paths), progress)
-    bar.update(sum(len(all_paths[k * shard_size : (k + 1) * shard_size]) for k in done))
-    written = embedded_now = 0
+    bar.update(_count_paths(all_paths, done, shard_size))
     t_embed = time.perf_counter()
-    n_todo = sum(len(all_paths[k * shard_size : (k + 1) * shard_size]) for k in todo)
-    prep = CropPreparer(options, workers, n_todo) if todo and engine is None else None
-    if engine is not None and todo:
-        shards = engine.embed_shards(todo, all_paths, shard_size, options, batch_size)
-    else:
-        shards = _local_shards(prep, todo, all_paths, shard_size, embedder, batch_size)
-    try:
-        for k, emb, idx, fails in shards:
-            man["completed_shards"].append(_write_shard(out, k, emb, idx, fails))
-            _finish_manifest(out, man)
-            written += 1
-            embedded_now += len(idx)
-            bar.update(len(idx) + len(fails))
-    finally:
-        if prep is not None:
-            prep.close()
-        bar.close()
-        _finish_manifest(out, man)
-        _write_failures_tsv(out, man)
+    prep, shards = _start_shards(
+        engine, todo, all_paths, shard_size, options, workers, embedder, batch_size
+    )
+    written, embedded_now = _write_shards(out, man, shards, bar, prep)
     summary = {
         "out_dir": str(out),
         "total_paths": len(all_paths),
@@ -516,6 +470,130 @@ def embed_paths(
     }
     log.info("embed: %s", summary)
     return summary
+
+
+def _check_run_arguments(batch_size: int, shard_size: int, workers: int) -> None:
+    """Raise :class:`LrfaceError` unless batch_size, shard_size >= 1 and workers >= 0."""
+    _check_positive(batch_size, "batch_size")
+    _check_positive(shard_size, "shard_size")
+    _check_positive(workers, "workers", 0)
+
+
+def _select_shard(
+    paths: list[str], shard_of: tuple[int, int] | None, shard_size: int
+) -> tuple[list[str], dict[str, Any] | None]:
+    """``(paths, None)`` without ``shard_of``; else shard i of N of the full list.
+
+    For ``shard_of=(i, N)`` returns the contiguous slice of whole ``shard_size`` blocks
+    (:func:`shard_range`) and the manifest's ``shard_of`` entry: ``{"index", "count",
+    "offset", "total_paths", "full_paths_sha256"}`` describing the full list.
+    """
+    if shard_of is None:
+        return paths, None
+    i, n = shard_of
+    start, stop = shard_range(len(paths), i, n, shard_size)
+    info = {
+        "index": i,
+        "count": n,
+        "offset": start,
+        "total_paths": len(paths),
+        "full_paths_sha256": paths_sha256(paths),
+    }
+    return paths[start:stop], info
+
+
+def _model_entry(embedder: Embedder) -> dict[str, Any]:
+    """The manifest's ``model`` entry: ``{"name", "sha256", "embedding_size", "flip"}``."""
+    return {
+        "name": embedder.name,
+        "sha256": embedder.sha256,
+        "embedding_size": int(embedder.embedding_size),
+        "flip": bool(getattr(embedder, "flip", False)),
+    }
+
+
+def _settings_entry(
+    options: CropOptions, embedder: Embedder, shard_size: int, batch_size: int
+) -> dict[str, Any]:
+    """The manifest's ``settings`` entry: everything besides the model that shapes the
+    floats (crop options, crop size, shard and batch sizes); must match on resume."""
+    return {
+        "detect": bool(options.detect),
+        "detector": resolve_detector(options.detector) if options.detect else None,
+        "det_thresh": options.det_thresh,
+        "face_index": options.face_index,
+        "input_size": int(embedder.input_size),
+        "shard_size": shard_size,
+        "batch_size": batch_size,
+        "embedder_batch_size": int(getattr(embedder, "batch_size", 0)),
+    }
+
+
+def _pending_shards(man: dict[str, Any], max_shards: int | None) -> tuple[set[int], list[int]]:
+    """``(done, todo)``: the shard numbers already completed in ``man``, and those to
+    embed now in ascending order (the first ``max_shards`` of the rest, if given)."""
+    done = {e["shard"] for e in man["completed_shards"]}
+    todo = [k for k in range(man["n_shards"]) if k not in done]
+    if max_shards is not None:
+        todo = todo[: _check_positive(max_shards, "max_shards", 0)]
+    return done, todo
+
+
+def _count_paths(paths: Sequence[str], shards: Iterable[int], shard_size: int) -> int:
+    """Number of paths in the given shards (the last shard may be short)."""
+    return sum(len(paths[k * shard_size : (k + 1) * shard_size]) for k in shards)
+
+
+def _start_shards(
+    engine: Any,
+    todo: list[int],
+    paths: list[str],
+    shard_size: int,
+    options: CropOptions,
+    workers: int,
+    embedder: Embedder,
+    batch_size: int,
+) -> tuple[CropPreparer | None, Iterable[tuple[int, np.ndarray, np.ndarray, list]]]:
+    """``(prep, shards)``: the local crop preparer (None with an engine or nothing to do;
+    the caller closes it) and the iterable of ``(k, float32 (n, D) emb, int64 (n,) rows,
+    failures)`` for the ``todo`` shards, from ``engine`` or embedded in this process."""
+    n_todo = _count_paths(paths, todo, shard_size)
+    prep = CropPreparer(options, workers, n_todo) if todo and engine is None else None
+    if engine is not None and todo:
+        shards = engine.embed_shards(todo, paths, shard_size, options, batch_size)
+    else:
+        shards = _local_shards(prep, todo, paths, shard_size, embedder, batch_size)
+    return prep, shards
+
+
+def _write_shards(
+    out: Path,
+    man: dict[str, Any],
+    shards: Iterable[tuple[int, np.ndarray, np.ndarray, list]],
+    bar: Any,
+    prep: CropPreparer | None,
+) -> tuple[int, int]:
+    """Write each shard's files and record it in the manifest as it arrives.
+
+    Whatever happens (an error, Ctrl-C), ``prep`` and ``bar`` are closed and the manifest
+    and ``failures.tsv`` rewritten, so the run stays resumable.  Returns ``(shards
+    written, faces embedded)`` by this call.
+    """
+    written = embedded_now = 0
+    try:
+        for k, emb, idx, fails in shards:
+            man["completed_shards"].append(_write_shard(out, k, emb, idx, fails))
+            _finish_manifest(out, man)
+            written += 1
+            embedded_now += len(idx)
+            bar.update(len(idx) + len(fails))
+    finally:
+        if prep is not None:
+            prep.close()
+        bar.close()
+        _finish_manifest(out, man)
+        _write_failures_tsv(out, man)
+    return written, embedded_now
 
 
 def _prepared_shards(
