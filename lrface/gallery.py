@@ -50,7 +50,7 @@ from .errors import DatasetError, LrfaceError
 from .fileio import NpzError, read_npz_arrays, save_npz_atomic
 from .pipeline import CropOptions, options_for, prepare_many, progress_bar
 from .search import search as _search
-from .validation import NORM_TOL, check_embeddings
+from .validation import NORM_TOL, check_embeddings, check_positive_int
 
 if TYPE_CHECKING:
     from .models.interface import Embedder
@@ -245,8 +245,7 @@ class Gallery:
         if embedder is not None:
             self.check_model(embedder)
         p = self._check_probes(probe_embeddings)
-        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
-            raise LrfaceError(f"top_k must be a positive integer, got {top_k!r}")
+        check_positive_int(top_k, "top_k")
         if not self._emb:
             return [[] for _ in range(len(p))]
         matrix, owner = self._matrix()

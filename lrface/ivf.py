@@ -60,7 +60,7 @@ import numpy as np
 from .errors import LrfaceError
 from .fileio import atomic_write, write_json_atomic
 from .gallery import UNKNOWN, open_set_decisions
-from .validation import check_embeddings
+from .validation import check_embeddings, check_positive_int
 
 if TYPE_CHECKING:
     from .models.interface import Embedder
@@ -481,8 +481,7 @@ class IvfGallery:
             dim=self.embedding_size,
             model=self.model_name,
         )
-        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
-            raise LrfaceError(f"top_k must be a positive integer, got {top_k!r}")
+        check_positive_int(top_k, "top_k")
         if self._indexes is None:
             self._load()
         idx_meta = self.meta["index"]

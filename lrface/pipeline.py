@@ -41,6 +41,7 @@ from .align import align_face, native_face_size, resize_crop
 from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
 from .images import ImageInput, describe, read_image
+from .validation import is_int
 from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 
 log = logging.getLogger("lrface")
@@ -80,10 +81,6 @@ def _known_detector(name: str) -> bool:
     return name in detector_names()  # scans the model cards: once per name
 
 
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
-
-
 @dataclasses.dataclass(frozen=True)
 class CropOptions:
     """How an image becomes an aligned face crop; validated on construction.
@@ -111,7 +108,7 @@ class CropOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.detect, bool | np.bool_):
             raise LrfaceError(f"detect must be True or False, got {self.detect!r}")
-        if not _is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
+        if not is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
             raise LrfaceError(
                 f"crop size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {self.size!r}"
             )
@@ -123,7 +120,7 @@ class CropOptions:
                     f"--det-thresh {t!r}: the detection threshold must be a number between "
                     "0 and 1 (exclusive), e.g. 0.5"
                 )
-        if self.face_index is not None and (not _is_int(self.face_index) or self.face_index < 0):
+        if self.face_index is not None and (not is_int(self.face_index) or self.face_index < 0):
             raise LrfaceError(
                 f"--face-index {self.face_index!r}: must be an integer >= 0 (0 = largest face)"
             )
@@ -339,7 +336,7 @@ class CropPreparer:
     def __init__(self, options: CropOptions, workers: int = 0, n_paths: int | None = None) -> None:
         if not isinstance(options, CropOptions):
             raise LrfaceError(f"options must be a CropOptions, got {type(options).__name__}")
-        if not _is_int(workers) or workers < 0:
+        if not is_int(workers) or workers < 0:
             raise LrfaceError(f"workers must be an integer >= 0, got {workers!r}")
         self.options = options
         many = n_paths is None or n_paths >= POOL_MIN_PATHS
@@ -386,7 +383,7 @@ def prepare_many(
     images); the pool is closed when the generator is exhausted or closed.
     """
     names = [str(p) for p in paths]
-    if not _is_int(chunk_size) or chunk_size < 1:
+    if not is_int(chunk_size) or chunk_size < 1:
         raise LrfaceError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     with CropPreparer(options, workers, len(names)) as prep:
         yield from prep.map(names[i : i + chunk_size] for i in range(0, len(names), chunk_size))

@@ -24,7 +24,7 @@ import logging
 import numpy as np
 
 from .errors import LrfaceError
-from .validation import check_embeddings
+from .validation import check_embeddings, check_positive_int
 
 log = logging.getLogger("lrface")
 
@@ -82,8 +82,7 @@ def search(
             f"probe embeddings have dimension {p.shape[1]} but the gallery has {g.shape[1]}; "
             "embed probes and gallery with the same model"
         )
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise LrfaceError(f"k must be a positive integer, got {k!r}")
+    check_positive_int(k, "k")
     chosen = choose_backend(backend, g.shape[0], faiss_threshold)
     kk = min(int(k), g.shape[0])
     if kk == 0 or p.shape[0] == 0:

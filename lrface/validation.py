@@ -15,6 +15,20 @@ import numpy as np
 
 from .errors import LrfaceError
 
+
+def is_int(x: object) -> bool:
+    """True for a Python or numpy integer, False for anything else (``bool`` included)."""
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` as an int if it is an integer >= 1, else a one-line :class:`LrfaceError`
+    naming ``name``."""
+    if not is_int(value) or value < 1:  # type: ignore[operator]
+        raise LrfaceError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
 #: Allowed deviation of an embedding's L2 norm from 1.
 NORM_TOL = 1e-2
 

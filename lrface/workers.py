@@ -38,9 +38,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-import numpy as np
-
 from .errors import LrfaceError
+from .validation import is_int
 
 __all__ = ["POOL_MIN_ITEMS", "PREFETCH", "WorkerPool", "map_items", "progress_bar"]
 
@@ -50,10 +49,6 @@ POOL_MIN_ITEMS = 64
 PREFETCH = 2
 #: Largest number of items one worker handles per task.
 MAX_CHUNK = 64
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 def _run_chunk(fn: Callable[[Any], Any], items: list) -> list:
@@ -122,7 +117,7 @@ class WorkerPool:
         initializer: Callable[..., Any] | None = None,
         initargs: tuple = (),
     ) -> None:
-        if not _is_int(workers) or workers < 0:
+        if not is_int(workers) or workers < 0:
             raise LrfaceError(f"workers must be an integer >= 0, got {workers!r}")
         self.workers = int(workers)
         self.pool: ProcessPoolExecutor | None = None
@@ -197,7 +192,7 @@ def map_items(
     stopped when the generator is exhausted or closed.
     """
     items = list(items)
-    if not _is_int(workers) or workers < 0:
+    if not is_int(workers) or workers < 0:
         raise LrfaceError(f"workers must be an integer >= 0, got {workers!r}")
     n_workers = int(workers) if len(items) >= POOL_MIN_ITEMS else 0
     group = max(1, 4 * n_workers * MAX_CHUNK)  # up to 4 chunks per worker and group

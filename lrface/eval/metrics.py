@@ -37,7 +37,7 @@ from sklearn.metrics import auc as _sk_auc
 from sklearn.metrics import roc_curve as _sk_roc_curve
 
 from ..errors import LrfaceError
-from ..validation import check_embeddings
+from ..validation import check_embeddings, check_positive_int, is_int
 
 __all__ = [
     "best_threshold",
@@ -120,7 +120,7 @@ def _check_grid(thresholds: np.ndarray) -> np.ndarray:
 
 def _fold_ids(folds: np.ndarray | int, n: int) -> np.ndarray:
     """Fold id per pair, shape (n,): from an int k (contiguous folds) or an id array."""
-    if isinstance(folds, int | np.integer) and not isinstance(folds, bool):
+    if is_int(folds):
         k = int(folds)
         if not 2 <= k <= n:
             raise LrfaceError(f"number of folds must be between 2 and {n} (pairs), got {k}")
@@ -147,12 +147,6 @@ def _check_ids(ids: np.ndarray, n: int, name: str) -> np.ndarray:
     if a.dtype.kind not in "iuUS":
         raise LrfaceError(f"{name} must be integers or strings, got dtype {a.dtype}")
     return a
-
-
-def _check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise LrfaceError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -446,10 +440,10 @@ def cosine_topk(
     g = check_embeddings(gallery, "gallery")
     if p.shape[1] != g.shape[1]:
         raise LrfaceError(f"probes have dimension {p.shape[1]}, gallery {g.shape[1]}")
-    k = _check_positive_int(k, "k")
+    k = check_positive_int(k, "k")
     if k > g.shape[0]:
         raise LrfaceError(f"k={k} exceeds the gallery size {g.shape[0]}")
-    bs = _check_positive_int(block_size, "block_size")
+    bs = check_positive_int(block_size, "block_size")
     n_p, n_g = p.shape[0], g.shape[0]
     out_s = np.empty((n_p, k), dtype=np.float32)
     out_i = np.empty((n_p, k), dtype=np.int64)
@@ -626,11 +620,11 @@ def identification_report(
         raise LrfaceError(f"probe_emb has dimension {p.shape[1]}, gallery_emb {g.shape[1]}")
     pid = _check_ids(probe_ids, p.shape[0], "probe_ids")
     gid = _check_ids(gallery_ids, g.shape[0], "gallery_ids")
-    rank_list = [_check_positive_int(r, "ranks") for r in ranks]
+    rank_list = [check_positive_int(r, "ranks") for r in ranks]
     if not rank_list:
         raise LrfaceError("ranks is empty")
     rates = _check_rates(fpirs, "fpirs")
-    bs = _check_positive_int(block_size, "block_size")
+    bs = check_positive_int(block_size, "block_size")
 
     uniq, g_codes = np.unique(gid, return_inverse=True)
     codes = _probe_codes(uniq, pid)
@@ -676,6 +670,6 @@ def cmc_curve(report: dict[str, Any], max_rank: int = 20) -> tuple[np.ndarray, n
     """
     if "cmc_full" not in report:
         raise LrfaceError("report has no 'cmc_full' entry; pass an identification_report()")
-    n = _check_positive_int(max_rank, "max_rank")
+    n = check_positive_int(max_rank, "max_rank")
     frac = np.asarray(report["cmc_full"], dtype=np.float64)[:n]
     return np.arange(1, frac.size + 1, dtype=np.int64), frac
