@@ -93,11 +93,18 @@ def central_face_landmarks(
     face = central_face(image, detector, pad_early)
     if face is not None:
         return face.landmarks, False
-    h, w = image.shape[:2]
-    # Fallback: the template placed on the central ~45 % of the image (LFW framing).
-    side = 0.45 * min(h, w)
-    lm = template(112) / 112 * side + np.array([w / 2 - side / 2, h / 2 - side / 2 + 0.03 * h])
+    x1, y1, side = fallback_square(*image.shape[:2])
+    lm = template(112) / 112 * side + np.array([x1, y1])  # the template on that square
     return lm.astype(np.float32), True
+
+
+def fallback_square(h: int, w: int) -> tuple[float, float, float]:
+    """``(x1, y1, side)`` of where a dataset photo of ``h`` x ``w`` pixels is assumed to
+    hold its face when none is detected: the centred square of 45 % of the shorter side,
+    3 % of the height below the centre (LFW framing).  Used for the aligned crops'
+    template landmarks and the box crops' box."""
+    side = 0.45 * min(h, w)
+    return w / 2 - side / 2, h / 2 - side / 2 + 0.03 * h, side
 
 
 def _align_photo(

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...cache import cache_dir, digest
-from ...datasets.facecache import aligned_crops, central_face
+from ...datasets.facecache import aligned_crops, central_face, fallback_square
 from ...datasets.lfw import LFW, Pair
 from ...degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
 from ...detect import DEFAULT_DETECTOR, load_detector
@@ -157,9 +157,8 @@ def _box_photo(path: str, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
     if face is not None:
         box = face.box.astype(np.float32)
         return box_crop(image, box), False, box
-    h, w = image.shape[:2]
-    side, cx, cy = 0.45 * min(h, w), w / 2, h / 2 + 0.03 * h
-    box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], np.float32)
+    x1, y1, side = fallback_square(*image.shape[:2])
+    box = np.array([x1, y1, x1 + side, y1 + side], np.float32)
     return box_crop(image, box, margin=1.0), True, box
 
 
