@@ -160,27 +160,74 @@ def verify(
     ``detect=False`` the images must be crops aligned that way.  Each face's ``"crop"``
     in ``images`` says which it was.
     """
-    if face_index is not None and (face_index1 is not None or face_index2 is not None):
-        raise LrfaceError("--face-index applies to both images; use it or --face-index1/2")
+    picks = _face_picks(face_index, face_index1, face_index2)
     if threshold is not None and not (np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
         raise LrfaceError(f"--threshold {threshold}: must be a cosine between -1 and 1")
-    picks = (
+    faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh)
+    names, embs, sim = _embed_pair(faces, model)
+    thr, source = _threshold(names, embs, threshold)
+    used = resolve_detector(detector) if detect else None
+    return _verification(faces, names, sim, (thr, source), used)
+
+
+def _face_picks(
+    face_index: int | None, face_index1: int | None, face_index2: int | None
+) -> tuple[int | None, int | None]:
+    """The face index for each image of :func:`verify` (None: the largest face);
+    ``face_index`` applies to both and cannot be combined with ``face_index1/2``."""
+    if face_index is not None and (face_index1 is not None or face_index2 is not None):
+        raise LrfaceError("--face-index applies to both images; use it or --face-index1/2")
+    return (
         face_index if face_index1 is None else face_index1,
         face_index if face_index2 is None else face_index2,
     )
-    faces: list[PreparedFace] = [
+
+
+def _prepare_pair(
+    images: tuple[ImageInput, ImageInput],
+    picks: tuple[int | None, int | None],
+    detect: bool,
+    detector: str,
+    det_thresh: float | None,
+) -> list[PreparedFace]:
+    """The two faces of :func:`verify`: each image read (uint8 BGR), the face ``picks[i]``
+    detected and aligned (or the image resized with ``detect=False``) into a 112x112 crop."""
+    return [
         prepare_face(
             im,
             CropOptions(detect=detect, face_index=i, detector=detector, det_thresh=det_thresh),
         )
-        for im, i in zip((image1, image2), picks)
+        for im, i in zip(images, picks)
     ]
+
+
+def _embed_pair(
+    faces: list[PreparedFace], model: str | None
+) -> tuple[tuple[str, str], list[Embedder], float]:
+    """``(model names, embedders, cosine)`` for two prepared faces.
+
+    Each face is embedded by ``model``, or with ``model=None`` by :func:`choose_model` of
+    its native size; its 112x112 crop is resized to the model's input side first, and the
+    similarity is the dot product of the two float32 (D,) L2-normalised embeddings.
+    """
     sizes = (faces[0].face_size, faces[1].face_size)
     names = (model, model) if model else (choose_model(sizes[0]), choose_model(sizes[1]))
     embs = [load_embedder(n) for n in names]
     e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
-    sim = float(np.dot(e[0], e[1]))
-    thr, source = _threshold(names, embs, threshold)
+    return names, embs, float(np.dot(e[0], e[1]))
+
+
+def _verification(
+    faces: list[PreparedFace],
+    names: tuple[str, str],
+    sim: float,
+    threshold: tuple[float, str],
+    detector: str | None,
+) -> Verification:
+    """The :class:`Verification` for two faces embedded by ``names`` with cosine ``sim``,
+    decided at ``threshold = (value, where it comes from)``; ``detector``: the resolved
+    detector name, None without detection."""
+    thr, source = threshold
     images = tuple({**f.to_dict(), "model": n, "crop": _crop_kind(f)} for f, n in zip(faces, names))
     return Verification(
         same=bool(sim >= thr),
@@ -189,7 +236,7 @@ def verify(
         models=(names[0], names[1]),
         threshold_from=source,
         images=(images[0], images[1]),
-        detector=resolve_detector(detector) if detect else None,
+        detector=detector,
     )
 
 

@@ -403,39 +403,58 @@ def embed_paths(
 ) -> dict[str, Any]:
     """Embed ``paths`` into the resumable directory ``out_dir`` (format: module docstring).
 
-    Args:
-        paths: ordered image paths (see :func:`collect_paths`).
-        embedder: an :class:`lrface.models.interface.Embedder`.
-        out_dir: output directory; created, or resumed if it holds a compatible run.
-        detect: detect and align faces (False: inputs are pre-cut crops, resized);
-            shorthand for ``options=CropOptions(detect=False)``.
-        batch_size: crops per ``embed_crops`` call (batches never span shards).
-        workers: decode/align processes; 0 = in this process.
-        shard_size: paths per shard file (the unit of resumption).
-        progress: show a tqdm bar on stderr.
-        max_shards: stop after writing this many new shards (the run stays resumable).
-        shard_of: ``(i, N)``: ``paths`` is the full list and only shard i of N
-            (:func:`shard` with ``block=shard_size``) is embedded; recorded for
-            :func:`merge_outputs`.
-        options: how images become crops (detector, threshold, face index); the crop
-            size is always ``embedder.input_size``.
-        engine: None (this process and ``workers``), or a shard engine such as
-            :class:`lrface.ray.RayEngine` whose ``embed_shards(todo, paths, shard_size,
-            options, batch_size)`` yields ``(k, emb, rows, failures)`` per shard; files
-            and manifest are still written here only, so the output is the same.
+    ``paths``: ordered image paths (:func:`collect_paths`); ``embedder``: an
+    :class:`lrface.models.interface.Embedder`; ``out_dir``: created, or resumed if it holds a
+    compatible run.  ``detect=False``: inputs are pre-cut crops, resized (shorthand for
+    ``options=CropOptions(detect=False)``); ``options``: how images become crops (detector,
+    threshold, face index; the crop size is always ``embedder.input_size``).  ``batch_size``:
+    crops per ``embed_crops`` call (batches never span shards); ``workers``: decode/align
+    processes (0 = in this process); ``shard_size``: paths per shard file (the unit of
+    resumption); ``progress``: a tqdm bar on stderr; ``max_shards``: stop after writing this
+    many new shards (the run stays resumable).  ``shard_of=(i, N)``: ``paths`` is the full
+    list and only shard i of N (:func:`shard` with ``block=shard_size``) is embedded;
+    recorded for :func:`merge_outputs`.  ``engine``: None (this process and ``workers``), or
+    a shard engine such as :class:`lrface.ray.RayEngine` whose ``embed_shards(todo, paths,
+    shard_size, options, batch_size)`` yields ``(k, emb, rows, failures)`` per shard; files
+    and manifest are still written here only, so the output is the same.
 
-    Returns:
-        summary dict: ``out_dir``, ``total_paths``, ``n_shards``, ``shards_skipped``
-        (already done), ``shards_written``, ``n_embedded``/``n_failed`` (whole
-        directory), ``complete`` (bool), ``workers`` (worker processes actually started:
-        0 when the images were prepared in this process), ``seconds``, ``crops_per_second`` (faces
-        embedded by this call per second of decoding, aligning, embedding and writing).
-
-    Raises:
-        LrfaceError: ``out_dir`` holds another path list, model or settings, or is a
-            non-empty directory that is not an embedding output.
+    Returns the summary dict of :func:`_run_summary`.  Raises :class:`LrfaceError` when
+    ``out_dir`` holds another path list, model or settings, or is a non-empty non-output dir.
     """
     t0 = time.perf_counter()
+    out, all_paths, options, man = _open_run(
+        paths, embedder, out_dir, options, detect, batch_size, workers, shard_size, shard_of
+    )
+    done, todo = _pending_shards(man, max_shards)
+    bar = progress_bar(len(all_paths), progress)
+    bar.update(_count_paths(all_paths, done, shard_size))
+    t_embed = time.perf_counter()
+    prep, shards = _start_shards(
+        engine, todo, all_paths, shard_size, options, workers, embedder, batch_size
+    )
+    written, embedded_now = _write_shards(out, man, shards, bar, prep)
+    counts = (len(all_paths), len(done), written, embedded_now)
+    return _run_summary(out, man, counts, prep, (t0, t_embed))
+
+
+def _open_run(
+    paths: Sequence[str | os.PathLike[str]],
+    embedder: Embedder,
+    out_dir: str | os.PathLike[str],
+    options: CropOptions | None,
+    detect: bool,
+    batch_size: int,
+    workers: int,
+    shard_size: int,
+    shard_of: tuple[int, int] | None,
+) -> tuple[Path, list[str], CropOptions, dict[str, Any]]:
+    """Check the arguments and create or reopen the output directory for :func:`embed_paths`.
+
+    Returns ``(out, paths, options, manifest)``: the output directory, the paths this run
+    covers (shard i of N of ``paths`` with ``shard_of``, as ``str``), the resolved crop
+    options (crop size ``embedder.input_size``) and the manifest (new, or the resumed one
+    with its present shards).
+    """
     all_paths = [str(p) for p in paths]
     _check_path_names(all_paths)
     _check_run_arguments(batch_size, shard_size, workers)
@@ -445,19 +464,33 @@ def embed_paths(
     settings = _settings_entry(options, embedder, shard_size, batch_size)
     out = Path(out_dir)
     man = _open_output(out, _new_manifest(model, settings, all_paths, shard_size, info), all_paths)
-    done, todo = _pending_shards(man, max_shards)
-    bar = progress_bar(len(all_paths), progress)
-    bar.update(_count_paths(all_paths, done, shard_size))
-    t_embed = time.perf_counter()
-    prep, shards = _start_shards(
-        engine, todo, all_paths, shard_size, options, workers, embedder, batch_size
-    )
-    written, embedded_now = _write_shards(out, man, shards, bar, prep)
+    return out, all_paths, options, man
+
+
+def _run_summary(
+    out: Path,
+    man: dict[str, Any],
+    counts: tuple[int, int, int, int],
+    prep: CropPreparer | None,
+    times: tuple[float, float],
+) -> dict[str, Any]:
+    """The summary :func:`embed_paths` returns, logged at INFO (``embed: {...}``).
+
+    Keys: ``out_dir``, ``total_paths``, ``n_shards``, ``shards_skipped`` (already done),
+    ``shards_written``, ``n_embedded``/``n_failed`` (whole directory), ``complete`` (bool),
+    ``workers`` (worker processes actually started: 0 when the images were prepared in this
+    process), ``seconds``, ``crops_per_second`` (faces embedded by this call per second of
+    decoding, aligning, embedding and writing).  ``counts``: ``(paths of the run, shards
+    skipped, shards written, faces embedded by this call)``; ``times``:
+    ``time.perf_counter()`` at the start of the call and of its shard loop.
+    """
+    total, skipped, written, embedded_now = counts
+    t0, t_embed = times
     summary = {
         "out_dir": str(out),
-        "total_paths": len(all_paths),
+        "total_paths": total,
         "n_shards": man["n_shards"],
-        "shards_skipped": len(done),
+        "shards_skipped": skipped,
         "shards_written": written,
         "n_embedded": man["n_embedded"],
         "n_failed": man["n_failed"],
@@ -687,22 +720,7 @@ def merge_outputs(
         raise LrfaceError("merge: no input directories given")
     loaded = _order_shards(loaded, [str(d) for d in dirs])
     man0 = loaded[0][0]
-    all_paths: list[str] = []
-    rows: list[np.ndarray] = []
-    embs: list[np.ndarray] = []
-    fails: list[tuple[int, str, str]] = []
-    for man, paths, r, e, f in loaded:
-        if (man["model"], man["settings"]) != (man0["model"], man0["settings"]):
-            raise LrfaceError("merge: the outputs come from different models or settings")
-        off = len(all_paths)
-        all_paths.extend(paths)
-        rows.append(r + off)
-        embs.append(e)
-        fails.extend((row + off, p, m) for row, p, m in f)
-    info = man0.get("shard_of")
-    if info and paths_sha256(all_paths) != info["full_paths_sha256"]:
-        raise LrfaceError("merge: the shards do not reassemble the original path list")
-    row_all, emb_all = np.concatenate(rows), np.concatenate(embs)
+    all_paths, row_all, emb_all, fails = _concat_loaded(loaded)
     dest = Path(out)
     if dest.suffix.lower() == ".npz":
         write_npz(
@@ -720,6 +738,35 @@ def merge_outputs(
         "n_embedded": len(row_all),
         "n_failed": len(fails),
     }
+
+
+def _concat_loaded(
+    loaded: list,
+) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+    """Concatenate ordered :func:`_load_rows` results into one run.
+
+    Returns ``(paths, rows, emb, failures)``: the joined path lists, int64 (n,) rows and
+    ``(row, path, error)`` failures renumbered into them, float32 (n, D) embeddings.
+    Raises :class:`LrfaceError` if the outputs differ in model or settings, or (for
+    ``--shard`` runs) do not reassemble the recorded full path list.
+    """
+    man0 = loaded[0][0]
+    all_paths: list[str] = []
+    rows: list[np.ndarray] = []
+    embs: list[np.ndarray] = []
+    fails: list[tuple[int, str, str]] = []
+    for man, paths, r, e, f in loaded:
+        if (man["model"], man["settings"]) != (man0["model"], man0["settings"]):
+            raise LrfaceError("merge: the outputs come from different models or settings")
+        off = len(all_paths)
+        all_paths.extend(paths)
+        rows.append(r + off)
+        embs.append(e)
+        fails.extend((row + off, p, m) for row, p, m in f)
+    info = man0.get("shard_of")
+    if info and paths_sha256(all_paths) != info["full_paths_sha256"]:
+        raise LrfaceError("merge: the shards do not reassemble the original path list")
+    return all_paths, np.concatenate(rows), np.concatenate(embs), fails
 
 
 def _order_shards(loaded: list, names: list[str]) -> list:

@@ -47,7 +47,27 @@ def export_onnx(
     pt_path = registry.torch_weights(spec)
     net = load_student_module(spec, pt_path).eval()
     s = int(spec.input_size or 112)
-    dummy = torch.zeros(1, 3, s, s)
+    data, n_prelu = _onnx_bytes(net, s, opset)
+    onnx_path = Path(onnx_path)
+    pt_sha = sha256_file(pt_path)
+    with atomic_write(onnx_path, "wb") as fh:
+        fh.write(data)
+    x = (
+        check_crops
+        if check_crops is not None
+        else np.random.default_rng(0).normal(size=(4, 3, s, s)).astype(np.float32)
+    )
+    diff = max_abs_diff(net, data, x)
+    card = _onnx_card(spec, pt_path, pt_sha, onnx_path, name, opset, diff, n_prelu)
+    write_json_atomic(onnx_path.with_suffix(".json"), card)
+    return card
+
+
+def _onnx_bytes(net: torch.nn.Module, size: int, opset: int) -> tuple[bytes, int]:
+    """``(model, n)``: ``net`` exported to ONNX at ``opset`` (input ``input`` float32
+    (batch, 3, size, size), output ``embedding`` (batch, D), dynamic batch axis), with its
+    ``n`` per-channel ``PRelu`` nodes rewritten by :func:`rewrite_prelu`."""
+    dummy = torch.zeros(1, 3, size, size)
     with tempfile.TemporaryDirectory(prefix="lrface-export-") as tmp:
         tmp_onnx = Path(tmp) / "model.onnx"
         torch.onnx.export(
@@ -62,17 +82,25 @@ def export_onnx(
         )
         # per-channel PRelu -> Conv/Relu/Add (exact): onnxruntime keeps that fused in its
         # NCHWc layout, ~2.5x faster for the tiny students on CPU
-        data, n_prelu = rewrite_prelu(tmp_onnx.read_bytes())
-    onnx_path = Path(onnx_path)
-    pt_sha = sha256_file(pt_path)
-    with atomic_write(onnx_path, "wb") as fh:
-        fh.write(data)
-    x = (
-        check_crops
-        if check_crops is not None
-        else np.random.default_rng(0).normal(size=(4, 3, s, s)).astype(np.float32)
-    )
-    diff = max_abs_diff(net, data, x)
+        return rewrite_prelu(tmp_onnx.read_bytes())
+
+
+def _onnx_card(
+    spec: registry.ModelSpec,
+    pt_path: Path,
+    pt_sha: str,
+    onnx_path: Path,
+    name: str | None,
+    opset: int,
+    diff: float,
+    n_prelu: int,
+) -> dict[str, Any]:
+    """The card of the ONNX file ``onnx_path`` exported from ``spec`` (see :func:`export_onnx`).
+
+    A copy of the torch card with the new ``name`` (default: the source's + ``-onnx``),
+    ``runtime``, ``weights_file``, ``sha256`` and ``export`` provenance; ``torch_weights``
+    (``pt_path``'s name and ``pt_sha``) only when the ``.pt`` lies beside ``onnx_path``.
+    """
     card = copy.deepcopy(spec.card or {})
     base = card.get("name", spec.name)
     beside = pt_path.resolve().parent == onnx_path.resolve().parent
@@ -95,7 +123,6 @@ def export_onnx(
     card.pop("torch_weights", None)
     if beside:  # the card can serve fine-tuning and re-export too
         card["torch_weights"] = {"file": pt_path.name, "sha256": pt_sha}
-    write_json_atomic(onnx_path.with_suffix(".json"), card)
     return card
 
 

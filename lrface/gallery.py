@@ -440,7 +440,39 @@ def _model_ref(d: Any, where: str) -> dict[str, Any]:
 def _gallery_from(
     cls: type[Gallery], meta: dict[str, Any], emb: np.ndarray, labels: np.ndarray, src: np.ndarray
 ) -> Gallery:
-    """Validate every field of a loaded gallery and build it (raises :class:`_Corrupt`)."""
+    """Validate every field of a loaded gallery and build it (raises :class:`_Corrupt`).
+
+    ``meta``: the parsed ``meta`` JSON object; ``emb``: float32 (N, D) embeddings;
+    ``labels`` / ``src``: unicode (N,) identity and source file per row (module docstring).
+    """
+    m, dim, teacher, aggregate, thr, names, n_images = _gallery_meta(meta)
+    _check_gallery_arrays(emb, labels, src, dim, n_images)
+    lab = labels.tolist()
+    if set(lab) != set(names):
+        extra = sorted(set(lab) - set(names))[:3] or sorted(set(names) - set(lab))[:3]
+        raise _Corrupt(
+            f"labels and meta['identities'] disagree (e.g. {', '.join(map(repr, extra))})"
+        )
+    g = cls(m["name"], m["sha256"], dim, aggregate, thr, teacher)
+    rows: dict[str, list[int]] = {}
+    for i, name in enumerate(lab):
+        rows.setdefault(name, []).append(i)
+    sources = src.tolist()
+    for name in names:
+        r = rows[name]
+        g.add(name, emb[r], [sources[i] for i in r])
+    return g
+
+
+def _gallery_meta(
+    meta: dict[str, Any],
+) -> tuple[dict[str, Any], int, dict[str, Any] | None, str, Any, list[str], int]:
+    """Validate a loaded gallery's ``meta`` fields (raises :class:`_Corrupt`).
+
+    Returns ``(model, embedding_size, teacher, aggregate, threshold, identities,
+    n_images)``: ``model`` and ``teacher`` as ``{"name", "sha256"}`` (teacher None when
+    absent), ``threshold`` a cosine in [-1, 1] or None.
+    """
     m = _model_ref(_field(meta, "model", dict, "meta"), "meta['model']")
     model = meta["model"]
     dim = _field(model, "embedding_size", int, "meta['model']")
@@ -461,6 +493,14 @@ def _gallery_from(
     if len(set(names)) != len(names):
         raise _Corrupt("meta['identities'] lists an identity twice")
     n_images = _field(meta, "n_images", int, "meta")
+    return m, dim, teacher, aggregate, thr, names, n_images
+
+
+def _check_gallery_arrays(
+    emb: np.ndarray, labels: np.ndarray, src: np.ndarray, dim: int, n_images: int
+) -> None:
+    """Raise :class:`_Corrupt` unless ``emb`` is float32 (N, ``dim``), finite and
+    L2-normalised, ``labels`` and ``src`` are unicode (N,), and N == ``n_images``."""
     if emb.dtype != np.float32 or emb.ndim != 2 or emb.shape[1] != dim:
         raise _Corrupt(f"'embeddings' is {emb.dtype} {emb.shape}, expected float32 (N, {dim})")
     for key, arr in (("labels", labels), ("sources", src)):
@@ -476,21 +516,6 @@ def _gallery_from(
     norms = np.linalg.norm(emb.astype(np.float64), axis=1)
     if not np.all(np.abs(norms - 1.0) <= NORM_TOL):
         raise _Corrupt("embeddings are not L2-normalised")
-    lab = labels.tolist()
-    if set(lab) != set(names):
-        extra = sorted(set(lab) - set(names))[:3] or sorted(set(names) - set(lab))[:3]
-        raise _Corrupt(
-            f"labels and meta['identities'] disagree (e.g. {', '.join(map(repr, extra))})"
-        )
-    g = cls(m["name"], m["sha256"], dim, aggregate, thr, teacher)
-    rows: dict[str, list[int]] = {}
-    for i, name in enumerate(lab):
-        rows.setdefault(name, []).append(i)
-    sources = src.tolist()
-    for name in names:
-        r = rows[name]
-        g.add(name, emb[r], [sources[i] for i in r])
-    return g
 
 
 def open_set_decisions(
@@ -600,10 +625,32 @@ def build_gallery(
     Raises :class:`DatasetError` if ``root`` is not a directory or holds no identity
     directory with images.
     """
+    options = options_for(options, detect, int(embedder.input_size))
+    items = _gallery_items(Path(root))
+    gallery = Gallery.for_embedder(embedder, aggregate)
+    bar = progress_bar(len(items), progress)
+    try:
+        failures = _enrol_items(gallery, embedder, items, options, workers, chunk_size, bar)
+    finally:
+        bar.close()
+    log.info(
+        "gallery: %d identities, %d images enrolled, %d failed",
+        len(gallery),
+        gallery.n_images,
+        len(failures),
+    )
+    return gallery, failures
+
+
+def _gallery_items(root: Path) -> list[tuple[str, str]]:
+    """``(identity, image path)`` for every image of ``root/<identity>/`` (found recursively,
+    identities in sorted order); files directly in ``root`` are ignored with a warning.
+
+    Raises :class:`DatasetError` if ``root`` is not a directory or holds no identity
+    directory with images.
+    """
     from .images import list_images
 
-    options = options_for(options, detect, int(embedder.input_size))
-    root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory; pass ROOT with one folder per identity")
     people = [(d.name, list_images(d)) for d in sorted(root.iterdir()) if d.is_dir()]
@@ -619,30 +666,36 @@ def build_gallery(
             len(loose),
             root,
         )
-    items = [(name, str(path)) for name, imgs in people for path in imgs]
-    gallery = Gallery.for_embedder(embedder, aggregate)
+    return [(name, str(path)) for name, imgs in people for path in imgs]
+
+
+def _enrol_items(
+    gallery: Gallery,
+    embedder: Embedder,
+    items: list[tuple[str, str]],
+    options: CropOptions,
+    workers: int,
+    chunk_size: int,
+    bar: Any,
+) -> list[tuple[str, str]]:
+    """Prepare, embed and enrol ``(identity, path)`` items into ``gallery`` in order.
+
+    Images are prepared (uint8 BGR crops of ``options.size``) ``chunk_size`` at a time by
+    :func:`lrface.pipeline.prepare_many` and each chunk's crops embedded in one call;
+    ``bar`` advances per chunk.  Returns ``(path, message)`` for each image that failed.
+    """
     failures: list[tuple[str, str]] = []
-    bar = progress_bar(len(items), progress)
     done = 0
-    try:
-        paths = [p for _, p in items]
-        for results in prepare_many(paths, options, workers, chunk_size):
-            chunk = items[done : done + len(results)]
-            done += len(results)
-            ok = [(name, p, r.crop) for (name, p), r in zip(chunk, results) if r.crop is not None]
-            failures.extend((p, r.error) for (_, p), r in zip(chunk, results) if r.crop is None)
-            if ok:
-                emb = embedder.embed_crops([c for _, _, c in ok])
-                for name in dict.fromkeys(n for n, _, _ in ok):  # identities in order
-                    rows = [i for i, (n, _, _) in enumerate(ok) if n == name]
-                    gallery.add(name, emb[rows], [ok[i][1] for i in rows])
-            bar.update(len(results))
-    finally:
-        bar.close()
-    log.info(
-        "gallery: %d identities, %d images enrolled, %d failed",
-        len(gallery),
-        gallery.n_images,
-        len(failures),
-    )
-    return gallery, failures
+    paths = [p for _, p in items]
+    for results in prepare_many(paths, options, workers, chunk_size):
+        chunk = items[done : done + len(results)]
+        done += len(results)
+        ok = [(name, p, r.crop) for (name, p), r in zip(chunk, results) if r.crop is not None]
+        failures.extend((p, r.error) for (_, p), r in zip(chunk, results) if r.crop is None)
+        if ok:
+            emb = embedder.embed_crops([c for _, _, c in ok])
+            for name in dict.fromkeys(n for n, _, _ in ok):  # identities in order
+                rows = [i for i, (n, _, _) in enumerate(ok) if n == name]
+                gallery.add(name, emb[rows], [ok[i][1] for i in rows])
+        bar.update(len(results))
+    return failures

@@ -173,28 +173,32 @@ class IvfGallery:
         index.train(x)
         path.mkdir(parents=True, exist_ok=True)
         _write_index(index, path / TRAINED)
-        meta = {
+        index_meta = _index_meta(kind, factory, nlist, nprobe, shortlist, len(x))
+        meta = cls._new_meta(model, threshold, index_meta)
+        write_json_atomic(path / META, meta)
+        log.info("ivf: trained %s on %d rows in %s", factory, len(x), path)
+        return cls(path, meta)
+
+    @staticmethod
+    def _new_meta(
+        model: dict[str, Any],
+        threshold: float | None,
+        index: dict[str, Any],
+    ) -> dict[str, Any]:
+        """``meta.json`` of a new, empty gallery (module docstring); ``index``: its
+        ``{"kind", "factory", "nlist", "nprobe", "shortlist", "n_train"}`` entry."""
+        return {
             "format": FORMAT,
             "version": VERSION,
             "model": dict(model),
             "threshold": threshold,
             "aggregate": "all",
-            "index": {
-                "kind": kind,
-                "factory": factory,
-                "nlist": nlist,
-                "nprobe": int(nprobe or max(1, nlist // 8)),
-                "shortlist": int(shortlist),
-                "n_train": len(x),
-            },
+            "index": index,
             "labels": [],
             "removed": [],
             "parts": [],
             "merged": None,
         }
-        write_json_atomic(path / META, meta)
-        log.info("ivf: trained %s on %d rows in %s", factory, len(x), path)
-        return cls(path, meta)
 
     def add_part(
         self, labels: Sequence[str], embeddings: np.ndarray, sources: Sequence[str]
@@ -203,6 +207,27 @@ class IvfGallery:
         L2-normalised) into its own files; returns the part name.  Searched at once; folded
         into the on-disk index by :meth:`merge`."""
         faiss = _faiss()
+        e = self._check_part(labels, embeddings, sources)
+        lab = self._label_ids(labels)
+        k = len(self.meta["parts"])
+        name = f"part-{k:05d}"
+        id0 = sum(p["n"] for p in self.meta["parts"])
+        index = faiss.read_index(str(self.path / TRAINED))
+        if len(e):
+            index.add_with_ids(e, np.arange(id0, id0 + len(e), dtype=np.int64))
+        _write_index(index, self.path / f"{name}.index")
+        sizes = self._write_part_arrays(name, e, lab, sources)
+        self.meta["parts"].append({"name": name, "n": len(e), "id0": id0, "files": sizes})
+        write_json_atomic(self.path / META, self.meta)
+        self._indexes = self._parts = None
+        return name
+
+    def _check_part(
+        self, labels: Sequence[str], embeddings: np.ndarray, sources: Sequence[str]
+    ) -> np.ndarray:
+        """float32 (n, D) ``embeddings``, validated (L2-normalised, D = the gallery's), with
+        ``labels`` (n identity names, not ``unknown``) and ``sources`` (n names without line
+        breaks); anything else raises :class:`LrfaceError`."""
         e = check_embeddings(
             embeddings,
             "embeddings",
@@ -218,27 +243,33 @@ class IvfGallery:
             raise LrfaceError("identity labels must be non-empty strings other than 'unknown'")
         if any(any(c in str(s) for c in "\n\r") for s in sources):
             raise LrfaceError("a source name contains a line break; rename the file")
+        return e
+
+    def _label_ids(self, labels: Sequence[str]) -> np.ndarray:
+        """int32 (n,) label id of each name in ``labels``; a name that is not enrolled (or
+        was removed) gets a new id, appended to ``meta["labels"]``."""
         live = self._live_labels()
         names = self.meta["labels"]
-        lab = np.empty(len(e), np.int32)
+        lab = np.empty(len(labels), np.int32)
         for i, n in enumerate(labels):
             if n not in live:
                 live[n] = len(names)
                 names.append(n)
             lab[i] = live[n]
-        k = len(self.meta["parts"])
-        name = f"part-{k:05d}"
-        id0 = sum(p["n"] for p in self.meta["parts"])
-        index = faiss.read_index(str(self.path / TRAINED))
-        if len(e):
-            index.add_with_ids(e, np.arange(id0, id0 + len(e), dtype=np.int64))
+        return lab
+
+    def _write_part_arrays(
+        self, name: str, e: np.ndarray, lab: np.ndarray, sources: Sequence[str]
+    ) -> dict[str, int]:
+        """Write part ``name``'s float32 (n, D) ``e``, int32 (n,) ``lab`` and source list
+        atomically beside its ``.index`` (already written); returns the four files' sizes
+        in bytes (``.index``, ``.emb.npy``, ``.lab.npy``, ``.src.txt``)."""
         files = {
             f"{name}.index": None,
             f"{name}.emb.npy": e,
             f"{name}.lab.npy": lab,
             f"{name}.src.txt": "".join(f"{s}\n" for s in sources),
         }
-        _write_index(index, self.path / f"{name}.index")
         for fname, content in files.items():
             if isinstance(content, np.ndarray):
                 with atomic_write(self.path / fname, "wb") as fh:
@@ -246,11 +277,7 @@ class IvfGallery:
             elif isinstance(content, str):
                 with atomic_write(self.path / fname, "w") as fh:
                     fh.write(content)
-        sizes = {f: (self.path / f).stat().st_size for f in files}
-        self.meta["parts"].append({"name": name, "n": len(e), "id0": id0, "files": sizes})
-        write_json_atomic(self.path / META, self.meta)
-        self._indexes = self._parts = None
-        return name
+        return {f: (self.path / f).stat().st_size for f in files}
 
     def merge(self) -> None:
         """Merge every part's inverted lists into a new on-disk ``merged-<gen>`` index.
@@ -335,32 +362,7 @@ class IvfGallery:
     def _load(self) -> None:
         """Memory-map each part's arrays and open the FAISS indexes (validated)."""
         faiss = _faiss()
-        parts = []
-        n_labels = len(self.meta["labels"])
-        for p in self.meta["parts"]:
-            name = p["name"]
-            try:
-                emb = np.load(self.path / f"{name}.emb.npy", mmap_mode="r", allow_pickle=False)
-                lab = np.load(self.path / f"{name}.lab.npy", mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:
-                raise LrfaceError(
-                    f"{self.path / name}: corrupt IVF gallery part ({' '.join(str(exc).split())}"
-                    f"); {_REBUILD}"
-                ) from None
-            n = int(p["n"])
-            if (
-                emb.dtype != np.float32
-                or emb.shape != (n, self.embedding_size)
-                or lab.dtype != np.int32
-                or lab.shape != (n,)
-                or (n and (lab.min() < 0 or lab.max() >= n_labels))
-            ):
-                raise LrfaceError(
-                    f"{self.path / name}: corrupt IVF gallery part (arrays {emb.dtype} "
-                    f"{emb.shape} / {lab.dtype} {lab.shape}, expected {n} rows); {_REBUILD}"
-                )
-            parts.append({"name": name, "id0": int(p["id0"]), "n": n, "emb": emb, "lab": lab})
-        self._parts = parts
+        self._parts = [self._load_part(p) for p in self.meta["parts"]]
         merged = self.meta["merged"]
         covered = set(merged["parts"]) if merged else set()
         indexes: list[tuple[Any, str]] = []
@@ -379,6 +381,35 @@ class IvfGallery:
                 raise LrfaceError(f"{self.path / f}: index of dimension {index.d}; {_REBUILD}")
             indexes.append((index, f))
         self._indexes = indexes
+
+    def _load_part(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Memory-map one part's arrays (``p``: its ``meta.json`` entry), validated.
+
+        Returns ``{"name", "id0", "n", "emb": read-only float32 (n, D) memmap, "lab":
+        int32 (n,) memmap of label ids}``; a corrupt part raises :class:`LrfaceError`.
+        """
+        name = p["name"]
+        try:
+            emb = np.load(self.path / f"{name}.emb.npy", mmap_mode="r", allow_pickle=False)
+            lab = np.load(self.path / f"{name}.lab.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise LrfaceError(
+                f"{self.path / name}: corrupt IVF gallery part ({' '.join(str(exc).split())}"
+                f"); {_REBUILD}"
+            ) from None
+        n = int(p["n"])
+        if (
+            emb.dtype != np.float32
+            or emb.shape != (n, self.embedding_size)
+            or lab.dtype != np.int32
+            or lab.shape != (n,)
+            or (n and (lab.min() < 0 or lab.max() >= len(self.meta["labels"])))
+        ):
+            raise LrfaceError(
+                f"{self.path / name}: corrupt IVF gallery part (arrays {emb.dtype} "
+                f"{emb.shape} / {lab.dtype} {lab.shape}, expected {n} rows); {_REBUILD}"
+            )
+        return {"name": name, "id0": int(p["id0"]), "n": n, "emb": emb, "lab": lab}
 
     # ------------------------------------------------------------------ contents
 
@@ -484,15 +515,7 @@ class IvfGallery:
         check_positive_int(top_k, "top_k")
         if self._indexes is None:
             self._load()
-        idx_meta = self.meta["index"]
-        npr = int(nprobe or idx_meta["nprobe"])
-        sl = int(shortlist or idx_meta["shortlist"])
-        cands = []
-        for index, _ in self._indexes or []:
-            if index.ntotal == 0:
-                continue
-            _ivf(index).nprobe = npr
-            cands.append(index.search(p, min(sl, int(index.ntotal)))[1])
+        cands = self._shortlists(p, nprobe, shortlist)
         parts = self._arrays()
         id0s = np.array([q["id0"] for q in parts], np.int64)
         removed = set(self.meta["removed"])
@@ -502,18 +525,28 @@ class IvfGallery:
             ids = np.unique(np.concatenate([c[r] for c in cands])) if cands else np.zeros(0)
             ids = ids[ids >= 0].astype(np.int64)
             hits = self._rescore(p[r], ids, parts, id0s)
-            seen: dict[int, float] = {}
-            for lab, score in hits:
-                if lab in removed or lab in seen:
-                    continue
-                seen[lab] = score
-                if len(seen) == top_k:
-                    break
-            row = [(names[lab], s) for lab, s in seen.items()]
+            row = [(names[lab], s) for lab, s in _best_per_label(hits, removed, top_k)]
             if threshold is not None:
                 row = [(n, s) for n, s in row if s >= threshold]
             out.append(row)
         return out
+
+    def _shortlists(
+        self, p: np.ndarray, nprobe: int | None, shortlist: int | None
+    ) -> list[np.ndarray]:
+        """Per searched index (the merged one and the unmerged parts, empty ones skipped):
+        int64 (P, k) row ids of the ``shortlist`` nearest compressed rows of each float32
+        (P, D) probe (-1 where fewer), ``nprobe`` lists visited (defaults: ``meta.json``)."""
+        idx_meta = self.meta["index"]
+        npr = int(nprobe or idx_meta["nprobe"])
+        sl = int(shortlist or idx_meta["shortlist"])
+        cands = []
+        for index, _ in self._indexes or []:
+            if index.ntotal == 0:
+                continue
+            _ivf(index).nprobe = npr
+            cands.append(index.search(p, min(sl, int(index.ntotal)))[1])
+        return cands
 
     @staticmethod
     def _rescore(
@@ -546,6 +579,35 @@ class IvfGallery:
         thr = self.threshold if threshold is None else threshold
         hits = self.search(probe_embeddings, top_k, None, backend, embedder)
         return open_set_decisions(hits, thr, self.model_name)
+
+
+def _index_meta(
+    kind: str, factory: str, nlist: int, nprobe: int | None, shortlist: int, n_train: int
+) -> dict[str, Any]:
+    """``meta.json``'s ``index`` entry; ``nprobe`` defaults to ``max(1, nlist // 8)``."""
+    return {
+        "kind": kind,
+        "factory": factory,
+        "nlist": nlist,
+        "nprobe": int(nprobe or max(1, nlist // 8)),
+        "shortlist": int(shortlist),
+        "n_train": n_train,
+    }
+
+
+def _best_per_label(
+    hits: list[tuple[int, float]], removed: set[int], top_k: int
+) -> list[tuple[int, float]]:
+    """Up to ``top_k`` ``(label, score)``: each label's first (best) score in the ranked
+    ``hits``, labels in ``removed`` skipped, in order of first appearance."""
+    seen: dict[int, float] = {}
+    for lab, score in hits:
+        if lab in removed or lab in seen:
+            continue
+        seen[lab] = score
+        if len(seen) == top_k:
+            break
+    return list(seen.items())
 
 
 @contextlib.contextmanager

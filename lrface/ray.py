@@ -254,6 +254,58 @@ class _ShardWorker:
         return os.getpid()
 
 
+def _check_actor_request(actors: int | None, cpus_per_actor: float, gpus_per_actor: float) -> None:
+    """Raise :class:`LrfaceError` unless ``cpus_per_actor > 0``, ``gpus_per_actor >= 0`` and
+    ``actors`` is None or an integer >= 1 (messages name the ``--ray-*`` options)."""
+    if not (isinstance(cpus_per_actor, int | float) and cpus_per_actor > 0):
+        raise LrfaceError(f"--ray-cpus-per-actor must be > 0, got {cpus_per_actor!r}")
+    if not (isinstance(gpus_per_actor, int | float) and gpus_per_actor >= 0):
+        raise LrfaceError(f"--ray-gpus-per-actor must be >= 0, got {gpus_per_actor!r}")
+    if actors is not None and (isinstance(actors, bool) or actors < 1):
+        raise LrfaceError(f"--ray-actors must be >= 1, got {actors!r}")
+
+
+def _init_cluster(ray: Any, address: str | None, local_cpus: int | None) -> bool:
+    """``ray.init`` for a process where Ray is not initialised yet.
+
+    With ``address`` (``"auto"`` or ``"host:port"``) connect to that cluster (a one-line
+    :class:`LrfaceError` when that fails); else start a local cluster of ``local_cpus``
+    logical CPUs (default ``os.cpu_count()``).  Returns True when the cluster was started
+    here (and so is to be shut down by :meth:`RayEngine.close`).
+    """
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
+    if address:
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            msg = " ".join(str(exc).split())[:200]
+            raise LrfaceError(
+                f"--ray-address {address}: cannot connect to a Ray cluster ({msg}); "
+                "start one with `ray start --head` or drop --ray-address"
+            ) from None
+        return False
+    ray.init(num_cpus=local_cpus or os.cpu_count() or 1, **kwargs)
+    return True
+
+
+def _actor_args(embedder: Embedder, model_dir: str | None) -> tuple[str, Any, bool, Any, int]:
+    """:class:`_ShardWorker` arguments ``(model, sha256, flip, model_dir, batch size)`` that
+    make an actor load the driver's model: its card path when it has one, else its name."""
+    return (
+        embedder.name
+        if not getattr(embedder.spec, "card_path", None)
+        else str(embedder.spec.card_path),
+        embedder.sha256,
+        bool(getattr(embedder, "flip", True)),
+        model_dir,
+        int(getattr(embedder, "batch_size", 64)),
+    )
+
+
 class RayEngine:
     """Schedules :mod:`lrface.batch_embed` shards on Ray actors (module docstring).
 
@@ -282,64 +334,16 @@ class RayEngine:
         local_cpus: int | None = None,
     ) -> None:
         ray = import_ray()
-        if not (isinstance(cpus_per_actor, int | float) and cpus_per_actor > 0):
-            raise LrfaceError(f"--ray-cpus-per-actor must be > 0, got {cpus_per_actor!r}")
-        if not (isinstance(gpus_per_actor, int | float) and gpus_per_actor >= 0):
-            raise LrfaceError(f"--ray-gpus-per-actor must be >= 0, got {gpus_per_actor!r}")
-        if actors is not None and (isinstance(actors, bool) or actors < 1):
-            raise LrfaceError(f"--ray-actors must be >= 1, got {actors!r}")
+        _check_actor_request(actors, cpus_per_actor, gpus_per_actor)
         self._ray = ray
         self.owns_cluster = False
         t0 = time.perf_counter()
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {
-                "include_dashboard": False,
-                "log_to_driver": False,
-                "logging_level": logging.WARNING,
-            }
-            if address:
-                try:
-                    ray.init(address=address, **kwargs)
-                except (ConnectionError, RuntimeError, ValueError) as exc:
-                    msg = " ".join(str(exc).split())[:200]
-                    raise LrfaceError(
-                        f"--ray-address {address}: cannot connect to a Ray cluster ({msg}); "
-                        "start one with `ray start --head` or drop --ray-address"
-                    ) from None
-            else:
-                ray.init(num_cpus=local_cpus or os.cpu_count() or 1, **kwargs)
-                self.owns_cluster = True
+            self.owns_cluster = _init_cluster(ray, address, local_cpus)
         self._watchdog: Any = None
         self.startup_seconds = 0.0
         try:
-            res = ray.cluster_resources()
-            total = float(res.get("CPU", 0.0))
-            self.actors = self._count(actors, cpus_per_actor, total)
-            gpus = float(res.get("GPU", 0.0))
-            if gpus_per_actor * self.actors > gpus:
-                raise LrfaceError(
-                    f"{self.actors} Ray actor(s) x {gpus_per_actor:g} GPU need more GPUs than "
-                    f"the cluster has ({gpus:g}); lower --ray-gpus-per-actor or --ray-actors"
-                )
-            worker = ray.remote(
-                num_cpus=cpus_per_actor,
-                num_gpus=gpus_per_actor,
-                max_restarts=MAX_RETRIES,
-                max_task_retries=MAX_RETRIES,
-            )(_ShardWorker)
-            args = (
-                embedder.name
-                if not getattr(embedder.spec, "card_path", None)
-                else str(embedder.spec.card_path),
-                embedder.sha256,
-                bool(getattr(embedder, "flip", True)),
-                model_dir,
-                int(getattr(embedder, "batch_size", 64)),
-            )
-            self._workers = [worker.remote(*args) for _ in range(self.actors)]
-            self._started(ray)
-            if self.owns_cluster:
-                self._watchdog = _start_watchdog()
+            total = self._start_actors(embedder, actors, cpus_per_actor, gpus_per_actor, model_dir)
         except BaseException:
             self.close()
             raise
@@ -353,6 +357,45 @@ class RayEngine:
             "started here" if self.owns_cluster else "existing",
             self.startup_seconds,
         )
+
+    def _start_actors(
+        self,
+        embedder: Embedder,
+        actors: int | None,
+        cpus_per_actor: float,
+        gpus_per_actor: float,
+        model_dir: str | None,
+    ) -> float:
+        """Start the actors on the connected cluster and wait until each has loaded the model.
+
+        Sets :attr:`actors` (the requested number, or as many as fit without reserving every
+        CPU: :meth:`_count`) and ``_workers`` (the actor handles), and starts the watchdog
+        for a cluster started here.  Returns the cluster's logical CPU count.  Raises
+        :class:`LrfaceError` when the actors need more CPUs or GPUs than the cluster has, or
+        fail to start (the caller closes the engine).
+        """
+        ray = self._ray
+        res = ray.cluster_resources()
+        total = float(res.get("CPU", 0.0))
+        self.actors = self._count(actors, cpus_per_actor, total)
+        gpus = float(res.get("GPU", 0.0))
+        if gpus_per_actor * self.actors > gpus:
+            raise LrfaceError(
+                f"{self.actors} Ray actor(s) x {gpus_per_actor:g} GPU need more GPUs than "
+                f"the cluster has ({gpus:g}); lower --ray-gpus-per-actor or --ray-actors"
+            )
+        worker = ray.remote(
+            num_cpus=cpus_per_actor,
+            num_gpus=gpus_per_actor,
+            max_restarts=MAX_RETRIES,
+            max_task_retries=MAX_RETRIES,
+        )(_ShardWorker)
+        args = _actor_args(embedder, model_dir)
+        self._workers = [worker.remote(*args) for _ in range(self.actors)]
+        self._started(ray)
+        if self.owns_cluster:
+            self._watchdog = _start_watchdog()
+        return total
 
     def _started(self, ray: Any) -> None:
         """Wait until every actor has loaded the model; one-line errors, never a hang."""
@@ -417,18 +460,7 @@ class RayEngine:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             k, worker = pending.pop(ready[0])
-            try:
-                emb, idx, fails = ray.get(ready[0])
-            except ray.exceptions.RayActorError as exc:
-                raise LrfaceError(
-                    f"Ray actor died {MAX_RETRIES + 1} times on shard {k} "
-                    f"({' '.join(str(exc).split())[:160]}); rerun the same command to resume"
-                ) from None
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause()
-                if isinstance(cause, LrfaceError):
-                    raise LrfaceError(str(cause).splitlines()[0]) from None
-                raise
+            emb, idx, fails = _shard_result(ray, ready[0], k)
             if queue:
                 submit(worker)  # the actor that just finished gets the next shard
             yield k, emb, idx, fails
@@ -453,6 +485,28 @@ class RayEngine:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _shard_result(
+    ray: Any, ref: Any, k: int
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+    """``ray.get`` of shard ``k``'s ``(float32 (n, D) emb, int64 (n,) rows, failures)``.
+
+    An actor that died more than ``MAX_RETRIES`` times, or an :class:`LrfaceError` raised
+    in the actor, becomes a one-line :class:`LrfaceError`; other task errors propagate.
+    """
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayActorError as exc:
+        raise LrfaceError(
+            f"Ray actor died {MAX_RETRIES + 1} times on shard {k} "
+            f"({' '.join(str(exc).split())[:160]}); rerun the same command to resume"
+        ) from None
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        if isinstance(cause, LrfaceError):
+            raise LrfaceError(str(cause).splitlines()[0]) from None
+        raise
 
 
 # Ray's per-node agents outlive a SIGKILLed driver: they notice the raylet died but then

@@ -176,7 +176,6 @@ def search_dirs(model_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     return dirs
 
 
-
 def verify_sha256(path: Path, expected: str, spec_name: str, url: str | None) -> None:
     """Raise :class:`ModelFileError` unless ``path`` hashes to ``expected`` (required)."""
     if not expected:
@@ -386,34 +385,13 @@ def spec_from_card(card_path: str | os.PathLike[str]) -> ModelSpec:
     (one line naming the card and the fix).
     """
     card_path = Path(card_path)
-    try:
-        if card_path.stat().st_size > _MAX_CARD_BYTES:
-            raise ModelFileError(f"{card_path}: model card is over 1 MB; not a model card")
-        data = json.loads(card_path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise ModelFileError(
-            f"{card_path}: unreadable model card ({reason}); restore it or re-export the model"
-        ) from None
-    if not isinstance(data, dict):
-        raise ModelFileError(
-            f"{card_path}: model card is a JSON {type(data).__name__}, not an object; "
-            "restore it or re-export the model"
-        )
+    data = _read_card(card_path)
     c = _Card(data, card_path)
     kind = c.choice("kind", KINDS, "student")
     runtime = c.choice("runtime", RUNTIMES, "torch" if kind == "student" else "onnx")
-    pre = c.get("preprocessing", {})
-    if not isinstance(pre, dict):
-        raise c.fail("preprocessing", "an object", pre)
-    color = pre.get("color", "RGB")
-    if color not in ("RGB", "BGR"):
-        raise c.fail("preprocessing.color", "RGB or BGR", color)
+    pre, color = _card_preprocessing(c)
     recogniser = kind != "detector"
-    arch = c.choice("arch", STUDENT_ARCHS, "mbf") if runtime == "torch" else c.text("arch")
-    arch_kwargs = c.get("arch_kwargs", {})
-    if not isinstance(arch_kwargs, dict):
-        raise c.fail("arch_kwargs", "an object", arch_kwargs)
+    arch = _card_arch(c, runtime)
     torch_w = c.get("torch_weights")
     if torch_w is not None and not isinstance(torch_w, dict):
         raise c.fail("torch_weights", "an object with file and sha256", torch_w)
@@ -442,6 +420,48 @@ def spec_from_card(card_path: str | os.PathLike[str]) -> ModelSpec:
         torch_file=tw.filename("file", required=False) if torch_w else None,
         torch_sha256=tw.sha("sha256", required=True) if torch_w else None,
     )
+
+
+def _read_card(card_path: Path) -> dict[str, Any]:
+    """The JSON object of the card at ``card_path`` (at most 1 MB, UTF-8); anything else
+    (unreadable, too large, not JSON, not an object) raises :class:`ModelFileError`."""
+    try:
+        if card_path.stat().st_size > _MAX_CARD_BYTES:
+            raise ModelFileError(f"{card_path}: model card is over 1 MB; not a model card")
+        data = json.loads(card_path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ModelFileError(
+            f"{card_path}: unreadable model card ({reason}); restore it or re-export the model"
+        ) from None
+    if not isinstance(data, dict):
+        raise ModelFileError(
+            f"{card_path}: model card is a JSON {type(data).__name__}, not an object; "
+            "restore it or re-export the model"
+        )
+    return data
+
+
+def _card_preprocessing(c: _Card) -> tuple[dict[str, Any], str]:
+    """``(preprocessing, color)``: the card's ``preprocessing`` object (default ``{}``) and
+    its colour order, ``"RGB"`` (default) or ``"BGR"``; anything else raises."""
+    pre = c.get("preprocessing", {})
+    if not isinstance(pre, dict):
+        raise c.fail("preprocessing", "an object", pre)
+    color = pre.get("color", "RGB")
+    if color not in ("RGB", "BGR"):
+        raise c.fail("preprocessing.color", "RGB or BGR", color)
+    return pre, color
+
+
+def _card_arch(c: _Card, runtime: str) -> str | None:
+    """The card's ``arch``: one of :data:`STUDENT_ARCHS` (default ``"mbf"``) for a torch
+    model, else free text or None; ``arch_kwargs`` must be an object when present."""
+    arch = c.choice("arch", STUDENT_ARCHS, "mbf") if runtime == "torch" else c.text("arch")
+    arch_kwargs = c.get("arch_kwargs", {})
+    if not isinstance(arch_kwargs, dict):
+        raise c.fail("arch_kwargs", "an object", arch_kwargs)
+    return arch
 
 
 def model_cards(extra_dirs: list[Path] | None = None) -> dict[str, ModelSpec]:
