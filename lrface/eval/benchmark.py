@@ -296,17 +296,15 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_options(config: BenchmarkConfig) -> None:
     """Refuse bad option values with a one-line :class:`LrfaceError` before any model loads."""
-    from .protocols.conditions import check_condition
+    from .protocols.conditions import check_box_needs_detection, check_condition
 
     if config.protocol not in PROTOCOLS:
         raise LrfaceError(
             f"--protocol {config.protocol!r} is not known; choose one of {', '.join(PROTOCOLS)}"
         )
     check_condition(config.degrade, config.probe_crop)
-    if config.protocol == "folder" and not config.detect and config.probe_crop == "box":
-        raise LrfaceError(
-            "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
-        )
+    if config.protocol == "folder":
+        check_box_needs_detection(config.probe_crop, config.detect)
 
 
 def _check_layout(protocol: str, data: str) -> None:
@@ -331,61 +329,101 @@ def _check_layout(protocol: str, data: str) -> None:
         scan_folder(data)
 
 
-def _run_protocol(
+def _run_options(config: BenchmarkConfig) -> dict[str, Any]:
+    """The options every evaluator takes: progress bars and the embedding cache."""
+    return {"progress": config.progress, "use_cache": config.cache}
+
+
+def _run_lfw(
     config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
 ) -> dict[str, Any]:
-    """The protocol's evaluator with the options that apply to it."""
-    c = config
-    common: dict[str, Any] = {"progress": c.progress, "use_cache": c.cache}
-    if c.protocol == "lfw":
-        from .protocols.lfw import DEFAULT_SIZES, evaluate_lfw
+    """:func:`lrface.eval.protocols.lfw.evaluate_lfw` with the options of ``config``."""
+    from .protocols.lfw import DEFAULT_SIZES, evaluate_lfw
 
-        return evaluate_lfw(
-            embedders,
-            c.data,
-            modes=c.modes,
-            sizes=c.sizes or DEFAULT_SIZES,
-            split=c.split,
-            hr_embedder=hr,
-            max_pairs_per_fold=c.max_pairs_per_fold,
-            detector=c.detector,
-            degrade=c.degrade,
-            probe_crop=c.probe_crop,
-            **common,
-        )
-    if c.protocol == "tinyface":
-        from .protocols.tinyface import evaluate_tinyface
+    return evaluate_lfw(
+        embedders,
+        config.data,
+        modes=config.modes,
+        sizes=config.sizes or DEFAULT_SIZES,
+        split=config.split,
+        hr_embedder=hr,
+        max_pairs_per_fold=config.max_pairs_per_fold,
+        detector=config.detector,
+        degrade=config.degrade,
+        probe_crop=config.probe_crop,
+        **_run_options(config),
+    )
 
-        return evaluate_tinyface(
-            embedders, c.data, hr_embedder=hr, max_distractors=c.max_distractors, **common
-        )
-    if c.protocol == "scface":
-        from .protocols.scface import evaluate_scface
 
-        return evaluate_scface(
-            embedders,
-            c.data,
-            hr_embedder=hr,
-            no_detect=not c.detect,
-            exclude_subjects=c.exclude_subjects,
-            detector=c.detector,
-            **common,
-        )
+def _run_tinyface(
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """:func:`lrface.eval.protocols.tinyface.evaluate_tinyface` with the options of
+    ``config``."""
+    from .protocols.tinyface import evaluate_tinyface
+
+    return evaluate_tinyface(
+        embedders,
+        config.data,
+        hr_embedder=hr,
+        max_distractors=config.max_distractors,
+        **_run_options(config),
+    )
+
+
+def _run_scface(
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """:func:`lrface.eval.protocols.scface.evaluate_scface` with the options of ``config``."""
+    from .protocols.scface import evaluate_scface
+
+    return evaluate_scface(
+        embedders,
+        config.data,
+        hr_embedder=hr,
+        no_detect=not config.detect,
+        exclude_subjects=config.exclude_subjects,
+        detector=config.detector,
+        **_run_options(config),
+    )
+
+
+def _run_folder(
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """:func:`lrface.eval.protocols.folder.evaluate_folder` with the options of ``config``."""
     from .protocols.folder import FOLDER_SIZES, evaluate_folder
 
     return evaluate_folder(
         embedders,
-        c.data,
-        sizes=c.sizes or FOLDER_SIZES,
+        config.data,
+        sizes=config.sizes or FOLDER_SIZES,
         hr_embedder=hr,
-        distractors=c.distractors,
-        nonmated_fraction=c.nonmated_fraction,
-        no_detect=not c.detect,
-        detector=c.detector,
-        degrade=c.degrade,
-        probe_crop=c.probe_crop,
-        **common,
+        distractors=config.distractors,
+        nonmated_fraction=config.nonmated_fraction,
+        no_detect=not config.detect,
+        detector=config.detector,
+        degrade=config.degrade,
+        probe_crop=config.probe_crop,
+        **_run_options(config),
     )
+
+
+#: The runner of each protocol of :data:`PROTOCOLS`.
+_RUNNERS = {
+    "lfw": _run_lfw,
+    "tinyface": _run_tinyface,
+    "scface": _run_scface,
+    "folder": _run_folder,
+}
+
+
+def _run_protocol(
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """The protocol's evaluator with the options that apply to it (``config.protocol`` is
+    one of :data:`PROTOCOLS`, checked by :func:`check_options`)."""
+    return _RUNNERS[config.protocol](config, embedders, hr)
 
 
 def _process_command_line() -> str:

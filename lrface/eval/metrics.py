@@ -11,7 +11,24 @@ Identification
     Inputs are L2-normalised embeddings, so the dot product is the cosine similarity.
     :func:`cosine_topk` is a block-wise exact top-k search; :func:`identification_report`
     gives closed-set CMC and mAP over mated probes and open-set DIR@FPIR using non-mated
-    probes.  Neither ever builds the full ``P x G`` score matrix.
+    probes.  Neither ever builds the full ``P x G`` score matrix.  A probe is *mated*
+    when its id occurs in the gallery ids, otherwise *non-mated*.  Gallery ids may repeat
+    (several images per identity); gallery entries whose id no probe has are distractors
+    and simply compete in every ranking.
+
+    * CMC (mated probes): an identity's score is the max over its gallery images.  The
+      rank of a probe is ``1 + #(other identities scoring >= the true identity)`` --
+      ties count against the probe.  ``cmc[r]`` = fraction of mated probes with
+      rank <= r.
+    * mAP (mated probes): all gallery *images* ranked by score, relevant = images of the
+      probe's identity; AP = mean over relevant images of precision at their position,
+      with non-relevant images placed first inside a group of equal scores.
+    * DIR@FPIR (open set): with ``n`` non-mated probes and ``m = floor(fpir * n)``, the
+      threshold tau is the (m+1)-th highest non-mated top-1 score (``-inf`` if m = n);
+      a probe is accepted when its top-1 score is strictly greater than tau, so at most
+      m non-mated probes (FPIR <= fpir) are accepted.  DIR = fraction of mated probes
+      with rank 1 and top-1 score > tau.  NaN (with a note) when ``m < 1`` (no or too
+      few non-mated probes) or when there are no mated probes.
 
 Tie rules (all deterministic, all documented where they apply):
 
@@ -208,6 +225,22 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     return _select_threshold(s, y, None)
 
 
+def _held_out_folds(
+    s: np.ndarray, y: np.ndarray, ids: np.ndarray, grid: np.ndarray | None
+) -> tuple[list[float], list[float]]:
+    """``(thresholds, accuracies)``, one per fold in increasing id: the threshold chosen on
+    the other folds and its accuracy on the fold.  ``s`` float64 (N,), ``y`` bool (N,),
+    ``ids`` int (N,) fold ids, ``grid`` float64 (T,) candidates or None (midpoints)."""
+    thrs: list[float] = []
+    accs: list[float] = []
+    for f in np.unique(ids):
+        test = ids == f
+        thr, _ = _select_threshold(s[~test], y[~test], grid)
+        thrs.append(thr)
+        accs.append(_accuracy(s[test], y[test], thr))
+    return thrs, accs
+
+
 def kfold_accuracy(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -239,13 +272,7 @@ def kfold_accuracy(
     s, y = _check_pairs(scores, labels)
     ids = _fold_ids(folds, s.size)
     grid = None if thresholds is None else _check_grid(thresholds)
-    accs: list[float] = []
-    thrs: list[float] = []
-    for f in np.unique(ids):
-        test = ids == f
-        thr, _ = _select_threshold(s[~test], y[~test], grid)
-        thrs.append(thr)
-        accs.append(_accuracy(s[test], y[test], thr))
+    thrs, accs = _held_out_folds(s, y, ids, grid)
     best_all, _ = _select_threshold(s, y, grid)
     return {
         "accuracy_mean": float(np.mean(accs)),
@@ -565,6 +592,60 @@ def _dir_at_fpir(
     return dirs, taus, notes
 
 
+def _check_probe_gallery(
+    probe_emb: np.ndarray,
+    probe_ids: np.ndarray,
+    gallery_emb: np.ndarray,
+    gallery_ids: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate the probe and gallery sides of :func:`identification_report`.
+
+    Returns ``(probes, probe ids, gallery, gallery ids)``: float (P, D), (P,) ints or
+    strings, float (G, D), (G,) of the same kind.
+    """
+    p = check_embeddings(probe_emb, "probe_emb")
+    g = check_embeddings(gallery_emb, "gallery_emb")
+    if p.shape[1] != g.shape[1]:
+        raise LrfaceError(f"probe_emb has dimension {p.shape[1]}, gallery_emb {g.shape[1]}")
+    pid = _check_ids(probe_ids, p.shape[0], "probe_ids")
+    gid = _check_ids(gallery_ids, g.shape[0], "gallery_ids")
+    return p, pid, g, gid
+
+
+def _check_report_options(
+    ranks: Sequence[int], fpirs: Sequence[float], block_size: int
+) -> tuple[list[int], list[float], int]:
+    """Validate the options of :func:`identification_report`: CMC ranks (positive ints, at
+    least one), FPIRs in (0, 1] and the block size; return them as python numbers."""
+    rank_list = [check_positive_int(r, "ranks") for r in ranks]
+    if not rank_list:
+        raise LrfaceError("ranks is empty")
+    return rank_list, _check_rates(fpirs, "fpirs"), check_positive_int(block_size, "block_size")
+
+
+def _cmc_and_map(
+    rank: np.ndarray, ap: np.ndarray, mated: np.ndarray, ranks: list[int], n_ids: int
+) -> dict[str, Any]:
+    """``{"cmc", "cmc_full", "mAP"}`` of :func:`identification_report` from the per-probe
+    ``rank`` (int64 (P,), 0 if non-mated), ``ap`` (float64 (P,)) and ``mated`` (bool (P,));
+    ``n_ids`` gallery identities.  NaN when no probe is mated."""
+    n_mated = int(np.count_nonzero(mated))
+    max_rank = min(max(20, *ranks), n_ids)
+    if not n_mated:
+        return {
+            "cmc": dict.fromkeys(ranks, math.nan),
+            "cmc_full": [math.nan] * max_rank,
+            "mAP": math.nan,
+        }
+    r_mated = rank[mated]
+    counts = np.bincount(r_mated, minlength=max_rank + 1)[1 : max_rank + 1]
+    return {
+        "cmc": {r: float(np.mean(r_mated <= r)) for r in ranks},
+        "cmc_full": (np.cumsum(counts) / n_mated).tolist(),
+        "mAP": float(np.mean(ap[mated])),
+    }
+
+
 def identification_report(
     probe_emb: np.ndarray,
     probe_ids: np.ndarray,
@@ -574,75 +655,32 @@ def identification_report(
     fpirs: Sequence[float] = (1e-2, 1e-1),
     block_size: int = 4096,
 ) -> dict[str, Any]:
-    """Closed-set CMC and mAP plus open-set DIR@FPIR for a probe set against a gallery.
-
-    A probe is *mated* when its id occurs in ``gallery_ids``, otherwise *non-mated*.
-    Gallery ids may repeat (several images per identity); gallery entries whose id no
-    probe has are distractors and simply compete in every ranking.
-
-    * CMC (mated probes): an identity's score is the max over its gallery images.  The
-      rank of a probe is ``1 + #(other identities scoring >= the true identity)`` --
-      ties count against the probe.  ``cmc[r]`` = fraction of mated probes with
-      rank <= r.
-    * mAP (mated probes): all gallery *images* ranked by score, relevant = images of the
-      probe's identity; AP = mean over relevant images of precision at their position,
-      with non-relevant images placed first inside a group of equal scores.
-    * DIR@FPIR (open set): with ``n`` non-mated probes and ``m = floor(fpir * n)``, the
-      threshold tau is the (m+1)-th highest non-mated top-1 score (``-inf`` if m = n);
-      a probe is accepted when its top-1 score is strictly greater than tau, so at most
-      m non-mated probes (FPIR <= fpir) are accepted.  DIR = fraction of mated probes
-      with rank 1 and top-1 score > tau.  NaN (with a note) when ``m < 1`` (no or too
-      few non-mated probes) or when there are no mated probes.
+    """Closed-set CMC and mAP plus open-set DIR@FPIR for a probe set against a gallery
+    (definitions and tie rules: see the module docstring).
 
     Args:
-        probe_emb: (P, D) float L2-normalised probe embeddings.
-        probe_ids: (P,) integer or string identity of each probe.
-        gallery_emb: (G, D) float L2-normalised gallery embeddings.
-        gallery_ids: (G,) identity of each gallery entry, same kind as ``probe_ids``.
-        ranks: CMC ranks to report, positive ints.
-        fpirs: false positive identification rates, each in (0, 1].
-        block_size: maximum probes scored at once.  Each block holds a (rows, G) float32
-            score matrix and (rows, n_ids) per-identity maxima; rows is further capped
-            so a block uses about 256 MiB at most (~100 rows for G = 200,000), i.e. peak
-            memory is O(rows * (G + n_ids)), never P x G.
+        probe_emb, gallery_emb: (P, D) and (G, D) float L2-normalised embeddings.
+        probe_ids, gallery_ids: (P,) and (G,) identities, both integers or both strings.
+        ranks, fpirs: CMC ranks (positive ints) and false positive identification rates
+            (each in (0, 1]) to report.
+        block_size: maximum probes scored at once, fewer when a block would use over
+            ~256 MiB: peak memory O(rows * (G + n_ids)), never P x G.
 
     Returns:
-        JSON-serialisable dict (python types): ``n_probes``, ``n_mated``,
-        ``n_nonmated``, ``n_gallery``, ``n_gallery_ids`` (ints); ``cmc`` ({rank:
-        fraction}); ``cmc_full`` (list, fraction at ranks 1..min(max(20, max(ranks)),
-        n_gallery_ids)); ``mAP`` (float); ``dir_at_fpir`` and ``dir_thresholds``
-        ({fpir: value}); ``notes`` (list of one-line strings explaining NaNs).  All
-        fractions in [0, 1]; CMC/mAP are NaN when there are no mated probes.
+        JSON-serialisable dict (python types): ``n_probes``, ``n_mated``, ``n_nonmated``,
+        ``n_gallery``, ``n_gallery_ids`` (ints); ``cmc`` ({rank: fraction}); ``cmc_full``
+        (list, ranks 1..min(max(20, max(ranks)), n_gallery_ids)); ``mAP``; ``dir_at_fpir``
+        and ``dir_thresholds`` ({fpir: value}); ``notes`` (one-line strings explaining
+        NaNs).  Fractions in [0, 1]; CMC/mAP are NaN when no probe is mated.
     """
-    p = check_embeddings(probe_emb, "probe_emb")
-    g = check_embeddings(gallery_emb, "gallery_emb")
-    if p.shape[1] != g.shape[1]:
-        raise LrfaceError(f"probe_emb has dimension {p.shape[1]}, gallery_emb {g.shape[1]}")
-    pid = _check_ids(probe_ids, p.shape[0], "probe_ids")
-    gid = _check_ids(gallery_ids, g.shape[0], "gallery_ids")
-    rank_list = [check_positive_int(r, "ranks") for r in ranks]
-    if not rank_list:
-        raise LrfaceError("ranks is empty")
-    rates = _check_rates(fpirs, "fpirs")
-    bs = check_positive_int(block_size, "block_size")
-
+    p, pid, g, gid = _check_probe_gallery(probe_emb, probe_ids, gallery_emb, gallery_ids)
+    rank_list, rates, bs = _check_report_options(ranks, fpirs, block_size)
     uniq, g_codes = np.unique(gid, return_inverse=True)
     codes = _probe_codes(uniq, pid)
     mated = codes >= 0
     rank, top1, ap = _score_probes(p, g, codes, g_codes.astype(np.int64), bs)
-
     n_mated = int(np.count_nonzero(mated))
-    r_mated = rank[mated]
-    max_rank = min(max(20, *rank_list), uniq.size)
-    if n_mated:
-        counts = np.bincount(r_mated, minlength=max_rank + 1)[1 : max_rank + 1]
-        cmc_full = (np.cumsum(counts) / n_mated).tolist()
-        cmc = {r: float(np.mean(r_mated <= r)) for r in rank_list}
-        m_ap = float(np.mean(ap[mated]))
-    else:
-        cmc_full = [math.nan] * max_rank
-        cmc = dict.fromkeys(rank_list, math.nan)
-        m_ap = math.nan
+    cmc_map = _cmc_and_map(rank, ap, mated, rank_list, int(uniq.size))
     dirs, taus, notes = _dir_at_fpir(rank, top1, mated, rates)
     if not n_mated:
         notes.insert(0, "CMC and mAP are NaN: no probe id occurs in the gallery")
@@ -652,9 +690,7 @@ def identification_report(
         "n_nonmated": int(p.shape[0] - n_mated),
         "n_gallery": int(g.shape[0]),
         "n_gallery_ids": int(uniq.size),
-        "cmc": cmc,
-        "cmc_full": cmc_full,
-        "mAP": m_ap,
+        **cmc_map,
         "dir_at_fpir": dirs,
         "dir_thresholds": taus,
         "notes": notes,

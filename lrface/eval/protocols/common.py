@@ -9,7 +9,8 @@ crops and embeddings, the HR-model choice, and results entries.
   style) when no face is found; the fallbacks are counted; cached on disk as well;
 * :func:`hr_for` / :func:`hr_info` / :func:`check_hr_embedder`: the model that embeds the
   HR side (``--hr-model``);
-* :func:`identification_entry`: one results entry from an identification report.
+* :func:`identification_entry`: one results entry from an identification report;
+* :func:`protocol_result`: the dict every protocol returns.
 
 The probe conditions (``--degrade``, ``--probe-crop``) are in :mod:`.conditions`.
 """
@@ -163,9 +164,23 @@ def prepare_crops(
     if use_cache and fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
             return z["crops"], z["fallback"]
-    crops = np.zeros((len(paths), size, size, 3), np.uint8)
+    crops, fallback = _crop_files(paths, options, workers, progress)
+    if use_cache:
+        save_npz_atomic(fn, crops=crops, fallback=fallback)
+    return crops, fallback
+
+
+def _crop_files(
+    paths: Sequence[Path], options: CropOptions, workers: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the crop pipeline over ``paths`` with a progress bar (no cache).
+
+    Returns uint8 BGR (N, size, size, 3) crops and bool (N,) fallback flags; an unreadable
+    file raises :class:`LrfaceError`.
+    """
+    crops = np.zeros((len(paths), options.size, options.size, 3), np.uint8)
     fallback = np.zeros(len(paths), bool)
-    what = "detect+align" if detect else "resize"
+    what = "detect+align" if options.detect else "resize"
     i = 0
     with tqdm(total=len(paths), desc=what, disable=not progress, unit="img") as bar:
         for results in prepare_many(paths, options, workers):
@@ -175,9 +190,27 @@ def prepare_crops(
                 crops[i], fallback[i] = r.crop, r.fallback
                 i += 1
             bar.update(len(results))
-    if use_cache:
-        save_npz_atomic(fn, crops=crops, fallback=fallback)
     return crops, fallback
+
+
+def protocol_result(
+    protocol: str,
+    embedders: Sequence[Embedder],
+    hr_embedder: HrEmbedders,
+    description: dict[str, Any],
+    caption: str,
+    results: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What every ``evaluate_*`` returns: ``{"protocol", "description", "models" (each
+    :func:`model_info`), "hr_model" (:func:`hr_info`), "caption", "results"}``."""
+    return {
+        "protocol": protocol,
+        "description": description,
+        "models": [model_info(e) for e in embedders],
+        "hr_model": hr_info(hr_embedder),
+        "caption": caption,
+        "results": results,
+    }
 
 
 def percent(x: float) -> str:

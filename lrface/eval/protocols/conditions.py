@@ -52,6 +52,15 @@ def check_condition(kind: str, probe_crop: str) -> None:
         )
 
 
+def check_box_needs_detection(probe_crop: str, detect: bool) -> None:
+    """Raise a one-line :class:`LrfaceError` for ``--probe-crop box`` with ``--no-detect``
+    (the box is the detector's)."""
+    if probe_crop == "box" and not detect:
+        raise LrfaceError(
+            "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
+        )
+
+
 def condition_recipe(deg: Degradation, kind: str, probe_crop: str) -> str:
     """The probe recipe of one size under a condition (the plain ``deg.describe()`` for
     clean aligned probes)."""

@@ -37,14 +37,14 @@ from .common import (
     embed_cached,
     file_signature,
     hr_for,
-    hr_info,
     identification_entry,
-    model_info,
     percent,
     prepare_crops,
+    protocol_result,
 )
 from .conditions import (
     box_crops,
+    check_box_needs_detection,
     check_condition,
     condition_caption,
     condition_info,
@@ -192,48 +192,61 @@ def evaluate_folder(
     1/5/10/20, mAP, DIR@FPIR 1e-2/1e-1).
     """
     check_condition(degrade, probe_crop)
-    if probe_crop == "box" and no_detect:
-        raise LrfaceError(
-            "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
-        )
+    check_box_needs_detection(probe_crop, not no_detect)
     check_hr_embedder(embedders, hr_embedder)
     root = Path(data).expanduser()
     split = _split_folder(scan_folder(root), distractors, nonmated_fraction, seed)
     fc = _prepare(root, split, not no_detect, detector, degrade, probe_crop, progress, use_cache)
-    p_ids, g_ids = np.array(split.probe_ids), np.array(split.gallery_ids)
-    entries: list[dict[str, Any]] = []
-    for emb in embedders:
+    run = _FolderRun(fc, split, recipe, ranks, fpirs, progress, use_cache)
+    entries = [e for emb in embedders for e in run.model_entries(emb, hr_embedder, sizes)]
+    description = _describe(root, run, sizes, distractors, nonmated_fraction, seed)
+    caption = f"Folder {root.name}: HR gallery vs LR probes, rank-1 / mAP / DIR@FPIR=1% (%); "
+    caption += condition_caption(degrade, probe_crop)
+    return protocol_result("folder", embedders, hr_embedder, description, caption, entries)
+
+
+@dataclasses.dataclass
+class _FolderRun:
+    """The settings of one :func:`evaluate_folder` call shared by every model's entries."""
+
+    fc: _FolderCrops
+    split: _FolderSplit
+    recipe: Degradation | None
+    ranks: Sequence[int]
+    fpirs: Sequence[float]
+    progress: bool
+    use_cache: bool
+
+    def model_entries(
+        self, emb: Embedder, hr_embedder: HrEmbedders, sizes: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """The result entries of one model: one per size of ``sizes``."""
         hr = hr_for(hr_embedder, emb)
-        g_emb = _embed_gallery(fc, hr, progress, use_cache)
-        for s in sizes:
-            deg = degradation_for(s, recipe)
-            p_emb = _embed_probes(fc, emb, deg, progress, use_cache)
-            rep = identification_report(p_emb, p_ids, g_emb, g_ids, ranks, fpirs)
-            entries.append(
-                identification_entry(
-                    rep,
-                    model=emb.name,
-                    hr_model=hr.name if hr is not emb else None,
-                    condition=f"{s}px",
-                    plot_group=f"{s}px",
-                    size=s,
-                    recipe=condition_recipe(deg, degrade, probe_crop),
-                    degrade=degrade,
-                    probe_crop=probe_crop,
-                    cells=_folder_cells(rep, s),
-                )
-            )
-    return {
-        "protocol": "folder",
-        "description": _describe(
-            root, split, fc, sizes, recipe, distractors, nonmated_fraction, ranks, fpirs, seed
-        ),
-        "models": [model_info(e) for e in embedders],
-        "hr_model": hr_info(hr_embedder),
-        "caption": f"Folder {root.name}: HR gallery vs LR probes, rank-1 / mAP / DIR@FPIR=1% (%); "
-        + condition_caption(degrade, probe_crop),
-        "results": entries,
-    }
+        g_emb = _embed_gallery(self.fc, hr, self.progress, self.use_cache)
+        return [self._size_entry(emb, hr, g_emb, s) for s in sizes]
+
+    def _size_entry(
+        self, emb: Embedder, hr: Embedder, g_emb: np.ndarray, size: int
+    ) -> dict[str, Any]:
+        """The entry of ``emb``'s probes reduced to ``size`` against the gallery ``g_emb``
+        (float32 (G, D), embedded by ``hr``)."""
+        fc, split = self.fc, self.split
+        deg = degradation_for(size, self.recipe)
+        p_emb = _embed_probes(fc, emb, deg, self.progress, self.use_cache)
+        p_ids, g_ids = np.array(split.probe_ids), np.array(split.gallery_ids)
+        rep = identification_report(p_emb, p_ids, g_emb, g_ids, self.ranks, self.fpirs)
+        return identification_entry(
+            rep,
+            model=emb.name,
+            hr_model=hr.name if hr is not emb else None,
+            condition=f"{size}px",
+            plot_group=f"{size}px",
+            size=size,
+            recipe=condition_recipe(deg, fc.degrade, fc.probe_crop),
+            degrade=fc.degrade,
+            probe_crop=fc.probe_crop,
+            cells=_folder_cells(rep, size),
+        )
 
 
 def _prepare(
@@ -313,17 +326,14 @@ def _embed_probes(
 
 def _describe(
     root: Path,
-    split: _FolderSplit,
-    fc: _FolderCrops,
+    run: _FolderRun,
     sizes: Sequence[int],
-    recipe: Degradation | None,
     distractors: str | Path | None,
     nonmated_fraction: float,
-    ranks: Sequence[int],
-    fpirs: Sequence[float],
     seed: int,
 ) -> dict[str, Any]:
     """The run's ``description`` for results.json."""
+    fc, split, recipe = run.fc, run.split, run.recipe
     cond = (fc.degrade, fc.probe_crop)
     return {
         "dataset": str(root),
@@ -349,8 +359,8 @@ def _describe(
             "probes": int(fc.fallback[fc.pi].sum()) if len(fc.pi) else 0,
         },
         "score": "cosine similarity of L2-normalised embeddings",
-        "ranks": list(ranks),
-        "fpirs": list(fpirs),
+        "ranks": list(run.ranks),
+        "fpirs": list(run.fpirs),
         "seed": seed,
     }
 

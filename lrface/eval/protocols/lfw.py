@@ -46,7 +46,14 @@ from ...fileio import save_npz_atomic
 from ...images import read_image
 from ...workers import map_items
 from ..metrics import roc, verification_report
-from .common import check_hr_embedder, embed_cached, hr_for, hr_info, model_info, row_label
+from .common import (
+    check_hr_embedder,
+    embed_cached,
+    hr_for,
+    hr_info,
+    protocol_result,
+    row_label,
+)
 from .conditions import (
     check_condition,
     condition_caption,
@@ -180,19 +187,48 @@ def load_box_crops(
     ``workers``: detection processes (:func:`lrface.workers.map_items`).
     """
     rels = list(rels)
+    cached = _cached_box_crops(lfw, rels, detector)
+    if cached is not None:
+        return cached
+    crops, fallback, boxes = _detect_box_crops(lfw, rels, detector, progress, workers)
+    fn = _box_cache_file(lfw, detector, rels)
+    save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
+    return crops, fallback, boxes
+
+
+def _box_cache_file(lfw: LFW, detector: str, rels: Sequence[str]) -> Path:
+    """Where the box crops of ``rels`` (in this order) are cached."""
     key = digest(Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *rels)
-    fn = cache_dir() / f"boxcrops-{detector}-{key}.npz"
+    return cache_dir() / f"boxcrops-{detector}-{key}.npz"
+
+
+def _cached_box_crops(
+    lfw: LFW, rels: list[str], detector: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The box crops of ``rels`` from the cache (their own file, else the rows of a cached
+    superset: the train split's or the whole LFW's); ``None`` when not cached.  Arrays as
+    :func:`load_box_crops` returns them."""
+    fn = _box_cache_file(lfw, detector, rels)
     if fn.is_file():
         with np.load(fn, allow_pickle=False) as z:
             return z["crops"], z["fallback"], z["boxes"]
-    for every in (lfw.train_images(), lfw.all_images):  # rows of a cached superset
-        key = digest(Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *every)
-        sup = cache_dir() / f"boxcrops-{detector}-{key}.npz"
+    for every in (lfw.train_images(), lfw.all_images):
+        sup = _box_cache_file(lfw, detector, every)
         at = {r: i for i, r in enumerate(every)}
         if sup.is_file() and all(r in at for r in rels):
             take = np.array([at[r] for r in rels], np.int64)
             with np.load(sup, allow_pickle=False) as z:
                 return z["crops"][take], z["fallback"][take], z["boxes"][take]
+    return None
+
+
+def _detect_box_crops(
+    lfw: LFW, rels: list[str], detector: str, progress: bool, workers: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detect the box crop of every photo of ``rels`` (``workers`` processes, no cache).
+
+    Returns uint8 BGR (N, 112, 112, 3) crops, bool (N,) fallbacks and float32 (N, 4) boxes.
+    """
     missing = [r for r in rels if not lfw.path(r).is_file()]
     if missing:
         raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
@@ -211,7 +247,6 @@ def load_box_crops(
     )
     for i, (crop, fb, box) in enumerate(results):
         crops[i], fallback[i], boxes[i] = crop, fb, box
-    save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
     return crops, fallback, boxes
 
 
@@ -475,30 +510,11 @@ def evaluate_lfw(
     pairs = select_pairs(lfw, split, max_pairs_per_fold, pair_indices)
     ps = _PairSet(lfw, pairs, detector, progress, probe_crop if lr_needed(modes) else "aligned")
     run = _Run(ps, modes, fars, progress, use_cache, degrade, probe_crop)
-    entries = [
-        entry for emb in embedders for entry in run.model_entries(emb, hr_embedder, sizes, recipe)
-    ]
-    return {
-        "protocol": "lfw",
-        "description": _describe(
-            lfw,
-            ps,
-            split,
-            modes,
-            sizes,
-            recipe,
-            detector,
-            hr_embedder,
-            max_pairs_per_fold,
-            pair_indices,
-            (degrade, probe_crop),
-        ),
-        "models": [model_info(e) for e in embedders],
-        "hr_model": hr_info(hr_embedder),
-        "caption": _caption(ps, split, pair_indices is not None or max_pairs_per_fold is not None)
-        + ("; " + condition_caption(degrade, probe_crop) if lr_needed(modes) else ""),
-        "results": entries,
-    }
+    entries = [e for emb in embedders for e in run.model_entries(emb, hr_embedder, sizes, recipe)]
+    subset = (max_pairs_per_fold, pair_indices)
+    description = _describe(lfw, run, split, sizes, recipe, detector, hr_embedder, subset)
+    caption = _caption(run, split, subset)
+    return protocol_result("lfw", embedders, hr_embedder, description, caption, entries)
 
 
 def _check_arguments(
@@ -618,29 +634,37 @@ def _official_folds(ps: _PairSet) -> list[int]:
     return sorted({p.fold + 1 for p in ps.pairs})
 
 
-def _caption(ps: _PairSet, split: str, subset: bool) -> str:
+def _caption(run: _Run, split: str, subset: tuple[int | None, Sequence[int] | None]) -> str:
+    """The caption above the table: pairs, folds and (with LR modes) the probe condition;
+    ``subset`` = ``(max_pairs_per_fold, pair_indices)``."""
+    ps = run.ps
     folds = _official_folds(ps)
-    what = "subset of " if subset else ""
-    return (
-        f"LFW {what}{'pairs' if subset else split + ' split'}: folds {folds[0]}-{folds[-1]}, "
+    custom = any(x is not None for x in subset)
+    what = "subset of " if custom else ""
+    text = (
+        f"LFW {what}{'pairs' if custom else split + ' split'}: folds {folds[0]}-{folds[-1]}, "
         f"{len(ps.pairs)} pairs; verification accuracy %, mean (std) over "
         f"{len(folds)} cross-validated folds"
     )
+    if lr_needed(run.modes):
+        text += "; " + condition_caption(run.degrade, run.probe_crop)
+    return text
 
 
 def _describe(
     lfw: LFW,
-    ps: _PairSet,
+    run: _Run,
     split: str,
-    modes: Sequence[str],
     sizes: Sequence[int],
     recipe: Degradation | None,
     detector: str,
     hr: HrEmbedders,
-    max_pairs_per_fold: int | None,
-    pair_indices: Sequence[int] | None,
-    condition: tuple[str, str] = ("clean", "aligned"),
-) -> dict:
+    subset: tuple[int | None, Sequence[int] | None],
+) -> dict[str, Any]:
+    """The run's ``description`` for results.json; ``subset`` = ``(max_pairs_per_fold,
+    pair_indices)``."""
+    ps, condition = run.ps, (run.degrade, run.probe_crop)
+    max_pairs_per_fold, pair_indices = subset
     return {
         "dataset": str(lfw.root),
         "pairs_file": str(lfw.pairs_file),
@@ -653,7 +677,7 @@ def _describe(
         "n_images": len(ps.rels),
         "max_pairs_per_fold": max_pairs_per_fold,
         "pair_indices": list(map(int, pair_indices)) if pair_indices is not None else None,
-        "modes": {m: MODE_TITLES[m] for m in modes},
+        "modes": {m: MODE_TITLES[m] for m in run.modes},
         "hr_lr_side": "first image of each pair HR, second reduced",
         "hr_model": hr_info(hr),
         "sizes": list(sizes),

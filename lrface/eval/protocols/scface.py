@@ -31,11 +31,10 @@ from .common import (
     embed_cached,
     file_signature,
     hr_for,
-    hr_info,
     identification_entry,
-    model_info,
     percent,
     prepare_crops,
+    protocol_result,
 )
 
 if TYPE_CHECKING:
@@ -148,15 +147,12 @@ def evaluate_scface(
             )
 
         entries += _entries(sc, report, emb.name, hr.name if hr is not emb else None)
-    return {
-        "protocol": "scface",
-        "description": _describe(sc, data, no_detect, detector, ranks),
-        "models": [model_info(e) for e in embedders],
-        "hr_model": hr_info(hr_embedder),
-        "caption": "SCface: rank-1 identification (%) per distance (d1 = 4.2 m, d3 = 1.0 m) "
-        "and per camera, mugshot gallery",
-        "results": entries,
-    }
+    description = _describe(sc, data, no_detect, detector, ranks)
+    caption = (
+        "SCface: rank-1 identification (%) per distance (d1 = 4.2 m, d3 = 1.0 m) "
+        "and per camera, mugshot gallery"
+    )
+    return protocol_result("scface", embedders, hr_embedder, description, caption, entries)
 
 
 def _prepare(

@@ -30,7 +30,7 @@ import numpy as np
 from ...errors import DatasetError, LrfaceError
 from ...images import list_images, read_image
 from ..metrics import identification_report
-from .common import embed_cached, file_signature, identification_entry, model_info, percent
+from .common import embed_cached, file_signature, identification_entry, percent, protocol_result
 
 if TYPE_CHECKING:
     from ...models.interface import Embedder, HrEmbedders
@@ -189,6 +189,32 @@ def evaluate_tinyface(
         raise LrfaceError("--hr-model does not apply to tinyface: its gallery is low-resolution")
     if not embedders:
         raise LrfaceError("no model given; pass --model NAME[,NAME...]")
+    sets = _load_sets(data, max_distractors)
+    entries = [
+        e for emb in embedders for e in _model_entries(emb, sets, ranks, progress, use_cache)
+    ]
+    caption = f"TinyFace: CMC rank-k and mAP (%); +D = with {len(sets.distractors)} distractors"
+    description = _describe(sets, max_distractors, ranks)
+    return protocol_result("tinyface", embedders, None, description, caption, entries)
+
+
+@dataclasses.dataclass
+class _TinyFaceSets:
+    """The image sets of the official protocol with their identities."""
+
+    layout: TinyFaceLayout
+    protocol: dict[str, list[Any]]  # :func:`read_protocol`
+    probes: list[Path]
+    gallery: list[Path]  # gallery match
+    distractors: list[Path]
+    probe_ids: np.ndarray  # int64 (P,)
+    gallery_ids: np.ndarray  # int64 (G,)
+    distractor_ids: np.ndarray  # int64 (N,), all DISTRACTOR_ID
+
+
+def _load_sets(data: str | Path, max_distractors: int | None) -> _TinyFaceSets:
+    """Find the layout, read the protocol and resolve every listed file; keep the first
+    ``max_distractors`` distractors (sorted by name) when given."""
     lay = find_layout(data)
     proto = read_protocol(lay.probe_mat, lay.gallery_mat)
     probes = resolve_files(proto["probe"], lay.probe_dir, "probe")
@@ -196,45 +222,61 @@ def evaluate_tinyface(
     distr = list_images(lay.distractor_dir)
     if max_distractors is not None:
         distr = distr[: max(0, int(max_distractors))]
-    p_ids = np.array(proto["probe_ids"], np.int64)
-    g_ids = np.array(proto["gallery_ids"], np.int64)
-    d_ids = np.full(len(distr), DISTRACTOR_ID, np.int64)
-    entries: list[dict[str, Any]] = []
-    for emb in embedders:
-        sets = {
-            name: _embed_set(emb, name, paths, progress, use_cache)
-            for name, paths in (("probe", probes), ("gallery", gallery), ("distractors", distr))
-        }
-        galleries = [("gallery match", sets["gallery"], g_ids)]
-        if len(distr):
-            g_all = np.concatenate([sets["gallery"], sets["distractors"]])
-            galleries.append(("+distractors", g_all, np.concatenate([g_ids, d_ids])))
-        for cond, g_emb, gid in galleries:
-            rep = identification_report(sets["probe"], p_ids, g_emb, gid, ranks, fpirs=(1e-2,))
-            suffix = "" if cond == "gallery match" else " +D"
-            cells = {f"R{r}{suffix}": percent(rep["cmc"][r]) for r in ranks}
-            cells[f"mAP{suffix}"] = percent(rep["mAP"])
-            entries.append(
-                identification_entry(
-                    rep,
-                    model=emb.name,
-                    hr_model=None,
-                    condition=cond,
-                    plot_group="tinyface",
-                    cells=cells,
-                    gallery=cond,
-                )
-            )
-    return {
-        "protocol": "tinyface",
-        "description": _describe(
-            lay, proto, len(probes), len(gallery), distr, max_distractors, ranks
-        ),
-        "models": [model_info(e) for e in embedders],
-        "hr_model": None,
-        "caption": f"TinyFace: CMC rank-k and mAP (%); +D = with {len(distr)} distractors",
-        "results": entries,
+    return _TinyFaceSets(
+        layout=lay,
+        protocol=proto,
+        probes=probes,
+        gallery=gallery,
+        distractors=distr,
+        probe_ids=np.array(proto["probe_ids"], np.int64),
+        gallery_ids=np.array(proto["gallery_ids"], np.int64),
+        distractor_ids=np.full(len(distr), DISTRACTOR_ID, np.int64),
+    )
+
+
+def _model_entries(
+    emb: Embedder, sets: _TinyFaceSets, ranks: Sequence[int], progress: bool, use_cache: bool
+) -> list[dict[str, Any]]:
+    """The result entries of one model: ``gallery match``, then ``+distractors`` (when
+    there are distractors)."""
+    embedded = {
+        name: _embed_set(emb, name, paths, progress, use_cache)
+        for name, paths in (
+            ("probe", sets.probes),
+            ("gallery", sets.gallery),
+            ("distractors", sets.distractors),
+        )
     }
+    galleries = [("gallery match", embedded["gallery"], sets.gallery_ids)]
+    if len(sets.distractors):
+        g_all = np.concatenate([embedded["gallery"], embedded["distractors"]])
+        ids_all = np.concatenate([sets.gallery_ids, sets.distractor_ids])
+        galleries.append(("+distractors", g_all, ids_all))
+    entries = []
+    for cond, g_emb, g_ids in galleries:
+        rep = identification_report(
+            embedded["probe"], sets.probe_ids, g_emb, g_ids, ranks, fpirs=(1e-2,)
+        )
+        entries.append(
+            identification_entry(
+                rep,
+                model=emb.name,
+                hr_model=None,
+                condition=cond,
+                plot_group="tinyface",
+                cells=_tinyface_cells(rep, cond, ranks),
+                gallery=cond,
+            )
+        )
+    return entries
+
+
+def _tinyface_cells(rep: dict[str, Any], cond: str, ranks: Sequence[int]) -> dict[str, str]:
+    """Table cells of one entry: rank-k and mAP (%), suffixed `` +D`` with distractors."""
+    suffix = "" if cond == "gallery match" else " +D"
+    cells = {f"R{r}{suffix}": percent(rep["cmc"][r]) for r in ranks}
+    cells[f"mAP{suffix}"] = percent(rep["mAP"])
+    return cells
 
 
 def _embed_set(
@@ -256,22 +298,17 @@ def _embed_set(
 
 
 def _describe(
-    lay: TinyFaceLayout,
-    proto: dict[str, list[Any]],
-    n_probes: int,
-    n_gallery: int,
-    distr: Sequence[Path],
-    max_distractors: int | None,
-    ranks: Sequence[int],
+    sets: _TinyFaceSets, max_distractors: int | None, ranks: Sequence[int]
 ) -> dict[str, Any]:
     """The run's ``description`` for results.json."""
+    lay, proto = sets.layout, sets.protocol
     return {
         "dataset": str(lay.root),
         "testing_set": str(lay.testing_dir),
         "protocol_files": [str(lay.probe_mat), str(lay.gallery_mat)],
-        "n_probes": n_probes,
-        "n_gallery_match": n_gallery,
-        "n_distractors": len(distr),
+        "n_probes": len(sets.probes),
+        "n_gallery_match": len(sets.gallery),
+        "n_distractors": len(sets.distractors),
         "max_distractors": max_distractors,
         "n_identities": len(set(proto["probe_ids"]) | set(proto["gallery_ids"])),
         "identity": "number before '_' in the file name; distractors never mated",
