@@ -24,7 +24,7 @@ import numpy as np
 
 from ..detect import DEFAULT_DETECTOR
 from ..models.embedder import l2_normalize
-from .lfw import LFW, identity_of
+from .lfw import LFW, Pair, identity_of
 
 if TYPE_CHECKING:
     from ..models.interface import Embedder
@@ -132,34 +132,75 @@ def calibrate(
     would drop against the real reference (its collateral rate on LFW-like faces).
     ``sample``: a folder of unlabelled photos whose share dropped is reported too.
     """
+    rels, emb, no_face = _train_faces(lfw, teacher, detector)
+    cos = _train_cosines(lfw, rels, emb)
+    ref = reference_embeddings(lfw, teacher, detector)
+    best_test, _ = nearest(emb, ref.embeddings)
+    best_sample = _sample_nearest(sample, teacher, ref, detector) if sample else None
+    steps = np.round(np.arange(-1.0, 1.0, 0.01), 2)
+    thr = float(max([t for t in steps if (cos.best_same >= t).mean() >= recall]))
+    curve = _curve(cos, best_test, best_sample, thr)
+    return {
+        "threshold": thr,
+        "identity_recall_target": recall,
+        "at_threshold": next(r for r in curve if r["t"] == thr),
+        **cos.counts(),
+        "train_faces_checked": len(emb),
+        "train_images_skipped_no_face": no_face,
+        "reference_images": len(ref.paths),
+        "sample_faces": None if best_sample is None else len(best_sample),
+        "curve": curve,
+    }
+
+
+def _train_faces(lfw: LFW, teacher: Embedder, detector: str) -> tuple[list[str], np.ndarray, int]:
+    """The LFW train-split images in which ``detector`` finds a face, their flip-fused
+    teacher embeddings float32 (N, D) (the training source's cache) and the number of
+    train images skipped for no detection."""
     from ..distill.data import lfw_faces
 
     train = lfw.train_images()
     got = lfw_faces(lfw, train, detector)
     ok = ~got["fallback"].astype(bool)
     rels = [r for r, k in zip(train, ok) if k]
-    emb = fused_embeddings(lfw, rels, teacher, detector)  # the training source's cache
+    emb = fused_embeddings(lfw, rels, teacher, detector)
+    return rels, emb, int((~ok).sum())
+
+
+@dataclasses.dataclass
+class _TrainCosines:
+    """Cosines between train-split embeddings, each a 1-D array: float64 for ``same``,
+    ``val_same`` and ``val_diff``, float32 (the similarity matrix's) for the others."""
+
+    same: np.ndarray  # every same-identity pair of train identities
+    best_same: np.ndarray  # per image of an identity with >= 2: its nearest same-identity
+    val_same: np.ndarray  # the same pairs of folds 1-5 (both images with a face)
+    val_diff: np.ndarray  # the different pairs of folds 1-5
+    diff_all: np.ndarray  # every different-identity pair of train images
+
+    def counts(self) -> dict[str, int]:
+        """The result's sample sizes, ``identity_recall_images`` ... ``train_diff_pairs``."""
+        return {
+            "identity_recall_images": len(self.best_same),
+            "train_same_pairs": len(self.same),
+            "folds1_5_same_pairs": len(self.val_same),
+            "folds1_5_diff_pairs": len(self.val_diff),
+            "train_diff_pairs": len(self.diff_all),
+        }
+
+
+def _train_cosines(lfw: LFW, rels: list[str], emb: np.ndarray) -> _TrainCosines:
+    """The cosines of :class:`_TrainCosines` among the train images ``rels``, of
+    embeddings ``emb`` float32 (N, D) unit rows."""
     ids = np.array([identity_of(r) for r in rels])
     index = {r: i for i, r in enumerate(rels)}
-
     same = []
     for name in np.unique(ids):
         rows = np.flatnonzero(ids == name)
         same += [float(emb[a] @ emb[b]) for a, b in combinations(rows, 2)]
-    same_a = np.array(same)
-
-    def pair_cos(pairs):
-        return np.array(
-            [
-                float(emb[index[p.a]] @ emb[index[p.b]])
-                for p in pairs
-                if p.a in index and p.b in index
-            ]
-        )
-
     val = lfw.split_pairs("val")
-    val_same = pair_cos([p for p in val if p.same])
-    val_diff = pair_cos([p for p in val if not p.same])
+    val_same = _pair_cosines([p for p in val if p.same], emb, index)
+    val_diff = _pair_cosines([p for p in val if not p.same], emb, index)
     sims = emb @ emb.T
     diff_mask = ids[:, None] != ids[None, :]
     diff_all = sims[np.triu(diff_mask, 1)]
@@ -167,49 +208,50 @@ def calibrate(
     sims[diff_mask] = -1.0
     best_same = sims.max(1)
     best_same = best_same[best_same > -1.0]
-    ref = reference_embeddings(lfw, teacher, detector)
-    best_test, _ = nearest(emb, ref.embeddings)
-    best_sample = None
-    if sample:
-        from ..distill.data import load_source, teacher_targets
-        from .sources import parse_source
+    return _TrainCosines(np.array(same), best_same, val_same, val_diff, diff_all)
 
-        part = load_source(parse_source(f"unlabelled:{sample}"), detector=detector)
-        plain, mirror = teacher_targets(part.faces, teacher, progress=True)
-        best_sample, _ = nearest(l2_normalize(plain + mirror), ref.embeddings)
 
+def _pair_cosines(pairs: list[Pair], emb: np.ndarray, index: dict[str, int]) -> np.ndarray:
+    """Cosines float64 (P,) of the ``pairs`` whose two images are rows of ``emb`` (N, D)
+    (``index``: path -> row); pairs with an image missing are left out."""
+    return np.array(
+        [float(emb[index[p.a]] @ emb[index[p.b]]) for p in pairs if p.a in index and p.b in index]
+    )
+
+
+def _sample_nearest(sample: str, teacher: Embedder, ref: Reference, detector: str) -> np.ndarray:
+    """For each face of the unlabelled photos in folder ``sample``: its highest cosine
+    float32 (S,) with an image of the reference (flip-fused ``teacher`` embeddings)."""
+    from ..distill.data import load_source, teacher_targets
+    from .sources import parse_source
+
+    part = load_source(parse_source(f"unlabelled:{sample}"), detector=detector)
+    plain, mirror = teacher_targets(part.faces, teacher, progress=True)
+    return nearest(l2_normalize(plain + mirror), ref.embeddings)[0]
+
+
+def _curve(
+    cos: _TrainCosines, best_test: np.ndarray, best_sample: np.ndarray | None, thr: float
+) -> list[dict[str, Any]]:
+    """The result's ``curve``: one row per threshold ``t`` of a 0.30-0.60 grid (step 0.02)
+    plus ``thr``; ``best_test`` float32 (N,): each train face's nearest reference cosine,
+    ``best_sample`` float32 (S,) the sample faces' (None: no sample)."""
     grid = np.round(np.arange(0.30, 0.605, 0.02), 2)
-    ok_t = [t for t in np.round(np.arange(-1.0, 1.0, 0.01), 2) if (best_same >= t).mean() >= recall]
-    thr = float(max(ok_t))
     curve = []
     for t in sorted({*grid.tolist(), thr}):
         row = {
             "t": t,
-            "identity_recall": round(float((best_same >= t).mean()), 4),
-            "pair_recall": round(float((same_a >= t).mean()), 4),
-            "folds1_5_same_recall": round(float((val_same >= t).mean()), 4),
-            "folds1_5_diff_at_or_above": int((val_diff >= t).sum()),
-            "train_diff_pairs_at_or_above": round(float((diff_all >= t).mean()), 6),
+            "identity_recall": round(float((cos.best_same >= t).mean()), 4),
+            "pair_recall": round(float((cos.same >= t).mean()), 4),
+            "folds1_5_same_recall": round(float((cos.val_same >= t).mean()), 4),
+            "folds1_5_diff_at_or_above": int((cos.val_diff >= t).sum()),
+            "train_diff_pairs_at_or_above": round(float((cos.diff_all >= t).mean()), 6),
             "train_dropped": round(float((best_test >= t).mean()), 4),
         }
         if best_sample is not None:
             row["sample_dropped"] = round(float((best_sample >= t).mean()), 4)
         curve.append(row)
-    return {
-        "threshold": thr,
-        "identity_recall_target": recall,
-        "at_threshold": next(r for r in curve if r["t"] == thr),
-        "identity_recall_images": len(best_same),
-        "train_same_pairs": len(same_a),
-        "folds1_5_same_pairs": len(val_same),
-        "folds1_5_diff_pairs": len(val_diff),
-        "train_diff_pairs": len(diff_all),
-        "train_faces_checked": len(emb),
-        "train_images_skipped_no_face": int((~ok).sum()),
-        "reference_images": len(ref.paths),
-        "sample_faces": None if best_sample is None else len(best_sample),
-        "curve": curve,
-    }
+    return curve
 
 
 def main() -> None:  # pragma: no cover - a one-off calibration, figures in GUARD_THRESHOLD

@@ -38,20 +38,10 @@ def write_card(
     """Load the best epoch's weights (``best.pt``) into the student, write them to
     ``<out>/<name>.pt``, calibrate the threshold (with a validator) and write the card
     ``<out>/<name>.json``; returns the card.  The student ends on the CPU."""
-    out, name, input_size = Path(cfg.out), cfg.model_name, cfg.resolved_input_size()
-    tspec = teacher.spec
-    fmt = InputFormat.of(tspec, input_size)  # the student's input: the teacher's entry
-    best_path = out / "best.pt"
-    best = (
-        torch.load(best_path, map_location="cpu", weights_only=True)
-        if best_path.is_file()
-        else None
-    )
-    net = student.net
-    if best is not None:
-        net.load_state_dict(best["model"])
-    device = next(net.parameters()).device
-    net = net.cpu().eval()
+    out, name = Path(cfg.out), cfg.model_name
+    fmt = InputFormat.of(teacher.spec, cfg.resolved_input_size())  # the teacher's entry
+    best_epoch, device = _load_best(student.net, out / "best.pt")
+    net = student.net.cpu().eval()
     weights = out / f"{name}.pt"
     with atomic_write(weights, "wb") as fh:  # saved first: calibration may be interrupted
         torch.save(net.state_dict(), fh)
@@ -63,15 +53,40 @@ def write_card(
         calib = calibrate_threshold(validator, net.to(device), fmt)
         net.cpu()
     card = {
-        "name": name,
+        **_model_entries(cfg, student, teacher, weights, fmt),
+        **calib,
+        **_run_entries(cfg, student, teacher, td, history, validator, best_epoch),
+    }
+    write_json_atomic(out / f"{name}.json", card)
+    tqdm.write(json.dumps({"card": str(out / f"{name}.json"), "threshold": card["threshold"]}))
+    return card
+
+
+def _load_best(net: torch.nn.Module, best_path: Path) -> tuple[int | None, torch.device]:
+    """Load the student weights of ``best_path`` (a ``best.pt``) into ``net`` when the
+    file exists; returns ``(its epoch or None, the device net is on)``."""
+    if not best_path.is_file():
+        return None, next(net.parameters()).device
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    net.load_state_dict(best["model"])
+    return int(best["epoch"]), next(net.parameters()).device
+
+
+def _model_entries(
+    cfg: DistillConfig, student: Student, teacher: Embedder, weights: Path, fmt: InputFormat
+) -> dict[str, Any]:
+    """The card's description of the model: ``name`` ... ``preprocessing`` (architecture,
+    the ``weights`` file and its sha256, sizes, input ``fmt``)."""
+    return {
+        "name": cfg.model_name,
         "kind": "student",
         "runtime": "torch",
         "arch": cfg.arch,
         "arch_kwargs": student.arch_kwargs,
         "weights_file": weights.name,
         "sha256": sha256_file(weights),
-        "parameters": count_parameters(net),
-        "input_size": input_size,
+        "parameters": count_parameters(student.net),
+        "input_size": cfg.resolved_input_size(),
         "embedding_size": teacher.embedding_size,
         "preprocessing": {
             "color": fmt.color,
@@ -80,14 +95,28 @@ def write_card(
             "note": "aligned ArcFace-template crop; resize to input_size (bicubic up, area down); "
             "(pixel - mean) / std; flip fusion at inference",
         },
-        **calib,
-        "teacher": {"name": tspec.name, "sha256": tspec.sha256},
+    }
+
+
+def _run_entries(
+    cfg: DistillConfig,
+    student: Student,
+    teacher: Embedder,
+    td: TrainingData,
+    history: list[dict[str, Any]],
+    validator: Validator | None,
+    best_epoch: int | None,
+) -> dict[str, Any]:
+    """The card's record of how the model was made: ``teacher`` ... ``created`` (teachers,
+    data, settings, history, validation, git commit, licence, UTC time)."""
+    return {
+        "teacher": {"name": teacher.spec.name, "sha256": teacher.spec.sha256},
         **_lr_teacher_entry(cfg),
         "data": data_card(cfg, td),
         "training": cfg.training_card(),
         "init_sha256": student.init_sha256,
         "epochs_trained": history[-1]["epoch"] if history else 0,
-        "best_epoch": int(best["epoch"]) if best is not None else None,
+        "best_epoch": best_epoch,
         "validation": history[-1] if history else {},
         "validation_pairs": validator.description if validator is not None else None,
         "history": history,
@@ -95,9 +124,6 @@ def write_card(
         "license": weights_license(cfg, td),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    write_json_atomic(out / f"{name}.json", card)
-    tqdm.write(json.dumps({"card": str(out / f"{name}.json"), "threshold": card["threshold"]}))
-    return card
 
 
 def _lr_teacher_entry(cfg: DistillConfig) -> dict[str, Any]:

@@ -54,6 +54,66 @@ log = logging.getLogger("lrface")
 
 def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Run a distillation; returns the final card (also written to ``out/<name>.json``)."""
+    run = _set_up(cfg, progress)
+    start_epoch, step = run.ckpt.resume(resume, run.rank) if resume else (0, 0)
+    model = torch.nn.parallel.DistributedDataParallel(run.bundle) if run.world > 1 else run.bundle
+    validator = Validator.for_run(cfg, run.td, run.teacher) if run.rank == 0 else None
+    fmt = InputFormat.of(run.teacher.spec, cfg.resolved_input_size())  # the student's input
+
+    for epoch in range(start_epoch, cfg.epochs):
+        row, step = _train_epoch(run, model, epoch, step)
+        if run.rank == 0:
+            if validator is not None and validator.due(epoch, cfg):
+                row.update(validator.run(run.bundle.student, fmt))
+            run.ckpt.save(row, validated=validator is not None)
+        if run.world > 1:
+            dist.barrier()
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+
+    if cfg.save_rank_weights:
+        with atomic_write(Path(cfg.out) / f"rank{run.rank}.pt", "wb") as fh:
+            torch.save(run.bundle.student.state_dict(), fh)
+    card = {}
+    if run.rank == 0:
+        card = write_card(cfg, run.student, run.teacher, run.td, run.ckpt.history, validator)
+    if run.world > 1:
+        dist.barrier()
+    return card
+
+
+@dataclasses.dataclass
+class _Run:
+    """What a run trains with, built by :func:`_set_up`."""
+
+    cfg: DistillConfig
+    rank: int
+    world: int
+    device: torch.device
+    show: bool  # progress bars: rank 0 only
+    teacher: Embedder
+    td: TrainingData
+    student: Student
+    objective: Objective
+    bundle: _Bundle
+    opt: torch.optim.Optimizer
+    ds: DistillDataset
+    online: OnlineTeacher | None  # embeds the very HR view of x (--targets online*)
+    lr_teacher: OnlineTeacher | None  # embeds the student's own LR input (--lr-teacher)
+    batch: int  # per rank
+    steps_per_epoch: int
+    ckpt: _Checkpoints
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of the whole run: the span of the lr schedule."""
+        return self.steps_per_epoch * self.cfg.epochs
+
+
+def _set_up(cfg: DistillConfig, progress: bool) -> _Run:
+    """Check ``cfg``, join the process group and build, in this order (which fixes the
+    random draws), teacher, training data (rank 0 writes ``data_report.json``), student,
+    objective, optimiser, dataset and online teachers; ``progress``: bars on rank 0."""
     cfg.check()
     rank, world, device = _start(cfg)
     show = progress and rank == 0
@@ -76,9 +136,7 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
     online = None
     if cfg.online_targets:
         online = OnlineTeacher(teacher, device, fuse_flips=cfg.targets == "online-fused")
-    lr_teacher = None  # embeds the student's own LR input (--lr-teacher)
-    if lr_model is not None:
-        lr_teacher = OnlineTeacher(lr_model, device, fuse_flips=True)
+    lr_teacher = None if lr_model is None else OnlineTeacher(lr_model, device, fuse_flips=True)
     batch = max(2, cfg.batch_size // world)  # per rank
     steps_per_epoch = td.epoch_size() // (batch * world)
     if steps_per_epoch == 0:
@@ -86,53 +144,43 @@ def distill(cfg: DistillConfig, resume: str | None = None, progress: bool = True
             f"{_data_list(cfg.data)}: {td.epoch_size()} draws per epoch ({len(ds)} faces) "
             f"are fewer than one batch of {cfg.batch_size}"
         )
-    total_steps = steps_per_epoch * cfg.epochs
     ckpt = _Checkpoints(cfg, bundle, opt, student)
-    start_epoch, step = ckpt.resume(resume, rank) if resume else (0, 0)
-    model = torch.nn.parallel.DistributedDataParallel(bundle) if world > 1 else bundle
-    validator = Validator.for_run(cfg, td, teacher) if rank == 0 else None
-    fmt = InputFormat.of(teacher.spec, cfg.resolved_input_size())  # the student's input
+    return _Run(cfg, rank, world, device, show, teacher, td, student, objective, bundle, opt,
+                ds, online, lr_teacher, batch, steps_per_epoch, ckpt)  # fmt: skip
 
-    for epoch in range(start_epoch, cfg.epochs):
-        loader = _epoch_loader(cfg, ds, td, epoch, rank, world, batch, steps_per_epoch)
-        bundle.train()
-        meter = _Meter(batch * world)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show)
-        for x, target, sizes, hr, idx, view in bar:
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, total_steps, cfg)
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            if online is not None:  # the teacher embeds the very HR view of x
-                target = online(hr)
-            lr_target = lr_teacher(view) if lr_teacher is not None else None
-            loss, parts = objective(model(x), target.to(device), sizes, idx, step, lr_target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            bar.set_postfix(meter.add(parts))
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-        if world > 1:  # BN running statistics are per rank: take rank 0's everywhere
-            for buf in bundle.buffers():
-                dist.broadcast(buf, 0)
-        row = {"epoch": epoch + 1, "step": step, **meter.means()}
-        if rank == 0:
-            if validator is not None and validator.due(epoch, cfg):
-                row.update(validator.run(bundle.student, fmt))
-            ckpt.save(row, validated=validator is not None)
-        if world > 1:
-            dist.barrier()
+
+def _train_epoch(
+    run: _Run, model: torch.nn.Module, epoch: int, step: int
+) -> tuple[dict[str, Any], int]:
+    """One epoch of ``model`` (the bundle, or its DDP wrapper) on this rank's batches, from
+    global ``step``; stops early at ``--max-steps``.  Returns the epoch's log row
+    (``epoch``, ``step``, loss means, seconds) and the step reached."""
+    cfg, opt, device = run.cfg, run.opt, run.device
+    loader = _epoch_loader(
+        cfg, run.ds, run.td, epoch, run.rank, run.world, run.batch, run.steps_per_epoch
+    )
+    run.bundle.train()
+    meter = _Meter(run.batch * run.world)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not run.show)
+    for x, target, sizes, hr, idx, view in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, run.total_steps, cfg)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        if run.online is not None:  # the teacher embeds the very HR view of x
+            target = run.online(hr)
+        lr_target = run.lr_teacher(view) if run.lr_teacher is not None else None
+        loss, parts = run.objective(model(x), target.to(device), sizes, idx, step, lr_target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.set_postfix(meter.add(parts))
         if cfg.max_steps and step >= cfg.max_steps:
             break
-
-    if cfg.save_rank_weights:
-        with atomic_write(out / f"rank{rank}.pt", "wb") as fh:
-            torch.save(bundle.student.state_dict(), fh)
-    card = write_card(cfg, student, teacher, td, ckpt.history, validator) if rank == 0 else {}
-    if world > 1:
-        dist.barrier()
-    return card
+    if run.world > 1:  # BN running statistics are per rank: take rank 0's everywhere
+        for buf in run.bundle.buffers():
+            dist.broadcast(buf, 0)
+    return {"epoch": epoch + 1, "step": step, **meter.means()}, step
 
 
 def _lr_teacher_model(cfg: DistillConfig, teacher: Embedder) -> Embedder | None:
