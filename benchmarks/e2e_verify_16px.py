@@ -30,10 +30,10 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.api import verify
-from lrface.datasets.facecache import central_face
 from lrface.datasets.lfw import LFW
 from lrface.detect import load_detector, resolve_detector
 from lrface.errors import NoFaceError
+from lrface.face_choice import central_face
 from lrface.images import read_image
 
 

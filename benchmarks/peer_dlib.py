@@ -12,7 +12,7 @@ the models behind the ``face_recognition`` package.)
 Recipe (the dlib figures of ``../shared/data/lfw/README.md``), per image:
 
 1. lrface's SCRFD (``scrfd-2.5g``) detects faces; the most central sizeable face is kept
-   (:func:`lrface.datasets.facecache.central_face`), retrying at
+   (:func:`lrface.face_choice.central_face`), retrying at
    ``det_thresh`` 0.1 when nothing is found (a centred box if still nothing, counted as a
    fallback);
 2. its box becomes a ``dlib.rectangle``; dlib's 5-point shape predictor runs on the RGB
@@ -57,13 +57,13 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.cache import cache_dir, digest
-from lrface.datasets.facecache import central_face
 from lrface.datasets.lfw import LFW, Pair
 from lrface.detect import Detector, load_detector
 from lrface.errors import LrfaceError
 from lrface.eval.benchmark import parse_list, parse_sizes
 from lrface.eval.metrics import kfold_accuracy
 from lrface.eval.protocols.lfw import MODE_TITLES, MODES, select_pairs
+from lrface.face_choice import central_face
 from lrface.fileio import save_npz_atomic, write_json_atomic
 from lrface.images import read_image
 

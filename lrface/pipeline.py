@@ -12,10 +12,13 @@ one :class:`CropOptions` and gets crops from:
 
 ``detect=False`` (CLI ``--no-detect``) treats the input as a pre-cut face crop and only
 resizes it.  With detection, the largest face is used unless ``face_index`` picks
-another (faces are ordered largest first); the number found is reported.  Options that do
-not apply are refused, not ignored: ``det_thresh``, ``face_index``, a non-default
-``detector`` or ``on_no_face="resize"`` together with ``detect=False`` raise
-:class:`LrfaceError`.
+another (faces are ordered largest first); the number found is reported.  Dataset photos
+(one centred subject: LFW, UTKFace, training folders) use ``pick="central"``
+(:mod:`lrface.face_choice`: the most central face, with retries) and, for the crops cached
+for training and evaluation, :func:`dataset_photo_options`.  Options that do not apply are
+refused, not ignored: ``det_thresh``, ``face_index``, a non-default ``detector``, a
+``pick`` or an ``on_no_face`` other than the defaults together with ``detect=False``
+raise :class:`LrfaceError`, as do ``face_index`` or ``tight_crops`` with the other pick.
 
 Worker processes (:class:`CropPreparer`): the one pool of :mod:`lrface.workers` (``spawn``
 start, one OpenCV/onnxruntime thread each, workers that die with their parent), started
@@ -37,9 +40,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .align import align_face, native_face_size, resize_crop
+from .align import align_face, align_native, native_face_size, resize_crop
 from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
+from .face_choice import central_candidates, most_central, template_landmarks
 from .images import ImageInput, describe, read_image
 from .validation import is_int
 from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
@@ -48,11 +52,13 @@ log = logging.getLogger("lrface")
 
 __all__ = [
     "NO_FACE_ACTIONS",
+    "PICKS",
     "POOL_MIN_PATHS",
     "CropOptions",
     "CropPreparer",
     "CropResult",
     "PreparedFace",
+    "dataset_photo_options",
     "detect_faces",
     "detector_names",
     "options_for",
@@ -63,7 +69,11 @@ __all__ = [
 ]
 
 #: Accepted values of :attr:`CropOptions.on_no_face`.
-NO_FACE_ACTIONS = ("error", "resize")
+NO_FACE_ACTIONS = ("error", "resize", "template")
+#: Accepted values of :attr:`CropOptions.pick`.
+PICKS = ("largest", "central")
+#: Accepted values of :attr:`CropOptions.upscale`.
+UPSCALES = ("native", "warp")
 #: Worker processes are started only for at least this many images (see the module doc).
 POOL_MIN_PATHS = POOL_MIN_ITEMS
 #: Smallest and largest crop side accepted by :class:`CropOptions`.
@@ -89,10 +99,21 @@ class CropOptions:
     ``detector``: ``auto`` or a registered detector name
     (:func:`lrface.detect.detector_names`; ``auto``: :func:`lrface.detect.resolve_detector`).
     ``det_thresh``: detection score threshold in (0, 1) (None: the detector's default).
-    ``face_index``: which face, 0 = largest (None: the largest).
+    ``pick``: which detected face: ``"largest"`` (faces ordered largest first; see
+    ``face_index``) or ``"central"`` (dataset photos: the face nearest the image centre,
+    the detector retried at 0.1 and on a grey-padded copy when nothing is found;
+    :func:`lrface.face_choice.central_candidates`).
+    ``face_index``: with ``pick="largest"``, which face, 0 = largest (None: the largest).
+    ``tight_crops``: with ``pick="central"``, photos cropped tightly around the face
+    (UTKFace-like): the padded copy is tried before the lower threshold.
     ``size``: side of the square output crop in pixels (8-2048).
-    ``on_no_face``: ``"error"`` (raise :class:`NoFaceError`) or ``"resize"`` (use the
-    whole image resized, and mark the result as a fallback; evaluation protocols).
+    ``on_no_face``: ``"error"`` (raise :class:`NoFaceError`), ``"resize"`` (use the
+    whole image resized; evaluation protocols) or ``"template"`` (align to the template
+    landmarks at the LFW framing, :func:`lrface.face_choice.template_landmarks`; dataset
+    photos); both mark the result as a fallback.
+    ``upscale``: a face smaller than ``size``: ``"native"`` (aligned at its own resolution,
+    then enlarged bicubically: the recipe the students are deployed with) or ``"warp"``
+    (warped straight to ``size``: the 112x112 crops cached for training and evaluation).
 
     Raises :class:`LrfaceError` (one line, naming the CLI option) for an invalid value or
     an option that does not apply (anything detection-related with ``detect=False``).
@@ -104,8 +125,16 @@ class CropOptions:
     face_index: int | None = None
     size: int = 112
     on_no_face: str = "error"
+    pick: str = "largest"
+    tight_crops: bool = False
+    upscale: str = "native"
 
     def __post_init__(self) -> None:
+        self._check_values()
+        self._check_applies()
+
+    def _check_values(self) -> None:
+        """Each option on its own: type and range."""
         if not isinstance(self.detect, bool | np.bool_):
             raise LrfaceError(f"detect must be True or False, got {self.detect!r}")
         if not is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
@@ -124,13 +153,29 @@ class CropOptions:
             raise LrfaceError(
                 f"--face-index {self.face_index!r}: must be an integer >= 0 (0 = largest face)"
             )
-        if self.on_no_face not in NO_FACE_ACTIONS:
-            raise LrfaceError(f"on_no_face must be 'error' or 'resize', got {self.on_no_face!r}")
+        for field, value, allowed in (
+            ("on_no_face", self.on_no_face, NO_FACE_ACTIONS),
+            ("pick", self.pick, PICKS),
+            ("upscale", self.upscale, UPSCALES),
+        ):
+            if value not in allowed:
+                raise LrfaceError(
+                    f"{field} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+                )
+        if not isinstance(self.tight_crops, bool | np.bool_):
+            raise LrfaceError(f"tight_crops must be True or False, got {self.tight_crops!r}")
         if not _is_detector(self.detector):
             raise LrfaceError(
                 f"--detector {self.detector!r}: unknown detector; choose one of "
                 f"{', '.join(detector_names())}"
             )
+
+    def _check_applies(self) -> None:
+        """Options together: one that does not apply to the others is refused."""
+        if self.pick == "central" and self.face_index is not None:
+            raise LrfaceError("--face-index applies to pick='largest', not to pick='central'")
+        if self.tight_crops and self.pick != "central":
+            raise LrfaceError("tight_crops applies to pick='central' only")
         if not self.detect:
             unused = [
                 opt
@@ -138,7 +183,10 @@ class CropOptions:
                     ("--detector", self.detector != DEFAULT_DETECTOR),
                     ("--det-thresh", self.det_thresh is not None),
                     ("--face-index", self.face_index is not None),
-                    ("on_no_face='resize'", self.on_no_face != "error"),
+                    (f"on_no_face={self.on_no_face!r}", self.on_no_face != "error"),
+                    (f"pick={self.pick!r}", self.pick != "largest"),
+                    ("tight_crops", self.tight_crops),
+                    (f"upscale={self.upscale!r}", self.upscale != "native"),
                 )
                 if used
             ]
@@ -159,7 +207,9 @@ class PreparedFace:
     ``detect=False`` or a fallback).  ``n_faces``: faces found.  ``face_size``: estimated
     resolution of the face in the source (px, side of an ArcFace-aligned crop at native
     scale; the shorter image side without detection).  ``fallback``: no face was found
-    and the whole image was resized (``on_no_face="resize"``).
+    (``on_no_face`` ``"resize"``: the whole image resized; ``"template"``: aligned to the
+    template landmarks).  ``landmarks``: float32 (5, 2), the points (x, y in source
+    pixels) the crop was aligned to (None when it was only resized).
     """
 
     crop: np.ndarray
@@ -169,6 +219,7 @@ class PreparedFace:
     face_size: float
     source: str
     fallback: bool = False
+    landmarks: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         d = {
@@ -237,32 +288,67 @@ def prepare_face(
     return _crop_image(image, options, label)
 
 
+def dataset_photo_options(
+    detector: str = DEFAULT_DETECTOR, tight_crops: bool = False
+) -> CropOptions:
+    """The crop of a dataset photo as cached for training and evaluation
+    (:func:`lrface.datasets.facecache.aligned_crops`): the most central face, the template
+    framing when none is found, warped straight to 112x112."""
+    return CropOptions(
+        detector=detector,
+        pick="central",
+        tight_crops=tight_crops,
+        on_no_face="template",
+        upscale="warp",
+    )
+
+
 def _crop_image(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
+    """Steps of :func:`prepare_face` after reading: detect, pick a face, align."""
     h, w = image.shape[:2]
     if not o.detect:
         return PreparedFace(resize_crop(image, o.size), None, 1, 0, float(min(h, w)), label)
-    faces = load_detector(o.detector, o.det_thresh).detect(image)
+    detector = load_detector(o.detector, o.det_thresh)
+    if o.pick == "central":
+        faces = central_candidates(image, detector, o.tight_crops)
+        idx = most_central(faces, image.shape) if faces else 0
+    else:
+        faces = detector.detect(image)
+        idx = 0 if o.face_index is None else int(o.face_index)
     if not faces:
-        if o.on_no_face == "resize":
-            return PreparedFace(
-                resize_crop(image, o.size), None, 0, 0, float(min(h, w)), label, fallback=True
-            )
-        raise NoFaceError(
-            f"{label}: no face found; if the image is already a cropped face, use --no-detect "
-            "(API: detect=False)"
-        )
-    idx = 0 if o.face_index is None else int(o.face_index)
+        return _no_face(image, o, label)
     if not 0 <= idx < len(faces):
         raise LrfaceError(f"{label}: --face-index {idx} out of range, {len(faces)} face(s) found")
     face = faces[idx]
-    native = native_face_size(face.landmarks)
-    if native < o.size:
-        from .align import align_native
+    crop, native = _align(image, face.landmarks, o)
+    return PreparedFace(crop, face, len(faces), idx, native, label, landmarks=face.landmarks)
 
-        crop = resize_crop(align_native(image, face.landmarks, max_size=o.size), o.size)
+
+def _no_face(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
+    """The ``on_no_face`` outcome for an image where no face was detected."""
+    h, w = image.shape[:2]
+    if o.on_no_face == "resize":
+        crop = resize_crop(image, o.size)
+        return PreparedFace(crop, None, 0, 0, float(min(h, w)), label, fallback=True)
+    if o.on_no_face == "template":
+        lm = template_landmarks(h, w)
+        crop, native = _align(image, lm, o)
+        return PreparedFace(crop, None, 0, 0, native, label, fallback=True, landmarks=lm)
+    raise NoFaceError(
+        f"{label}: no face found; if the image is already a cropped face, use --no-detect "
+        "(API: detect=False)"
+    )
+
+
+def _align(image: np.ndarray, landmarks: np.ndarray, o: CropOptions) -> tuple[np.ndarray, float]:
+    """``(crop uint8 BGR (S, S, 3), native face size in px)`` of ``image`` aligned to
+    ``landmarks`` (5, 2) at ``o.size``, a small face enlarged as ``o.upscale`` says."""
+    native = native_face_size(landmarks)
+    if native < o.size and o.upscale == "native":
+        crop = resize_crop(align_native(image, landmarks, max_size=o.size), o.size)
     else:
-        crop = align_face(image, face.landmarks, o.size)
-    return PreparedFace(crop, face, len(faces), idx, native, label)
+        crop = align_face(image, landmarks, o.size)
+    return crop, native
 
 
 def detect_faces(

@@ -6,16 +6,14 @@ import pytest
 import torch
 from conftest import LFW_ROOT
 
-from lrface.align import align_face, resize_crop
-from lrface.datasets.facecache import central_face_landmarks
+from lrface.align import resize_crop
 from lrface.datasets.lfw import LFW
-from lrface.detect import load_detector
 from lrface.eval.metrics import kfold_accuracy
 from lrface.images import read_image
 from lrface.models import registry
 from lrface.models.loader import load_embedder
 from lrface.models.students import mobilefacenet_from_onnx
-from lrface.pipeline import prepare_face
+from lrface.pipeline import dataset_photo_options, prepare_face
 
 
 def test_batch_is_dynamic_and_outputs_are_normalised(teacher, aligned_crop, rng):
@@ -87,13 +85,11 @@ def test_lfw_accuracy_on_real_pairs(teacher):
         for f in (0, 5)
         for p in lfw.pairs[f * 600 : f * 600 + 60] + lfw.pairs[f * 600 + 300 : f * 600 + 360]
     ]
-    crops, det = {}, load_detector("scrfd-2.5g")
+    crops, options = {}, dataset_photo_options("scrfd-2.5g")
     for p in pairs:
         for rel in (p.a, p.b):
             if rel not in crops:
-                img = read_image(lfw.path(rel))
-                lm, _ = central_face_landmarks(img, det)
-                crops[rel] = align_face(img, lm, 112)
+                crops[rel] = prepare_face(lfw.path(rel), options).crop
     names = list(crops)
     emb = dict(zip(names, teacher.embed_crops([crops[n] for n in names])))
     scores = np.array([emb[p.a] @ emb[p.b] for p in pairs])

@@ -203,9 +203,9 @@ def _align(
     recipe = ""
     if lfw is not None:  # shares the whole-LFW crop cache with the evaluators
         got = lfw_faces(lfw, rels, detector)
-    else:  # user photos may be tight crops: the padded retry comes early (central_face)
-        got = aligned_crops(root, rels, detector, progress=progress, pad_early=True)
-        recipe = cache_file(root, rels, resolve_detector(detector), pad_early=True).name
+    else:  # user photos may be tight crops: the padded retry comes early
+        got = aligned_crops(root, rels, detector, progress=progress, tight_crops=True)
+        recipe = cache_file(root, rels, resolve_detector(detector), tight_crops=True).name
     if len(got["crops"]) != len(rels):  # defensive: a row must never shift to another path
         raise DatasetError(f"{source.path}: the alignment cache does not match the image list")
     return got, recipe

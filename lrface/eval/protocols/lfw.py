@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...cache import cache_dir, digest
-from ...datasets.facecache import aligned_crops, central_face, fallback_square
+from ...datasets.facecache import aligned_crops
 from ...datasets.lfw import LFW, Pair
 from ...degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
 from ...detect import DEFAULT_DETECTOR, load_detector
 from ...errors import LrfaceError
+from ...face_choice import central_face, fallback_square
 from ...fileio import save_npz_atomic
 from ...images import read_image
 from ...workers import map_items
