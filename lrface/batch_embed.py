@@ -704,6 +704,14 @@ def load_embeddings(
     return [paths[i] for i in rows.tolist()], emb, [(p, m) for _, p, m in fails]
 
 
+def output_meta(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``{"model", "settings"}`` of an :func:`embed_paths` output directory (its manifest's
+    model entry and the settings that shape the floats): the ``meta`` that ``lrface embed
+    --out FILE.npz`` and :func:`merge_outputs` record in a single ``.npz``."""
+    man = _read_manifest(Path(out_dir))
+    return {"model": man["model"], "settings": man["settings"]}
+
+
 def merge_outputs(
     dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
 ) -> dict[str, Any]:
@@ -728,7 +736,7 @@ def merge_outputs(
             [all_paths[i] for i in row_all.tolist()],
             emb_all,
             [(p, m) for _, p, m in fails],
-            meta={"model": man0["model"]},
+            meta={"model": man0["model"], "settings": man0["settings"]},
         )
     else:
         _write_merged_dir(dest, man0, all_paths, row_all, emb_all, fails)
@@ -829,7 +837,8 @@ def write_npz(
     """Write embeddings to one ``.npz`` atomically (``lrface embed ... --out FILE.npz``).
 
     Arrays: ``paths`` unicode (N,), ``embeddings`` float32 (N, D), ``failed_paths`` and
-    ``failed_errors`` unicode (F,), ``meta`` 0-d unicode JSON (``meta`` or ``{}``).
+    ``failed_errors`` unicode (F,), ``meta`` 0-d unicode JSON (``meta`` or ``{}``;
+    ``lrface embed`` records :func:`output_meta`: the model and the crop settings).
     Readable with ``np.load(file, allow_pickle=False)`` or :func:`read_npz`.
     """
     emb = np.ascontiguousarray(np.asarray(embeddings), dtype=np.float32)

@@ -161,7 +161,7 @@ def _ray_engine(a: EmbedOptions, emb: Embedder) -> RayEngine:
 
 
 def cmd_embed(a: EmbedOptions) -> int:
-    from .batch_embed import collect_paths, embed_paths, load_embeddings, parse_shard, write_npz
+    from .batch_embed import collect_paths, parse_shard
     from .fileio import check_writable
     from .models.loader import load_embedder
 
@@ -173,8 +173,7 @@ def cmd_embed(a: EmbedOptions) -> int:
             "images, or .txt lists of paths"
         )
     shard_of = parse_shard(a.shard) if a.shard else None
-    npz = a.out.endswith(".npz")
-    check_writable(a.out, "file" if npz else "dir", "--out")
+    check_writable(a.out, "file" if a.out.endswith(".npz") else "dir", "--out")
     emb = load_embedder(a.model, batch_size=a.batch_size)
     engine = _ray_engine(a, emb) if a.engine == "ray" else None  # closed below or at exit
     opts: dict[str, Any] = {
@@ -186,23 +185,33 @@ def cmd_embed(a: EmbedOptions) -> int:
         "progress": not a.quiet,
         "shard_of": shard_of,
     }
-    if npz:
-        # A single .npz: embed into a resumable work directory beside it, then pack.
-        work = Path(a.out + ".work")
-        summary = embed_paths(paths, emb, work, **opts)
-        names, e, failures = load_embeddings(work)
-        write_npz(a.out, names, e, failures)
-        shutil.rmtree(work, ignore_errors=True)
-        summary["out_dir"] = a.out
-    else:
-        summary = embed_paths(paths, emb, a.out, **opts)
-        failures = load_embeddings(a.out)[2]
+    summary, failures = _embed_to(a.out, paths, emb, opts)
     if engine is not None:
         engine.close()
         summary.update(engine="ray", ray_startup_seconds=engine.startup_seconds)
     _print_failures(failures)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list | dict)}))
     return _batch_status(summary["n_embedded"], summary["n_failed"], "images")
+
+
+def _embed_to(
+    out: str, paths: list[str], emb: Embedder, opts: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """``(summary, failures)`` of embedding ``paths`` into ``out``: a resumable directory,
+    or a single ``.npz`` (embedded into ``out + ".work"`` beside it, then packed with the
+    model and settings as ``meta``, and the work directory removed)."""
+    from .batch_embed import embed_paths, load_embeddings, output_meta, write_npz
+
+    if not out.endswith(".npz"):
+        summary = embed_paths(paths, emb, out, **opts)
+        return summary, load_embeddings(out)[2]
+    work = Path(out + ".work")
+    summary = embed_paths(paths, emb, work, **opts)
+    names, e, failures = load_embeddings(work)
+    write_npz(out, names, e, failures, meta=output_meta(work))
+    shutil.rmtree(work, ignore_errors=True)
+    summary["out_dir"] = out
+    return summary, failures
 
 
 def cmd_models(a: ModelsOptions) -> int:

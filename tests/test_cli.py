@@ -162,3 +162,32 @@ def test_embed_npz_keeps_going_after_bad_files(tmp_path, same_pair, lfw_image):
 @pytest.mark.parametrize("cmd", [["models", "list"], ["--version"]])
 def test_misc_commands(cmd):
     assert run(*cmd).returncode == 0
+
+
+def test_crop_options_reach_the_crops_from_the_command_line(tmp_path, multi_face_image, same_pair):
+    """Issue 20's bug: ``embed --detector/--det-thresh/--face-index`` and ``verify
+    --det-thresh`` were parsed and ignored.  In-process runs of the real CLI: each option
+    changes what is embedded, and the output's settings record it."""
+    from lrface.cli import main
+
+    image = read_image(multi_face_image)
+    faces = load_detector("yunet").detect(image)
+    outs = {}
+    for idx in (0, 2):
+        out = tmp_path / f"face{idx}.npz"
+        args = ["embed", multi_face_image, "--out", out, "--quiet", "--detector", "yunet"]
+        assert main([str(a) for a in [*args, "--det-thresh", "0.7", "--face-index", idx]]) == 0
+        with np.load(out, allow_pickle=False) as z:
+            outs[idx] = z["embeddings"][0]
+            settings = json.loads(str(z["meta"]))["settings"]
+        assert settings["detector"] == "yunet" and settings["det_thresh"] == 0.7
+        assert settings["face_index"] == idx
+    assert float(outs[0] @ outs[2]) < 0.5  # two different people of the photo
+    # a threshold above every face's score: nothing is found, so it was applied
+    high = min(1.0, max(f.score for f in faces) + 1e-3)
+    out = tmp_path / "none.npz"
+    args = ["embed", multi_face_image, "--out", out, "--quiet", "--detector", "yunet"]
+    assert main([str(a) for a in [*args, "--det-thresh", f"{high:.4f}"]]) == 2
+    p = run("verify", *same_pair, "--detector", "yunet", "--det-thresh", "0.9999")
+    assert p.returncode == 2 and "no face found" in p.stderr
+    assert run("verify", *same_pair, "--detector", "yunet", "--det-thresh", "0.3").returncode == 0
