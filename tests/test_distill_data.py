@@ -195,8 +195,13 @@ def test_guard_threshold_is_the_calibrated_one(lfw, teacher, reference):
     res = guard.calibrate(lfw, teacher)
     assert res["threshold"] == guard.GUARD_THRESHOLD == 0.40
     at = res["at_threshold"]
-    assert (at["identity_recall"], at["pair_recall"]) == (0.9909, 0.9836)
-    assert at["folds1_5_diff_at_or_above"] == 0 and at["train_dropped"] == 0.3616
+    # the figures to within 0.1 point: onnxruntime's kernels differ by CPU (AVX2, AVX-512),
+    # which moves a few of the 6,922 train faces across 0.40 (0.3613 dropped on an AVX2 EPYC)
+    close = {"abs": 0.001}
+    assert at["identity_recall"] == pytest.approx(0.9909, **close)
+    assert at["pair_recall"] == pytest.approx(0.9836, **close)
+    assert at["folds1_5_diff_at_or_above"] == 0
+    assert at["train_dropped"] == pytest.approx(0.3616, **close)
     assert res["reference_images"] == len(reference.paths) == 6311
 
 
