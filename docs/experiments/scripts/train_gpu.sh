@@ -12,14 +12,14 @@
 #   lane d (all train images): "long".
 # The held-out lanes (identities of official fold 1 removed from training, its 600 pairs
 # validate) say whether a recipe helps unseen identities; lanes b and d are the
-# candidates.  The machine has no LFW copy: benchmarks/lfw_crop_pack.py packs the train
+# candidates.  The machine has no LFW copy: docs/experiments/scripts/lfw_crop_pack.py packs the train
 # crops and teacher targets (.gpu/lfw-train.npz) and rebuilds the caches there:
 #
-#   python benchmarks/lfw_crop_pack.py pack --data ../shared/data/lfw --out .gpu/lfw-train.npz
+#   python docs/experiments/scripts/lfw_crop_pack.py pack --data ../shared/data/lfw --out .gpu/lfw-train.npz
 #   cp ../shared/models/mobilefacenet_arcface.onnx .gpu/
 #   (device, .gpu carried) mkdir -p <that root's ../../models>, copy the teacher there,
 #   export LRFACE_HOME=<that root's ../..> LRFACE_CACHE=/some/cache PYTHONPATH=$PWD
-#   python3 benchmarks/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
+#   python3 docs/experiments/scripts/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
 #   bash docs/experiments/scripts/train_gpu.sh  # results under $RUNS (runs/gpu)
 #
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.

@@ -19,11 +19,11 @@
 # validation is on the 600 pairs of fold 1, identities never trained on.  Data as in
 # train_gpu.sh (the machine has no LFW copy):
 #
-#   python benchmarks/lfw_crop_pack.py pack --data ../shared/data/lfw --out .gpu/lfw-train.npz
+#   python docs/experiments/scripts/lfw_crop_pack.py pack --data ../shared/data/lfw --out .gpu/lfw-train.npz
 #   cp ../shared/models/mobilefacenet_arcface.onnx .gpu/
 #   (device, .gpu carried) copy the teacher to <root>/../../models, then
 #   export LRFACE_HOME=<root>/../.. LRFACE_CACHE=/some/cache PYTHONPATH=$PWD
-#   python3 benchmarks/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
+#   python3 docs/experiments/scripts/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
 #   bash docs/experiments/scripts/train_gpu_arc.sh  # results under $RUNS (runs/gpu2)
 #
 # SMOKE="--max-steps 2 --epochs 1 --val-every 0" checks the wiring in a minute on a CPU.

@@ -13,9 +13,9 @@ same path as on the packing machine), writes the crop cache with the decoded tra
 targets (all train images, and the subsets left by ``--holdout-folds``) into
 ``$LRFACE_CACHE``.  Training there then runs the plain ``lrface distill``.
 
-    python benchmarks/lfw_crop_pack.py pack --data ../shared/data/lfw --out .gpu/lfw-train.npz \
-        --teacher mobilefacenet-arcface
-    python benchmarks/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
+    python docs/experiments/scripts/lfw_crop_pack.py pack --data ../shared/data/lfw \
+        --out .gpu/lfw-train.npz --teacher mobilefacenet-arcface
+    python docs/experiments/scripts/lfw_crop_pack.py unpack .gpu/lfw-train.npz --holdout-folds 1
 
 The JPEG round trip changes pixels by ~1.2 grey levels on average (quality 95); teacher
 targets stay those of the original crops.
