@@ -157,38 +157,65 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, defaults: bool 
             continue
         group = owner[f.name]
         target = parser if group is None else groups[group]
-        default = _default(f)
-        kind = _scalar_type(hints[f.name])
-        positional = md.get("positional", False)
-        kw: dict[str, Any] = {"help": md["help"]} | ({} if positional else {"dest": f.name})
-        if (md.get("repeat") or md.get("nargs") in ("*", "+")) and md.get("parse") is None:
-            raise TypeError(f"{cls.__name__}.{f.name}: a list-valued option needs parse=")
-        if kind is bool:
-            kw["action"] = "store_false" if default is True else "store_true"
-            if not defaults:
-                kw["default"] = None
-        else:
-            if default is dataclasses.MISSING:
-                if not positional:
-                    kw["required"] = defaults
-            else:
-                kw["default"] = None if md.get("parse") or not defaults else default
-            if md.get("repeat"):
-                kw["action"] = "append"
-            if md.get("type") is not None:
-                kw["type"] = md["type"]
-            elif md.get("parse") is None and kind in (int, float):
-                kw["type"] = kind
-            elif md.get("parse") is None and kind is None:
-                raise TypeError(f"{cls.__name__}.{f.name}: a non-scalar option needs parse=")
-            for key in ("metavar", "choices", "nargs"):
-                if md.get(key) is not None:
-                    kw[key] = md[key]
-        if positional:
-            names = [f.name]
-        else:
-            names = [md["short"], flag_of(f)] if md.get("short") else [flag_of(f)]
-        target.add_argument(*names, **kw)
+        kw = _argument_kwargs(cls, f, hints[f.name], defaults)
+        target.add_argument(*_option_names(f), **kw)
+
+
+def _argument_kwargs(
+    cls: type, f: dataclasses.Field[Any], hint: Any, defaults: bool
+) -> dict[str, Any]:
+    """The ``add_argument`` keywords of option field ``f`` of ``cls`` (type hint ``hint``):
+    a switch for a ``bool``, else :func:`_value_kwargs`; ``defaults`` as in
+    :func:`add_arguments`.  Raises TypeError for a list-valued option without ``parse``."""
+    md = f.metadata
+    default = _default(f)
+    kind = _scalar_type(hint)
+    positional = md.get("positional", False)
+    kw: dict[str, Any] = {"help": md["help"]} | ({} if positional else {"dest": f.name})
+    if (md.get("repeat") or md.get("nargs") in ("*", "+")) and md.get("parse") is None:
+        raise TypeError(f"{cls.__name__}.{f.name}: a list-valued option needs parse=")
+    if kind is bool:
+        kw["action"] = "store_false" if default is True else "store_true"
+        if not defaults:
+            kw["default"] = None
+        return kw
+    return kw | _value_kwargs(cls, f, kind, default, defaults)
+
+
+def _value_kwargs(
+    cls: type, f: dataclasses.Field[Any], kind: type | None, default: Any, defaults: bool
+) -> dict[str, Any]:
+    """The ``add_argument`` keywords of option field ``f`` of ``cls`` that takes a value
+    (scalar type ``kind``, field default ``default``): required/default, append, type,
+    metavar, choices, nargs.  Raises TypeError for a non-scalar option without ``parse``."""
+    md = f.metadata
+    kw: dict[str, Any] = {}
+    if default is dataclasses.MISSING:
+        if not md.get("positional", False):
+            kw["required"] = defaults
+    else:
+        kw["default"] = None if md.get("parse") or not defaults else default
+    if md.get("repeat"):
+        kw["action"] = "append"
+    if md.get("type") is not None:
+        kw["type"] = md["type"]
+    elif md.get("parse") is None and kind in (int, float):
+        kw["type"] = kind
+    elif md.get("parse") is None and kind is None:
+        raise TypeError(f"{cls.__name__}.{f.name}: a non-scalar option needs parse=")
+    for key in ("metavar", "choices", "nargs"):
+        if md.get(key) is not None:
+            kw[key] = md[key]
+    return kw
+
+
+def _option_names(f: dataclasses.Field[Any]) -> list[str]:
+    """The names of option field ``f`` for ``add_argument``: the field name for a
+    positional, else its flag, after its one-letter alias when it has one."""
+    md = f.metadata
+    if md.get("positional", False):
+        return [f.name]
+    return [md["short"], flag_of(f)] if md.get("short") else [flag_of(f)]
 
 
 def _nested_fields(cls: type) -> list[dataclasses.Field[Any]]:

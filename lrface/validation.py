@@ -58,7 +58,18 @@ def check_embeddings(
             D = 0), not floating point, D != ``dim``, a NaN/infinite row, a row whose norm
             is not 1.
     """
-    a = np.asarray(x)
+    a = _check_matrix(np.asarray(x), name, allow_empty, dim, model)
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    _check_unit_rows(a, name)
+    return a
+
+
+def _check_matrix(
+    a: np.ndarray, name: str, allow_empty: bool, dim: int | None, model: str | None
+) -> np.ndarray:
+    """``a`` itself if it is a floating-point (N, D) array (N > 0 unless ``allow_empty``,
+    D > 0, D == ``dim`` when given), else the :func:`check_embeddings` error: shape,
+    then dtype, then dimension."""
     if a.ndim != 2 or (a.shape[0] == 0 and not allow_empty) or a.shape[1] == 0:
         need = "an (N, D)" if allow_empty else "a non-empty (N, D)"
         raise LrfaceError(f"{name} must be {need} array, got shape {a.shape}")
@@ -68,7 +79,13 @@ def check_embeddings(
         by = f"model {model}" if model else "the gallery"
         fix = f"; embed with {model}" if model else ""
         raise LrfaceError(f"{name} have dimension {a.shape[1]}, but {by} gives {dim}{fix}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    return a
+
+
+def _check_unit_rows(a: np.ndarray, name: str) -> None:
+    """Refuse the first row of the float32 (N, D) ``a`` that holds NaN/infinite values,
+    else the first whose L2 norm is not 1 within :data:`NORM_TOL` (norms summed in
+    float64)."""
     sq = np.einsum("ij,ij->i", a, a, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(sq))
     if bad.size:
@@ -80,4 +97,3 @@ def check_embeddings(
             f"{name} row {i} is not L2-normalised (norm {math.sqrt(sq[i]):.4g}); "
             "normalise embeddings first"
         )
-    return a

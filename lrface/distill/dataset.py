@@ -143,42 +143,20 @@ class DistillDataset(torch.utils.data.Dataset):
     def __getitem__(
         self, key: int
     ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor, int, torch.Tensor]:
-        # key = idx + r * N: the r-th draw of face idx in an epoch (sources of weight > 1)
-        n = len(self.faces.crops)
-        idx, rep = int(key) % n, int(key) // n
-        rng = np.random.default_rng([self.seed, self.epoch, idx] + ([rep] if rep else []))
-        crop = self.faces.crops[idx]
-        boxed = False
-        views = self.box_views
-        if self.p_box and views is not None and views.has(idx) and rng.random() < self.p_box:
-            crop, boxed = views.view(idx, rng), True
+        """Sample ``key`` (``idx + r * N``: the r-th draw of face ``idx`` in an epoch) as
+        ``(x, target, size, hr, idx, view)`` (class docstring).  The generator's draws
+        come in a fixed order: box view, flip, augmentation (online: jitter, colour,
+        blend; cached: jitter), degradation -- resumed runs see the same data."""
+        idx, rng = self._generator(key)
+        crop, boxed = self._box_or_aligned(idx, rng)
         flipped = rng.random() < self.p_flip
         if flipped:
             crop = np.ascontiguousarray(crop[:, ::-1])
         if self.online:
-            # consistent teaching: a stronger augmentation, and the teacher embeds this
-            # exact HR view in the training loop (``target`` here is a placeholder)
-            crop = self._online_augment(crop, rng)
-            if self.p_mix and rng.random() < self.p_mix:
-                other = self.faces.crops[int(rng.integers(len(self.faces.crops)))]
-                if rng.random() < self.p_flip:
-                    other = np.ascontiguousarray(other[:, ::-1])
-                other = self._online_augment(other, rng)
-                w = rng.uniform(0.0, 1.0)
-                blend = w * crop.astype(np.float32) + (1.0 - w) * other.astype(np.float32)
-                crop = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
-                idx = -1
+            crop, idx = self._online_view(crop, idx, rng)
         elif not boxed and rng.random() < self.p_jitter:
             crop = jitter_alignment(crop, rng)
-        d = self.deg.sample(rng, hr_size=crop.shape[0])
-        if self.p_realistic and d.size < crop.shape[0] and rng.random() < self.p_realistic:
-            # the evaluators' realistic recipe instead of the light training extras
-            plain_reduction = dataclasses.replace(
-                d, blur_sigma=0.0, noise_std=0.0, jpeg_quality=None
-            )
-            lr = degrade_realistic(crop, plain_reduction, rng)
-        else:
-            lr = degrade(crop, d, rng)
+        size, lr = self._degrade(crop, rng)
         # the student's view at its input side (to_input would resize lr the same way)
         view = resize_crop(lr, self.input_size) if self.student_view else lr
         x = to_input(view, self.input_format)[0]
@@ -187,11 +165,70 @@ class DistillDataset(torch.utils.data.Dataset):
         return (
             torch.from_numpy(x),
             torch.from_numpy(target),
-            d.size,
+            size,
             hr,
             idx,
             torch.from_numpy(view) if self.student_view else torch.zeros(0),
         )
+
+    def _generator(self, key: int) -> tuple[int, np.random.Generator]:
+        """``(idx, rng)`` for key ``idx + r * N``: the face's index in the :class:`FaceSet`
+        and the generator of its r-th draw, seeded by ``(seed, epoch, idx[, r])`` (no ``r``
+        for r = 0, the seeding of earlier versions)."""
+        # key = idx + r * N: the r-th draw of face idx in an epoch (sources of weight > 1)
+        n = len(self.faces.crops)
+        idx, rep = int(key) % n, int(key) // n
+        rng = np.random.default_rng([self.seed, self.epoch, idx] + ([rep] if rep else []))
+        return idx, rng
+
+    def _box_or_aligned(self, idx: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        """``(crop, boxed)``: face ``idx``'s jittered detector-box view (uint8 BGR
+        (112, 112, 3)) with probability ``p_box`` when it has a box, else its aligned crop
+        (uint8 BGR (112, 112, 3)); ``boxed`` says which.  Draws from ``rng`` only when
+        ``p_box`` > 0 and the face has a box."""
+        views = self.box_views
+        if self.p_box and views is not None and views.has(idx) and rng.random() < self.p_box:
+            return views.view(idx, rng), True
+        return self.faces.crops[idx], False
+
+    def _online_view(
+        self, crop: np.ndarray, idx: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, int]:
+        """``(crop, idx)`` for online targets: the uint8 BGR (112, 112, 3) ``crop`` more
+        strongly augmented and, with probability ``p_mix``, blended with another
+        augmented training face (``idx`` then -1: a blend has no identity)."""
+        # consistent teaching: a stronger augmentation, and the teacher embeds this
+        # exact HR view in the training loop (``target`` here is a placeholder)
+        crop = self._online_augment(crop, rng)
+        if self.p_mix and rng.random() < self.p_mix:
+            return self._blend(crop, rng), -1
+        return crop, idx
+
+    def _blend(self, crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """uint8 BGR (112, 112, 3) ``w * crop + (1 - w) * other``, rounded: ``other`` a
+        random training face, flipped with probability ``p_flip`` and augmented as
+        :meth:`_online_augment` does, ``w`` uniform in [0, 1]."""
+        other = self.faces.crops[int(rng.integers(len(self.faces.crops)))]
+        if rng.random() < self.p_flip:
+            other = np.ascontiguousarray(other[:, ::-1])
+        other = self._online_augment(other, rng)
+        w = rng.uniform(0.0, 1.0)
+        blend = w * crop.astype(np.float32) + (1.0 - w) * other.astype(np.float32)
+        return np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+
+    def _degrade(self, crop: np.ndarray, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+        """``(size, lr)``: a random degradation of the uint8 BGR (H, H, 3) ``crop`` to
+        the uint8 BGR (size, size, 3) ``lr`` -- the evaluators' realistic recipe with
+        probability ``p_realistic`` when it reduces the crop, else the light training
+        extras.  Draws the realistic coin only when ``p_realistic`` > 0 and size < H."""
+        d = self.deg.sample(rng, hr_size=crop.shape[0])
+        if self.p_realistic and d.size < crop.shape[0] and rng.random() < self.p_realistic:
+            # the evaluators' realistic recipe instead of the light training extras
+            plain_reduction = dataclasses.replace(
+                d, blur_sigma=0.0, noise_std=0.0, jpeg_quality=None
+            )
+            return d.size, degrade_realistic(crop, plain_reduction, rng)
+        return d.size, degrade(crop, d, rng)
 
     @staticmethod
     def _online_augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
