@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...cache import cache_dir, digest
-from ...datasets.facecache import aligned_crops
+from ...datasets.facecache import aligned_crops, cache_file
 from ...datasets.lfw import LFW, Pair
 from ...degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
 from ...detect import DEFAULT_DETECTOR, load_detector
@@ -121,12 +121,6 @@ def select_pairs(
     return pairs
 
 
-def _full_cache_file(lfw: LFW, detector: str) -> Path:
-    """Where :func:`aligned_crops` keeps the crops of every LFW image (same key)."""
-    key = digest(Path(lfw.image_dir).resolve(), detector, *lfw.all_images)
-    return cache_dir() / f"faces-{detector}-{key}.npz"
-
-
 def load_crops(
     lfw: LFW, rels: Sequence[str], detector: str = DEFAULT_DETECTOR, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,7 +136,7 @@ def load_crops(
 
     rels = list(rels)
     detector = resolve_detector(detector)
-    if _full_cache_file(lfw, detector).is_file() or len(rels) > SUBSET_LIMIT:
+    if cache_file(lfw.image_dir, lfw.all_images, detector).is_file() or len(rels) > SUBSET_LIMIT:
         source = lfw.all_images
     else:
         source = sorted(set(rels))
