@@ -8,7 +8,9 @@ Exit status (every command):
   ``"faces": []``).  ``identify`` has none: "unknown" is a per-probe answer, exit 0.
 * **2** error: nothing was done, or a batch command failed on *every* input (one
   ``error: ...`` line on stderr naming the file and the fix, after the per-file
-  ``failed: PATH: reason`` lines of a batch; never a traceback).  Bad option values are
+  ``failed: PATH: reason`` lines of a batch; never a traceback).  An ``OSError`` on a
+  path (disk full, name too long, a file where a directory should be, no permission) is
+  such an error too (:func:`lrface.errors.os_error_message`).  Bad option values are
   refused at parse time (argparse's usage line and message) or before any work starts.
 * **3** partial batch failure (``embed``, ``gallery build``, ``identify``): some inputs
   failed (``failed: PATH: reason`` on stderr, one line each), the others succeeded and
@@ -43,7 +45,7 @@ from .cli_options import (
     ModelsOptions,
     VerifyOptions,
 )
-from .errors import LrfaceError
+from .errors import LrfaceError, os_error_message
 
 if TYPE_CHECKING:
     from .eval.benchmark import BenchmarkConfig
@@ -454,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `lrface ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a path of the user's: full disk, name too long, file in the way
+        print(f"error: {' '.join(os_error_message(exc).split())}", file=sys.stderr)
+        return 2
     finally:
         if getattr(a, "model_dir", None):  # main() may run in-process (tests, notebooks)
             if saved is None:
