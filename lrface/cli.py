@@ -168,6 +168,7 @@ def cmd_embed(a: EmbedOptions) -> int:
     from .models.loader import load_embedder
 
     options = a.crop_options()
+    check_writable(a.out, "file" if a.out.endswith(".npz") else "dir", "--out")
     paths = collect_paths(a.inputs)
     if not paths:
         raise LrfaceError(
@@ -175,7 +176,6 @@ def cmd_embed(a: EmbedOptions) -> int:
             "images, or .txt lists of paths"
         )
     shard_of = parse_shard(a.shard) if a.shard else None
-    check_writable(a.out, "file" if a.out.endswith(".npz") else "dir", "--out")
     emb = load_embedder(a.model, batch_size=a.batch_size)
     engine = _ray_engine(a, emb) if a.engine == "ray" else None  # closed below or at exit
     opts: dict[str, Any] = {

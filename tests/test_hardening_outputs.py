@@ -140,3 +140,63 @@ def test_full_disk_mid_run_is_one_line(capsys, tmp_path):
         line = one_error(err)
         assert rc == 2 and f"cannot write {mnt / 'emb'}" in line
         assert "No space left on device; free space there" in line
+
+
+# ---------------------------------------------------------------- family 4: checks first
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """An existing directory that refuses new files, whoever runs the test: mode 0555 for
+    a normal user; for root (who ignores modes) a read-only tmpfs (skips where mounting
+    is not allowed: it needs CAP_SYS_ADMIN)."""
+    d = tmp_path / "read-only"
+    d.mkdir()
+    if os.geteuid() != 0:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(d)],
+                       capture_output=True, text=True)  # fmt: skip
+    if p.returncode != 0:
+        pytest.skip(f"root needs CAP_SYS_ADMIN to mount a read-only tmpfs ({p.stderr.strip()})")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+def test_benchmark_refuses_read_only_out_before_running(capsys, tmp_path, tree, read_only_dir,
+                                                        monkeypatch):  # fmt: skip
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LRFACE_CACHE", str(cache))
+    rc, out, err = run(
+        capsys, "benchmark", "--protocol", "folder", "--data", tree, "--out", read_only_dir,
+        "--model", MODEL, "--no-progress",
+    )  # fmt: skip
+    line = one_error(err)
+    assert rc == 2 and not out
+    assert line.startswith(f"error: {read_only_dir}: directory {read_only_dir} does not accept")
+    assert not cache.exists() or not any(cache.iterdir())  # nothing embedded or cached
+
+
+def test_every_writing_command_checks_its_output_first(capsys, tmp_path, tree, read_only_dir):
+    """The output is refused before any image is read: the inputs named here do not exist,
+    and the error names the output, not them."""
+    missing = tmp_path / "no-such-input.jpg"
+    for args in (
+        ["embed", missing, "--out", read_only_dir / "e.npz"],
+        ["embed", missing, "--out", read_only_dir / "e"],
+        ["gallery", "build", tmp_path / "no-root", "--out", read_only_dir / "g.npz"],
+        ["gallery", "build", tmp_path / "no-root", "--out", read_only_dir / "ivf",
+         "--index", "ivf-sq8"],
+        ["detect", missing, "--save-crops", read_only_dir / "crops"],
+        ["export", "--model", "lrface-tiny-16", "--onnx", read_only_dir / "m.onnx"],
+        ["benchmark", "--protocol", "folder", "--data", tmp_path / "no-root", "--out",
+         read_only_dir / "b"],
+    ):  # fmt: skip
+        rc, _, err = run(capsys, *args)
+        line = one_error(err)
+        assert rc == 2 and str(read_only_dir) in line and "no-such-input" not in line, args
+        assert "no-root" not in line, args
