@@ -68,6 +68,7 @@ from .fileio import (
     save_npz_atomic,
     write_json_atomic,
 )
+from .outputs import check_output
 from .pipeline import CropOptions, CropPreparer, CropResult, options_for, progress_bar
 
 if TYPE_CHECKING:
@@ -834,7 +835,9 @@ def write_npz(
     failures: Sequence[Failure],
     meta: dict[str, Any] | None = None,
 ) -> None:
-    """Write embeddings to one ``.npz`` atomically (``lrface embed ... --out FILE.npz``).
+    """Write embeddings to one ``.npz`` atomically (``lrface embed ... --out FILE.npz``);
+    an existing ``out_file`` is replaced only when it is such a file too
+    (:func:`lrface.outputs.check_output`).
 
     Arrays: ``paths`` unicode (N,), ``embeddings`` float32 (N, D), ``failed_paths`` and
     ``failed_errors`` unicode (F,), ``meta`` 0-d unicode JSON (``meta`` or ``{}``;
@@ -844,6 +847,7 @@ def write_npz(
     emb = np.ascontiguousarray(np.asarray(embeddings), dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(paths):
         raise LrfaceError(f"write_npz: {len(paths)} paths but embeddings of shape {emb.shape}")
+    check_output(out_file, "embeddings", "output")  # never replaces a file of another kind
     save_npz_atomic(
         out_file,
         paths=_str_array(paths),

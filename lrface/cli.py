@@ -98,6 +98,7 @@ def cmd_detect(a: DetectOptions) -> int:
     from .align import align_face
     from .detect import load_detector, resolve_detector
     from .fileio import atomic_write, check_writable
+    from .outputs import check_crop_targets
     from .pipeline import CropOptions, detect_faces
 
     CropOptions(detector=a.detector, det_thresh=a.det_thresh, size=a.size)  # validates
@@ -108,10 +109,12 @@ def cmd_detect(a: DetectOptions) -> int:
         import cv2
 
         out = Path(a.save_crops)
+        targets = [out / f"{Path(a.image).stem}_face{i}.png" for i in range(len(faces))]
+        check_crop_targets(targets, a.size)
         out.mkdir(parents=True, exist_ok=True)
-        for i, f in enumerate(faces):
+        for target, f in zip(targets, faces):
             _, buf = cv2.imencode(".png", align_face(image, f.landmarks, a.size))
-            with atomic_write(out / f"{Path(a.image).stem}_face{i}.png") as fh:
+            with atomic_write(target) as fh:
                 fh.write(buf.tobytes())
     if a.json:
         print(json.dumps({"image": a.image, "faces": [f.to_dict() for f in faces]}, indent=2))
@@ -164,11 +167,11 @@ def _ray_engine(a: EmbedOptions, emb: Embedder) -> RayEngine:
 
 def cmd_embed(a: EmbedOptions) -> int:
     from .batch_embed import collect_paths, parse_shard
-    from .fileio import check_writable
     from .models.loader import load_embedder
+    from .outputs import check_output
 
     options = a.crop_options()
-    check_writable(a.out, "file" if a.out.endswith(".npz") else "dir", "--out")
+    check_output(a.out, "embeddings" if a.out.endswith(".npz") else "embeddings-dir")
     paths = collect_paths(a.inputs)
     if not paths:
         raise LrfaceError(
@@ -288,7 +291,11 @@ def print_benchmark(config: BenchmarkConfig, result: dict[str, Any]) -> None:
 
 
 def cmd_distill(a: DistillOptions) -> int:
+    from .outputs import check_output
+
     cfg = a.recipe  # --config FILE, overridden by the options given
+    if cfg.out:
+        check_output(cfg.out, "distill-dir")  # never into an unrelated non-empty directory
     if a.prepare_only:
         from .distill.data import prepare_only
 
@@ -302,16 +309,12 @@ def cmd_distill(a: DistillOptions) -> int:
 
 def cmd_export(a: ExportOptions) -> int:
     from .export import export_onnx
-    from .fileio import check_writable
+    from .models.registry import PACKAGE_WEIGHTS
+    from .outputs import check_export_target
 
     if Path(a.onnx).suffix.lower() == ".json":
         raise LrfaceError(f"{a.onnx}: --onnx must not end in .json (the card is written there)")
-    check_writable(a.onnx, "file", "--onnx")
-    card_path = Path(a.onnx).with_suffix(".json")
-    if card_path.is_dir():
-        raise LrfaceError(
-            f"{card_path}: is a directory, but the card goes there; choose another --onnx"
-        )
+    card_path = check_export_target(a.onnx, PACKAGE_WEIGHTS).with_suffix(".json")
     card = export_onnx(a.model, a.onnx, opset=a.opset, name=a.name)
     print(
         f"wrote {a.onnx} and {card_path} (max abs diff to torch "
@@ -321,13 +324,13 @@ def cmd_export(a: ExportOptions) -> int:
 
 
 def cmd_gallery(a: GalleryBuildOptions) -> int:
-    from .fileio import check_writable
     from .gallery import build_gallery
     from .models.loader import load_embedder
+    from .outputs import check_output
 
     options = a.crop_options()
     ivf = a.index != "exact"
-    check_writable(a.out, "dir" if ivf else "file", "--out")  # before any embedding
+    check_output(a.out, "ivf-dir" if ivf else "gallery")  # before any embedding
     emb = load_embedder(a.model)
     gallery, failures = build_gallery(
         a.root,

@@ -200,3 +200,114 @@ def test_every_writing_command_checks_its_output_first(capsys, tmp_path, tree, r
         line = one_error(err)
         assert rc == 2 and str(read_only_dir) in line and "no-such-input" not in line, args
         assert "no-root" not in line, args
+
+
+# ---------------------------------------------------------------- family 2: no clobbering
+
+
+@pytest.fixture
+def outputs(capsys, tmp_path, tree) -> dict[str, Path]:
+    """A real gallery, a real embeddings file and a photo, each in its own file."""
+    gallery, emb = tmp_path / "gallery.npz", tmp_path / "emb.npz"
+    assert run(capsys, "gallery", "build", tree, "--out", gallery, "--quiet")[0] == 0
+    assert run(capsys, "embed", FACES[0], "--out", emb, "--model", MODEL, "--quiet")[0] == 0
+    photo = tmp_path / "photo.npz"  # a JPEG under an .npz name
+    photo.write_bytes(FACES[1].read_bytes())
+    return {"gallery": gallery, "embeddings": emb, "photo": photo}
+
+
+def _refused(capsys, target: Path, *args) -> str:
+    """Run a command that must refuse to replace ``target``: exit 2, one line naming it,
+    ``target`` byte for byte unchanged."""
+    before = target.read_bytes()
+    rc, out, err = run(capsys, *args)
+    line = one_error(err)
+    assert rc == 2 and line.startswith(f"error: {target}: exists and is "), line
+    assert "delete it first" in line or "choose a" in line
+    assert target.read_bytes() == before
+    return line
+
+
+def test_embed_never_replaces_a_gallery_or_a_photo(capsys, outputs):
+    g = outputs["gallery"]
+    line = _refused(capsys, g, "embed", FACES[0], "--out", g, "--model", MODEL, "--quiet")
+    assert "is an lrface gallery" in line and "not an lrface embeddings file" in line
+    line = _refused(capsys, outputs["photo"], "embed", FACES[0], "--out", outputs["photo"])
+    assert "a file that is not an lrface output" in line
+    assert not Path(f"{g}.work").exists()
+    # its own kind is replaced: rerunning the same command works
+    e = outputs["embeddings"]
+    assert run(capsys, "embed", *FACES[:2], "--out", e, "--model", MODEL, "--quiet")[0] == 0
+
+
+def test_gallery_build_never_replaces_embeddings(capsys, outputs, tree, tmp_path):
+    e = outputs["embeddings"]
+    line = _refused(capsys, e, "gallery", "build", tree, "--out", e, "--quiet")
+    assert "is an lrface embeddings file" in line and "not an lrface gallery" in line
+    ivf = tmp_path / "ivf"
+    ivf.mkdir()
+    (ivf / "notes.txt").write_text("mine")
+    # refused before the (missing) root is looked at
+    rc, _, err = run(capsys, "gallery", "build", tmp_path / "no-root", "--out", ivf, "--index",
+                     "ivf-sq8")  # fmt: skip
+    line = one_error(err)
+    assert rc == 2 and line.startswith(f"error: {ivf}: exists and is a directory, not an empty")
+    assert [p.name for p in ivf.iterdir()] == ["notes.txt"]
+    g = outputs["gallery"]
+    assert run(capsys, "gallery", "build", tree, "--out", g, "--quiet")[0] == 0  # rebuilt
+
+
+def test_api_writers_never_replace_another_kind(outputs):
+    from lrface.batch_embed import read_npz, write_npz
+    from lrface.errors import LrfaceError
+    from lrface.gallery import Gallery
+
+    g, e = outputs["gallery"], outputs["embeddings"]
+    with pytest.raises(LrfaceError, match="exists and is an lrface gallery"):
+        write_npz(g, *read_npz(e))
+    with pytest.raises(LrfaceError, match="exists and is an lrface embeddings file"):
+        Gallery.load(g).save(e)
+    Gallery.load(g).save(g)  # its own kind
+
+
+def test_embed_dir_benchmark_distill_refuse_unrelated_directories(capsys, tmp_path, tree):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.json").write_text('{"my": "notes"}')
+    rc, _, err = run(capsys, "embed", FACES[0], "--out", mine, "--model", MODEL)
+    assert rc == 2 and "not an lrface embedding directory" in one_error(err)
+    _refused(capsys, mine / "results.json", "benchmark", "--protocol", "folder", "--data", tree,
+             "--out", mine, "--model", MODEL, "--no-progress")  # fmt: skip
+    rc, _, err = run(capsys, "distill", "--data", tree, "--out", mine, "--quiet")
+    line = one_error(err)
+    assert rc == 2 and f"{mine}: exists and is a directory, not an lrface distill run" in line
+    assert sorted(p.name for p in mine.iterdir()) == ["results.json"]
+
+
+def test_detect_save_crops_never_replaces_a_photo(capsys, tmp_path):
+    crops = tmp_path / "crops"
+    face = PHOTOS / "Abel_Pacheco_0001.jpg"
+    assert run(capsys, "detect", face, "--save-crops", crops)[0] == 0
+    assert run(capsys, "detect", face, "--save-crops", crops)[0] == 0  # its own crops
+    target = crops / "Abel_Pacheco_0001_face0.png"
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(target), cv2.imread(str(face)))  # a user's 250x250 PNG of that name
+    rc, _, err = run(capsys, "detect", face, "--save-crops", crops)
+    line = one_error(err)
+    assert rc == 2 and line.startswith(f"error: {target}: exists and is not a 112x112 PNG crop")
+    assert cv2.imread(str(target)).shape == (250, 250, 3)
+
+
+def test_export_never_replaces_a_foreign_model(capsys, tmp_path):
+    from lrface.models.registry import PACKAGE_WEIGHTS
+
+    teacher = PACKAGE_WEIGHTS / "mobilefacenet_arcface.onnx"
+    rc, _, err = run(capsys, "export", "--model", "lrface-tiny-16", "--onnx", teacher)
+    assert rc == 2 and "shipped models' directory" in one_error(err)
+    other = tmp_path / "model.onnx"
+    other.write_bytes(teacher.read_bytes())  # a model without a card beside it
+    rc, _, err = run(capsys, "export", "--model", "lrface-tiny-16", "--onnx", other)
+    assert rc == 2 and "is not an earlier export to this name" in one_error(err)
+    notes = tmp_path / "m.json"
+    notes.write_text('{"notes": 1}')
+    _refused(capsys, notes, "export", "--model", "lrface-tiny-16", "--onnx", tmp_path / "m.onnx")
