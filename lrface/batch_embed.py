@@ -70,6 +70,7 @@ from .fileio import (
 )
 from .outputs import check_output
 from .pipeline import CropOptions, CropPreparer, CropResult, options_for, progress_bar
+from .validation import check_resource
 
 if TYPE_CHECKING:
     from .models.interface import Embedder
@@ -507,10 +508,11 @@ def _run_summary(
 
 
 def _check_run_arguments(batch_size: int, shard_size: int, workers: int) -> None:
-    """Raise :class:`LrfaceError` unless batch_size, shard_size >= 1 and workers >= 0."""
-    _check_positive(batch_size, "batch_size")
-    _check_positive(shard_size, "shard_size")
-    _check_positive(workers, "workers", 0)
+    """Raise :class:`LrfaceError` unless batch_size, shard_size >= 1 and workers >= 0,
+    each within its cap (:data:`lrface.validation.RESOURCE_LIMITS`)."""
+    for name, value, low in (("batch_size", batch_size, 1), ("shard_size", shard_size, 1),
+                             ("workers", workers, 0)):  # fmt: skip
+        check_resource(name, _check_positive(value, name, low))
 
 
 def _select_shard(

@@ -45,7 +45,7 @@ from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
 from .face_choice import central_candidates, most_central, template_landmarks
 from .images import ImageInput, describe, read_image
-from .validation import is_int
+from .validation import check_resource, is_int
 from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 
 log = logging.getLogger("lrface")
@@ -424,6 +424,7 @@ class CropPreparer:
             raise LrfaceError(f"options must be a CropOptions, got {type(options).__name__}")
         if not is_int(workers) or workers < 0:
             raise LrfaceError(f"workers must be an integer >= 0, got {workers!r}")
+        check_resource("workers", workers)  # the documented cap (lrface.validation)
         self.options = options
         many = n_paths is None or n_paths >= POOL_MIN_PATHS
         self.workers = int(workers) if many else 0

@@ -220,7 +220,7 @@ def _refused(capsys, target: Path, *args) -> str:
     """Run a command that must refuse to replace ``target``: exit 2, one line naming it,
     ``target`` byte for byte unchanged."""
     before = target.read_bytes()
-    rc, out, err = run(capsys, *args)
+    rc, _, err = run(capsys, *args)
     line = one_error(err)
     assert rc == 2 and line.startswith(f"error: {target}: exists and is "), line
     assert "delete it first" in line or "choose a" in line
@@ -311,3 +311,80 @@ def test_export_never_replaces_a_foreign_model(capsys, tmp_path):
     notes = tmp_path / "m.json"
     notes.write_text('{"notes": 1}')
     _refused(capsys, notes, "export", "--model", "lrface-tiny-16", "--onnx", tmp_path / "m.onnx")
+
+
+# ---------------------------------------------------------------- family 3: resource caps
+
+
+def _argparse_refusal(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_resource_options_above_their_caps_are_refused_at_parse_time(capsys, tmp_path, tree):
+    from lrface.validation import resource_range
+
+    cap = int(resource_range("workers")[1])
+    face, out = FACES[0], tmp_path / "o.npz"
+    for option, value, args in (
+        ("--workers", cap + 1, ["embed", face, "--out", out]),
+        ("--workers", 999, ["gallery", "build", tree, "--out", out]),
+        ("--workers", 999, ["identify", face, "--gallery", out]),
+        ("--batch-size", 100000, ["embed", face, "--out", out]),
+        ("--shard-size", 100000, ["embed", face, "--out", out]),
+        ("--ray-actors", 5000, ["embed", face, "--out", out, "--engine", "ray"]),
+        ("--ray-cpus-per-actor", 1e6, ["embed", face, "--out", out, "--engine", "ray"]),
+        ("--nlist", 100000, ["gallery", "build", tree, "--out", out, "--index", "ivf-sq8"]),
+        ("--nprobe", 100000, ["gallery", "build", tree, "--out", out, "--index", "ivf-sq8"]),
+        ("--part-size", 10**9, ["gallery", "build", tree, "--out", out, "--index", "ivf-sq8"]),
+        ("--top-k", 5000, ["identify", face, "--gallery", out]),
+        ("--size", 5000, ["detect", face]),
+    ):
+        line = _argparse_refusal(capsys, *args, option, value)
+        assert line.startswith(f"lrface {args[0]}: error: argument {option}: ") or (
+            line.startswith(f"lrface {args[0]} {args[1]}: error: argument {option}: ")
+        ), line
+        assert "is above the limit of" in line and "or less" in line, line
+    assert not out.exists()
+    # at the cap: accepted (parsed, nothing run)
+    from lrface.cli import build_parser
+
+    ns = build_parser().parse_args(["embed", str(face), "--out", str(out), "--workers", str(cap)])
+    assert ns.workers == cap
+
+
+def test_distill_and_api_use_the_same_caps(capsys, tmp_path, tree):
+    from lrface.batch_embed import embed_paths
+    from lrface.errors import LrfaceError
+    from lrface.models.loader import load_embedder
+    from lrface.pipeline import CropOptions, CropPreparer
+    from lrface.workers import WorkerPool
+
+    rc, _, err = run(capsys, "distill", "--data", tree, "--out", tmp_path / "d",
+                     "--batch-size", "100000", "--quiet")  # fmt: skip
+    line = one_error(err)
+    assert rc == 2 and "--batch-size: 100000 is above the limit of 4096" in line
+    emb = load_embedder(MODEL)
+    with pytest.raises(LrfaceError, match="batch_size: 100000 is above the limit of 4096"):
+        embed_paths([str(FACES[0])], emb, tmp_path / "e", batch_size=100000)
+    with pytest.raises(LrfaceError, match="workers: 999 is above the limit"):
+        CropPreparer(CropOptions(), workers=999)
+    with pytest.raises(LrfaceError, match="workers: 999 is above the limit"):
+        WorkerPool(999)
+    assert not (tmp_path / "e").exists() and not (tmp_path / "d").exists()
+
+
+def test_readme_lists_every_cap():
+    from lrface.validation import RESOURCE_LIMITS, resource_range
+
+    readme = (REPO / "README.md").read_text()
+    limits = readme[readme.index("### Exit status and limits") :].split("\n## ", 1)[0]
+    for name, (_, high, _) in RESOURCE_LIMITS.items():
+        row = next((ln for ln in limits.splitlines() if f"`{name}`" in ln), None)
+        assert row is not None, f"README's limits table lacks {name}"
+        if not callable(high):
+            assert f"{resource_range(name)[1]:,.0f}" in row or f"{high:g}" in row, row
