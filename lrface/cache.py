@@ -27,9 +27,7 @@ def cache_dir() -> Path:
         d.mkdir(parents=True, exist_ok=True)
         if not d.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(d))
-        fd, probe = tempfile.mkstemp(prefix=".lrface-write-test.", dir=d)
-        os.close(fd)
-        os.unlink(probe)
+        _probe_write(d)
     except OSError as exc:
         raise LrfaceError(
             f"the cache directory {os_error_message(exc, d)}, or set LRFACE_CACHE to a "
@@ -46,3 +44,14 @@ def digest(*parts: object, n: int = 16) -> str:
         h.update(str(p).encode())
         h.update(b"\0")
     return h.hexdigest()[:n]
+
+
+def _probe_write(d: Path) -> None:
+    """Create and remove a file in ``d``; an ``OSError`` names ``d`` (not the probe)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lrface-write-test.", dir=d)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        exc.filename = str(d)
+        raise

@@ -136,8 +136,11 @@ def cmd_detect(a: DetectOptions) -> int:
 
 
 def _print_failures(failures: Sequence[tuple[str, str]]) -> None:
+    """``failed: PATH: reason`` per failure, one line each (names escaped: path_text)."""
+    from .pathnames import path_text
+
     for path, msg in failures:
-        print(f"failed: {path}: {msg}", file=sys.stderr)
+        print(f"failed: {path_text(path)}: {path_text(msg)}", file=sys.stderr)
 
 
 def _batch_status(n_ok: int, n_failed: int, what: str) -> int:
@@ -369,6 +372,7 @@ def cmd_identify(a: IdentifyOptions) -> int:
     from .batch_embed import expand_inputs
     from .ivf import open_gallery
     from .models.loader import load_embedder
+    from .pathnames import path_text
     from .pipeline import prepare_many
 
     options = a.crop_options()
@@ -400,8 +404,13 @@ def cmd_identify(a: IdentifyOptions) -> int:
             res["probe"] = p
             results.append(res)
             if not a.json:
-                cands = ", ".join(f"{c['identity']} {c['score']:.3f}" for c in res["candidates"])
-                print(f"{p}: {res['identity']} (score {res['score']:.3f}; top-{a.top_k}: {cands})")
+                cands = ", ".join(
+                    f"{path_text(c['identity'])} {c['score']:.3f}" for c in res["candidates"]
+                )
+                print(
+                    f"{path_text(p)}: {path_text(res['identity'])} (score {res['score']:.3f}; "
+                    f"top-{a.top_k}: {cands})"
+                )
     if a.json:
         print(json.dumps(results, indent=2))
     return _batch_status(len(results), len(failures), "probes")

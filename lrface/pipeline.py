@@ -45,6 +45,7 @@ from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
 from .face_choice import central_candidates, most_central, template_landmarks
 from .images import ImageInput, describe, read_image
+from .pathnames import name_problem
 from .validation import check_resource, is_int
 from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 
@@ -383,10 +384,15 @@ class CropResult(NamedTuple):
 def prepare_crop(path: str | os.PathLike[str], options: CropOptions) -> CropResult:
     """:class:`CropResult` for one image file; never raises.
 
+    A file whose name batch outputs cannot record (:func:`lrface.pathnames.name_problem`:
+    a line break, a control character, undecodable bytes) fails without being read.
     Expected problems (:class:`LrfaceError`) give their message; anything else (a bug or a
     pathological file) is logged with its traceback and reported as ``internal error:
     ...``.  A leading ``"<path>: "`` is removed from the message.
     """
+    problem = name_problem(path)  # one bad name fails alone, never the batch
+    if problem:
+        return CropResult(None, problem)
     label = str(path)
     try:
         face = prepare_face(path, options, name=label)

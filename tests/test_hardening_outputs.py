@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from conftest import PHOTOS, REPO
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lrface.cli import main
 
@@ -179,6 +181,18 @@ def test_benchmark_refuses_read_only_out_before_running(capsys, tmp_path, tree, 
     assert rc == 2 and not out
     assert line.startswith(f"error: {read_only_dir}: directory {read_only_dir} does not accept")
     assert not cache.exists() or not any(cache.iterdir())  # nothing embedded or cached
+
+
+def test_read_only_cache_is_one_line_before_work(capsys, tmp_path, tree, read_only_dir,
+                                                monkeypatch):  # fmt: skip
+    monkeypatch.setenv("LRFACE_CACHE", str(read_only_dir))
+    rc, _, err = run(
+        capsys, "benchmark", "--protocol", "folder", "--data", tree, "--out", tmp_path / "b",
+        "--model", MODEL, "--no-progress",
+    )  # fmt: skip
+    line = one_error(err)
+    assert rc == 2 and line.startswith(f"error: the cache directory {read_only_dir}: ")
+    assert "set LRFACE_CACHE to a writable directory" in line
 
 
 def test_every_writing_command_checks_its_output_first(capsys, tmp_path, tree, read_only_dir):
@@ -388,3 +402,121 @@ def test_readme_lists_every_cap():
         assert row is not None, f"README's limits table lacks {name}"
         if not callable(high):
             assert f"{resource_range(name)[1]:,.0f}" in row or f"{high:g}" in row, row
+
+
+# ---------------------------------------------------------------- family 5: bad file names
+
+
+@pytest.fixture
+def bad_names(tmp_path) -> dict[str, Path]:
+    """A folder with ok.jpg, a photo whose name holds a line break, one whose name holds
+    a byte that is not UTF-8, and a .txt list naming all three (the last line as raw
+    bytes)."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    shutil.copy(PHOTOS / "Abel_Pacheco_0001.jpg", d / "ok.jpg")
+    shutil.copy(PHOTOS / "George_W_Bush_0001.jpg", d / "bad\nname.jpg")
+    undecodable = os.fsdecode(os.fsencode(d) + b"/und\xff.jpg")
+    shutil.copy(PHOTOS / "Colin_Powell_0001.jpg", undecodable)
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"photos/ok.jpg\nphotos/und\xff.jpg\n")
+    return {"dir": d, "list": listing, "ok": d / "ok.jpg"}
+
+
+ESCAPED = {"bad\\nname.jpg", "und\\xff.jpg"}
+
+
+def _failed_names(err: str) -> set[str]:
+    names = set()
+    for line in err.splitlines():
+        assert line.startswith(("failed: ", "{")) or line.startswith("error: "), line
+        if line.startswith("failed: "):
+            names.add(line.split(": ")[1].rsplit("/", 1)[1])
+    return names
+
+
+def test_embed_a_folder_with_bad_names_fails_them_alone(capsys, bad_names, tmp_path):
+    from lrface.batch_embed import read_npz
+
+    for out in (tmp_path / "e.npz", tmp_path / "edir"):
+        rc, stdout, err = run(capsys, "embed", bad_names["dir"], "--out", out, "--model", MODEL,
+                              "--quiet")  # fmt: skip
+        assert rc == 3 and '"n_embedded": 1' in stdout and '"n_failed": 2' in stdout, err
+        assert _failed_names(err) == ESCAPED
+        assert "line break" in err and "not valid UTF-8" in err
+    names, emb, failures = read_npz(tmp_path / "e.npz")
+    assert names == [str(bad_names["ok"])] and emb.shape == (1, 128)
+    assert {p.rsplit("/", 1)[1] for p, _ in failures} == ESCAPED
+    rows = (tmp_path / "edir" / "failures.tsv").read_text(encoding="utf-8").splitlines()
+    assert {r.split("\t")[0].rsplit("/", 1)[1] for r in rows} == ESCAPED
+    assert all(len(r.split("\t")) == 2 for r in rows)
+    # the resumable directory reopens (paths.txt holds the escaped names, one per line)
+    rc, stdout, _ = run(capsys, "embed", bad_names["dir"], "--out", tmp_path / "edir",
+                        "--model", MODEL, "--quiet")  # fmt: skip
+    assert rc == 3 and '"shards_skipped": 1' in stdout
+    # a .txt list with an undecodable line: that path fails, the list is read
+    rc, _, err = run(capsys, "embed", bad_names["list"], "--out", tmp_path / "l.npz",
+                     "--model", MODEL, "--quiet")  # fmt: skip
+    assert rc == 3 and _failed_names(err) == {"und\\xff.jpg"}
+
+
+def test_gallery_build_and_identify_fail_bad_names_alone(capsys, bad_names, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(bad_names["dir"], root / "Someone")
+    (root / "Other").mkdir()
+    shutil.copy(PHOTOS / "Colin_Powell_0001.jpg", root / "Other" / "a.jpg")
+    g = tmp_path / "g.npz"
+    rc, stdout, err = run(capsys, "gallery", "build", root, "--out", g, "--quiet")
+    assert rc == 3 and "enrolled 2 identities (2 images)" in stdout
+    assert _failed_names(err) == ESCAPED
+    rc, stdout, err = run(capsys, "identify", bad_names["dir"], "--gallery", g)
+    lines = stdout.splitlines()
+    assert rc == 3 and len(lines) == 1 and lines[0].startswith(f"{bad_names['ok']}: Someone")
+    assert _failed_names(err) == ESCAPED
+
+
+def test_path_text_escapes_every_line_breaking_character():
+    from lrface.pathnames import name_problem, path_text
+
+    for bad in ("a\nb", "a\rb", "a\tb", "a\x0bb", "a\x1cb", "a\x85b", "a\u2028b", "a\u2029b"):
+        assert name_problem(bad) and len(path_text(bad).splitlines()) == 1, repr(bad)
+        assert path_text(bad).isprintable()
+    assert path_text("plain/é ü.jpg") == "plain/é ü.jpg" and name_problem("é.jpg") is None
+    assert path_text(os.fsdecode(b"x\xff")) == "x\\xff"
+    assert path_text(os.fsdecode(b"x\xff")).encode("utf-8")  # writable as UTF-8
+
+
+# ---------------------------------------------------------------- fuzz: output paths
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.text(st.characters(codec="utf-8") | st.sampled_from("\n\r\t\x85\u2028"))
+                  .map(lambda t: t.replace("\x00", "")))  # fmt: skip
+def test_fuzz_path_text_is_one_utf8_line(name):
+    from lrface.pathnames import name_problem, path_text
+
+    shown = path_text(name)
+    shown.encode("utf-8")  # raises for a lone surrogate
+    assert len(shown.splitlines()) <= 1
+    assert (shown == name) == (name_problem(name) is None)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.binary(max_size=512), st.sampled_from(["embeddings", "gallery"]))
+def test_fuzz_check_output_never_accepts_foreign_bytes(tmp_path, data, kind):
+    """Random bytes (sometimes behind a zip header) under an .npz name are never taken
+    for an lrface output: refused with one line, left as they were."""
+    from lrface.errors import LrfaceError
+    from lrface.outputs import check_output
+
+    target = tmp_path / "x.npz"
+    target.write_bytes(data)
+    with pytest.raises(LrfaceError) as exc:
+        check_output(target, kind)
+    assert "\n" not in str(exc.value) and str(target) in str(exc.value)
+    assert target.read_bytes() == data
