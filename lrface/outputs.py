@@ -15,6 +15,7 @@ zip's central directory), a JSON file's keys, or a directory's marker files.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import zipfile
@@ -27,8 +28,10 @@ from .fileio import check_writable
 
 _EMBEDDINGS_MEMBERS = {"paths.npy", "embeddings.npy", "failed_paths.npy", "failed_errors.npy"}
 _GALLERY_MEMBERS = {"embeddings.npy", "labels.npy", "sources.npy", "meta.npy"}
-#: files one of which a ``lrface distill`` output directory holds (checkpoints, logs, report)
-_DISTILL_MARKERS = ("data_report.json", "history.json", "log.csv", "last.pt", "best.pt")
+#: files one of which a ``lrface distill`` output directory holds (checkpoints, logs,
+#: report, the per-rank files of a torchrun job), or is writing (an atomic write's
+#: ``.NAME.*.part``: another rank of the same job may be writing one right now)
+_DISTILL_MARKERS = ("data_report.json", "history.json", "log.csv", "last.pt", "best.pt", "rank*.pt")
 _MAX_JSON_BYTES = 64 << 20
 
 
@@ -76,7 +79,11 @@ def _is_model_card(path: Path) -> bool:
 
 
 def _is_distill_dir(path: Path) -> bool:
-    return any((path / m).is_file() for m in _DISTILL_MARKERS)
+    if not path.is_dir():
+        return False
+    names = [p.name for p in path.iterdir()]
+    patterns = [*_DISTILL_MARKERS, *(f".{m}.*.part" for m in _DISTILL_MARKERS)]
+    return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in patterns)
 
 
 #: kind -> (what it is, in a message; the test that an existing path is one)
