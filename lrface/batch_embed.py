@@ -68,7 +68,10 @@ from .fileio import (
     save_npz_atomic,
     write_json_atomic,
 )
+from .outputs import check_output
+from .pathnames import path_text
 from .pipeline import CropOptions, CropPreparer, CropResult, options_for, progress_bar
+from .validation import check_resource
 
 if TYPE_CHECKING:
     from .models.interface import Embedder
@@ -142,18 +145,19 @@ def expand_inputs(
 
 
 def collect_paths(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """The image paths of :func:`expand_inputs` (every input must exist), checked to be
-    writable one per line in ``paths.txt`` (no tab or line break)."""
+    """The image paths of :func:`expand_inputs` (every input must exist).  A name that
+    ``paths.txt`` cannot hold as is (:func:`lrface.pathnames.name_problem`) is kept: it
+    fails on its own when prepared and is recorded escaped."""
     out, _ = expand_inputs(inputs)
-    _check_path_names(out)
     return out
 
 
 def _read_list(list_file: Path) -> list[str]:
     """Paths listed in ``list_file``, relative ones resolved against its directory."""
     try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        # undecodable bytes stay (as surrogates): that path fails alone, not the list
+        lines = list_file.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError as exc:
         raise LrfaceError(f"{list_file}: cannot read the path list ({exc})") from None
     base = list_file.parent
     out = []
@@ -164,19 +168,15 @@ def _read_list(list_file: Path) -> list[str]:
     return out
 
 
-def _check_path_names(paths: Sequence[str]) -> None:
-    for p in paths:
-        if any(c in p for c in "\t\n\r"):
-            raise LrfaceError(f"{p!r}: path contains a tab or line break; rename the file")
-
-
 def paths_sha256(paths: Sequence[str]) -> str:
     """sha256 (hex) of the path list as written to ``paths.txt`` (one per line)."""
     return hashlib.sha256(_paths_text(paths).encode("utf-8")).hexdigest()
 
 
 def _paths_text(paths: Sequence[str]) -> str:
-    return "".join(f"{p}\n" for p in paths)
+    """``paths.txt``: one path per line, names it cannot hold as is escaped
+    (:func:`lrface.pathnames.path_text`; such files always fail)."""
+    return "".join(f"{path_text(p)}\n" for p in paths)
 
 
 def shard_range(n_paths: int, i: int, n: int, block: int = 1) -> tuple[int, int]:
@@ -236,7 +236,7 @@ def _write_shard(
     _save_npy(out / names["emb"], emb)
     _save_npy(out / names["idx"], idx)
     with atomic_write(out / names["failures"], "w") as fh:
-        fh.writelines(f"{row}\t{path}\t{msg}\n" for row, path, msg in fails)
+        fh.writelines(f"{row}\t{path_text(path)}\t{path_text(msg)}\n" for row, path, msg in fails)
     return {"shard": k, **names, "n_embedded": len(idx), "n_failed": len(fails)}
 
 
@@ -455,8 +455,7 @@ def _open_run(
     options (crop size ``embedder.input_size``) and the manifest (new, or the resumed one
     with its present shards).
     """
-    all_paths = [str(p) for p in paths]
-    _check_path_names(all_paths)
+    all_paths = [os.fsdecode(p) for p in paths]
     _check_run_arguments(batch_size, shard_size, workers)
     options = options_for(options, detect, int(embedder.input_size))
     all_paths, info = _select_shard(all_paths, shard_of, shard_size)
@@ -506,10 +505,11 @@ def _run_summary(
 
 
 def _check_run_arguments(batch_size: int, shard_size: int, workers: int) -> None:
-    """Raise :class:`LrfaceError` unless batch_size, shard_size >= 1 and workers >= 0."""
-    _check_positive(batch_size, "batch_size")
-    _check_positive(shard_size, "shard_size")
-    _check_positive(workers, "workers", 0)
+    """Raise :class:`LrfaceError` unless batch_size, shard_size >= 1 and workers >= 0,
+    each within its cap (:data:`lrface.validation.RESOURCE_LIMITS`)."""
+    for name, value, low in (("batch_size", batch_size, 1), ("shard_size", shard_size, 1),
+                             ("workers", workers, 0)):  # fmt: skip
+        check_resource(name, _check_positive(value, name, low))
 
 
 def _select_shard(
@@ -834,7 +834,9 @@ def write_npz(
     failures: Sequence[Failure],
     meta: dict[str, Any] | None = None,
 ) -> None:
-    """Write embeddings to one ``.npz`` atomically (``lrface embed ... --out FILE.npz``).
+    """Write embeddings to one ``.npz`` atomically (``lrface embed ... --out FILE.npz``);
+    an existing ``out_file`` is replaced only when it is such a file too
+    (:func:`lrface.outputs.check_output`).
 
     Arrays: ``paths`` unicode (N,), ``embeddings`` float32 (N, D), ``failed_paths`` and
     ``failed_errors`` unicode (F,), ``meta`` 0-d unicode JSON (``meta`` or ``{}``;
@@ -844,6 +846,7 @@ def write_npz(
     emb = np.ascontiguousarray(np.asarray(embeddings), dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(paths):
         raise LrfaceError(f"write_npz: {len(paths)} paths but embeddings of shape {emb.shape}")
+    check_output(out_file, "embeddings", "output")  # never replaces a file of another kind
     save_npz_atomic(
         out_file,
         paths=_str_array(paths),

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import tempfile
 from pathlib import Path
+
+from .errors import LrfaceError, os_error_message
+
+#: cache directories found writable in this process (checked once each)
+_WRITABLE: set[Path] = set()
 
 
 def cache_dir() -> Path:
-    """``$LRFACE_CACHE`` or ``~/.cache/lrface`` (created on demand)."""
+    """``$LRFACE_CACHE`` or ``~/.cache/lrface`` (created on demand; it must accept files).
+
+    Raises :class:`LrfaceError` naming the directory and the fix when it cannot be created
+    or written (a file in the way, no permission, a read-only file system).
+    """
     d = Path(os.environ.get("LRFACE_CACHE", "~/.cache/lrface")).expanduser()
-    d.mkdir(parents=True, exist_ok=True)
+    if d in _WRITABLE:
+        return d
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if not d.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(d))
+        _probe_write(d)
+    except OSError as exc:
+        raise LrfaceError(
+            f"the cache directory {os_error_message(exc, d)}, or set LRFACE_CACHE to a "
+            "writable directory"
+        ) from None
+    _WRITABLE.add(d)
     return d
 
 
@@ -21,3 +44,14 @@ def digest(*parts: object, n: int = 16) -> str:
         h.update(str(p).encode())
         h.update(b"\0")
     return h.hexdigest()[:n]
+
+
+def _probe_write(d: Path) -> None:
+    """Create and remove a file in ``d``; an ``OSError`` names ``d`` (not the probe)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lrface-write-test.", dir=d)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        exc.filename = str(d)
+        raise

@@ -8,7 +8,9 @@ Exit status (every command):
   ``"faces": []``).  ``identify`` has none: "unknown" is a per-probe answer, exit 0.
 * **2** error: nothing was done, or a batch command failed on *every* input (one
   ``error: ...`` line on stderr naming the file and the fix, after the per-file
-  ``failed: PATH: reason`` lines of a batch; never a traceback).  Bad option values are
+  ``failed: PATH: reason`` lines of a batch; never a traceback).  An ``OSError`` on a
+  path (disk full, name too long, a file where a directory should be, no permission) is
+  such an error too (:func:`lrface.errors.os_error_message`).  Bad option values are
   refused at parse time (argparse's usage line and message) or before any work starts.
 * **3** partial batch failure (``embed``, ``gallery build``, ``identify``): some inputs
   failed (``failed: PATH: reason`` on stderr, one line each), the others succeeded and
@@ -43,7 +45,7 @@ from .cli_options import (
     ModelsOptions,
     VerifyOptions,
 )
-from .errors import LrfaceError
+from .errors import LrfaceError, os_error_message
 
 if TYPE_CHECKING:
     from .eval.benchmark import BenchmarkConfig
@@ -96,6 +98,7 @@ def cmd_detect(a: DetectOptions) -> int:
     from .align import align_face
     from .detect import load_detector, resolve_detector
     from .fileio import atomic_write, check_writable
+    from .outputs import check_crop_targets
     from .pipeline import CropOptions, detect_faces
 
     CropOptions(detector=a.detector, det_thresh=a.det_thresh, size=a.size)  # validates
@@ -106,10 +109,12 @@ def cmd_detect(a: DetectOptions) -> int:
         import cv2
 
         out = Path(a.save_crops)
+        targets = [out / f"{Path(a.image).stem}_face{i}.png" for i in range(len(faces))]
+        check_crop_targets(targets, a.size)
         out.mkdir(parents=True, exist_ok=True)
-        for i, f in enumerate(faces):
+        for target, f in zip(targets, faces):
             _, buf = cv2.imencode(".png", align_face(image, f.landmarks, a.size))
-            with atomic_write(out / f"{Path(a.image).stem}_face{i}.png") as fh:
+            with atomic_write(target) as fh:
                 fh.write(buf.tobytes())
     if a.json:
         print(json.dumps({"image": a.image, "faces": [f.to_dict() for f in faces]}, indent=2))
@@ -131,8 +136,11 @@ def cmd_detect(a: DetectOptions) -> int:
 
 
 def _print_failures(failures: Sequence[tuple[str, str]]) -> None:
+    """``failed: PATH: reason`` per failure, one line each (names escaped: path_text)."""
+    from .pathnames import path_text
+
     for path, msg in failures:
-        print(f"failed: {path}: {msg}", file=sys.stderr)
+        print(f"failed: {path_text(path)}: {path_text(msg)}", file=sys.stderr)
 
 
 def _batch_status(n_ok: int, n_failed: int, what: str) -> int:
@@ -162,10 +170,11 @@ def _ray_engine(a: EmbedOptions, emb: Embedder) -> RayEngine:
 
 def cmd_embed(a: EmbedOptions) -> int:
     from .batch_embed import collect_paths, parse_shard
-    from .fileio import check_writable
     from .models.loader import load_embedder
+    from .outputs import check_output
 
     options = a.crop_options()
+    check_output(a.out, "embeddings" if a.out.endswith(".npz") else "embeddings-dir")
     paths = collect_paths(a.inputs)
     if not paths:
         raise LrfaceError(
@@ -173,7 +182,6 @@ def cmd_embed(a: EmbedOptions) -> int:
             "images, or .txt lists of paths"
         )
     shard_of = parse_shard(a.shard) if a.shard else None
-    check_writable(a.out, "file" if a.out.endswith(".npz") else "dir", "--out")
     emb = load_embedder(a.model, batch_size=a.batch_size)
     engine = _ray_engine(a, emb) if a.engine == "ray" else None  # closed below or at exit
     opts: dict[str, Any] = {
@@ -286,7 +294,11 @@ def print_benchmark(config: BenchmarkConfig, result: dict[str, Any]) -> None:
 
 
 def cmd_distill(a: DistillOptions) -> int:
+    from .outputs import check_output
+
     cfg = a.recipe  # --config FILE, overridden by the options given
+    if cfg.out:
+        check_output(cfg.out, "distill-dir")  # never into an unrelated non-empty directory
     if a.prepare_only:
         from .distill.data import prepare_only
 
@@ -300,16 +312,12 @@ def cmd_distill(a: DistillOptions) -> int:
 
 def cmd_export(a: ExportOptions) -> int:
     from .export import export_onnx
-    from .fileio import check_writable
+    from .models.registry import PACKAGE_WEIGHTS
+    from .outputs import check_export_target
 
     if Path(a.onnx).suffix.lower() == ".json":
         raise LrfaceError(f"{a.onnx}: --onnx must not end in .json (the card is written there)")
-    check_writable(a.onnx, "file", "--onnx")
-    card_path = Path(a.onnx).with_suffix(".json")
-    if card_path.is_dir():
-        raise LrfaceError(
-            f"{card_path}: is a directory, but the card goes there; choose another --onnx"
-        )
+    card_path = check_export_target(a.onnx, PACKAGE_WEIGHTS).with_suffix(".json")
     card = export_onnx(a.model, a.onnx, opset=a.opset, name=a.name)
     print(
         f"wrote {a.onnx} and {card_path} (max abs diff to torch "
@@ -319,13 +327,13 @@ def cmd_export(a: ExportOptions) -> int:
 
 
 def cmd_gallery(a: GalleryBuildOptions) -> int:
-    from .fileio import check_writable
     from .gallery import build_gallery
     from .models.loader import load_embedder
+    from .outputs import check_output
 
     options = a.crop_options()
     ivf = a.index != "exact"
-    check_writable(a.out, "dir" if ivf else "file", "--out")  # before any embedding
+    check_output(a.out, "ivf-dir" if ivf else "gallery")  # before any embedding
     emb = load_embedder(a.model)
     gallery, failures = build_gallery(
         a.root,
@@ -364,6 +372,7 @@ def cmd_identify(a: IdentifyOptions) -> int:
     from .batch_embed import expand_inputs
     from .ivf import open_gallery
     from .models.loader import load_embedder
+    from .pathnames import path_text
     from .pipeline import prepare_many
 
     options = a.crop_options()
@@ -395,8 +404,13 @@ def cmd_identify(a: IdentifyOptions) -> int:
             res["probe"] = p
             results.append(res)
             if not a.json:
-                cands = ", ".join(f"{c['identity']} {c['score']:.3f}" for c in res["candidates"])
-                print(f"{p}: {res['identity']} (score {res['score']:.3f}; top-{a.top_k}: {cands})")
+                cands = ", ".join(
+                    f"{path_text(c['identity'])} {c['score']:.3f}" for c in res["candidates"]
+                )
+                print(
+                    f"{path_text(p)}: {path_text(res['identity'])} (score {res['score']:.3f}; "
+                    f"top-{a.top_k}: {cands})"
+                )
     if a.json:
         print(json.dumps(results, indent=2))
     return _batch_status(len(results), len(failures), "probes")
@@ -454,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `lrface ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a path of the user's: full disk, name too long, file in the way
+        print(f"error: {' '.join(os_error_message(exc).split())}", file=sys.stderr)
+        return 2
     finally:
         if getattr(a, "model_dir", None):  # main() may run in-process (tests, notebooks)
             if saved is None:

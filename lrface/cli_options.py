@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .argconfig import arg, from_namespace, nested
 from .distill.config import DistillConfig, add_distill_arguments, config_from_args
 from .eval.benchmark import BenchmarkConfig, add_benchmark_arguments
+from .validation import resource_error, resource_range
 
 if TYPE_CHECKING:
     from .pipeline import CropOptions
@@ -63,24 +64,27 @@ def finite_threshold(text: str) -> float:
     return value
 
 
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"{text} is below {low}")
-    return value
+def _limited(name: str, number: type = int) -> Any:
+    """argparse type for the resource option ``name``: an ``int`` (or ``float``) within
+    its caps in :data:`lrface.validation.RESOURCE_LIMITS` (the one table of them)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = number(text)
+        except ValueError:
+            what = "an integer" if number is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        why = resource_error(name, value)
+        if why:
+            raise argparse.ArgumentTypeError(why)
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int_at_least(text, 1)
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0)
+def _at_most(name: str) -> str:
+    """`` (at most N)`` for the help of the resource option ``name``."""
+    return f" (at most {resource_range(name)[1]:g})"
 
 
 # ---------------------------------------------------------------- shared options
@@ -103,9 +107,10 @@ def _workers() -> Any:
     return field(
         default=2,
         metadata=arg(
-            "decode/detect/align worker processes (default 2; 0 = none); started only for 64 "
-            "or more images, fewer are prepared in this process",
-            type=_non_negative_int,
+            "decode/detect/align worker processes (default 2; 0 = none; at most 4 x CPUs = "
+            f"{resource_range('workers')[1]:g}); started only for 64 or more images, fewer "
+            "are prepared in this process",
+            type=_limited("workers"),
         ),
     )
 
@@ -228,7 +233,8 @@ class DetectOptions(DetectorOptions, CommonOptions):
         default=None, metadata=arg("write aligned crops here", metavar="DIR")
     )
     size: int = field(
-        default=112, metadata=arg("side of saved crops (default 112)", type=_positive_int)
+        default=112,
+        metadata=arg("side of saved crops (default 112)" + _at_most("size"), type=_limited("size")),
     )
 
 
@@ -244,7 +250,11 @@ class EmbedOptions(CropFlags, CommonOptions):
     out: str = field(metadata=arg("FILE.npz, or a directory for a resumable sharded output"))
     model: str = field(default="lrface-mbf", metadata=arg("recogniser (default lrface-mbf)"))
     batch_size: int = field(
-        default=256, metadata=arg("crops per inference batch (default 256)", type=_positive_int)
+        default=256,
+        metadata=arg(
+            "crops per inference batch (default 256)" + _at_most("batch_size"),
+            type=_limited("batch_size"),
+        ),
     )
     workers: int = _workers()
     shard: str | None = field(
@@ -254,7 +264,13 @@ class EmbedOptions(CropFlags, CommonOptions):
             "lrface.batch_embed.merge_outputs"
         ),
     )
-    shard_size: int = field(default=1024, metadata=arg("files per output shard"))
+    shard_size: int = field(
+        default=1024,
+        metadata=arg(
+            "files per output shard (default 1024)" + _at_most("shard_size"),
+            type=_limited("shard_size"),
+        ),
+    )
     engine: str = field(
         default="local",
         metadata=arg(
@@ -273,14 +289,26 @@ class EmbedOptions(CropFlags, CommonOptions):
     ray_actors: int | None = field(
         default=None,
         metadata=arg(
-            "Ray actors (default: as many as fit without reserving every CPU)",
-            type=_positive_int,
+            "Ray actors (default: as many as fit without reserving every CPU)"
+            + _at_most("ray_actors"),
+            type=_limited("ray_actors"),
         ),
     )
     ray_cpus_per_actor: float = field(
-        default=1.0, metadata=arg("logical CPUs per actor, may be fractional (default 1)")
+        default=1.0,
+        metadata=arg(
+            "logical CPUs per actor, may be fractional (default 1)"
+            + _at_most("ray_cpus_per_actor"),
+            type=_limited("ray_cpus_per_actor", float),
+        ),
     )
-    ray_gpus_per_actor: float = field(default=0.0, metadata=arg("GPUs per actor (default 0)"))
+    ray_gpus_per_actor: float = field(
+        default=0.0,
+        metadata=arg(
+            "GPUs per actor (default 0)" + _at_most("ray_gpus_per_actor"),
+            type=_limited("ray_gpus_per_actor", float),
+        ),
+    )
     quiet: bool = _quiet()
 
 
@@ -380,11 +408,16 @@ class GalleryBuildOptions(CropFlags, CommonOptions):
         ),
     )
     part_size: int = field(
-        default=100_000, metadata=arg("IVF: rows per part file", type=_positive_int)
+        default=100_000,
+        metadata=arg("IVF: rows per part file" + _at_most("part_size"), type=_limited("part_size")),
     )
-    nlist: int | None = field(default=None, metadata=arg("IVF: inverted lists", type=_positive_int))
+    nlist: int | None = field(
+        default=None,
+        metadata=arg("IVF: inverted lists" + _at_most("nlist"), type=_limited("nlist")),
+    )
     nprobe: int | None = field(
-        default=None, metadata=arg("IVF: lists visited per probe", type=_positive_int)
+        default=None,
+        metadata=arg("IVF: lists visited per probe" + _at_most("nprobe"), type=_limited("nprobe")),
     )
     workers: int = _workers()
     quiet: bool = _quiet()
@@ -411,7 +444,10 @@ class IdentifyOptions(CropFlags, CommonOptions):
         ),
     )
     top_k: int = field(
-        default=5, metadata=arg("candidates per probe (default 5)", type=_positive_int)
+        default=5,
+        metadata=arg(
+            "candidates per probe (default 5)" + _at_most("top_k"), type=_limited("top_k")
+        ),
     )
     threshold: float | None = _threshold("the model's")
     backend: str = field(

@@ -340,6 +340,8 @@ def _load_detector(name: str, det_thresh: float | None, model_dir: str | None) -
     try:
         spec = registry.get_spec(name)
     except registry.ModelFileError:
+        if name in registry.SHIPPED_CARDS:  # says which file this install lacks
+            raise
         spec = None
     if spec is None or spec.kind != "detector":
         raise registry.ModelFileError(

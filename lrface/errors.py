@@ -3,10 +3,15 @@
 Every *expected* failure (bad file, missing model, wrong dataset layout, ...) raises
 :class:`LrfaceError` with a single-line message that names the offending file and says
 what to do.  The CLI prints ``error: <message>`` and exits with status 2, without a
-traceback.  Anything else is a bug and keeps its traceback.
+traceback; so it does for an ``OSError`` on a path (a full disk, a name too long, a file
+where a directory should be: :func:`os_error_message`).  Anything else is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 
 class LrfaceError(Exception):
@@ -27,3 +32,38 @@ class ModelFileError(LrfaceError):
 
 class DatasetError(LrfaceError):
     """A dataset path is missing or does not have the expected layout."""
+
+
+#: errno -> what the user can do about an ``OSError`` on one of their paths.
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "free space there or choose another location",
+    errno.EDQUOT: "free space (disk quota) or choose another location",
+    errno.EFBIG: "the file is too large for that file system or a file-size limit is set; "
+    "choose another location",
+    errno.EROFS: "the file system is read-only; choose another location",
+    errno.EACCES: "fix the permissions or choose another location",
+    errno.EPERM: "fix the permissions or choose another location",
+    errno.ENAMETOOLONG: "use a shorter name (most file systems allow 255 bytes per name)",
+    errno.ENOTDIR: "a part of the path is a file, not a directory; choose another path",
+    errno.EEXIST: "a file of that name is in the way of a directory; choose another path or "
+    "move the file",
+    errno.EISDIR: "it is a directory; give a file name",
+    errno.ENOENT: "check the path",
+    errno.ELOOP: "the path has a symbolic-link loop; check the path",
+    errno.EIO: "the device reported an I/O error; check the disk or choose another location",
+}
+
+
+def os_error_message(exc: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """One line for an ``OSError`` on a user's path: ``PATH: reason; fix``.
+
+    ``path`` names the file when the error does not (e.g. a write that filled the disk);
+    otherwise ``exc.filename`` is used.  The CLI prints this for any ``OSError`` that
+    reaches it (``error: ...``, exit status 2); writers and the cache raise
+    :class:`LrfaceError` with it.
+    """
+    name = exc.filename if exc.filename is not None else path
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    fix = _OS_ERROR_FIXES.get(exc.errno or 0, "check the path and the disk")
+    where = f"{os.fsdecode(name) if isinstance(name, bytes) else name}: " if name else ""
+    return f"{where}{reason}; {fix}"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .download import download_file, unpack_zip
 from .errors import ModelFileError
+from .fileio import check_writable
 from .models import registry
 
 _DIRECT = (".onnx", ".zip", ".pt", ".pth")
@@ -38,7 +39,7 @@ def fetch_model(
             else f"see `lrface models list` for its origin ({spec.description})"
         )
         raise ModelFileError(f"{spec.file}: {name} has no direct download URL; {where}")
-    dest.mkdir(parents=True, exist_ok=True)
+    check_writable(dest, "dir", "model directory ($LRFACE_HOME/models)")  # before downloading
     if src.lower().endswith(".zip"):
         pack = spec.pack or Path(src).stem
         zip_sha = spec.pack_sha256 if src == spec.url else None

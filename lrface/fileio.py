@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import LrfaceError
+from .errors import LrfaceError, os_error_message
 
 #: ``read_npz_arrays`` refuses members declaring more than this many times the file's size.
 MAX_NPZ_RATIO = 10
@@ -79,11 +79,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
 
 
 def _write_error(path: Path, exc: OSError) -> LrfaceError:
-    reason = exc.strerror or type(exc).__name__
-    return LrfaceError(
-        f"{path}: cannot write ({reason}); choose another output path, or free space / fix "
-        "permissions there"
-    )
+    exc.filename = None  # name the output, not its temporary file
+    return LrfaceError(f"cannot write {os_error_message(exc, path)}")
 
 
 def check_writable(
@@ -100,6 +97,13 @@ def check_writable(
     path = Path(path)
     if kind not in ("file", "dir"):
         raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
+    try:
+        return _check_writable(path, kind, option)
+    except OSError as exc:  # a name too long, a symlink loop, ...
+        raise LrfaceError(f"{option} {os_error_message(exc, path)}") from None
+
+
+def _check_writable(path: Path, kind: str, option: str) -> Path:
     if kind == "file" and path.is_dir():
         raise LrfaceError(f"{path}: is a directory; give {option} a file name")
     if kind == "dir" and path.exists() and not path.is_dir():

@@ -48,6 +48,7 @@ import numpy as np
 
 from .errors import DatasetError, LrfaceError
 from .fileio import NpzError, read_npz_arrays, save_npz_atomic
+from .outputs import check_output
 from .pipeline import CropOptions, options_for, prepare_many, progress_bar
 from .search import search as _search
 from .validation import NORM_TOL, check_embeddings, check_positive_int
@@ -287,7 +288,10 @@ class Gallery:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the gallery to ``path`` atomically (format: see the module docstring)."""
+        """Write the gallery to ``path`` atomically (format: see the module docstring); an
+        existing ``path`` is replaced only when it is a gallery too
+        (:func:`lrface.outputs.check_output`)."""
+        check_output(path, "gallery", "output")
         names = self.identities
         emb = (
             np.concatenate([self._emb[n] for n in names])

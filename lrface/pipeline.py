@@ -45,7 +45,8 @@ from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
 from .face_choice import central_candidates, most_central, template_landmarks
 from .images import ImageInput, describe, read_image
-from .validation import is_int
+from .pathnames import name_problem
+from .validation import check_resource, is_int
 from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 
 log = logging.getLogger("lrface")
@@ -383,10 +384,15 @@ class CropResult(NamedTuple):
 def prepare_crop(path: str | os.PathLike[str], options: CropOptions) -> CropResult:
     """:class:`CropResult` for one image file; never raises.
 
+    A file whose name batch outputs cannot record (:func:`lrface.pathnames.name_problem`:
+    a line break, a control character, undecodable bytes) fails without being read.
     Expected problems (:class:`LrfaceError`) give their message; anything else (a bug or a
     pathological file) is logged with its traceback and reported as ``internal error:
     ...``.  A leading ``"<path>: "`` is removed from the message.
     """
+    problem = name_problem(path)  # one bad name fails alone, never the batch
+    if problem:
+        return CropResult(None, problem)
     label = str(path)
     try:
         face = prepare_face(path, options, name=label)
@@ -424,6 +430,7 @@ class CropPreparer:
             raise LrfaceError(f"options must be a CropOptions, got {type(options).__name__}")
         if not is_int(workers) or workers < 0:
             raise LrfaceError(f"workers must be an integer >= 0, got {workers!r}")
+        check_resource("workers", workers)  # the documented cap (lrface.validation)
         self.options = options
         many = n_paths is None or n_paths >= POOL_MIN_PATHS
         self.workers = int(workers) if many else 0

@@ -51,6 +51,7 @@ import numpy as np
 
 from .errors import LrfaceError
 from .pipeline import CropOptions, CropResult, prepare_crop
+from .validation import check_resource
 
 if TYPE_CHECKING:
     from .models.interface import Embedder
@@ -263,6 +264,10 @@ def _check_actor_request(actors: int | None, cpus_per_actor: float, gpus_per_act
         raise LrfaceError(f"--ray-gpus-per-actor must be >= 0, got {gpus_per_actor!r}")
     if actors is not None and (isinstance(actors, bool) or actors < 1):
         raise LrfaceError(f"--ray-actors must be >= 1, got {actors!r}")
+    for name, value in (("ray_actors", actors), ("ray_cpus_per_actor", cpus_per_actor),
+                        ("ray_gpus_per_actor", gpus_per_actor)):  # fmt: skip
+        if value is not None:  # the documented caps (lrface.validation)
+            check_resource(name, value, "--" + name.replace("_", "-"))
 
 
 def _init_cluster(ray: Any, address: str | None, local_cpus: int | None) -> bool:

@@ -1,4 +1,5 @@
-"""The one validator of embedding matrices (scikit-learn's ``check_array`` habit).
+"""The one validator of embedding matrices (scikit-learn's ``check_array`` habit), and
+the one table of resource-option caps (:data:`RESOURCE_LIMITS`, :func:`check_resource`).
 
 Every public function that takes embeddings (:func:`lrface.search.search`, galleries,
 IVF galleries, the metrics of :mod:`lrface.eval.metrics`) passes them through
@@ -10,6 +11,9 @@ the argument and the fix.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +31,61 @@ def check_positive_int(value: object, name: str) -> int:
     if not is_int(value) or value < 1:  # type: ignore[operator]
         raise LrfaceError(f"{name} must be a positive integer, got {value!r}")
     return int(value)  # type: ignore[call-overload]
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
+#: The documented caps of resource options, the one table the CLI (argparse types in
+#: :mod:`lrface.cli_options`) and the API (:func:`check_resource`) use; listed in the
+#: README's "Exit status and limits".  name -> (lowest, highest or a function of this
+#: machine giving it, what the highest is).
+RESOURCE_LIMITS: dict[str, tuple[float, float | Callable[[], float], str]] = {
+    "workers": (0, lambda: 4 * _cpus(), "worker processes (4 x this machine's CPUs)"),
+    "batch_size": (1, 4096, "crops per inference batch"),
+    "shard_size": (1, 16384, "files per shard (held in memory while embedded)"),
+    "ray_actors": (1, 1024, "Ray actors"),
+    "ray_cpus_per_actor": (0, 1024, "CPUs per Ray actor"),
+    "ray_gpus_per_actor": (0, 64, "GPUs per Ray actor"),
+    "part_size": (1, 1_000_000, "rows per IVF part file (held in memory while encoded)"),
+    "nlist": (1, 65536, "IVF inverted lists"),
+    "nprobe": (1, 65536, "IVF lists visited per probe"),
+    "top_k": (1, 1000, "candidates per probe"),
+    "size": (1, 1024, "pixels per crop side"),
+    "threads": (1, lambda: 4 * _cpus(), "torch threads (4 x this machine's CPUs)"),
+}
+
+
+def resource_range(name: str) -> tuple[float, float]:
+    """``(lowest, highest)`` allowed for the resource option ``name`` on this machine."""
+    low, high, _ = RESOURCE_LIMITS[name]
+    return low, high() if callable(high) else high
+
+
+def resource_error(name: str, value: object) -> str | None:
+    """None if ``value`` is allowed for the resource option ``name``
+    (:data:`RESOURCE_LIMITS`), else why not: one line with the allowed range and what
+    its upper end is."""
+    low, high = resource_range(name)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return f"must be a number in [{low:g}, {high:g}], got {value!r}"
+    if not math.isfinite(float(value)) or value < low:
+        return f"{value!r} is below {low:g}"
+    if value > high:
+        what = RESOURCE_LIMITS[name][2]
+        return f"{value!r} is above the limit of {high:g} {what}; use {high:g} or less"
+    return None
+
+
+def check_resource(name: str, value: object, option: str | None = None) -> Any:
+    """``value`` if it is within the limits of the resource option ``name``
+    (:data:`RESOURCE_LIMITS`), else :class:`LrfaceError` naming ``option`` (default:
+    ``name``), the allowed range and what its upper end is."""
+    why = resource_error(name, value)
+    if why:
+        raise LrfaceError(f"{option or name}: {why}")
+    return value
 
 
 #: Allowed deviation of an embedding's L2 norm from 1.

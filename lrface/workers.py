@@ -39,7 +39,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from .errors import LrfaceError
-from .validation import is_int
+from .validation import check_resource, is_int
 
 __all__ = ["POOL_MIN_ITEMS", "PREFETCH", "WorkerPool", "map_items", "progress_bar"]
 
@@ -119,7 +119,7 @@ class WorkerPool:
     ) -> None:
         if not is_int(workers) or workers < 0:
             raise LrfaceError(f"workers must be an integer >= 0, got {workers!r}")
-        self.workers = int(workers)
+        self.workers = int(check_resource("workers", workers))  # the documented cap
         self.pool: ProcessPoolExecutor | None = None
         if self.workers > 0:
             self.pool = ProcessPoolExecutor(
@@ -194,6 +194,7 @@ def map_items(
     items = list(items)
     if not is_int(workers) or workers < 0:
         raise LrfaceError(f"workers must be an integer >= 0, got {workers!r}")
+    check_resource("workers", workers)  # the documented cap (lrface.validation)
     n_workers = int(workers) if len(items) >= POOL_MIN_ITEMS else 0
     group = max(1, 4 * n_workers * MAX_CHUNK)  # up to 4 chunks per worker and group
     bar = progress_bar(len(items), progress, desc)

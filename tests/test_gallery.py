@@ -235,7 +235,7 @@ def test_save_to_unwritable_place_is_one_line_error(built, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     for dest in (a_file / "g.npz", tmp_path):
-        with pytest.raises(LrfaceError, match="cannot write") as exc:
+        with pytest.raises(LrfaceError, match=r"cannot be created|is a directory") as exc:
             built[0].save(dest)
         assert str(dest) in str(exc.value) and "\n" not in str(exc.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no temporary left

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
-import cv2
 import pytest
 from conftest import PHOTOS, REPO
 
@@ -49,12 +51,9 @@ def _run(tmp_path: Path, code: str, timeout: float = 180) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def small_copy(tmp_path_factory) -> Path:
-    """Abel_Pacheco_0004 shrunk to 36x36 (the README's example)."""
-    path = tmp_path_factory.mktemp("small") / "b.jpg"
-    img = cv2.imread(str(PHOTOS / "Abel_Pacheco_0004.jpg"))
-    cv2.imwrite(str(path), cv2.resize(img, (36, 36), interpolation=cv2.INTER_AREA))
-    return path
+def small_copy() -> Path:
+    """Abel_Pacheco_0004 shrunk to 36x36 (committed; the README's main-job probe)."""
+    return PHOTOS / "Abel_Pacheco_0004_36px.jpg"
 
 
 def test_main_jobs_run_without_torch_and_without_shared(tmp_path, small_copy):
@@ -122,3 +121,107 @@ def test_torch_student_card_without_torch_is_one_line(tmp_path):
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and 'pip install "lrface[train]"' in err[0], p.stderr
     assert "Traceback" not in p.stderr
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    """This environment without lrface's variables or PYTHONPATH (so only an installed lrface
+    is importable); ``LRFACE_HOME`` an empty directory (no SCRFD: the shipped YuNet)."""
+    drop = ("LRFACE", "INSIGHTFACE", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    home.mkdir(exist_ok=True)
+    env.update(LRFACE_HOME=str(home), INSIGHTFACE_HOME=str(home / "no-insightface"))
+    return env
+
+
+def test_readme_main_job_runs_verbatim_in_the_clone(tmp_path):
+    """The README's first command, copied as written, in the clone's root: the output the
+    README shows (stdout line and the one notice line), exit 0."""
+    readme = (REPO / "README.md").read_text()
+    command = re.search(r"^(lrface verify \S+ \S+)\s+# the main job$", readme, re.M)
+    assert command, "README lost its main-job command"
+    after = readme[command.end() :].split("```\n", 1)[1]  # past the command's block
+    block = re.search(r"```\n(.*?)\n```", after, re.S)
+    assert block, "README lost the output of its main-job command"
+    shown = block.group(1).splitlines()
+    args = command.group(1).split()[1:]
+    env = _clean_env(tmp_path / "home")
+    env["PYTHONPATH"] = str(REPO)  # what `pip install -e .` gives
+    p = subprocess.run(
+        [sys.executable, "-m", "lrface", *args], capture_output=True, text=True, timeout=120,
+        cwd=REPO, env=env,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [shown[-1]]
+    assert p.stderr.splitlines() == shown[:-1]
+
+
+@pytest.mark.slow  # ~20 s: builds a wheel and a venv
+def test_wheel_install_carries_the_models(tmp_path):
+    """`pip install .` as a wheel: the shipped models come along as package data, are
+    sha256-checked, and `lrface verify` runs outside the clone; a tampered or missing
+    shipped file is one line naming it."""
+    src = tmp_path / "src"  # a copy: the in-tree build leaves build/ and egg-info behind
+    keep = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for d in ("lrface", "weights"):
+        shutil.copytree(REPO / d, src / d, ignore=keep)
+    for f in ("setup.py", "setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / f, src / f)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    offline = ["--no-index", "--no-deps", "--quiet"]
+    subprocess.run(
+        [*pip, "wheel", *offline, "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("lrface-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    py = venv / "bin" / "python"
+    subprocess.run(
+        [str(py), "-m", "pip", "--disable-pip-version-check", "install", *offline, str(wheel)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    # lrface's dependencies from this interpreter's environment, after lrface itself (a
+    # .pth line only appends the directory: an editable lrface installed there stays off)
+    site = Path(
+        subprocess.check_output([str(py), "-c", "import sysconfig; "
+                                 "print(sysconfig.get_paths()['purelib'])"], text=True).strip()
+    )  # fmt: skip
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "zz_parent_env.pth").write_text("".join(f"{d}\n" for d in sorted(ours)))
+    run_dir = tmp_path / "elsewhere"
+    run_dir.mkdir()
+    for name in ("Abel_Pacheco_0001.jpg", "Abel_Pacheco_0004_36px.jpg"):
+        shutil.copy(PHOTOS / name, run_dir / name)
+    env = _clean_env(tmp_path / "home")
+
+    def lrface(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(venv / "bin" / "lrface"), *args], capture_output=True, text=True,
+            timeout=120, cwd=run_dir, env=env,
+        )  # fmt: skip
+
+    listed = {r["name"]: r for r in json.loads(lrface("models", "list", "--json").stdout)}
+    installed = site / "lrface" / "weights"
+    for name in ("mobilefacenet-arcface", "lrface-mbf", "lrface-tiny-16", "yunet"):
+        assert listed[name]["path"].startswith(str(installed)), listed[name]
+    assert (installed / "lrface-mbf.pt").is_file()  # torch weights too, for fine-tuning
+    p = lrface("verify", "Abel_Pacheco_0001.jpg", "Abel_Pacheco_0004_36px.jpg")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("same person: similarity "), p.stdout
+    assert "lrface-mbf" in p.stdout and "Traceback" not in p.stderr
+
+    yunet = installed / "yunet_2026may.onnx"
+    data = bytearray(yunet.read_bytes())
+    data[-1] ^= 1
+    yunet.write_bytes(bytes(data))
+    p = lrface("verify", "Abel_Pacheco_0001.jpg", "Abel_Pacheco_0004_36px.jpg")
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert p.returncode == 2 and len(err) == 1 and "Traceback" not in p.stderr
+    assert f"{yunet}: sha256 mismatch" in err[0]
+
+    (installed / "yunet.json").unlink()
+    p = lrface("verify", "Abel_Pacheco_0001.jpg", "Abel_Pacheco_0004_36px.jpg")
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert p.returncode == 2 and len(err) == 1 and "Traceback" not in p.stderr
+    assert err[0].startswith(f"error: {installed / 'yunet.json'}: the card of the shipped model")
+    assert "reinstall lrface" in err[0]

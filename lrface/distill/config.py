@@ -355,6 +355,12 @@ class DistillConfig:
     def check(self) -> None:
         """Refuse contradictory settings (one-line :class:`LrfaceError`) before any work;
         the data settings are checked where the data is loaded."""
+        from ..validation import check_resource
+
+        check_resource("batch_size", self.batch_size, "--batch-size")  # the one table of caps
+        check_resource("workers", self.workers, "--workers")
+        if self.threads is not None:
+            check_resource("threads", self.threads, "--threads")
         if self.targets not in TARGETS:
             raise LrfaceError(f"targets={self.targets!r}: use {', '.join(TARGETS)}")
         if not 0.0 <= self.mixup <= 1.0 or (self.mixup and not self.online_targets):

@@ -33,6 +33,7 @@ from .. import __version__
 from ..argconfig import add_arguments, arg, flag_of, option_fields
 from ..errors import DatasetError, LrfaceError
 from ..fileio import jsonable, write_json_atomic
+from ..outputs import check_output
 
 if TYPE_CHECKING:
     import argparse
@@ -466,6 +467,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC)
     check_options(config)
+    check_output(config.out_dir, "benchmark-dir")  # before any model loads or embeds
     _check_layout(config.protocol, config.data)
     flip, model_dir = config.flip, config.model_dir
     embedders = [load_embedder(n, flip=flip, model_dir=model_dir) for n in config.models]

@@ -8,7 +8,7 @@ built-in table :data:`MODELS`.  Files and cards are found in this order (first h
 1. an explicit path, or ``model_dir`` (CLI ``--model-dir``);
 2. ``$LRFACE_MODEL_DIR``;
 3. ``$LRFACE_HOME/models`` (``LRFACE_HOME`` defaults to ``~/.lrface``);
-4. the package's ``weights/`` directory;
+4. the shipped models: ``lrface/weights/`` of an installed wheel, else the clone's ``weights/``;
 5. insightface's packs, ``~/.insightface/models/*/`` (e.g. ``buffalo_l``).
 
 A missing file raises :class:`~lrface.errors.ModelFileError` naming the file, every
@@ -30,7 +30,31 @@ from ..fileio import sha256_file
 
 log = logging.getLogger("lrface")
 
-PACKAGE_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+
+
+def _shipped_weights_dir() -> Path:
+    """Where the shipped models are: ``lrface/weights/`` in an installed wheel (package
+    data mapped from ``weights/`` by setup.py), else the clone's top-level ``weights/``
+    (a clone on ``PYTHONPATH`` or an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "weights"
+    return installed if installed.is_dir() else package.parent / "weights"
+
+
+#: The directory of the shipped models and cards (:func:`_shipped_weights_dir`).
+PACKAGE_WEIGHTS = _shipped_weights_dir()
+#: The models every install ships in :data:`PACKAGE_WEIGHTS` (name -> card file name).
+SHIPPED_CARDS = {
+    name: f"{name}.json"
+    for name in (
+        "mobilefacenet-arcface",
+        "lrface-mbf",
+        "lrface-tiny-16",
+        "lrface-tiny-24",
+        "lrface-tiny-32",
+        "yunet",
+    )
+}
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -522,6 +546,12 @@ def get_spec(name_or_path: str | os.PathLike[str]) -> ModelSpec:
         raise ModelFileError(
             f"{path}: no model card {card.name} beside it; lrface needs the card "
             "(preprocessing, input size, sha256) written by `lrface distill` or `lrface export`"
+        )
+    if key in SHIPPED_CARDS:
+        raise ModelFileError(
+            f"{PACKAGE_WEIGHTS / SHIPPED_CARDS[key]}: the card of the shipped model {key} is "
+            "missing, so this install lacks its model files; reinstall lrface (`pip install "
+            "--force-reinstall lrface`) or, in a clone, restore them (`git checkout weights/`)"
         )
     names = ", ".join(sorted(models))
     raise ModelFileError(f"{key}: unknown model; choose one of {names} or pass a card path")
