@@ -172,7 +172,7 @@ def write_annotated(
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     try:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps or 25.0, (w, h))
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter.fourcc(*fourcc), fps or 25.0, (w, h))
         if not writer.isOpened():
             raise LrfaceError(
                 f"{out}: OpenCV cannot write {fourcc} video there; use an .mp4 or .avi name"
