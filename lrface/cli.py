@@ -375,6 +375,8 @@ def cmd_identify(a: IdentifyOptions) -> int:
     gallery.check_model(emb)
     options = dataclasses.replace(options, size=int(emb.input_size))
     thr = a.threshold if a.threshold is not None else emb.threshold
+    if a.templates:
+        return _identify_templates(a, gallery, emb, thr, options)
     # as in `lrface embed`; a missing probe is kept and fails when it is prepared
     paths, failures = expand_inputs(a.probes, must_exist=False)
     _print_failures(failures)
@@ -491,6 +493,52 @@ def _clock(seconds: float) -> str:
     """``mm:ss.s`` of a time in seconds."""
     m, s = divmod(float(seconds), 60.0)
     return f"{int(m):02d}:{s:04.1f}"
+
+
+def _identify_templates(
+    a: IdentifyOptions, gallery: Any, emb: Embedder, thr: float | None, options: Any
+) -> int:
+    """``identify --templates``: one fused template per probe folder, searched once."""
+    from .images import list_images
+    from .templates import build_template
+
+    if a.workers != IdentifyOptions.workers:  # the default; any other value would be ignored
+        raise LrfaceError("--workers does not apply to --templates; drop it")
+    results: list[dict] = []
+    failures: list[tuple[str, str]] = []
+    for probe in a.probes:
+        if not Path(probe).is_dir():
+            raise LrfaceError(
+                f"{probe}: --templates takes one folder of images per probe subject; "
+                "pass folders, or drop --templates to search single images"
+            )
+        images = [str(p) for p in list_images(probe)]
+        if not images:
+            failures.append((probe, "holds no image files"))
+            _print_failures(failures[-1:])
+            continue
+        try:
+            tpl = build_template(images, emb, options)
+        except LrfaceError as exc:
+            failures.append((probe, str(exc)))
+            _print_failures(failures[-1:])
+            continue
+        _print_failures(tpl.failures)  # images left out of an otherwise usable template
+        res = gallery.identify(tpl.embedding, top_k=a.top_k, threshold=thr, backend=a.backend)[0]
+        res.update(probe=probe, n_images=len(tpl.sources), n_failed=len(tpl.failures))
+        results.append(res)
+        if not a.json:
+            cands = ", ".join(f"{c['identity']} {c['score']:.3f}" for c in res["candidates"])
+            print(
+                f"{probe} ({len(tpl.sources)} images): {res['identity']} (score "
+                f"{res['score']:.3f}; top-{a.top_k}: {cands})"
+            )
+    if a.json:
+        print(json.dumps(results, indent=2))
+    n_bad_images = sum(r["n_failed"] for r in results)
+    if results and (failures or n_bad_images):
+        return 3
+    return _batch_status(len(results), len(failures), "probe folders")
 
 
 #: subcommand -> (help, options dataclass (lrface.cli_options), handler, description)

@@ -419,6 +419,14 @@ class IdentifyOptions(CropFlags, CommonOptions):
         default="auto",
         metadata=arg("search backend (default auto)", choices=("auto", "numpy", "faiss")),
     )
+    templates: bool = field(
+        default=False,
+        metadata=arg(
+            "each probe is a folder of one subject's images (e.g. stills of one CCTV "
+            "track): its faces are fused into one quality-weighted template "
+            "(lrface.templates) and searched once; --workers does not apply"
+        ),
+    )
     json: bool = _json("print the results as JSON")
     workers: int = _workers()
 

@@ -4,7 +4,7 @@ A template is the L2-normalised, quality-weighted mean of the subject's face emb
 (set-based recognition, as in IJB-S / QMUL-SurvFace): many weak witnesses of one person
 (a video track, a folder of CCTV stills) averaged into one strong one.  The same fusion
 serves ``lrface watch`` (one template per track) and ``lrface identify --templates``
-(one per probe folder).
+(one per probe folder, :func:`build_template`).
 
 Quality of one face (:func:`face_quality`), a product of three terms in [0, 1]:
 
@@ -22,17 +22,26 @@ the weighted fusion beside the plain mean on the same templates.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from .errors import LrfaceError
+from .images import ImageInput
 from .validation import check_embeddings
+
+if TYPE_CHECKING:
+    from .models.interface import Embedder
+    from .pipeline import CropOptions
 
 __all__ = [
     "FULL_QUALITY_PX",
     "SHARPNESS_HALF",
+    "Template",
+    "build_template",
     "decision_threshold",
     "face_quality",
     "fuse_template",
@@ -108,3 +117,54 @@ def decision_threshold(probe_model: str, gallery: Any, given: float | None) -> t
             )
         return float(gallery.threshold), "gallery"
     return cross_model_threshold(probe_model, gallery.model_name)
+
+
+@dataclasses.dataclass
+class Template:
+    """One subject's template from several images (:func:`build_template`).
+
+    ``embedding``: float32 (D,), L2-normalised.  ``sources``: the images fused, in order;
+    ``weights``: float (len(sources),) their quality weights (:func:`face_quality`);
+    ``failures``: ``(image, one-line reason)`` of the images that could not be used.
+    """
+
+    embedding: np.ndarray
+    sources: list[str]
+    weights: np.ndarray
+    failures: list[tuple[str, str]]
+
+
+def build_template(
+    images: Sequence[ImageInput], embedder: Embedder, options: CropOptions | None = None
+) -> Template:
+    """Detect, align and embed every image of one subject with ``embedder``, and fuse
+    them (quality-weighted, :func:`fuse_template`) into one :class:`Template`.
+
+    ``images``: paths, bytes, arrays (uint8 BGR) or PIL images of the same person; each is
+    prepared as ``options`` say (default :class:`~lrface.pipeline.CropOptions`: the
+    largest face; the crop size is the embedder's).  An image that fails (unreadable, no
+    face) is left out and listed in ``failures``; raises :class:`LrfaceError` when none
+    can be used.
+    """
+    from .images import describe
+    from .pipeline import options_for, prepare_face
+
+    opts = options_for(options, True, int(embedder.input_size))
+    crops, sources, weights, failures = [], [], [], []
+    for im in images:
+        label = describe(im)
+        try:
+            face = prepare_face(im, opts, name=label)
+        except LrfaceError as exc:
+            msg = " ".join(str(exc).split())
+            failures.append((label, msg[len(label) + 2 :] if msg.startswith(label + ": ") else msg))
+            continue
+        score = face.face.score if face.face is not None else 1.0
+        crops.append(face.crop)
+        sources.append(label)
+        weights.append(face_quality(face.crop, face.face_size, score))
+    if not crops:
+        why = f" ({failures[0][0]}: {failures[0][1]})" if failures else ""
+        raise LrfaceError(f"template: none of its {len(failures)} image(s) could be used{why}")
+    w = np.asarray(weights, np.float64)
+    return Template(fuse_template(embedder.embed_crops(crops), w), sources, w, failures)
