@@ -462,6 +462,7 @@ def cmd_watch(a: WatchOptions) -> int:
         "gallery_model": gallery.model_name,
         "short_tracks_dropped": report.short_tracks_dropped,
         "seconds": round(report.seconds, 2),
+        "interrupted": report.interrupted,
         "tracks": [t.to_dict() for t in report.tracks],
     }
     write_tracks_json(a.out, summary)
@@ -486,6 +487,9 @@ def cmd_watch(a: WatchOptions) -> int:
         f"{a.min_frames} frames dropped); wrote {a.out}",
         file=sys.stderr,
     )
+    if report.interrupted:
+        print("interrupted: the tracks up to the interruption were written", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -97,7 +97,8 @@ def open_video(source: str) -> VideoSource:
                 f"{source}: no frame could be decoded (not a video, truncated, or a codec "
                 "OpenCV lacks); convert it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)"
             )
-        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        cap.release()  # reopened rather than rewound: seeking is inexact for some codecs
+        cap = cv2.VideoCapture(source)
     return VideoSource(
         name=source,
         capture=cap,

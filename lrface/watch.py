@@ -186,6 +186,8 @@ class WatchReport:
     seconds: float
     detector: str
     cpu_seconds: float = float("nan")
+    #: Reading stopped at Ctrl-C (KeyboardInterrupt); the tracks so far are complete.
+    interrupted: bool = False
 
     @property
     def fps(self) -> float:
@@ -347,7 +349,9 @@ def watch_frames(
     gallery object or path (:func:`load_watchlist`).  ``fps``: frame rate for the
     tracks' times (None: no times).  ``progress``: an object with ``update(n)`` (e.g. a
     tqdm bar), advanced once per frame read.  Returns a :class:`WatchReport` with the
-    reported tracks ordered by first frame.
+    reported tracks ordered by first frame.  Ctrl-C (KeyboardInterrupt) while reading
+    stops the reading: the open tracks are closed and identified, and the report says
+    ``interrupted``.
     """
     settings = settings or WatchSettings()
     if isinstance(gallery, str | Path):
@@ -356,13 +360,17 @@ def watch_frames(
     tracks: list[TrackResult] = []
     start, cpu_start = time.perf_counter(), time.process_time()
     n_read = n_done = 0
-    for i, frame in enumerate(_checked(frames)):
-        n_read += 1
-        if i % settings.every == 0:
-            tracks += w.feed(i, frame)
-            n_done += 1
-        if progress is not None:
-            progress.update(1)
+    interrupted = False
+    try:
+        for i, frame in enumerate(_checked(frames)):
+            n_read += 1
+            if i % settings.every == 0:
+                tracks += w.feed(i, frame)
+                n_done += 1
+            if progress is not None:
+                progress.update(1)
+    except KeyboardInterrupt:  # a camera or stream never ends: Ctrl-C ends the reading
+        interrupted = True
     tracks += w.finish()
     tracks.sort(key=lambda r: (r.first_frame, r.track_id))
     return WatchReport(
@@ -373,6 +381,7 @@ def watch_frames(
         time.perf_counter() - start,
         w.detector_name,
         time.process_time() - cpu_start,
+        interrupted,
     )
 
 

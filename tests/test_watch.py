@@ -125,6 +125,16 @@ def test_watch_frames_api_every_and_unknown(gallery_file):
     assert report.tracks[0].start_s is None  # no frame rate given
 
 
+def test_ctrl_c_ends_reading_and_keeps_the_tracks(gallery_file):
+    def camera():  # a stream that never ends until the user presses Ctrl-C
+        yield from clip_frames(8)
+        raise KeyboardInterrupt
+
+    report = watch_frames(camera(), str(gallery_file))
+    assert report.interrupted and report.frames_read == 8
+    assert sorted(t.identity for t in report.tracks) == ["Abel_Pacheco", "George_W_Bush"]
+
+
 def test_tracker_keeps_ids_of_crossing_free_boxes():
     tr = SortTracker(max_misses=2)
     ids_seen = []
