@@ -135,6 +135,15 @@ def test_ctrl_c_ends_reading_and_keeps_the_tracks(gallery_file):
     assert sorted(t.identity for t in report.tracks) == ["Abel_Pacheco", "George_W_Bush"]
 
 
+def test_watchlist_folder_is_enrolled_with_the_teacher(tmp_path):
+    for name in ENROLLED[:2]:
+        person = tmp_path / "watchlist" / name.rsplit("_", 1)[0]
+        person.mkdir(parents=True)
+        (person / f"{name}.jpg").write_bytes((PHOTOS / f"{name}.jpg").read_bytes())
+    report = watch_frames(clip_frames(10), tmp_path / "watchlist")
+    assert sorted(t.identity for t in report.tracks) == ["Abel_Pacheco", "George_W_Bush"]
+
+
 def test_tracker_keeps_ids_of_crossing_free_boxes():
     tr = SortTracker(max_misses=2)
     ids_seen = []
