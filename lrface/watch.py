@@ -15,8 +15,8 @@ with scores and the open-set decision at the threshold of
 processed frames are dropped as detector noise (counted in :class:`WatchReport`).
 
 Embedding only each track's best faces, once, when it ends keeps the per-frame cost at
-detection + alignment, so a 352x288 stream with a few faces runs in real time on two CPU
-cores (``benchmarks/watch_clips.py``).
+detection + alignment: 22.9 ms of CPU per 352x288 frame with 1-3 faces, everything
+included (``benchmarks/watch_clips.py``, ``benchmarks/RESULTS.md``).
 
 Frames are uint8 BGR (H, W, 3) arrays (what OpenCV decodes); frame indices count every
 frame of the input from 0, processed or not.
@@ -52,8 +52,8 @@ __all__ = [
     "watch_frames",
 ]
 
-#: Default detector of ``watch``: the shipped YuNet runs in real time on CPU at 352x288;
-#: SCRFD (``detector="scrfd-2.5g"``) finds more tiny faces at several times the cost.
+#: Default detector of ``watch``: the shipped YuNet, the fastest (about 18 ms of CPU per
+#: 352x288 frame; SCRFD-2.5g about 90 ms on the same frames, ``benchmarks/RESULTS.md``).
 WATCH_DETECTOR = "yunet"
 #: Side of the aligned crops kept per track (every model's input; students resize it).
 CROP_SIZE = 112
