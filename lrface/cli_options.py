@@ -454,7 +454,7 @@ class WatchOptions(CommonOptions):
     detector: str = field(
         default="yunet",
         metadata=arg(
-            "yunet (default: shipped, the fastest: about 18 ms of CPU per 352x288 frame), "
+            "yunet (default: shipped, the fastest: about 19 ms of CPU per 352x288 frame), "
             "auto, scrfd-2.5g (about 5x yunet's CPU time), scrfd-500m, scrfd-10g"
         ),
     )

@@ -52,8 +52,8 @@ __all__ = [
     "watch_frames",
 ]
 
-#: Default detector of ``watch``: the shipped YuNet, the fastest (about 18 ms of CPU per
-#: 352x288 frame; SCRFD-2.5g about 90 ms on the same frames, ``benchmarks/RESULTS.md``).
+#: Default detector of ``watch``: the shipped YuNet, the fastest (about 19 ms of CPU per
+#: 352x288 frame; SCRFD-2.5g about 87 ms on the same frames, ``benchmarks/RESULTS.md``).
 WATCH_DETECTOR = "yunet"
 #: Side of the aligned crops kept per track (every model's input; students resize it).
 CROP_SIZE = 112
