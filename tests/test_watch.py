@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -221,7 +222,7 @@ def test_identify_templates_one_answer_per_folder(gallery_file, tmp_path, capsys
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("unreadable", "OpenCV cannot open it as a video"),
+        ("unreadable", "OpenCV cannot open it as a video|no frame could be decoded"),
         ("missing_video", "no such file"),
         ("missing_gallery", "no such gallery"),
         ("not_json", "give it a .json name"),
@@ -241,5 +242,5 @@ def test_watch_bad_inputs_one_line_exit_2(case, message, clip, gallery_file, tmp
     rc = main([str(a) for a in ["watch", video, "--gallery", gallery, "--out", out, "--quiet"]])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
-    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and re.search(message, err[0])
     assert not out.exists()
