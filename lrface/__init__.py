@@ -6,6 +6,7 @@ Quick start::
     res = lrface.verify("a.jpg", "b.jpg")          # {"same": ..., "similarity": ...}
     emb = lrface.load_embedder("lrface-mbf")        # student for 8-32 px faces
     vecs = emb.embed_crops(list_of_bgr_crops)       # (N, 128) float32, L2-normalised
+    report = lrface.watch_frames(frames, "watchlist.npz")  # tracks of faces, identified
 """
 
 __version__ = "0.1.0"
@@ -13,14 +14,20 @@ __version__ = "0.1.0"
 from .api import Verification, choose_model, detect, embed, verify
 from .errors import LrfaceError
 from .models.loader import load_embedder
+from .templates import build_template, fuse_template
+from .watch import WatchSettings, watch_frames
 
 __all__ = [
     "LrfaceError",
     "Verification",
+    "WatchSettings",
     "__version__",
+    "build_template",
     "choose_model",
     "detect",
     "embed",
+    "fuse_template",
     "load_embedder",
     "verify",
+    "watch_frames",
 ]

@@ -250,11 +250,20 @@ def _threshold(
         if embs[0].threshold is None:
             raise LrfaceError(f"{names[0]}: model has no calibrated threshold; pass --threshold")
         return float(embs[0].threshold), f"{names[0]} card"
+    return cross_model_threshold(names[0], names[1])
+
+
+def cross_model_threshold(name1: str, name2: str) -> tuple[float, str]:
+    """``(threshold, where it comes from)`` for a face embedded by the teacher against one
+    embedded by a student of it (either order): the student card's
+    ``threshold_vs_teacher``.  Raises :class:`LrfaceError` for any other pair of
+    different models (none is calibrated)."""
+    names = (name1, name2)
     student = next(n for n in names if n != TEACHER) if TEACHER in names else None
     spec = get_spec(student) if student else None
     if spec is None or spec.threshold_vs_teacher is None:
         raise LrfaceError(
-            f"{names[0]} and {names[1]}: no threshold is calibrated for this pair of models; "
+            f"{name1} and {name2}: no threshold is calibrated for this pair of models; "
             "pass --threshold or --model to embed both faces with one model"
         )
     return float(spec.threshold_vs_teacher), f"{student} card (vs {TEACHER})"

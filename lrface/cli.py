@@ -44,6 +44,7 @@ from .cli_options import (
     IdentifyOptions,
     ModelsOptions,
     VerifyOptions,
+    WatchOptions,
 )
 from .errors import LrfaceError, os_error_message
 
@@ -383,6 +384,8 @@ def cmd_identify(a: IdentifyOptions) -> int:
     gallery.check_model(emb)
     options = dataclasses.replace(options, size=int(emb.input_size))
     thr = a.threshold if a.threshold is not None else emb.threshold
+    if a.templates:
+        return _identify_templates(a, gallery, emb, thr, options)
     # as in `lrface embed`; a missing probe is kept and fails when it is prepared
     paths, failures = expand_inputs(a.probes, must_exist=False)
     _print_failures(failures)
@@ -416,6 +419,146 @@ def cmd_identify(a: IdentifyOptions) -> int:
     return _batch_status(len(results), len(failures), "probes")
 
 
+def cmd_watch(a: WatchOptions) -> int:
+    from tqdm import tqdm
+
+    from .fileio import check_writable
+    from .video import (
+        open_video,
+        save_best_crops,
+        write_annotated,
+        write_tracks_csv,
+        write_tracks_json,
+    )
+    from .watch import WatchSettings, load_watchlist, watch_frames
+
+    settings = WatchSettings(
+        every=a.every, detector=a.detector, det_thresh=a.det_thresh, model=a.model,
+        top_k=a.top_k, threshold=a.threshold, min_frames=a.min_frames,
+        max_faces=a.max_faces, max_misses=a.max_misses,
+    )  # fmt: skip
+    if Path(a.out).suffix.lower() != ".json":
+        raise LrfaceError(f"{a.out}: --out is written as JSON; give it a .json name")
+    for path, kind, option in (
+        (a.out, "file", "--out"),
+        (a.csv, "file", "--csv"),
+        (a.save_crops, "dir", "--save-crops"),
+        (a.annotate, "file", "--annotate"),
+    ):
+        if path:
+            check_writable(path, kind, option)
+    video = open_video(a.video)
+    if a.annotate and video.is_stream:
+        video.close()
+        raise LrfaceError(
+            f"{a.video}: --annotate re-reads the input after tracking, which a stream or "
+            "camera cannot do; record it to a file first, or drop --annotate"
+        )
+    try:
+        gallery = load_watchlist(a.gallery, progress=not a.quiet)
+        bar = tqdm(total=video.n_frames, desc="watch", unit="frame", disable=a.quiet, leave=False)
+        try:
+            report = watch_frames(video.frames(), gallery, settings, video.fps, bar)
+        finally:
+            bar.close()
+    finally:
+        video.close()
+    if a.save_crops:
+        save_best_crops(a.save_crops, report.tracks)
+    summary = {
+        "video": a.video,
+        "fps": video.fps,
+        "frames_read": report.frames_read,
+        "frames_processed": report.frames_processed,
+        "every": a.every,
+        "detector": report.detector,
+        "gallery": a.gallery,
+        "gallery_model": gallery.model_name,
+        "short_tracks_dropped": report.short_tracks_dropped,
+        "seconds": round(report.seconds, 2),
+        "interrupted": report.interrupted,
+        "tracks": [t.to_dict() for t in report.tracks],
+    }
+    write_tracks_json(a.out, summary)
+    if a.csv:
+        write_tracks_csv(a.csv, report.tracks)
+    if a.annotate:
+        write_annotated(a.video, a.annotate, report.tracks, a.every, video.fps)
+    for t in report.tracks:
+        when = (
+            f"{_clock(t.start_s)}-{_clock(t.end_s)}"
+            if t.start_s is not None and t.end_s is not None
+            else f"frames {t.first_frame}-{t.last_frame}"
+        )
+        cands = ", ".join(f"{c['identity']} {c['score']:.3f}" for c in t.candidates)
+        print(
+            f"track {t.track_id}: {when} ({len(t.frames)} frames, {t.face_px:.0f} px): "
+            f"{t.identity} (score {t.score:.3f}; top-{a.top_k}: {cands})"
+        )
+    print(
+        f"{len(report.tracks)} track(s) in {report.frames_read} frames "
+        f"({report.fps:.1f} frames/s; {report.short_tracks_dropped} track(s) shorter than "
+        f"{a.min_frames} frames dropped); wrote {a.out}",
+        file=sys.stderr,
+    )
+    if report.interrupted:
+        print("interrupted: the tracks up to the interruption were written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _clock(seconds: float) -> str:
+    """``mm:ss.s`` of a time in seconds."""
+    m, s = divmod(float(seconds), 60.0)
+    return f"{int(m):02d}:{s:04.1f}"
+
+
+def _identify_templates(
+    a: IdentifyOptions, gallery: Any, emb: Embedder, thr: float | None, options: Any
+) -> int:
+    """``identify --templates``: one fused template per probe folder, searched once."""
+    from .images import list_images
+    from .templates import build_template
+
+    if a.workers != IdentifyOptions.workers:  # the default; any other value would be ignored
+        raise LrfaceError("--workers does not apply to --templates; drop it")
+    results: list[dict] = []
+    failures: list[tuple[str, str]] = []
+    for probe in a.probes:
+        if not Path(probe).is_dir():
+            raise LrfaceError(
+                f"{probe}: --templates takes one folder of images per probe subject; "
+                "pass folders, or drop --templates to search single images"
+            )
+        images = [str(p) for p in list_images(probe)]
+        if not images:
+            failures.append((probe, "holds no image files"))
+            _print_failures(failures[-1:])
+            continue
+        try:
+            tpl = build_template(images, emb, options)
+        except LrfaceError as exc:
+            failures.append((probe, str(exc)))
+            _print_failures(failures[-1:])
+            continue
+        _print_failures(tpl.failures)  # images left out of an otherwise usable template
+        res = gallery.identify(tpl.embedding, top_k=a.top_k, threshold=thr, backend=a.backend)[0]
+        res.update(probe=probe, n_images=len(tpl.sources), n_failed=len(tpl.failures))
+        results.append(res)
+        if not a.json:
+            cands = ", ".join(f"{c['identity']} {c['score']:.3f}" for c in res["candidates"])
+            print(
+                f"{probe} ({len(tpl.sources)} images): {res['identity']} (score "
+                f"{res['score']:.3f}; top-{a.top_k}: {cands})"
+            )
+    if a.json:
+        print(json.dumps(results, indent=2))
+    n_bad_images = sum(r["n_failed"] for r in results)
+    if results and (failures or n_bad_images):
+        return 3
+    return _batch_status(len(results), len(failures), "probe folders")
+
+
 #: subcommand -> (help, options dataclass (lrface.cli_options), handler, description)
 COMMANDS: dict[str, tuple[str, type, Callable[[Any], int], str | None]] = {
     "verify": ("same person or not, for two images", VerifyOptions, cmd_verify,
@@ -431,6 +574,8 @@ COMMANDS: dict[str, tuple[str, type, Callable[[Any], int], str | None]] = {
     "gallery": ("build a gallery from ROOT/<identity>/<images>", GalleryBuildOptions,
                 cmd_gallery, None),
     "identify": ("search probes in a gallery", IdentifyOptions, cmd_identify, None),
+    "watch": ("faces in a video: tracked, fused, identified against a gallery", WatchOptions,
+              cmd_watch, None),
 }  # fmt: skip
 
 

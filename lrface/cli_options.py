@@ -46,6 +46,7 @@ __all__ = [
     "ModelsOptions",
     "Verbose",
     "VerifyOptions",
+    "WatchOptions",
     "finite_threshold",
 ]
 
@@ -454,5 +455,90 @@ class IdentifyOptions(CropFlags, CommonOptions):
         default="auto",
         metadata=arg("search backend (default auto)", choices=("auto", "numpy", "faiss")),
     )
+    templates: bool = field(
+        default=False,
+        metadata=arg(
+            "each probe is a folder of one subject's images (e.g. stills of one CCTV "
+            "track): its faces are fused into one quality-weighted template "
+            "(lrface.templates) and searched once; --workers does not apply"
+        ),
+    )
     json: bool = _json("print the results as JSON")
     workers: int = _workers()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchOptions(CommonOptions):
+    """``lrface watch``."""
+
+    video: str = field(
+        metadata=arg(
+            "video file, stream URL (rtsp://...) or camera index OpenCV reads", positional=True
+        )
+    )
+    gallery: str = field(
+        metadata=arg(
+            "watchlist: an .npz or IVF directory from `lrface gallery build`, or a folder "
+            "ROOT/<identity>/<photos> enrolled now with the teacher"
+        )
+    )
+    out: str = field(metadata=arg("write the tracks here as JSON (FILE.json)"))
+    csv: str | None = field(default=None, metadata=arg("also write the tracks as CSV here"))
+    every: int = field(
+        default=1, metadata=arg("process every N-th frame (default 1: all)", type=_positive_int)
+    )
+    detector: str = field(
+        default="yunet",
+        metadata=arg(
+            "yunet (default: shipped, the fastest: about 19 ms of CPU per 352x288 frame), "
+            "auto, scrfd-2.5g (about 5x yunet's CPU time), scrfd-500m, scrfd-10g"
+        ),
+    )
+    det_thresh: float | None = field(default=None, metadata=arg("detection score threshold"))
+    model: str | None = field(
+        default=None,
+        metadata=arg(
+            "recogniser for every track (default: as verify chooses, by the track's median "
+            "face size: lrface-mbf under 64 px, the teacher above)"
+        ),
+    )
+    top_k: int = field(
+        default=5, metadata=arg("candidates per track (default 5)", type=_positive_int)
+    )
+    threshold: float | None = _threshold(
+        "the gallery's for its own model; the student card's threshold_vs_teacher for "
+        "student templates in a teacher gallery"
+    )
+    min_frames: int = field(
+        default=3,
+        metadata=arg(
+            "shortest track reported, in processed frames (default 3)", type=_positive_int
+        ),
+    )
+    max_faces: int = field(
+        default=16,
+        metadata=arg(
+            "best faces (by quality) fused into each track's template (default 16)",
+            type=_positive_int,
+        ),
+    )
+    max_misses: int = field(
+        default=10,
+        metadata=arg(
+            "processed frames a track may go unseen before it ends (default 10)",
+            type=_non_negative_int,
+        ),
+    )
+    save_crops: str | None = field(
+        default=None,
+        metadata=arg("write each track's best face crop here (track_<id>.png)", metavar="DIR"),
+    )
+    annotate: str | None = field(
+        default=None,
+        metadata=arg(
+            "write the clip with boxes and identities here (.mp4: mp4v, .avi: MJPG; files "
+            "only, not streams)",
+            metavar="OUT_VIDEO",
+        ),
+    )
+    quiet: bool = _quiet()

@@ -59,6 +59,7 @@ __all__ = [
     "CropPreparer",
     "CropResult",
     "PreparedFace",
+    "align_crop",
     "dataset_photo_options",
     "detect_faces",
     "detector_names",
@@ -339,6 +340,16 @@ def _no_face(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
         f"{label}: no face found; if the image is already a cropped face, use --no-detect "
         "(API: detect=False)"
     )
+
+
+def align_crop(
+    image: np.ndarray, landmarks: np.ndarray, options: CropOptions
+) -> tuple[np.ndarray, float]:
+    """``(crop, native face size in px)`` of a face detected in the uint8 BGR ``image`` by
+    its (5, 2) ``landmarks``: the crop every model takes, uint8 BGR (S, S, 3) at
+    ``options.size``, a small face enlarged as ``options.upscale`` says (for callers that
+    run the detector themselves, e.g. on video frames)."""
+    return _align(image, landmarks, options)
 
 
 def _align(image: np.ndarray, landmarks: np.ndarray, o: CropOptions) -> tuple[np.ndarray, float]:

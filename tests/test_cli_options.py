@@ -25,6 +25,7 @@ MINIMAL = {
     "export": ["--model", "lrface-mbf", "--onnx", "m.onnx"],
     "gallery": ["build", "root/", "--out", "g.npz"],
     "identify": ["p.jpg", "--gallery", "g.npz"],
+    "watch": ["clip.mp4", "--gallery", "g.npz", "--out", "t.json"],
 }
 
 
@@ -116,6 +117,10 @@ def argparse_error(capsys, *argv: str) -> str:
         ),
         (["detect", "a.jpg", "--det-thresh", "high"], "argument --det-thresh: invalid float"),
         (["export", "--model", "lrface-mbf"], "the following arguments are required: --onnx"),
+        (
+            ["watch", "c.mp4", "--gallery", "g.npz", "--out", "t.json", "--every", "0"],
+            "lrface watch: error: argument --every: 0 is below 1",
+        ),
     ],
 )
 def test_bad_value_is_argparse_error(capsys, argv, line):
