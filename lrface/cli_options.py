@@ -83,6 +83,27 @@ def _limited(name: str, number: type = int) -> Any:
     return parse
 
 
+def _int_at_least(text: str, low: int) -> int:
+    """argparse type: an integer >= ``low`` (options that are counts, not resources)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text} is below {low}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
 def _at_most(name: str) -> str:
     """`` (at most N)`` for the help of the resource option ``name``."""
     return f" (at most {resource_range(name)[1]:g})"
@@ -503,7 +524,10 @@ class WatchOptions(CommonOptions):
         ),
     )
     top_k: int = field(
-        default=5, metadata=arg("candidates per track (default 5)", type=_positive_int)
+        default=5,
+        metadata=arg(
+            "candidates per track (default 5)" + _at_most("top_k"), type=_limited("top_k")
+        ),
     )
     threshold: float | None = _threshold(
         "the gallery's for its own model; the student card's threshold_vs_teacher for "
