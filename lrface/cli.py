@@ -41,6 +41,7 @@ from .cli_options import (
     GalleryBuildOptions,
     IdentifyOptions,
     ModelsOptions,
+    ServeOptions,
     VerifyOptions,
 )
 from .errors import LrfaceError
@@ -402,6 +403,12 @@ def cmd_identify(a: IdentifyOptions) -> int:
     return _batch_status(len(results), len(failures), "probes")
 
 
+def cmd_serve(a: ServeOptions) -> int:
+    from .serve.server import run_server
+
+    return run_server(a)
+
+
 #: subcommand -> (help, options dataclass (lrface.cli_options), handler, description)
 COMMANDS: dict[str, tuple[str, type, Callable[[Any], int], str | None]] = {
     "verify": ("same person or not, for two images", VerifyOptions, cmd_verify,
@@ -417,6 +424,8 @@ COMMANDS: dict[str, tuple[str, type, Callable[[Any], int], str | None]] = {
     "gallery": ("build a gallery from ROOT/<identity>/<images>", GalleryBuildOptions,
                 cmd_gallery, None),
     "identify": ("search probes in a gallery", IdentifyOptions, cmd_identify, None),
+    "serve": ("HTTP service: verify, embed, identify, enrol (needs lrface[serve])",
+              ServeOptions, cmd_serve, None),
 }  # fmt: skip
 
 

@@ -25,6 +25,7 @@ MINIMAL = {
     "export": ["--model", "lrface-mbf", "--onnx", "m.onnx"],
     "gallery": ["build", "root/", "--out", "g.npz"],
     "identify": ["p.jpg", "--gallery", "g.npz"],
+    "serve": [],
 }
 
 
