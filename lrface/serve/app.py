@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,7 +50,7 @@ __all__ = ["OPTIONS_ENV", "app_from_env", "create_app"]
 DESCRIPTION = (
     "Face verification, embedding and watchlist search for low-resolution faces "
     "(lrface). Send the API key as `Authorization: Bearer KEY` or `X-API-Key: KEY`; "
-    "images as multipart file uploads. Errors are `{\"error\": \"...\"}`."
+    'images as multipart file uploads. Errors are `{"error": "..."}`.'
 )
 
 
@@ -76,8 +76,7 @@ def create_app(options: ServeOptions, api_key: str | None) -> FastAPI:
         )
         yield
 
-    app = FastAPI(title="lrface", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)  # fmt: skip
+    app = FastAPI(title="lrface", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestGuard, api_key=api_key, max_body=int(options.max_body_mb * 2**20))
     _add_error_handlers(app)
     _add_routes(app, engine, options)
@@ -87,7 +86,7 @@ def create_app(options: ServeOptions, api_key: str | None) -> FastAPI:
 # ---------------------------------------------------------------------- errors
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": " ".join(message.split())}, status, headers=headers)
 
 
@@ -165,19 +164,22 @@ async def _run(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> 
 
 Image = Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, ...)")]
 Images = Annotated[list[UploadFile], File(description="one or more image files")]
-Detect = Annotated[bool, Form(description="false: the images are pre-cut aligned face crops "
-                                          "(CLI --no-detect)")]  # fmt: skip
-DetectorName = Annotated[str | None, Form(description="detector (default: the server's --detector)")]
+Detect = Annotated[
+    bool, Form(description="false: the images are pre-cut aligned face crops (CLI --no-detect)")
+]
+DetectorName = Annotated[str | None, Form(description="detector (default: server's --detector)")]
 DetThresh = Annotated[float | None, Form(description="detection score threshold in (0, 1)")]
 FaceIndex = Annotated[int | None, Form(description="which face, 0 = largest (default)")]
-Threshold = Annotated[float | None, Form(description="cosine threshold in [-1, 1] "
-                                                     "(default: the calibrated one)")]  # fmt: skip
+Threshold = Annotated[
+    float | None, Form(description="cosine threshold in [-1, 1] (default: the calibrated one)")
+]
 Model = Annotated[str | None, Form(description="recogniser name (GET /models)")]
-Crops = Annotated[bool, Form(description="also return each face's aligned crop as a PNG "
-                                         "data URL (crop_png)")]  # fmt: skip
+Crops = Annotated[
+    bool, Form(description="also return each face's aligned crop as a PNG data URL (crop_png)")
+]
 
 
-def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:  # noqa: C901
+def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     deadline = lambda: Deadline(options.timeout)  # noqa: E731
 
     @app.get("/", include_in_schema=False)
@@ -196,10 +198,17 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:  #
 
         rows = []
         for name, spec in sorted(registry.all_models().items()):
-            rows.append({"name": name, "kind": spec.kind,
-                         "found": registry.find(spec) is not None, "license": spec.license,
-                         "input": spec.input_size, "dim": spec.embedding_size,
-                         "threshold": spec.threshold})  # fmt: skip
+            rows.append(
+                {
+                    "name": name,
+                    "kind": spec.kind,
+                    "found": registry.find(spec) is not None,
+                    "license": spec.license,
+                    "input": spec.input_size,
+                    "dim": spec.embedding_size,
+                    "threshold": spec.threshold,
+                }
+            )
         return JSONResponse(jsonable(rows))
 
     @app.post("/verify", summary="same person or not (as `lrface verify --json`)")
@@ -219,8 +228,17 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:  #
         d = deadline()
         u1, u2 = (await _read([image1], "image1", 1))[0], (await _read([image2], "image2", 1))[0]
         crop = CropRequest(detect, detector, det_thresh, face_index)
-        return await _run(engine.verify, (u1, u2), crop, d, model=model, threshold=threshold,
-                          face_index1=face_index1, face_index2=face_index2, crops=crops)  # fmt: skip
+        return await _run(
+            engine.verify,
+            (u1, u2),
+            crop,
+            d,
+            model=model,
+            threshold=threshold,
+            face_index1=face_index1,
+            face_index2=face_index2,
+            crops=crops,
+        )
 
     @app.post("/detect", summary="the faces of one image (as `lrface detect --json`)")
     async def detect_faces(
@@ -245,26 +263,38 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:  #
         crop = CropRequest(detect, detector, det_thresh, face_index)
         return await _run(engine.embed, ups, crop, d, model=model, crops=crops)
 
-    @app.post("/identify", summary="top-k identities per probe with the open-set decision "
-                                   "(results as `lrface identify --json`)")  # fmt: skip
+    @app.post(
+        "/identify",
+        summary="top-k identities per probe with the open-set decision "
+        "(results as `lrface identify --json`)",
+    )
     async def identify(
         images: Images,
-        model: Annotated[str | None, Form(description="probe model (default: the gallery's)")] = None,
-        threshold: Annotated[float | None, Form(description="cosine threshold in [-1, 1] "
-                                                            "(default: the model's)")] = None,
+        model: Annotated[str | None, Form(description="probe model (default: gallery's)")] = None,
+        threshold: Annotated[
+            float | None, Form(description="cosine threshold in [-1, 1] (default: the model's)")
+        ] = None,
         top_k: Annotated[int, Form(description="candidates per probe (default 5)")] = 5,
         detect: Detect = True,
         face_index: FaceIndex = None,
         detector: DetectorName = None,
         det_thresh: DetThresh = None,
         crops: Crops = False,
-    ) -> JSONResponse:  # fmt: skip
+    ) -> JSONResponse:
         d = deadline()
         _check_threshold(threshold)
         ups = await _read(images, "images", options.max_files)
         crop = CropRequest(detect, detector, det_thresh, face_index)
-        return await _run(engine.identify, ups, crop, d, model=model, threshold=threshold,
-                          top_k=top_k, crops=crops)  # fmt: skip
+        return await _run(
+            engine.identify,
+            ups,
+            crop,
+            d,
+            model=model,
+            threshold=threshold,
+            top_k=top_k,
+            crops=crops,
+        )
 
     @app.get("/gallery/identities", summary="the enrolled identities and their image counts")
     async def identities() -> JSONResponse:
@@ -284,7 +314,7 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:  #
         crop = CropRequest(detect, detector, det_thresh, face_index)
         return await _run(engine.enrol, identity, ups, crop, d)
 
-    @app.delete("/gallery/identities/{identity}", summary="remove an identity and its images")
+    @app.delete("/gallery/identities/{identity:path}", summary="remove an identity and its images")
     async def remove(identity: str) -> JSONResponse:
         return await _run(engine.remove, identity, deadline())
 
@@ -295,4 +325,3 @@ def _check_threshold(threshold: float | None) -> None:
 
     if threshold is not None and not (math.isfinite(threshold) and -1 <= threshold <= 1):
         raise LrfaceError(f"threshold {threshold}: must be a cosine between -1 and 1")
-

@@ -48,12 +48,10 @@ def load_api_key(key_file: str | None) -> tuple[str | None, str | None]:
             ) from None
         if mode & (stat.S_IRGRP | stat.S_IROTH):
             warning = f"{key_file}: the API key file is readable by other users; chmod 600 it"
-        where = key_file
-        key = text.strip()
+        where, key = key_file, text.strip()
     else:
-        key = os.environ.get(KEY_ENV, "").strip() or None
-        where = f"${KEY_ENV}"
-        if key is None:
+        where, key = f"${KEY_ENV}", os.environ.get(KEY_ENV, "").strip()
+        if not key:
             return None, None
     _check_key(key, where)
     return key, warning
@@ -61,7 +59,9 @@ def load_api_key(key_file: str | None) -> tuple[str | None, str | None]:
 
 def _check_key(key: str, where: str) -> None:
     if not key:
-        raise LrfaceError(f"{where}: the API key is empty; write a key of {MIN_KEY_CHARS}+ characters")
+        raise LrfaceError(
+            f"{where}: the API key is empty; write a key of {MIN_KEY_CHARS}+ characters"
+        )
     if not all(33 <= ord(c) <= 126 for c in key):
         raise LrfaceError(
             f"{where}: the API key must be printable ASCII without spaces (it travels in an "

@@ -148,8 +148,13 @@ class Engine:
             thresh = c.det_thresh if c.det_thresh is not None else self.options.det_thresh
         else:
             detector, thresh = c.detector or DEFAULT_DETECTOR, c.det_thresh
-        return CropOptions(detect=c.detect, detector=detector, det_thresh=thresh,
-                           face_index=c.face_index, size=size)  # fmt: skip
+        return CropOptions(
+            detect=c.detect,
+            detector=detector,
+            det_thresh=thresh,
+            face_index=c.face_index,
+            size=size,
+        )
 
     @staticmethod
     def _embedder(name: str) -> Embedder:
@@ -216,10 +221,18 @@ class Engine:
             images = [self._image(u, deadline) for u in ups]
             deadline.check("finding and comparing the faces")
             res, faces = verify_detailed(
-                images[0], images[1], model=model, threshold=threshold, detect=o.detect,
-                face_index=o.face_index, detector=o.detector, det_thresh=o.det_thresh,
-                face_index1=face_index1, face_index2=face_index2, names=(ups[0].name, ups[1].name),
-            )  # fmt: skip
+                images[0],
+                images[1],
+                model=model,
+                threshold=threshold,
+                detect=o.detect,
+                face_index=o.face_index,
+                detector=o.detector,
+                det_thresh=o.det_thresh,
+                face_index1=face_index1,
+                face_index2=face_index2,
+                names=(ups[0].name, ups[1].name),
+            )
         out = res.to_dict()
         if crops:
             for im, face in zip(out["images"], faces):
@@ -258,8 +271,12 @@ class Engine:
             if crops:
                 row["crop_png"] = crop_png(face.crop)
             rows.append(row)
-        return {"model": emb.name, "embedding_size": int(e.shape[1]), "embeddings": rows,
-                "failed": failed}  # fmt: skip
+        return {
+            "model": emb.name,
+            "embedding_size": int(e.shape[1]),
+            "embeddings": rows,
+            "failed": failed,
+        }
 
     def identify(
         self,
@@ -294,8 +311,13 @@ class Engine:
                 res["face"] = face.to_dict()
                 res["crop_png"] = crop_png(face.crop)
             results.append(res)
-        return {"results": results, "failed": failed, "threshold": thr,
-                "model": emb.name, "gallery_model": gallery.model_name}  # fmt: skip
+        return {
+            "results": results,
+            "failed": failed,
+            "threshold": thr,
+            "model": emb.name,
+            "gallery_model": gallery.model_name,
+        }
 
     def identities(self) -> dict[str, Any]:
         """The enrolled identities and their image counts."""
@@ -333,9 +355,12 @@ class Engine:
             def change(gallery: Any) -> dict[str, Any]:
                 gallery.check_model(emb)
                 gallery.add(identity, e, sources)
-                return {"identity": identity, "enrolled": len(sources),
-                        "images": gallery.image_counts()[identity],
-                        "identities": len(gallery)}  # fmt: skip
+                return {
+                    "identity": identity,
+                    "enrolled": len(sources),
+                    "images": gallery.image_counts()[identity],
+                    "identities": len(gallery),
+                }
 
             return store.write(change, deadline)
 

@@ -123,7 +123,7 @@ class GalleryStore:
         :class:`~lrface.serve.limits.RequestTimeout` and nothing is written."""
         with self._exclusive(deadline):
             self._gallery = None  # re-read below; on any failure, re-read next time
-            gallery, sig = self._open()
+            gallery, _ = self._open()
             deadline.check("writing the gallery")
             result = change(gallery)  # an IVF gallery writes its part files and meta.json
             if isinstance(gallery, Gallery):
