@@ -298,7 +298,7 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
 
     @app.get("/gallery/identities", summary="the enrolled identities and their image counts")
     async def identities() -> JSONResponse:
-        return await _run(engine.identities)
+        return await _run(engine.identities, deadline())
 
     @app.post("/gallery/identities", summary="enrol images under an identity (all or nothing)")
     async def enrol(

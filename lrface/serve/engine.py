@@ -319,10 +319,11 @@ class Engine:
             "gallery_model": gallery.model_name,
         }
 
-    def identities(self) -> dict[str, Any]:
+    def identities(self, deadline: Deadline) -> dict[str, Any]:
         """The enrolled identities and their image counts."""
-        g = self._gallery()
-        counts = g.image_counts()
+        with self._turn(deadline):  # an IVF gallery's arrays are (re)loaded lazily
+            g = self._gallery()
+            counts = g.image_counts()
         return {
             "identities": [{"identity": n, "images": k} for n, k in counts.items()],
             "model": g.model_name,

@@ -118,9 +118,12 @@ class GalleryStore:
 
     def write(self, change: Callable[[Any], T], deadline: Deadline) -> T:
         """Apply ``change(gallery)`` to the gallery as it is on disk and store the result
-        atomically (module docstring); returns what ``change`` returns.  An exception in
-        ``change`` writes nothing.  Past ``deadline`` (waiting for the lock included),
-        :class:`~lrface.serve.limits.RequestTimeout` and nothing is written."""
+        atomically (module docstring); returns what ``change`` returns.  Past ``deadline``
+        (waiting for the lock included), :class:`~lrface.serve.limits.RequestTimeout` and
+        nothing is written.  An ``.npz`` is changed in memory and saved after ``change``
+        returns, so an exception in ``change`` writes nothing; an IVF gallery's ``add``
+        and ``remove`` each commit at once (``meta.json`` renamed), so ``change`` makes
+        its checks first and at most one such call."""
         with self._exclusive(deadline):
             self._gallery = None  # re-read below; on any failure, re-read next time
             gallery, _ = self._open()
