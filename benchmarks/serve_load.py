@@ -1,7 +1,8 @@
 """Load test of `lrface serve`: a real server, N concurrent HTTP clients, POST /verify.
 
     python benchmarks/serve_load.py [--requests 10000] [--concurrency 16] [--workers 1]
-                                    [--warmup 200] [--inprocess 100] [--json FILE]
+                                    [--warmup 200] [--inprocess 100] [--server-timeout 120]
+                                    [--json FILE]
 
 One run: start `lrface serve` (a real uvicorn process on 127.0.0.1, API key on), send
 ``--warmup`` requests, read the server's RSS (the server and its workers, /proc), send
@@ -17,7 +18,10 @@ similarity), RSS after warm-up and at the end (growth in %), in-process verify m
 and p99, and p50 / in-process median.  The issue's floors: 0 errors, RSS growth <= 10 %,
 p50 <= 1.5x in-process.  Queueing: with C clients and W workers each request waits for
 about C / W others, so p50 is near (C / W) x the service time unless there are enough
-cores for the workers; the CPU count and load are printed with the figures.
+cores for the workers; the CPU count and load are printed with the figures.  The server
+runs with ``--timeout`` ``--server-timeout`` (default 120 s, not the server's 30 s): this
+measures throughput and latency, and 16 queued clients on one slow worker wait longer
+than 30 s (they would get 503 answers, counted as errors).
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="lrface serve --workers")
     ap.add_argument("--warmup", type=int, default=200, help="requests before the first RSS")
     ap.add_argument("--inprocess", type=int, default=100, help="in-process verify calls")
+    ap.add_argument("--server-timeout", type=float, default=120.0, help="lrface serve --timeout")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
 
@@ -125,7 +130,8 @@ def main() -> int:
     key = secrets.token_urlsafe(32)
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
     load_before = loadavg()
-    server = ServerProcess(["--workers", str(args.workers)], tmp / "server.log",
+    serve_args = ["--workers", str(args.workers), "--timeout", str(args.server_timeout)]
+    server = ServerProcess(serve_args, tmp / "server.log",
                            env={"LRFACE_API_KEY": key}).start()  # fmt: skip
     print(f"server up at {server.url} (log {tmp / 'server.log'}), {args.workers} worker(s)",
           file=sys.stderr)  # fmt: skip
@@ -146,6 +152,7 @@ def main() -> int:
         "requests": args.requests,
         "concurrency": args.concurrency,
         "workers": args.workers,
+        "server_timeout_s": args.server_timeout,
         "requests_per_s": round(args.requests / run["wall_s"], 2),
         "wall_s": round(run["wall_s"], 1),
         "latency_ms": {

@@ -115,6 +115,15 @@ def client(server, key):
 # ---------------------------------------------------------------------- open paths, auth
 
 
+def test_every_worker_loads_its_models_once(server):
+    """--workers 2: two worker processes, each announcing its models loaded at start."""
+    import re
+
+    ready = re.findall(r"worker (\d+) ready, models loaded: (.*)", server.log.read_text())
+    assert len({pid for pid, _ in ready}) == len(ready) == 2, ready
+    assert all("mobilefacenet-arcface" in models for _, models in ready)
+
+
 def test_health_page_and_docs_need_no_key(server):
     r = httpx.get(server.url + "/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
