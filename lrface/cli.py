@@ -219,21 +219,7 @@ def cmd_models(a: ModelsOptions) -> int:
     from .models import registry
 
     if a.action == "list":
-        rows: list[dict[str, Any]] = []
-        for name, spec in sorted(registry.all_models().items()):
-            path = registry.find(spec, a.model_dir)
-            rows.append(
-                {
-                    "name": name,
-                    "kind": spec.kind,
-                    "found": path is not None,
-                    "path": str(path) if path else None,
-                    "license": spec.license,
-                    "input": spec.input_size,
-                    "dim": spec.embedding_size,
-                    "threshold": spec.threshold,
-                }
-            )
+        rows = registry.model_rows(a.model_dir)
         if a.json:
             print(json.dumps(rows, indent=2))
         else:

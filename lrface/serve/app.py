@@ -194,21 +194,9 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
 
     @app.get("/models", summary="the models (as `lrface models list --json`, without paths)")
     async def models() -> JSONResponse:
-        from ..models import registry
+        from ..models.registry import model_rows
 
-        rows = []
-        for name, spec in sorted(registry.all_models().items()):
-            rows.append(
-                {
-                    "name": name,
-                    "kind": spec.kind,
-                    "found": registry.find(spec) is not None,
-                    "license": spec.license,
-                    "input": spec.input_size,
-                    "dim": spec.embedding_size,
-                    "threshold": spec.threshold,
-                }
-            )
+        rows = [{k: v for k, v in row.items() if k != "path"} for row in model_rows()]
         return JSONResponse(jsonable(rows))
 
     @app.post("/verify", summary="same person or not (as `lrface verify --json`)")
