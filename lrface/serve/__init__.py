@@ -13,6 +13,8 @@ Modules, one job each:
   (run in a thread, one request at a time per worker).
 * :mod:`~lrface.serve.app`: the FastAPI app (routes, JSON errors, the operator page).
 * :mod:`~lrface.serve.server`: checks, then uvicorn with ``--workers`` processes.
+* :mod:`~lrface.serve.process`: a server in a child process (tests, benchmarks, scripts).
+* ``static/``: the operator page served at ``/`` (HTML + JS, no build step).
 
 Needs the ``serve`` extra: ``pip install "lrface[serve]"`` (FastAPI, uvicorn,
 python-multipart).
