@@ -5,6 +5,7 @@ and torch ``.pt``, YuNet, each with its JSON card).  Mapping that directory to t
 ``lrface.weights`` makes it package data, so a wheel or ``pip install .`` installs it as
 ``site-packages/lrface/weights/``; :data:`lrface.models.registry.PACKAGE_WEIGHTS` looks
 there first and falls back to the clone's ``weights/`` (editable installs, ``PYTHONPATH``).
+The operator page of ``lrface serve`` (``lrface/serve/static/``) is package data too.
 Everything else (metadata, dependencies, entry points) is in setup.cfg.
 """
 
@@ -13,5 +14,8 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["lrface", "lrface.*"]), "lrface.weights"],
     package_dir={"lrface.weights": "weights"},
-    package_data={"lrface.weights": ["*.onnx", "*.json", "*.pt"]},
+    package_data={
+        "lrface.weights": ["*.onnx", "*.json", "*.pt"],
+        "lrface.serve": ["static/*"],  # the operator page of `lrface serve`
+    },
 )

@@ -35,7 +35,15 @@ CROP_GIVEN = "given"
 #: ``"crop"`` when no face was found and the whole image was resized.
 CROP_WHOLE_IMAGE = "whole-image"
 
-__all__ = ["Verification", "choose_model", "detect", "embed", "load_embedder", "verify"]
+__all__ = [
+    "Verification",
+    "choose_model",
+    "detect",
+    "embed",
+    "load_embedder",
+    "verify",
+    "verify_detailed",
+]
 
 
 def choose_model(face_size: float) -> str:
@@ -160,14 +168,44 @@ def verify(
     ``detect=False`` the images must be crops aligned that way.  Each face's ``"crop"``
     in ``images`` says which it was.
     """
+    return verify_detailed(
+        image1,
+        image2,
+        model=model,
+        threshold=threshold,
+        detect=detect,
+        face_index=face_index,
+        detector=detector,
+        det_thresh=det_thresh,
+        face_index1=face_index1,
+        face_index2=face_index2,
+    )[0]
+
+
+def verify_detailed(
+    image1: ImageInput,
+    image2: ImageInput,
+    model: str | None = None,
+    threshold: float | None = None,
+    detect: bool = True,
+    face_index: int | None = None,
+    detector: str = DEFAULT_DETECTOR,
+    det_thresh: float | None = None,
+    face_index1: int | None = None,
+    face_index2: int | None = None,
+    names: tuple[str, str] | None = None,
+) -> tuple[Verification, list[PreparedFace]]:
+    """:func:`verify` (same arguments), and the two :class:`PreparedFace` it decided on
+    (each with its uint8 BGR 112x112 ``crop``).  ``names``: what to call the two images
+    in messages and in ``images[i]["source"]`` (default: the path, or ``<N bytes>``)."""
     picks = _face_picks(face_index, face_index1, face_index2)
     if threshold is not None and not (np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
         raise LrfaceError(f"--threshold {threshold}: must be a cosine between -1 and 1")
-    faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh)
-    names, embs, sim = _embed_pair(faces, model)
-    thr, source = _threshold(names, embs, threshold)
+    faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh, names)
+    model_names, embs, sim = _embed_pair(faces, model)
+    thr, source = _threshold(model_names, embs, threshold)
     used = resolve_detector(detector) if detect else None
-    return _verification(faces, names, sim, (thr, source), used)
+    return _verification(faces, model_names, sim, (thr, source), used), faces
 
 
 def _face_picks(
@@ -189,15 +227,18 @@ def _prepare_pair(
     detect: bool,
     detector: str,
     det_thresh: float | None,
+    names: tuple[str, str] | None = None,
 ) -> list[PreparedFace]:
     """The two faces of :func:`verify`: each image read (uint8 BGR), the face ``picks[i]``
-    detected and aligned (or the image resized with ``detect=False``) into a 112x112 crop."""
+    detected and aligned (or the image resized with ``detect=False``) into a 112x112 crop;
+    ``names``: the images' names in messages (default: from the source)."""
     return [
         prepare_face(
             im,
             CropOptions(detect=detect, face_index=i, detector=detector, det_thresh=det_thresh),
+            name=None if names is None else names[k],
         )
-        for im, i in zip(images, picks)
+        for k, (im, i) in enumerate(zip(images, picks))
     ]
 
 

@@ -43,6 +43,7 @@ from .cli_options import (
     GalleryBuildOptions,
     IdentifyOptions,
     ModelsOptions,
+    ServeOptions,
     VerifyOptions,
     WatchOptions,
 )
@@ -227,21 +228,7 @@ def cmd_models(a: ModelsOptions) -> int:
     from .models import registry
 
     if a.action == "list":
-        rows: list[dict[str, Any]] = []
-        for name, spec in sorted(registry.all_models().items()):
-            path = registry.find(spec, a.model_dir)
-            rows.append(
-                {
-                    "name": name,
-                    "kind": spec.kind,
-                    "found": path is not None,
-                    "path": str(path) if path else None,
-                    "license": spec.license,
-                    "input": spec.input_size,
-                    "dim": spec.embedding_size,
-                    "threshold": spec.threshold,
-                }
-            )
+        rows = registry.model_rows(a.model_dir)
         if a.json:
             print(json.dumps(rows, indent=2))
         else:
@@ -557,6 +544,10 @@ def _identify_templates(
     if results and (failures or n_bad_images):
         return 3
     return _batch_status(len(results), len(failures), "probe folders")
+def cmd_serve(a: ServeOptions) -> int:
+    from .serve.server import run_server
+
+    return run_server(a)
 
 
 #: subcommand -> (help, options dataclass (lrface.cli_options), handler, description)
@@ -576,6 +567,8 @@ COMMANDS: dict[str, tuple[str, type, Callable[[Any], int], str | None]] = {
     "identify": ("search probes in a gallery", IdentifyOptions, cmd_identify, None),
     "watch": ("faces in a video: tracked, fused, identified against a gallery", WatchOptions,
               cmd_watch, None),
+    "serve": ("HTTP service: verify, embed, identify, enrol (needs lrface[serve])",
+              ServeOptions, cmd_serve, None),
 }  # fmt: skip
 
 

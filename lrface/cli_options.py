@@ -44,6 +44,7 @@ __all__ = [
     "GalleryBuildOptions",
     "IdentifyOptions",
     "ModelsOptions",
+    "ServeOptions",
     "Verbose",
     "VerifyOptions",
     "WatchOptions",
@@ -107,6 +108,23 @@ def _non_negative_int(text: str) -> int:
 def _at_most(name: str) -> str:
     """`` (at most N)`` for the help of the resource option ``name``."""
     return f" (at most {resource_range(name)[1]:g})"
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    value = _int_at_least(text, 1)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 # ---------------------------------------------------------------- shared options
@@ -566,3 +584,79 @@ class WatchOptions(CommonOptions):
         ),
     )
     quiet: bool = _quiet()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeOptions(DetectorOptions, CommonOptions):
+    """``lrface serve``: the HTTP service (:mod:`lrface.serve`).  ``--detector`` and
+    ``--det-thresh`` are the defaults of requests that name none."""
+
+    host: str = field(
+        default="127.0.0.1",
+        metadata=arg(
+            "address to bind (default 127.0.0.1: this machine only); any other address "
+            "needs an API key"
+        ),
+    )
+    port: int = field(default=8000, metadata=arg("TCP port (default 8000)", type=_port))
+    workers: int = field(
+        default=1,
+        metadata=arg(
+            "worker processes, each with its own models (default 1)", type=_positive_int
+        ),
+    )
+    gallery: str | None = field(
+        default=None,
+        metadata=arg(
+            "watchlist for /identify and /gallery: an .npz (created empty if missing) or an "
+            "IVF directory (`lrface gallery build`); default: none (those endpoints answer 409)"
+        ),
+    )
+    gallery_model: str = field(
+        default="mobilefacenet-arcface",
+        metadata=arg(
+            "recogniser of a new --gallery .npz (default mobilefacenet-arcface, as `lrface "
+            "gallery build`); an existing gallery keeps its own"
+        ),
+    )
+    aggregate: str = field(
+        default="mean",
+        metadata=arg(
+            "matching of a new --gallery .npz: mean (default) or all, as `lrface gallery build`",
+            choices=("mean", "all"),
+        ),
+    )
+    api_key_file: str | None = field(
+        default=None,
+        metadata=arg(
+            "file holding the API key (one line, 16+ characters); default: $LRFACE_API_KEY",
+            metavar="FILE",
+        ),
+    )
+    no_auth: bool = field(
+        default=False,
+        metadata=arg("serve without an API key (refused unless --host is a loopback address)"),
+    )
+    max_body_mb: float = field(
+        default=20.0,
+        metadata=arg("largest request body in MB (default 20)", type=_positive_float),
+    )
+    max_pixels: int = field(
+        default=25_000_000,
+        metadata=arg(
+            "largest image in pixels, checked from its header before decoding (default "
+            "25000000)",
+            type=_positive_int,
+        ),
+    )
+    max_files: int = field(
+        default=16,
+        metadata=arg("most images in one request (default 16)", type=_positive_int),
+    )
+    timeout: float = field(
+        default=30.0,
+        metadata=arg(
+            "seconds a request may take, waiting for the worker included (default 30)",
+            type=_positive_float,
+        ),
+    )

@@ -128,6 +128,10 @@ class Gallery:
         """Number of stored per-image embeddings."""
         return sum(len(e) for e in self._emb.values())
 
+    def image_counts(self) -> dict[str, int]:
+        """``{identity: number of enrolled images}``, in enrolment order."""
+        return {n: len(e) for n, e in self._emb.items()}
+
     def embeddings_of(self, identity: str) -> np.ndarray:
         """float32 (n_i, D) image embeddings of ``identity`` (a read-only view)."""
         e = self._emb[self._require(identity)].view()

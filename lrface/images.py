@@ -103,7 +103,9 @@ def describe(source: ImageInput) -> str:
     return f"<{type(source).__name__}>"
 
 
-def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
+def read_image(
+    source: ImageInput, name: str | None = None, *, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """Read ``source`` into a BGR ``uint8`` array of shape ``(H, W, 3)``.
 
     ``source`` is a file path, encoded bytes (``bytes``/``bytearray``/``memoryview``), a
@@ -117,12 +119,14 @@ def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
     (HEIC/HEIF, JPEG XL: with a conversion hint), an empty/zero-size image, an image above
     :data:`MAX_PIXELS` (refused from its header, before decoding), a NaN/inf array, or an
     input of unsupported type, shape or dtype.  No other exception escapes for bad input.
+    ``max_pixels`` lowers the pixel limit of encoded inputs (paths and bytes: the header
+    guard refuses larger images before decoding; ``lrface serve``'s ``--max-pixels``).
     """
     label = name or describe(source)
     if isinstance(source, str | os.PathLike):
-        img = _read_path(source, label)
+        img = _read_path(source, label, max_pixels)
     elif isinstance(source, bytes | bytearray | memoryview):
-        img = _decode_bytes(bytes(source), label)
+        img = _decode_bytes(bytes(source), label, max_pixels=max_pixels)
     elif isinstance(source, np.ndarray):
         img = _from_array(source, label)
     elif _is_pil(source):
@@ -139,7 +143,9 @@ def read_image(source: ImageInput, name: str | None = None) -> np.ndarray:
 # --------------------------------------------------------------------------- paths
 
 
-def _read_path(source: str | os.PathLike[str], label: str) -> np.ndarray:
+def _read_path(
+    source: str | os.PathLike[str], label: str, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     try:
         path = Path(source)
     except TypeError:
@@ -168,7 +174,7 @@ def _read_path(source: str | os.PathLike[str], label: str) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"{label}: cannot be read ({exc.strerror}); check permissions") from None
-    return _decode_bytes(data, label, path.name)
+    return _decode_bytes(data, label, path.name, max_pixels)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -208,8 +214,11 @@ class _Truncated(Exception):
     """The data ends before the header (or, for JPEG, the image data) is complete."""
 
 
-def _decode_bytes(data: bytes, label: str, filename: str | None = None) -> np.ndarray:
-    """Sniff, size-check from the header, decode, orient: BGR ``uint8`` ``(H, W, 3)``."""
+def _decode_bytes(
+    data: bytes, label: str, filename: str | None = None, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Sniff, size-check from the header (at most ``max_pixels``), decode, orient: BGR
+    ``uint8`` ``(H, W, 3)``."""
     if len(data) == 0:
         raise ImageError(f"{label}: file is empty; {_SUPPORTED_HINT}")
     if len(data) > MAX_FILE_BYTES:
@@ -217,7 +226,7 @@ def _decode_bytes(data: bytes, label: str, filename: str | None = None) -> np.nd
             f"{label}: {len(data) / 2**20:.0f} MB of data, above the "
             f"{MAX_FILE_BYTES // 2**20} MB limit; downscale or recompress it first"
         )
-    hdr = _read_header(data, label, filename)
+    hdr = _read_header(data, label, filename, max_pixels)
     img = _decode_pixels(data, hdr, label)
     return _orient(img, _orientation(hdr))
 
@@ -253,11 +262,14 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _read_header(data: bytes, label: str, filename: str | None = None) -> _Header:
+def _read_header(
+    data: bytes, label: str, filename: str | None = None, max_pixels: int = MAX_PIXELS
+) -> _Header:
     """The single header-first guard run before any pixel decode.
 
     Identifies the format, reads width/height without decoding, and refuses unsupported
-    formats, corrupt or truncated headers and images above :data:`MAX_PIXELS`.
+    formats, corrupt or truncated headers and images above ``max_pixels`` (default
+    :data:`MAX_PIXELS`).
     """
     fmt = _sniff(data)
     ext = os.path.splitext(filename or "")[1].lower()
@@ -288,10 +300,10 @@ def _read_header(data: bytes, label: str, filename: str | None = None) -> _Heade
     w, h = hdr.width, hdr.height
     if w <= 0 or h <= 0:
         raise ImageError(f"{label}: image is empty ({w}x{h} pixels); pass a real image")
-    if w * h > MAX_PIXELS:
+    if w * h > max_pixels:
         raise ImageError(
             f"{label}: {w}x{h} is {w * h / 1e6:.0f} megapixels, above the "
-            f"{MAX_PIXELS // 1_000_000} MP limit; downscale it first"
+            f"{max_pixels / 1e6:g} MP limit; downscale it first"
         )
     need = w * h * hdr.cost
     if need > DECODE_BUDGET:

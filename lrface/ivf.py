@@ -434,6 +434,14 @@ class IvfGallery:
         removed = np.array(sorted(self.meta["removed"]), np.int32)
         return int(sum(np.count_nonzero(~np.isin(p["lab"], removed)) for p in self._arrays()))
 
+    def image_counts(self) -> dict[str, int]:
+        """``{identity: rows stored}`` for the enrolled (not removed) identities, in
+        enrolment order."""
+        counts = np.zeros(len(self.meta["labels"]), np.int64)
+        for p in self._arrays():
+            counts += np.bincount(np.asarray(p["lab"]), minlength=len(counts))
+        return {n: int(counts[i]) for n, i in self._live_labels().items()}
+
     @property
     def index_description(self) -> str:
         """One line: what searches this gallery (for ``identify``)."""
@@ -629,8 +637,15 @@ def _ivf(index: Any) -> Any:
 
 
 def _write_index(index: Any, path: Path) -> None:
+    """Write a FAISS index to ``path`` atomically: a temporary file, flushed to disk
+    (fsync), then renamed over ``path``."""
     tmp = path.with_name(path.name + ".tmp")
     _faiss().write_index(index, str(tmp))
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 

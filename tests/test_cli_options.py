@@ -26,6 +26,7 @@ MINIMAL = {
     "gallery": ["build", "root/", "--out", "g.npz"],
     "identify": ["p.jpg", "--gallery", "g.npz"],
     "watch": ["clip.mp4", "--gallery", "g.npz", "--out", "t.json"],
+    "serve": [],
 }
 
 

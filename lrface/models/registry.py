@@ -525,6 +525,28 @@ def all_models() -> dict[str, ModelSpec]:
     return out
 
 
+def model_rows(model_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """One row per known model, by name (``lrface models list --json``): ``name``, ``kind``,
+    ``found`` (its file is present; not hashed), ``path`` (or None), ``license``, ``input``
+    (crop side), ``dim`` (embedding size), ``threshold``."""
+    rows: list[dict[str, Any]] = []
+    for name, spec in sorted(all_models().items()):
+        path = find(spec, model_dir)
+        rows.append(
+            {
+                "name": name,
+                "kind": spec.kind,
+                "found": path is not None,
+                "path": str(path) if path else None,
+                "license": spec.license,
+                "input": spec.input_size,
+                "dim": spec.embedding_size,
+                "threshold": spec.threshold,
+            }
+        )
+    return rows
+
+
 def get_spec(name_or_path: str | os.PathLike[str]) -> ModelSpec:
     """Resolve a registry name, a card (``.json``) or a weights file with a card beside it."""
     key = str(name_or_path)

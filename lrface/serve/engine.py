@@ -1,0 +1,397 @@
+"""The work of each ``lrface serve`` endpoint, with the models of one worker process.
+
+An :class:`Engine` is created once per worker: :meth:`Engine.warm_up` loads the detector
+and recognisers (models load once per worker and stay loaded) and opens the gallery.  The
+app calls the other methods in a thread (never on the event loop); each holds the
+worker's one inference lock for the whole request -- not every model object is
+thread-safe (OpenCV's YuNet keeps its input size), and one request at a time bounds a
+worker's memory (one image decode at a time) -- so throughput scales with ``--workers``.
+
+Everything is the library's: images decoded by :func:`lrface.images.read_image` (its
+header guard, at ``--max-pixels``), faces cut by :func:`lrface.pipeline.prepare_face`,
+verification by :func:`lrface.api.verify_detailed`, search by the galleries' ``identify``
+-- with the CLI's defaults and thresholds, and its ``--json`` shapes in the answers.
+Inputs are uploads only (:class:`Upload`: a name for messages and bytes), never a path.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..api import LR_STUDENT, TEACHER, verify_detailed
+from ..cli_options import ServeOptions
+from ..detect import DEFAULT_DETECTOR, load_detector, resolve_detector
+from ..errors import LrfaceError
+from ..images import read_image
+from ..models.embedder import Embedder
+from ..models.loader import load_embedder
+from ..models.registry import all_models, find
+from ..pipeline import CropOptions, PreparedFace, prepare_face
+from .limits import Deadline
+from .store import GalleryStore
+
+log = logging.getLogger("lrface")
+
+#: Default recogniser of ``/embed`` (as ``lrface embed``).
+EMBED_MODEL = LR_STUDENT
+#: Most candidates ``/identify`` returns per probe.
+MAX_TOP_K = 100
+#: Longest identity label accepted by ``/gallery/identities``.
+MAX_IDENTITY_CHARS = 128
+
+__all__ = ["CropRequest", "Engine", "NoGallery", "NotEnrolled", "Upload"]
+
+
+class NotEnrolled(LrfaceError):
+    """The identity named is not in the gallery (HTTP 404)."""
+
+
+class NoGallery(LrfaceError):
+    """The server was started without ``--gallery`` (HTTP 409)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    """One uploaded image: ``name`` (the client's file name, cleaned; used in messages
+    and as the ``source`` of results) and its encoded ``data``."""
+
+    name: str
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class CropRequest:
+    """The crop fields of a request (the CLI's crop options); None: the server's default
+    (``--detector``, ``--det-thresh``) or the CLI's."""
+
+    detect: bool = True
+    detector: str | None = None
+    det_thresh: float | None = None
+    face_index: int | None = None
+
+
+def crop_png(crop: np.ndarray) -> str:
+    """A uint8 BGR crop as a ``data:image/png;base64,...`` URL (for the operator page)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", crop)
+    if not ok:  # pragma: no cover - a valid uint8 crop always encodes
+        raise LrfaceError("could not encode a face crop as PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class Engine:
+    """The models, gallery and inference lock of one worker (module docstring)."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.lock = threading.Lock()
+        self.store = (
+            GalleryStore(options.gallery, options.gallery_model, options.aggregate)
+            if options.gallery
+            else None
+        )
+
+    # ------------------------------------------------------------------ start
+
+    def warm_up(self) -> list[str]:
+        """Load the default detector, the teacher, the student and the gallery's model,
+        open the gallery, and run each model once; returns the models loaded."""
+        o = self.options
+        CropOptions(detector=o.detector, det_thresh=o.det_thresh)  # validates both
+        detector = load_detector(o.detector, o.det_thresh)
+        detector.detect(np.full((96, 96, 3), 127, np.uint8))
+        names = [n for n in (TEACHER, LR_STUDENT) if n in all_models() and find(all_models()[n])]
+        if self.store is not None:
+            self.store.prepare()
+            names.append(self.store.current().model_name)
+        loaded = [resolve_detector(o.detector)]
+        for name in dict.fromkeys(names):
+            emb = load_embedder(name)
+            emb.embed_crops([np.full((emb.input_size, emb.input_size, 3), 127, np.uint8)])
+            loaded.append(name)
+        return loaded
+
+    # ------------------------------------------------------------------ helpers
+
+    @contextlib.contextmanager
+    def _turn(self, deadline: Deadline) -> Iterator[None]:
+        """The worker's inference lock, waited for until ``deadline``."""
+        if not self.lock.acquire(timeout=deadline.remaining()):
+            raise deadline.timeout("the worker was free (other requests)")
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    def _image(self, up: Upload, deadline: Deadline) -> np.ndarray:
+        deadline.check(f"reading {up.name}")
+        return read_image(up.data, name=up.name, max_pixels=self.options.max_pixels)
+
+    def _crop_options(self, c: CropRequest, size: int = 112) -> CropOptions:
+        """The request's :class:`CropOptions` (validated): the server's detector defaults
+        apply only when faces are detected."""
+        if c.detect:
+            detector = c.detector or self.options.detector
+            thresh = c.det_thresh if c.det_thresh is not None else self.options.det_thresh
+        else:
+            detector, thresh = c.detector or DEFAULT_DETECTOR, c.det_thresh
+        return CropOptions(
+            detect=c.detect,
+            detector=detector,
+            det_thresh=thresh,
+            face_index=c.face_index,
+            size=size,
+        )
+
+    @staticmethod
+    def _embedder(name: str) -> Embedder:
+        """A registry recogniser by name (never a path: requests name models, not files)."""
+        spec = all_models().get(name)
+        if spec is None or spec.kind == "detector":
+            raise LrfaceError(
+                f"model {name!r}: not a recogniser known to this server; GET /models lists them"
+            )
+        return load_embedder(name)
+
+    def _gallery(self) -> Any:
+        if self.store is None:
+            raise NoGallery(
+                "this server has no gallery; start it with --gallery FILE.npz (or an IVF "
+                "directory) to identify and enrol"
+            )
+        return self.store.current()
+
+    def _prepare(
+        self, ups: list[Upload], options: CropOptions, deadline: Deadline
+    ) -> tuple[list[tuple[Upload, PreparedFace]], list[dict[str, str]]]:
+        """Each upload decoded and its face cut: ``(prepared, failed)`` with ``failed``
+        ``[{"source", "error"}]`` for the uploads that could not be used."""
+        done: list[tuple[Upload, PreparedFace]] = []
+        failed: list[dict[str, str]] = []
+        for up in ups:
+            try:
+                img = self._image(up, deadline)
+                deadline.check(f"finding the face in {up.name}")
+                done.append((up, prepare_face(img, options, name=up.name)))
+            except LrfaceError as exc:
+                msg = _one_line(str(exc))
+                msg = msg[len(up.name) + 2 :] if msg.startswith(f"{up.name}: ") else msg
+                failed.append({"source": up.name, "error": msg})
+        return done, failed
+
+    @staticmethod
+    def _all_failed(failed: list[dict[str, str]], what: str) -> LrfaceError:
+        if len(failed) == 1:
+            return LrfaceError(f"{failed[0]['source']}: {failed[0]['error']}")
+        reasons = "; ".join(f"{f['source']}: {f['error']}" for f in failed)
+        return LrfaceError(f"all {len(failed)} {what} failed: {reasons}")
+
+    # ------------------------------------------------------------------ endpoints
+
+    def verify(
+        self,
+        ups: tuple[Upload, Upload],
+        crop: CropRequest,
+        deadline: Deadline,
+        model: str | None = None,
+        threshold: float | None = None,
+        face_index1: int | None = None,
+        face_index2: int | None = None,
+        crops: bool = False,
+    ) -> dict[str, Any]:
+        """``lrface verify --json`` of two uploads (``crops``: each face's aligned crop
+        as ``crop_png``)."""
+        if model is not None:
+            self._embedder(model)
+        o = self._crop_options(crop)
+        with self._turn(deadline):
+            images = [self._image(u, deadline) for u in ups]
+            deadline.check("finding and comparing the faces")
+            res, faces = verify_detailed(
+                images[0],
+                images[1],
+                model=model,
+                threshold=threshold,
+                detect=o.detect,
+                face_index=o.face_index,
+                detector=o.detector,
+                det_thresh=o.det_thresh,
+                face_index1=face_index1,
+                face_index2=face_index2,
+                names=(ups[0].name, ups[1].name),
+            )
+        out = res.to_dict()
+        if crops:
+            for im, face in zip(out["images"], faces):
+                im["crop_png"] = crop_png(face.crop)
+        return out
+
+    def detect(self, up: Upload, crop: CropRequest, deadline: Deadline) -> dict[str, Any]:
+        """``lrface detect --json`` of one upload."""
+        o = self._crop_options(dataclasses.replace(crop, face_index=None))
+        with self._turn(deadline):
+            image = self._image(up, deadline)
+            deadline.check(f"finding the faces in {up.name}")
+            faces = load_detector(o.detector, o.det_thresh).detect(image)
+        return {"image": up.name, "faces": [f.to_dict() for f in faces]}
+
+    def embed(
+        self,
+        ups: list[Upload],
+        crop: CropRequest,
+        deadline: Deadline,
+        model: str | None = None,
+        crops: bool = False,
+    ) -> dict[str, Any]:
+        """One embedding per upload (the CLI's crop modes), with the uploads that failed."""
+        emb = self._embedder(model or EMBED_MODEL)
+        options = self._crop_options(crop, int(emb.input_size))
+        with self._turn(deadline):
+            done, failed = self._prepare(ups, options, deadline)
+            if not done:
+                raise self._all_failed(failed, "images")
+            deadline.check("embedding")
+            e = emb.embed_crops([f.crop for _, f in done])
+        rows = []
+        for (up, face), vec in zip(done, e):
+            row = {"source": up.name, "face": face.to_dict(), "embedding": vec.tolist()}
+            if crops:
+                row["crop_png"] = crop_png(face.crop)
+            rows.append(row)
+        return {
+            "model": emb.name,
+            "embedding_size": int(e.shape[1]),
+            "embeddings": rows,
+            "failed": failed,
+        }
+
+    def identify(
+        self,
+        ups: list[Upload],
+        crop: CropRequest,
+        deadline: Deadline,
+        model: str | None = None,
+        threshold: float | None = None,
+        top_k: int = 5,
+        crops: bool = False,
+    ) -> dict[str, Any]:
+        """``lrface identify --json`` results of the uploads against the gallery."""
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise LrfaceError(f"top_k {top_k}: must be from 1 to {MAX_TOP_K}")
+        with self._turn(deadline):
+            gallery = self._gallery()
+            emb = self._embedder(model or gallery.model_name)
+            gallery.check_model(emb)
+            options = self._crop_options(crop, int(emb.input_size))
+            thr = threshold if threshold is not None else emb.threshold
+            done, failed = self._prepare(ups, options, deadline)
+            if not done:
+                raise self._all_failed(failed, "probes")
+            deadline.check("searching the gallery")
+            found = gallery.identify(
+                emb.embed_crops([f.crop for _, f in done]), top_k=top_k, threshold=thr
+            )
+        results = []
+        for (up, face), res in zip(done, found):
+            res["probe"] = up.name
+            if crops:
+                res["face"] = face.to_dict()
+                res["crop_png"] = crop_png(face.crop)
+            results.append(res)
+        return {
+            "results": results,
+            "failed": failed,
+            "threshold": thr,
+            "model": emb.name,
+            "gallery_model": gallery.model_name,
+        }
+
+    def identities(self, deadline: Deadline) -> dict[str, Any]:
+        """The enrolled identities and their image counts."""
+        with self._turn(deadline):  # an IVF gallery's arrays are (re)loaded lazily
+            g = self._gallery()
+            counts = g.image_counts()
+        return {
+            "identities": [{"identity": n, "images": k} for n, k in counts.items()],
+            "model": g.model_name,
+            "aggregate": g.aggregate,
+            "threshold": g.threshold,
+            "index": "ivf" if self.store is not None and self.store.is_ivf else "exact",
+        }
+
+    def enrol(
+        self, identity: str, ups: list[Upload], crop: CropRequest, deadline: Deadline
+    ) -> dict[str, Any]:
+        """Enrol every upload under ``identity`` (appended when enrolled): all or nothing
+        -- one unusable image refuses the request and nothing is written."""
+        identity = _check_identity(identity)
+        with self._turn(deadline):
+            store = self._require_store()
+            emb = self._embedder(store.current().model_name)
+            options = self._crop_options(crop, int(emb.input_size))
+            done, failed = self._prepare(ups, options, deadline)
+            if failed:
+                f = failed[0]
+                raise LrfaceError(
+                    f"{f['source']}: {f['error']}; nothing was enrolled (every image of an "
+                    "enrolment must show a usable face)"
+                )
+            deadline.check("embedding")
+            e = emb.embed_crops([face.crop for _, face in done])
+            sources = [up.name for up, _ in done]
+
+            def change(gallery: Any) -> dict[str, Any]:
+                gallery.check_model(emb)
+                gallery.add(identity, e, sources)
+                return {
+                    "identity": identity,
+                    "enrolled": len(sources),
+                    "images": gallery.image_counts()[identity],
+                    "identities": len(gallery),
+                }
+
+            return store.write(change, deadline)
+
+    def remove(self, identity: str, deadline: Deadline) -> dict[str, Any]:
+        """Remove ``identity`` and all its images."""
+        store = self._require_store()
+
+        def change(gallery: Any) -> dict[str, Any]:
+            if identity not in gallery:
+                raise NotEnrolled(f"identity {identity!r} is not enrolled in the gallery")
+            n = gallery.remove(identity)
+            return {"identity": identity, "removed": n, "identities": len(gallery)}
+
+        return store.write(change, deadline)
+
+    def _require_store(self) -> GalleryStore:
+        self._gallery()  # raises NoGallery
+        assert self.store is not None
+        return self.store
+
+
+def _check_identity(identity: str) -> str:
+    """An identity label: 1-128 printable characters, not ``unknown``, no surrounding
+    spaces (they would make two labels look the same)."""
+    if not identity or identity != identity.strip():
+        raise LrfaceError("identity: must be a non-empty label without leading or trailing spaces")
+    if len(identity) > MAX_IDENTITY_CHARS:
+        raise LrfaceError(f"identity: {len(identity)} characters, more than {MAX_IDENTITY_CHARS}")
+    if not identity.isprintable():
+        raise LrfaceError("identity: must not contain control characters or line breaks")
+    if identity == "unknown":
+        raise LrfaceError("identity: 'unknown' is reserved for probes that match no one")
+    return identity
