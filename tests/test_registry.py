@@ -143,6 +143,24 @@ def test_bit_flipped_student_is_refused_by_verify_without_fallback(tmp_path, cap
     assert "git checkout weights/" in err and "Traceback" not in err
 
 
+def test_users_card_with_a_bad_sha_gets_a_hint_that_fits_a_path(tmp_path, capsys, same_pair):
+    """Issue 29 (8): a card passed by PATH cannot be fetched by its name; the hint names
+    the card and what to do with it (re-export, or fix its sha256), never `models fetch`."""
+    card, weights = _copy_student(tmp_path / "mine", name="mytiny", sha256="0" * 64)
+    rc = main(["verify", str(same_pair[0]), str(same_pair[1]), "--model", str(card)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "sha256 mismatch" in err and str(weights) in err
+    assert "models fetch" not in err and f"fix sha256 in {card.resolve()}" in err
+    assert "re-export" in err and "git checkout" not in err  # not a shipped model
+    # a bad field of the user's card: the fix names that card, not `git checkout weights/`
+    card.write_text(json.dumps({**json.loads(card.read_text()), "input_size": "big"}))
+    rc = main(["verify", str(same_pair[0]), str(same_pair[1]), "--model", str(card)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'input_size'" in err and f"fix the field in {card}" in err, err
+    assert "git checkout" not in err
+
+
 def test_model_dir_student_wins_over_shipped(tmp_path, monkeypatch):
     card, _ = _copy_student(tmp_path / "md", "lrface-tiny-16", name="lrface-mbf")
     monkeypatch.setenv("LRFACE_MODEL_DIR", str(card.parent))
