@@ -161,6 +161,47 @@ def test_users_card_with_a_bad_sha_gets_a_hint_that_fits_a_path(tmp_path, capsys
     assert "git checkout" not in err
 
 
+def test_card_fields_are_checked_against_the_model_file(tmp_path, capsys, same_pair):
+    """Issue 29 (7): a card claiming 512-d for a 128-d ONNX, or another input side, is
+    refused when the model loads (one line naming the card and the field) -- before
+    `gallery build` embeds anything, instead of blaming the embeddings afterwards."""
+    root = tmp_path / "root" / "someone"
+    root.mkdir(parents=True)
+    shutil.copy(same_pair[0], root / "a.jpg")
+    for field, value, gives in [("embedding_size", 512, "128-d"), ("input_size", 24, "16x16")]:
+        card, weights = _copy_student(tmp_path / field, name="mine", **{field: value})
+        rc = main(["gallery", "build", str(root.parent), "--model", str(card), "--no-detect",
+                   "--quiet", "--out", str(tmp_path / f"{field}.npz")])  # fmt: skip
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"model card {card.resolve()}: field {field!r} says {value}" in err, err
+        assert str(weights) in err and gives in err and f"fix {field} in the card" in err
+        assert not (tmp_path / f"{field}.npz").exists()
+
+
+def test_torch_card_fields_are_checked_against_the_module(tmp_path):
+    """The same check for a torch student (.pt): the embedding size from a forward pass,
+    an input side the architecture cannot take named as the card's input_size."""
+    pytest.importorskip("torch", reason="torch students need the train extra")
+    from lrface.models.loader import load_embedder
+
+    shipped = json.loads((WEIGHTS / "lrface-tiny-16.json").read_text())
+    tw = shipped.pop("torch_weights")
+    for field, value in [("embedding_size", 512), ("input_size", 24)]:
+        d = tmp_path / field
+        d.mkdir()
+        shutil.copy(WEIGHTS / tw["file"], d / tw["file"])
+        card = {**shipped, "name": f"t-{field}", "runtime": "torch", "weights_file": tw["file"],
+                "sha256": tw["sha256"], field: value}  # fmt: skip
+        (d / "t.json").write_text(json.dumps(card))
+        with pytest.raises(ModelFileError) as exc:
+            load_embedder(d / "t.json")
+        msg = str(exc.value)
+        assert "\n" not in msg and f"field {field!r} says {value}" in msg and "t.json" in msg
+    good = load_embedder(WEIGHTS / "lrface-tiny-16.pt")
+    assert (good.input_size, good.embedding_size) == (16, 128)
+
+
 def test_model_dir_student_wins_over_shipped(tmp_path, monkeypatch):
     card, _ = _copy_student(tmp_path / "md", "lrface-tiny-16", name="lrface-mbf")
     monkeypatch.setenv("LRFACE_MODEL_DIR", str(card.parent))

@@ -39,11 +39,18 @@ class OnnxEmbedder(Embedder):
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
         self.fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] == 1
-        if isinstance(inp.shape[2], int):
-            self.input_size = int(inp.shape[2])
-        if not self.embedding_size:
-            probe = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
-            self.embedding_size = int(self._forward(probe).shape[1])
+
+    def file_shapes(self) -> tuple[int | None, int]:
+        """``(input side, embedding size)`` as the ONNX file gives them: the side from the
+        static (N, 3, S, S) input shape (None when dynamic), the size from the static
+        output shape, else from one forward pass at the input side."""
+        shape = self.session.get_inputs()[0].shape
+        side = shape[2] if len(shape) == 4 and isinstance(shape[2], int) else None
+        out = self.session.get_outputs()[0].shape
+        if len(out) == 2 and isinstance(out[1], int):
+            return side, int(out[1])
+        s = side or self.input_size
+        return side, int(self._forward(np.zeros((1, 3, s, s), np.float32)).shape[1])
 
     @property
     def providers(self) -> list[str]:

@@ -66,6 +66,13 @@ class TorchEmbedder(Embedder):
         model = model.to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model.eval()
 
+    def file_shapes(self) -> tuple[int | None, int]:
+        """``(None, embedding size)``: the size from one forward pass of a zero crop at
+        ``input_size`` (a side the architecture cannot take raises RuntimeError); the
+        module has no input shape of its own to compare."""
+        s = self.input_size
+        return None, int(self._forward(np.zeros((1, 3, s, s), np.float32)).shape[1])
+
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
