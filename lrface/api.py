@@ -3,6 +3,11 @@
 Arrays: images are uint8 BGR (H, W, 3) (paths, bytes, PIL images and HxW / HxWx4 arrays
 are accepted and converted); embeddings are float32 (N, D), L2-normalised; similarity is
 the cosine of two embeddings, in [-1, 1].
+
+Arguments are validated in one place, :mod:`lrface.validation`: a wrong type raises
+:class:`lrface.errors.ArgumentTypeError` (also a ``TypeError``), a bad value
+:class:`lrface.errors.ArgumentValueError` (also a ``ValueError``); both are
+:class:`LrfaceError`, with a one-line message naming the argument.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .models.embedder import Embedder
 from .models.loader import load_embedder
 from .models.registry import all_models, get_spec
 from .pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
+from .validation import check_number
 
 TEACHER = "mobilefacenet-arcface"
 LR_STUDENT = "lrface-mbf"
@@ -161,8 +167,8 @@ def verify(
     in ``images`` says which it was.
     """
     picks = _face_picks(face_index, face_index1, face_index2)
-    if threshold is not None and not (np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
-        raise LrfaceError(f"--threshold {threshold}: must be a cosine between -1 and 1")
+    if threshold is not None:
+        threshold = check_number(threshold, "threshold", -1.0, 1.0)
     faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh)
     names, embs, sim = _embed_pair(faces, model)
     thr, source = _threshold(names, embs, threshold)

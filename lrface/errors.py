@@ -13,8 +13,27 @@ class LrfaceError(Exception):
     """An expected, user-correctable failure with a one-line message."""
 
 
+class ArgumentTypeError(LrfaceError, TypeError):
+    """An API argument of the wrong type: a string, bool or None where a number is
+    expected, an array of another dtype.  Catch it as :class:`LrfaceError` or ``TypeError``."""
+
+
+class ArgumentValueError(LrfaceError, ValueError):
+    """An API argument of the right type with a bad value: NaN, out of range, an empty
+    or oversized array.  Catch it as :class:`LrfaceError` or ``ValueError``."""
+
+
 class ImageError(LrfaceError):
     """The input image could not be read or is unusable."""
+
+
+class ImageTypeError(ImageError, ArgumentTypeError):
+    """An image argument of a type or dtype lrface does not read (``TypeError`` too)."""
+
+
+class ImageValueError(ImageError, ArgumentValueError):
+    """An image array of the right type with an unusable shape, size or values
+    (``ValueError`` too)."""
 
 
 class NoFaceError(LrfaceError):
