@@ -70,16 +70,16 @@ def check_number(
     (a string such as ``"0.3"``, ``True``, None, an array), :class:`ArgumentValueError`
     (``ValueError``) for NaN, infinity or a value out of range; one line naming ``name``.
     """
-    left, right = "(" if open_lo else "[", ")" if open_hi else "]"
-    span = f"{left}{lo:g}, {hi:g}{right}"
+    ends = {(True, True): " (exclusive)", (False, False): ""}.get((open_lo, open_hi))
+    span = f"between {lo:g} and {hi:g}" + (ends if ends is not None else " (one end open)")
     if not _is_real(value):
         raise ArgumentTypeError(
-            f"{name} must be a number in {span}, got {type(value).__name__} {value!r:.40}"
+            f"{name} must be a number {span}, got {type(value).__name__} {value!r:.40}"
         )
     v = float(value)  # type: ignore[arg-type]
     inside = (lo < v if open_lo else lo <= v) and (v < hi if open_hi else v <= hi)
     if not (math.isfinite(v) and inside):
-        raise ArgumentValueError(f"{name} must be a number in {span}, got {v!r}")
+        raise ArgumentValueError(f"{name} must be a number {span}, got {v!r}")
     return v
 
 

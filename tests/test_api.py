@@ -128,11 +128,19 @@ def test_benchmark_student_hr_side_is_its_teacher(tmp_path, capsys):
 @pytest.mark.parametrize(
     "kwargs, exc, needle",
     [
-        ({"threshold": "0.3"}, TypeError, "threshold must be a number in [-1, 1], got str '0.3'"),
+        (
+            {"threshold": "0.3"},
+            TypeError,
+            "threshold must be a number between -1 and 1, got str '0.3'",
+        ),
         ({"threshold": True}, TypeError, "got bool True"),  # not taken as 1.0
         ({"threshold": float("nan")}, ValueError, "got nan"),
         ({"threshold": 1.5}, ValueError, "got 1.5"),
-        ({"det_thresh": "0.5"}, TypeError, "--det-thresh must be a number in (0, 1)"),
+        (
+            {"det_thresh": "0.5"},
+            TypeError,
+            "--det-thresh must be a number between 0 and 1 (exclusive)",
+        ),
         ({"face_index": True}, TypeError, "--face-index must be an integer >= 0, got bool"),
         ({"face_index1": -1}, ValueError, "--face-index must be an integer >= 0, got -1"),
         ({"detect": "no"}, TypeError, "detect must be True or False, got 'no'"),
