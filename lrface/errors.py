@@ -46,3 +46,10 @@ class ModelFileError(LrfaceError):
 
 class DatasetError(LrfaceError):
     """A dataset path is missing or does not have the expected layout."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread of ``lrface`` (the CLI) when SIGTERM arrives, so that the
+    running command unwinds like after Ctrl-C: worker processes stopped, outputs left
+    complete or resumable, exit status 143 (128 + SIGTERM).  Not an :class:`Exception`:
+    ``except Exception`` does not swallow it."""

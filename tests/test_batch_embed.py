@@ -447,6 +447,48 @@ def test_sigkill_of_embed_leaves_no_worker_alive(tmp_path):
     assert not survivors, f"{len(survivors)} of {len(kids)} child processes outlived the parent"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_of_embed_exits_143_quietly_and_resumes(tmp_path):
+    """Issue 29 (6): SIGTERM of `lrface embed` with 2 workers printed multiprocessing's
+    "leaked semaphore" warning (exit -15).  Now: exit 143, the one line "terminated
+    (SIGTERM)", no worker left, and the finished shards kept: the same command resumes."""
+    people = sorted(d for d in LFW.iterdir() if d.name.startswith("B"))
+    imgs = [str(p) for d in people for p in sorted(d.glob("*.jpg"))][:80]
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"{p}\n" for p in imgs))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lrface", "embed", str(lst), "--out", str(out), "--workers",
+           "2", "--model", "mobilefacenet-arcface", "--quiet", "--shard-size", "8"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        done: list = []
+        while time.monotonic() < deadline and proc.poll() is None and not done:
+            if (out / "manifest.json").is_file():
+                done = json.loads((out / "manifest.json").read_text())["completed_shards"]
+            time.sleep(0.05)
+        assert done and proc.poll() is None, "no shard finished while the workers ran"
+        workers = [k for k in _children(proc.pid) if b"spawn_main" in _cmdline(k)]
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=30)[1].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and err == "terminated (SIGTERM)\n", (proc.returncode, err)
+    time.sleep(0.5)
+    assert not [k for k in workers if _alive(k)]
+    man = json.loads((out / "manifest.json").read_text())
+    kept = {e["shard"]: e["sha256"] for e in man["completed_shards"]}
+    assert kept and not man["complete"] and not list(out.glob(".*.part"))
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["complete"] and man["n_embedded"] == 80
+    after = {e["shard"]: e["sha256"] for e in man["completed_shards"]}
+    assert all(after[k] == sha for k, sha in kept.items())  # kept, not embedded again
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
