@@ -13,6 +13,13 @@ class LrfaceError(Exception):
     """An expected, user-correctable failure with a one-line message."""
 
 
+def first_line(exc: BaseException, limit: int = 120) -> str:
+    """The first line of ``str(exc)`` (at most ``limit`` characters), or the exception's
+    type name when it has no message: the reason quoted inside a one-line message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 class ArgumentTypeError(LrfaceError, TypeError):
     """An API argument of the wrong type: a string, bool or None where a number is
     expected, an array of another dtype.  Catch it as :class:`LrfaceError` or ``TypeError``."""

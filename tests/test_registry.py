@@ -202,6 +202,38 @@ def test_torch_card_fields_are_checked_against_the_module(tmp_path):
     assert (good.input_size, good.embedding_size) == (16, 128)
 
 
+@pytest.mark.parametrize(
+    ("weights", "changes", "needle"),
+    [
+        ("lrface-tiny-16.pt", {"runtime": "onnx"}, "onnxruntime cannot load it"),
+        ("lrface-tiny-16.onnx", {"runtime": "torch"}, "torch cannot read it as student weights"),
+        ("yunet_2026may.onnx", {"runtime": "onnx"}, "field 'input_size' says 16"),
+        ("lrface-tiny-16.pt", {"runtime": "torch", "arch_kwargs": {"width": 100_000}},
+         "the card's architecture (tiny, {'width': 100000}) does not fit"),
+        ("lrface-tiny-16.onnx", {"preprocessing": {"std": [1e-30, 1, 1]}},
+         "'preprocessing.std' must be a list of 3 numbers from 0.001 to 1e4"),
+    ],
+)  # fmt: skip
+def test_cards_that_do_not_fit_their_file_are_one_line_errors(tmp_path, weights, changes, needle):
+    """Found by the `model` fuzz target (benchmarks/fuzz.py): a card naming a real file
+    with its true sha256 but the wrong runtime, a detector, arch_kwargs that would
+    allocate ~100 GB, or a std that overflows float32 -- each is one ModelFileError
+    naming the file or card (they were onnxruntime/pickle errors, NaN embeddings, or
+    a huge allocation)."""
+    from lrface.models.loader import load_embedder
+
+    card = json.loads((WEIGHTS / "lrface-tiny-16.json").read_text())
+    card.pop("torch_weights")
+    shutil.copy(WEIGHTS / weights, tmp_path / weights)
+    card.update(name="mine", weights_file=weights, sha256=sha256_file(WEIGHTS / weights))
+    card.update(changes)
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError) as exc:
+        load_embedder(tmp_path / "mine.json")
+    msg = str(exc.value)
+    assert "\n" not in msg and needle in msg and "mine.json" in msg, msg
+
+
 def test_model_dir_student_wins_over_shipped(tmp_path, monkeypatch):
     card, _ = _copy_student(tmp_path / "md", "lrface-tiny-16", name="lrface-mbf")
     monkeypatch.setenv("LRFACE_MODEL_DIR", str(card.parent))

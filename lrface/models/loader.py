@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, first_line
 from .embedder import Embedder
 from .registry import ModelSpec, get_spec, locate
 
@@ -74,9 +74,8 @@ def check_against_file(emb: Embedder, path: os.PathLike[str]) -> Embedder:
     spec = emb.spec
     try:
         side, dim = emb.file_shapes()  # type: ignore[attr-defined]
-    except RuntimeError as exc:  # torch: the architecture cannot take this input side
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        need = f"an error at that side ({first})"
+    except Exception as exc:  # a side the network cannot take, not a crop recogniser
+        need = f"an error for {spec.input_size}-px crops ({first_line(exc)})"
         raise _mismatch(spec, path, "input_size", spec.input_size, need) from None
     if side is not None:
         if spec.input_size is not None and side != spec.input_size:

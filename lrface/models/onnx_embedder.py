@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..errors import ModelFileError, first_line
 from ..providers import make_session
 from .embedder import Embedder
 from .registry import ModelSpec
@@ -34,7 +35,14 @@ class OnnxEmbedder(Embedder):
         super().__init__(spec, flip=flip, batch_size=batch_size)
         self.path = str(path)
         self._providers = providers
-        self.session = make_session(self.path, providers)
+        try:
+            self.session = make_session(self.path, providers)
+        except Exception as exc:  # onnxruntime's own types for a file it cannot load
+            where = spec.card_path or f"registry entry {spec.name}"
+            raise ModelFileError(
+                f"{self.path}: onnxruntime cannot load it ({first_line(exc)}), but {where} "
+                "names it with runtime onnx; fix weights_file/runtime there, or restore the file"
+            ) from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
@@ -43,9 +51,12 @@ class OnnxEmbedder(Embedder):
     def file_shapes(self) -> tuple[int | None, int]:
         """``(input side, embedding size)`` as the ONNX file gives them: the side from the
         static (N, 3, S, S) input shape (None when dynamic), the size from the static
-        output shape, else from one forward pass at the input side."""
+        output shape, else from one forward pass at the input side.  Raises ValueError
+        for an input that is not (N, 3, S, S), onnxruntime's error for a failed pass."""
         shape = self.session.get_inputs()[0].shape
-        side = shape[2] if len(shape) == 4 and isinstance(shape[2], int) else None
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise ValueError(f"its input has shape {shape}, not (N, 3, S, S) crops")
+        side = shape[2] if isinstance(shape[2], int) else None
         out = self.session.get_outputs()[0].shape
         if len(out) == 2 and isinstance(out[1], int):
             return side, int(out[1])

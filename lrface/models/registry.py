@@ -400,9 +400,10 @@ class _Card:
             or len(v) != 3
             or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
             or not all(-1e4 < float(x) < 1e4 for x in v)
-            or (key == "std" and not all(float(x) > 0 for x in v))
+            or (key == "std" and not all(float(x) >= 1e-3 for x in v))
         ):
-            raise self.fail(f"preprocessing.{key}", "a list of 3 numbers", v)
+            want = "3 numbers from 0.001 to 1e4" if key == "std" else "3 numbers in (-1e4, 1e4)"
+            raise self.fail(f"preprocessing.{key}", f"a list of {want}", v)
         return tuple(float(x) for x in v)
 
     @overload
