@@ -26,7 +26,7 @@ from .models.embedder import Embedder
 from .models.loader import load_embedder
 from .models.registry import all_models, get_spec
 from .pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
-from .validation import check_number
+from .validation import check_model_name, check_number
 
 TEACHER = "mobilefacenet-arcface"
 LR_STUDENT = "lrface-mbf"
@@ -98,7 +98,7 @@ def embed(
             f"images: expected a list of images, got {type(images).__name__}; "
             "wrap a single image in a list: lrface.embed([image])"
         )
-    emb = model if isinstance(model, Embedder) else load_embedder(model)
+    emb = model if isinstance(model, Embedder) else load_embedder(check_model_name(model))
     opts = CropOptions(
         detect=detect,
         size=emb.input_size,
@@ -167,6 +167,8 @@ def verify(
     in ``images`` says which it was.
     """
     picks = _face_picks(face_index, face_index1, face_index2)
+    if model is not None:
+        model = check_model_name(model)
     if threshold is not None:
         threshold = check_number(threshold, "threshold", -1.0, 1.0)
     faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh)
@@ -217,7 +219,9 @@ def _embed_pair(
     similarity is the dot product of the two float32 (D,) L2-normalised embeddings.
     """
     sizes = (faces[0].face_size, faces[1].face_size)
-    names = (model, model) if model else (choose_model(sizes[0]), choose_model(sizes[1]))
+    names = (
+        (model, model) if model is not None else (choose_model(sizes[0]), choose_model(sizes[1]))
+    )
     embs = [load_embedder(n) for n in names]
     e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
     return names, embs, float(np.dot(e[0], e[1]))

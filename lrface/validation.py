@@ -10,7 +10,8 @@
   :class:`~lrface.errors.ImageTypeError` (a ``TypeError``), a wrong shape, an empty or
   oversized array or pixel values that are not 8-bit raise
   :class:`~lrface.errors.ImageValueError` (a ``ValueError``).
-* Scalars: :func:`check_number`, :func:`check_index`, :func:`check_flag`: a wrong type
+* Scalars: :func:`check_number`, :func:`check_index`, :func:`check_flag`,
+  :func:`check_model_name`: a wrong type
   (a string, a bool where a number is expected, None) raises
   :class:`~lrface.errors.ArgumentTypeError` (a ``TypeError``), NaN, infinity or a value
   out of range :class:`~lrface.errors.ArgumentValueError` (a ``ValueError``).
@@ -22,6 +23,7 @@ All of them are :class:`LrfaceError` subclasses: one line naming the argument an
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -95,6 +97,21 @@ def check_index(value: object, name: str) -> int | None:
     if value < 0:  # type: ignore[operator]
         raise ArgumentValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)  # type: ignore[call-overload]
+
+
+def check_model_name(value: object, name: str = "model") -> str:
+    """``value`` as a str if it is a non-empty model name or card/weights path (str or
+    ``os.PathLike``); else :class:`ArgumentTypeError` (another type: ``0`` is not a
+    model) or :class:`ArgumentValueError` (an empty name)."""
+    if not isinstance(value, str | os.PathLike):
+        raise ArgumentTypeError(
+            f"{name} must be a model name or a card path, got {type(value).__name__} "
+            f"{value!r:.40}; see `lrface models list`"
+        )
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text.strip():
+        raise ArgumentValueError(f"{name} must be a model name or a card path, got {text!r:.40}")
+    return text
 
 
 def check_flag(value: object, name: str) -> bool:

@@ -144,6 +144,8 @@ def test_benchmark_student_hr_side_is_its_teacher(tmp_path, capsys):
         ({"face_index": True}, TypeError, "--face-index must be an integer >= 0, got bool"),
         ({"face_index1": -1}, ValueError, "--face-index must be an integer >= 0, got -1"),
         ({"detect": "no"}, TypeError, "detect must be True or False, got 'no'"),
+        ({"model": 0}, TypeError, "model must be a model name or a card path, got int 0"),
+        ({"model": ""}, ValueError, "model must be a model name or a card path, got ''"),
     ],
 )
 def test_verify_scalar_arguments_are_validated(same_pair, kwargs, exc, needle):
