@@ -331,12 +331,12 @@ def cmd_gallery(a: GalleryBuildOptions) -> int:
     options = a.crop_options()
     ivf = a.index != "exact"
     check_writable(a.out, "dir" if ivf else "file", "--out")  # before any embedding
+    emb = load_embedder(a.model)
     if ivf:  # --nlist/--nprobe against the most rows ROOT can give, before any embedding
         from .gallery import count_gallery_images
         from .ivf import TRAIN_SIZE, plan_nlist
 
         plan_nlist(a.index, min(TRAIN_SIZE, count_gallery_images(a.root)), a.nlist, a.nprobe)
-    emb = load_embedder(a.model)
     gallery, failures = build_gallery(
         a.root,
         emb,

@@ -165,7 +165,7 @@ def test_cli_build_and_identify(faces, tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--nlist", "100000"], "--nlist 100000: needs at least 3900000 training rows (39 per "
+        (["--nlist", "1000"], "--nlist 1000: needs at least 39000 training rows (39 per "
          "list), there are 40; pass --nlist 1 or less, or leave it out"),
         (["--nlist", "2"], "--nlist 2: needs at least 78 training rows"),
         (["--nprobe", "3"], "--nprobe 3: more than the 1 inverted lists"),
@@ -173,9 +173,10 @@ def test_cli_build_and_identify(faces, tmp_path):
     ],
 )  # fmt: skip
 def test_cli_nlist_is_checked_before_any_work(tmp_path, args, needle):
-    """Issue 29 (6): `--nlist 100000` was clamped silently and a small --nlist made FAISS
-    print its clustering warning; now the plan is checked against the rows ROOT can give,
-    before anything is embedded: one line, exit 2, nothing written, no FAISS noise."""
+    """Issue 29 (6): `--nlist 100000` was clamped silently (to the training rows) and a
+    small --nlist made FAISS print its clustering warning; now the plan is checked against
+    the rows ROOT can give, before anything is embedded: one line, exit 2, nothing
+    written, no FAISS noise."""
     root = tmp_path / "root"
     people = [d for d in sorted(LFW.iterdir()) if d.name.startswith("A")]
     for d in [d for d in people if len(list(d.glob("*.jpg"))) >= 2][:20]:
