@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Fuzz lrface's three loaders of untrusted files: images, galleries and model cards.
+"""Fuzz lrface's loaders of untrusted files and its other input surfaces.
 
-    python benchmarks/fuzz.py --target image|gallery|card|all --n 100000 --seed 0
+    python benchmarks/fuzz.py --target image|gallery|card|model|api|outpath|all --n 100000
 
 Targets (each input is generated from ``(seed, target, index)`` alone, so any input can
 be regenerated with ``--repro INDEX``):
@@ -17,6 +17,18 @@ be regenerated with ``--repro INDEX``):
 * ``card``: :func:`lrface.models.registry.spec_from_card` on mutated JSON model cards
   (the shipped ``weights/*.json``): field values replaced by values of other types,
   fields deleted/renamed/added, byte mutations of the text, deep nesting, bad encodings.
+* ``model``: :func:`lrface.models.loader.load_embedder` on a card that names a real model
+  file (:data:`MODEL_FILES`: students as ONNX and torch, the teacher, a detector) with
+  its true sha256, and sizes, runtime, architecture, ``arch_kwargs`` or preprocessing that
+  may not fit it; a load must embed a real face into finite unit rows of its own size.
+* ``api``: ``lrface.verify``/``detect``/``embed`` on image arrays of any dtype, shape and
+  fill (a real face, NaN, 255, ...) and scalar arguments of any type (strings, bools,
+  numpy scalars, NaN, out of range).
+* ``outpath``: the writers of outputs (``write_npz``, ``Gallery.save``, JSON, an ``embed``
+  output directory) on odd paths in a sandbox (existing files and directories, a dangling
+  link, ``..``, 300-character and control-character names, a trailing slash).  Here an
+  ``OSError`` that names the path also counts as refused (the CLI prints it as one line),
+  as does a message whose only line break is in the user's own file name.
 
 Property: each input either succeeds or raises :class:`lrface.errors.LrfaceError`.  Any
 other exception, or the worker process dying (segfault, abort), is a **crash**; an input
@@ -62,7 +74,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FACE = REPO / "tests" / "data" / "Aaron_Eckhart_0001.jpg"  # a committed LFW photo
-TARGETS = ("image", "gallery", "card")
+TARGETS = ("image", "gallery", "card", "model", "api", "outpath")
 RSS_LIMIT_MB = 500
 
 
@@ -788,6 +800,297 @@ def mutate_card(c: Chooser, seeds: dict[str, bytes]) -> bytes:
     return data
 
 
+# --------------------------------------------------------------------------- cards vs files
+
+#: Model files the ``model`` target's cards may name (shipped, small): the 16- and 24-px
+#: students (ONNX and torch), the ONNX teacher and the YuNet detector (not a recogniser).
+MODEL_FILES = (
+    "lrface-tiny-16.onnx", "lrface-tiny-16.pt", "lrface-tiny-24.onnx", "lrface-tiny-24.pt",
+    "mobilefacenet_arcface.onnx", "yunet_2026may.onnx",
+)  # fmt: skip
+_SIZES = (0, 1, 7, 8, 12, 16, 24, 32, 64, 112, 128, 256, 512, 1024, 4096, 65536, -1, 10**9)
+
+
+def model_seeds() -> dict[str, bytes]:
+    """The shipped cards of the students and the teacher (``weights/*.json``), and the
+    16-px student's card turned into the card of its torch weights (``.pt``)."""
+    names = ("lrface-tiny-16", "lrface-tiny-24", "mobilefacenet-arcface")
+    seeds = {n: (REPO / "weights" / f"{n}.json").read_bytes() for n in names}
+    card = json.loads(seeds["lrface-tiny-16"])
+    tw = card.pop("torch_weights")
+    card.update(runtime="torch", weights_file=tw["file"], sha256=tw["sha256"])
+    seeds["lrface-tiny-16-torch"] = json.dumps(card).encode()
+    return seeds
+
+
+def _file_sha256(name: str) -> str:
+    from lrface.fileio import sha256_file
+
+    return sha256_file(REPO / "weights" / name)
+
+
+def mutate_model_card(c: Chooser, seeds: dict[str, bytes]) -> bytes:
+    """One input of the ``model`` target: a card that names a real model file, with its
+    true sha256 (so loading gets past the hash) and fields that may not fit the file:
+    input/embedding sizes, runtime, architecture and its keyword arguments, another
+    file, preprocessing, or any field mutated as in the ``card`` target."""
+    card = json.loads(seeds[_pick(c, sorted(seeds))])
+    card.pop("torch_weights", None)
+    for _ in range(c.integer(1, 3)):
+        op = c.integer(0, 7)
+        if op == 0:  # another real file, its true hash; the runtime may or may not fit it
+            name = _pick(c, MODEL_FILES)
+            card["weights_file"], card["sha256"] = name, _file_sha256(name)
+            fits = "torch" if name.endswith(".pt") else "onnx"
+            card["runtime"] = _pick(c, ["onnx", "torch", fits])
+            card["kind"] = "student" if c.integer(0, 3) else "teacher"
+        elif op == 1:
+            card[_pick(c, ["input_size", "embedding_size"])] = _pick(c, _SIZES)
+        elif op == 2:
+            card["arch"] = _pick(c, ["mbf", "tiny", "resnet", None, 3])
+        elif op == 3:
+            kw = card.get("arch_kwargs") if isinstance(card.get("arch_kwargs"), dict) else {}
+            key = _pick(c, ["input_size", "embedding_size", "width", "head_channels", "blocks",
+                            "expand_mult", "bogus"])  # fmt: skip
+            kw[key] = _pick(c, [*_SIZES, 2.5, "8", None, True])
+            card["arch_kwargs"] = kw
+        elif op == 4:
+            card["arch_kwargs"] = _pick(c, [{}, [], None, "x", {"width": 10**6}])
+        elif op == 5:
+            card["preprocessing"] = _pick(
+                c, [{}, {"color": "BGR"}, {"mean": [0, 0, 0], "std": [1e-30, 1, 1]}, None]
+            )
+        else:
+            card = mutate_json_value(c, card)
+            if not isinstance(card, dict):  # the whole card replaced by another value
+                break
+    return json.dumps(card).encode()
+
+
+def run_model_card(data: bytes, workdir: Path) -> str:
+    """Load the card (beside copies of :data:`MODEL_FILES`) and embed one real face:
+    the result must be (1, D) float32 rows of norm 1, D the embedder's own size."""
+    from lrface.models import loader
+
+    for name in MODEL_FILES:
+        if not (workdir / name).is_file():
+            (workdir / name).write_bytes((REPO / "weights" / name).read_bytes())
+    card = workdir / "model.json"
+    card.write_bytes(data)
+    loader._load.cache_clear()  # the same card path holds a new card every time
+    emb = loader.load_embedder(card)
+    out = emb.embed_crops([face_bgr(max(8, min(int(emb.input_size), 128)))])
+    assert out.shape == (1, emb.embedding_size) and out.dtype == np.float32, out.shape
+    assert np.isfinite(out).all() and abs(float(np.linalg.norm(out)) - 1) < 1e-3
+    return "ok"
+
+
+# --------------------------------------------------------------------------- API arguments
+
+#: Values tried for scalar arguments of ``verify``/``detect``/``embed``: JSON-encoded
+#: ``[type tag, value]`` pairs, decoded by :func:`_decode_value`.
+_SCALARS: tuple[Any, ...] = (
+    ["none", None], ["bool", True], ["bool", False], ["int", 0], ["int", 1], ["int", -1],
+    ["int", 7], ["int", 2**63], ["float", 0.3], ["float", -0.5], ["float", 1.5],
+    ["float", "nan"], ["float", "inf"], ["str", "0.3"], ["str", ""], ["str", "auto"],
+    ["str", "yunet"], ["str", "lrface-tiny-16"], ["np.float32", 0.3], ["np.int64", 2],
+    ["np.bool_", True], ["list", [0.3]], ["bytes", "x"], ["array", [0.3]],
+)  # fmt: skip
+_DTYPES = ("uint8", "uint16", "int8", "int32", "int64", "float32", "float64", "float16",
+           "bool", "complex64", "object", "<U1")  # fmt: skip
+_SHAPES = ([0, 0], [0, 5, 3], [5, 0], [1, 1, 3], [3, 3], [8, 8, 3], [64, 64], [64, 64, 1],
+           [64, 64, 2], [64, 64, 3], [64, 64, 4], [64, 64, 5], [2, 64, 64, 3], [64],
+           [])  # fmt: skip
+_FILLS = ("face", "zeros", "max", "ramp", "nan", "inf", "neg")
+_API_KWARGS = {
+    "verify": ("threshold", "model", "detect", "face_index", "face_index1", "face_index2",
+               "detector", "det_thresh"),
+    "detect": ("detector", "det_thresh"),
+    "embed": ("model", "detect", "face_index", "detector", "det_thresh"),
+}  # fmt: skip
+
+
+def api_seeds() -> dict[str, bytes]:
+    """A valid call of each API function on a real face (the mutator's starting points)."""
+    image = {"dtype": "uint8", "shape": [112, 112, 3], "fill": "face"}
+    return {
+        "verify": json.dumps({"fn": "verify", "images": [image, image],
+                              "kwargs": {"model": ["str", "lrface-tiny-16"]}}).encode(),
+        "detect": json.dumps({"fn": "detect", "images": [image], "kwargs": {}}).encode(),
+        "embed": json.dumps({"fn": "embed", "images": [image],
+                             "kwargs": {"model": ["str", "lrface-tiny-16"],
+                                        "detect": ["bool", False]}}).encode(),
+    }  # fmt: skip
+
+
+def mutate_api_call(c: Chooser, seeds: dict[str, bytes]) -> bytes:
+    """One input of the ``api`` target: a JSON description of a call of ``verify``,
+    ``detect`` or ``embed`` whose image arrays (dtype, shape, values) and scalar
+    arguments (type and value) may be wrong."""
+    call = json.loads(seeds[_pick(c, sorted(seeds))])
+    for _ in range(c.integer(1, 3)):
+        op = c.integer(0, 4)
+        image = _pick(c, call["images"])
+        if op == 0:
+            image["dtype"] = _pick(c, _DTYPES)
+        elif op == 1:
+            image["shape"] = _pick(c, _SHAPES)
+        elif op == 2:
+            image["fill"] = _pick(c, _FILLS)
+        else:
+            key = _pick(c, _API_KWARGS[call["fn"]])
+            call["kwargs"][key] = _pick(c, _SCALARS)
+    return json.dumps(call).encode()
+
+
+def _decode_value(tagged: list) -> Any:
+    tag, v = tagged
+    if tag == "float":
+        return float(v)
+    if tag.startswith("np."):
+        return getattr(np, tag[3:])(v)
+    if tag == "bytes":
+        return v.encode()
+    if tag == "array":
+        return np.array(v)
+    return v
+
+
+def _decode_image(spec: dict[str, Any]) -> np.ndarray:
+    """The array an ``api`` input describes: ``shape``, ``dtype``, and ``fill`` (a real
+    face, zeros, 255, a ramp, NaN, infinity or -3), cast as numpy casts."""
+    shape, dtype, fill = tuple(spec["shape"]), np.dtype(spec["dtype"]), spec["fill"]
+    if fill == "face" and len(shape) in (2, 3) and min(shape[:2]) > 0:
+        face = face_bgr(max(shape[:2])).astype(np.float64)[: shape[0], : shape[1]]
+        a = face.mean(axis=2) if len(shape) == 2 else np.resize(face, shape)
+    elif fill == "ramp":
+        a = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape) % 256
+    else:
+        value = {"zeros": 0.0, "max": 255.0, "nan": np.nan, "inf": np.inf, "neg": -3.0}
+        a = np.full(shape, value.get(fill, 0.0))
+    if dtype.kind in "uib":
+        a = np.nan_to_num(a, posinf=0, neginf=0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return a.astype(dtype)
+
+
+def run_api_call(data: bytes, workdir: Path) -> str:
+    """Make the described call; it must answer or raise a one-line LrfaceError (a
+    TypeError or ValueError from a bad argument must be an LrfaceError too)."""
+    import lrface
+
+    call = json.loads(data)
+    images = [_decode_image(s) for s in call["images"]]
+    kwargs = {k: _decode_value(v) for k, v in call["kwargs"].items()}
+    fn = call["fn"]
+    if fn == "verify":
+        res = lrface.verify(images[0], images[-1], **kwargs)
+        assert isinstance(res.same, bool) and -1.0 <= res.similarity <= 1.0, res
+    elif fn == "detect":
+        faces = lrface.detect(images[0], **kwargs)
+        assert isinstance(faces, list)
+    else:
+        out = lrface.embed(images, **kwargs)
+        assert out.ndim == 2 and len(out) == len(images) and np.isfinite(out).all()
+    return "ok"
+
+
+# --------------------------------------------------------------------------- output paths
+
+#: Path components of the ``outpath`` target (relative to a fresh sandbox holding
+#: ``file.npz`` (a gallery), ``dir/``, ``file.txt`` and ``dangling`` (a broken symlink)).
+_COMPONENTS = ("out.npz", "out", "dir", "file.npz", "file.txt", "dangling", "..", ".", "",
+               "new", "x" * 300, "a\nb.npz", "tab\tname", "sp ace.npz", "\u00e9.npz",
+               "-dash.npz", "out.NPZ", "out.npz.work", ".hidden.npz")  # fmt: skip
+WRITERS = ("write_npz", "gallery_save", "embed_dir", "json")
+
+
+def outpath_seeds() -> dict[str, bytes]:
+    """One plain output of each writer."""
+    return {w: json.dumps({"writer": w, "path": ["out.npz"]}).encode() for w in WRITERS}
+
+
+def mutate_outpath(c: Chooser, seeds: dict[str, bytes]) -> bytes:
+    """One input of the ``outpath`` target: a writer and an output path of 1-4 odd
+    components (existing files and directories, a dangling link, ``..``, 300-character
+    and control-character names), optionally with a trailing slash."""
+    doc = json.loads(seeds[_pick(c, sorted(seeds))])
+    doc["path"] = [_pick(c, _COMPONENTS) for _ in range(c.integer(1, 4))]
+    doc["slash"] = c.integer(0, 4) == 0
+    return json.dumps(doc).encode()
+
+
+def _sandbox(workdir: Path) -> Path:
+    """A fresh ``workdir/box/1/2/3/4`` holding ``file.npz`` (a gallery), ``dir/``,
+    ``file.txt`` and ``dangling`` (a broken symlink); nested so that the ``..`` of a
+    path stays inside ``workdir/box``."""
+    import shutil
+
+    from lrface.gallery import Gallery
+
+    shutil.rmtree(workdir / "box", ignore_errors=True)
+    box = workdir / "box" / "1" / "2" / "3" / "4"
+    (box / "dir").mkdir(parents=True)
+    g = Gallery("lrface-tiny-16", "0" * 64, 4, "mean", 0.3)
+    g.add("someone", np.eye(4, dtype=np.float32)[:1], ["a.jpg"])
+    g.save(box / "file.npz")
+    (box / "file.txt").write_text("keep me\n")
+    (box / "dangling").symlink_to(box / "nowhere")
+    return box
+
+
+def run_outpath(data: bytes, workdir: Path) -> str:
+    """Write with the described writer.  It must succeed (the output then reads back),
+    or raise an LrfaceError whose message is one line once the path's own components are
+    taken out (a name holding a line break is the user's), or an ``OSError`` that names
+    the path (``filename`` set: the CLI prints it as its one-line error, exit 2); and
+    never leave a ``.part`` temporary file behind."""
+    from lrface.errors import LrfaceError
+
+    doc = json.loads(data)
+    box = _sandbox(workdir)
+    path = os.path.join(str(box), *doc["path"]) + ("/" if doc.get("slash") else "")
+    try:
+        _write_output(doc["writer"], path)
+    except LrfaceError as exc:
+        msg = str(exc)
+        for part in doc["path"]:
+            msg = msg.replace(part, "<name>") if "\n" in part or "\r" in part else msg
+        raise LrfaceError(msg) from None  # check_one: one line, or a crash
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise LrfaceError(f"OSError naming {exc.filename!r:.60}") from None
+    finally:
+        leftovers = list((workdir / "box").rglob("*.part"))
+        assert not leftovers, leftovers
+    return "ok"
+
+
+def _write_output(writer: str, path: str) -> None:
+    """Write a small output of ``writer``'s kind to ``path`` and read it back."""
+    from lrface import batch_embed
+    from lrface.fileio import write_json_atomic
+    from lrface.gallery import Gallery
+
+    if writer == "write_npz":
+        batch_embed.write_npz(path, ["a.jpg"], np.ones((1, 4), np.float32) / 2, [])
+        assert batch_embed.read_npz(path)[0] == ["a.jpg"]
+    elif writer == "gallery_save":
+        g = Gallery("lrface-tiny-16", "0" * 64, 4, "mean", 0.3)
+        g.add("someone", np.eye(4, dtype=np.float32)[:1], ["a.jpg"])
+        g.save(path)
+        assert Gallery.load(path).identities == ["someone"]
+    elif writer == "json":
+        write_json_atomic(path, {"a": 1})
+        assert json.loads(Path(path).read_text()) == {"a": 1}
+    else:  # the output directory of `lrface embed --out DIR`, as embed_paths opens it
+        model = {"name": "m", "sha256": None, "embedding_size": 4, "flip": True}
+        fresh = batch_embed._new_manifest(model, {}, ["a.jpg"], 8, None)
+        batch_embed._open_output(Path(path), fresh, ["a.jpg"])
+        assert batch_embed._read_manifest(Path(path))["total_paths"] == 1
+
+
 # --------------------------------------------------------------------------- targets
 
 
@@ -821,11 +1124,17 @@ RUNNERS: dict[str, Callable[[bytes, Path], str]] = {
     "image": run_image,
     "gallery": run_gallery,
     "card": run_card,
+    "model": run_model_card,
+    "api": run_api_call,
+    "outpath": run_outpath,
 }
 MUTATORS: dict[str, Callable[[Chooser, dict[str, bytes]], bytes]] = {
     "image": mutate_image,
     "gallery": mutate_npz,
     "card": mutate_card,
+    "model": mutate_model_card,
+    "api": mutate_api_call,
+    "outpath": mutate_outpath,
 }
 
 
@@ -834,7 +1143,8 @@ def seeds_for(target: str, workdir: Path | None = None) -> dict[str, bytes]:
         return image_seeds()
     if target == "gallery":
         return gallery_seeds(workdir)
-    return card_seeds()
+    others = {"model": model_seeds, "api": api_seeds, "outpath": outpath_seeds}
+    return others.get(target, card_seeds)()
 
 
 def make_input(target: str, seeds: dict[str, bytes], seed: int, index: int) -> bytes:
@@ -875,11 +1185,15 @@ def _worker(
     errlog: str,
 ) -> None:
     """Run inputs [start, stop): publish the current index and counters in shared memory
-    (they survive a kill by the watchdog), send crashes and noisy inputs on ``conn``."""
+    (they survive a kill by the watchdog), send crashes and noisy inputs on ``conn``.
+    Each seed is run once first, untimed (imports, model loading, file copies), so that
+    the first input of a fresh worker is not mistaken for a hang."""
     err = os.open(errlog, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(err, 2)
     sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
     workdir = Path(tempfile.mkdtemp(prefix=f"lrface-fuzz-{target}-"))
+    for data in seeds.values():  # warm up (imports, models, files), not timed or counted
+        check_one(target, data, workdir)
     stats[_RSS] = peak_rss_mb()
     for i in range(start, stop):
         data = make_input(target, seeds, seed, i)

@@ -3,6 +3,11 @@
 Arrays: images are uint8 BGR (H, W, 3) (paths, bytes, PIL images and HxW / HxWx4 arrays
 are accepted and converted); embeddings are float32 (N, D), L2-normalised; similarity is
 the cosine of two embeddings, in [-1, 1].
+
+Arguments are validated in one place, :mod:`lrface.validation`: a wrong type raises
+:class:`lrface.errors.ArgumentTypeError` (also a ``TypeError``), a bad value
+:class:`lrface.errors.ArgumentValueError` (also a ``ValueError``); both are
+:class:`LrfaceError`, with a one-line message naming the argument.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .models.embedder import Embedder
 from .models.loader import load_embedder
 from .models.registry import all_models, get_spec
 from .pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
+from .validation import check_model_name, check_number
 
 TEACHER = "mobilefacenet-arcface"
 LR_STUDENT = "lrface-mbf"
@@ -100,7 +106,7 @@ def embed(
             f"images: expected a list of images, got {type(images).__name__}; "
             "wrap a single image in a list: lrface.embed([image])"
         )
-    emb = model if isinstance(model, Embedder) else load_embedder(model)
+    emb = model if isinstance(model, Embedder) else load_embedder(check_model_name(model))
     opts = CropOptions(
         detect=detect,
         size=emb.input_size,
@@ -199,8 +205,10 @@ def verify_detailed(
     (each with its uint8 BGR 112x112 ``crop``).  ``names``: what to call the two images
     in messages and in ``images[i]["source"]`` (default: the path, or ``<N bytes>``)."""
     picks = _face_picks(face_index, face_index1, face_index2)
-    if threshold is not None and not (np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
-        raise LrfaceError(f"--threshold {threshold}: must be a cosine between -1 and 1")
+    if model is not None:
+        model = check_model_name(model)
+    if threshold is not None:
+        threshold = check_number(threshold, "threshold", -1.0, 1.0)
     faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh, names)
     model_names, embs, sim = _embed_pair(faces, model)
     thr, source = _threshold(model_names, embs, threshold)
@@ -252,7 +260,9 @@ def _embed_pair(
     similarity is the dot product of the two float32 (D,) L2-normalised embeddings.
     """
     sizes = (faces[0].face_size, faces[1].face_size)
-    names = (model, model) if model else (choose_model(sizes[0]), choose_model(sizes[1]))
+    names = (
+        (model, model) if model is not None else (choose_model(sizes[0]), choose_model(sizes[1]))
+    )
     embs = [load_embedder(n) for n in names]
     e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
     return names, embs, float(np.dot(e[0], e[1]))

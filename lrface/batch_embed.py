@@ -21,14 +21,20 @@ Output directory format (``out_dir/``):
   "total_paths", "paths_sha256" (sha256 of paths.txt), "n_shards", "shard_of" (null,
   or {"index", "count", "offset", "total_paths", "full_paths_sha256"} for a ``--shard
   i/N`` run), "completed_shards":
-  [{"shard", "emb", "idx", "failures", "n_embedded", "n_failed"}, ...], "n_embedded",
-  "n_failed", "complete"}``;
+  [{"shard", "emb", "idx", "failures", "n_embedded", "n_failed", "sha256": {"emb",
+  "idx", "failures"}}, ...], "n_embedded", "n_failed", "complete"}``;
 * ``paths.txt``: the full ordered input list, one path per line (UTF-8, ``\\n``);
 * ``emb-00000.npy``: float32 (n_k, D) embeddings of the successful paths of shard k;
 * ``idx-00000.npy``: int64 (n_k,) their row numbers in ``paths.txt`` (ascending);
 * ``fail-00000.tsv``: ``row \\t path \\t error`` per failed path of shard k;
 * ``failures.tsv``: ``path \\t error`` for every failed path of the completed shards, in
   path order (rewritten at the end of every run).
+
+Integrity: each completed shard records the sha256 of its three files when they are
+written.  A resumed run checks them and embeds a shard whose files no longer match again
+(a warning names it); :func:`load_embeddings` and :func:`merge_outputs` refuse such a
+shard (one line naming the file).  Directories written before checksums were recorded
+are read unverified, with a warning saying so.
 
 Sharding across machines (``--shard i/N``, ``i`` counted from 0): :func:`shard` splits
 the list into N *contiguous* runs of whole ``shard_size`` blocks, so every block is
@@ -237,7 +243,46 @@ def _write_shard(
     _save_npy(out / names["idx"], idx)
     with atomic_write(out / names["failures"], "w") as fh:
         fh.writelines(f"{row}\t{path_text(path)}\t{path_text(msg)}\n" for row, path, msg in fails)
-    return {"shard": k, **names, "n_embedded": len(idx), "n_failed": len(fails)}
+    sha = {key: _sha256_of(out / name) for key, name in names.items()}
+    return {"shard": k, **names, "n_embedded": len(idx), "n_failed": len(fails), "sha256": sha}
+
+
+def _sha256_of(path: Path) -> str:
+    """Hex sha256 of the file at ``path`` (read now: no cache, a changed file is seen)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _shard_problem(out: Path, entry: dict[str, Any]) -> str:
+    """Empty if shard ``entry``'s files are present and match the sha256 recorded when
+    they were written (entries written before checksums: present is enough), else what
+    is wrong, naming the file."""
+    for key in ("emb", "idx", "failures"):
+        path = out / entry[key]
+        if not path.is_file():
+            return f"{path}: missing"
+        want = (entry.get("sha256") or {}).get(key)
+        if want is not None and _sha256_of(path) != want:
+            return (
+                f"{path}: does not match the sha256 recorded when shard {entry['shard']} was "
+                "written (corrupt or modified)"
+            )
+    return ""
+
+
+def _warn_unverified(out: Path, man: dict[str, Any]) -> None:
+    """One warning when ``man`` has completed shards without checksums (older lrface)."""
+    old = sum("sha256" not in e for e in man["completed_shards"])
+    if old:
+        log.warning(
+            "%s: %d shard(s) were written by an lrface that recorded no checksums; they are "
+            "read unverified (embed into a new directory to get them)",
+            out,
+            old,
+        )
 
 
 def _read_shard_failures(path: Path) -> list[tuple[int, str, str]]:
@@ -246,10 +291,6 @@ def _read_shard_failures(path: Path) -> list[tuple[int, str, str]]:
         row, p, msg = line.split("\t", 2)
         out.append((int(row), p, msg))
     return out
-
-
-def _shard_present(out: Path, entry: dict[str, Any]) -> bool:
-    return all((out / entry[key]).is_file() for key in ("emb", "idx", "failures"))
 
 
 def _new_manifest(
@@ -307,7 +348,8 @@ def _open_output(out: Path, fresh: dict[str, Any], paths: Sequence[str]) -> dict
                 f"{out}: holds embeddings of a different run ({diff}); use a new --out "
                 f"directory, or delete {out} to start over"
             )
-        old["completed_shards"] = [e for e in old["completed_shards"] if _shard_present(out, e)]
+        old["completed_shards"] = _verified_shards(out, old["completed_shards"])
+        _warn_unverified(out, old)
         if not (out / PATHS).is_file():
             _write_paths(out, paths)
         return old
@@ -320,6 +362,20 @@ def _open_output(out: Path, fresh: dict[str, Any], paths: Sequence[str]) -> dict
     _write_paths(out, paths)
     write_json_atomic(out / MANIFEST, fresh)
     return fresh
+
+
+def _verified_shards(out: Path, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The completed shards a resumed run keeps: those whose files are present and match
+    their sha256.  A shard with a missing file (a run killed while writing it) is redone
+    quietly; one whose file changed after it was written is redone with a warning."""
+    kept = []
+    for entry in entries:
+        problem = _shard_problem(out, entry)
+        if not problem:
+            kept.append(entry)
+        elif not problem.endswith(": missing"):
+            log.warning("%s; embedding shard %d again", problem, entry["shard"])
+    return kept
 
 
 def _write_paths(out: Path, paths: Sequence[str]) -> None:
@@ -676,9 +732,14 @@ def _load_rows(
         )
     d = man["model"]["embedding_size"]
     embs, rows, fails = [np.zeros((0, d), np.float32)], [np.zeros(0, np.int64)], []
+    _warn_unverified(out, man)
     for entry in sorted(man["completed_shards"], key=lambda e: e["shard"]):
-        if not _shard_present(out, entry):
-            raise LrfaceError(f"{out}: shard file {entry['emb']} is missing; rerun to redo it")
+        problem = _shard_problem(out, entry)
+        if problem:
+            raise LrfaceError(
+                f"{problem}; rerun the `lrface embed` command that wrote {out} (same inputs "
+                "and options): it embeds that shard again"
+            )
         try:
             embs.append(np.load(out / entry["emb"], allow_pickle=False))
             rows.append(np.load(out / entry["idx"], allow_pickle=False))
@@ -723,9 +784,10 @@ def merge_outputs(
     :func:`embed_paths` format, identical to a single unsharded run.
     Returns ``{"out", "total_paths", "n_embedded", "n_failed"}``.
     """
-    loaded = [_load_rows(Path(d)) for d in dirs]
-    if not loaded:
+    if not dirs:
         raise LrfaceError("merge: no input directories given")
+    _check_distinct_dirs(dirs)
+    loaded = [_load_rows(Path(d)) for d in dirs]
     loaded = _order_shards(loaded, [str(d) for d in dirs])
     man0 = loaded[0][0]
     all_paths, row_all, emb_all, fails = _concat_loaded(loaded)
@@ -746,6 +808,34 @@ def merge_outputs(
         "n_embedded": len(row_all),
         "n_failed": len(fails),
     }
+
+
+def _check_distinct_dirs(dirs: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse a directory given twice to :func:`merge_outputs` (by another spelling or a
+    symlink too): its rows would be counted twice."""
+    seen: dict[str, str] = {}
+    for d in dirs:
+        key = os.path.realpath(d)
+        if key in seen:
+            raise LrfaceError(
+                f"merge: {d} is given twice (also as {seen[key]}); pass each output directory once"
+            )
+        seen[key] = os.fspath(d)
+
+
+def _check_no_overlap(loaded: list, names: list[str]) -> None:
+    """Refuse whole runs (no ``--shard`` split) that share an embedded path: merging them
+    would give that image two rows.  Names the first shared path and both directories."""
+    owner: dict[str, str] = {}
+    for (_, paths, rows, _, _), name in zip(loaded, names):
+        mine = {paths[i] for i in rows.tolist()}
+        for p in sorted(mine):
+            if p in owner:
+                raise LrfaceError(
+                    f"merge: {name} and {owner[p]} overlap (both embed {p}); merge outputs "
+                    "of disjoint inputs, or the shards of one --shard split"
+                )
+        owner.update(dict.fromkeys(mine, name))
 
 
 def _concat_loaded(
@@ -778,8 +868,19 @@ def _concat_loaded(
 
 
 def _order_shards(loaded: list, names: list[str]) -> list:
+    """``loaded`` in shard order for the shards of one ``--shard`` split (each index
+    exactly once), or as given for whole runs that share no path; anything else (a mix
+    of both, a shard twice or missing, overlapping runs) raises :class:`LrfaceError`."""
     infos = [item[0].get("shard_of") for item in loaded]
+    if any(infos) and not all(infos):
+        split = [n for n, i in zip(names, infos) if i]
+        whole = [n for n, i in zip(names, infos) if not i]
+        raise LrfaceError(
+            f"merge: {split[0]} is a --shard output but {whole[0]} is a whole run; merge "
+            "the shards of one split, or whole runs"
+        )
     if not all(infos):
+        _check_no_overlap(loaded, names)
         return loaded
     count = infos[0]["count"]
     idx = sorted(i["index"] for i in infos)

@@ -16,6 +16,9 @@ Exit status (every command):
   failed (``failed: PATH: reason`` on stderr, one line each), the others succeeded and
   their output was written.
 * **130** interrupted (Ctrl-C).
+* **143** terminated (SIGTERM, as ``kill`` or a job scheduler sends it): worker processes
+  are stopped, ``embed --out DIR`` keeps every finished shard (rerun the same command to
+  resume), nothing half-written is left; one ``terminated`` line on stderr.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +52,7 @@ from .cli_options import (
     VerifyOptions,
     WatchOptions,
 )
-from .errors import LrfaceError, os_error_message
+from .errors import LrfaceError, Terminated, os_error_message
 
 if TYPE_CHECKING:
     from .eval.benchmark import BenchmarkConfig
@@ -323,6 +328,11 @@ def cmd_gallery(a: GalleryBuildOptions) -> int:
     ivf = a.index != "exact"
     check_output(a.out, "ivf-dir" if ivf else "gallery")  # before any embedding
     emb = load_embedder(a.model)
+    if ivf:  # --nlist/--nprobe against the most rows ROOT can give, before any embedding
+        from .gallery import count_gallery_images
+        from .ivf import TRAIN_SIZE, plan_nlist
+
+        plan_nlist(a.index, min(TRAIN_SIZE, count_gallery_images(a.root)), a.nlist, a.nprobe)
     gallery, failures = build_gallery(
         a.root,
         emb,
@@ -585,6 +595,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    """SIGINT/SIGTERM in the main thread: kill the worker processes at once
+    (:func:`lrface.workers.abort_pools`), then unwind the command with KeyboardInterrupt
+    or :class:`~lrface.errors.Terminated` (its ``finally`` blocks keep outputs resumable)."""
+    from .workers import abort_pools
+
+    abort_pools()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
+
+
+def _catch_stop_signals() -> dict[int, Any]:
+    """Install :func:`_on_stop_signal` for SIGINT and SIGTERM (main thread only); returns
+    the handlers it replaced, for :func:`main` to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    saved: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        saved[sig] = signal.signal(sig, _on_stop_signal)
+    return saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -595,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved = os.environ.get("LRFACE_MODEL_DIR")
     if getattr(a, "model_dir", None):
         os.environ["LRFACE_MODEL_DIR"] = a.model_dir
+    saved_handlers = _catch_stop_signals()
     try:
         return a.handler(from_namespace(a.options, a))  # parse= options raise LrfaceError
     except LrfaceError as exc:
@@ -603,6 +637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # e.g. `lrface ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -610,6 +647,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {' '.join(os_error_message(exc).split())}", file=sys.stderr)
         return 2
     finally:
+        for sig, handler in saved_handlers.items():
+            signal.signal(sig, handler)
         if getattr(a, "model_dir", None):  # main() may run in-process (tests, notebooks)
             if saved is None:
                 os.environ.pop("LRFACE_MODEL_DIR", None)

@@ -29,7 +29,7 @@ def fetch_model(
     dest = Path(dest_dir) if dest_dir else registry.lrface_home() / "models"
     existing = registry.find(spec)
     if existing is not None and dest_dir is None:
-        registry.verify_sha256(existing, spec.sha256, spec.name, spec.url)
+        registry.verify_sha256(existing, spec.sha256, spec.name, spec.url, spec.card_path)
         return existing
     src = url or spec.url
     if not src or not src.lower().endswith(_DIRECT):

@@ -650,6 +650,13 @@ def build_gallery(
     return gallery, failures
 
 
+def count_gallery_images(root: str | os.PathLike[str]) -> int:
+    """The number of images :func:`build_gallery` would try to enrol from ``root`` (an
+    upper bound on the rows it gives; a listing, no decoding).  Raises
+    :class:`DatasetError` as :func:`build_gallery` does for a bad ``root``."""
+    return len(_gallery_items(Path(root)))
+
+
 def _gallery_items(root: Path) -> list[tuple[str, str]]:
     """``(identity, image path)`` for every image of ``root/<identity>/`` (found recursively,
     identities in sorted order); files directly in ``root`` are ignored with a warning.

@@ -48,7 +48,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, ImageTypeError, ImageValueError
 
 #: Refuse images above this many pixels (decompression bombs, absurd inputs).
 MAX_PIXELS = 50_000_000
@@ -110,15 +110,20 @@ def read_image(
 
     ``source`` is a file path, encoded bytes (``bytes``/``bytearray``/``memoryview``), a
     numpy array (``HxW`` grayscale, ``HxWx1``, ``HxWx3`` BGR or ``HxWx4`` BGRA; ``uint8``,
-    other integers clipped to 0..255, or finite floats -- in ``[0, 1]`` scaled by 255,
-    otherwise clipped to 0..255) or a PIL image.  Transparent pixels are composited over
-    mid-grey (127).  EXIF orientation is applied for encoded inputs and PIL images.
+    other integers with values in 0..255, or finite floats -- all in ``[0, 1]``: scaled by
+    255, else in 0..255; :func:`lrface.validation.check_image_array`) or a PIL image.
+    Transparent pixels are composited over mid-grey (127).  EXIF orientation is applied
+    for encoded inputs and PIL images.
 
     Raises :class:`ImageError` with a one-line message naming the input for a missing
     path, a directory, an unreadable, truncated or non-image file, an unsupported format
     (HEIC/HEIF, JPEG XL: with a conversion hint), an empty/zero-size image, an image above
-    :data:`MAX_PIXELS` (refused from its header, before decoding), a NaN/inf array, or an
-    input of unsupported type, shape or dtype.  No other exception escapes for bad input.
+    :data:`MAX_PIXELS` (refused from its header, before decoding), a NaN/inf array, pixel
+    values outside 0..255 (a uint16 image: never clipped), or an input of unsupported
+    type, shape or dtype.  Its subclass :class:`~lrface.errors.ImageTypeError` (also a
+    ``TypeError``) is raised for a wrong type or dtype,
+    :class:`~lrface.errors.ImageValueError` (also a ``ValueError``) for a wrong shape,
+    size or values.  No other exception escapes for bad input.
     ``max_pixels`` lowers the pixel limit of encoded inputs (paths and bytes: the header
     guard refuses larger images before decoding; ``lrface serve``'s ``--max-pixels``).
     """
@@ -133,7 +138,7 @@ def read_image(
         img = _from_pil(source, label)
     else:
         kind = "None" if source is None else type(source).__name__
-        raise ImageError(
+        raise ImageTypeError(
             f"{label}: cannot read an image from {kind}; pass a file path, encoded bytes, "
             "a numpy array (HxW, HxWx3 BGR, HxWx4 BGRA) or a PIL image"
         )
@@ -1091,30 +1096,11 @@ def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _from_array(arr: np.ndarray, label: str) -> np.ndarray:
-    if arr.ndim >= 2 and arr.shape[0] * arr.shape[1] > MAX_PIXELS:
-        raise ImageError(
-            f"{label}: {arr.shape[1]}x{arr.shape[0]} is above the "
-            f"{MAX_PIXELS // 1_000_000} MP limit; downscale it first"
-        )
-    kind = arr.dtype.kind
-    if kind == "u" and arr.dtype == np.uint8:
-        pass
-    elif kind == "f":
-        if arr.size and not np.isfinite(arr).all():
-            raise ImageError(
-                f"{label}: array contains NaN or infinite values; pass finite pixel values"
-            )
-        if arr.size and arr.max() <= 1.0:
-            arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        else:
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-    elif kind in "ui":
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    else:
-        raise ImageError(
-            f"{label}: unsupported dtype {arr.dtype}; pass uint8 BGR (or finite floats)"
-        )
-    return _to_bgr(arr, label)
+    """An image array as uint8 BGR: validated (and made uint8) by
+    :func:`lrface.validation.check_image_array`, then grey/BGRA converted."""
+    from .validation import check_image_array
+
+    return _to_bgr(check_image_array(arr, label, MAX_PIXELS), label)
 
 
 def _to_bgr(img: np.ndarray, label: str) -> np.ndarray:
@@ -1126,7 +1112,9 @@ def _to_bgr(img: np.ndarray, label: str) -> np.ndarray:
         return np.ascontiguousarray(img)
     if img.ndim == 3 and img.shape[2] == 4:
         return _composite_bgra(img)
-    raise ImageError(f"{label}: unsupported image shape {img.shape}; expected HxW, HxWx3 or HxWx4")
+    raise ImageValueError(
+        f"{label}: unsupported image shape {img.shape}; expected HxW, HxWx3 or HxWx4"
+    )
 
 
 def _composite_bgra(img: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:

@@ -103,9 +103,70 @@ def open_gallery(path: str | os.PathLike[str]) -> Any:
     return Gallery.load(path)
 
 
+#: Training rows FAISS's k-means wants per centroid (its ``min_points_per_centroid``;
+#: with fewer it prints a warning on stderr and the clustering is poor).
+ROWS_PER_CENTROID = 39
+#: Rows of the gallery an IVF index is trained on (:func:`build_ivf`'s ``train_size``).
+TRAIN_SIZE = 200_000
+
+
 def default_nlist(n: int) -> int:
     """Inverted lists for ``n`` rows: about 4 sqrt(n), at least 1, at most n / 39."""
-    return int(max(1, min(4 * math.sqrt(max(n, 1)), n // 39 or 1)))
+    return int(max(1, min(4 * math.sqrt(max(n, 1)), n // ROWS_PER_CENTROID or 1)))
+
+
+def min_train_rows(kind: str, nlist: int) -> int:
+    """Training rows an index of ``kind`` with ``nlist`` lists needs: 39 per list, and for
+    ``ivf-pq`` at least 39 per centroid of its smallest (1-bit, 2-centroid) codebooks."""
+    need = ROWS_PER_CENTROID * nlist
+    return max(need, 2 * ROWS_PER_CENTROID) if kind == "ivf-pq" else need
+
+
+def plan_nlist(
+    kind: str,
+    n_train: int,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    n_rows: int | None = None,
+) -> int:
+    """The number of inverted lists for ``n_train`` training rows, checked before FAISS
+    runs (FAISS would only print a warning on stderr and cluster badly).
+
+    ``nlist=None``: :func:`default_nlist` of ``n_rows`` (the gallery; default
+    ``n_train``), at most ``n_train // 39``.  A given ``nlist`` is never changed: one
+    that needs more than ``n_train`` rows (39 per list) is refused, as is an ``nprobe``
+    above the number of lists and a gallery too small for any IVF index (fewer than
+    :func:`min_train_rows` of one list: use the exact index).  Raises
+    :class:`LrfaceError` (one line naming the option and the largest value that works).
+    """
+    if kind not in INDEX_KINDS:
+        raise LrfaceError(f"--index {kind!r}: choose one of exact, {', '.join(INDEX_KINDS)}")
+    if nlist is not None:
+        check_positive_int(nlist, "--nlist")
+    if nprobe is not None:
+        check_positive_int(nprobe, "--nprobe")
+    least = min_train_rows(kind, 1)
+    if n_train < least:
+        raise LrfaceError(
+            f"--index {kind}: {n_train} rows are too few for an IVF index (it trains on at "
+            f"least {least}, {ROWS_PER_CENTROID} per centroid); use --index exact, which "
+            "suits galleries this small"
+        )
+    most = n_train // ROWS_PER_CENTROID
+    if nlist is None:
+        nlist = min(default_nlist(n_rows or n_train), most)
+    elif min_train_rows(kind, nlist) > n_train:
+        raise LrfaceError(
+            f"--nlist {nlist}: needs at least {ROWS_PER_CENTROID * nlist} training rows "
+            f"({ROWS_PER_CENTROID} per list), there are {n_train}; pass --nlist {most} or "
+            "less, or leave it out"
+        )
+    if nprobe is not None and nprobe > nlist:
+        raise LrfaceError(
+            f"--nprobe {nprobe}: more than the {nlist} inverted lists; pass --nprobe {nlist} "
+            "or less"
+        )
+    return int(nlist)
 
 
 def _factory(kind: str, dim: int, nlist: int, n_train: int) -> str:
@@ -154,7 +215,8 @@ class IvfGallery:
         ``train``: float32 (n, D) L2-normalised sample of the rows to come (a few hundred
         thousand suffice for millions of rows).  ``model``: ``{"name", "sha256",
         "embedding_size", "teacher"}``.  ``nlist`` defaults to :func:`default_nlist` of
-        ``n_rows`` (else of the sample), ``nprobe`` to ``max(1, nlist // 8)``.
+        ``n_rows`` (else of the sample), at most ``len(train) // 39``; ``nprobe`` to
+        ``max(1, nlist // 8)``.  Both are checked by :func:`plan_nlist` before FAISS runs.
         """
         faiss = _faiss()
         dim = int(model["embedding_size"])
@@ -166,8 +228,7 @@ class IvfGallery:
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise LrfaceError(f"{path}: exists and is not empty; choose a new --out directory")
-        nlist = int(nlist or default_nlist(n_rows or len(x)))
-        nlist = max(1, min(nlist, len(x)))
+        nlist = plan_nlist(kind, len(x), nlist, nprobe, n_rows)
         factory = _factory(kind, dim, nlist, len(x))
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         index.train(x)
@@ -655,7 +716,7 @@ def build_ivf(
     model: dict[str, Any],
     threshold: float | None,
     kind: str = "ivf-sq8",
-    train_size: int = 200_000,
+    train_size: int = TRAIN_SIZE,
     nlist: int | None = None,
     nprobe: int | None = None,
     shortlist: int = 256,

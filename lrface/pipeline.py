@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -46,7 +45,7 @@ from .errors import LrfaceError, NoFaceError
 from .face_choice import central_candidates, most_central, template_landmarks
 from .images import ImageInput, describe, read_image
 from .pathnames import name_problem
-from .validation import check_resource, is_int
+from .validation import check_flag, check_index, check_number, check_resource, is_int
 from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 
 log = logging.getLogger("lrface")
@@ -137,24 +136,14 @@ class CropOptions:
 
     def _check_values(self) -> None:
         """Each option on its own: type and range."""
-        if not isinstance(self.detect, bool | np.bool_):
-            raise LrfaceError(f"detect must be True or False, got {self.detect!r}")
+        check_flag(self.detect, "detect")
         if not is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
             raise LrfaceError(
                 f"crop size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {self.size!r}"
             )
         if self.det_thresh is not None:
-            t = self.det_thresh
-            ok = isinstance(t, int | float | np.floating) and not isinstance(t, bool)
-            if not (ok and math.isfinite(t) and 0.0 < t < 1.0):
-                raise LrfaceError(
-                    f"--det-thresh {t!r}: the detection threshold must be a number between "
-                    "0 and 1 (exclusive), e.g. 0.5"
-                )
-        if self.face_index is not None and (not is_int(self.face_index) or self.face_index < 0):
-            raise LrfaceError(
-                f"--face-index {self.face_index!r}: must be an integer >= 0 (0 = largest face)"
-            )
+            check_number(self.det_thresh, "--det-thresh", 0.0, 1.0, open_lo=True, open_hi=True)
+        check_index(self.face_index, "--face-index")
         for field, value, allowed in (
             ("on_no_face", self.on_no_face, NO_FACE_ACTIONS),
             ("pick", self.pick, PICKS),
@@ -164,8 +153,7 @@ class CropOptions:
                 raise LrfaceError(
                     f"{field} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
                 )
-        if not isinstance(self.tight_crops, bool | np.bool_):
-            raise LrfaceError(f"tight_crops must be True or False, got {self.tight_crops!r}")
+        check_flag(self.tight_crops, "tight_crops")
         if not _is_detector(self.detector):
             raise LrfaceError(
                 f"--detector {self.detector!r}: unknown detector; choose one of "

@@ -49,7 +49,9 @@ def make_session(path: str | os.PathLike[str] | bytes, providers: list[str] | No
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    # 4 = fatal only: a failing node's error comes back as the exception (which lrface
+    # turns into its one-line message); at 3 onnxruntime also prints it on stderr
+    opts.log_severity_level = 4
     threads = os.environ.get("LRFACE_THREADS")
     if threads:
         opts.intra_op_num_threads = int(threads)

@@ -17,6 +17,14 @@ on Linux through ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, everywhere through a watc
 thread that exits the worker once its parent process is gone, so a killed command leaves
 no orphans.  Scripts that use workers need the usual ``if __name__ == "__main__":`` guard.
 
+Stopping: Ctrl-C or SIGTERM goes to the main process only -- workers ignore SIGINT and
+SIGTERM (a terminal sends Ctrl-C to the whole process group: no worker tracebacks).  The
+main process stops them: :func:`abort_pools` (called by the ``lrface`` CLI's signal
+handler) kills the workers of every open pool at once, and a pool left by
+``KeyboardInterrupt`` or :class:`~lrface.errors.Terminated` kills its workers instead of
+waiting for their chunks; the pool's queues and semaphores are then released normally
+(no "leaked semaphore" warning from multiprocessing's resource tracker).
+
 An exception raised by the function on one item is raised again, unchanged, by
 :meth:`WorkerPool.result` (and by :func:`map_items` when it reaches that item); functions
 that must not stop a batch report failures in their results instead (as
@@ -26,6 +34,7 @@ that must not stop a batch report failures in their results instead (as
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import math
 import multiprocessing
@@ -34,6 +43,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -41,7 +51,14 @@ from typing import Any
 from .errors import LrfaceError
 from .validation import check_resource, is_int
 
-__all__ = ["POOL_MIN_ITEMS", "PREFETCH", "WorkerPool", "map_items", "progress_bar"]
+__all__ = [
+    "POOL_MIN_ITEMS",
+    "PREFETCH",
+    "WorkerPool",
+    "abort_pools",
+    "map_items",
+    "progress_bar",
+]
 
 #: :func:`map_items` starts worker processes only for at least this many items.
 POOL_MIN_ITEMS = 64
@@ -59,6 +76,8 @@ def _init_worker(parent_pid: int, initializer: Callable[..., Any] | None, initar
     """Worker start-up: die with the parent; one thread for onnxruntime and OpenCV; then
     the pool's ``initializer``."""
     _die_with_parent(parent_pid)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the parent stops us (module docstring)
+        signal.signal(sig, signal.SIG_IGN)
     os.environ.setdefault("LRFACE_THREADS", "1")
     import cv2
 
@@ -102,6 +121,18 @@ class _Inline:
         self.items = items
 
 
+#: Pools with worker processes, for :func:`abort_pools`.
+_OPEN_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+def abort_pools() -> None:
+    """Kill (SIGKILL) the worker processes of every open :class:`WorkerPool` of this
+    process now; their pending work fails and the pools close without waiting.  Safe in a
+    signal handler of the main thread."""
+    for pool in list(_OPEN_POOLS):
+        pool.abort()
+
+
 class WorkerPool:
     """``workers`` worker processes (0: this process) that map functions over items.
 
@@ -128,6 +159,7 @@ class WorkerPool:
                 initializer=_init_worker,
                 initargs=(os.getpid(), initializer, tuple(initargs)),
             )
+            _OPEN_POOLS.add(self)
         elif initializer is not None:
             initializer(*initargs)
 
@@ -161,16 +193,29 @@ class WorkerPool:
         while pending:
             yield self.result(pending.popleft())
 
+    def abort(self) -> None:
+        """Kill the worker processes now (SIGKILL; they ignore SIGINT/SIGTERM): work in
+        flight is lost.  :meth:`close` then returns without waiting for it."""
+        if self.pool is not None:
+            procs = getattr(self.pool, "_processes", None) or {}
+            for proc in list(procs.values()):
+                with contextlib.suppress(OSError, ValueError):
+                    proc.kill()
+
     def close(self) -> None:
-        """Stop the workers (queued work is cancelled)."""
+        """Stop the workers (queued work is cancelled; running chunks finish, unless
+        :meth:`abort` killed them)."""
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+            _OPEN_POOLS.discard(self)
 
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            self.abort()  # Ctrl-C, SIGTERM: do not wait for the chunks in flight
         self.close()
 
 

@@ -123,3 +123,68 @@ def test_benchmark_student_hr_side_is_its_teacher(tmp_path, capsys):
     # the student at 12 px beats the teacher's ~72 % by a wide margin even on 100 pairs
     assert rows["hr-lr"]["metrics"]["accuracy_mean"] > 0.85
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, needle",
+    [
+        (
+            {"threshold": "0.3"},
+            TypeError,
+            "threshold must be a number between -1 and 1, got str '0.3'",
+        ),
+        ({"threshold": True}, TypeError, "got bool True"),  # not taken as 1.0
+        ({"threshold": float("nan")}, ValueError, "got nan"),
+        ({"threshold": 1.5}, ValueError, "got 1.5"),
+        (
+            {"det_thresh": "0.5"},
+            TypeError,
+            "--det-thresh must be a number between 0 and 1 (exclusive)",
+        ),
+        ({"face_index": True}, TypeError, "--face-index must be an integer >= 0, got bool"),
+        ({"face_index1": -1}, ValueError, "--face-index must be an integer >= 0, got -1"),
+        ({"detect": "no"}, TypeError, "detect must be True or False, got 'no'"),
+        ({"model": 0}, TypeError, "model must be a model name or a card path, got int 0"),
+        ({"model": ""}, ValueError, "model must be a model name or a card path, got ''"),
+    ],
+)
+def test_verify_scalar_arguments_are_validated(same_pair, kwargs, exc, needle):
+    """Issue 29 (9): a wrong type is a TypeError, a bad value a ValueError -- both
+    LrfaceError, one line naming the argument; never numpy's error or a silent cast."""
+    with pytest.raises(exc) as info:
+        lrface.verify(*same_pair, **kwargs)
+    assert isinstance(info.value, lrface.LrfaceError) and "\n" not in str(info.value)
+    assert needle in str(info.value)
+
+
+def test_verify_valid_numeric_thresholds_are_used(same_pair):
+    """numpy and int thresholds are real numbers: used as given (1 -> nobody is the same)."""
+    assert lrface.verify(*same_pair, threshold=np.float32(-1.0)).same is True
+    res = lrface.verify(*same_pair, threshold=1)
+    assert res.same is False and res.threshold == 1.0 and res.threshold_from == "--threshold"
+
+
+@pytest.mark.parametrize(
+    "image, exc, needle",
+    [
+        (np.zeros((0, 0), np.uint8), ValueError, "image is empty"),
+        (np.zeros((0, 5, 3), np.uint8), ValueError, "image is empty"),
+        (np.zeros((64, 64, 2), np.uint8), ValueError, "unsupported image shape"),
+        (np.full((64, 64, 3), 40000, np.uint16), TypeError, "unsupported dtype uint16"),
+        (np.full((64, 64, 3), 40, np.int64), TypeError, "unsupported dtype int64"),
+        (np.full((64, 64), 300.0, np.float32), ValueError, "outside 0..255"),
+        (np.zeros((64, 64, 3), bool), TypeError, "unsupported dtype bool"),
+    ],
+)
+def test_bad_image_arrays_get_a_type_or_value_message(same_pair, image, exc, needle):
+    """Issue 29 (9): an empty array was a cv2.error, a uint16 one 'no face found'; now one
+    line naming the array and the fix, through verify, detect and embed alike."""
+    for call in (
+        lambda: lrface.verify(image, same_pair[0]),
+        lambda: lrface.detect(image),
+        lambda: lrface.embed([image], detect=False),
+    ):
+        with pytest.raises(exc, match=needle) as info:
+            call()
+        assert isinstance(info.value, lrface.LrfaceError) and "\n" not in str(info.value)
+    assert "(img >> 8).astype(np.uint8)" in str(info.value) or image.dtype != np.uint16

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,6 +169,78 @@ def test_shards_merge_to_full_run(full_run, inputs, teacher, tmp_path):
     assert p_npz == p_full and f_npz == f_full and np.array_equal(e_npz, e_full)
     with pytest.raises(LrfaceError, match="exactly once"):
         merge_outputs(dirs[:1], tmp_path / "half")
+    # issue 29 (10): the same directory twice (also through a symlink), a split mixed
+    # with a whole run: refused before anything is written
+    (tmp_path / "link").symlink_to(dirs[1])
+    for bad, needle in [
+        ([dirs[0], dirs[1], dirs[0]], "given twice"),
+        ([dirs[0], tmp_path / "link", dirs[1]], "given twice"),
+        ([dirs[0], full_run[0]], "is a --shard output but"),
+    ]:
+        with pytest.raises(LrfaceError, match=needle):
+            merge_outputs(bad, tmp_path / "bad-merge")
+        assert not (tmp_path / "bad-merge").exists()
+
+
+def test_merge_refuses_the_same_run_twice_and_overlapping_runs(full_run, tmp_path):
+    """Issue 29 (10): merging a directory with itself gave 78 rows for 39 paths."""
+    with pytest.raises(LrfaceError, match="given twice"):
+        merge_outputs([full_run[0], full_run[0]], tmp_path / "twice.npz")
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run[0], copy)
+    with pytest.raises(LrfaceError, match=r"overlap \(both embed .*Al.*\.jpg\)"):
+        merge_outputs([full_run[0], copy], tmp_path / "overlap.npz")
+    assert not (tmp_path / "twice.npz").exists() and not (tmp_path / "overlap.npz").exists()
+
+
+def _flip_bit(path: Path, offset: int = -20) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+def test_bit_flipped_shard_is_refused_on_load_and_redone_on_resume(
+    full_run, inputs, teacher, tmp_path, caplog
+):
+    """Issue 29 (10): a finished shard whose floats changed on disk (still a valid .npy)
+    was accepted on resume and merge.  Its sha256 in the manifest now catches it: reading
+    or merging refuses it (one line naming the file), a resumed run embeds it again."""
+    out = tmp_path / "flipped"
+    shutil.copytree(full_run[0], out)
+    entry = json.loads((out / "manifest.json").read_text())["completed_shards"][2]
+    assert set(entry["sha256"]) == {"emb", "idx", "failures"}
+    _flip_bit(out / "emb-00002.npy")
+    np.load(out / "emb-00002.npy")  # the flip leaves a loadable file: only the hash sees it
+    for read in (lambda: load_embeddings(out), lambda: merge_outputs([out], tmp_path / "m.npz")):
+        with pytest.raises(LrfaceError) as exc:
+            read()
+        msg = str(exc.value)
+        assert "\n" not in msg and f"{out / 'emb-00002.npy'}: does not match the sha256" in msg
+        assert "rerun the `lrface embed` command" in msg
+    paths, _ = inputs
+    with caplog.at_level("WARNING", logger="lrface"):
+        summary = embed_paths(
+            paths, teacher, out, shard_size=SHARD, batch_size=5, workers=2, progress=False
+        )
+    assert summary["shards_written"] == 1 and summary["shards_skipped"] == 4
+    assert "emb-00002.npy: does not match the sha256" in caplog.text
+    assert "embedding shard 2 again" in caplog.text
+    _assert_same(out, full_run[0])
+
+
+def test_outputs_written_before_checksums_still_load(full_run, tmp_path, caplog):
+    """Backward compatibility: a manifest without shard checksums loads, with a warning
+    that its shards are not verified."""
+    out = tmp_path / "old"
+    shutil.copytree(full_run[0], out)
+    man = json.loads((out / "manifest.json").read_text())
+    for entry in man["completed_shards"]:
+        del entry["sha256"]
+    (out / "manifest.json").write_text(json.dumps(man))
+    with caplog.at_level("WARNING", logger="lrface"):
+        paths, emb, _ = load_embeddings(out)
+    assert paths == load_embeddings(full_run[0])[0] and emb.shape == (39, 128)
+    assert "5 shard(s) were written by an lrface that recorded no checksums" in caplog.text
 
 
 def test_shard_ranges_are_contiguous_whole_blocks():
@@ -372,6 +445,48 @@ def test_sigkill_of_embed_leaves_no_worker_alive(tmp_path):
     for k in survivors:  # do not leave them behind when the test fails
         os.kill(k, signal.SIGKILL)
     assert not survivors, f"{len(survivors)} of {len(kids)} child processes outlived the parent"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_of_embed_exits_143_quietly_and_resumes(tmp_path):
+    """Issue 29 (6): SIGTERM of `lrface embed` with 2 workers printed multiprocessing's
+    "leaked semaphore" warning (exit -15).  Now: exit 143, the one line "terminated
+    (SIGTERM)", no worker left, and the finished shards kept: the same command resumes."""
+    people = sorted(d for d in LFW.iterdir() if d.name.startswith("B"))
+    imgs = [str(p) for d in people for p in sorted(d.glob("*.jpg"))][:80]
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"{p}\n" for p in imgs))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lrface", "embed", str(lst), "--out", str(out), "--workers",
+           "2", "--model", "mobilefacenet-arcface", "--quiet", "--shard-size", "8"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        done: list = []
+        while time.monotonic() < deadline and proc.poll() is None and not done:
+            if (out / "manifest.json").is_file():
+                done = json.loads((out / "manifest.json").read_text())["completed_shards"]
+            time.sleep(0.05)
+        assert done and proc.poll() is None, "no shard finished while the workers ran"
+        workers = [k for k in _children(proc.pid) if b"spawn_main" in _cmdline(k)]
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=30)[1].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and err == "terminated (SIGTERM)\n", (proc.returncode, err)
+    time.sleep(0.5)
+    assert not [k for k in workers if _alive(k)]
+    man = json.loads((out / "manifest.json").read_text())
+    kept = {e["shard"]: e["sha256"] for e in man["completed_shards"]}
+    assert kept and not man["complete"] and not list(out.glob(".*.part"))
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["complete"] and man["n_embedded"] == 80
+    after = {e["shard"]: e["sha256"] for e in man["completed_shards"]}
+    assert all(after[k] == sha for k, sha in kept.items())  # kept, not embedded again
 
 
 def _cmdline(pid: int) -> bytes:

@@ -90,8 +90,14 @@ def test_embed_success_partial_total(capsys, files, tmp_path):
     ("args", "needle"),
     [
         (["--detector", "bogus"], "unknown detector; choose one of"),
-        (["--det-thresh", "5"], "between 0 and 1"),
-        (["--det-thresh", "nan"], "between 0 and 1"),
+        (
+            ["--det-thresh", "5"],
+            "--det-thresh must be a number between 0 and 1 (exclusive), got 5.0",
+        ),
+        (
+            ["--det-thresh", "nan"],
+            "--det-thresh must be a number between 0 and 1 (exclusive), got nan",
+        ),
         (["--no-detect", "--det-thresh", "0.5"], "--det-thresh only appl"),
         (["--no-detect", "--face-index", "0"], "--face-index only appl"),
         (["--face-index", "-1"], ">= 0"),

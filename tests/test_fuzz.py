@@ -1,10 +1,13 @@
-"""Short, seeded fuzz pass over the three loaders of untrusted files (issue 17).
+"""Short, seeded fuzz pass over the loaders of untrusted files (issue 17) and the
+surfaces of issue 29: model cards against the files they name, API arguments, output paths.
 
 Hypothesis drives the mutators of ``benchmarks/fuzz.py`` (its choices shrink to a minimal
-failing input) over real small images, galleries and model cards.  Property: each input
-loads or raises :class:`lrface.errors.LrfaceError` with a one-line message -- any other
-exception is a crash; an input slower than the deadline (2 s) is a hang.  The long run
-(>= 100,000 inputs per target, watchdog, peak RSS) is ``python benchmarks/fuzz.py``.
+failing input) over real small images, galleries, model cards (alone, and with the shipped
+model files), calls of verify/detect/embed and output paths.  Property: each input loads
+(or answers, or writes) or raises :class:`lrface.errors.LrfaceError` with a one-line
+message (output paths: or an ``OSError`` naming the path) -- any other exception is a
+crash; an input slower than the deadline (2 s; 10 s where a model loads) is a hang.  The
+long run (>= 100,000 inputs per target, watchdog, peak RSS) is ``python benchmarks/fuzz.py``.
 
 Also here: the memory guard -- the "bombs" (inputs of at most 10 MB that decode to 49 MP or
 claim far more) keep a fresh process below 500 MB of peak RSS.
@@ -99,6 +102,29 @@ def test_fuzz_model_card(data):
     _check("card", fuzz.mutate_card(HypothesisChooser(data), _seeds("card")))
 
 
+# The new surfaces of issue 29: cards against the model files they name, the arguments of
+# verify/detect/embed, output paths.  A model load or a verify with detection takes ~0.1-1 s
+# (several on a busy machine): their deadline is 10 s.
+
+
+@settings(FUZZ_SETTINGS, max_examples=40, deadline=10_000)
+@given(st.data())
+def test_fuzz_model_card_against_its_file(data):
+    _check("model", fuzz.mutate_model_card(HypothesisChooser(data), _seeds("model")))
+
+
+@settings(FUZZ_SETTINGS, max_examples=60, deadline=10_000)
+@given(st.data())
+def test_fuzz_api_arguments(data):
+    _check("api", fuzz.mutate_api_call(HypothesisChooser(data), _seeds("api")))
+
+
+@settings(FUZZ_SETTINGS, max_examples=200)
+@given(st.data())
+def test_fuzz_output_paths(data):
+    _check("outpath", fuzz.mutate_outpath(HypothesisChooser(data), _seeds("outpath")))
+
+
 _RSS_SCRIPT = """
 import json, sys, time
 from pathlib import Path
@@ -148,7 +174,7 @@ def test_bombs_keep_peak_rss_below_500mb(tmp_path):
 def test_fuzz_script_runs(tmp_path):
     """benchmarks/fuzz.py end to end (worker, watchdog, JSON summary) on a few inputs."""
     out = subprocess.run(
-        [sys.executable, "benchmarks/fuzz.py", "--target", "all", "--n", "40", "--no-bombs",
+        [sys.executable, "benchmarks/fuzz.py", "--target", "all", "--n", "20", "--no-bombs",
          "--out", str(tmp_path), "--json", str(tmp_path / "summary.json")],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
@@ -156,6 +182,6 @@ def test_fuzz_script_runs(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     for target in fuzz.TARGETS:
         row = summary["targets"][target]
-        assert row["inputs"] == 40 and row["ok"] + row["refused"] == 40, row
+        assert row["inputs"] == 20 and row["ok"] + row["refused"] == 20, row
         assert row["crashes"] == 0 and row["hangs"] == 0, row
         assert 0 < row["peak_rss_mb"] < fuzz.RSS_LIMIT_MB

@@ -25,12 +25,15 @@ MODEL = "lrface-mbf"
 
 @pytest.fixture(scope="module")
 def faces():
-    """(gallery: exact Gallery(aggregate='all') of 90 images, probes: (P, D), truth)."""
+    """(gallery: exact Gallery(aggregate='all') of 156 images, probes: (52, D), truth):
+    the 52 LFW people whose names start with A with at least 4 images; 156 rows are
+    enough to train 4 inverted lists (39 rows each)."""
     from lrface.models.loader import load_embedder
 
     emb = load_embedder(MODEL)
     people = [d for d in sorted(LFW.iterdir()) if d.name.startswith("A")]
-    people = [d for d in people if len(list(d.glob("*.jpg"))) >= 3][:24]
+    people = [d for d in people if len(list(d.glob("*.jpg"))) >= 4]
+    assert len(people) == 52
     opts = CropOptions(detect=False, size=emb.input_size)
     g = Gallery.for_embedder(emb, "all")
     probes, truth = [], []
@@ -44,7 +47,7 @@ def faces():
 
 
 def _build(g: Gallery, path: Path, **kw):
-    return build_ivf(path, gallery_parts(g, 20), model_meta(g), g.threshold, **kw)
+    return build_ivf(path, gallery_parts(g, 40), model_meta(g), g.threshold, **kw)
 
 
 def test_parts_merged_on_disk_answer_like_exact(faces, tmp_path):
@@ -124,7 +127,8 @@ def test_corrupt_part_is_a_one_line_error(faces, tmp_path, victim):
 def test_cli_build_and_identify(faces, tmp_path):
     """`gallery build --index ivf-sq8` then `identify` names the index it used."""
     root = tmp_path / "root"
-    people = [d for d in sorted(LFW.iterdir()) if d.name.startswith("Ab")][:6]
+    people = [d for d in sorted(LFW.iterdir()) if d.name.startswith("A")]
+    people = [d for d in people if len(list(d.glob("*.jpg"))) >= 2][:20]
     for d in people:
         (root / d.name).mkdir(parents=True)
         for p in sorted(d.glob("*.jpg"))[:2]:
@@ -133,11 +137,12 @@ def test_cli_build_and_identify(faces, tmp_path):
     lrface = [sys.executable, "-m", "lrface"]
     res = subprocess.run(
         [*lrface, "gallery", "build", str(root), "--model", MODEL, "--no-detect", "--quiet",
-         "--out", str(out), "--index", "ivf-sq8", "--part-size", "3", "--workers", "0"],
+         "--out", str(out), "--index", "ivf-sq8", "--part-size", "10", "--workers", "0"],
         capture_output=True, text=True, timeout=100,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "index: ivf-sq8" in res.stderr
+    lines = res.stderr.strip().splitlines()  # our one line, no FAISS clustering warning
+    assert len(lines) == 1 and lines[0].startswith("index: ivf-sq8 (IVF1,SQ8,"), res.stderr
     probe = next(iter(sorted((root / people[0].name).glob("*.jpg"))))
     res = subprocess.run(
         [*lrface, "identify", str(probe), "--gallery", str(out), "--no-detect", "--json",
@@ -155,3 +160,46 @@ def test_cli_build_and_identify(faces, tmp_path):
     )  # fmt: skip
     assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "part-00000.emb.npy" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--nlist", "1000"], "--nlist 1000: needs at least 39000 training rows (39 per "
+         "list), there are 40; pass --nlist 1 or less, or leave it out"),
+        (["--nlist", "2"], "--nlist 2: needs at least 78 training rows"),
+        (["--nprobe", "3"], "--nprobe 3: more than the 1 inverted lists"),
+        (["--index", "ivf-pq"], "--index ivf-pq: 40 rows are too few for an IVF index"),
+    ],
+)  # fmt: skip
+def test_cli_nlist_is_checked_before_any_work(tmp_path, args, needle):
+    """Issue 29 (6): `--nlist 100000` was clamped silently (to the training rows) and a
+    small --nlist made FAISS print its clustering warning; now the plan is checked against
+    the rows ROOT can give, before anything is embedded: one line, exit 2, nothing
+    written, no FAISS noise."""
+    root = tmp_path / "root"
+    people = [d for d in sorted(LFW.iterdir()) if d.name.startswith("A")]
+    for d in [d for d in people if len(list(d.glob("*.jpg"))) >= 2][:20]:
+        (root / d.name).mkdir(parents=True)
+        for p in sorted(d.glob("*.jpg"))[:2]:
+            shutil.copy(p, root / d.name / p.name)
+    out = tmp_path / "g.ivf"
+    index = [] if "--index" in args else ["--index", "ivf-sq8"]
+    res = subprocess.run(
+        [sys.executable, "-m", "lrface", "gallery", "build", str(root), "--model", MODEL,
+         "--no-detect", "--quiet", "--out", str(out), *index, *args],
+        capture_output=True, text=True, timeout=100,
+    )  # fmt: skip
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("error: ") and needle in res.stderr, res.stderr
+    assert not out.exists()
+
+
+def test_api_refuses_an_nlist_the_sample_cannot_train(faces, tmp_path):
+    """The same check in the library (IvfGallery.create): 156 rows train at most 4 lists."""
+    g = faces[0]
+    with pytest.raises(LrfaceError, match=r"--nlist 5: needs at least 195 training rows"):
+        _build(g, tmp_path / "g5", nlist=5)
+    with pytest.raises(LrfaceError, match="--nprobe 5: more than the 4 inverted lists"):
+        _build(g, tmp_path / "p5", nlist=4, nprobe=5)
+    assert not (tmp_path / "g5").exists() and not (tmp_path / "p5").exists()

@@ -143,6 +143,97 @@ def test_bit_flipped_student_is_refused_by_verify_without_fallback(tmp_path, cap
     assert "git checkout weights/" in err and "Traceback" not in err
 
 
+def test_users_card_with_a_bad_sha_gets_a_hint_that_fits_a_path(tmp_path, capsys, same_pair):
+    """Issue 29 (8): a card passed by PATH cannot be fetched by its name; the hint names
+    the card and what to do with it (re-export, or fix its sha256), never `models fetch`."""
+    card, weights = _copy_student(tmp_path / "mine", name="mytiny", sha256="0" * 64)
+    rc = main(["verify", str(same_pair[0]), str(same_pair[1]), "--model", str(card)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "sha256 mismatch" in err and str(weights) in err
+    assert "models fetch" not in err and f"fix sha256 in {card.resolve()}" in err
+    assert "re-export" in err and "git checkout" not in err  # not a shipped model
+    # a bad field of the user's card: the fix names that card, not `git checkout weights/`
+    card.write_text(json.dumps({**json.loads(card.read_text()), "input_size": "big"}))
+    rc = main(["verify", str(same_pair[0]), str(same_pair[1]), "--model", str(card)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'input_size'" in err and f"fix the field in {card}" in err, err
+    assert "git checkout" not in err
+
+
+def test_card_fields_are_checked_against_the_model_file(tmp_path, capsys, same_pair):
+    """Issue 29 (7): a card claiming 512-d for a 128-d ONNX, or another input side, is
+    refused when the model loads (one line naming the card and the field) -- before
+    `gallery build` embeds anything, instead of blaming the embeddings afterwards."""
+    root = tmp_path / "root" / "someone"
+    root.mkdir(parents=True)
+    shutil.copy(same_pair[0], root / "a.jpg")
+    for field, value, gives in [("embedding_size", 512, "128-d"), ("input_size", 24, "16x16")]:
+        card, weights = _copy_student(tmp_path / field, name="mine", **{field: value})
+        rc = main(["gallery", "build", str(root.parent), "--model", str(card), "--no-detect",
+                   "--quiet", "--out", str(tmp_path / f"{field}.npz")])  # fmt: skip
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"model card {card.resolve()}: field {field!r} says {value}" in err, err
+        assert str(weights) in err and gives in err and f"fix {field} in the card" in err
+        assert not (tmp_path / f"{field}.npz").exists()
+
+
+def test_torch_card_fields_are_checked_against_the_module(tmp_path):
+    """The same check for a torch student (.pt): the embedding size from a forward pass,
+    an input side the architecture cannot take named as the card's input_size."""
+    pytest.importorskip("torch", reason="torch students need the train extra")
+    from lrface.models.loader import load_embedder
+
+    shipped = json.loads((WEIGHTS / "lrface-tiny-16.json").read_text())
+    tw = shipped.pop("torch_weights")
+    for field, value in [("embedding_size", 512), ("input_size", 24)]:
+        d = tmp_path / field
+        d.mkdir()
+        shutil.copy(WEIGHTS / tw["file"], d / tw["file"])
+        card = {**shipped, "name": f"t-{field}", "runtime": "torch", "weights_file": tw["file"],
+                "sha256": tw["sha256"], field: value}  # fmt: skip
+        (d / "t.json").write_text(json.dumps(card))
+        with pytest.raises(ModelFileError) as exc:
+            load_embedder(d / "t.json")
+        msg = str(exc.value)
+        assert "\n" not in msg and f"field {field!r} says {value}" in msg and "t.json" in msg
+    good = load_embedder(WEIGHTS / "lrface-tiny-16.pt")
+    assert (good.input_size, good.embedding_size) == (16, 128)
+
+
+@pytest.mark.parametrize(
+    ("weights", "changes", "needle"),
+    [
+        ("lrface-tiny-16.pt", {"runtime": "onnx"}, "onnxruntime cannot load it"),
+        ("lrface-tiny-16.onnx", {"runtime": "torch"}, "torch cannot read it as student weights"),
+        ("yunet_2026may.onnx", {"runtime": "onnx"}, "field 'input_size' says 16"),
+        ("lrface-tiny-16.pt", {"runtime": "torch", "arch_kwargs": {"width": 100_000}},
+         "the card's architecture (tiny, {'width': 100000}) does not fit"),
+        ("lrface-tiny-16.onnx", {"preprocessing": {"std": [1e-30, 1, 1]}},
+         "'preprocessing.std' must be a list of 3 numbers from 0.001 to 1e4"),
+    ],
+)  # fmt: skip
+def test_cards_that_do_not_fit_their_file_are_one_line_errors(tmp_path, weights, changes, needle):
+    """Found by the `model` fuzz target (benchmarks/fuzz.py): a card naming a real file
+    with its true sha256 but the wrong runtime, a detector, arch_kwargs that would
+    allocate ~100 GB, or a std that overflows float32 -- each is one ModelFileError
+    naming the file or card (they were onnxruntime/pickle errors, NaN embeddings, or
+    a huge allocation)."""
+    from lrface.models.loader import load_embedder
+
+    card = json.loads((WEIGHTS / "lrface-tiny-16.json").read_text())
+    card.pop("torch_weights")
+    shutil.copy(WEIGHTS / weights, tmp_path / weights)
+    card.update(name="mine", weights_file=weights, sha256=sha256_file(WEIGHTS / weights))
+    card.update(changes)
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError) as exc:
+        load_embedder(tmp_path / "mine.json")
+    msg = str(exc.value)
+    assert "\n" not in msg and needle in msg and "mine.json" in msg, msg
+
+
 def test_model_dir_student_wins_over_shipped(tmp_path, monkeypatch):
     card, _ = _copy_student(tmp_path / "md", "lrface-tiny-16", name="lrface-mbf")
     monkeypatch.setenv("LRFACE_MODEL_DIR", str(card.parent))

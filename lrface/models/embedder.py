@@ -78,7 +78,17 @@ class Embedder:
                 f = f[: len(x) // 2] + f[len(x) // 2 :]
             out.append(f)
         feats = np.concatenate(out).astype(np.float32)
-        return l2_normalize(feats)
+        with np.errstate(over="ignore", invalid="ignore"):
+            emb = l2_normalize(feats)
+        if not np.isfinite(emb).all():
+            from ..errors import ModelFileError
+
+            where = self.spec.card_path or f"registry entry {self.name}"
+            raise ModelFileError(
+                f"{self.name}: the model gives NaN or infinite embeddings; its preprocessing "
+                f"or weights are broken (see {where}): restore the card and weights"
+            )
+        return emb
 
     def __repr__(self) -> str:
         return (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, first_line
 from .embedder import Embedder
 from .registry import ModelSpec, get_spec, locate
 
@@ -53,12 +53,56 @@ def _load(
         return _torch_embedder(spec, path, flip, batch_size)
     from .onnx_embedder import OnnxEmbedder
 
-    return OnnxEmbedder(
+    emb = OnnxEmbedder(
         spec,
         path,
         flip=flip,
         batch_size=batch_size,
         providers=list(providers) if providers else None,
+    )
+    return check_against_file(emb, path)
+
+
+def check_against_file(emb: Embedder, path: os.PathLike[str]) -> Embedder:
+    """Compare the card's ``input_size`` and ``embedding_size`` with what the loaded
+    model file gives (``emb.file_shapes()``) -- the one place every recogniser passes.
+
+    A field the card leaves out (registry entries with a dynamic input) is taken from
+    the file; a field that differs raises :class:`ModelFileError`, one line naming the
+    card (or registry entry), the field, both values and the fix.  Returns ``emb``.
+    """
+    spec = emb.spec
+    try:
+        side, dim = emb.file_shapes()  # type: ignore[attr-defined]
+    except Exception as exc:  # a side the network cannot take, not a crop recogniser
+        need = f"an error for {spec.input_size}-px crops ({first_line(exc)})"
+        raise _mismatch(spec, path, "input_size", spec.input_size, need) from None
+    if side is not None:
+        if spec.input_size is not None and side != spec.input_size:
+            raise _mismatch(spec, path, "input_size", spec.input_size, f"{side}x{side} input")
+        emb.input_size = side
+    if spec.embedding_size is not None and dim != spec.embedding_size:
+        raise _mismatch(spec, path, "embedding_size", spec.embedding_size, f"{dim}-d embeddings")
+    emb.embedding_size = dim
+    return emb
+
+
+def _mismatch(
+    spec: ModelSpec, path: os.PathLike[str], field: str, claimed: object, actual: str
+) -> ModelFileError:
+    """The error of :func:`check_against_file`: card ``field`` says ``claimed``, the file
+    at ``path`` gives ``actual``."""
+    from .registry import is_shipped_card
+
+    if spec.card_path is None:
+        where, fix = f"registry entry {spec.name}", "pass the model's own weights"
+    elif is_shipped_card(spec.card_path):
+        where, fix = f"model card {spec.card_path}", "restore it (git checkout weights/)"
+    else:
+        where = f"model card {spec.card_path}"
+        fix = f"fix {field} in the card, or write it again (`lrface export`, `lrface distill`)"
+    return ModelFileError(
+        f"{where}: field {field!r} says {claimed}, but the model file {path} gives {actual}; {fix}"
     )
 
 
@@ -74,6 +118,7 @@ def _torch_embedder(spec: ModelSpec, path: os.PathLike[str], flip: bool, batch: 
         ) from None
     from .torch_embedder import TorchEmbedder, load_student_module
 
-    return TorchEmbedder(
+    emb = TorchEmbedder(
         spec, load_student_module(spec, path), flip=flip, batch_size=max(batch, 128)
     )
+    return check_against_file(emb, path)

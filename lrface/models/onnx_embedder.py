@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..errors import ModelFileError, first_line
 from ..providers import make_session
 from .embedder import Embedder
 from .registry import ModelSpec
@@ -34,16 +35,33 @@ class OnnxEmbedder(Embedder):
         super().__init__(spec, flip=flip, batch_size=batch_size)
         self.path = str(path)
         self._providers = providers
-        self.session = make_session(self.path, providers)
+        try:
+            self.session = make_session(self.path, providers)
+        except Exception as exc:  # onnxruntime's own types for a file it cannot load
+            where = spec.card_path or f"registry entry {spec.name}"
+            raise ModelFileError(
+                f"{self.path}: onnxruntime cannot load it ({first_line(exc)}), but {where} "
+                "names it with runtime onnx; fix weights_file/runtime there, or restore the file"
+            ) from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
         self.fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] == 1
-        if isinstance(inp.shape[2], int):
-            self.input_size = int(inp.shape[2])
-        if not self.embedding_size:
-            probe = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
-            self.embedding_size = int(self._forward(probe).shape[1])
+
+    def file_shapes(self) -> tuple[int | None, int]:
+        """``(input side, embedding size)`` as the ONNX file gives them: the side from the
+        static (N, 3, S, S) input shape (None when dynamic), the size from the static
+        output shape, else from one forward pass at the input side.  Raises ValueError
+        for an input that is not (N, 3, S, S), onnxruntime's error for a failed pass."""
+        shape = self.session.get_inputs()[0].shape
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise ValueError(f"its input has shape {shape}, not (N, 3, S, S) crops")
+        side = shape[2] if isinstance(shape[2], int) else None
+        out = self.session.get_outputs()[0].shape
+        if len(out) == 2 and isinstance(out[1], int):
+            return side, int(out[1])
+        s = side or self.input_size
+        return side, int(self._forward(np.zeros((1, 3, s, s), np.float32)).shape[1])
 
     @property
     def providers(self) -> list[str]:

@@ -200,8 +200,15 @@ def search_dirs(model_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     return dirs
 
 
-def verify_sha256(path: Path, expected: str, spec_name: str, url: str | None) -> None:
-    """Raise :class:`ModelFileError` unless ``path`` hashes to ``expected`` (required)."""
+def verify_sha256(
+    path: Path, expected: str, spec_name: str, url: str | None, card_path: str | None = None
+) -> None:
+    """Raise :class:`ModelFileError` unless ``path`` hashes to ``expected`` (required).
+
+    The fix the message suggests fits where the model came from (:func:`repair_hint`):
+    only a registry model with a URL can be fetched; a card's model is restored or
+    re-exported (``card_path``: the card that recorded ``expected``).
+    """
     if not expected:
         raise ModelFileError(
             f"{path}: no sha256 is recorded for model {spec_name}, so lrface will not load "
@@ -209,12 +216,42 @@ def verify_sha256(path: Path, expected: str, spec_name: str, url: str | None) ->
         )
     actual = sha256_file(path)
     if actual != expected:
-        how = f"`lrface models fetch {spec_name}`" + (f" or {url}" if url else "")
+        where = f" (card {card_path})" if card_path else ""
         raise ModelFileError(
-            f"{path}: sha256 mismatch for model {spec_name} (expected {expected[:12]}..., "
-            f"got {actual[:12]}...): the file is corrupt, tampered with or a different "
-            f"version; restore it (git checkout weights/ for shipped models) or get it with {how}"
+            f"{path}: sha256 mismatch for model {spec_name}{where} (expected "
+            f"{expected[:12]}..., got {actual[:12]}...): the file is corrupt, tampered with "
+            f"or a different version; {repair_hint(spec_name, url, card_path)}"
         )
+
+
+def is_shipped_card(card_path: str | os.PathLike[str]) -> bool:
+    """True for a card in the package's ``weights/`` directory (a shipped model)."""
+    try:
+        return Path(card_path).resolve().parent == PACKAGE_WEIGHTS.resolve()
+    except OSError:
+        return False
+
+
+def repair_hint(name: str, url: str | None, card_path: str | None = None) -> str:
+    """How to get a good copy of model ``name``'s weights, fitting where it came from.
+
+    A shipped card: ``git checkout weights/``.  A user's card (trained, exported, or a
+    copy in a model directory): re-export, or fix ``sha256`` in that card (never ``models
+    fetch``: only registry names can be fetched).  A registry model with a URL: ``lrface
+    models fetch NAME``; one without: the source in ``lrface models list``.
+    """
+    if card_path:
+        if is_shipped_card(card_path):
+            return "restore it (git checkout weights/, or reinstall lrface)"
+        shipped = (PACKAGE_WEIGHTS / f"{name}.json").is_file()
+        copy = " or copy the shipped files back from weights/ (git checkout weights/)"
+        return (
+            f"re-export the model (`lrface export` or `lrface distill`){copy if shipped else ''}"
+            f", or fix sha256 in {card_path} if you trust this file"
+        )
+    if url:
+        return f"get it again with `lrface models fetch {name}` (downloads {url})"
+    return "get it again from the source named in `lrface models list`"
 
 
 def locate(spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -227,9 +264,9 @@ def locate(spec: ModelSpec, model_dir: str | os.PathLike[str] | None = None) -> 
         if not path.is_file():
             raise ModelFileError(
                 f"{path}: weights of model {spec.name} are missing beside its card "
-                f"{spec.card_path}; restore the file (git checkout weights/) or re-export it"
+                f"{spec.card_path}; {repair_hint(spec.name, spec.url, spec.card_path)}"
             )
-        verify_sha256(path, spec.sha256, spec.name, spec.url)
+        verify_sha256(path, spec.sha256, spec.name, spec.url, spec.card_path)
         return path
     dirs = search_dirs(model_dir)
     for d in dirs:
@@ -277,10 +314,10 @@ def torch_weights(spec: ModelSpec) -> Path:
     path = Path(spec.card_path).parent / spec.torch_file
     if not path.is_file():
         raise ModelFileError(
-            f"{path}: torch weights of {spec.name} are missing beside its card; restore them "
-            "(git checkout weights/)"
+            f"{path}: torch weights of {spec.name} are missing beside its card; "
+            f"{repair_hint(spec.name, spec.url, spec.card_path)}"
         )
-    verify_sha256(path, spec.torch_sha256 or "", spec.name, spec.url)
+    verify_sha256(path, spec.torch_sha256 or "", spec.name, spec.url, spec.card_path)
     return path
 
 
@@ -311,21 +348,24 @@ class _Card:
     def __init__(self, data: dict[str, Any], path: Path) -> None:
         self.data, self.path = data, path
 
+    @property
+    def fix(self) -> str:
+        """How to repair this card: shipped cards are restored, a user's card re-exported."""
+        if is_shipped_card(self.path):
+            return "restore the card (git checkout weights/, or reinstall lrface)"
+        return f"fix the field in {self.path} or re-export the model with `lrface export`"
+
     def fail(self, key: str, want: str, got: Any) -> ModelFileError:
         shown = repr(got)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         return ModelFileError(
-            f"{self.path}: model card field {key!r} must be {want}, got {shown}; restore the "
-            "card (git checkout weights/) or re-export the model with `lrface export`"
+            f"{self.path}: model card field {key!r} must be {want}, got {shown}; {self.fix}"
         )
 
     def get(self, key: str, default: Any = None, *, required: bool = False) -> Any:
         if key not in self.data:
             if required:
-                raise ModelFileError(
-                    f"{self.path}: model card lacks field {key!r}; restore the card or "
-                    "re-export the model with `lrface export`"
-                )
+                raise ModelFileError(f"{self.path}: model card lacks field {key!r}; {self.fix}")
             return default
         return self.data[key]
 
@@ -384,9 +424,10 @@ class _Card:
             or len(v) != 3
             or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
             or not all(-1e4 < float(x) < 1e4 for x in v)
-            or (key == "std" and not all(float(x) > 0 for x in v))
+            or (key == "std" and not all(float(x) >= 1e-3 for x in v))
         ):
-            raise self.fail(f"preprocessing.{key}", "a list of 3 numbers", v)
+            want = "3 numbers from 0.001 to 1e4" if key == "std" else "3 numbers in (-1e4, 1e4)"
+            raise self.fail(f"preprocessing.{key}", f"a list of {want}", v)
         return tuple(float(x) for x in v)
 
     @overload

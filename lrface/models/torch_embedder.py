@@ -30,21 +30,32 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.
 
 def load_student_module(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.nn.Module:
     """Build the student described by ``spec.card`` and load its (verified) weights, in
-    eval mode.  A card whose architecture or settings do not fit the weights raises
-    :class:`~lrface.errors.ModelFileError` naming the card."""
-    from ..errors import ModelFileError
+    eval mode.  The network is built on torch's ``meta`` device and takes the file's
+    tensors (``assign=True``), so a card's ``arch_kwargs`` cannot make it allocate more
+    than the weights file holds.  A file torch cannot read, or a card whose architecture
+    or settings do not fit the weights, raises :class:`~lrface.errors.ModelFileError`
+    naming the card."""
+    from ..errors import ModelFileError, first_line
 
     card = spec.card or {}
     where = spec.card_path or str(path)
+    kwargs = card.get("arch_kwargs", {})
     try:
-        model = create_student(spec.arch or "mbf", **card.get("arch_kwargs", {}))
-        return load_weights(model, path).eval()
-    except (ValueError, TypeError, RuntimeError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        state = read_state(path)
+    except Exception as exc:  # an untrusted file: whatever torch.load raises
         raise ModelFileError(
-            f"{where}: the card's architecture ({spec.arch}, {card.get('arch_kwargs', {})}) "
-            f"does not fit the weights {path} ({first}); restore the card or re-run "
-            "`lrface distill`"
+            f"{path}: torch cannot read it as student weights ({first_line(exc)}), but "
+            f"{where} names it with runtime torch; fix weights_file/runtime there"
+        ) from None
+    try:
+        with torch.device("meta"):
+            model = create_student(spec.arch or "mbf", **kwargs)
+        model.load_state_dict(state, assign=True)
+        return model.eval()
+    except Exception as exc:  # wrong kwargs (TypeError, ValueError, ...) or tensor shapes
+        raise ModelFileError(
+            f"{where}: the card's architecture ({spec.arch}, {kwargs}) does not fit the "
+            f"weights {path} ({first_line(exc)}); restore the card or re-run `lrface distill`"
         ) from None
 
 
@@ -65,6 +76,13 @@ class TorchEmbedder(Embedder):
         # Module.to(memory_format=...) works but is missing from torch's overloads
         model = model.to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model.eval()
+
+    def file_shapes(self) -> tuple[int | None, int]:
+        """``(None, embedding size)``: the size from one forward pass of a zero crop at
+        ``input_size`` (a side the architecture cannot take raises RuntimeError); the
+        module has no input shape of its own to compare."""
+        s = self.input_size
+        return None, int(self._forward(np.zeros((1, 3, s, s), np.float32)).shape[1])
 
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
