@@ -54,11 +54,14 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 180.0) -> ServerProcess:
-        """Start the server and wait until ``/healthz`` answers (every worker that answers
-        has loaded its models); raises :class:`LrfaceError` with the log's last lines
-        when it exits or does not answer within ``timeout`` seconds."""
+        """Start the server and wait until ``/healthz`` answers and every worker
+        (``--workers``, default 1) has logged that its models are loaded; raises
+        :class:`LrfaceError` with the log's last lines when it exits or does not answer
+        within ``timeout`` seconds."""
         cmd = [sys.executable, "-m", "lrface", "serve", *self.args,
                "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
+        workers = self._workers()
+        offset = self.log.stat().st_size if self.log.is_file() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
@@ -70,13 +73,30 @@ class ServerProcess:
                                   f"{self.log_tail()}")  # fmt: skip
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
-                    if r.status == 200:
+                    if r.status == 200 and self._ready_workers(offset) >= workers:
                         return self
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
         self.kill()
         raise LrfaceError(f"lrface serve did not answer within {timeout:g} s: {self.log_tail()}")
+
+    def _workers(self) -> int:
+        """The ``--workers`` count among this server's arguments (default 1)."""
+        args = list(self.args)
+        for i, a in enumerate(args[:-1]):
+            if a == "--workers":
+                return int(args[i + 1])
+        return 1
+
+    def _ready_workers(self, offset: int) -> int:
+        """Workers that logged "ready, models loaded" after byte ``offset`` of the log."""
+        try:
+            with open(self.log, "rb") as fh:
+                fh.seek(offset)
+                return fh.read().count(b"ready, models loaded")
+        except OSError:
+            return 0
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the server's output."""
