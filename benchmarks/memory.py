@@ -1,6 +1,7 @@
 """Peak memory and wall time of whole ``lrface`` processes, old code vs this checkout, one run.
 
-    python benchmarks/memory.py [--old-ref REF] [--crops 2000] [--repeats 1] [--json OUT]
+    python benchmarks/memory.py [--old-ref REF] [--new-ref HEAD] [--crops 2000] [--repeats 1]
+                                [--json OUT]
 
 Inputs: ``--crops`` 112x112 face crops cut from LFW photos (``../shared/data/lfw``,
 seeded choice; the centre 150x150 of each 250x250 deep-funneled photo resized to 112,
@@ -12,10 +13,11 @@ Commands, each run as its own process (``python -m lrface ...``):
 - ``gallery build ROOT --no-detect`` with the teacher (its default);
 - ``benchmark --protocol folder --data ROOT --no-detect --no-cache``.
 
-Each command (but the two large ``--batch-size`` runs, which the old code is known to run
-at ~8 GB -- issue 33 -- and which would starve a shared machine) runs with the code of ``--old-ref`` (default ``main``; name the commit
-before the change; its ``lrface/`` and ``weights/`` are extracted with ``git archive``
-into a temp dir and run with ``PYTHONPATH`` there) and with this checkout's code.  Reported
+Each command runs with the code of ``--old-ref`` (default ``main``: name the commit before
+the change) and of ``--new-ref`` (default ``HEAD``; commit what you measure): their
+``lrface/`` and ``weights/`` are extracted with ``git archive`` into a temp dir and run
+with ``PYTHONPATH`` there.  The two large ``--batch-size`` runs are new code only: the old
+code is known to peak at ~8 GB there (issue 33), which would starve a shared machine.  Reported
 per run: ``peak_main_mb`` (the lrface process's own peak RSS, from ``wait4``'s
 ``ru_maxrss``: exact), ``peak_tree_mb`` (the largest sum of RSS over the process and its
 descendants -- decode/align workers -- sampled every 20 ms from ``/proc``), and the wall
@@ -58,7 +60,8 @@ def make_crop_tree(lfw_dir: Path, root: Path, n: int, seed: int = 0) -> int:
         c = im[h // 2 - 75 : h // 2 + 75, w // 2 - 75 : w // 2 + 75]
         d = root / f.parent.name
         d.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(d / (f.stem + ".png")), cv2.resize(c, (112, 112), interpolation=cv2.INTER_AREA))
+        crop = cv2.resize(c, (112, 112), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(d / (f.stem + ".png")), crop)
         ids.add(f.parent.name)
     return len(ids)
 
@@ -74,6 +77,14 @@ def extract_ref(ref: str, dest: Path) -> Path:
         t.extractall(dest, filter="data")
     tar.unlink()
     return dest
+
+
+def _commit(ref: str) -> str:
+    """The full commit id of git ``ref``."""
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", ref], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
 
 
 def _tree_rss_kb(pid: int) -> int:
@@ -147,9 +158,11 @@ def commands(root: Path, out: Path) -> list[tuple[str, list[str]]]:
         ),
         (
             "benchmark --protocol folder",
-            ["benchmark", "--protocol", "folder", "--data", str(root), "--no-detect",
-             "--no-cache", "--no-progress", "--out", str(out / "bench")],
-        ),  # fmt: skip
+            [
+                *("benchmark", "--protocol", "folder", "--data", str(root), "--no-detect"),
+                *("--no-cache", "--no-progress", "--out", str(out / "bench")),
+            ],
+        ),
     ]
 
 
@@ -158,6 +171,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--old-ref", default="main", help="git ref of the old code (default main)")
+    ap.add_argument("--new-ref", default="HEAD", help="git ref of the new code (default HEAD)")
     ap.add_argument("--crops", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=1, help="runs per (command, code); medians")
     ap.add_argument("--lfw", default=str(REPO.parent / "shared" / "data" / "lfw"))
@@ -168,8 +182,10 @@ def main() -> None:
     try:
         root = tmp / "crops"
         n_ids = make_crop_tree(Path(args.lfw), root, args.crops)
-        old = extract_ref(args.old_ref, tmp / "old")
-        codes = {"old": old, "new": REPO}
+        codes = {
+            "old": extract_ref(args.old_ref, tmp / "old"),
+            "new": extract_ref(args.new_ref, tmp / "new"),
+        }
         rows = []
         for label, argv in commands(root, tmp):
             for code, src in codes.items():
@@ -203,10 +219,9 @@ def main() -> None:
             "crops": args.crops,
             "identities": n_ids,
             "old_ref": args.old_ref,
-            "old_commit": subprocess.run(
-                ["git", "-C", str(REPO), "rev-parse", args.old_ref],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip(),  # fmt: skip
+            "old_commit": _commit(args.old_ref),
+            "new_ref": args.new_ref,
+            "new_commit": _commit(args.new_ref),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
             "rows": rows,
         }
