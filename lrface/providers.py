@@ -51,9 +51,9 @@ def make_session(path: str | os.PathLike[str] | bytes, providers: list[str] | No
     what makes the CPU fast), the CPU memory arena on and the memory pattern off
     (:data:`CPU_MEM_ARENA`, :data:`MEM_PATTERN`), ``$LRFACE_THREADS`` intra-op threads
     (default: one per physical core), and intra-op threads that block instead of
-    spin-waiting between operators (``$LRFACE_SPIN=1`` restores spinning): on a CPU shared with other work
-    (a training job, several workers) spinning threads steal cycles from each other and
-    from the rest of the machine -- measured on 2 busy cores, ``lrface-tiny-16`` ran
+    spin-waiting between operators (``$LRFACE_SPIN=1`` restores spinning): on a CPU shared
+    with other work (a training job, several workers) spinning threads steal cycles from
+    each other and from the rest of the machine -- measured on 2 busy cores, ``lrface-tiny-16`` ran
     ~1.35x faster at batch 256 without it, the teacher and ``verify`` unchanged (not
     measured on an idle machine, where the cost is one thread wake-up per operator).
     """
