@@ -113,11 +113,12 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
-    """Run ``cmd``; return exit status, wall seconds, peak_main_mb and peak_tree_mb."""
+def run_measured(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> dict:
+    """Run ``cmd`` in ``cwd`` (``python -m`` imports from there first: the code's own
+    directory); return exit status, wall seconds, peak_main_mb and peak_tree_mb."""
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd)
     peak = [0]
     done = threading.Event()
 
@@ -199,7 +200,10 @@ def main() -> None:
                     shutil.rmtree(tmp / "bench", ignore_errors=True)
                     runs.append(
                         run_measured(
-                            [sys.executable, "-m", "lrface", *argv], env, tmp / f"{code}-{r}.log"
+                            [sys.executable, "-m", "lrface", *argv],
+                            env,
+                            tmp / f"{code}-{r}.log",
+                            cwd=src,
                         )
                     )
                     if runs[-1]["rc"] not in (0, 1):

@@ -75,6 +75,7 @@ def embed(
     face_index: int | None = None,
     detector: str = DEFAULT_DETECTOR,
     det_thresh: float | None = None,
+    precision: str | None = None,
 ) -> np.ndarray:
     """Embed one face per image: float32 (N, D), L2-normalised, in input order.
 
@@ -83,7 +84,8 @@ def embed(
     pre-cut face crop of any size (8x8 CCTV crops welcome); otherwise faces are detected
     and aligned (largest face, or ``face_index``).  Raises :class:`LrfaceError` on the
     first bad image; for per-file error reporting over large collections use
-    :mod:`lrface.batch_embed`.
+    :mod:`lrface.batch_embed`.  ``precision``: ``"int8"``/``"fp32"``/None (as named) for
+    a model given by name (:func:`lrface.models.loader.load_embedder`).
     """
     if isinstance(images, str | bytes | os.PathLike | np.ndarray) or not isinstance(
         images, Sequence
@@ -92,7 +94,7 @@ def embed(
             f"images: expected a list of images, got {type(images).__name__}; "
             "wrap a single image in a list: lrface.embed([image])"
         )
-    emb = model if isinstance(model, Embedder) else load_embedder(model)
+    emb = model if isinstance(model, Embedder) else load_embedder(model, precision=precision)
     opts = CropOptions(
         detect=detect,
         size=emb.input_size,
@@ -142,6 +144,7 @@ def verify(
     det_thresh: float | None = None,
     face_index1: int | None = None,
     face_index2: int | None = None,
+    precision: str | None = None,
 ) -> Verification:
     """Decide whether two images show the same person.
 
@@ -158,13 +161,15 @@ def verify(
     aligned by its 5 landmarks (measured: 97.4 % for ``lrface-mbf`` at 16 px on aligned
     LFW probes, 82.7 % on detector-box crops; ``benchmarks/RESULTS.md``); with
     ``detect=False`` the images must be crops aligned that way.  Each face's ``"crop"``
-    in ``images`` says which it was.
+    in ``images`` says which it was.  ``precision="int8"`` embeds with each model's
+    statically quantized copy (thresholds: the fp32 model's), ``"fp32"`` with the float
+    model, None as named (:func:`lrface.models.loader.load_embedder`).
     """
     picks = _face_picks(face_index, face_index1, face_index2)
     if threshold is not None and not (np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
         raise LrfaceError(f"--threshold {threshold}: must be a cosine between -1 and 1")
     faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh)
-    names, embs, sim = _embed_pair(faces, model)
+    names, embs, sim = _embed_pair(faces, model, precision)
     thr, source = _threshold(names, embs, threshold)
     used = resolve_detector(detector) if detect else None
     return _verification(faces, names, sim, (thr, source), used)
@@ -202,19 +207,20 @@ def _prepare_pair(
 
 
 def _embed_pair(
-    faces: list[PreparedFace], model: str | None
+    faces: list[PreparedFace], model: str | None, precision: str | None = None
 ) -> tuple[tuple[str, str], list[Embedder], float]:
     """``(model names, embedders, cosine)`` for two prepared faces.
 
     Each face is embedded by ``model``, or with ``model=None`` by :func:`choose_model` of
-    its native size; its 112x112 crop is resized to the model's input side first, and the
-    similarity is the dot product of the two float32 (D,) L2-normalised embeddings.
+    its native size, at ``precision`` (None: as named); its 112x112 crop is resized to the
+    model's input side first, and the similarity is the dot product of the two float32
+    (D,) L2-normalised embeddings.  The names are the loaded models' (``-int8`` ones too).
     """
     sizes = (faces[0].face_size, faces[1].face_size)
-    names = (model, model) if model else (choose_model(sizes[0]), choose_model(sizes[1]))
-    embs = [load_embedder(n) for n in names]
+    chosen = (model, model) if model else (choose_model(sizes[0]), choose_model(sizes[1]))
+    embs = [load_embedder(n, precision=precision) for n in chosen]
     e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
-    return names, embs, float(np.dot(e[0], e[1]))
+    return (embs[0].name, embs[1].name), embs, float(np.dot(e[0], e[1]))
 
 
 def _verification(
@@ -250,7 +256,9 @@ def _threshold(
         if embs[0].threshold is None:
             raise LrfaceError(f"{names[0]}: model has no calibrated threshold; pass --threshold")
         return float(embs[0].threshold), f"{names[0]} card"
-    student = next(n for n in names if n != TEACHER) if TEACHER in names else None
+    # an int8 copy is calibrated as its fp32 model (its card carries the same thresholds)
+    base = [e.spec.quantized_from or n for e, n in zip(embs, names)]
+    student = next(n for n, b in zip(names, base) if b != TEACHER) if TEACHER in base else None
     spec = get_spec(student) if student else None
     if spec is None or spec.threshold_vs_teacher is None:
         raise LrfaceError(

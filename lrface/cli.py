@@ -67,6 +67,7 @@ def cmd_verify(a: VerifyOptions) -> int:
         face_index2=a.face_index2,
         detector=a.detector,
         det_thresh=a.det_thresh,
+        precision=a.precision,
     )
     if a.json:
         print(json.dumps(res.to_dict(), indent=2))
@@ -174,7 +175,7 @@ def cmd_embed(a: EmbedOptions) -> int:
         )
     shard_of = parse_shard(a.shard) if a.shard else None
     check_writable(a.out, "file" if a.out.endswith(".npz") else "dir", "--out")
-    emb = load_embedder(a.model, batch_size=a.batch_size)
+    emb = load_embedder(a.model, batch_size=a.batch_size, precision=a.precision)
     engine = _ray_engine(a, emb) if a.engine == "ray" else None  # closed below or at exit
     opts: dict[str, Any] = {
         "engine": engine,
@@ -326,7 +327,7 @@ def cmd_gallery(a: GalleryBuildOptions) -> int:
     options = a.crop_options()
     ivf = a.index != "exact"
     check_writable(a.out, "dir" if ivf else "file", "--out")  # before any embedding
-    emb = load_embedder(a.model)
+    emb = load_embedder(a.model, precision=a.precision)
     gallery, failures = build_gallery(
         a.root,
         emb,
@@ -370,7 +371,7 @@ def cmd_identify(a: IdentifyOptions) -> int:
     gallery = open_gallery(a.gallery)  # an .npz (exact search) or an IVF directory
     if hasattr(gallery, "index_description"):
         print(f"index: {gallery.index_description}", file=sys.stderr)
-    emb = load_embedder(a.model or gallery.model_name)
+    emb = load_embedder(a.model or gallery.model_name, precision=a.precision)
     gallery.check_model(emb)
     options = dataclasses.replace(options, size=int(emb.input_size))
     thr = a.threshold if a.threshold is not None else emb.threshold
