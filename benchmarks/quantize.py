@@ -13,7 +13,8 @@ and recipes (``benchmarks/train_*.sh``); a user runs the shipped int8 files, nev
 ``lrface export`` exports torch students only, while the teacher is quantized too.
 
 Recipe (onnxruntime.quantization.quantize_static): the fp32 file with a dynamic batch
-axis (the teacher's fixed batch 1 rewritten as lrface does at run time), onnxruntime's
+axis (the teacher's fixed batch 1 rewritten as lrface does at run time) and at least
+opset 13 (the teacher's opset 11 converted: per-channel DequantizeLinear), onnxruntime's
 quantization pre-processing (graph optimisation + shape inference), then QDQ format,
 per-channel int8 weights (symmetric), uint8 activations (U8S8: the kernels onnxruntime
 runs fastest on x86 CPUs, VNNI or not), calibrated on ``--images`` aligned faces of the
@@ -38,6 +39,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 VIEW_SIZES = (0, 8, 12, 16, 24)  # 0 = HR (the aligned 112 px crop)
 CALIB_BATCH = 32
+MIN_OPSET = 13
+
+
+def _opset(model) -> int:
+    """The default-domain opset of an ONNX model."""
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def calibration_crops(lfw_root: str, n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
@@ -116,7 +123,12 @@ def quantize(name: str, crops: list[np.ndarray], used: list[str], args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="lrface-q-"))
     try:
         dyn = tmp / "dynamic.onnx"
-        dyn.write_bytes(make_batch_dynamic(src))
+        model = onnx.load_from_string(make_batch_dynamic(src))
+        if _opset(model) < MIN_OPSET:  # per-channel DequantizeLinear (axis) needs opset 13
+            from onnx import version_converter
+
+            model = version_converter.convert_version(model, MIN_OPSET)
+        onnx.save(model, str(dyn))
         pre = tmp / "pre.onnx"
         quant_pre_process(str(dyn), str(pre), skip_symbolic_shape=False)
         input_name = onnx.load(str(pre)).graph.input[0].name
