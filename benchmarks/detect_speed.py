@@ -160,12 +160,14 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    import lrface.detect
-    from lrface.detect import load_detector
+    import importlib
 
+    # the module itself: the package attribute ``lrface.detect`` is the API function
+    detect_module = importlib.import_module("lrface.detect")
     if args.min_canvas_side:
-        lrface.detect.MIN_CANVAS_SIDE = args.min_canvas_side
-    MIN_CANVAS_SIDE = lrface.detect.MIN_CANVAS_SIDE
+        detect_module.MIN_CANVAS_SIDE = args.min_canvas_side
+    MIN_CANVAS_SIDE = detect_module.MIN_CANVAS_SIDE
+    load_detector = detect_module.load_detector
 
     photos = lfw_photos(Path(args.lfw))
     pick = np.random.default_rng(args.seed).choice(len(photos), args.n, replace=False)
