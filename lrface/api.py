@@ -89,6 +89,7 @@ def embed(
     face_index: int | None = None,
     detector: str = DEFAULT_DETECTOR,
     det_thresh: float | None = None,
+    precision: str | None = None,
 ) -> np.ndarray:
     """Embed one face per image: float32 (N, D), L2-normalised, in input order.
 
@@ -97,7 +98,8 @@ def embed(
     pre-cut face crop of any size (8x8 CCTV crops welcome); otherwise faces are detected
     and aligned (largest face, or ``face_index``).  Raises :class:`LrfaceError` on the
     first bad image; for per-file error reporting over large collections use
-    :mod:`lrface.batch_embed`.
+    :mod:`lrface.batch_embed`.  ``precision``: ``"int8"``/``"fp32"``/None (as named) for
+    a model given by name (:func:`lrface.models.loader.load_embedder`).
     """
     if isinstance(images, str | bytes | os.PathLike | np.ndarray) or not isinstance(
         images, Sequence
@@ -106,7 +108,11 @@ def embed(
             f"images: expected a list of images, got {type(images).__name__}; "
             "wrap a single image in a list: lrface.embed([image])"
         )
-    emb = model if isinstance(model, Embedder) else load_embedder(check_model_name(model))
+    emb = (
+        model
+        if isinstance(model, Embedder)
+        else load_embedder(check_model_name(model), precision=precision)
+    )
     opts = CropOptions(
         detect=detect,
         size=emb.input_size,
@@ -156,6 +162,7 @@ def verify(
     det_thresh: float | None = None,
     face_index1: int | None = None,
     face_index2: int | None = None,
+    precision: str | None = None,
 ) -> Verification:
     """Decide whether two images show the same person.
 
@@ -172,7 +179,9 @@ def verify(
     aligned by its 5 landmarks (measured: 97.4 % for ``lrface-mbf`` at 16 px on aligned
     LFW probes, 82.7 % on detector-box crops; ``benchmarks/RESULTS.md``); with
     ``detect=False`` the images must be crops aligned that way.  Each face's ``"crop"``
-    in ``images`` says which it was.
+    in ``images`` says which it was.  ``precision="int8"`` embeds with each model's
+    statically quantized copy (thresholds: the fp32 model's), ``"fp32"`` with the float
+    model, None as named (:func:`lrface.models.loader.load_embedder`).
     """
     return verify_detailed(
         image1,
@@ -185,6 +194,7 @@ def verify(
         det_thresh=det_thresh,
         face_index1=face_index1,
         face_index2=face_index2,
+        precision=precision,
     )[0]
 
 
@@ -200,6 +210,7 @@ def verify_detailed(
     face_index1: int | None = None,
     face_index2: int | None = None,
     names: tuple[str, str] | None = None,
+    precision: str | None = None,
 ) -> tuple[Verification, list[PreparedFace]]:
     """:func:`verify` (same arguments), and the two :class:`PreparedFace` it decided on
     (each with its uint8 BGR 112x112 ``crop``).  ``names``: what to call the two images
@@ -210,7 +221,7 @@ def verify_detailed(
     if threshold is not None:
         threshold = check_number(threshold, "threshold", -1.0, 1.0)
     faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh, names)
-    model_names, embs, sim = _embed_pair(faces, model)
+    model_names, embs, sim = _embed_pair(faces, model, precision)
     thr, source = _threshold(model_names, embs, threshold)
     used = resolve_detector(detector) if detect else None
     return _verification(faces, model_names, sim, (thr, source), used), faces
@@ -251,21 +262,22 @@ def _prepare_pair(
 
 
 def _embed_pair(
-    faces: list[PreparedFace], model: str | None
+    faces: list[PreparedFace], model: str | None, precision: str | None = None
 ) -> tuple[tuple[str, str], list[Embedder], float]:
     """``(model names, embedders, cosine)`` for two prepared faces.
 
     Each face is embedded by ``model``, or with ``model=None`` by :func:`choose_model` of
-    its native size; its 112x112 crop is resized to the model's input side first, and the
-    similarity is the dot product of the two float32 (D,) L2-normalised embeddings.
+    its native size, at ``precision`` (None: as named); its 112x112 crop is resized to the
+    model's input side first, and the similarity is the dot product of the two float32
+    (D,) L2-normalised embeddings.  The names are the loaded models' (``-int8`` ones too).
     """
     sizes = (faces[0].face_size, faces[1].face_size)
-    names = (
+    chosen = (
         (model, model) if model is not None else (choose_model(sizes[0]), choose_model(sizes[1]))
     )
-    embs = [load_embedder(n) for n in names]
+    embs = [load_embedder(n, precision=precision) for n in chosen]
     e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
-    return names, embs, float(np.dot(e[0], e[1]))
+    return (embs[0].name, embs[1].name), embs, float(np.dot(e[0], e[1]))
 
 
 def _verification(
@@ -301,7 +313,9 @@ def _threshold(
         if embs[0].threshold is None:
             raise LrfaceError(f"{names[0]}: model has no calibrated threshold; pass --threshold")
         return float(embs[0].threshold), f"{names[0]} card"
-    return cross_model_threshold(names[0], names[1])
+    # an int8 copy is calibrated as its fp32 model (its card carries the same thresholds)
+    base = [e.spec.quantized_from or n for e, n in zip(embs, names)]
+    return cross_model_threshold(base[0], base[1])
 
 
 def cross_model_threshold(name1: str, name2: str) -> tuple[float, str]:

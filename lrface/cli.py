@@ -76,6 +76,7 @@ def cmd_verify(a: VerifyOptions) -> int:
         face_index2=a.face_index2,
         detector=a.detector,
         det_thresh=a.det_thresh,
+        precision=a.precision,
     )
     if a.json:
         print(json.dumps(res.to_dict(), indent=2))
@@ -189,7 +190,7 @@ def cmd_embed(a: EmbedOptions) -> int:
             "images, or .txt lists of paths"
         )
     shard_of = parse_shard(a.shard) if a.shard else None
-    emb = load_embedder(a.model, batch_size=a.batch_size)
+    emb = load_embedder(a.model, batch_size=a.batch_size, precision=a.precision)
     engine = _ray_engine(a, emb) if a.engine == "ray" else None  # closed below or at exit
     opts: dict[str, Any] = {
         "engine": engine,
@@ -327,7 +328,7 @@ def cmd_gallery(a: GalleryBuildOptions) -> int:
     options = a.crop_options()
     ivf = a.index != "exact"
     check_output(a.out, "ivf-dir" if ivf else "gallery")  # before any embedding
-    emb = load_embedder(a.model)
+    emb = load_embedder(a.model, precision=a.precision)
     if ivf:  # --nlist/--nprobe against the most rows ROOT can give, before any embedding
         from .gallery import count_gallery_images
         from .ivf import TRAIN_SIZE, plan_nlist
@@ -377,7 +378,7 @@ def cmd_identify(a: IdentifyOptions) -> int:
     gallery = open_gallery(a.gallery)  # an .npz (exact search) or an IVF directory
     if hasattr(gallery, "index_description"):
         print(f"index: {gallery.index_description}", file=sys.stderr)
-    emb = load_embedder(a.model or gallery.model_name)
+    emb = load_embedder(a.model or gallery.model_name, precision=a.precision)
     gallery.check_model(emb)
     options = dataclasses.replace(options, size=int(emb.input_size))
     thr = a.threshold if a.threshold is not None else emb.threshold

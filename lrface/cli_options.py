@@ -162,6 +162,18 @@ def _threshold(default: str) -> Any:
     )
 
 
+def _precision() -> Any:
+    return field(
+        default=None,
+        metadata=arg(
+            "int8: each recogniser's statically quantized copy (weights/NAME-int8.onnx, "
+            "faster on CPUs; accuracy in benchmarks/RESULTS.md); fp32: the float model; "
+            "default: the model as named",
+            choices=("int8", "fp32"),
+        ),
+    )
+
+
 def _verbose() -> Any:
     return field(default=False, metadata=arg("log progress and providers", short="-v"))
 
@@ -253,6 +265,7 @@ class VerifyOptions(CropFlags, CommonOptions):
         default=None, metadata=arg("face to use in image2 (0 = largest)")
     )
     json: bool = _json("print the result (scores, models, each face's crop) as JSON")
+    precision: str | None = _precision()
 
 
 VERIFY_DESCRIPTION = (
@@ -289,6 +302,7 @@ class EmbedOptions(CropFlags, CommonOptions):
     )
     out: str = field(metadata=arg("FILE.npz, or a directory for a resumable sharded output"))
     model: str = field(default="lrface-mbf", metadata=arg("recogniser (default lrface-mbf)"))
+    precision: str | None = _precision()
     batch_size: int = field(
         default=256,
         metadata=arg(
@@ -429,6 +443,7 @@ class GalleryBuildOptions(CropFlags, CommonOptions):
         default="mobilefacenet-arcface",
         metadata=arg("recogniser (default mobilefacenet-arcface)"),
     )
+    precision: str | None = _precision()
     out: str = field(metadata=arg("FILE.npz, or a directory for an IVF index"))
     aggregate: str = field(
         default="mean",
@@ -483,6 +498,7 @@ class IdentifyOptions(CropFlags, CommonOptions):
             "search a teacher gallery)"
         ),
     )
+    precision: str | None = _precision()
     top_k: int = field(
         default=5,
         metadata=arg(

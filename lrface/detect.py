@@ -5,6 +5,14 @@ Boxes and landmarks are in the input image's pixel coordinates.  Small faces are
 handled by running on an enlarged (and, for tiny images, padded) copy: a face 12-20 px
 wide inside a frame, or a whole 24-36 px image, is brought to the size range the
 detector was trained on.
+
+Canvas (``canvas=``): ``"fixed"`` (:data:`DEFAULT_CANVAS`) fits every image into the 640 px
+canvas, up or down; ``"image"`` (opt-in) runs the detector on the image at its own size,
+enlarged to at least :data:`MIN_CANVAS_SIDE` and reduced to at most :data:`CANVAS_SIDE`
+(longest side).  A network's cost grows with the canvas area: a 250x250 photo costs 4x
+less at 320 than at 640 (3.3-4.8x faster, ``benchmarks/detect_speed.py``), but on 352x288
+frames ``"image"`` found 190 of the 195 faces SCRFD found at 640 (YuNet 182), so the
+default stays ``"fixed"`` until a canvas rule keeps recall equal.
 """
 
 from __future__ import annotations
@@ -23,6 +31,17 @@ DEFAULT_DETECTOR = "auto"
 """The detector used when none is named (CLI, API, evaluators and training data):
 ``auto`` = SCRFD-2.5g when its file is found, else the shipped YuNet (see
 :func:`resolve_detector`)."""
+
+#: The largest canvas side (px): larger images are reduced to it (plus native tiles).
+CANVAS_SIDE = 640
+#: The smallest canvas side (px) of ``canvas="image"``: smaller images are enlarged to it.
+#: Chosen by measurement (benchmarks/detect_speed.py, RESULTS.md "Detection speed").
+MIN_CANVAS_SIDE = 320
+CANVASES = ("image", "fixed")
+#: The canvas every caller gets unless it names one (see the module docstring).
+DEFAULT_CANVAS = "fixed"
+#: Input pixels per batched detector call (:meth:`Detector.detect_many`).
+BATCH_PIXELS = 8 * 320 * 320
 
 PREFERRED_DETECTOR = "scrfd-2.5g"
 FALLBACK_DETECTOR = "yunet"
@@ -87,26 +106,63 @@ class Detector:
         boxes (N,5: x1,y1,x2,y2,score) and landmarks (N,5,2) in the coordinates of ``image``."""
         raise NotImplementedError
 
+    def _detect_same_size(
+        self, images: list[np.ndarray], scale: float, thresh: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`_detect_at` on each of ``images`` (all of one shape); detectors whose
+        network takes a batch override this with one call per batch."""
+        return [self._detect_at(im, scale, thresh) for im in images]
+
     def detect(
-        self, image: np.ndarray, max_faces: int = 0, det_thresh: float | None = None
+        self,
+        image: np.ndarray,
+        max_faces: int = 0,
+        det_thresh: float | None = None,
+        canvas: str = DEFAULT_CANVAS,
     ) -> list[Face]:
         """Detect faces in a uint8 BGR (H, W, 3) image, multi-scale for small inputs.
 
         ``det_thresh``: score threshold of this call (None: the detector's ``det_thresh``);
-        a shared detector is never changed by it."""
+        a shared detector is never changed by it.  ``canvas``: ``"fixed"`` (default, the 640 px canvas)
+        or ``"image"`` (sized to the image; see the module docstring)."""
+        return self.detect_many([image], max_faces, det_thresh, canvas)[0]
+
+    def detect_many(
+        self,
+        images: list[np.ndarray],
+        max_faces: int = 0,
+        det_thresh: float | None = None,
+        canvas: str = DEFAULT_CANVAS,
+    ) -> list[list[Face]]:
+        """:meth:`detect` on each uint8 BGR image; the first pass of images of one shape
+        runs batched where the network allows it (SCRFD), at most :data:`BATCH_PIXELS`
+        input pixels per call.  Faces are the same as one :meth:`detect` per image."""
+        if canvas not in CANVASES:
+            raise ValueError(f"canvas: expected one of {CANVASES}, got {canvas!r}")
         thresh = self.det_thresh if det_thresh is None else float(det_thresh)
-        h, w = image.shape[:2]
-        results = []
-        for padded, offset, scale in self._pyramid(image):
-            boxes, kps = self._detect_at(padded, scale, thresh)
-            if len(boxes):
-                boxes = boxes.copy()
-                kps = kps.copy()
-                boxes[:, [0, 2]] -= offset[0]
-                boxes[:, [1, 3]] -= offset[1]
-                kps[:, :, 0] -= offset[0]
-                kps[:, :, 1] -= offset[1]
-                results.append((boxes, kps))
+        passes = [list(self._pyramid(im, canvas)) for im in images]
+        found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in images]
+        groups: dict[tuple[tuple[int, ...], float], list[int]] = {}
+        for i, (first, _, scale) in enumerate(p[0] for p in passes):
+            groups.setdefault((first.shape, scale), []).append(i)
+        for (shape, scale), idx in groups.items():
+            step = max(1, BATCH_PIXELS // max(1, int(shape[0] * shape[1] * scale * scale)))
+            for k in range(0, len(idx), step):
+                chunk = idx[k : k + step]
+                outs = self._detect_same_size([images[i] for i in chunk], scale, thresh)
+                for i, out in zip(chunk, outs):
+                    found[i].append(out)
+        for i, p in enumerate(passes):
+            for padded, offset, scale in p[1:]:
+                found[i].append(_unpad(*self._detect_at(padded, scale, thresh), offset))
+        return [self._merge(f, im.shape[0], im.shape[1], max_faces) for f, im in zip(found, images)]
+
+    def _merge(
+        self, found: list[tuple[np.ndarray, np.ndarray]], h: int, w: int, max_faces: int
+    ) -> list[Face]:
+        """The faces of one image from its passes' (boxes (N, 5), landmarks (N, 5, 2)) in
+        image coordinates: NMS across passes, clipped to the image, largest first."""
+        results = [r for r in found if len(r[0])]
         if not results:
             return []
         boxes = np.concatenate([r[0] for r in results])
@@ -123,25 +179,50 @@ class Detector:
         faces.sort(key=lambda f: -f.area)
         return faces[:max_faces] if max_faces > 0 else faces
 
-    def _pyramid(self, image: np.ndarray):
+    def _pyramid(self, image: np.ndarray, canvas: str = DEFAULT_CANVAS):
         """(image, (pad_x, pad_y), scale) triples to run the detector on.
 
-        - always: the image fitted into the detector's 640 canvas (up or down);
+        - always: the image scaled by :func:`fit_scale` (``canvas``);
         - large frames (> 640 px): also at native scale in tiles of at most 1280 px so
           faces of ~12 px stay detectable;
         - small images (< 160 px): also padded by 50 % with a grey border, so a face that
           fills the whole crop is seen with some context.
         """
         h, w = image.shape[:2]
-        yield image, (0, 0), 640.0 / max(h, w)
-        if max(h, w) > 640:
+        yield image, (0, 0), fit_scale(h, w, canvas)
+        if max(h, w) > CANVAS_SIDE:
             yield image, (0, 0), min(1.0, 1280.0 / max(h, w)) if max(h, w) > 1280 else 1.0
         if max(h, w) < 160:
             pad = int(round(0.5 * max(h, w)))
             padded = cv2.copyMakeBorder(
                 image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127, 127, 127)
             )
-            yield padded, (pad, pad), 640.0 / max(padded.shape[:2])
+            yield padded, (pad, pad), fit_scale(padded.shape[0], padded.shape[1], canvas)
+
+
+def fit_scale(h: int, w: int, canvas: str = DEFAULT_CANVAS) -> float:
+    """Scale of a detector's first pass on an ``h`` x ``w`` image: ``"fixed"``: longest
+    side to :data:`CANVAS_SIDE` (up or down); ``"image"``: 1, or the longest side brought
+    into [:data:`MIN_CANVAS_SIDE`, :data:`CANVAS_SIDE`]."""
+    side = max(h, w)
+    if canvas == "fixed":
+        return CANVAS_SIDE / side
+    return min(CANVAS_SIDE, max(MIN_CANVAS_SIDE, side)) / side
+
+
+def _unpad(
+    boxes: np.ndarray, kps: np.ndarray, offset: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (N, 5) and landmarks (N, 5, 2) found on a copy padded by ``offset`` = (x, y),
+    in the coordinates of the unpadded image (new arrays)."""
+    if not len(boxes) or offset == (0, 0):
+        return boxes, kps
+    boxes, kps = boxes.copy(), kps.copy()
+    boxes[:, [0, 2]] -= offset[0]
+    boxes[:, [1, 3]] -= offset[1]
+    kps[:, :, 0] -= offset[0]
+    kps[:, :, 1] -= offset[1]
+    return boxes, kps
 
 
 class SCRFD(Detector):
@@ -161,6 +242,9 @@ class SCRFD(Detector):
         super().__init__(det_thresh, nms_thresh)
         from .providers import make_session
 
+        self.model_path = str(model_path)
+        self._providers = providers
+        self._batched = None  # the dynamic-batch session, made on first batched call
         self.session = make_session(model_path, providers)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -173,9 +257,11 @@ class SCRFD(Detector):
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._centers: dict[tuple[int, int, int], np.ndarray] = {}
 
-    def _detect_at(
-        self, image: np.ndarray, scale: float, thresh: float
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _blob(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+        """``(blob, real_scale)``: float32 (3, ch, cw) RGB network input of uint8 BGR
+        ``image`` resized by ``scale`` (area down, bilinear up) at the top-left of a black
+        canvas of the model's fixed size, or of the resized image's size rounded up to
+        32; ``real_scale``: the scale applied (a fixed-size model fits the image)."""
         h, w = image.shape[:2]
         nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
         if self.fixed_size is not None:
@@ -190,8 +276,49 @@ class SCRFD(Detector):
         canvas = np.zeros((ch, cw, 3), dtype=np.uint8)
         canvas[:nh, :nw] = resized
         blob = (canvas[:, :, ::-1].astype(np.float32) - 127.5) / 128.0
-        blob = blob.transpose(2, 0, 1)[None]
-        outs = self.session.run(self.output_names, {self.input_name: blob})
+        return blob.transpose(2, 0, 1), real_scale
+
+    def _detect_at(
+        self, image: np.ndarray, scale: float, thresh: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        blob, real_scale = self._blob(image, scale)
+        outs = self.session.run(self.output_names, {self.input_name: blob[None]})
+        return self._decoded(outs, blob.shape[1], blob.shape[2], thresh, real_scale)
+
+    def _detect_same_size(
+        self, images: list[np.ndarray], scale: float, thresh: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One network call for all ``images`` (one shape) on a copy of the model with a
+        dynamic batch axis (made on first use).  The network's outputs are (H, W, N, C)
+        flattened; row ``i`` of each is taken back out, so the result equals per-image
+        calls (checked bit for bit in the tests)."""
+        if len(images) == 1 or self.fixed_size is not None:
+            return super()._detect_same_size(images, scale, thresh)
+        blobs = [self._blob(im, scale) for im in images]
+        batch = np.stack([b for b, _ in blobs])
+        n, (ch, cw) = len(images), batch.shape[2:]
+        outs = self._batch_session().run(self.output_names, {self.input_name: batch})
+        a = self._num_anchors
+        out = []
+        for i, (_, real_scale) in enumerate(blobs):
+            mine = [o.reshape(-1, n, a * o.shape[1])[:, i].reshape(-1, o.shape[1]) for o in outs]
+            out.append(self._decoded(mine, ch, cw, thresh, real_scale))
+        return out
+
+    def _batch_session(self):
+        """The model with a dynamic batch axis (:func:`make_batch_dynamic`), made once."""
+        if self._batched is None:
+            from .models.onnx_utils import make_batch_dynamic
+            from .providers import make_session
+
+            self._batched = make_session(make_batch_dynamic(self.model_path), self._providers)
+        return self._batched
+
+    def _decoded(
+        self, outs: list[np.ndarray], ch: int, cw: int, thresh: float, real_scale: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (N, 5) and landmarks (N, 5, 2) of one image's network outputs on a
+        ``ch`` x ``cw`` canvas, in the coordinates of the image before ``real_scale``."""
         boxes, kps = self._decode(outs, ch, cw, thresh)
         if len(boxes) == 0:
             return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)

@@ -213,7 +213,8 @@ class Gallery:
 
         Accepted: the same model (name equal, sha256 equal when both are known) or a model
         sharing its embedding space (a student whose card names the gallery model, or the
-        gallery model's teacher, as ``teacher``); the embedding size must match.
+        gallery model's teacher, as ``teacher``; an int8 copy of either, by its card's
+        ``quantization.from``); the embedding size must match.
         """
         name = getattr(embedder, "name", str(embedder))
         sha = getattr(embedder, "sha256", None)
@@ -222,6 +223,7 @@ class Gallery:
         theirs = {"name": name, "sha256": sha}
         spaces_ours = [ours] + ([self.teacher] if self.teacher else [])
         spaces_theirs = [theirs] + ([t] if (t := _teacher_of(embedder)) else [])
+        spaces_theirs += [q] if (q := _quantized_from(embedder)) else []
         same_space = any(_same_model(a, b) for a in spaces_ours for b in spaces_theirs)
         if not (same_space and int(dim) == self.embedding_size):
             built = _describe(self.model_name, self.model_sha256, self.embedding_size)
@@ -555,6 +557,15 @@ def _teacher_of(embedder: Embedder) -> dict[str, Any] | None:
     t = card.get("teacher")
     if isinstance(t, dict) and t.get("name"):
         return {"name": str(t["name"]), "sha256": t.get("sha256")}
+    return None
+
+
+def _quantized_from(embedder: Embedder) -> dict[str, Any] | None:
+    """``{"name", "sha256"}`` of the fp32 model an int8 copy was quantized from, else None."""
+    card = getattr(getattr(embedder, "spec", None), "card", None) or {}
+    q = card.get("quantization") if card.get("precision") == "int8" else None
+    if isinstance(q, dict) and q.get("from"):
+        return {"name": str(q["from"]), "sha256": q.get("from_sha256")}
     return None
 
 

@@ -122,4 +122,6 @@ def test_retry_ladder_order_and_tight_crops():
     rec = _Recorder(det, image.shape, padded_only=True)
     found = central_candidates(image, rec, True)  # type: ignore[arg-type]
     assert rec.calls == [(False, t0), (True, t0)] and len(found) == 1
-    assert np.abs(found[0].landmarks - direct).max() < 8.0  # px (the pad is 125 px)
+    # px (the pad is 125 px; the 500 px padded copy and the 250 px photo are seen on
+    # canvases of different scale, 1.0 and 1.28, which moves a landmark by up to ~8 px)
+    assert np.abs(found[0].landmarks - direct).max() < 12.0

@@ -137,6 +137,15 @@ class BenchmarkConfig:
             parse=_model_names,
         ),
     )
+    precision: str | None = field(
+        default=None,
+        metadata=arg(
+            "int8: evaluate each --model's statically quantized copy (NAME-int8 card); "
+            "fp32: the float model; default: as named.  A student's HR side (--hr-model "
+            "auto: its teacher) stays as named",
+            choices=("int8", "fp32"),
+        ),
+    )
     hr_model: str = field(
         default="auto",
         metadata=arg(
@@ -470,7 +479,10 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     check_output(config.out_dir, "benchmark-dir")  # before any model loads or embeds
     _check_layout(config.protocol, config.data)
     flip, model_dir = config.flip, config.model_dir
-    embedders = [load_embedder(n, flip=flip, model_dir=model_dir) for n in config.models]
+    embedders = [
+        load_embedder(n, flip=flip, model_dir=model_dir, precision=config.precision)
+        for n in config.models
+    ]
     # load_embedder is memoised: a model that is its own HR model is the same object.
     hr = resolve_hr_model(config.hr_model, embedders, config.protocol, flip, model_dir)
     result = _run_protocol(config, embedders, hr)

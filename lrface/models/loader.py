@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from ..errors import ModelFileError, first_line
 from .embedder import Embedder
-from .registry import ModelSpec, get_spec, locate
+from .registry import ModelSpec, get_spec, locate, with_precision
 
 TRAIN_EXTRA = 'pip install "lrface[train]"'
 
@@ -18,8 +18,13 @@ def load_embedder(
     model_dir: str | os.PathLike[str] | None = None,
     providers: list[str] | None = None,
     batch_size: int = 64,
+    precision: str | None = None,
 ) -> Embedder:
     """Load a recogniser by registry name, card path or weights path (cached per arguments).
+
+    ``precision``: None (the model as named), ``"int8"`` (its statically quantized copy,
+    card ``<name>-int8``; a missing one raises :class:`ModelFileError`) or ``"fp32"``
+    (the float model; for an int8 card, the one it was quantized from).
 
     ONNX models (the teacher, the shipped students, insightface recognisers, exports) run
     in onnxruntime; torch students (``.pt`` cards written by ``lrface distill``) need the
@@ -27,7 +32,8 @@ def load_embedder(
     entry first.  The result embeds uint8 BGR crops of any size into L2-normalised
     float32 (N, D) arrays (see :class:`Embedder`).  Treat it as read-only: it is shared.
     """
-    spec = get_spec(name_or_path)  # resolved now: the cache is keyed by what it names
+    # resolved now: the cache is keyed by what it names
+    spec = with_precision(get_spec(name_or_path), precision)
     return _load(
         spec,
         flip,

@@ -14,6 +14,13 @@ from .registry import ModelSpec
 #: Batches up to this size run row by row on a fixed batch-1 model (no graph rewrite).
 _ROW_BY_ROW_MAX = 8
 
+#: Input pixels per onnxruntime call, summed over its rows (rows x side x side): 64 rows
+#: at 112x112.  onnxruntime's activation memory grows with the rows of a call, so every
+#: batch runs in calls of at most this many pixels: peak memory is bounded for any batch
+#: size, and outputs are bit-identical to one call per crop.  Chosen by measurement
+#: (``benchmarks/memory.py``, RESULTS.md "Memory").
+FORWARD_PIXELS = 64 * 112 * 112
+
 
 class OnnxEmbedder(Embedder):
     """An onnxruntime recogniser with automatic providers.
@@ -22,6 +29,9 @@ class OnnxEmbedder(Embedder):
     upstream export) runs small batches row by row; the first larger batch loads a copy
     rewritten in memory with a dynamic batch axis (:func:`make_batch_dynamic`, which
     needs the ``onnx`` package).  Either way the verified file is the one that runs.
+    Batches run in calls of at most :attr:`forward_rows` rows (:data:`FORWARD_PIXELS`),
+    and ``batch_size`` (crops preprocessed together) is capped at :attr:`forward_rows`,
+    so memory does not grow with the batch size asked for.
     """
 
     def __init__(
@@ -47,6 +57,8 @@ class OnnxEmbedder(Embedder):
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name
         self.fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] == 1
+        # crops preprocessed together: the float32 buffer stays within 2 calls' worth
+        self.batch_size = max(1, min(batch_size, self.forward_rows))
 
     def file_shapes(self) -> tuple[int | None, int]:
         """``(input side, embedding size)`` as the ONNX file gives them: the side from the
@@ -67,7 +79,22 @@ class OnnxEmbedder(Embedder):
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    @property
+    def forward_rows(self) -> int:
+        """Most rows per onnxruntime call: :data:`FORWARD_PIXELS` / ``input_size`` squared,
+        at least 1 (64 at 112 px, 3,136 at 16 px)."""
+        return max(1, FORWARD_PIXELS // (self.input_size * self.input_size))
+
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, S, S) -> float32 (N, D), in calls of at most :attr:`forward_rows`."""
+        step = self.forward_rows
+        if len(batch) > step:
+            parts = [self._forward_call(batch[i : i + step]) for i in range(0, len(batch), step)]
+            return np.concatenate(parts)
+        return self._forward_call(batch)
+
+    def _forward_call(self, batch: np.ndarray) -> np.ndarray:
+        """One call's worth (at most :attr:`forward_rows` rows) of :meth:`_forward`."""
         n = len(batch)
         if self.fixed_batch and n > 1:
             if n <= _ROW_BY_ROW_MAX:

@@ -99,6 +99,8 @@ class ModelSpec:
     detector_type: str | None = None  # "scrfd" | "yunet"
     torch_file: str | None = None  # torch weights beside an ONNX student's card
     torch_sha256: str | None = None
+    precision: str = "fp32"  # "fp32" | "int8" (statically quantized, benchmarks/quantize.py)
+    quantized_from: str | None = None  # int8 models: the fp32 model's name
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -336,6 +338,7 @@ def _candidates(d: Path, spec: ModelSpec) -> list[Path]:
 # ---------------------------------------------------------------------- model cards
 
 KINDS = ("teacher", "recognizer", "student", "detector")
+PRECISIONS = ("fp32", "int8")
 RUNTIMES = ("onnx", "torch")
 STUDENT_ARCHS = ("mbf", "tiny")  # lrface.models.students.ARCHS (kept here: no torch import)
 DETECTOR_TYPES = ("scrfd", "yunet")
@@ -461,6 +464,12 @@ def spec_from_card(card_path: str | os.PathLike[str]) -> ModelSpec:
     if torch_w is not None and not isinstance(torch_w, dict):
         raise c.fail("torch_weights", "an object with file and sha256", torch_w)
     tw = _Card(torch_w or {}, card_path)
+    precision = c.choice("precision", PRECISIONS, "fp32")
+    quant = c.get("quantization", {})
+    if not isinstance(quant, dict):
+        raise c.fail("quantization", "an object", quant)
+    if precision == "int8" and runtime != "onnx":
+        raise c.fail("runtime", "onnx for an int8 model", runtime)
     return ModelSpec(
         name=c.text("name", required=True),
         kind=kind,
@@ -484,6 +493,8 @@ def spec_from_card(card_path: str | os.PathLike[str]) -> ModelSpec:
         detector_type=c.choice("detector_type", DETECTOR_TYPES) if kind == "detector" else None,
         torch_file=tw.filename("file", required=False) if torch_w else None,
         torch_sha256=tw.sha("sha256", required=True) if torch_w else None,
+        precision=precision,
+        quantized_from=_Card(quant, card_path).text("from") if precision == "int8" else None,
     )
 
 
@@ -586,6 +597,40 @@ def model_rows(model_dir: str | os.PathLike[str] | None = None) -> list[dict[str
             }
         )
     return rows
+
+
+def with_precision(spec: ModelSpec, precision: str | None) -> ModelSpec:
+    """The model of ``spec`` at ``precision``: ``None`` = ``spec`` as named; ``"int8"``:
+    its statically quantized copy, the card ``<name>-int8`` (``benchmarks/quantize.py``),
+    found beside ``spec``'s card or in the model directories; ``"fp32"``: the float model
+    (an int8 card's ``quantization.from``).  A missing copy raises
+    :class:`ModelFileError` (one line naming the card looked for and the fix)."""
+    if precision is None or precision == spec.precision:
+        return spec
+    if precision not in PRECISIONS:
+        raise ModelFileError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        if not spec.quantized_from:
+            raise ModelFileError(f"{spec.name}: int8 card names no fp32 model (quantization.from)")
+        return get_spec(spec.quantized_from)
+    if spec.kind == "detector" or spec.runtime != "onnx":
+        raise ModelFileError(
+            f"{spec.name}: no int8 model for a {spec.runtime} {spec.kind}; export it to ONNX "
+            "(`lrface export`) and quantize that, or use --precision fp32"
+        )
+    name = f"{spec.name}-int8"
+    if spec.card_path:
+        beside = Path(spec.card_path).parent / f"{name}.json"
+        if beside.is_file():
+            return spec_from_card(beside)
+    found = model_cards().get(name)
+    if found is None:
+        raise ModelFileError(
+            f"{name}.json: no int8 model of {spec.name} found (beside its card or in the "
+            f"model directories); make it with `python benchmarks/quantize.py --model "
+            f"{spec.name}` or use --precision fp32"
+        )
+    return found
 
 
 def get_spec(name_or_path: str | os.PathLike[str]) -> ModelSpec:

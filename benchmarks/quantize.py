@@ -1,0 +1,239 @@
+"""Statically quantized int8 copies of lrface's ONNX recognisers, with their cards.
+
+    python benchmarks/quantize.py --model lrface-mbf[,NAME...] [--images 256] [--seed 0]
+                                  [--method minmax|percentile|entropy] [--out-dir weights]
+
+Writes ``OUT_DIR/NAME-int8.onnx`` and its card ``OUT_DIR/NAME-int8.json`` (own sha256,
+``"precision": "int8"``, the fp32 source and its sha256, the quantization settings and
+the calibration data), which ``--precision int8`` resolves to.
+
+Why a script and not ``lrface export --int8``: quantization needs calibration data (LFW
+train-split faces) and onnxruntime's quantization tools, like training needs its data
+and recipes (``benchmarks/train_*.sh``); a user runs the shipped int8 files, never this.
+``lrface export`` exports torch students only, while the teacher is quantized too.
+
+Recipe (onnxruntime.quantization.quantize_static): the fp32 file with a dynamic batch
+axis (the teacher's fixed batch 1 rewritten as lrface does at run time) and at least
+opset 13 (the teacher's opset 11 converted: per-channel DequantizeLinear), onnxruntime's
+quantization pre-processing (graph optimisation + shape inference), then QDQ format,
+per-channel int8 weights (symmetric), uint8 activations (U8S8: the kernels onnxruntime
+runs fastest on x86 CPUs, VNNI or not), calibrated on ``--images`` aligned faces of the
+LFW **train** split (identities disjoint from the test folds 6-10; seeded choice), each
+face seen as the models see it at test time: one seeded view per face among HR (112 px)
+and area reductions to 8, 12, 16 and 24 px (resized back to the model's input by
+lrface's preprocessing), plus its mirror (flip fusion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+VIEW_SIZES = (0, 8, 12, 16, 24)  # 0 = HR (the aligned 112 px crop)
+CALIB_BATCH = 32
+MIN_OPSET = 13
+
+
+def _opset(model) -> int:
+    """The default-domain opset of an ONNX model."""
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def calibration_crops(lfw_root: str, n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
+    """``n`` aligned 112x112 uint8 BGR crops of seeded LFW train-split images (SCRFD-2.5g
+    when installed, else YuNet -- lrface's default detector) and their relative paths;
+    images without a detected face are skipped (the next in the seeded order is used)."""
+    from lrface.datasets.lfw import LFW
+    from lrface.errors import LrfaceError
+    from lrface.pipeline import prepare_face
+
+    lfw = LFW(lfw_root)
+    train = lfw.train_images()
+    order = np.random.default_rng(seed).permutation(len(train))
+    crops, used = [], []
+    for i in order:
+        if len(crops) == n:
+            break
+        try:
+            crops.append(prepare_face(lfw.path(train[int(i)])).crop)
+        except LrfaceError:
+            continue
+        used.append(train[int(i)])
+    return crops, used
+
+
+def calibration_views(crops: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """One seeded view per crop (HR or area-reduced to 8/12/16/24 px), uint8 BGR."""
+    from lrface.degrade import Degradation, degrade
+
+    rng = np.random.default_rng(seed + 1)
+    sizes = rng.choice(VIEW_SIZES, size=len(crops))
+    return [c if s == 0 else degrade(c, Degradation(int(s))) for c, s in zip(crops, sizes)]
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over float32 (N, 3, S, S) batches: the views
+    preprocessed for the model (its side, colour order, mean/std) with their mirrors."""
+
+    def __init__(self, views: list[np.ndarray], spec, input_name: str) -> None:
+        from lrface.models.preprocess import InputFormat, to_input
+
+        fmt = InputFormat.of(spec)
+        x = to_input(views, fmt, mirrors=True)
+        self.batches = [x[i : i + CALIB_BATCH] for i in range(0, len(x), CALIB_BATCH)]
+        self.input_name = input_name
+        self._it = iter(self.batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._it, None)
+        return None if batch is None else {self.input_name: batch}
+
+    def rewind(self) -> None:
+        self._it = iter(self.batches)
+
+
+def quantize(name: str, crops: list[np.ndarray], used: list[str], args) -> dict:
+    """Quantize model ``name``; write the int8 file and card; return the card."""
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from lrface.fileio import sha256_file
+    from lrface.models.onnx_utils import make_batch_dynamic
+    from lrface.models.registry import get_spec, locate
+
+    spec = get_spec(name)
+    if spec.runtime != "onnx" or spec.kind == "detector":
+        raise SystemExit(f"{name}: not an ONNX recogniser; quantize the ONNX export")
+    src = locate(spec)
+    tmp = Path(tempfile.mkdtemp(prefix="lrface-q-"))
+    try:
+        dyn = tmp / "dynamic.onnx"
+        model = onnx.load_from_string(make_batch_dynamic(src))
+        if _opset(model) < MIN_OPSET:  # per-channel DequantizeLinear (axis) needs opset 13
+            from onnx import version_converter
+
+            model = version_converter.convert_version(model, MIN_OPSET)
+        onnx.save(model, str(dyn))
+        pre = tmp / "pre.onnx"
+        quant_pre_process(str(dyn), str(pre), skip_symbolic_shape=False)
+        input_name = onnx.load(str(pre)).graph.input[0].name
+        views = calibration_views(crops, args.seed)
+        reader = _Reader(views, spec, input_name)
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy,
+        }[args.method]
+        out_dir = Path(args.out_dir)
+        out = out_dir / f"{spec.name}-int8.onnx"
+        tmp_out = tmp / out.name
+        t0 = time.perf_counter()
+        quantize_static(
+            str(pre),
+            str(tmp_out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=method,
+            extra_options={"CalibTensorRangeSymmetric": False},
+        )
+        seconds = time.perf_counter() - t0
+        shutil.move(tmp_out, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    card = int8_card(spec, src, out, sha256_file(out), sha256_file(src))
+    card["quantization"].update(
+        {
+            "method": f"onnxruntime.quantization.quantize_static, calibration {args.method}",
+            "seconds": round(seconds, 1),
+            "onnxruntime": onnxruntime.__version__,
+            "calibration": {
+                "data": "LFW train split (identities disjoint from pairs folds 6-10)",
+                "images": len(used),
+                "seed": args.seed,
+                "views": "one per face: HR or area-down to 8/12/16/24 px (seeded), + mirror",
+                "first_images": used[:5],
+                "images_sha256": _list_sha256(used),
+            },
+        }
+    )
+    card_path = out.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def int8_card(spec, src: Path, out: Path, sha: str, src_sha: str) -> dict:
+    """The card of the int8 copy: the fp32 card's recogniser fields, its own file and
+    sha256, ``precision`` and what it was quantized from."""
+    base = dict(spec.card or {})
+    keep = (
+        "kind", "runtime", "arch", "arch_kwargs", "input_size", "embedding_size",
+        "preprocessing", "threshold", "threshold_vs_teacher", "teacher", "license", "url",
+    )  # fmt: skip
+    card = {k: base[k] for k in keep if k in base}
+    card.update(
+        {
+            "name": f"{spec.name}-int8",
+            "kind": base.get("kind", spec.kind),
+            "runtime": "onnx",
+            "weights_file": out.name,
+            "sha256": sha,
+            "precision": "int8",
+            "description": f"{spec.name}, statically quantized to int8 (QDQ) for CPUs",
+            "threshold_note": f"the fp32 {spec.name}'s threshold (not recalibrated)",
+            "quantization": {
+                "from": spec.name,
+                "from_file": src.name,
+                "from_sha256": src_sha,
+                "format": "QDQ",
+                "weights": "int8, per channel, symmetric",
+                "activations": "uint8, per tensor, asymmetric",
+            },
+        }
+    )
+    return card
+
+
+def _list_sha256(items: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", required=True, help="comma-separated ONNX recognisers")
+    ap.add_argument("--images", type=int, default=256, help="calibration faces (default 256)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--method", default="minmax", choices=("minmax", "percentile", "entropy"))
+    ap.add_argument("--lfw", default=str(REPO.parent / "shared" / "data" / "lfw"))
+    ap.add_argument("--out-dir", default=str(REPO / "weights"))
+    args = ap.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    crops, used = calibration_crops(args.lfw, args.images, args.seed)
+    for name in args.model.split(","):
+        card = quantize(name, crops, used, args)
+        print(json.dumps({"model": card["name"], "sha256": card["sha256"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""int8 models: a real static quantization (benchmarks/quantize.py on real faces), the
+``--precision`` routing, a missing copy and a tampered file."""
+
+import argparse
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from conftest import PHOTOS, REPO
+
+from lrface.cli import main
+from lrface.errors import ModelFileError
+from lrface.models.loader import load_embedder
+from lrface.pipeline import prepare_face
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import quantize
+
+FACES = sorted(PHOTOS.glob("*_000*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return [prepare_face(p, detector="yunet").crop for p in FACES]
+
+
+def copy_model(name: str, out) -> None:
+    """The shipped lrface-tiny-16 (card and ONNX) copied into ``out`` as model ``name``."""
+    card = json.loads((REPO / "weights" / "lrface-tiny-16.json").read_text())
+    card["name"] = name
+    (out / f"{name}.json").write_text(json.dumps(card))
+    shutil.copy(REPO / "weights" / card["weights_file"], out)
+
+
+@pytest.fixture(scope="module")
+def int8_dir(tmp_path_factory, crops):
+    """A model directory with ``tiny-copy`` (lrface-tiny-16 under another name, so that no
+    shipped int8 file answers for it) and ``tiny-copy-int8``, quantized by
+    benchmarks/quantize.py and calibrated on the committed photos."""
+    out = tmp_path_factory.mktemp("int8")
+    copy_model("tiny-copy", out)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LRFACE_MODEL_DIR", str(out))
+        args = argparse.Namespace(seed=0, method="minmax", out_dir=str(out))
+        quantize.quantize("tiny-copy", crops, [p.name for p in FACES], args)
+    return out
+
+
+@pytest.fixture
+def model_dir(int8_dir, monkeypatch):
+    monkeypatch.setenv("LRFACE_MODEL_DIR", str(int8_dir))
+    return int8_dir
+
+
+def test_int8_copy_loads_and_agrees_with_fp32(model_dir, crops):
+    card = json.loads((model_dir / "tiny-copy-int8.json").read_text())
+    assert card["precision"] == "int8" and card["quantization"]["from"] == "tiny-copy"
+    fp32 = load_embedder("tiny-copy")
+    int8 = load_embedder("tiny-copy", precision="int8")
+    assert (int8.name, int8.spec.precision) == ("tiny-copy-int8", "int8")
+    assert int8.sha256 == card["sha256"] != fp32.sha256
+    cos = (fp32.embed_crops(crops) * int8.embed_crops(crops)).sum(1)
+    assert cos.min() > 0.95, cos
+    assert load_embedder("tiny-copy-int8", precision="fp32").name == "tiny-copy"
+    assert load_embedder("tiny-copy-int8").name == "tiny-copy-int8"  # as named
+
+
+def test_precision_flag_routes_verify_and_embed(model_dir, tmp_path, capsys):
+    a, b = str(FACES[0]), str(FACES[1])
+    main(["verify", a, b, "--model", "tiny-copy", "--precision", "int8", "--json"])
+    assert json.loads(capsys.readouterr().out)["models"] == ["tiny-copy-int8"] * 2
+    main(["verify", a, b, "--model", "tiny-copy", "--json"])
+    assert json.loads(capsys.readouterr().out)["models"] == ["tiny-copy"] * 2
+    out = tmp_path / "e.npz"
+    argv = ["embed", a, b, "--model", "tiny-copy", "--workers", "0", "--quiet"]
+    assert main([*argv, "--precision", "int8", "--out", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert "tiny-copy-int8" in str(z["meta"]) and z["embeddings"].shape == (2, 128)
+
+
+def test_missing_int8_copy_is_one_line(tmp_path, monkeypatch, capsys):
+    copy_model("lone-copy", tmp_path)
+    monkeypatch.setenv("LRFACE_MODEL_DIR", str(tmp_path))
+    argv = ["verify", str(FACES[0]), str(FACES[1]), "--model", "lone-copy", "--precision", "int8"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lone-copy-int8.json" in err[0] and "quantize.py" in err[0], err
+
+
+def test_tampered_int8_file_never_loads(int8_dir, tmp_path):
+    for f in int8_dir.iterdir():
+        shutil.copy(f, tmp_path)
+    with open(tmp_path / "tiny-copy-int8.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelFileError, match="sha256 mismatch"):
+        load_embedder(tmp_path / "tiny-copy-int8.json")
