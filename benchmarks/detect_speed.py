@@ -16,8 +16,8 @@ shared machine's load falls on each alike:
 
 - ``old``: ``detector.detect(image, canvas="fixed")`` per image (every image fitted into
   the 640 px canvas, as before);
-- ``new``: ``detector.detect(image, canvas="image")`` per image (canvas sized to the image: longest side
-  brought into [320, 640]);
+- ``new``: ``detector.detect(image, canvas="image")`` per image (canvas sized to the
+  image: longest side brought into [320, 640]);
 - ``new-batched``: ``detector.detect_many(chunk)`` (SCRFD: one network call for the first
   pass of same-size images; YuNet runs per image).
 

@@ -123,8 +123,8 @@ class Detector:
         """Detect faces in a uint8 BGR (H, W, 3) image, multi-scale for small inputs.
 
         ``det_thresh``: score threshold of this call (None: the detector's ``det_thresh``);
-        a shared detector is never changed by it.  ``canvas``: ``"fixed"`` (default, the 640 px canvas)
-        or ``"image"`` (sized to the image; see the module docstring)."""
+        a shared detector is never changed by it.  ``canvas``: ``"fixed"`` (default, the
+        640 px canvas) or ``"image"`` (sized to the image; see the module docstring)."""
         return self.detect_many([image], max_faces, det_thresh, canvas)[0]
 
     def detect_many(
