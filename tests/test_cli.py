@@ -65,10 +65,44 @@ def test_verify_pre_cut_crops(tmp_path, same_pair):
         crops.append(tmp_path / f"c{i}.png")
         cv2.imwrite(str(crops[-1]), crop)
     res = json.loads(
-        run("verify", *crops, "--no-detect", "--json", "--model", "mobilefacenet-arcface").stdout
-    )
+        run(
+            "verify", *crops, "--no-detect", "--crop-mode", "aligned", "--json",
+            "--model", "mobilefacenet-arcface",
+        ).stdout
+    )  # fmt: skip
     assert res["same"] is True
     assert [im["crop"] for im in res["images"]] == ["given", "given"]
+    assert [im["crop_mode"] for im in res["images"]] == ["aligned", "aligned"]
+    # the default crop mode (auto) finds the landmarks inside the aligned crops and aligns
+    res = json.loads(run("verify", *crops, "--no-detect", "--json").stdout)
+    assert res["same"] is True
+    assert [im["crop"] for im in res["images"]] == ["aligned-5pt", "aligned-5pt"]
+    assert [im["crop_mode"] for im in res["images"]] == ["auto", "auto"]
+    assert all(im["found_by"] and im["found_with"] for im in res["images"])
+    assert res["models"] == ["mobilefacenet-arcface"] * 2  # 112-px faces: the teacher
+
+
+def test_crop_modes_per_crop_tight_box_crops(tmp_path, same_pair):
+    """Unaligned box crops (the detector's box, 1.1x, 200 px, as a CCTV system cuts them):
+    auto aligns inside them, box embeds them as boxes with the box model, and --json says
+    per crop which path was used and which model embedded it."""
+    from lrface.degrade import box_crop
+
+    crops = []
+    for i, src in enumerate(same_pair):
+        img = read_image(src)
+        face = load_detector("auto").detect(img)[0]
+        crops.append(tmp_path / f"b{i}.png")
+        cv2.imwrite(str(crops[-1]), box_crop(img, face.box, margin=1.1, size=200))
+    auto = json.loads(run("verify", *crops, "--no-detect", "--json").stdout)
+    assert [im["crop"] for im in auto["images"]] == ["aligned-5pt"] * 2
+    assert auto["same"] is True
+    box = json.loads(run("verify", *crops, "--no-detect", "--crop-mode", "box", "--json").stdout)
+    assert [im["crop"] for im in box["images"]] == ["box", "box"]
+    assert box["models"] == ["lrface-mbf", "lrface-mbf"]  # no landmarks: the box model
+    assert auto["similarity"] != box["similarity"]
+    bad = run("verify", *crops, "--crop-mode", "box")
+    assert bad.returncode == 2 and "--crop-mode box applies to pre-cut crops" in bad.stderr
 
 
 @pytest.mark.parametrize("command", ["verify", "embed"])

@@ -768,12 +768,14 @@ def precompute_given(
     split: str = "test",
     detector: str = DEFAULT_DETECTOR,
     progress: bool = True,
+    max_pairs_per_fold: int | None = None,
 ) -> dict[str, float]:
     """Find (and cache) the landmarks of the ``--probe-crop given`` hr-lr probes of
     ``split`` without the aligned crops, so a later :func:`evaluate_lfw` with the same
     arguments reads them from the cache.  Returns ``{"<kind>/<size>": fraction found}``."""
     lfw = LFW(data)
-    ps = _PairSet(lfw, select_pairs(lfw, split), detector, progress, "given", load_aligned=False)
+    pairs = select_pairs(lfw, split, max_pairs_per_fold)
+    ps = _PairSet(lfw, pairs, detector, progress, "given", load_aligned=False)
     out = {}
     for kind in degrade_kinds:
         for s in sizes:
