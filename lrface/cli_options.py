@@ -227,7 +227,7 @@ class VerifyOptions(CropFlags, CommonOptions):
 VERIFY_DESCRIPTION = (
     "Same person or not, for two images. " + CROP_NOTE + " On LFW at 16 px lrface-mbf "
     "scores 97.4 % on aligned probes and 82.7 % on detector-box crops "
-    "(benchmarks/RESULTS.md). --json gives each face's crop (\"crop\": aligned-5pt, given, "
+    '(benchmarks/RESULTS.md). --json gives each face\'s crop ("crop": aligned-5pt, given, '
     "box or whole-image), the pass and detector that found it (found_by, found_with) and "
     "the model chosen for it."
 )

@@ -426,9 +426,7 @@ def _no_face(
     )
 
 
-def align_to(
-    image: np.ndarray, landmarks: np.ndarray, o: CropOptions
-) -> tuple[np.ndarray, float]:
+def align_to(image: np.ndarray, landmarks: np.ndarray, o: CropOptions) -> tuple[np.ndarray, float]:
     """``(crop uint8 BGR (S, S, 3), native face size in px)`` of ``image`` aligned to
     ``landmarks`` (5, 2) at ``o.size``, a small face enlarged as ``o.upscale`` says."""
     native = native_face_size(landmarks)
@@ -487,9 +485,7 @@ def prepare_crop(path: str | os.PathLike[str], options: CropOptions) -> CropResu
     try:
         face = prepare_face(path, options, name=label)
         info = {k: v for k, v in face.to_dict().items() if k not in ("box", "landmarks")}
-        return CropResult(
-            face.crop, "", face.fallback, float(face.face_size), face.crop_kind, info
-        )
+        return CropResult(face.crop, "", face.fallback, float(face.face_size), face.crop_kind, info)
     except LrfaceError as exc:
         return CropResult(None, _strip_label(_one_line(str(exc)), label))
     except Exception as exc:

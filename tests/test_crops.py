@@ -109,7 +109,17 @@ def test_embed_cli_records_the_model_per_face(tmp_path, same_pair):
     cv2.imwrite(str(big), img)
     cv2.imwrite(str(small), cv2.resize(img, (60, 60), interpolation=cv2.INTER_AREA))
     out = tmp_path / "e.npz"
-    cmd = [sys.executable, "-m", "lrface", "embed", str(big), str(small), "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lrface",
+        "embed",
+        str(big),
+        str(small),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     with np.load(out, allow_pickle=False) as z:
