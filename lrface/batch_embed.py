@@ -828,9 +828,11 @@ def merge_outputs(
     loaded = [_load_rows(Path(d)) for d in dirs]
     if not loaded:
         raise LrfaceError("merge: no input directories given")
+    dir_of = {id(item[0]): Path(d) for item, d in zip(loaded, dirs)}  # before reordering
     loaded = _order_shards(loaded, [str(d) for d in dirs])
     man0 = loaded[0][0]
     all_paths, row_all, emb_all, fails = _concat_loaded(loaded)
+    faces = _concat_faces(loaded, dir_of, row_all)
     dest = Path(out)
     if dest.suffix.lower() == ".npz":
         write_npz(
@@ -839,9 +841,10 @@ def merge_outputs(
             emb_all,
             [(p, m) for _, p, m in fails],
             meta={"model": man0["model"], "settings": man0["settings"]},
+            faces=None if faces is None else [dict(zip(FACE_COLUMNS, f)) for f in faces],
         )
     else:
-        _write_merged_dir(dest, man0, all_paths, row_all, emb_all, fails)
+        _write_merged_dir(dest, man0, all_paths, row_all, emb_all, fails, faces)
     return {
         "out": str(dest),
         "total_paths": len(all_paths),
@@ -879,6 +882,35 @@ def _concat_loaded(
     return all_paths, np.concatenate(rows), np.concatenate(embs), fails
 
 
+def _face_rows(out: Path, man: dict[str, Any]) -> dict[int, tuple[str, ...]] | None:
+    """``{row: FACE_COLUMNS}`` of an output directory; None if a shard recorded none."""
+    rows: dict[int, tuple[str, ...]] = {}
+    for entry in man["completed_shards"]:
+        if not entry.get("faces"):
+            return None
+        for line in (out / entry["faces"]).read_text(encoding="utf-8").splitlines():
+            row, *cols = line.split("\t")
+            rows[int(row)] = tuple(cols)
+    return rows
+
+
+def _concat_faces(
+    loaded: list, dir_of: dict[int, Path], rows: np.ndarray
+) -> list[tuple[str, ...]] | None:
+    """The face records of the merged ``rows`` (in order), or None when any input lacks
+    them.  ``loaded`` is in merge order; ``dir_of``: each one's directory by the id of its
+    manifest."""
+    merged: dict[int, tuple[str, ...]] = {}
+    off = 0
+    for man, paths, *_ in loaded:
+        part = _face_rows(dir_of[id(man)], man)
+        if part is None:
+            return None
+        merged.update({r + off: f for r, f in part.items()})
+        off += len(paths)
+    return [merged[int(r)] for r in rows]
+
+
 def _order_shards(loaded: list, names: list[str]) -> list:
     infos = [item[0].get("shard_of") for item in loaded]
     if not all(infos):
@@ -900,8 +932,10 @@ def _write_merged_dir(
     rows: np.ndarray,
     emb: np.ndarray,
     fails: list[tuple[int, str, str]],
+    faces: list[tuple[str, ...]] | None = None,
 ) -> None:
-    """Write a complete :func:`embed_paths`-format directory from merged rows."""
+    """Write a complete :func:`embed_paths`-format directory from merged rows (``faces``:
+    the :data:`FACE_COLUMNS` of each row, or None)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LrfaceError(f"{out}: already exists and is not empty; merge into a new directory")
     size = man0["settings"]["shard_size"]
@@ -920,6 +954,7 @@ def _write_merged_dir(
                 emb[cut[k] : cut[k + 1]],
                 rows[cut[k] : cut[k + 1]],
                 fails[fcut[k] : fcut[k + 1]],
+                None if faces is None else faces[cut[k] : cut[k + 1]],
             )
         )
     _finish_manifest(out, man)

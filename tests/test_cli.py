@@ -107,12 +107,15 @@ def test_crop_modes_per_crop_tight_box_crops(tmp_path, same_pair):
 
 @pytest.mark.parametrize("command", ["verify", "embed"])
 def test_help_says_which_crop_every_model_expects(command):
-    """verify/embed -h: the aligned crop every model expects, and what --no-detect needs."""
+    """verify/embed -h: the aligned crop every model expects, the retries, and how
+    --no-detect crops are read (--crop-mode)."""
     text = " ".join(run(command, "-h", check=0).stdout.split())
     assert "expects a face aligned to the 5-point ArcFace template at 112x112" in text
-    assert "small ones included" in text and "5 landmarks" in text
-    assert "they must be aligned to the 5-point ArcFace template" in text  # --no-detect
-    assert "'box' rows of benchmarks/RESULTS.md" in text
+    assert "aligned by their 5 landmarks" in text and "grey-padded copy" in text
+    assert "--crop-mode {auto,aligned,box}" in text
+    assert "auto (default: look for the face's landmarks inside" in text
+    if command == "embed":
+        assert "lrface.choose_model" in text and "face_models" in text
 
 
 def _bad_inputs(tmp_path, lfw_image):

@@ -92,7 +92,11 @@ def test_embed_success_partial_total(capsys, files, tmp_path):
         (["--detector", "bogus"], "unknown detector; choose one of"),
         (["--det-thresh", "5"], "between 0 and 1"),
         (["--det-thresh", "nan"], "between 0 and 1"),
-        (["--no-detect", "--det-thresh", "0.5"], "--det-thresh only appl"),
+        (
+            ["--no-detect", "--crop-mode", "aligned", "--det-thresh", "0.5"],
+            "--det-thresh only appl",
+        ),
+        (["--crop-mode", "box"], "--crop-mode box applies to pre-cut crops"),
         (["--no-detect", "--face-index", "0"], "--face-index only appl"),
         (["--face-index", "-1"], ">= 0"),
     ],
@@ -180,8 +184,9 @@ def test_gallery_build_statuses(capsys, tree, tmp_path):
     assert err.strip().splitlines()[-1].startswith(f"error: {junk}: none of its 2 images")
 
     rc, _, err = run(
-        capsys, "gallery", "build", tree, "--out", out2, "--no-detect", "--det-thresh", "0.5"
-    )
+        capsys, "gallery", "build", tree, "--out", out2, "--no-detect", "--crop-mode", "box",
+        "--det-thresh", "0.5",
+    )  # fmt: skip
     assert rc == 2 and "--det-thresh only appl" in err and not out2.exists()
 
 
