@@ -210,8 +210,9 @@ class VerifyOptions(CropFlags, CommonOptions):
     model: str | None = field(
         default=None,
         metadata=arg(
-            "one recogniser for both faces (default: per face, the lrface-mbf student for "
-            "faces under 64 px, the teacher above)"
+            "one recogniser for both faces (default: per face, lrface.choose_model: the "
+            "lrface-mbf student for aligned faces under 64 px and for box crops, the teacher "
+            "above)"
         ),
     )
     threshold: float | None = _threshold("the calibrated one for the models used")

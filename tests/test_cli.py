@@ -111,7 +111,7 @@ def test_help_says_which_crop_every_model_expects(command):
     --no-detect crops are read (--crop-mode)."""
     text = " ".join(run(command, "-h", check=0).stdout.split())
     assert "expects a face aligned to the 5-point ArcFace template at 112x112" in text
-    assert "aligned by their 5 landmarks" in text and "grey-padded copy" in text
+    assert "aligned by their 5 landmarks" in text and "then with the other detector" in text
     assert "--crop-mode {auto,aligned,box}" in text
     assert "auto (default: look for the face's landmarks inside" in text
     if command == "embed":
