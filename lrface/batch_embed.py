@@ -32,7 +32,7 @@ Output directory format (``out_dir/``):
   :class:`lrface.routing.ModelRouter`, :func:`lrface.routing.choose_model`), what the crop
   was cut as (:attr:`lrface.pipeline.PreparedFace.crop_kind`) and the detection pass and
   detector that found the face (empty when none ran); absent in directories written
-  before it, and for shards embedded by an ``engine``; read by :func:`load_face_info`;
+  before it; read by :func:`load_face_info`;
 * ``failures.tsv``: ``path \\t error`` for every failed path of the completed shards, in
   path order (rewritten at the end of every run).
 
@@ -378,21 +378,6 @@ def _write_failures_tsv(out: Path, man: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- embedding
 
 
-def _embed_shard(
-    results: list[CropResult],
-    paths: Sequence[str],
-    start: int,
-    embedder: Embedder | ModelRouter,
-    batch_size: int,
-) -> tuple[np.ndarray, np.ndarray, list]:
-    """Embed one shard's prepared crops in fixed batches.
-
-    Returns float32 (n, D) embeddings, int64 (n,) row indices, and ``(row, path, error)``
-    for each failure, all in path order.
-    """
-    return _embed_routed(results, paths, start, _as_router(embedder), batch_size)[:3]
-
-
 def _as_router(embedder: Embedder | ModelRouter) -> ModelRouter:
     return embedder if isinstance(embedder, ModelRouter) else ModelRouter(embedder)
 
@@ -404,10 +389,12 @@ def _embed_routed(
     router: ModelRouter,
     batch_size: int,
 ) -> tuple[np.ndarray, np.ndarray, list, list[tuple[str, ...]]]:
-    """:func:`_embed_shard` with each face embedded by its model (``router``), plus the
-    :data:`FACE_COLUMNS` of each embedded face.  Batches are cut from the shard start
-    (``batch_size`` crops), then split per model, so a shard's floats never depend on
-    what came before it."""
+    """Embed one shard's prepared crops, each face by its model (``router``).
+
+    Returns float32 (n, D) embeddings, int64 (n,) row indices, ``(row, path, error)`` for
+    each failure and the :data:`FACE_COLUMNS` of each embedded face, all in path order.
+    Batches are cut from the shard start (``batch_size`` crops), then split per model, so
+    a shard's floats never depend on what came before it."""
     ok = [j for j, r in enumerate(results) if r.crop is not None]
     fails = [(start + j, paths[j], r.error) for j, r in enumerate(results) if r.crop is None]
     good = [results[j] for j in ok]
@@ -690,7 +677,7 @@ def _write_shards(
     """
     written = embedded_now = 0
     try:
-        for k, emb, idx, fails, *faces in shards:  # faces: local engine only
+        for k, emb, idx, fails, *faces in shards:  # faces: absent from older engines
             entry = _write_shard(out, k, emb, idx, fails, faces[0] if faces else None)
             man["completed_shards"].append(entry)
             _finish_manifest(out, man)
