@@ -85,6 +85,8 @@ def test_distill_with_box_and_realistic_views_on_a_folder(tmp_path):
     ],
 )
 def test_bad_view_options_are_one_line_errors(tmp_path, capsys, flags, needle):
-    rc = main(["distill", "--data", str(LFW_ROOT), "--out", str(tmp_path / "r"), "--quiet", *flags])
+    rc = main(
+        ["distill", "--data", str(LFW_ROOT), "--out", str(tmp_path / "r"), "--quiet", *flags]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
