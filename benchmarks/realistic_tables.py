@@ -85,6 +85,8 @@ CONDITIONS = (
     ("realistic", "aligned"),
     ("clean", "box"),
     ("realistic", "box"),
+    ("clean", "given"),
+    ("realistic", "given"),
 )
 DEFAULT_MODELS = "mobilefacenet-arcface,lrface-mbf,lrface-tiny-16,lrface-tiny-24,lrface-tiny-32"
 LABELS = {

@@ -24,22 +24,10 @@ from .errors import LrfaceError
 from .images import ImageInput
 from .models.embedder import Embedder
 from .models.loader import load_embedder
-from .models.registry import all_models, get_spec
+from .models.registry import get_spec
 from .pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
+from .routing import TEACHER, ModelRouter, choose_model
 from .validation import check_model_name, check_number
-
-TEACHER = "mobilefacenet-arcface"
-LR_STUDENT = "lrface-mbf"
-#: Faces whose native aligned-crop side is below this (eyes ~20 px apart) go to the student.
-STUDENT_BELOW_PX = 64.0
-#: ``"crop"`` of a face in :class:`Verification` ``images``: aligned by the detector's 5
-#: landmarks to the ArcFace template (what every model expects), small faces included.
-CROP_ALIGNED = "aligned-5pt"
-#: ``"crop"`` with ``detect=False``: the image as given, resized; the caller's crop must be
-#: aligned to the same template (an unaligned box crop scores like RESULTS' "box" rows).
-CROP_GIVEN = "given"
-#: ``"crop"`` when no face was found and the whole image was resized.
-CROP_WHOLE_IMAGE = "whole-image"
 
 __all__ = [
     "Verification",
@@ -52,53 +40,49 @@ __all__ = [
 ]
 
 
-def choose_model(face_size: float) -> str:
-    """The recogniser for one face of the given native size (px, the side of its
-    ArcFace-aligned crop at native scale, :func:`lrface.align.native_face_size`).
-
-    Rule: a face under :data:`STUDENT_BELOW_PX` (64 px, eyes about 20 px apart) goes to
-    the ``lrface-mbf`` student, trained for 8-32 px faces in the teacher's embedding
-    space; a larger face to the HR teacher.  A missing or corrupt student is an error,
-    never a silent switch to the teacher.
-    """
-    if face_size < STUDENT_BELOW_PX and LR_STUDENT not in all_models():
-        raise LrfaceError(
-            f"{LR_STUDENT}: the student for small faces is not installed (weights/"
-            f"{LR_STUDENT}.json); restore it (git checkout weights/) or pass --model"
-        )
-    return LR_STUDENT if face_size < STUDENT_BELOW_PX else TEACHER
-
-
 def detect(
     image: ImageInput, detector: str = DEFAULT_DETECTOR, det_thresh: float | None = None
 ) -> list[dict[str, Any]]:
-    """Detect faces: list of ``{"box", "landmarks", "score"}`` dicts, largest face first.
+    """Detect faces: list of ``{"box", "landmarks", "score", "found_by", "found_with"}``
+    dicts, largest face first.
 
     ``box`` = [x1, y1, x2, y2] and ``landmarks`` = 5 x [x, y] in image pixels (left eye,
-    right eye, nose, left mouth corner, right mouth corner; image left/right).
+    right eye, nose, left mouth corner, right mouth corner; image left/right).  The faces
+    come from the first pass that finds any (:func:`lrface.find_face.find_faces`:
+    ``found_by`` ``image``, ``padded``, ``other-detector`` or ``other-detector-padded``;
+    ``found_with``: the detector of that pass).
     """
     CropOptions(detector=detector, det_thresh=det_thresh)  # validates both
-    _, faces = detect_faces(image, detector, det_thresh)
-    return [f.to_dict() for f in faces]
+    _, found = detect_faces(image, detector, det_thresh)
+    return [{**f.to_dict(), **found.to_dict()} for f in found.faces]
 
 
 def embed(
     images: Sequence[ImageInput],
-    model: str | Embedder = LR_STUDENT,
+    model: str | Embedder | None = None,
     detect: bool = True,
     face_index: int | None = None,
     detector: str = DEFAULT_DETECTOR,
     det_thresh: float | None = None,
     precision: str | None = None,
-) -> np.ndarray:
+    crop_mode: str = "auto",
+    return_info: bool = False,
+) -> np.ndarray | tuple[np.ndarray, list[dict[str, Any]]]:
     """Embed one face per image: float32 (N, D), L2-normalised, in input order.
 
     ``images``: a list (or tuple) of paths, encoded bytes, arrays or PIL images -- a
     single path is refused, not iterated.  ``detect=False`` treats every image as a
-    pre-cut face crop of any size (8x8 CCTV crops welcome); otherwise faces are detected
-    and aligned (largest face, or ``face_index``).  Raises :class:`LrfaceError` on the
-    first bad image; for per-file error reporting over large collections use
-    :mod:`lrface.batch_embed`.  ``precision``: ``"int8"``/``"fp32"``/None (as named) for
+    pre-cut face crop of any size (8x8 CCTV crops welcome), read by ``crop_mode``
+    (``auto``: aligned by the landmarks found inside it, else embedded as a box crop;
+    ``aligned``: already template-aligned; ``box``); otherwise faces are detected (with
+    the retries of :func:`lrface.find_face.find_faces`) and aligned (largest face, or
+    ``face_index``).  ``model=None`` (default): each face by :func:`choose_model`, as
+    :func:`verify` does (all in the teacher's space); a name or embedder forces one.
+    ``return_info``: also return, per image, its face's ``{source, faces_found,
+    face_index, face_size_px, crop, crop_mode?, found_by?, found_with?, box?, score?,
+    model}`` (what was cut, how it was found and which model embedded it).  Raises
+    :class:`LrfaceError` on the first bad image; for per-file error reporting over large
+    collections use :mod:`lrface.batch_embed`.  ``precision``: ``"int8"``/``"fp32"``/None (as named) for
     a model given by name (:func:`lrface.models.loader.load_embedder`).
     """
     if isinstance(images, str | bytes | os.PathLike | np.ndarray) or not isinstance(
@@ -108,19 +92,29 @@ def embed(
             f"images: expected a list of images, got {type(images).__name__}; "
             "wrap a single image in a list: lrface.embed([image])"
         )
-    emb = (
-        model
-        if isinstance(model, Embedder)
-        else load_embedder(check_model_name(model), precision=precision)
-    )
+    if model is not None and not isinstance(model, Embedder):
+        model = check_model_name(model)
+    router = ModelRouter(model, precision=precision)
     opts = CropOptions(
         detect=detect,
-        size=emb.input_size,
+        size=router.input_size,
         face_index=face_index,
         detector=detector,
         det_thresh=det_thresh,
+        crop_mode=crop_mode,
     )
-    return emb.embed_crops([prepare_face(im, opts).crop for im in images])
+    faces = [prepare_face(im, opts) for im in images]
+    crops = [f.crop for f in faces]
+    emb, names = router.embed(crops, [f.face_size for f in faces], [f.crop_kind for f in faces])
+    if not return_info:
+        return emb
+    info = [{**_short(f.to_dict()), "model": n} for f, n in zip(faces, names)]
+    return emb, info
+
+
+def _short(d: dict[str, Any]) -> dict[str, Any]:
+    """A face's description without its landmarks."""
+    return {k: v for k, v in d.items() if k != "landmarks"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +157,7 @@ def verify(
     face_index1: int | None = None,
     face_index2: int | None = None,
     precision: str | None = None,
+    crop_mode: str = "auto",
 ) -> Verification:
     """Decide whether two images show the same person.
 
@@ -178,8 +173,9 @@ def verify(
     the students: that crop, reduced), so each detected face, small ones included, is
     aligned by its 5 landmarks (measured: 97.4 % for ``lrface-mbf`` at 16 px on aligned
     LFW probes, 82.7 % on detector-box crops; ``benchmarks/RESULTS.md``); with
-    ``detect=False`` the images must be crops aligned that way.  Each face's ``"crop"``
-    in ``images`` says which it was.  ``precision="int8"`` embeds with each model's
+    ``detect=False`` each image is a pre-cut crop read by ``crop_mode`` (``auto``:
+    aligned by the landmarks found inside it, else a box crop for the box model).  Each
+    face's ``"crop"`` in ``images`` says which it was.  ``precision="int8"`` embeds with each model's
     statically quantized copy (thresholds: the fp32 model's), ``"fp32"`` with the float
     model, None as named (:func:`lrface.models.loader.load_embedder`).
     """
@@ -195,6 +191,7 @@ def verify(
         face_index1=face_index1,
         face_index2=face_index2,
         precision=precision,
+        crop_mode=crop_mode,
     )[0]
 
 
@@ -211,6 +208,7 @@ def verify_detailed(
     face_index2: int | None = None,
     names: tuple[str, str] | None = None,
     precision: str | None = None,
+    crop_mode: str = "auto",
 ) -> tuple[Verification, list[PreparedFace]]:
     """:func:`verify` (same arguments), and the two :class:`PreparedFace` it decided on
     (each with its uint8 BGR 112x112 ``crop``).  ``names``: what to call the two images
@@ -220,10 +218,11 @@ def verify_detailed(
         model = check_model_name(model)
     if threshold is not None:
         threshold = check_number(threshold, "threshold", -1.0, 1.0)
-    faces = _prepare_pair((image1, image2), picks, detect, detector, det_thresh, names)
+    opts = CropOptions(detect=detect, detector=detector, det_thresh=det_thresh, crop_mode=crop_mode)
+    faces = _prepare_pair((image1, image2), picks, opts, names)
     model_names, embs, sim = _embed_pair(faces, model, precision)
     thr, source = _threshold(model_names, embs, threshold)
-    used = resolve_detector(detector) if detect else None
+    used = resolve_detector(detector) if detect or crop_mode == "auto" else None
     return _verification(faces, model_names, sim, (thr, source), used), faces
 
 
@@ -243,18 +242,17 @@ def _face_picks(
 def _prepare_pair(
     images: tuple[ImageInput, ImageInput],
     picks: tuple[int | None, int | None],
-    detect: bool,
-    detector: str,
-    det_thresh: float | None,
+    options: CropOptions,
     names: tuple[str, str] | None = None,
 ) -> list[PreparedFace]:
     """The two faces of :func:`verify`: each image read (uint8 BGR), the face ``picks[i]``
-    detected and aligned (or the image resized with ``detect=False``) into a 112x112 crop;
-    ``names``: the images' names in messages (default: from the source)."""
+    detected and aligned (or, with ``detect=False``, the pre-cut crop read by its crop
+    mode) into a 112x112 crop; ``names``: the images' names in messages (default: from
+    the source)."""
     return [
         prepare_face(
             im,
-            CropOptions(detect=detect, face_index=i, detector=detector, det_thresh=det_thresh),
+            dataclasses.replace(options, face_index=i),
             name=None if names is None else names[k],
         )
         for k, (im, i) in enumerate(zip(images, picks))
@@ -271,9 +269,11 @@ def _embed_pair(
     model's input side first, and the similarity is the dot product of the two float32
     (D,) L2-normalised embeddings.  The names are the loaded models' (``-int8`` ones too).
     """
-    sizes = (faces[0].face_size, faces[1].face_size)
+    f0, f1 = faces
     chosen = (
-        (model, model) if model is not None else (choose_model(sizes[0]), choose_model(sizes[1]))
+        (model, model)
+        if model is not None
+        else (choose_model(f0.face_size, f0.crop_kind), choose_model(f1.face_size, f1.crop_kind))
     )
     embs = [load_embedder(n, precision=precision) for n in chosen]
     e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
@@ -291,7 +291,7 @@ def _verification(
     decided at ``threshold = (value, where it comes from)``; ``detector``: the resolved
     detector name, None without detection."""
     thr, source = threshold
-    images = tuple({**f.to_dict(), "model": n, "crop": _crop_kind(f)} for f, n in zip(faces, names))
+    images = tuple({**f.to_dict(), "model": n} for f, n in zip(faces, names))
     return Verification(
         same=bool(sim >= thr),
         similarity=round(sim, 4),
@@ -332,14 +332,6 @@ def cross_model_threshold(name1: str, name2: str) -> tuple[float, str]:
             "pass --threshold or --model to embed both faces with one model"
         )
     return float(spec.threshold_vs_teacher), f"{student} card (vs {TEACHER})"
-
-
-def _crop_kind(face: PreparedFace) -> str:
-    """What ``face.crop`` was cut as: aligned by landmarks, given (no detection), or the
-    whole image (no face found)."""
-    if face.fallback:
-        return CROP_WHOLE_IMAGE
-    return CROP_GIVEN if face.face is None else CROP_ALIGNED
 
 
 def _fit(crop: np.ndarray, size: int) -> np.ndarray:

@@ -27,6 +27,12 @@ Output directory format (``out_dir/``):
 * ``emb-00000.npy``: float32 (n_k, D) embeddings of the successful paths of shard k;
 * ``idx-00000.npy``: int64 (n_k,) their row numbers in ``paths.txt`` (ascending);
 * ``fail-00000.tsv``: ``row \\t path \\t error`` per failed path of shard k;
+* ``faces-00000.tsv``: ``row \\t model \\t crop \\t found_by \\t found_with`` per embedded
+  path of shard k: the model that embedded its face (per face with
+  :class:`lrface.routing.ModelRouter`, :func:`lrface.routing.choose_model`), what the crop
+  was cut as (:attr:`lrface.pipeline.PreparedFace.crop_kind`) and the detection pass and
+  detector that found the face (empty when none ran); absent in directories written
+  before it; read by :func:`load_face_info`;
 * ``failures.tsv``: ``path \\t error`` for every failed path of the completed shards, in
   path order (rewritten at the end of every run).
 
@@ -77,6 +83,7 @@ from .fileio import (
 from .outputs import check_output
 from .pathnames import path_text
 from .pipeline import CropOptions, CropPreparer, CropResult, options_for, progress_bar
+from .routing import BOX_MODEL, LR_STUDENT, STUDENT_BELOW_PX, TEACHER, ModelRouter
 from .validation import check_resource
 
 if TYPE_CHECKING:
@@ -89,6 +96,7 @@ __all__ = [
     "embed_paths",
     "expand_inputs",
     "load_embeddings",
+    "load_face_info",
     "merge_outputs",
     "parse_shard",
     "paths_sha256",
@@ -229,22 +237,37 @@ def _shard_names(k: int) -> dict[str, str]:
     return {"emb": f"emb-{k:05d}.npy", "idx": f"idx-{k:05d}.npy", "failures": f"fail-{k:05d}.tsv"}
 
 
+#: Columns of a shard's ``faces-NNNNN.tsv`` after the row number.
+FACE_COLUMNS = ("model", "crop", "found_by", "found_with")
+
+
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     with atomic_write(path, "wb") as fh:
         np.save(fh, arr, allow_pickle=False)
 
 
 def _write_shard(
-    out: Path, k: int, emb: np.ndarray, idx: np.ndarray, fails: list[tuple[int, str, str]]
+    out: Path,
+    k: int,
+    emb: np.ndarray,
+    idx: np.ndarray,
+    fails: list[tuple[int, str, str]],
+    faces: list[tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
-    """Write shard ``k``'s files atomically; return its manifest entry."""
+    """Write shard ``k``'s files atomically; return its manifest entry.  ``faces``: per
+    embedded row, the :data:`FACE_COLUMNS` (None: no ``faces`` file)."""
     names = _shard_names(k)
     _save_npy(out / names["emb"], emb)
     _save_npy(out / names["idx"], idx)
     with atomic_write(out / names["failures"], "w") as fh:
         fh.writelines(f"{row}\t{path_text(path)}\t{path_text(msg)}\n" for row, path, msg in fails)
-    sha = {key: _sha256_of(out / name) for key, name in names.items()}
-    return {"shard": k, **names, "n_embedded": len(idx), "n_failed": len(fails), "sha256": sha}
+    entry: dict[str, Any] = {"shard": k, **names, "n_embedded": len(idx), "n_failed": len(fails)}
+    if faces is not None:
+        entry["faces"] = f"faces-{k:05d}.tsv"
+        with atomic_write(out / entry["faces"], "w") as fh:
+            fh.writelines("\t".join((str(r), *f)) + "\n" for r, f in zip(idx.tolist(), faces))
+    entry["sha256"] = {key: _sha256_of(out / name) for key, name in names.items()}
+    return entry
 
 
 def _sha256_of(path: Path) -> str:
@@ -411,30 +434,51 @@ def _write_failures_tsv(out: Path, man: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- embedding
 
 
-def _embed_shard(
+def _as_router(embedder: Embedder | ModelRouter) -> ModelRouter:
+    return embedder if isinstance(embedder, ModelRouter) else ModelRouter(embedder)
+
+
+def _embed_routed(
     results: list[CropResult],
     paths: Sequence[str],
     start: int,
-    embedder: Embedder,
+    router: ModelRouter,
     batch_size: int,
-) -> tuple[np.ndarray, np.ndarray, list]:
-    """Embed one shard's prepared crops in fixed batches.
+) -> tuple[np.ndarray, np.ndarray, list, list[tuple[str, ...]]]:
+    """Embed one shard's prepared crops, each face by its model (``router``).
 
-    Returns float32 (n, D) embeddings, int64 (n,) row indices, and ``(row, path, error)``
-    for each failure, all in path order.
-    """
+    Returns float32 (n, D) embeddings, int64 (n,) row indices, ``(row, path, error)`` for
+    each failure and the :data:`FACE_COLUMNS` of each embedded face, all in path order.
+    Batches are cut from the shard start (``batch_size`` crops), then split per model, so
+    a shard's floats never depend on what came before it."""
     ok = [j for j, r in enumerate(results) if r.crop is not None]
     fails = [(start + j, paths[j], r.error) for j, r in enumerate(results) if r.crop is None]
-    crops = [r.crop for r in results if r.crop is not None]
-    parts = [
-        embedder.embed_crops(crops[b : b + batch_size]) for b in range(0, len(crops), batch_size)
-    ]
-    d = int(embedder.embedding_size)
+    good = [results[j] for j in ok]
+    parts, names = [], []
+    for b in range(0, len(good), batch_size):
+        batch = good[b : b + batch_size]
+        e, n = router.embed(
+            [r.crop for r in batch if r.crop is not None],
+            [r.face_size for r in batch],
+            [r.crop_kind for r in batch],
+        )
+        parts.append(e)
+        names += n
+    d = int(parts[0].shape[1]) if parts else 128
     emb = np.concatenate(parts) if parts else np.zeros((0, d), np.float32)
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     if emb.shape != (len(ok), d):
         raise RuntimeError(f"embedder returned {emb.shape}, expected {(len(ok), d)}")
-    return emb, np.asarray(ok, dtype=np.int64) + start, fails
+    faces: list[tuple[str, ...]] = [
+        (
+            n,
+            r.crop_kind,
+            str((r.info or {}).get("found_by", "")),
+            str((r.info or {}).get("found_with", "")),
+        )
+        for n, r in zip(names, good)
+    ]
+    return emb, np.asarray(ok, dtype=np.int64) + start, fails, faces
 
 
 def _check_positive(value: int, name: str, minimum: int = 1) -> int:
@@ -445,7 +489,7 @@ def _check_positive(value: int, name: str, minimum: int = 1) -> int:
 
 def embed_paths(
     paths: Sequence[str | os.PathLike[str]],
-    embedder: Embedder,
+    embedder: Embedder | ModelRouter,
     out_dir: str | os.PathLike[str],
     detect: bool = True,
     batch_size: int = 256,
@@ -460,7 +504,8 @@ def embed_paths(
     """Embed ``paths`` into the resumable directory ``out_dir`` (format: module docstring).
 
     ``paths``: ordered image paths (:func:`collect_paths`); ``embedder``: an
-    :class:`lrface.models.interface.Embedder`; ``out_dir``: created, or resumed if it holds a
+    :class:`lrface.models.interface.Embedder`, or a :class:`lrface.routing.ModelRouter`
+    (each face by its model; not with an ``engine``); ``out_dir``: created, or resumed if it holds a
     compatible run.  ``detect=False``: inputs are pre-cut crops, resized (shorthand for
     ``options=CropOptions(detect=False)``); ``options``: how images become crops (detector,
     threshold, face index; the crop size is always ``embedder.input_size``).  ``batch_size``:
@@ -495,7 +540,7 @@ def embed_paths(
 
 def _open_run(
     paths: Sequence[str | os.PathLike[str]],
-    embedder: Embedder,
+    embedder: Embedder | ModelRouter,
     out_dir: str | os.PathLike[str],
     options: CropOptions | None,
     detect: bool,
@@ -591,8 +636,22 @@ def _select_shard(
     return paths[start:stop], info
 
 
-def _model_entry(embedder: Embedder) -> dict[str, Any]:
-    """The manifest's ``model`` entry: ``{"name", "sha256", "embedding_size", "flip"}``."""
+def _model_entry(embedder: Embedder | ModelRouter) -> dict[str, Any]:
+    """The manifest's ``model`` entry: ``{"name", "sha256", "embedding_size", "flip"}``;
+    per-face routing (a :class:`ModelRouter` without a forced model): ``{"name":
+    "per-face", "rule", "sha256": {model: sha256}, "embedding_size", "flip"}``."""
+    if isinstance(embedder, ModelRouter):
+        if embedder.forced:
+            return _model_entry(embedder.embedder(embedder.forced))
+        models = [embedder.embedder(n) for n in dict.fromkeys((TEACHER, LR_STUDENT, BOX_MODEL))]
+        return {
+            "name": "per-face",
+            "rule": f"lrface.choose_model: box crops -> {BOX_MODEL}; faces under "
+            f"{STUDENT_BELOW_PX:g} px -> {LR_STUDENT}; larger -> {TEACHER}",
+            "sha256": {m.name: m.sha256 for m in models},
+            "embedding_size": int(models[0].embedding_size),
+            "flip": bool(getattr(models[0], "flip", False)),
+        }
     return {
         "name": embedder.name,
         "sha256": embedder.sha256,
@@ -602,20 +661,24 @@ def _model_entry(embedder: Embedder) -> dict[str, Any]:
 
 
 def _settings_entry(
-    options: CropOptions, embedder: Embedder, shard_size: int, batch_size: int
+    options: CropOptions, embedder: Embedder | ModelRouter, shard_size: int, batch_size: int
 ) -> dict[str, Any]:
     """The manifest's ``settings`` entry: everything besides the model that shapes the
     floats (crop options, crop size, shard and batch sizes); must match on resume."""
-    return {
+    searched = options.detect or options.crop_mode == "auto"
+    settings = {
         "detect": bool(options.detect),
-        "detector": resolve_detector(options.detector) if options.detect else None,
+        "detector": resolve_detector(options.detector) if searched else None,
         "det_thresh": options.det_thresh,
         "face_index": options.face_index,
         "input_size": int(embedder.input_size),
         "shard_size": shard_size,
         "batch_size": batch_size,
-        "embedder_batch_size": int(getattr(embedder, "batch_size", 0)),
+        "embedder_batch_size": int(getattr(embedder, "batch_size", 0) or 0),
     }
+    if not options.detect:  # recorded only where it applies (older outputs stay resumable)
+        settings["crop_mode"] = options.crop_mode
+    return settings
 
 
 def _pending_shards(man: dict[str, Any], max_shards: int | None) -> tuple[set[int], list[int]]:
@@ -640,9 +703,9 @@ def _start_shards(
     shard_size: int,
     options: CropOptions,
     workers: int,
-    embedder: Embedder,
+    embedder: Embedder | ModelRouter,
     batch_size: int,
-) -> tuple[CropPreparer | None, Iterable[tuple[int, np.ndarray, np.ndarray, list]]]:
+) -> tuple[CropPreparer | None, Iterable[tuple]]:
     """``(prep, shards)``: the local crop preparer (None with an engine or nothing to do;
     the caller closes it) and the iterable of ``(k, float32 (n, D) emb, int64 (n,) rows,
     failures)`` for the ``todo`` shards, from ``engine`` or embedded in this process."""
@@ -658,7 +721,7 @@ def _start_shards(
 def _write_shards(
     out: Path,
     man: dict[str, Any],
-    shards: Iterable[tuple[int, np.ndarray, np.ndarray, list]],
+    shards: Iterable[tuple],
     bar: Any,
     prep: CropPreparer | None,
 ) -> tuple[int, int]:
@@ -670,8 +733,9 @@ def _write_shards(
     """
     written = embedded_now = 0
     try:
-        for k, emb, idx, fails in shards:
-            man["completed_shards"].append(_write_shard(out, k, emb, idx, fails))
+        for k, emb, idx, fails, *faces in shards:  # faces: absent from older engines
+            entry = _write_shard(out, k, emb, idx, fails, faces[0] if faces else None)
+            man["completed_shards"].append(entry)
             _finish_manifest(out, man)
             written += 1
             embedded_now += len(idx)
@@ -700,14 +764,16 @@ def _local_shards(
     todo: list[int],
     paths: list[str],
     shard_size: int,
-    embedder: Embedder,
+    embedder: Embedder | ModelRouter,
     batch_size: int,
-) -> Iterable[tuple[int, np.ndarray, np.ndarray, list]]:
-    """The local engine: ``(k, emb, rows, failures)`` per shard, embedded in this process."""
+) -> Iterable[tuple]:
+    """The local engine: ``(k, emb, rows, failures, faces)`` per shard, embedded in this
+    process (``faces``: :data:`FACE_COLUMNS` per embedded row)."""
+    router = _as_router(embedder)
     for k, results in _prepared_shards(prep, todo, paths, shard_size):
         start = k * shard_size
         chunk = paths[start : start + shard_size]
-        yield (k, *_embed_shard(results, chunk, start, embedder, batch_size))
+        yield (k, *_embed_routed(results, chunk, start, router, batch_size))
 
 
 # ---------------------------------------------------------------------- reading
@@ -765,6 +831,29 @@ def load_embeddings(
     return [paths[i] for i in rows.tolist()], emb, [(p, m) for _, p, m in fails]
 
 
+def load_face_info(
+    out_dir: str | os.PathLike[str], allow_partial: bool = False
+) -> dict[str, dict[str, str]]:
+    """``{path: {"model", "crop", "found_by", "found_with"}}`` for every embedded path of an
+    :func:`embed_paths` directory whose shard recorded it (``faces-NNNNN.tsv``)."""
+    out = Path(out_dir)
+    _, paths, _, _, _ = _load_rows(out, allow_partial)
+    man = _read_manifest(out)
+    info: dict[str, dict[str, str]] = {}
+    for entry in man["completed_shards"]:
+        name = entry.get("faces")
+        if not name:
+            continue
+        try:
+            lines = (out / name).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise LrfaceError(f"{out / name}: cannot be read ({exc}); embed again") from None
+        for line in lines:
+            row, *cols = line.split("\t")
+            info[paths[int(row)]] = dict(zip(FACE_COLUMNS, cols))
+    return info
+
+
 def output_meta(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """``{"model", "settings"}`` of an :func:`embed_paths` output directory (its manifest's
     model entry and the settings that shape the floats): the ``meta`` that ``lrface embed
@@ -788,9 +877,11 @@ def merge_outputs(
         raise LrfaceError("merge: no input directories given")
     _check_distinct_dirs(dirs)
     loaded = [_load_rows(Path(d)) for d in dirs]
+    dir_of = {id(item[0]): Path(d) for item, d in zip(loaded, dirs)}  # before reordering
     loaded = _order_shards(loaded, [str(d) for d in dirs])
     man0 = loaded[0][0]
     all_paths, row_all, emb_all, fails = _concat_loaded(loaded)
+    faces = _concat_faces(loaded, dir_of, row_all)
     dest = Path(out)
     if dest.suffix.lower() == ".npz":
         write_npz(
@@ -799,9 +890,10 @@ def merge_outputs(
             emb_all,
             [(p, m) for _, p, m in fails],
             meta={"model": man0["model"], "settings": man0["settings"]},
+            faces=None if faces is None else [dict(zip(FACE_COLUMNS, f)) for f in faces],
         )
     else:
-        _write_merged_dir(dest, man0, all_paths, row_all, emb_all, fails)
+        _write_merged_dir(dest, man0, all_paths, row_all, emb_all, fails, faces)
     return {
         "out": str(dest),
         "total_paths": len(all_paths),
@@ -867,6 +959,35 @@ def _concat_loaded(
     return all_paths, np.concatenate(rows), np.concatenate(embs), fails
 
 
+def _face_rows(out: Path, man: dict[str, Any]) -> dict[int, tuple[str, ...]] | None:
+    """``{row: FACE_COLUMNS}`` of an output directory; None if a shard recorded none."""
+    rows: dict[int, tuple[str, ...]] = {}
+    for entry in man["completed_shards"]:
+        if not entry.get("faces"):
+            return None
+        for line in (out / entry["faces"]).read_text(encoding="utf-8").splitlines():
+            row, *cols = line.split("\t")
+            rows[int(row)] = tuple(cols)
+    return rows
+
+
+def _concat_faces(
+    loaded: list, dir_of: dict[int, Path], rows: np.ndarray
+) -> list[tuple[str, ...]] | None:
+    """The face records of the merged ``rows`` (in order), or None when any input lacks
+    them.  ``loaded`` is in merge order; ``dir_of``: each one's directory by the id of its
+    manifest."""
+    merged: dict[int, tuple[str, ...]] = {}
+    off = 0
+    for man, paths, *_ in loaded:
+        part = _face_rows(dir_of[id(man)], man)
+        if part is None:
+            return None
+        merged.update({r + off: f for r, f in part.items()})
+        off += len(paths)
+    return [merged[int(r)] for r in rows]
+
+
 def _order_shards(loaded: list, names: list[str]) -> list:
     """``loaded`` in shard order for the shards of one ``--shard`` split (each index
     exactly once), or as given for whole runs that share no path; anything else (a mix
@@ -899,8 +1020,10 @@ def _write_merged_dir(
     rows: np.ndarray,
     emb: np.ndarray,
     fails: list[tuple[int, str, str]],
+    faces: list[tuple[str, ...]] | None = None,
 ) -> None:
-    """Write a complete :func:`embed_paths`-format directory from merged rows."""
+    """Write a complete :func:`embed_paths`-format directory from merged rows (``faces``:
+    the :data:`FACE_COLUMNS` of each row, or None)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LrfaceError(f"{out}: already exists and is not empty; merge into a new directory")
     size = man0["settings"]["shard_size"]
@@ -919,6 +1042,7 @@ def _write_merged_dir(
                 emb[cut[k] : cut[k + 1]],
                 rows[cut[k] : cut[k + 1]],
                 fails[fcut[k] : fcut[k + 1]],
+                None if faces is None else faces[cut[k] : cut[k + 1]],
             )
         )
     _finish_manifest(out, man)
@@ -934,6 +1058,7 @@ def write_npz(
     embeddings: np.ndarray,
     failures: Sequence[Failure],
     meta: dict[str, Any] | None = None,
+    faces: Sequence[dict[str, str]] | None = None,
 ) -> None:
     """Write embeddings to one ``.npz`` atomically (``lrface embed ... --out FILE.npz``);
     an existing ``out_file`` is replaced only when it is such a file too
@@ -941,13 +1066,23 @@ def write_npz(
 
     Arrays: ``paths`` unicode (N,), ``embeddings`` float32 (N, D), ``failed_paths`` and
     ``failed_errors`` unicode (F,), ``meta`` 0-d unicode JSON (``meta`` or ``{}``;
-    ``lrface embed`` records :func:`output_meta`: the model and the crop settings).
-    Readable with ``np.load(file, allow_pickle=False)`` or :func:`read_npz`.
+    ``lrface embed`` records :func:`output_meta`: the model and the crop settings); with
+    ``faces`` (per path, :func:`load_face_info`'s dicts) also ``face_models`` and
+    ``face_crops`` unicode (N,): the model that embedded each face and what its crop was
+    cut as.  Readable with ``np.load(file, allow_pickle=False)`` or :func:`read_npz`.
     """
     emb = np.ascontiguousarray(np.asarray(embeddings), dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(paths):
         raise LrfaceError(f"write_npz: {len(paths)} paths but embeddings of shape {emb.shape}")
     check_output(out_file, "embeddings", "output")  # never replaces a file of another kind
+    extra = {}
+    if faces is not None:
+        if len(faces) != len(paths):
+            raise LrfaceError(f"write_npz: {len(paths)} paths but {len(faces)} face records")
+        extra = {
+            "face_models": _str_array([f.get("model", "") for f in faces]),
+            "face_crops": _str_array([f.get("crop", "") for f in faces]),
+        }
     save_npz_atomic(
         out_file,
         paths=_str_array(paths),
@@ -955,6 +1090,7 @@ def write_npz(
         failed_paths=_str_array([p for p, _ in failures]),
         failed_errors=_str_array([m for _, m in failures]),
         meta=np.array(json.dumps(meta or {})),
+        **extra,
     )
 
 

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from .eval.benchmark import BenchmarkConfig
     from .models.interface import Embedder
     from .ray import RayEngine
+    from .routing import ModelRouter
 
 log = logging.getLogger("lrface")
 
@@ -77,6 +78,7 @@ def cmd_verify(a: VerifyOptions) -> int:
         detector=a.detector,
         det_thresh=a.det_thresh,
         precision=a.precision,
+        crop_mode=a.crop_mode,
     )
     if a.json:
         print(json.dumps(res.to_dict(), indent=2))
@@ -112,7 +114,8 @@ def cmd_detect(a: DetectOptions) -> int:
     CropOptions(detector=a.detector, det_thresh=a.det_thresh, size=a.size)  # validates
     if a.save_crops:
         check_writable(a.save_crops, "dir", "--save-crops directory")
-    image, faces = detect_faces(a.image, a.detector, a.det_thresh)
+    image, found = detect_faces(a.image, a.detector, a.det_thresh)
+    faces = found.faces
     if a.save_crops:
         import cv2
 
@@ -125,9 +128,11 @@ def cmd_detect(a: DetectOptions) -> int:
             with atomic_write(target) as fh:
                 fh.write(buf.tobytes())
     if a.json:
-        print(json.dumps({"image": a.image, "faces": [f.to_dict() for f in faces]}, indent=2))
+        rows = [{**f.to_dict(), **found.to_dict()} for f in faces]
+        print(json.dumps({"image": a.image, "faces": rows}, indent=2))
     else:
-        print(f"{a.image}: {len(faces)} face(s)")
+        how = f" (pass {found.found_by}, {found.detector})" if faces else ""
+        print(f"{a.image}: {len(faces)} face(s){how}")
         for i, f in enumerate(faces):
             d = f.to_dict()
             print(f"  [{i}] box {d['box']} score {d['score']:.3f}")
@@ -135,8 +140,8 @@ def cmd_detect(a: DetectOptions) -> int:
         det = load_detector(a.detector, a.det_thresh)
         print(
             f"{a.image}: no face found (detector {resolve_detector(a.detector)}, threshold "
-            f"{det.det_thresh:g}); if it shows a face, lower --det-thresh or try another "
-            "--detector",
+            f"{det.det_thresh:g}; passes tried: {', '.join(found.tried)}); if it shows a "
+            "face, lower --det-thresh or try another --detector",
             file=sys.stderr,
         )
         return 1
@@ -178,8 +183,8 @@ def _ray_engine(a: EmbedOptions, emb: Embedder) -> RayEngine:
 
 def cmd_embed(a: EmbedOptions) -> int:
     from .batch_embed import collect_paths, parse_shard
-    from .models.loader import load_embedder
     from .outputs import check_output
+    from .routing import ModelRouter
 
     options = a.crop_options()
     check_output(a.out, "embeddings" if a.out.endswith(".npz") else "embeddings-dir")
@@ -190,8 +195,13 @@ def cmd_embed(a: EmbedOptions) -> int:
             "images, or .txt lists of paths"
         )
     shard_of = parse_shard(a.shard) if a.shard else None
-    emb = load_embedder(a.model, batch_size=a.batch_size, precision=a.precision)
-    engine = _ray_engine(a, emb) if a.engine == "ray" else None  # closed below or at exit
+    if a.engine == "ray" and a.model is None:
+        raise LrfaceError(
+            "--engine ray embeds every face with one model: pass --model (e.g. --model "
+            "lrface-mbf); per-face model choice runs with --engine local"
+        )
+    emb = ModelRouter(a.model, batch_size=a.batch_size, precision=a.precision)
+    engine = _ray_engine(a, emb.embedder(a.model)) if a.model and a.engine == "ray" else None
     opts: dict[str, Any] = {
         "engine": engine,
         "options": options,
@@ -211,12 +221,13 @@ def cmd_embed(a: EmbedOptions) -> int:
 
 
 def _embed_to(
-    out: str, paths: list[str], emb: Embedder, opts: dict[str, Any]
+    out: str, paths: list[str], emb: ModelRouter, opts: dict[str, Any]
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """``(summary, failures)`` of embedding ``paths`` into ``out``: a resumable directory,
     or a single ``.npz`` (embedded into ``out + ".work"`` beside it, then packed with the
-    model and settings as ``meta``, and the work directory removed)."""
-    from .batch_embed import embed_paths, load_embeddings, output_meta, write_npz
+    model and settings as ``meta`` and each face's model and crop, and the work directory
+    removed)."""
+    from .batch_embed import embed_paths, load_embeddings, load_face_info, output_meta, write_npz
 
     if not out.endswith(".npz"):
         summary = embed_paths(paths, emb, out, **opts)
@@ -224,7 +235,10 @@ def _embed_to(
     work = Path(out + ".work")
     summary = embed_paths(paths, emb, work, **opts)
     names, e, failures = load_embeddings(work)
-    write_npz(out, names, e, failures, meta=output_meta(work))
+    faces = load_face_info(work)
+    forced = {"model": emb.forced or "", "crop": ""}  # shards of an engine record none
+    rows = [faces.get(n, forced) for n in names]
+    write_npz(out, names, e, failures, meta=output_meta(work), faces=rows)
     shutil.rmtree(work, ignore_errors=True)
     summary["out_dir"] = out
     return summary, failures
@@ -373,17 +387,20 @@ def cmd_identify(a: IdentifyOptions) -> int:
     from .models.loader import load_embedder
     from .pathnames import path_text
     from .pipeline import prepare_many
+    from .routing import ModelRouter
 
     options = a.crop_options()
     gallery = open_gallery(a.gallery)  # an .npz (exact search) or an IVF directory
     if hasattr(gallery, "index_description"):
         print(f"index: {gallery.index_description}", file=sys.stderr)
-    emb = load_embedder(a.model or gallery.model_name, precision=a.precision)
-    gallery.check_model(emb)
-    options = dataclasses.replace(options, size=int(emb.input_size))
-    thr = a.threshold if a.threshold is not None else emb.threshold
-    if a.templates:
+    if a.templates:  # one fused template per folder, one model (the gallery's or --model)
+        emb = load_embedder(a.model or gallery.model_name, precision=a.precision)
+        gallery.check_model(emb)
+        options = dataclasses.replace(options, size=int(emb.input_size))
+        thr = a.threshold if a.threshold is not None else emb.threshold
         return _identify_templates(a, gallery, emb, thr, options)
+    router = ModelRouter(a.model, precision=a.precision)  # None: each probe as verify chooses
+    options = dataclasses.replace(options, size=router.input_size)
     # as in `lrface embed`; a missing probe is kept and fails when it is prepared
     paths, failures = expand_inputs(a.probes, must_exist=False)
     _print_failures(failures)
@@ -395,14 +412,24 @@ def cmd_identify(a: IdentifyOptions) -> int:
         bad = [(p, r.error) for p, r in zip(chunk_paths, chunk) if r.crop is None]
         _print_failures(bad)
         failures.extend(bad)
-        ok = [(p, r.crop) for p, r in zip(chunk_paths, chunk) if r.crop is not None]
+        ok = [(p, r) for p, r in zip(chunk_paths, chunk) if r.crop is not None]
         if not ok:
             continue
-        found = gallery.identify(
-            emb.embed_crops([c for _, c in ok]), top_k=a.top_k, threshold=thr, backend=a.backend
+        crops = [r.crop for _, r in ok if r.crop is not None]
+        embs, names = router.embed(
+            crops, [r.face_size for _, r in ok], [r.crop_kind for _, r in ok]
         )
-        for (p, _), res in zip(ok, found):
-            res["probe"] = p
+        for name in dict.fromkeys(names):  # every chosen model must search this gallery
+            gallery.check_model(router.embedder(name))
+        found: list[dict] = [{} for _ in ok]
+        for name in dict.fromkeys(names):  # one search per model: its own threshold
+            idx = [i for i, n in enumerate(names) if n == name]
+            thr = a.threshold if a.threshold is not None else _probe_threshold(gallery, name)
+            hits = gallery.identify(embs[idx], top_k=a.top_k, threshold=thr, backend=a.backend)
+            for i, res in zip(idx, hits):
+                found[i] = res
+        for (p, r), res, name in zip(ok, found, names):
+            res.update(probe=p, model=name, face=r.info)
             results.append(res)
             if not a.json:
                 cands = ", ".join(
@@ -555,6 +582,22 @@ def _identify_templates(
     if results and (failures or n_bad_images):
         return 3
     return _batch_status(len(results), len(failures), "probe folders")
+def _probe_threshold(gallery: Any, model: str) -> float | None:
+    """The calibrated threshold for a probe embedded by ``model`` against ``gallery``:
+    the model's own when it built the gallery, the student card's ``threshold_vs_teacher``
+    for a student probe in a teacher's gallery (as :func:`lrface.verify` pairs them), else
+    the gallery's."""
+    from .models.registry import get_spec
+
+    spec = get_spec(model)
+    base = (spec.quantized_from if spec is not None else None) or model  # int8: its fp32 model
+    if base == gallery.model_name:
+        return gallery.threshold
+    if spec is not None and spec.threshold_vs_teacher is not None:
+        return float(spec.threshold_vs_teacher)
+    return gallery.threshold
+
+
 def cmd_serve(a: ServeOptions) -> int:
     from .serve.server import run_server
 

@@ -131,7 +131,11 @@ def _positive_float(text: str) -> float:
 
 CROP_NOTE = (
     "Crops: every model (the teacher and the lrface students) expects a face aligned to the "
-    "5-point ArcFace template at 112x112 (the students: that crop, reduced)."
+    "5-point ArcFace template at 112x112 (the students: that crop, reduced). Detected faces "
+    "are aligned by their 5 landmarks (when the detector finds nothing it is retried on a "
+    "grey-padded copy, then with the other detector); pre-cut crops (--no-detect) are read "
+    "by --crop-mode (default auto: aligned by the landmarks found inside the crop, else "
+    "embedded as a box crop)."
 )
 
 
@@ -216,11 +220,20 @@ class CropFlags(DetectorOptions):
     detect: bool = field(
         default=True,
         metadata=arg(
-            "inputs are pre-cut face crops: resize them, do not detect; they must be aligned "
-            "to the 5-point ArcFace template like `lrface detect --save-crops` writes them "
-            "(what every model expects), or they score like the 'box' rows of "
-            "benchmarks/RESULTS.md",
+            "inputs are pre-cut face crops (one face each, any size): do not detect faces in "
+            "them as in photos; read each by --crop-mode",
             flag="--no-detect",
+        ),
+    )
+    crop_mode: str = field(
+        default="auto",
+        metadata=arg(
+            "with --no-detect: auto (default: look for the face's landmarks inside the "
+            "grey-padded, enlarged crop and align by them; none found: embed it as a box "
+            "crop), aligned (the crops are already aligned to the 5-point ArcFace template, "
+            "as `lrface detect --save-crops` writes them: only resized) or box (embed each "
+            "crop as a box crop, no landmarks); --json says per crop which was used",
+            choices=("auto", "aligned", "box"),
         ),
     )
     face_index: int | None = field(
@@ -238,6 +251,7 @@ class CropFlags(DetectorOptions):
             detector=self.detector,
             det_thresh=self.det_thresh,
             face_index=self.face_index,
+            crop_mode=self.crop_mode,
         )
 
 
@@ -253,8 +267,9 @@ class VerifyOptions(CropFlags, CommonOptions):
     model: str | None = field(
         default=None,
         metadata=arg(
-            "one recogniser for both faces (default: per face, the lrface-mbf student for "
-            "faces under 64 px, the teacher above)"
+            "one recogniser for both faces (default: per face, lrface.choose_model: the "
+            "lrface-mbf student for aligned faces under 64 px and for box crops, the teacher "
+            "above)"
         ),
     )
     threshold: float | None = _threshold("the calibrated one for the models used")
@@ -269,10 +284,11 @@ class VerifyOptions(CropFlags, CommonOptions):
 
 
 VERIFY_DESCRIPTION = (
-    "Same person or not, for two images. " + CROP_NOTE + " verify aligns every face, small "
-    "ones included, with the detector's 5 landmarks: on LFW at 16 px lrface-mbf scores "
-    "97.4 % on aligned probes and 82.7 % on detector-box crops (benchmarks/RESULTS.md). "
-    '--json gives each face\'s crop ("crop": "aligned-5pt"; "given" with --no-detect).'
+    "Same person or not, for two images. " + CROP_NOTE + " On LFW at 16 px lrface-mbf "
+    "scores 97.4 % on aligned probes and 82.7 % on detector-box crops "
+    '(benchmarks/RESULTS.md). --json gives each face\'s crop ("crop": aligned-5pt, given, '
+    "box or whole-image), the pass and detector that found it (found_by, found_with) and "
+    "the model chosen for it."
 )
 
 
@@ -301,7 +317,13 @@ class EmbedOptions(CropFlags, CommonOptions):
         )
     )
     out: str = field(metadata=arg("FILE.npz, or a directory for a resumable sharded output"))
-    model: str = field(default="lrface-mbf", metadata=arg("recogniser (default lrface-mbf)"))
+    model: str | None = field(
+        default=None,
+        metadata=arg(
+            "one recogniser for every face (default: per face, the model verify would choose: "
+            "lrface-mbf for aligned faces under 64 px and for box crops, the teacher above)"
+        ),
+    )
     precision: str | None = _precision()
     batch_size: int = field(
         default=256,
@@ -367,9 +389,11 @@ class EmbedOptions(CropFlags, CommonOptions):
 
 
 EMBED_DESCRIPTION = (
-    "Embed many images (resumable). " + CROP_NOTE + " Detected faces, small ones included, "
-    "are aligned with their 5 landmarks; --no-detect crops must already be aligned that "
-    "way, or they score like the 'box' rows of benchmarks/RESULTS.md."
+    "Embed many images (resumable). " + CROP_NOTE + " Without --model each face goes to "
+    "the model verify would choose (lrface.choose_model: aligned faces under 64 px -> "
+    "lrface-mbf, larger -> the teacher, box crops -> the box model), all in the teacher's "
+    "embedding space; the choice per face is recorded (--out FILE.npz: the face_models and "
+    "face_crops arrays; a directory: faces-NNNNN.tsv per shard)."
 )
 
 

@@ -184,8 +184,10 @@ def jitter_alignment(
 
 #: ``--degrade`` values: ``clean`` = area reduction only, ``realistic`` = :data:`REALISTIC`.
 DEGRADE_CHOICES = ("clean", "realistic")
-#: ``--probe-crop`` values: ``aligned`` = 5-point ArcFace template, ``box`` = detector box.
-PROBE_CROPS = ("aligned", "box")
+#: ``--probe-crop`` values: ``aligned`` = 5-point ArcFace template, ``box`` = detector box,
+#: ``given`` = the detector box, reduced, then handed to the default crop mode of pre-cut
+#: crops (:mod:`lrface.given_crop`: aligned by the landmarks found inside it, else as a box).
+PROBE_CROPS = ("aligned", "box", "given")
 #: Square side of a box crop, as a multiple of the longer side of the detector's box.
 BOX_MARGIN = 1.1
 #: Side at which box crops are kept before reduction (same as the aligned HR crop).

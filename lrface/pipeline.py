@@ -10,9 +10,15 @@ one :class:`CropOptions` and gets crops from:
 * :class:`CropPreparer` / :func:`prepare_many`: many images, in a pool of worker processes
   or in this process (see "Worker processes" below), results in input order.
 
-``detect=False`` (CLI ``--no-detect``) treats the input as a pre-cut face crop and only
-resizes it.  With detection, the largest face is used unless ``face_index`` picks
-another (faces are ordered largest first); the number found is reported.  Dataset photos
+``detect=False`` (CLI ``--no-detect``) treats the input as a pre-cut face crop, handled by
+``crop_mode`` (:mod:`lrface.given_crop`): ``auto`` (default) looks for the face's
+landmarks inside the crop and aligns by them, else takes the box path (the crop resized,
+for the box model); ``aligned`` resizes a crop already template-aligned; ``box`` always
+takes the box path.  With detection, every face is searched by
+:func:`lrface.find_face.find_faces` (the detector, then a grey-padded copy, then the other
+detector, only while nothing is found; the pass that found it is reported) and the
+largest face is used unless ``face_index`` picks another (faces are ordered largest
+first); the number found is reported.  Dataset photos
 (one centred subject: LFW, UTKFace, training folders) use ``pick="central"``
 (:mod:`lrface.face_choice`: the most central face, with retries) and, for the crops cached
 for training and evaluation, :func:`dataset_photo_options`.  Options that do not apply are
@@ -43,6 +49,8 @@ from .align import align_face, align_native, native_face_size, resize_crop
 from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from .errors import LrfaceError, NoFaceError
 from .face_choice import central_candidates, most_central, template_landmarks
+from .find_face import Found, find_faces
+from .given_crop import CROP_MODES, landmarks_in_crop
 from .images import ImageInput, describe, read_image
 from .pathnames import name_problem
 from .validation import check_flag, check_index, check_number, check_resource, is_int
@@ -51,6 +59,11 @@ from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 log = logging.getLogger("lrface")
 
 __all__ = [
+    "CROP_ALIGNED",
+    "CROP_BOX",
+    "CROP_GIVEN",
+    "CROP_MODES",
+    "CROP_WHOLE_IMAGE",
     "NO_FACE_ACTIONS",
     "PICKS",
     "POOL_MIN_PATHS",
@@ -59,6 +72,7 @@ __all__ = [
     "CropResult",
     "PreparedFace",
     "align_crop",
+    "align_to",
     "dataset_photo_options",
     "detect_faces",
     "detector_names",
@@ -79,6 +93,18 @@ UPSCALES = ("native", "warp")
 POOL_MIN_PATHS = POOL_MIN_ITEMS
 #: Smallest and largest crop side accepted by :class:`CropOptions`.
 MIN_SIZE, MAX_SIZE = 8, 2048
+
+#: :attr:`PreparedFace.crop_kind` of a face aligned by its 5 landmarks to the ArcFace
+#: template (detected in the image, or found inside a pre-cut crop by ``crop_mode="auto"``).
+CROP_ALIGNED = "aligned-5pt"
+#: ... of a pre-cut crop taken as already aligned (``crop_mode="aligned"``): resized.
+CROP_GIVEN = "given"
+#: ... of a pre-cut crop without landmarks (``crop_mode="box"``, or ``"auto"`` when none
+#: were found): resized, for the box model.
+CROP_BOX = "box"
+#: ... when no face was found and the whole image was resized (``on_no_face="resize"``) or
+#: aligned to the template framing (``on_no_face="template"``).
+CROP_WHOLE_IMAGE = "whole-image"
 
 
 def _is_detector(name: object) -> bool:
@@ -115,9 +141,13 @@ class CropOptions:
     ``upscale``: a face smaller than ``size``: ``"native"`` (aligned at its own resolution,
     then enlarged bicubically: the recipe the students are deployed with) or ``"warp"``
     (warped straight to ``size``: the 112x112 crops cached for training and evaluation).
+    ``crop_mode``: with ``detect=False``, how a pre-cut crop is read (:data:`CROP_MODES`,
+    :mod:`lrface.given_crop`): ``"auto"`` (default; ``detector``/``det_thresh`` are
+    used to find the landmarks inside the crop), ``"aligned"`` or ``"box"``.
 
     Raises :class:`LrfaceError` (one line, naming the CLI option) for an invalid value or
-    an option that does not apply (anything detection-related with ``detect=False``).
+    an option that does not apply (detection options with ``detect=False``, except the
+    detector of ``crop_mode="auto"``; a ``crop_mode`` other than ``auto`` with detection).
     """
 
     detect: bool = True
@@ -129,6 +159,7 @@ class CropOptions:
     pick: str = "largest"
     tight_crops: bool = False
     upscale: str = "native"
+    crop_mode: str = "auto"
 
     def __post_init__(self) -> None:
         self._check_values()
@@ -148,6 +179,7 @@ class CropOptions:
             ("on_no_face", self.on_no_face, NO_FACE_ACTIONS),
             ("pick", self.pick, PICKS),
             ("upscale", self.upscale, UPSCALES),
+            ("--crop-mode", self.crop_mode, CROP_MODES),
         ):
             if value not in allowed:
                 raise LrfaceError(
@@ -166,12 +198,18 @@ class CropOptions:
             raise LrfaceError("--face-index applies to pick='largest', not to pick='central'")
         if self.tight_crops and self.pick != "central":
             raise LrfaceError("tight_crops applies to pick='central' only")
+        if self.detect and self.crop_mode != "auto":
+            raise LrfaceError(
+                f"--crop-mode {self.crop_mode} applies to pre-cut crops (--no-detect; API: "
+                "detect=False); drop it, or add --no-detect"
+            )
         if not self.detect:
+            searched = self.crop_mode == "auto"  # landmarks are searched inside the crop
             unused = [
                 opt
                 for opt, used in (
-                    ("--detector", self.detector != DEFAULT_DETECTOR),
-                    ("--det-thresh", self.det_thresh is not None),
+                    ("--detector", self.detector != DEFAULT_DETECTOR and not searched),
+                    ("--det-thresh", self.det_thresh is not None and not searched),
                     ("--face-index", self.face_index is not None),
                     (f"on_no_face={self.on_no_face!r}", self.on_no_face != "error"),
                     (f"pick={self.pick!r}", self.pick != "largest"),
@@ -184,8 +222,9 @@ class CropOptions:
                 many = len(unused) > 1
                 raise LrfaceError(
                     f"{', '.join(unused)} only appl{'y' if many else 'ies'} when faces are "
-                    f"detected; drop {'them' if many else 'it'} or drop --no-detect "
-                    "(API: detect=False)"
+                    f"detected (or, for --detector/--det-thresh, searched inside pre-cut "
+                    f"crops with --crop-mode auto); drop {'them' if many else 'it'} or drop "
+                    "--no-detect (API: detect=False)"
                 )
 
 
@@ -199,7 +238,11 @@ class PreparedFace:
     scale; the shorter image side without detection).  ``fallback``: no face was found
     (``on_no_face`` ``"resize"``: the whole image resized; ``"template"``: aligned to the
     template landmarks).  ``landmarks``: float32 (5, 2), the points (x, y in source
-    pixels) the crop was aligned to (None when it was only resized).
+    pixels) the crop was aligned to (None when it was only resized).  ``crop_kind``: what
+    the crop was cut as (:data:`CROP_ALIGNED`, :data:`CROP_GIVEN`, :data:`CROP_BOX`,
+    :data:`CROP_WHOLE_IMAGE`).  ``crop_mode``: the ``crop_mode`` of a pre-cut crop (None
+    with detection).  ``found``: the search that found the face (pass and detector; None
+    when no search ran).
     """
 
     crop: np.ndarray
@@ -210,14 +253,25 @@ class PreparedFace:
     source: str
     fallback: bool = False
     landmarks: np.ndarray | None = None
+    crop_kind: str = CROP_ALIGNED
+    crop_mode: str | None = None
+    found: Found | None = None
 
     def to_dict(self) -> dict:
-        d = {
+        """JSON-ready description (``--json``): source, faces_found, face_index,
+        face_size_px, crop, crop_mode (pre-cut crops), found_by / found_with (the pass and
+        detector that found the face), fallback, and box, landmarks, score of the face."""
+        d: dict[str, Any] = {
             "source": self.source,
             "faces_found": self.n_faces,
             "face_index": self.face_index,
             "face_size_px": round(float(self.face_size), 1),
+            "crop": self.crop_kind,
         }
+        if self.crop_mode is not None:
+            d["crop_mode"] = self.crop_mode
+        if self.found is not None:
+            d.update(self.found.to_dict())
         if self.fallback:
             d["fallback"] = True
         if self.face is not None:
@@ -295,38 +349,70 @@ def dataset_photo_options(
 
 def _crop_image(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
     """Steps of :func:`prepare_face` after reading: detect, pick a face, align."""
-    h, w = image.shape[:2]
     if not o.detect:
-        return PreparedFace(resize_crop(image, o.size), None, 1, 0, float(min(h, w)), label)
-    detector = load_detector(o.detector, o.det_thresh)
+        return _given_crop(image, o, label)
+    found = None
     if o.pick == "central":
-        faces = central_candidates(image, detector, o.tight_crops)
+        faces = central_candidates(image, load_detector(o.detector, o.det_thresh), o.tight_crops)
         idx = most_central(faces, image.shape) if faces else 0
     else:
-        faces = detector.detect(image)
+        found = find_faces(image, o.detector, o.det_thresh)
+        faces = found.faces
         idx = 0 if o.face_index is None else int(o.face_index)
     if not faces:
-        return _no_face(image, o, label)
+        return _no_face(image, o, label, found.tried if found else ())
     if not 0 <= idx < len(faces):
         raise LrfaceError(f"{label}: --face-index {idx} out of range, {len(faces)} face(s) found")
     face = faces[idx]
-    crop, native = _align(image, face.landmarks, o)
-    return PreparedFace(crop, face, len(faces), idx, native, label, landmarks=face.landmarks)
+    crop, native = align_to(image, face.landmarks, o)
+    return PreparedFace(
+        crop, face, len(faces), idx, native, label, landmarks=face.landmarks, found=found
+    )
 
 
-def _no_face(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
-    """The ``on_no_face`` outcome for an image where no face was detected."""
+def _given_crop(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
+    """A pre-cut face crop under ``o.crop_mode`` (:mod:`lrface.given_crop`): aligned by the
+    landmarks found inside it (``auto``), or resized (``aligned``: as the caller aligned
+    it; ``box``, or ``auto`` without landmarks: the box path)."""
     h, w = image.shape[:2]
+    side = float(min(h, w))
+    if o.crop_mode == "auto":
+        inside = landmarks_in_crop(image, o.detector, o.det_thresh)
+        if inside is not None:
+            crop, native = align_to(image, inside.landmarks, o)
+            face = Face(inside.box, inside.landmarks, inside.score)
+            return PreparedFace(
+                crop, face, 1, 0, native, label, landmarks=inside.landmarks,
+                crop_kind=CROP_ALIGNED, crop_mode=o.crop_mode, found=inside.found,
+            )  # fmt: skip
+    kind = CROP_GIVEN if o.crop_mode == "aligned" else CROP_BOX
+    return PreparedFace(
+        resize_crop(image, o.size), None, 1, 0, side, label, crop_kind=kind, crop_mode=o.crop_mode
+    )
+
+
+def _no_face(
+    image: np.ndarray, o: CropOptions, label: str, tried: tuple[str, ...] = ()
+) -> PreparedFace:
+    """The ``on_no_face`` outcome for an image where no face was detected (``tried``: the
+    passes of :func:`lrface.find_face.find_faces` that ran)."""
+    h, w = image.shape[:2]
+    whole = CROP_WHOLE_IMAGE
     if o.on_no_face == "resize":
         crop = resize_crop(image, o.size)
-        return PreparedFace(crop, None, 0, 0, float(min(h, w)), label, fallback=True)
+        return PreparedFace(
+            crop, None, 0, 0, float(min(h, w)), label, fallback=True, crop_kind=whole
+        )
     if o.on_no_face == "template":
         lm = template_landmarks(h, w)
-        crop, native = _align(image, lm, o)
-        return PreparedFace(crop, None, 0, 0, native, label, fallback=True, landmarks=lm)
+        crop, native = align_to(image, lm, o)
+        return PreparedFace(
+            crop, None, 0, 0, native, label, fallback=True, landmarks=lm, crop_kind=whole
+        )
+    passes = f" (passes tried: {', '.join(tried)})" if tried else ""
     raise NoFaceError(
-        f"{label}: no face found; if the image is already a cropped face, use --no-detect "
-        "(API: detect=False)"
+        f"{label}: no face found{passes}; if the image is already a cropped face, use "
+        "--no-detect (API: detect=False)"
     )
 
 
@@ -337,10 +423,10 @@ def align_crop(
     its (5, 2) ``landmarks``: the crop every model takes, uint8 BGR (S, S, 3) at
     ``options.size``, a small face enlarged as ``options.upscale`` says (for callers that
     run the detector themselves, e.g. on video frames)."""
-    return _align(image, landmarks, options)
+    return align_to(image, landmarks, options)
 
 
-def _align(image: np.ndarray, landmarks: np.ndarray, o: CropOptions) -> tuple[np.ndarray, float]:
+def align_to(image: np.ndarray, landmarks: np.ndarray, o: CropOptions) -> tuple[np.ndarray, float]:
     """``(crop uint8 BGR (S, S, 3), native face size in px)`` of ``image`` aligned to
     ``landmarks`` (5, 2) at ``o.size``, a small face enlarged as ``o.upscale`` says."""
     native = native_face_size(landmarks)
@@ -353,14 +439,16 @@ def _align(image: np.ndarray, landmarks: np.ndarray, o: CropOptions) -> tuple[np
 
 def detect_faces(
     source: ImageInput, detector: str = DEFAULT_DETECTOR, det_thresh: float | None = None
-) -> tuple[np.ndarray, list[Face]]:
-    """Read ``source`` and detect every face: returns (BGR image, faces largest first).
+) -> tuple[np.ndarray, Found]:
+    """Read ``source`` and find every face (:func:`lrface.find_face.find_faces`, retries
+    included): returns (uint8 BGR image, :class:`~lrface.find_face.Found`: the faces
+    largest first and the pass and detector that found them).
 
     ``detector`` and ``det_thresh`` are validated as in :class:`CropOptions`.
     """
     CropOptions(detector=detector, det_thresh=det_thresh)
     image = read_image(source)
-    return image, load_detector(detector, det_thresh).detect(image)
+    return image, find_faces(image, detector, det_thresh)
 
 
 # ---------------------------------------------------------------------- batches
@@ -372,12 +460,18 @@ class CropResult(NamedTuple):
     ``crop``: uint8 BGR (S, S, 3), or None when the image failed.  ``error``: "" on
     success, else a one-line reason (without the path, which the caller prints once).
     ``fallback``: no face was found and the whole image was resized
-    (``on_no_face="resize"``).
+    (``on_no_face="resize"``).  ``face_size``: the face's native size in px and
+    ``crop_kind``: what the crop was cut as (:class:`PreparedFace`; what
+    :func:`lrface.api.choose_model` routes by).  ``info``: the face's
+    :meth:`PreparedFace.to_dict` without box and landmarks (empty on failure).
     """
 
     crop: np.ndarray | None
     error: str
     fallback: bool = False
+    face_size: float = 0.0
+    crop_kind: str = ""
+    info: dict | None = None
 
 
 def prepare_crop(path: str | os.PathLike[str], options: CropOptions) -> CropResult:
@@ -395,7 +489,8 @@ def prepare_crop(path: str | os.PathLike[str], options: CropOptions) -> CropResu
     label = str(path)
     try:
         face = prepare_face(path, options, name=label)
-        return CropResult(face.crop, "", face.fallback)
+        info = {k: v for k, v in face.to_dict().items() if k not in ("box", "landmarks")}
+        return CropResult(face.crop, "", face.fallback, float(face.face_size), face.crop_kind, info)
     except LrfaceError as exc:
         return CropResult(None, _strip_label(_one_line(str(exc)), label))
     except Exception as exc:
@@ -433,7 +528,7 @@ class CropPreparer:
         self.options = options
         many = n_paths is None or n_paths >= POOL_MIN_PATHS
         self.workers = int(workers) if many else 0
-        if options.detect:
+        if options.detect or options.crop_mode == "auto":
             load_detector(options.detector, options.det_thresh)
         self._fn = functools.partial(prepare_crop, options=options)
         self.pool = WorkerPool(self.workers)

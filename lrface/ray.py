@@ -245,11 +245,12 @@ class _ShardWorker:
 
     def embed_shard(
         self, paths: list[str], start: int, options: CropOptions, batch_size: int
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
-        from .batch_embed import _embed_shard
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]], list[tuple[str, ...]]]:
+        from .batch_embed import _embed_routed
+        from .routing import ModelRouter
 
         results = [prepare_crop(p, options) for p in paths]
-        return _embed_shard(results, paths, start, self.embedder, batch_size)
+        return _embed_routed(results, paths, start, ModelRouter(self.embedder), batch_size)
 
     def pid(self) -> int:
         return os.getpid()
@@ -440,11 +441,13 @@ class RayEngine:
         shard_size: int,
         options: CropOptions,
         batch_size: int,
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray, list[tuple[int, str, str]]]]:
-        """Yield ``(k, emb, rows, failures)`` of each shard in ``todo``, as they complete.
+    ) -> Iterator[tuple]:
+        """Yield ``(k, emb, rows, failures, faces)`` of each shard in ``todo``, as they
+        complete.
 
-        ``emb`` float32 (n_k, D), ``rows`` int64 (n_k,) and ``failures`` ``(row, path,
-        error)``, exactly as the local engine computes them.  At most
+        ``emb`` float32 (n_k, D), ``rows`` int64 (n_k,), ``failures`` ``(row, path,
+        error)`` and ``faces`` (:data:`lrface.batch_embed.FACE_COLUMNS` per embedded row),
+        exactly as the local engine computes them.  At most
         ``IN_FLIGHT_PER_ACTOR`` shards per actor are in flight (bounded driver memory).
         """
         ray = self._ray
@@ -465,10 +468,10 @@ class RayEngine:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             k, worker = pending.pop(ready[0])
-            emb, idx, fails = _shard_result(ray, ready[0], k)
+            emb, idx, fails, faces = _shard_result(ray, ready[0], k)
             if queue:
                 submit(worker)  # the actor that just finished gets the next shard
-            yield k, emb, idx, fails
+            yield k, emb, idx, fails, faces
 
     def close(self) -> None:
         """Kill the actors; shut Ray down only if this engine started the cluster."""
@@ -492,10 +495,9 @@ class RayEngine:
         self.close()
 
 
-def _shard_result(
-    ray: Any, ref: Any, k: int
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
-    """``ray.get`` of shard ``k``'s ``(float32 (n, D) emb, int64 (n,) rows, failures)``.
+def _shard_result(ray: Any, ref: Any, k: int) -> tuple:
+    """``ray.get`` of shard ``k``'s ``(float32 (n, D) emb, int64 (n,) rows, failures,
+    faces)``.
 
     An actor that died more than ``MAX_RETRIES`` times, or an :class:`LrfaceError` raised
     in the actor, becomes a one-line :class:`LrfaceError`; other task errors propagate.

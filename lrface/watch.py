@@ -409,8 +409,8 @@ def load_watchlist(path: str | Path, progress: bool = False) -> Any:
         )
     if p.is_file() or is_ivf_gallery(p):
         return open_gallery(p)
-    from .api import TEACHER
     from .gallery import build_gallery
+    from .routing import TEACHER
 
     gallery, failures = build_gallery(p, load_embedder(TEACHER), progress=progress)
     if failures:

@@ -30,7 +30,9 @@ def test_embed_pre_cut_crops_of_any_size(aligned_crop):
 
 def test_detect_api(multi_face_image):
     faces = lrface.detect(multi_face_image)
-    assert len(faces) == 6 and set(faces[0]) == {"box", "landmarks", "score"}
+    assert len(faces) == 6
+    assert set(faces[0]) == {"box", "landmarks", "score", "found_by", "found_with"}
+    assert faces[0]["found_by"] == "image"  # found by the first pass: no retry ran
 
 
 def test_default_model_is_chosen_per_face(same_pair, diff_pair):

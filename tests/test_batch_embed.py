@@ -372,9 +372,10 @@ def test_crop_options_are_used_and_recorded(teacher, multi_face_image, tmp_path)
         ({"det_thresh": float("nan")}, "between 0 and 1"),
         ({"face_index": -1}, ">= 0"),
         ({"size": 4}, "crop size"),
-        ({"detect": False, "det_thresh": 0.5}, "--det-thresh only appl"),
+        ({"detect": False, "crop_mode": "aligned", "det_thresh": 0.5}, "--det-thresh only appl"),
         ({"detect": False, "face_index": 0}, "--face-index only appl"),
-        ({"detect": False, "detector": "yunet"}, "--detector only appl"),
+        ({"detect": False, "crop_mode": "box", "detector": "yunet"}, "--detector only appl"),
+        ({"crop_mode": "aligned"}, "--crop-mode aligned applies to pre-cut crops"),
     ],
 )
 def test_crop_options_refuse_bad_or_unused_values(kwargs, needle):

@@ -65,20 +65,57 @@ def test_verify_pre_cut_crops(tmp_path, same_pair):
         crops.append(tmp_path / f"c{i}.png")
         cv2.imwrite(str(crops[-1]), crop)
     res = json.loads(
-        run("verify", *crops, "--no-detect", "--json", "--model", "mobilefacenet-arcface").stdout
-    )
+        run(
+            "verify", *crops, "--no-detect", "--crop-mode", "aligned", "--json",
+            "--model", "mobilefacenet-arcface",
+        ).stdout
+    )  # fmt: skip
     assert res["same"] is True
     assert [im["crop"] for im in res["images"]] == ["given", "given"]
+    assert [im["crop_mode"] for im in res["images"]] == ["aligned", "aligned"]
+    # the default crop mode (auto) finds the landmarks inside the aligned crops and aligns
+    res = json.loads(run("verify", *crops, "--no-detect", "--json").stdout)
+    assert res["same"] is True
+    assert [im["crop"] for im in res["images"]] == ["aligned-5pt", "aligned-5pt"]
+    assert [im["crop_mode"] for im in res["images"]] == ["auto", "auto"]
+    assert all(im["found_by"] and im["found_with"] for im in res["images"])
+    assert res["models"] == ["mobilefacenet-arcface"] * 2  # 112-px faces: the teacher
+
+
+def test_crop_modes_per_crop_tight_box_crops(tmp_path, same_pair):
+    """Unaligned box crops (the detector's box, 1.1x, 200 px, as a CCTV system cuts them):
+    auto aligns inside them, box embeds them as boxes with the box model, and --json says
+    per crop which path was used and which model embedded it."""
+    from lrface.degrade import box_crop
+
+    crops = []
+    for i, src in enumerate(same_pair):
+        img = read_image(src)
+        face = load_detector("auto").detect(img)[0]
+        crops.append(tmp_path / f"b{i}.png")
+        cv2.imwrite(str(crops[-1]), box_crop(img, face.box, margin=1.1, size=200))
+    auto = json.loads(run("verify", *crops, "--no-detect", "--json").stdout)
+    assert [im["crop"] for im in auto["images"]] == ["aligned-5pt"] * 2
+    assert auto["same"] is True
+    box = json.loads(run("verify", *crops, "--no-detect", "--crop-mode", "box", "--json").stdout)
+    assert [im["crop"] for im in box["images"]] == ["box", "box"]
+    assert box["models"] == ["lrface-mbf", "lrface-mbf"]  # no landmarks: the box model
+    assert auto["similarity"] != box["similarity"]
+    bad = run("verify", *crops, "--crop-mode", "box")
+    assert bad.returncode == 2 and "--crop-mode box applies to pre-cut crops" in bad.stderr
 
 
 @pytest.mark.parametrize("command", ["verify", "embed"])
 def test_help_says_which_crop_every_model_expects(command):
-    """verify/embed -h: the aligned crop every model expects, and what --no-detect needs."""
+    """verify/embed -h: the aligned crop every model expects, the retries, and how
+    --no-detect crops are read (--crop-mode)."""
     text = " ".join(run(command, "-h", check=0).stdout.split())
     assert "expects a face aligned to the 5-point ArcFace template at 112x112" in text
-    assert "small ones included" in text and "5 landmarks" in text
-    assert "they must be aligned to the 5-point ArcFace template" in text  # --no-detect
-    assert "'box' rows of benchmarks/RESULTS.md" in text
+    assert "aligned by their 5 landmarks" in text and "then with the other detector" in text
+    assert "--crop-mode {auto,aligned,box}" in text
+    assert "auto (default: look for the face's landmarks inside" in text
+    if command == "embed":
+        assert "lrface.choose_model" in text and "face_models" in text
 
 
 def _bad_inputs(tmp_path, lfw_image):

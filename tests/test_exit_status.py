@@ -90,15 +90,13 @@ def test_embed_success_partial_total(capsys, files, tmp_path):
     ("args", "needle"),
     [
         (["--detector", "bogus"], "unknown detector; choose one of"),
+        (["--det-thresh", "5"], "between 0 and 1"),
+        (["--det-thresh", "nan"], "between 0 and 1"),
         (
-            ["--det-thresh", "5"],
-            "--det-thresh must be a number between 0 and 1 (exclusive), got 5.0",
+            ["--no-detect", "--crop-mode", "aligned", "--det-thresh", "0.5"],
+            "--det-thresh only appl",
         ),
-        (
-            ["--det-thresh", "nan"],
-            "--det-thresh must be a number between 0 and 1 (exclusive), got nan",
-        ),
-        (["--no-detect", "--det-thresh", "0.5"], "--det-thresh only appl"),
+        (["--crop-mode", "box"], "--crop-mode box applies to pre-cut crops"),
         (["--no-detect", "--face-index", "0"], "--face-index only appl"),
         (["--face-index", "-1"], ">= 0"),
     ],
@@ -186,8 +184,9 @@ def test_gallery_build_statuses(capsys, tree, tmp_path):
     assert err.strip().splitlines()[-1].startswith(f"error: {junk}: none of its 2 images")
 
     rc, _, err = run(
-        capsys, "gallery", "build", tree, "--out", out2, "--no-detect", "--det-thresh", "0.5"
-    )
+        capsys, "gallery", "build", tree, "--out", out2, "--no-detect", "--crop-mode", "box",
+        "--det-thresh", "0.5",
+    )  # fmt: skip
     assert rc == 2 and "--det-thresh only appl" in err and not out2.exists()
 
 

@@ -363,6 +363,40 @@ def test_cli_identify_directory_batched(tree, built, tmp_path, capsys):
     assert lines[0].count(str(broken)) == 1 and "not a readable image" in lines[0]
 
 
+def test_cli_identify_routes_each_probe(tree, built, tmp_path, capsys):
+    """Without --model each probe goes to the model verify would choose (a small face to
+    lrface-mbf, in the teacher gallery's space, with its calibrated threshold; a large one
+    to the teacher), recorded per probe in --json; --model forces one."""
+    import cv2
+
+    from lrface.cli import main
+
+    gallery, _ = built
+    gfile = tmp_path / "g.npz"
+    gallery.save(gfile)
+    _, held_out, _ = tree
+    name = PEOPLE[0]
+    big = tmp_path / "big.png"
+    small = tmp_path / "small.png"
+    img = cv2.imread(str(held_out[name]))
+    cv2.imwrite(str(big), img)
+    cv2.imwrite(str(small), cv2.resize(img, (80, 80), interpolation=cv2.INTER_AREA))
+    rc = main(["identify", str(big), str(small), "--gallery", str(gfile), "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert [r["model"] for r in res] == ["mobilefacenet-arcface", "lrface-mbf"]
+    assert res[1]["face"]["face_size_px"] < 64 <= res[0]["face"]["face_size_px"]
+    assert all(r["face"]["crop"] == "aligned-5pt" for r in res)
+    assert [r["identity"] for r in res] == [name, name]
+    rc = main(
+        ["identify", str(big), str(small), "--gallery", str(gfile), "--json", "--model",
+         "mobilefacenet-arcface"]
+    )  # fmt: skip
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == [
+        "mobilefacenet-arcface"
+    ] * 2
+
+
 # ------------------------------------------------------------------ corrupt files
 
 

@@ -490,3 +490,29 @@ def test_folder_box_realistic_probes(own_cache, teacher, folder_tree):
     assert "detector-box crops" in res["caption"]
     with pytest.raises(LrfaceError, match="--no-detect"):
         folder_proto.evaluate_folder([teacher], root, no_detect=True, probe_crop="box")
+
+
+def test_lfw_given_probes_are_read_as_pre_cut_crops(condition_results, teacher):
+    """--probe-crop given: the detector-box probe, reduced, then read by the default crop
+    mode (landmarks searched inside the 16-px crop); recorded, and most probes aligned."""
+    res = _evaluate_lfw(teacher, modes=("hr-lr",), sizes=(16,), pair_indices=SMALL,
+                        probe_crop="given")  # fmt: skip
+    desc, e = res["description"], _entry(res, mode="hr-lr")
+    assert desc["condition"]["probe_crop"] == "given" and e["probe_crop"] == "given"
+    assert desc["recipes"]["16"].endswith("then read as a pre-cut crop (--crop-mode auto)")
+    assert "read as pre-cut crops" in res["caption"]
+    assert 0.8 <= e["given_aligned_fraction"] <= 1.0
+    box = _entry(condition_results[("clean", "box")], mode="hr-lr")["metrics"]["auc"]
+    assert e["metrics"]["auc"] != box  # the same box probes, aligned inside where found
+
+
+def test_folder_given_probes(own_cache, teacher, folder_tree):
+    root, _ = folder_tree
+    res = folder_proto.evaluate_folder(
+        [teacher], root, sizes=(24,), probe_crop="given", progress=False
+    )
+    e = res["results"][0]
+    assert e["probe_crop"] == "given" and res["description"]["box_fallbacks"] == 0
+    assert e["metrics"]["n_probes"] == 20 and e["metrics"]["cmc"][1] >= 0.5
+    with pytest.raises(LrfaceError, match="--no-detect"):
+        folder_proto.evaluate_folder([teacher], root, no_detect=True, probe_crop="given")

@@ -268,8 +268,10 @@ class BenchmarkConfig:
         default="aligned",
         metadata=arg(
             "lfw/folder: how a probe is cut from its photo before the reduction: 'aligned' "
-            "(default, 5-point template) or 'box' (the detector's box made square, 1.1x, no "
-            "landmarks); the HR side stays aligned",
+            "(default, 5-point template), 'box' (the detector's box made square, 1.1x, no "
+            "landmarks) or 'given' (that box crop, reduced, then read as a pre-cut crop by "
+            "the default --crop-mode auto: aligned by the landmarks found inside it, else as "
+            "a box); the HR side stays aligned",
             metavar="KIND",
             protocols=("lfw", "folder"),
         ),

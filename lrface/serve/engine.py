@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..api import LR_STUDENT, TEACHER, verify_detailed
+from ..api import verify_detailed
 from ..cli_options import ServeOptions
 from ..detect import DEFAULT_DETECTOR, load_detector, resolve_detector
 from ..errors import LrfaceError
@@ -35,6 +35,7 @@ from ..models.embedder import Embedder
 from ..models.loader import load_embedder
 from ..models.registry import all_models, find
 from ..pipeline import CropOptions, PreparedFace, prepare_face
+from ..routing import LR_STUDENT, TEACHER
 from .limits import Deadline
 from .store import GalleryStore
 

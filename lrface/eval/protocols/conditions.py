@@ -1,11 +1,14 @@
 """Probe conditions shared by the protocols: ``--degrade clean|realistic`` and
-``--probe-crop aligned|box``, their checks, recipes and descriptions, and the crops they
-start from (:func:`box_crops`: the detector's box instead of the aligned face).
+``--probe-crop aligned|box|given``, their checks, recipes and descriptions, and the crops
+they start from (:func:`box_crops`: the detector's box instead of the aligned face;
+:func:`given_landmarks` / :func:`given_crop`: that box, reduced, read as a pre-cut crop by
+the default crop mode).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,12 @@ from ...degrade import degrade as _degrade
 from ...detect import DEFAULT_DETECTOR
 from ...errors import LrfaceError
 from ...fileio import save_npz_atomic
+from ...given_crop import ENLARGE_SIDE, MIN_FACE_FRACTION
+from ...workers import map_items
 from .common import file_signature
+
+#: Version of the ``given`` probe recipe (part of its cache keys).
+GIVEN_VERSION = 1
 
 
 def degradation_for(size: int, recipe: Degradation | None) -> Degradation:
@@ -55,9 +63,10 @@ def check_condition(kind: str, probe_crop: str) -> None:
 def check_box_needs_detection(probe_crop: str, detect: bool) -> None:
     """Raise a one-line :class:`LrfaceError` for ``--probe-crop box`` with ``--no-detect``
     (the box is the detector's)."""
-    if probe_crop == "box" and not detect:
+    if probe_crop in ("box", "given") and not detect:
         raise LrfaceError(
-            "--probe-crop box cuts the detector's box; it cannot be combined with --no-detect"
+            f"--probe-crop {probe_crop} cuts the detector's box; it cannot be combined with "
+            "--no-detect"
         )
 
 
@@ -65,10 +74,12 @@ def condition_recipe(deg: Degradation, kind: str, probe_crop: str) -> str:
     """The probe recipe of one size under a condition (the plain ``deg.describe()`` for
     clean aligned probes)."""
     text = deg.describe()
-    if probe_crop == "box":
+    if probe_crop in ("box", "given"):
         text = f"box crop ({BOX_MARGIN:g}x detector box, square, {BOX_HR_SIDE}px), " + text
     if kind == "realistic":
         text += "; then " + REALISTIC.describe()
+    if probe_crop == "given":
+        text += "; then read as a pre-cut crop (--crop-mode auto)"
     return text
 
 
@@ -80,20 +91,38 @@ def condition_info(kind: str, probe_crop: str, detector: str) -> dict[str, Any]:
         if kind == "realistic"
         else "none: area reduction only",
         "probe_crop": probe_crop,
-        "probe_crop_recipe": (
-            f"{detector} box of the face (no landmarks), made square around its centre with "
-            f"side {BOX_MARGIN:g} x max(w, h), cut from the HR photo (edge replicated "
-            f"outside), area-resized to {BOX_HR_SIDE}x{BOX_HR_SIDE}, then reduced"
-        )
-        if probe_crop == "box"
-        else "5-point ArcFace template alignment at 112x112, then reduced",
+        "probe_crop_recipe": _crop_recipe(probe_crop, detector),
     }
+
+
+def _crop_recipe(probe_crop: str, detector: str) -> str:
+    if probe_crop == "aligned":
+        return "5-point ArcFace template alignment at 112x112, then reduced"
+    box = (
+        f"{detector} box of the face (no landmarks), made square around its centre with "
+        f"side {BOX_MARGIN:g} x max(w, h), cut from the HR photo (edge replicated "
+        f"outside), area-resized to {BOX_HR_SIDE}x{BOX_HR_SIDE}, then reduced"
+    )
+    if probe_crop == "box":
+        return box
+    return (
+        box + " (and degraded); then handed to the default crop mode of pre-cut crops "
+        f"(--crop-mode auto, lrface.given_crop: enlarged to >= {ENLARGE_SIDE}px, searched "
+        f"by {detector} on a grey-padded copy then the crop, then the other detector; a face "
+        f">= {MIN_FACE_FRACTION:g} of the crop centred inside it is aligned by its 5 "
+        "landmarks at its native size and enlarged bicubically to the model's input; "
+        "otherwise the crop is resized (box path))"
+    )
 
 
 def condition_caption(kind: str, probe_crop: str) -> str:
     """``"probes: aligned crops, clean"``-style caption suffix."""
     what = "realistic blur/noise/JPEG" if kind == "realistic" else "clean area reduction"
-    crop = "detector-box crops" if probe_crop == "box" else "aligned crops"
+    crop = {
+        "aligned": "aligned crops",
+        "box": "detector-box crops",
+        "given": "detector-box crops read as pre-cut crops (--crop-mode auto)",
+    }[probe_crop]
     return f"probes: {crop}, {what}"
 
 
@@ -151,3 +180,67 @@ def box_crops(
     if use_cache:
         save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
     return crops, fallback, boxes
+
+
+def _landmarks_of(probe: np.ndarray, detector: str) -> tuple[np.ndarray, bool]:
+    """``(float32 (5, 2) landmarks in the probe's pixels, found)`` of one given probe."""
+    from ...given_crop import landmarks_in_crop
+
+    inside = landmarks_in_crop(probe, detector)
+    if inside is None:
+        return np.zeros((5, 2), np.float32), False
+    return inside.landmarks.astype(np.float32), True
+
+
+def given_landmarks(
+    probes: Sequence[np.ndarray],
+    detector: str,
+    key_parts: Sequence[object],
+    progress: bool = True,
+    use_cache: bool = True,
+    workers: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The landmarks the default crop mode finds inside each ``--probe-crop given`` probe
+    (:func:`lrface.given_crop.landmarks_in_crop`; uint8 BGR probes of any size).
+
+    ``key_parts`` must identify the probes exactly (their source and recipe); cached under
+    :func:`lrface.cache.cache_dir`.  Returns float32 (N, 5, 2) landmarks in each probe's
+    pixels and bool (N,) found (False: the probe takes the box path).
+    """
+    from ...detect import resolve_detector
+
+    used = resolve_detector(detector)
+    key = digest(
+        "given-landmarks", GIVEN_VERSION, used, ENLARGE_SIDE, MIN_FACE_FRACTION, *key_parts
+    )
+    fn = cache_dir() / f"given-{key}.npz"
+    if use_cache and fn.is_file():
+        with np.load(fn, allow_pickle=False) as z:
+            if len(z["found"]) == len(probes):
+                return z["landmarks"], z["found"]
+    lms = np.zeros((len(probes), 5, 2), np.float32)
+    found = np.zeros(len(probes), bool)
+    results = map_items(
+        functools.partial(_landmarks_of, detector=used),
+        list(probes),
+        workers,
+        progress=progress,
+        desc=f"landmarks in given crops ({used})",
+    )
+    for i, (lm, ok) in enumerate(results):
+        lms[i], found[i] = lm, ok
+    if use_cache:
+        save_npz_atomic(fn, landmarks=lms, found=found)
+    return lms, found
+
+
+def given_crop(probe: np.ndarray, landmarks: np.ndarray | None, size: int) -> np.ndarray:
+    """The crop a model of input side ``size`` gets for a given ``probe`` (uint8 BGR) under
+    the default crop mode: aligned by ``landmarks`` (float32 (5, 2), native size then
+    bicubic) or, with None, the box path (resized).  uint8 BGR (size, size, 3)."""
+    from ...align import resize_crop
+    from ...pipeline import CropOptions, align_to
+
+    if landmarks is None:
+        return resize_crop(probe, size)
+    return align_to(probe, landmarks, CropOptions(size=size))[0]

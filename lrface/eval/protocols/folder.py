@@ -8,8 +8,10 @@ every other image is a probe, reduced to each size of ``sizes`` ("distances") wi
 gallery, and a fraction of identities can be left out of the gallery so their probes are
 non-mated (open-set DIR@FPIR; without non-mated probes DIR is NaN).  Probe conditions as
 in the LFW protocol: ``degrade="realistic"`` (each probe's draw fixed by a hash of its path
-relative to ROOT and the size) and ``probe_crop="box"`` (the largest face's detector box,
-square, :func:`box_crops`); the gallery stays aligned and clean.
+relative to ROOT and the size), ``probe_crop="box"`` (the largest face's detector box,
+square, :func:`box_crops`) and ``probe_crop="given"`` (that box crop, reduced, read by the
+default crop mode of pre-cut crops: aligned by the landmarks found inside it, else as a
+box); the gallery stays aligned and clean.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from .conditions import (
     condition_recipe,
     degradation_for,
     degrade_probe,
+    given_crop,
+    given_landmarks,
     stable_seed,
 )
 
@@ -145,7 +149,7 @@ class _FolderCrops:
     detect: bool
     detector: str
     degrade: str  # "clean" | "realistic"
-    probe_crop: str  # "aligned" | "box"
+    probe_crop: str  # "aligned" | "box" | "given"
     crops: np.ndarray  # uint8 BGR (N, 112, 112, 3), aligned (resized without detection)
     fallback: np.ndarray  # bool (N,): no face found, resized instead
     sigs: list[str]  # file signature of each image (cache keys, clean noise seeds)
@@ -155,7 +159,7 @@ class _FolderCrops:
     crop_key: tuple[Any, ...]
     probe_src: np.ndarray  # uint8 BGR (N, 112, 112, 3): what the probes are reduced from
     probe_key: tuple[Any, ...]
-    box_fallback: np.ndarray | None  # bool (P,) with probe_crop="box", else None
+    box_fallback: np.ndarray | None  # bool (P,) with probe_crop box/given, else None
 
 
 def evaluate_folder(
@@ -184,7 +188,7 @@ def evaluate_folder(
     then reduced to each size of ``sizes`` (``recipe``, default area reduction) and
     embedded by the model.  ``nonmated_fraction`` of the identities with probes
     (deterministic, ``seed``) are left out of the gallery so their probes are non-mated.
-    ``degrade`` (``clean``/``realistic``) and ``probe_crop`` (``aligned``/``box``) set the
+    ``degrade`` (``clean``/``realistic``) and ``probe_crop`` (``aligned``/``box``/``given``) set the
     probe condition (see the module docstring); ``box`` needs detection (not ``no_detect``).
 
     Returns ``{"protocol", "description", "models", "hr_model", "caption", "results"}``;
@@ -270,13 +274,13 @@ def _prepare(
     pi = np.array([index[p] for p in split.probe_paths])
     crop_key: tuple[Any, ...] = ("prepared", detect, detector)
     probe_src, probe_key, fb_box = crops, crop_key, None
-    if probe_crop == "box":
+    if probe_crop in ("box", "given"):
         probe_src = np.zeros_like(crops)
         bcrops, fb_box, _ = box_crops(
             [all_paths[i] for i in pi], detector, progress=progress, use_cache=use_cache
         )
         probe_src[pi] = bcrops
-        probe_key = ("box", BOX_MARGIN, BOX_HR_SIDE, detector)
+        probe_key = (probe_crop, BOX_MARGIN, BOX_HR_SIDE, detector)
     rel_seed = [stable_seed(_relative(p, root)) for p in all_paths]
     if degrade == "realistic":
         probe_key = (*probe_key, "realistic", REALISTIC.describe(), *(rel_seed[i] for i in pi))
@@ -306,18 +310,33 @@ def _embed_probes(
     """The probes reduced by ``deg`` under the run's condition, embedded by ``emb``
     (cached): float32 (P, D)."""
 
-    def load(a: int, b: int) -> list[np.ndarray]:
+    def reduce(i: int) -> np.ndarray:
         if fc.degrade == "realistic":
+            return degrade_probe(fc.probe_src[i], deg, fc.degrade, fc.rel_seed[i])
+        return _degrade(fc.probe_src[i], deg, stable_seed(fc.sigs[i]))
+
+    key = (*fc.probe_key, deg.describe(), deg, *[fc.sigs[i] for i in fc.pi])
+    if fc.probe_crop == "given":  # read as pre-cut crops: landmarks searched inside
+        probes = [reduce(i) for i in fc.pi]
+        lms, found = given_landmarks(probes, fc.detector, key, progress, use_cache)
+
+        def load(a: int, b: int) -> list[np.ndarray]:
             return [
-                degrade_probe(fc.probe_src[i], deg, fc.degrade, fc.rel_seed[i]) for i in fc.pi[a:b]
+                given_crop(probes[k], lms[k] if found[k] else None, emb.input_size)
+                for k in range(a, b)
             ]
-        return [_degrade(fc.probe_src[i], deg, stable_seed(fc.sigs[i])) for i in fc.pi[a:b]]
+
+        key = (*key, "given-crop", emb.input_size)
+    else:
+
+        def load(a: int, b: int) -> list[np.ndarray]:
+            return [reduce(i) for i in fc.pi[a:b]]
 
     return embed_cached(
         emb,
         len(fc.pi),
         load,
-        (*fc.probe_key, deg.describe(), deg, *[fc.sigs[i] for i in fc.pi]),
+        key,
         desc=f"probes {deg.size}px",
         progress=progress,
         use_cache=use_cache,

@@ -22,8 +22,11 @@ index in ``pairs.txt`` (:func:`lrface.degrade.realistic_rng` with ``(pair index,
 side)``: the same inputs in every run and every subset); ``probe_crop="box"`` replaces the
 aligned crop of every *reduced* image by the detector's square box around the face (the
 most central face, as for alignment; :func:`lrface.degrade.box_crop`, no landmarks), cut
-from the HR photo.  The HR side of ``hr-lr`` and both sides of ``hr-hr`` stay aligned and
-clean.
+from the HR photo; ``probe_crop="given"`` reduces (and degrades) that box crop and hands it
+to the default crop mode of pre-cut crops, as a user's ``--no-detect`` crop is read
+(:mod:`lrface.given_crop`: aligned by the landmarks found inside it, else the box path);
+given probes are made per pair and side, clean ones too.  The HR side of ``hr-lr`` and both
+sides of ``hr-hr`` stay aligned and clean.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ from .conditions import (
     condition_recipe,
     degradation_for,
     degrade_probe,
+    given_crop,
+    given_landmarks,
     stable_seed,
 )
 
@@ -312,7 +317,10 @@ class _PairSet:
         detector: str,
         progress: bool,
         probe_crop: str = "aligned",
+        load_aligned: bool = True,
     ) -> None:
+        """``load_aligned=False``: without the aligned crops (only the probe crops; for
+        :func:`precompute_given`)."""
         self.pairs = pairs
         official = {id(p): i for i, p in enumerate(lfw.pairs)}
         #: index of each pair among the official pairs (seeds of the realistic draws)
@@ -323,13 +331,18 @@ class _PairSet:
         self.ib = np.array([pos[p.b] for p in pairs], np.int64)
         self.labels = np.array([p.same for p in pairs], bool)
         _, self.folds = np.unique([p.fold for p in pairs], return_inverse=True)
-        self.crops, self.rows, fb = load_crops(lfw, self.rels, detector, progress)
-        self.n_fallback = int(fb[self.rows].sum())
+        self.crops, self.rows, self.n_fallback = np.zeros((0, 112, 112, 3), np.uint8), self.ia, 0
+        if load_aligned:
+            self.crops, self.rows, fb = load_crops(lfw, self.rels, detector, progress)
+            self.n_fallback = int(fb[self.rows].sum())
         self.source_key = (str(Path(lfw.image_dir).resolve()), detector)
         self.probe_crop = probe_crop
         self.box_crops: np.ndarray | None = None
         self.n_box_fallback = 0
-        if probe_crop == "box":
+        self.detector = detector
+        #: fraction of given probes aligned by landmarks, per (size, degrade kind, side)
+        self.given_found: dict[tuple[int, str, int], float] = {}
+        if probe_crop in ("box", "given"):
             self.box_crops, bfb, _ = load_box_crops(lfw, self.rels, detector, progress)
             self.n_box_fallback = int(bfb.sum())
 
@@ -383,6 +396,11 @@ class _PairSet:
         of :meth:`embed`); realistic ones once per pair and side, with the draw of
         ``(pair index, size, side)``.
         """
+        if self.probe_crop == "given":
+            return {
+                side: self._given_probes(emb, deg, degrade_kind, side, progress, use_cache)
+                for side in sides
+            }
         if degrade_kind == "clean":
             per_image = self._clean_probes(emb, deg, progress, use_cache)
             return {0: per_image[self.ia], 1: per_image[self.ib]}
@@ -393,7 +411,57 @@ class _PairSet:
 
     def _crop_key(self) -> tuple[Any, ...]:
         """What the probe crops are cut as, for the embedding cache key."""
-        return ("box", BOX_MARGIN, BOX_HR_SIDE) if self.probe_crop == "box" else ("aligned",)
+        if self.probe_crop in ("box", "given"):
+            return (self.probe_crop, BOX_MARGIN, BOX_HR_SIDE)
+        return ("aligned",)
+
+    def given_inputs(
+        self, deg: Degradation, degrade_kind: str, side: int, progress: bool, use_cache: bool
+    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, tuple[Any, ...]]:
+        """``(probes, landmarks, found, key)`` of the given probes of image ``side``: uint8
+        BGR ``s x s`` probes per pair, float32 (n_pairs, 5, 2) landmarks and bool
+        (n_pairs,) found (:func:`given_landmarks`, cached) and the cache key of the probes."""
+        img = self.ia if side == 0 else self.ib
+        probes = [
+            degrade_probe(self.probe_crop_of(img[k]), deg, degrade_kind, self.index[k], side)
+            for k in range(len(self.pairs))
+        ]
+        ids = [f"{self.index[k]}:{self.rels[img[k]]}" for k in range(len(self.pairs))]
+        recipe = condition_recipe(deg, degrade_kind, self.probe_crop)
+        key = (*self.source_key, *self._crop_key(), degrade_kind, recipe, f"{deg!r}", side, *ids)
+        lms, found = given_landmarks(probes, self.detector, key, progress, use_cache)
+        return probes, lms, found, key
+
+    def _given_probes(
+        self,
+        emb: Embedder,
+        deg: Degradation,
+        degrade_kind: str,
+        side: int,
+        progress: bool,
+        use_cache: bool,
+    ) -> np.ndarray:
+        """(n_pairs, D) embeddings of each pair's image ``side`` as a given crop: its box
+        crop reduced (and degraded with the draw of ``(pair index, size, side)``), then
+        aligned by the landmarks the default crop mode finds inside it, or resized."""
+        probes, lms, found, key = self.given_inputs(deg, degrade_kind, side, progress, use_cache)
+        self.given_found[(deg.size, degrade_kind, side)] = float(found.mean())
+
+        def load_pairs(a: int, b: int) -> list[np.ndarray]:
+            return [
+                given_crop(probes[k], lms[k] if found[k] else None, emb.input_size)
+                for k in range(a, b)
+            ]
+
+        return embed_cached(
+            emb,
+            len(self.pairs),
+            load_pairs,
+            (*key, emb.input_size),
+            desc=f"{deg.size}px given {degrade_kind} side {side}",
+            progress=progress,
+            use_cache=use_cache,
+        )
 
     def _clean_probes(
         self, emb: Embedder, deg: Degradation, progress: bool, use_cache: bool
@@ -590,6 +658,9 @@ class _Run:
             rep = _pairs_report(scores, ps.labels, ps.folds, self.fars)
             condition = (self.degrade, self.probe_crop)
             entries.append(_entry(rep, emb.name, hr_name, mode, deg.size, text, condition))
+            if self.probe_crop == "given":  # share of probes aligned by found landmarks
+                found = ps.given_found[(deg.size, self.degrade, 1)]
+                entries[-1]["given_aligned_fraction"] = round(found, 4)
         return entries
 
 
@@ -683,11 +754,34 @@ def _describe(
         "alignment": f"{detector} detection (most central face), 5-point ArcFace alignment "
         "to 112x112 (lrface.datasets.facecache.aligned_crops)",
         "alignment_fallbacks": ps.n_fallback,
-        "box_fallbacks": ps.n_box_fallback if condition[1] == "box" else None,
+        "box_fallbacks": ps.n_box_fallback if condition[1] in ("box", "given") else None,
         "score": "cosine similarity of L2-normalised embeddings",
         "threshold": "k-fold cross-validation: each fold's threshold maximises accuracy on "
         "the other folds",
     }
+
+
+def precompute_given(
+    data: str | Path,
+    sizes: Sequence[int],
+    degrade_kinds: Sequence[str] = ("clean",),
+    split: str = "test",
+    detector: str = DEFAULT_DETECTOR,
+    progress: bool = True,
+    max_pairs_per_fold: int | None = None,
+) -> dict[str, float]:
+    """Find (and cache) the landmarks of the ``--probe-crop given`` hr-lr probes of
+    ``split`` without the aligned crops, so a later :func:`evaluate_lfw` with the same
+    arguments reads them from the cache.  Returns ``{"<kind>/<size>": fraction found}``."""
+    lfw = LFW(data)
+    pairs = select_pairs(lfw, split, max_pairs_per_fold)
+    ps = _PairSet(lfw, pairs, detector, progress, "given", load_aligned=False)
+    out = {}
+    for kind in degrade_kinds:
+        for s in sizes:
+            found = ps.given_inputs(degradation_for(s, None), kind, 1, progress, True)[2]
+            out[f"{kind}/{s}"] = float(found.mean())
+    return out
 
 
 def readme_table(result: dict[str, Any]) -> str:
