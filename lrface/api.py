@@ -82,8 +82,8 @@ def embed(
     face_index, face_size_px, crop, crop_mode?, found_by?, found_with?, box?, score?,
     model}`` (what was cut, how it was found and which model embedded it).  Raises
     :class:`LrfaceError` on the first bad image; for per-file error reporting over large
-    collections use :mod:`lrface.batch_embed`.  ``precision``: ``"int8"``/``"fp32"``/None (as named) for
-    a model given by name (:func:`lrface.models.loader.load_embedder`).
+    collections use :mod:`lrface.batch_embed`.  ``precision``: ``"int8"``/``"fp32"``/None
+    (as named) for models loaded by name (:func:`lrface.models.loader.load_embedder`).
     """
     if isinstance(images, str | bytes | os.PathLike | np.ndarray) or not isinstance(
         images, Sequence
@@ -175,9 +175,9 @@ def verify(
     LFW probes, 82.7 % on detector-box crops; ``benchmarks/RESULTS.md``); with
     ``detect=False`` each image is a pre-cut crop read by ``crop_mode`` (``auto``:
     aligned by the landmarks found inside it, else a box crop for the box model).  Each
-    face's ``"crop"`` in ``images`` says which it was.  ``precision="int8"`` embeds with each model's
-    statically quantized copy (thresholds: the fp32 model's), ``"fp32"`` with the float
-    model, None as named (:func:`lrface.models.loader.load_embedder`).
+    face's ``"crop"`` in ``images`` says which it was.  ``precision="int8"`` embeds with
+    each model's statically quantized copy (thresholds: the fp32 model's), ``"fp32"`` with
+    the float model, None as named (:func:`lrface.models.loader.load_embedder`).
     """
     return verify_detailed(
         image1,
