@@ -8,7 +8,9 @@ is measured).  Such a mixed pair needs its own threshold.  For each shipped stud
 script takes the LFW pairs of folds 1-5 (images of the *training* identities, never the
 test split), embeds the first image at full resolution with the teacher (flip fusion)
 and the second reduced to s x s (area; s in 12, 16, 20, 24, 32) with the student (flip
-fusion), and picks the threshold of maximum accuracy over all those pairs pooled.
+fusion; ``lrface-box``, the student for crops without landmarks: the detector's box crop
+of the second image, reduced), and picks the threshold of maximum accuracy over all those
+pairs pooled.
 ``--write`` stores it in the student's card (``weights/<name>.json``) as
 ``threshold_vs_teacher`` with a note; the weights and their sha256 are unchanged.
 """
@@ -24,19 +26,23 @@ import numpy as np
 from lrface.datasets.lfw import LFW
 from lrface.degrade import Degradation, degrade
 from lrface.eval.metrics import best_threshold
-from lrface.eval.protocols.lfw import load_crops
+from lrface.eval.protocols.lfw import load_box_crops, load_crops
 from lrface.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
 from lrface.models.registry import PACKAGE_WEIGHTS
 
 SIZES = (12, 16, 20, 24, 32)
-STUDENTS = ("lrface-mbf", "lrface-tiny-16", "lrface-tiny-24", "lrface-tiny-32")
+STUDENTS = ("lrface-mbf", "lrface-box", "lrface-tiny-16", "lrface-tiny-24", "lrface-tiny-32")
+#: Students for crops without landmarks: their LR side is the detector's box crop
+#: (``--probe-crop box``), as they are deployed.
+BOX_STUDENTS = ("lrface-box",)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/lfw"))
     ap.add_argument("--write", action="store_true", help="store the thresholds in the cards")
+    ap.add_argument("--models", default=",".join(STUDENTS), help="students to calibrate")
     args = ap.parse_args()
     lfw = LFW(args.data)
     pairs = lfw.split_pairs("val")
@@ -48,14 +54,21 @@ def main() -> None:
     labels = np.array([p.same for p in pairs], dtype=np.int64)
     hr = load_embedder("mobilefacenet-arcface").embed_crops(list(a))
     lr = {s: [degrade(c, Degradation(size=s)) for c in b] for s in SIZES}
-    for name in STUDENTS:
+    names = args.models.split(",")
+    if any(n in BOX_STUDENTS for n in names):
+        box, _, _ = load_box_crops(lfw, [p.b for p in pairs])
+        lr_box = {s: [degrade(c, Degradation(size=s)) for c in box] for s in SIZES}
+    for name in names:
         student = load_embedder(name)
-        scores = np.concatenate([(hr * student.embed_crops(lr[s])).sum(1) for s in SIZES])
+        probes = lr_box if name in BOX_STUDENTS else lr
+        scores = np.concatenate([(hr * student.embed_crops(probes[s])).sum(1) for s in SIZES])
         thr, acc = best_threshold(scores, np.tile(labels, len(SIZES)))
         note = (
             f"max accuracy ({100 * acc:.2f} %) on {len(pairs)} LFW pairs of folds 1-5 (training "
             f"identities) x {len(SIZES)} sizes: first image HR by the teacher, second reduced "
-            f"to {','.join(map(str, SIZES))} px (area) by {name}; "
+            f"to {','.join(map(str, SIZES))} px (area) by {name}"
+            + (" from the detector's box crop (no landmarks)" if name in BOX_STUDENTS else "")
+            + "; "
             "benchmarks/calibrate_verify_thresholds.py"
         )
         print(

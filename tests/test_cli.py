@@ -99,7 +99,7 @@ def test_crop_modes_per_crop_tight_box_crops(tmp_path, same_pair):
     assert auto["same"] is True
     box = json.loads(run("verify", *crops, "--no-detect", "--crop-mode", "box", "--json").stdout)
     assert [im["crop"] for im in box["images"]] == ["box", "box"]
-    assert box["models"] == ["lrface-mbf", "lrface-mbf"]  # no landmarks: the box model
+    assert box["models"] == ["lrface-box", "lrface-box"]  # no landmarks: the box model
     assert auto["similarity"] != box["similarity"]
     bad = run("verify", *crops, "--crop-mode", "box")
     assert bad.returncode == 2 and "--crop-mode box applies to pre-cut crops" in bad.stderr

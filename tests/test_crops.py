@@ -63,18 +63,18 @@ def _crops(img, face):
 def test_crop_modes_per_crop(photo_and_face):
     """embed(detect=False): auto aligns where landmarks are found inside the crop and takes
     the box path elsewhere; aligned and box do what they say; the result says per crop which
-    path and which model (box crops: the box model, lrface-mbf for now)."""
+    path and which model (box crops: the box model, lrface-box)."""
     crops = _crops(*photo_and_face)
     emb, info = lrface.embed(crops, detect=False, return_info=True)
     assert emb.shape == (3, 128)
     assert [i["crop"] for i in info] == ["aligned-5pt", "aligned-5pt", "box"]
     assert {i["crop_mode"] for i in info} == {"auto"}
     assert [i["model"] for i in info] == ["mobilefacenet-arcface", "mobilefacenet-arcface",
-                                          "lrface-mbf"]  # fmt: skip
+                                          "lrface-box"]  # fmt: skip
     assert "found_by" in info[1] and "found_by" not in info[2]
     # the box crop aligned inside matches the aligned crop far better than read as a box
     _, boxed = lrface.embed(crops[1:2], detect=False, crop_mode="box", return_info=True)
-    assert boxed[0]["crop"] == "box" and boxed[0]["model"] == "lrface-mbf"
+    assert boxed[0]["crop"] == "box" and boxed[0]["model"] == "lrface-box"
     _, given = lrface.embed(crops, detect=False, crop_mode="aligned", return_info=True)
     assert [i["crop"] for i in given] == ["given"] * 3
     forced = lrface.embed(crops[1:2], detect=False, model="lrface-mbf")
@@ -96,7 +96,7 @@ def test_crop_mode_options_that_do_not_apply_are_refused():
 def test_choose_model_rule():
     assert lrface.choose_model(20.0) == "lrface-mbf"
     assert lrface.choose_model(120.0) == "mobilefacenet-arcface"
-    assert lrface.choose_model(120.0, "box") == "lrface-mbf"  # no landmarks: the box model
+    assert lrface.choose_model(120.0, "box") == "lrface-box"  # no landmarks: the box model
     assert lrface.choose_model(120.0, "given") == "mobilefacenet-arcface"
 
 

@@ -49,6 +49,7 @@ SHIPPED_CARDS = {
     for name in (
         "mobilefacenet-arcface",
         "lrface-mbf",
+        "lrface-box",
         "lrface-tiny-16",
         "lrface-tiny-24",
         "lrface-tiny-32",
