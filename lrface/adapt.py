@@ -40,7 +40,7 @@ BATCH = 64
 
 def bn_statistics_from(net: Any, crops: np.ndarray, fmt: Any, batch: int = BATCH) -> int:
     """Replace the running statistics of every BatchNorm layer of ``net`` (a torch module)
-    by their cumulative average over ``crops`` (N, 112, 112, 3) uint8 BGR aligned faces and
+    by their cumulative average over ``crops`` (N, h, w, 3) uint8 BGR aligned faces and
     their mirror images, each converted to ``fmt`` (:class:`InputFormat`: the student's
     side, colour order, mean/std).  Weights are not touched; ``net`` ends in eval mode.
     Returns the number of BatchNorm layers re-estimated."""
