@@ -101,6 +101,22 @@ def lfw_embeddings(
     return l2_normalize(plain + mirror), got["fallback"].astype(bool)
 
 
+def _from_whole_lfw(
+    lfw: LFW, rels: list[str], teacher: Embedder, detector: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lfw_embeddings` of ``rels``, taken from the cached embeddings of all of LFW
+    (:func:`calibrate`'s) when they exist, else computed for ``rels`` alone."""
+    from ..distill.data import targets_cache_file
+
+    whole = targets_cache_file(teacher.name, teacher.sha256 or "", lfw.image_dir, lfw.all_images)
+    if not whole.is_file():
+        return lfw_embeddings(lfw, rels, teacher, detector)
+    emb, fallback = lfw_embeddings(lfw, lfw.all_images, teacher, detector)
+    index = {r: i for i, r in enumerate(lfw.all_images)}
+    rows = [index[r] for r in rels]
+    return emb[rows], fallback[rows]
+
+
 def lfw_reference(
     lfw: LFW,
     teacher: Embedder,
@@ -110,7 +126,7 @@ def lfw_reference(
     """Templates of the LFW identities ``names`` from their images (those where a face was
     detected; an identity with none keeps its fallback crops)."""
     rels = [r for r in lfw.all_images if identity_of(r) in names]
-    emb, fallback = lfw_embeddings(lfw, rels, teacher, detector)
+    emb, fallback = _from_whole_lfw(lfw, rels, teacher, detector)
     ids = [identity_of(r) for r in rels]
     with_face = {i for i, f in zip(ids, fallback) if not f}
     keep = [k for k, (i, f) in enumerate(zip(ids, fallback)) if not f or i not in with_face]

@@ -121,6 +121,9 @@ def _set_up(cfg: DistillConfig, progress: bool) -> _Run:
     out = Path(cfg.out)
     teacher = load_embedder(cfg.teacher, flip=False)
     lr_model = _lr_teacher_model(cfg, teacher)  # checked before any data work
+    if cfg.init and cfg.arch != "mbf":  # --init must fit before the data work, too
+        with torch.random.fork_rng():  # (the real build below draws the same numbers)
+            build_student(cfg, teacher, verbose=False)
     td = training_data_for(cfg, teacher, show)
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder
     if rank == 0:

@@ -6,8 +6,8 @@
 1. A labelled folder (symlinks) of ``--ids`` LFW **train**-split identities with >= 2
    photos, none of them an identity of LFW pairs fold 1 (first ``--per-id`` photos each,
    identities in name order).
-2. ``lrface distill --data FOLDER --student lrface-tiny-16 --init lrface-tiny-16 --epochs 1
-   --seed 0`` (from the shipped student, which was trained on the whole train split,
+2. ``lrface distill --data FOLDER --student lrface-tiny-16 --init lrface-tiny-16 --width 32
+   --head-channels 256 --epochs 1 --seed 0`` (from the shipped student, which was trained on the whole train split,
    fold-1 identities included: the model has seen them, the calibration has not) holds out
    its default share of those identities and calibrates ``threshold`` and
    ``threshold_vs_teacher`` on their pairs (the card).
@@ -97,6 +97,10 @@ def main() -> None:
             "lrface-tiny-16",
             "--init",
             "lrface-tiny-16",
+            "--width",
+            "32",
+            "--head-channels",
+            "256",
             "--epochs",
             "1",
             "--seed",
