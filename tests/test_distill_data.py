@@ -79,7 +79,7 @@ def reference(lfw, teacher) -> guard.Reference:
 def test_faces(lfw, teacher) -> tuple[list[str], np.ndarray]:
     """Every LFW test-split image and its flip-fused teacher embedding (cached)."""
     rels = guard.test_split_images(lfw)
-    return rels, guard.lfw_embeddings(lfw, rels, teacher)[0]
+    return rels, guard.whole_lfw_embeddings(lfw, rels, teacher)[0]
 
 
 def _train_identities(lfw: LFW, n: int, min_images: int = 2, skip: int = 0) -> list[str]:
@@ -244,7 +244,7 @@ def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
     assert (photos / "someone.jpg").read_bytes() != (LFW_IMAGES / probe).read_bytes()
     # a train-split person far from every test-split template (the guard's collateral)
     cands = lfw.train_images()[:400]
-    best, _ = guard.nearest(guard.lfw_embeddings(lfw, cands, teacher)[0], reference.templates)
+    best, _ = guard.nearest(guard.whole_lfw_embeddings(lfw, cands, teacher)[0], reference.templates)
     train_rel = cands[int(np.flatnonzero(best < guard.GUARD_THRESHOLD - 0.05)[0])]
     shutil.copy(LFW_IMAGES / train_rel, photos / "train_person.jpg")
 
@@ -301,7 +301,7 @@ def test_guard_also_covers_held_out_validation_identities(tmp_path, lfw, teacher
 
     held = holdout_identities(lfw, (1,))
     rels = lfw.train_images()
-    emb = guard.lfw_embeddings(lfw, rels, teacher)[0]
+    emb = guard.whole_lfw_embeddings(lfw, rels, teacher)[0]
     to_test, _ = guard.nearest(emb, reference.templates)
     ids = np.array([r.split("/")[0] for r in rels])
     sims = emb @ emb.T

@@ -101,8 +101,8 @@ def lfw_embeddings(
     return l2_normalize(plain + mirror), got["fallback"].astype(bool)
 
 
-def _from_whole_lfw(
-    lfw: LFW, rels: list[str], teacher: Embedder, detector: str
+def whole_lfw_embeddings(
+    lfw: LFW, rels: list[str], teacher: Embedder, detector: str = DEFAULT_DETECTOR
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`lfw_embeddings` of ``rels``, taken from the cached embeddings of all of LFW
     (:func:`calibrate`'s) when they exist, else computed for ``rels`` alone."""
@@ -126,7 +126,7 @@ def lfw_reference(
     """Templates of the LFW identities ``names`` from their images (those where a face was
     detected; an identity with none keeps its fallback crops)."""
     rels = [r for r in lfw.all_images if identity_of(r) in names]
-    emb, fallback = _from_whole_lfw(lfw, rels, teacher, detector)
+    emb, fallback = whole_lfw_embeddings(lfw, rels, teacher, detector)
     ids = [identity_of(r) for r in rels]
     with_face = {i for i, f in zip(ids, fallback) if not f}
     keep = [k for k, (i, f) in enumerate(zip(ids, fallback)) if not f or i not in with_face]

@@ -76,7 +76,7 @@ def main() -> None:
 
     pairs = lfw.split_pairs("test")
     rels = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    emb, _ = guard.lfw_embeddings(lfw, rels, teacher)  # flip-fused teacher, cached targets
+    emb, _ = guard.whole_lfw_embeddings(lfw, rels, teacher, "scrfd-2.5g")  # flip-fused teacher
     crops = lfw_faces(lfw, rels)["crops"]
     index = {r: i for i, r in enumerate(rels)}
     hr = emb[[index[p.a] for p in pairs]]

@@ -7,8 +7,9 @@
    photos, none of them an identity of LFW pairs fold 1 (first ``--per-id`` photos each,
    identities in name order).
 2. ``lrface distill --data FOLDER --student lrface-tiny-16 --init lrface-tiny-16 --width 32
-   --head-channels 256 --epochs 1 --seed 0`` (from the shipped student, which was trained on the whole train split,
-   fold-1 identities included: the model has seen them, the calibration has not) holds out
+   --head-channels 256 --epochs 1 --seed 0`` (from the shipped student, which was trained
+   on the whole train split, fold-1 identities included: the model has seen them, the
+   calibration has not) holds out
    its default share of those identities and calibrates ``threshold`` and
    ``threshold_vs_teacher`` on their pairs (the card).
 3. The same model is calibrated on the 600 pairs of LFW fold 1 (identities never in the
