@@ -291,7 +291,9 @@ def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
     assert off["data"]["images"] == 14 - src["no_face_skipped"]
     # an unlabelled source cannot train on arc
     with pytest.raises(Exception, match="identity-labelled"):
-        distill(_cfg(tmp_path / "arc", str(photos), losses=("kd", "arc")), progress=False)
+        distill(
+            _cfg(tmp_path / "arc", str(photos), losses=("kd", "arc"), batch_size=4), progress=False
+        )
 
 
 def test_guard_also_covers_held_out_validation_identities(tmp_path, lfw, teacher, reference):

@@ -177,6 +177,8 @@ def calibrate_threshold(
         vs_teacher.append((pairs.hr * lr).sum(1))
     thr, acc = best_threshold(np.concatenate(scores), np.tile(pairs.labels, len(scores)))
     thr_t, acc_t = best_threshold(np.concatenate(vs_teacher), np.tile(pairs.labels, len(sizes)))
+    # "accept all" / "reject all" come back as min - 1 / max + 1: a card holds a cosine
+    thr, thr_t = float(np.clip(thr, -1.0, 1.0)), float(np.clip(thr_t, -1.0, 1.0))
     px = ",".join(map(str, sizes))
     return {
         "threshold": round(float(thr), 4),
