@@ -547,12 +547,12 @@ def display_path(path: Path) -> str:
     return os.path.relpath(path) if not Path(path).is_absolute() else Path(path).name
 
 
-def check_before_work(cfg: DistillConfig) -> None:
+def check_before_work(cfg: DistillConfig, training: bool = True) -> None:
     """The cheap checks of a run, before any detection, alignment or teacher work: the
     ``--out`` folder can be made (not made here: a refused run leaves none), every source
     parses and lists images, held-out folds fit, no labelled folder holds an LFW
-    test-split identity, and the images listed give at least one batch per epoch (the
-    same check is repeated on the faces left after skipping)."""
+    test-split identity, and (``training``; not for ``--prepare-only``) the images listed
+    give at least one batch per epoch (repeated on the faces left after skipping)."""
     from ..fileio import check_writable
 
     check_writable(cfg.out, "dir", "--out")
@@ -570,7 +570,7 @@ def check_before_work(cfg: DistillConfig) -> None:
             raise DatasetError(f"{s.path}: no images found (expected ROOT/<identity>/<image>.jpg)")
         n = min(len(rels), cfg.limit) if cfg.limit else len(rels)
         draws += _draws(s.weight, n)
-    if draws < cfg.batch_size:
+    if training and draws < cfg.batch_size:
         raise DatasetError(
             f"{_spec_list(sources)}: {draws} images listed (draws per epoch) are fewer than "
             f"one batch of {cfg.batch_size}; add photos or lower --batch-size"
@@ -606,7 +606,7 @@ def prepare_only(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
     from ..fileio import write_json_atomic
     from ..models.loader import load_embedder
 
-    check_before_work(cfg)
+    check_before_work(cfg, training=False)
     td = training_data_for(cfg, load_embedder(cfg.teacher, flip=False), progress)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
