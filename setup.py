@@ -15,7 +15,7 @@ setup(
     packages=[*find_packages(include=["lrface", "lrface.*"]), "lrface.weights"],
     package_dir={"lrface.weights": "weights"},
     package_data={
-        "lrface.weights": ["*.onnx", "*.json", "*.pt"],
+        "lrface.weights": ["*.onnx", "*.json", "*.pt", "*.npz"],
         "lrface.serve": ["static/*"],  # the operator page of `lrface serve`
     },
 )

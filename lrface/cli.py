@@ -40,6 +40,7 @@ from .argconfig import add_arguments, from_namespace
 from .cli_options import (
     EMBED_DESCRIPTION,
     VERIFY_DESCRIPTION,
+    AdaptOptions,
     BenchmarkOptions,
     DetectOptions,
     DistillOptions,
@@ -315,6 +316,15 @@ def cmd_distill(a: DistillOptions) -> int:
     from .distill.train import distill
 
     distill(cfg, resume=a.resume, progress=not a.quiet)
+    return 0
+
+
+def cmd_adapt(a: AdaptOptions) -> int:
+    from .adapt import adapt
+
+    card = adapt(a.data, a.model, a.out, progress=not a.quiet)
+    out = Path(a.out) / f"{card['name']}.json"
+    print(json.dumps({"card": str(out), "faces": card["adapted"]["faces"]}))
     return 0
 
 
@@ -615,6 +625,8 @@ COMMANDS: dict[str, tuple[str, type, Callable[[Any], int], str | None]] = {
                   None),
     "distill": ("distil a low-resolution student from the teacher", DistillOptions,
                 cmd_distill, None),
+    "adapt": ("adapt a student to one camera's unlabelled faces", AdaptOptions, cmd_adapt,
+              None),
     "export": ("export a student to ONNX with its card", ExportOptions, cmd_export, None),
     "gallery": ("build a gallery from ROOT/<identity>/<images>", GalleryBuildOptions,
                 cmd_gallery, None),

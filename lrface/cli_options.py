@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .pipeline import CropOptions
 
 __all__ = [
+    "AdaptOptions",
     "BenchmarkOptions",
     "CommonOptions",
     "CropFlags",
@@ -453,6 +454,24 @@ class ExportOptions(CommonOptions):
         metadata=arg("model name in the new card (default: the source's + -onnx)"),
     )
     opset: int = field(default=17, metadata=arg("ONNX opset (default 17)"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaptOptions(CommonOptions):
+    """``lrface adapt``."""
+
+    data: str = field(
+        metadata=arg("the camera's face photos or crops, unlabelled: a folder or a .txt list")
+    )
+    model: str = field(
+        default="lrface-tiny-16",
+        metadata=arg(
+            "student with BatchNorm layers to adapt (name, card or .pt; default "
+            "lrface-tiny-16; lrface-mbf has them folded and is refused)"
+        ),
+    )
+    out: str = field(metadata=arg("output folder: <model>-adapted.pt and its card"))
+    quiet: bool = _quiet()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ MINIMAL = {
     "benchmark": ["--protocol", "lfw", "--data", "lfw/"],
     "distill": ["--data", "faces/", "--out", "runs/x"],
     "export": ["--model", "lrface-mbf", "--onnx", "m.onnx"],
+    "adapt": ["--data", "cam/", "--out", "runs/cam1"],
     "gallery": ["build", "root/", "--out", "g.npz"],
     "identify": ["p.jpg", "--gallery", "g.npz"],
     "watch": ["clip.mp4", "--gallery", "g.npz", "--out", "t.json"],

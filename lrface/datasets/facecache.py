@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from ..errors import ImageError
 from ..fileio import save_npz_atomic
 from ..pipeline import CropOptions, dataset_photo_options, prepare_face
 from ..workers import map_items
+from . import parts
+from .parts import build_in_parts, remove_parts
 
 log = logging.getLogger("lrface")
 
@@ -99,7 +102,7 @@ def aligned_crops(
     paths = [str(Path(root) / r) for r in rel_paths]
     if fn.is_file():
         return _load_cached(fn, paths, options, workers, progress)
-    lms, fbs, crops, bad = _detect_align(paths, options, workers, progress)
+    lms, fbs, crops, bad = _detect_align_in_parts(fn, paths, options, workers, progress)
     _warn_missing(fbs, bad)
     out = {
         "paths": np.array(rel_paths),
@@ -110,6 +113,7 @@ def aligned_crops(
         "version": np.array(CACHE_VERSION),
     }
     save_npz_atomic(fn, **out)
+    remove_parts(fn)
     return out
 
 
@@ -168,3 +172,34 @@ def _detect_align(
     for i, (lm, fb, crop, unreadable) in enumerate(results):
         lms[i], fbs[i], crops[i], bad[i] = lm, fb, crop, unreadable
     return lms, fbs, crops, bad
+
+
+def _detect_align_in_parts(
+    fn: Path, paths: list[str], options: CropOptions, workers: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_detect_align` of every path, built in parts of
+    :data:`lrface.datasets.parts.CROP_PART_ROWS` images beside the cache file ``fn``
+    (:func:`lrface.datasets.parts.build_in_parts`): a build killed half-way resumes from
+    its last finished part."""
+    if not paths:
+        return _detect_align(paths, options, workers, progress)
+    load_detector(options.detector)  # a missing detector is one error, up front
+    work = functools.partial(_align_photo, options=options)
+
+    def compute(rows: list[int]) -> Iterator[tuple[np.ndarray, ...]]:
+        return map_items(
+            work,
+            [paths[i] for i in rows],
+            workers,
+            progress=progress,
+            desc=f"detect+align ({options.detector})",
+        )
+
+    keys = ("landmarks", "fallback", "crops", "unreadable")
+    got = build_in_parts(fn, len(paths), parts.CROP_PART_ROWS, keys, compute, "images")
+    return (
+        got["landmarks"].astype(np.float32),
+        got["fallback"].astype(bool),
+        got["crops"].astype(np.uint8),
+        got["unreadable"].astype(bool),
+    )

@@ -2,14 +2,17 @@
 
 Unlabelled photos (and the numeric identities of RecordIO packs) cannot be checked by
 name against the LFW test split, and web-crawled faces may show LFW test-split people
-(celebrities).  So before training, every such face whose flip-fused teacher embedding
-has cosine >= :data:`GUARD_THRESHOLD` with **any** image of an LFW test-split identity
-(every image of the 2,195 identities of pairs folds 6-10, not only the paired ones) is
-dropped, and the count is reported in the log and the run's card.
+(celebrities).  So before training the guard decides, **per identity**, whether a face
+may be one of the 2,195 LFW test-split identities (pairs folds 6-10): each identity has a
+*template*, the L2-normalised mean of the flip-fused teacher embeddings of all its LFW
+images, and a face whose flip-fused teacher embedding has cosine >= :data:`GUARD_THRESHOLD`
+with any template is dropped (counted in the log and the run's card).
 
-The threshold is chosen on the train split's own identities (never on the test split),
-so that it catches same-identity faces with high recall; see :func:`calibrate` and run
-``python -m lrface.datasets.guard`` to reproduce the figures below.
+The templates of the shipped teacher ship with lrface (``weights/lfw-test-guard.npz``,
+sha256 :data:`REFERENCE_SHA256`, float16), so no run has to detect LFW first; another
+teacher gets its templates computed from an LFW copy (cached).  The threshold is
+calibrated on the LFW **train** split only (leave-one-image-out templates of train
+identities; :func:`calibrate`, ``python -m lrface.datasets.guard``).
 """
 
 from __future__ import annotations
@@ -17,48 +20,77 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from itertools import combinations
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..detect import DEFAULT_DETECTOR
+from ..errors import DatasetError
+from ..fileio import save_npz_atomic, sha256_file
 from ..models.embedder import l2_normalize
-from .lfw import LFW, Pair, identity_of
+from .lfw import LFW, identity_of
 
 if TYPE_CHECKING:
     from ..models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
-#: Cosine (flip-fused ``mobilefacenet-arcface`` embeddings of SCRFD-2.5g aligned crops) at
-#: or above which a face counts as a possible LFW test-split identity and is dropped.
-#: Chosen by ``LRFACE_HOME=../shared python -m lrface.datasets.guard --sample DIR`` (DIR:
-#: 500 UTKFace photos, every 47th file): the highest 0.01 step at which the identity recall
-#: on the LFW **train** split is >= 99 % -- 99.09 % of 4,194 train images (identities with
-#: >= 2 images) have another image of their own identity at cosine >= 0.40.  At 0.40:
-#: pair recall 98.36 % (59,398 same-identity pairs of train identities), 96.07 % on the
-#: 1,500 same pairs of folds 1-5; different-identity pairs at or above it: 0 of 1,500
-#: (folds 1-5), 0.0116 % of 23.9 M (all train identities).  Because a face is compared with
-#: all 6,311 test-split images, the guard also drops 36.2 % of LFW train faces (none a test
-#: identity) and 34.4 % of the UTKFace sample: the price of 99 % recall (0.44: recall
-#: 98.35 %, drops 10.5 % / 17.0 %; 0.50: 96.85 %, 1.5 % / 7.2 %).
-GUARD_THRESHOLD = 0.40
+#: Cosine with an identity template at or above which a face counts as that LFW
+#: test-split identity and is dropped: the highest 0.01 step at which the
+#: leave-one-image-out recall of LFW **train** identities is >= 99 %
+#: (``LRFACE_HOME=../shared python -m lrface.datasets.guard --sample LIST``, LIST: every
+#: 23rd UTKFace file by name, 1,031 photos).  At 0.39 that recall is 99.05 % (4,194
+#: images), 99.52 % on test identities (a check, never used to choose); the guard drops
+#: 32.2 % of LFW train faces and 34.0 % of the UTKFace sample.  The <= 5 % target is
+#: missed: a template rule needs 0.46 for that (recall 97.9 %, drops 2.9 % / 10.3 %).
+GUARD_THRESHOLD = 0.39
+
+#: The calibration's figures at :data:`GUARD_THRESHOLD` (tested to within 0.001).
+CALIBRATION = {"train_loo_recall": 0.9905, "test_loo_recall": 0.9952, "train_dropped": 0.3219}
 
 THRESHOLD_NOTE = (
-    "identity recall 99.09 % on LFW train-split identities (pair recall 98.36 %); drops "
-    "36 % of LFW train faces and 34 % of a UTKFace sample (the cost of comparing with all "
-    "6,311 test-split images); python -m lrface.datasets.guard"
+    "per-identity templates: leave-one-image-out recall 99.05 % on LFW train identities "
+    "(99.52 % on test identities, a check); drops 32 % of LFW train faces and 34 % of a "
+    "UTKFace sample (the <= 5 % target is missed); python -m lrface.datasets.guard"
 )
+
+#: The shipped templates (the shipped teacher's), beside the models.
+REFERENCE_FILE = "lfw-test-guard.npz"
+#: sha256 of :data:`REFERENCE_FILE`: a changed or damaged file is never used.
+REFERENCE_SHA256 = "9d03936b3aa34fa70b5dc5f2fc23da8da24cf6aef7a938829c9ac7e613b4145b"
 
 
 @dataclasses.dataclass
 class Reference:
-    """Flip-fused teacher embeddings (M, D) float32 of LFW test-split images, with their
-    relative paths."""
+    """Per-identity templates: ``identities`` (M names), ``templates`` float32 (M, D)
+    unit rows (mean flip-fused teacher embedding of the identity's images,
+    re-normalised), ``images`` int64 (M,) the images averaged, ``origin`` where they come
+    from (for the card)."""
 
-    paths: list[str]
-    embeddings: np.ndarray
+    identities: list[str]
+    templates: np.ndarray
+    images: np.ndarray
+    origin: str
+
+    def __add__(self, other: Reference) -> Reference:
+        return Reference(
+            self.identities + other.identities,
+            np.concatenate([self.templates, other.templates]),
+            np.concatenate([self.images, other.images]),
+            f"{self.origin}; {other.origin}",
+        )
+
+
+def templates(names: list[str], emb: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(identities, templates float32 (M, D) unit rows, images int64 (M,))`` of faces
+    named ``names`` with flip-fused unit embeddings ``emb`` float32 (N, D), identities
+    sorted."""
+    ids = np.array(names)
+    uniq, inv, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(uniq), emb.shape[1]), np.float64)
+    np.add.at(sums, inv, emb.astype(np.float64))
+    return list(uniq.tolist()), l2_normalize(sums.astype(np.float32)), counts.astype(np.int64)
 
 
 def test_split_images(lfw: LFW, extra: frozenset[str] = frozenset()) -> list[str]:
@@ -68,35 +100,114 @@ def test_split_images(lfw: LFW, extra: frozenset[str] = frozenset()) -> list[str
     return [r for r in lfw.all_images if identity_of(r) in names]
 
 
-def fused_embeddings(
+def lfw_embeddings(
     lfw: LFW, rels: list[str], teacher: Embedder, detector: str = DEFAULT_DETECTOR
-) -> np.ndarray:
-    """Flip-fused teacher embeddings (N, D) of LFW images ``rels`` (aligned with the
-    whole-LFW crop cache; teacher targets cached like a training source's)."""
-    from ..distill.data import FaceSet, lfw_crops, teacher_targets
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip-fused teacher embeddings float32 (N, D) of LFW images ``rels`` (aligned with
+    the whole-LFW crop cache; teacher targets cached like a training source's) and which
+    of them had no detected face, bool (N,)."""
+    from ..distill.data import FaceSet, lfw_faces, teacher_targets
 
-    crops = lfw_crops(lfw, rels, detector)
-    faces = FaceSet(lfw.image_dir, list(rels), [identity_of(r) for r in rels], crops)
+    got = lfw_faces(lfw, rels, detector)
+    faces = FaceSet(lfw.image_dir, list(rels), [identity_of(r) for r in rels], got["crops"])
     plain, mirror = teacher_targets(faces, teacher, progress=True)
-    return l2_normalize(plain + mirror)
+    return l2_normalize(plain + mirror), got["fallback"].astype(bool)
 
 
-def reference_embeddings(
+def whole_lfw_embeddings(
+    lfw: LFW, rels: list[str], teacher: Embedder, detector: str = DEFAULT_DETECTOR
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lfw_embeddings` of ``rels``, taken from the cached embeddings of all of LFW
+    (:func:`calibrate`'s) when they exist, else computed for ``rels`` alone."""
+    from ..distill.data import targets_cache_file
+
+    whole = targets_cache_file(teacher.name, teacher.sha256 or "", lfw.image_dir, lfw.all_images)
+    if not whole.is_file():
+        return lfw_embeddings(lfw, rels, teacher, detector)
+    emb, fallback = lfw_embeddings(lfw, lfw.all_images, teacher, detector)
+    index = {r: i for i, r in enumerate(lfw.all_images)}
+    rows = [index[r] for r in rels]
+    return emb[rows], fallback[rows]
+
+
+def lfw_reference(
     lfw: LFW,
     teacher: Embedder,
+    names: frozenset[str],
     detector: str = DEFAULT_DETECTOR,
-    extra: frozenset[str] = frozenset(),
 ) -> Reference:
-    """The guard's reference: every LFW test-split image (plus every image of the
-    identities ``extra``: a run with ``--holdout-folds`` keeps unlabelled look-alikes of
-    its held-out validation identities out too), embedded by ``teacher``."""
-    rels = test_split_images(lfw)
-    emb = fused_embeddings(lfw, rels, teacher, detector)
-    more = sorted(set(test_split_images(lfw, extra)) - set(rels))
-    if more:  # cached on their own: the test-split part stays one shared cache file
-        rels = rels + more
-        emb = np.concatenate([emb, fused_embeddings(lfw, more, teacher, detector)])
-    return Reference(rels, emb)
+    """Templates of the LFW identities ``names`` from their images (those where a face was
+    detected; an identity with none keeps its fallback crops)."""
+    rels = [r for r in lfw.all_images if identity_of(r) in names]
+    emb, fallback = whole_lfw_embeddings(lfw, rels, teacher, detector)
+    ids = [identity_of(r) for r in rels]
+    with_face = {i for i, f in zip(ids, fallback) if not f}
+    keep = [k for k, (i, f) in enumerate(zip(ids, fallback)) if not f or i not in with_face]
+    who, tmpl, count = templates([ids[k] for k in keep], emb[keep])
+    return Reference(who, tmpl, count, f"{len(who)} identities' templates from {len(keep)} "
+                     f"LFW images ({teacher.name})")  # fmt: skip
+
+
+def shipped_reference(teacher: Embedder, weights_dir: Path | None = None) -> Reference | None:
+    """The shipped test-split templates when they were made by ``teacher`` (same sha256),
+    else ``None``.  A file whose sha256 is not :data:`REFERENCE_SHA256` is refused."""
+    from ..models.registry import PACKAGE_WEIGHTS
+
+    path = (weights_dir or PACKAGE_WEIGHTS) / REFERENCE_FILE
+    if not path.is_file():
+        return None
+    if sha256_file(path) != REFERENCE_SHA256:
+        raise DatasetError(
+            f"{path}: sha256 mismatch for the test-identity guard's templates (expected "
+            f"{REFERENCE_SHA256[:12]}...): restore it (git checkout weights/{REFERENCE_FILE})"
+        )
+    with np.load(path, allow_pickle=False) as z:
+        if str(z["teacher_sha256"]) != teacher.sha256:
+            return None
+        return Reference(
+            [str(x) for x in z["identities"].tolist()],
+            l2_normalize(z["templates"].astype(np.float32)),
+            z["images"].astype(np.int64),
+            f"shipped {REFERENCE_FILE} ({len(z['identities'])} LFW test-split identities, "
+            f"{int(z['images'].sum())} images, {z['teacher'].item()})",
+        )
+
+
+def test_reference(
+    teacher: Embedder, lfw: LFW | None, detector: str = DEFAULT_DETECTOR
+) -> Reference:
+    """The test-split templates for ``teacher``: shipped ones when they fit, else computed
+    from the LFW copy ``lfw`` (refused without one)."""
+    ref = shipped_reference(teacher)
+    if ref is not None:
+        return ref
+    if lfw is None:
+        raise DatasetError(
+            f"{teacher.name}: the shipped guard templates are for another teacher, and no LFW "
+            "copy was found to compute this one's; pass --test-pairs PATH/lfw/pairs.txt (with "
+            "its images) or set LRFACE_HOME, or --no-test-guard (recorded in the card)"
+        )
+    return lfw_reference(lfw, teacher, lfw.test_identities, detector)
+
+
+def write_shipped_reference(lfw: LFW, teacher: Embedder, path: Path) -> str:
+    """Write the test-split templates of ``teacher`` (float16) to ``path``; returns the
+    file's sha256 (to be recorded as :data:`REFERENCE_SHA256`)."""
+    ref = lfw_reference(lfw, teacher, lfw.test_identities)
+    save_npz_atomic(
+        path,
+        identities=np.array(ref.identities),
+        templates=ref.templates.astype(np.float16),
+        images=ref.images.astype(np.int16),
+        teacher=np.array(teacher.name),
+        teacher_sha256=np.array(teacher.sha256),
+        detector=np.array(DEFAULT_DETECTOR),
+        note=np.array(
+            "L2-normalised mean flip-fused teacher embedding of each LFW test-split identity "
+            "(pairs folds 6-10) over its images with a detected face; SCRFD-aligned 112x112"
+        ),
+    )
+    return sha256_file(path)
 
 
 def nearest(emb: np.ndarray, ref: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -118,135 +229,90 @@ def calibrate(
     detector: str = DEFAULT_DETECTOR,
     sample: str | None = None,
 ) -> dict[str, Any]:
-    """Figures for choosing the guard threshold on the LFW **train** split (flip-fused
-    teacher embeddings of SCRFD-aligned crops, as the guard uses).
+    """Figures for choosing the guard threshold, from the LFW **train** split only
+    (flip-fused teacher embeddings of SCRFD-aligned crops, as the guard uses).
 
-    ``threshold``: the highest cosine on a 0.01 grid at which the **identity recall** is at
-    least ``recall``: the share of train images (of identities with >= 2 images) whose
-    nearest *other* image of the same identity has cosine >= t.  That is the recall the
-    guard acts with -- it compares a face with every image of every test identity.  The
-    result also gives, per threshold of a grid (``curve``): the pair recall over all
-    same-identity pairs of train identities and over the 1,500 same pairs of folds 1-5,
-    the different pairs of folds 1-5 and of all train identities at or above t, and
-    ``train_dropped``: the share of train images (none a test identity) that the guard
-    would drop against the real reference (its collateral rate on LFW-like faces).
-    ``sample``: a folder of unlabelled photos whose share dropped is reported too.
+    Recall, leave-one-image-out: every train image of an identity with >= 2 images (a
+    face detected) is compared with the template of the *other* images of its identity
+    (as a test-split person's new photo meets that person's template; a template of
+    fewer images than the guard's, and only the own template counted, so this is a lower
+    bound).  ``threshold``: the highest cosine on a 0.01 grid where that recall is >=
+    ``recall``.  Collateral, per threshold of ``curve``: ``train_dropped``, the share of
+    train faces (none a test-split identity) at or above it against the real test-split
+    templates, and ``sample_dropped`` for the unlabelled photos of ``sample`` (a folder
+    or .txt list; they may hold test-split people, so an upper bound).
+    ``test_loo_recall``: the same leave-one-image-out recall on test-split identities,
+    reported as a check only (never used to choose).
     """
-    rels, emb, no_face = _train_faces(lfw, teacher, detector)
-    cos = _train_cosines(lfw, rels, emb)
-    ref = reference_embeddings(lfw, teacher, detector)
-    best_test, _ = nearest(emb, ref.embeddings)
+    rels = lfw.all_images
+    emb, fallback = lfw_embeddings(lfw, rels, teacher, detector)
+    ids = np.array([identity_of(r) for r in rels])
+    is_test = np.isin(ids, sorted(lfw.test_identities))
+    train_rows = np.flatnonzero(~is_test & ~fallback)
+    loo_train = loo_cosines(ids[train_rows], emb[train_rows])
+    test_rows = np.flatnonzero(is_test & ~fallback)
+    loo_test = loo_cosines(ids[test_rows], emb[test_rows])
+    ref = test_reference(teacher, lfw, detector)
+    best_train, _ = nearest(emb[train_rows], ref.templates)
     best_sample = _sample_nearest(sample, teacher, ref, detector) if sample else None
     steps = np.round(np.arange(-1.0, 1.0, 0.01), 2)
-    thr = float(max([t for t in steps if (cos.best_same >= t).mean() >= recall]))
-    curve = _curve(cos, best_test, best_sample, thr)
+    thr = float(max([t for t in steps if (loo_train >= t).mean() >= recall]))
+    curve = _curve(loo_train, loo_test, best_train, best_sample, thr)
     return {
         "threshold": thr,
-        "identity_recall_target": recall,
+        "recall_target": recall,
         "at_threshold": next(r for r in curve if r["t"] == thr),
-        **cos.counts(),
-        "train_faces_checked": len(emb),
-        "train_images_skipped_no_face": no_face,
-        "reference_images": len(ref.paths),
+        "train_loo_images": len(loo_train),
+        "test_loo_images": len(loo_test),
+        "train_faces_checked": len(train_rows),
+        "train_images_skipped_no_face": int((~is_test & fallback).sum()),
+        "reference": ref.origin,
         "sample_faces": None if best_sample is None else len(best_sample),
         "curve": curve,
     }
 
 
-def _train_faces(lfw: LFW, teacher: Embedder, detector: str) -> tuple[list[str], np.ndarray, int]:
-    """The LFW train-split images in which ``detector`` finds a face, their flip-fused
-    teacher embeddings float32 (N, D) (the training source's cache) and the number of
-    train images skipped for no detection."""
-    from ..distill.data import lfw_faces
-
-    train = lfw.train_images()
-    got = lfw_faces(lfw, train, detector)
-    ok = ~got["fallback"].astype(bool)
-    rels = [r for r, k in zip(train, ok) if k]
-    emb = fused_embeddings(lfw, rels, teacher, detector)
-    return rels, emb, int((~ok).sum())
-
-
-@dataclasses.dataclass
-class _TrainCosines:
-    """Cosines between train-split embeddings, each a 1-D array: float64 for ``same``,
-    ``val_same`` and ``val_diff``, float32 (the similarity matrix's) for the others."""
-
-    same: np.ndarray  # every same-identity pair of train identities
-    best_same: np.ndarray  # per image of an identity with >= 2: its nearest same-identity
-    val_same: np.ndarray  # the same pairs of folds 1-5 (both images with a face)
-    val_diff: np.ndarray  # the different pairs of folds 1-5
-    diff_all: np.ndarray  # every different-identity pair of train images
-
-    def counts(self) -> dict[str, int]:
-        """The result's sample sizes, ``identity_recall_images`` ... ``train_diff_pairs``."""
-        return {
-            "identity_recall_images": len(self.best_same),
-            "train_same_pairs": len(self.same),
-            "folds1_5_same_pairs": len(self.val_same),
-            "folds1_5_diff_pairs": len(self.val_diff),
-            "train_diff_pairs": len(self.diff_all),
-        }
-
-
-def _train_cosines(lfw: LFW, rels: list[str], emb: np.ndarray) -> _TrainCosines:
-    """The cosines of :class:`_TrainCosines` among the train images ``rels``, of
-    embeddings ``emb`` float32 (N, D) unit rows."""
-    ids = np.array([identity_of(r) for r in rels])
-    index = {r: i for i, r in enumerate(rels)}
-    same = []
-    for name in np.unique(ids):
-        rows = np.flatnonzero(ids == name)
-        same += [float(emb[a] @ emb[b]) for a, b in combinations(rows, 2)]
-    val = lfw.split_pairs("val")
-    val_same = _pair_cosines([p for p in val if p.same], emb, index)
-    val_diff = _pair_cosines([p for p in val if not p.same], emb, index)
-    sims = emb @ emb.T
-    diff_mask = ids[:, None] != ids[None, :]
-    diff_all = sims[np.triu(diff_mask, 1)]
-    np.fill_diagonal(sims, -1.0)
-    sims[diff_mask] = -1.0
-    best_same = sims.max(1)
-    best_same = best_same[best_same > -1.0]
-    return _TrainCosines(np.array(same), best_same, val_same, val_diff, diff_all)
-
-
-def _pair_cosines(pairs: list[Pair], emb: np.ndarray, index: dict[str, int]) -> np.ndarray:
-    """Cosines float64 (P,) of the ``pairs`` whose two images are rows of ``emb`` (N, D)
-    (``index``: path -> row); pairs with an image missing are left out."""
-    return np.array(
-        [float(emb[index[p.a]] @ emb[index[p.b]]) for p in pairs if p.a in index and p.b in index]
-    )
+def loo_cosines(ids: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    """For each face (names ``ids`` (N,), unit embeddings ``emb`` float32 (N, D)) of an
+    identity with >= 2 faces: its cosine with the template of the other faces of its
+    identity -> float32 (K,) (faces of single-face identities left out)."""
+    uniq, inv, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(uniq), emb.shape[1]), np.float64)
+    np.add.at(sums, inv, emb.astype(np.float64))
+    rows = np.flatnonzero(counts[inv] >= 2)
+    others = l2_normalize((sums[inv[rows]] - emb[rows]).astype(np.float32))
+    return np.einsum("nd,nd->n", emb[rows], others).astype(np.float32)
 
 
 def _sample_nearest(sample: str, teacher: Embedder, ref: Reference, detector: str) -> np.ndarray:
-    """For each face of the unlabelled photos in folder ``sample``: its highest cosine
-    float32 (S,) with an image of the reference (flip-fused ``teacher`` embeddings)."""
+    """For each face of the unlabelled photos ``sample`` (a folder or .txt list): its
+    highest cosine float32 (S,) with a template of ``ref``."""
     from ..distill.data import load_source, teacher_targets
     from .sources import parse_source
 
     part = load_source(parse_source(f"unlabelled:{sample}"), detector=detector)
     plain, mirror = teacher_targets(part.faces, teacher, progress=True)
-    return nearest(l2_normalize(plain + mirror), ref.embeddings)[0]
+    return nearest(l2_normalize(plain + mirror), ref.templates)[0]
 
 
 def _curve(
-    cos: _TrainCosines, best_test: np.ndarray, best_sample: np.ndarray | None, thr: float
+    loo_train: np.ndarray,
+    loo_test: np.ndarray,
+    best_train: np.ndarray,
+    best_sample: np.ndarray | None,
+    thr: float,
 ) -> list[dict[str, Any]]:
-    """The result's ``curve``: one row per threshold ``t`` of a 0.30-0.60 grid (step 0.02)
-    plus ``thr``; ``best_test`` float32 (N,): each train face's nearest reference cosine,
-    ``best_sample`` float32 (S,) the sample faces' (None: no sample)."""
-    grid = np.round(np.arange(0.30, 0.605, 0.02), 2)
+    """The result's ``curve``: one row per threshold ``t`` of a 0.20-0.60 grid (step 0.02)
+    plus ``thr``: leave-one-image-out recall (train; test as a check), share of train
+    faces and of sample faces at or above ``t`` (each input float32 1-D)."""
+    grid = np.round(np.arange(0.20, 0.605, 0.02), 2)
     curve = []
     for t in sorted({*grid.tolist(), thr}):
         row = {
             "t": t,
-            "identity_recall": round(float((cos.best_same >= t).mean()), 4),
-            "pair_recall": round(float((cos.same >= t).mean()), 4),
-            "folds1_5_same_recall": round(float((cos.val_same >= t).mean()), 4),
-            "folds1_5_diff_at_or_above": int((cos.val_diff >= t).sum()),
-            "train_diff_pairs_at_or_above": round(float((cos.diff_all >= t).mean()), 6),
-            "train_dropped": round(float((best_test >= t).mean()), 4),
+            "train_loo_recall": round(float((loo_train >= t).mean()), 4),
+            "test_loo_recall": round(float((loo_test >= t).mean()), 4),
+            "train_dropped": round(float((best_train >= t).mean()), 4),
         }
         if best_sample is not None:
             row["sample_dropped"] = round(float((best_sample >= t).mean()), 4)
@@ -254,30 +320,36 @@ def _curve(
     return curve
 
 
-def main() -> None:  # pragma: no cover - a one-off calibration, figures in GUARD_THRESHOLD
+def main() -> None:  # pragma: no cover - a one-off calibration, figures in THRESHOLD_NOTE
     import argparse
+    import os
 
     from ..models.loader import load_embedder
-    from .lfw import LFW
+    from ..models.registry import PACKAGE_WEIGHTS
 
     ap = argparse.ArgumentParser(description="calibrate the test-identity guard threshold")
     ap.add_argument("--lfw", default=None, help="LFW copy (default $LRFACE_HOME/data/lfw)")
     ap.add_argument("--teacher", default="mobilefacenet-arcface")
-    ap.add_argument("--recall", type=float, default=0.99, help="identity recall to reach")
-    ap.add_argument("--sample", default=None, help="folder of unlabelled photos: drop rates")
+    ap.add_argument("--recall", type=float, default=0.99, help="recall to reach")
+    ap.add_argument("--sample", default=None, help="unlabelled photos (folder or .txt list)")
+    ap.add_argument(
+        "--write-reference",
+        action="store_true",
+        help=f"write weights/{REFERENCE_FILE} (the shipped templates) and print its sha256",
+    )
     a = ap.parse_args()
-    import os
-    from pathlib import Path
-
     lfw = LFW(a.lfw or Path(os.environ.get("LRFACE_HOME", "../shared")) / "data" / "lfw")
     teacher = load_embedder(a.teacher, flip=False)
+    if a.write_reference:
+        print(write_shipped_reference(lfw, teacher, PACKAGE_WEIGHTS / REFERENCE_FILE))
+        return
     res = calibrate(lfw, teacher, a.recall, sample=a.sample)
     curve = res.pop("curve")
     print(json.dumps(res, indent=1))
     keys = list(curve[0])
     print("\t".join(keys))
     for row in curve:
-        print("\t".join(str(row[k]) for k in keys))
+        print("\t".join(str(row.get(k)) for k in keys))
 
 
 if __name__ == "__main__":  # pragma: no cover

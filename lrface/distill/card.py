@@ -23,6 +23,7 @@ from ..models.registry import get_spec
 from ..models.students import count_parameters
 from .config import DistillConfig
 from .data import TrainingData, display_path
+from .holdout import CalibrationPairs
 from .students import Student
 from .validate import Validator
 
@@ -47,11 +48,14 @@ def write_card(
         torch.save(net.state_dict(), fh)
     calib: dict[str, Any] = {
         "threshold": None,
-        "threshold_note": "not calibrated (no LFW validation pairs)",
+        "threshold_note": "not calibrated (no LFW validation pairs, no held-out identities)",
     }
-    if validator is not None:  # on the training device (a GPU calibrates in seconds)
-        calib = calibrate_threshold(validator, net.to(device), fmt)
+    pairs = validator if validator is not None else td.held.pairs() if td.held else None
+    if pairs is not None:  # on the training device (a GPU calibrates in seconds)
+        calib = calibrate_threshold(pairs, net.to(device), fmt)
         net.cpu()
+    if validator is None and td.held is not None:
+        calib["calibration_holdout"] = td.held.card()
     card = {
         **_model_entries(cfg, student, teacher, weights, fmt),
         **calib,
@@ -150,31 +154,41 @@ def weights_license(cfg: DistillConfig, td: TrainingData) -> str:
 
 
 def calibrate_threshold(
-    validator: Validator,
+    pairs: CalibrationPairs | Validator,
     model: torch.nn.Module,
     fmt: InputFormat,
     sizes: tuple[int, ...] = (12, 16, 20, 24, 32),
 ) -> dict[str, Any]:
-    """Threshold maximising accuracy on a mix of student-vs-student pairs of the
-    validator: HR-HR plus HR-LR at each of ``sizes`` (the situations ``lrface verify``
-    meets).  Returns the card's ``threshold``, ``calibration_accuracy`` (%) and
-    ``threshold_note``."""
+    """The card's thresholds, each of maximum accuracy on ``pairs`` (LFW validation pairs,
+    or pairs of held-out identities): ``threshold`` on student-vs-student pairs, HR-HR
+    plus HR-LR at each of ``sizes`` (the situations ``lrface verify --model`` meets), and
+    ``threshold_vs_teacher`` on teacher-HR vs student-LR pairs at each of ``sizes`` (a
+    face embedded by the teacher, the other by the student).  Returns them with
+    ``calibration_accuracy`` (%), ``threshold_vs_teacher_accuracy`` (%) and notes."""
     from ..eval.metrics import best_threshold
 
-    embed = validator.student_embed
-    ea = embed(model, validator.crops_a, fmt)
-    scores = [(ea * embed(model, validator.crops_b, fmt)).sum(1)]
+    embed = Validator.student_embed
+    ea = embed(model, pairs.crops_a, fmt)
+    scores = [(ea * embed(model, pairs.crops_b, fmt)).sum(1)]
+    vs_teacher = []
     for s in sizes:
-        lr = np.stack([degrade(c, Degradation(size=s)) for c in validator.crops_b])
-        scores.append((ea * embed(model, lr, fmt)).sum(1))
-    all_scores = np.concatenate(scores)
-    labels = np.tile(validator.labels, len(scores))
-    thr, acc = best_threshold(all_scores, labels)
+        lr = embed(model, np.stack([degrade(c, Degradation(size=s)) for c in pairs.crops_b]), fmt)
+        scores.append((ea * lr).sum(1))
+        vs_teacher.append((pairs.hr * lr).sum(1))
+    thr, acc = best_threshold(np.concatenate(scores), np.tile(pairs.labels, len(scores)))
+    thr_t, acc_t = best_threshold(np.concatenate(vs_teacher), np.tile(pairs.labels, len(sizes)))
+    # "accept all" / "reject all" come back as min - 1 / max + 1: a card holds a cosine
+    thr, thr_t = float(np.clip(thr, -1.0, 1.0)), float(np.clip(thr_t, -1.0, 1.0))
+    px = ",".join(map(str, sizes))
     return {
         "threshold": round(float(thr), 4),
         "calibration_accuracy": round(100 * acc, 2),
-        "threshold_note": f"max accuracy on {validator.description}, student vs student, "
-        f"HR-HR plus HR-LR at {','.join(map(str, sizes))} px (area-down)",
+        "threshold_note": f"max accuracy on {pairs.description}, student vs student, "
+        f"HR-HR plus HR-LR at {px} px (area-down)",
+        "threshold_vs_teacher": round(float(thr_t), 4),
+        "threshold_vs_teacher_accuracy": round(100 * acc_t, 2),
+        "threshold_vs_teacher_note": f"max accuracy on {pairs.description}: first image HR "
+        f"by the teacher (flip-fused), second reduced to {px} px (area) by the student",
     }
 
 

@@ -246,6 +246,15 @@ class DistillConfig:
             parse=_fold_list,
         ),
     )
+    calib_identities: int | None = field(
+        default=None,
+        metadata=arg(
+            "identities of a labelled folder held out of training (seeded by --seed) to "
+            "calibrate the card's thresholds when no LFW source validates the run (default: "
+            "a fifth of those with >= 2 photos, 2 to 100; 0 = none)",
+            metavar="N",
+        ),
+    )
     targets: str = field(
         default="view",
         metadata=arg(
@@ -379,6 +388,8 @@ class DistillConfig:
                 f"--mbf-expand {self.mbf_expand}: an integer >= 1, for lrface-mbf students "
                 "only (tiny students: --width / --head-channels / --blocks)"
             )
+        if self.calib_identities is not None and self.calib_identities < 0:
+            raise LrfaceError(f"--calib-identities {self.calib_identities}: an integer >= 0")
         if self.lr_teacher is not None and not self.lr_teacher_weight > 0:
             raise LrfaceError(f"--lr-teacher-weight {self.lr_teacher_weight}: a number > 0")
         unknown = sorted(set(self.losses) - set(LOSS_TERMS))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from ..cache import cache_dir, digest
 from ..datasets import recordio
 from ..datasets.facecache import aligned_crops, cache_file
 from ..datasets.lfw import LFW, identity_of
+from ..datasets.parts import build_in_parts, remove_parts
 from ..datasets.recordio import RecordCrops
 from ..datasets.sources import Source, list_folder, parse_sources
 from ..detect import DEFAULT_DETECTOR, resolve_detector
@@ -38,6 +39,7 @@ from ..models.interface import Embedder
 if TYPE_CHECKING:
     from ..datasets.guard import Reference
     from .config import DistillConfig
+    from .holdout import HeldOut
 
 log = logging.getLogger("lrface")
 
@@ -104,7 +106,7 @@ class SourceFaces:
     """The usable faces of one ``--data`` source and what was left out of it (for the
     card): images ``listed``, ``no_face`` (no face detected: skipped, never given the
     centred fallback crop) and ``unreadable`` (paths), and after the test-identity guard
-    ``dropped`` (path, nearest LFW test image, cosine) and ``guard_checked``."""
+    ``dropped`` (path, nearest LFW test-split identity, cosine) and ``guard_checked``."""
 
     source: Source
     faces: FaceSet
@@ -375,14 +377,16 @@ def targets_cache_file(
 
 
 def teacher_targets(
-    faces: FaceSet, teacher: Embedder, chunk: int = 2048, progress: bool = False
+    faces: FaceSet, teacher: Embedder, chunk: int = 512, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Teacher embeddings of every HR crop and of its mirror image, cached on disk per
     (teacher, root, paths): one cache file per source.
 
     Returns two float32 (N, D) L2-normalised arrays (plain, mirrored).  The teacher is
     run without flip fusion, so each target matches exactly the view the student sees.
-    Crops are embedded ``chunk`` at a time (a RecordIO pack is decoded as it goes).
+    Crops are embedded ``chunk`` at a time (a RecordIO pack is decoded as it goes), and
+    every chunk is kept as a part of the cache
+    (:func:`lrface.datasets.parts.build_in_parts`): a run killed half-way resumes there.
     """
     if teacher.sha256 is None:  # the cache key must change with the weights
         raise DatasetError(f"{teacher.name}: its card has no sha256; teacher targets need one")
@@ -390,20 +394,27 @@ def teacher_targets(
     if fn.is_file():
         with np.load(fn) as z:
             return z["plain"], z["mirror"]
-    plain, mirror = [], []
     n = len(faces.paths)
-    for i in tqdm(
-        range(0, n, chunk),
-        desc=f"teacher targets ({n} faces)",
-        disable=not progress or n <= chunk,
-    ):
-        crops = np.stack([faces.crops[j] for j in range(i, min(n, i + chunk))])
-        plain.append(teacher.embed_crops(crops, flip=False))
-        mirror.append(teacher.embed_crops(np.ascontiguousarray(crops[:, :, ::-1]), flip=False))
-    d = teacher.embedding_size
-    plain_a = np.concatenate(plain) if plain else np.zeros((0, d), np.float32)
-    mirror_a = np.concatenate(mirror) if mirror else np.zeros((0, d), np.float32)
+    if not n:
+        d = teacher.embedding_size
+        return np.zeros((0, d), np.float32), np.zeros((0, d), np.float32)
+
+    def compute(rows: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        bar = tqdm(total=len(rows), desc=f"teacher targets ({n} faces)",
+                   disable=not progress or len(rows) <= chunk)  # fmt: skip
+        for i in range(0, len(rows), chunk):
+            crops = np.stack([faces.crops[j] for j in rows[i : i + chunk]])
+            plain = teacher.embed_crops(crops, flip=False)
+            mirror = teacher.embed_crops(np.ascontiguousarray(crops[:, :, ::-1]), flip=False)
+            bar.update(len(crops))
+            yield from zip(plain, mirror)
+        bar.close()
+
+    got = build_in_parts(fn, n, chunk, ("plain", "mirror"), compute, "faces")
+    plain_a = got["plain"].astype(np.float32)
+    mirror_a = got["mirror"].astype(np.float32)
     save_npz_atomic(fn, plain=plain_a, mirror=mirror_a)
+    remove_parts(fn)
     return plain_a, mirror_a
 
 
@@ -442,6 +453,7 @@ class TrainingData:
     guard: dict[str, Any]
     lfw: LFW | None
     views: dict[str, Any] | None = None  # box views (distill.views.BoxViews.card), if any
+    held: HeldOut | None = None  # identities held out to calibrate the thresholds
 
     @property
     def weights(self) -> list[float]:
@@ -501,7 +513,7 @@ class TrainingData:
                 entry["test_guard_dropped"] = len(p.dropped) if p.guard_checked else None
                 if p.dropped:
                     entry["test_guard_examples"] = [
-                        {"path": a, "nearest_lfw_test_image": b, "cosine": c}
+                        {"path": a, "nearest_lfw_test_identity": b, "cosine": c}
                         for a, b, c in p.dropped[:5]
                     ]
             srcs.append(entry)
@@ -517,7 +529,7 @@ class TrainingData:
                     "no_face": p.no_face,
                     "unreadable": p.unreadable,
                     "test_guard_dropped": [
-                        {"path": a, "nearest_lfw_test_image": b, "cosine": c}
+                        {"path": a, "nearest_lfw_test_identity": b, "cosine": c}
                         for a, b, c in p.dropped
                     ],
                 }
@@ -535,6 +547,40 @@ def display_path(path: Path) -> str:
     return os.path.relpath(path) if not Path(path).is_absolute() else Path(path).name
 
 
+def check_before_work(cfg: DistillConfig, training: bool = True) -> None:
+    """The cheap checks of a run, before any detection, alignment or teacher work: the
+    ``--out`` folder can be made (not made here: a refused run leaves none), every source
+    parses and lists images, held-out folds fit, no labelled folder holds an LFW
+    test-split identity, and (``training``; not for ``--prepare-only``) the images listed
+    give at least one batch per epoch (repeated on the faces left after skipping)."""
+    from ..fileio import check_writable
+
+    check_writable(cfg.out, "dir", "--out")
+    sources = parse_sources(cfg.data)
+    _check_holdout(sources, cfg.holdout_folds)
+    lfw = find_lfw(sources, cfg.test_pairs)
+    banned = lfw.test_identities if lfw is not None else frozenset()
+    draws = 0
+    for s in sources:
+        if s.kind == "rec":
+            return  # counted when the pack is opened
+        source_lfw = LFW(s.path) if s.kind == "lfw" else None
+        _, rels, _ = _list_images(s, source_lfw, cfg.holdout_folds, banned)
+        if not rels:
+            raise DatasetError(f"{s.path}: no images found (expected ROOT/<identity>/<image>.jpg)")
+        n = min(len(rels), cfg.limit) if cfg.limit else len(rels)
+        draws += _draws(s.weight, n)
+    if training and draws < cfg.batch_size:
+        raise DatasetError(
+            f"{_spec_list(sources)}: {draws} images listed (draws per epoch) are fewer than "
+            f"one batch of {cfg.batch_size}; add photos or lower --batch-size"
+        )
+
+
+def _spec_list(sources: Sequence[Source]) -> str:
+    return " + ".join(s.spec for s in sources)
+
+
 def training_data_for(cfg: DistillConfig, teacher: Embedder, progress: bool = True) -> TrainingData:
     """:func:`prepare_training_data` with the data settings of ``cfg``: the one place
     training and ``--prepare-only`` get their data."""
@@ -547,6 +593,8 @@ def training_data_for(cfg: DistillConfig, teacher: Embedder, progress: bool = Tr
         test_guard=cfg.test_guard,
         guard_threshold=cfg.guard_threshold,
         progress=progress,
+        calib_identities=cfg.calib_identities,
+        seed=cfg.seed,
     )
 
 
@@ -558,6 +606,7 @@ def prepare_only(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
     from ..fileio import write_json_atomic
     from ..models.loader import load_embedder
 
+    check_before_work(cfg, training=False)
     td = training_data_for(cfg, load_embedder(cfg.teacher, flip=False), progress)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -614,40 +663,111 @@ def prepare_training_data(
     test_guard: bool = True,
     guard_threshold: float | None = None,
     progress: bool = False,
+    calib_identities: int | None = 0,
+    seed: int = 0,
 ) -> TrainingData:
     """Load every source (:func:`load_source`), compute its cached teacher targets, and
     drop from unlabelled and RecordIO sources every face whose flip-fused teacher
     embedding has cosine >= ``guard_threshold`` (default
-    :data:`lrface.datasets.guard.GUARD_THRESHOLD`) with any image of an LFW test-split
+    :data:`lrface.datasets.guard.GUARD_THRESHOLD`) with the template of an LFW test-split
     identity -- or of an identity of ``holdout_folds``, whose pairs validate the run.
-    ``test_guard=False`` skips that filter (recorded in the card)."""
+    ``test_guard=False`` skips that filter (recorded in the card).  Without an LFW source,
+    ``calib_identities`` identities of the labelled folders (None: the default share, 0:
+    none) are held out of training (seeded by ``seed``) to calibrate the thresholds:
+    :mod:`lrface.distill.holdout`; unlabelled faces close to them are dropped too."""
     sources = parse_sources(data)
     _check_holdout(sources, holdout_folds)
     lfw = find_lfw(sources, test_pairs)
     banned = lfw.test_identities if lfw is not None else frozenset()
     thr = _guard_threshold(guard_threshold)
     needs = [s for s in sources if s.needs_guard]
-    guard_lfw = _guard_lfw(needs, lfw, test_guard)  # the LFW whose test split guards
+    _check_guard_possible(needs, lfw, test_guard)
     tguard = None
-    if guard_lfw is not None:
-        tguard = _TestGuard(guard_lfw, teacher, detector, holdout_folds, thr)
+    if needs and test_guard:  # the templates first: a bad file fails before any alignment
+        tguard = _TestGuard(lfw, teacher, detector, holdout_folds, thr)
+        tguard.reference()
     parts, plains, mirrors = [], [], []
     for s in sources:
         part = load_source(s, limit, detector, holdout_folds, banned, progress)
         if not len(part.faces):
             raise DatasetError(f"--data {s.spec}: no usable face (every image was skipped)")
         plain, mirror = teacher_targets(part.faces, teacher, progress=progress)
-        if s.needs_guard and tguard is not None:
-            plain, mirror = tguard.apply(part, plain, mirror)
-        elif s.needs_guard:
-            log.warning("test guard OFF for %s (--no-test-guard): not checked", s.path)
         parts.append(part)
         plains.append(plain)
         mirrors.append(mirror)
+    held = None
+    if calib_identities != 0 and not any(s.kind == "lfw" for s in sources):
+        held = _hold_out(parts, plains, mirrors, calib_identities, seed)
+    for k, part in enumerate(parts):
+        if part.source.needs_guard and tguard is not None:
+            plains[k], mirrors[k] = tguard.apply(part, plains[k], mirrors[k], held)
+        elif part.source.needs_guard:
+            log.warning("test guard OFF for %s (--no-test-guard): not checked", part.source.path)
     faces = combine([p.faces for p in parts])
     guard_info = _guard_info(test_guard, bool(needs), thr, tguard)
     return TrainingData(
-        faces, np.concatenate(plains), np.concatenate(mirrors), parts, guard_info, lfw
+        faces, np.concatenate(plains), np.concatenate(mirrors), parts, guard_info, lfw, held=held
+    )
+
+
+def _hold_out(
+    parts: list[SourceFaces],
+    plains: list[np.ndarray],
+    mirrors: list[np.ndarray],
+    requested: int | None,
+    seed: int,
+) -> HeldOut | None:
+    """Set aside (in place: ``parts`` and their targets lose those faces) the identities
+    of labelled folders chosen by :func:`lrface.distill.holdout.choose` (``requested``:
+    how many, None = default share; ``seed``); returns them, or None when no labelled
+    folder has enough identities (logged)."""
+    from .holdout import HeldOut, choose
+
+    labelled = [k for k, p in enumerate(parts) if p.source.kind == "labelled"]
+    if not labelled:
+        return None
+    many = len(labelled) > 1
+    keyed = {
+        k: np.array(
+            [f"{parts[k].source.spec}/{i}" if many else i for i in parts[k].faces.identities]
+        )
+        for k in labelled
+    }
+    names = np.concatenate(list(keyed.values()))
+    uniq, counts = np.unique(names, return_counts=True)
+    chosen = choose(uniq.tolist(), counts.tolist(), requested, seed)
+    eligible = int((counts >= 2).sum())
+    if not chosen:
+        log.warning(
+            "%s: too few identities with >= 2 faces (%d) to hold some out; the threshold is "
+            "not calibrated (pass --threshold to verify, or add identities)",
+            ", ".join(parts[k].source.spec for k in labelled),
+            eligible,
+        )
+        return None
+    crops, fused, who = [], [], []
+    for k in labelled:
+        out = np.isin(keyed[k], chosen)
+        rows = np.flatnonzero(out)
+        crops.append(np.stack([parts[k].faces.crops[i] for i in rows]) if len(rows) else None)
+        fused.append(l2_normalize(plains[k][rows] + mirrors[k][rows]))
+        who.append(keyed[k][rows])
+        keep = np.flatnonzero(~out)
+        parts[k].faces = _subset(parts[k].faces, keep)
+        plains[k], mirrors[k] = plains[k][keep], mirrors[k][keep]
+    log.warning(
+        "held out of training to calibrate the threshold: %d identities (%d faces), seed %d",
+        len(chosen),
+        sum(len(w) for w in who),
+        seed,
+    )
+    return HeldOut(
+        np.concatenate(who),
+        np.concatenate([c for c in crops if c is not None]),
+        np.concatenate(fused),
+        chosen,
+        eligible,
+        seed,
     )
 
 
@@ -662,63 +782,73 @@ def _guard_threshold(guard_threshold: float | None) -> float:
     return thr
 
 
-def _guard_lfw(needs: list[Source], lfw: LFW | None, test_guard: bool) -> LFW | None:
-    """The LFW copy whose test split guards the sources ``needs`` (those that need the
-    guard); ``None`` when none does or ``test_guard`` is off.  Refuses guarded sources
-    without an LFW copy."""
-    guard_lfw = lfw if needs and test_guard else None
-    if needs and test_guard and guard_lfw is None:
+def _check_guard_possible(needs: list[Source], lfw: LFW | None, test_guard: bool) -> None:
+    """Refuse guarded sources (``needs``) when the guard is on but neither the shipped
+    templates nor an LFW copy can give it a reference (checked again, with the teacher,
+    by :func:`lrface.datasets.guard.test_reference`)."""
+    from ..datasets import guard
+    from ..models.registry import PACKAGE_WEIGHTS
+
+    shipped = (PACKAGE_WEIGHTS / guard.REFERENCE_FILE).is_file()
+    if needs and test_guard and lfw is None and not shipped:
         raise DatasetError(
             f"--data {needs[0].spec}: unlabelled faces must be checked against the LFW test "
-            "split, but no LFW copy was found; pass --test-pairs PATH/lfw/pairs.txt (with its "
-            "images) or set LRFACE_HOME, or --no-test-guard (recorded in the card)"
+            f"split, but weights/{guard.REFERENCE_FILE} is missing and no LFW copy was found; "
+            "restore the file (git checkout weights/), pass --test-pairs PATH/lfw/pairs.txt "
+            "(with its images) or set LRFACE_HOME, or --no-test-guard (recorded in the card)"
         )
-    return guard_lfw
 
 
 @dataclasses.dataclass
 class _TestGuard:
-    """The test-identity guard of one :func:`prepare_training_data` call: the reference
-    embeddings (LFW test-split images, plus the identities of ``holdout_folds``), computed
-    at the first guarded source, and the faces checked and dropped so far."""
+    """The test-identity guard of one :func:`prepare_training_data` call: the identity
+    templates (LFW test-split identities: shipped, or computed from ``lfw`` for another
+    teacher; plus the identities of ``holdout_folds``, from ``lfw``), and the faces
+    checked and dropped so far."""
 
-    lfw: LFW
+    lfw: LFW | None
     teacher: Embedder
     detector: str
     holdout_folds: tuple[int, ...]
     thr: float
     ref: Reference | None = None
-    ref_note: str | None = None
     checked: int = 0
     dropped: int = 0
 
     def reference(self) -> Reference:
-        """The reference embeddings (computed, and described in ``ref_note``, once)."""
+        """The templates (loaded or computed once)."""
         from ..datasets import guard
 
         if self.ref is None:
-            folds = self.holdout_folds
-            held = holdout_identities(self.lfw, folds) if folds else frozenset()
-            self.ref = guard.reference_embeddings(self.lfw, self.teacher, self.detector, held)
-            self.ref_note = (
-                f"flip-fused teacher embeddings of the {len(self.ref.paths)} images of the "
-                f"{len(self.lfw.test_identities)} LFW test-split identities"
-            ) + (f" and of the identities of held-out folds {list(folds)}" if folds else "")
+            ref = guard.test_reference(self.teacher, self.lfw, self.detector)
+            if self.holdout_folds and self.lfw is not None:
+                held = holdout_identities(self.lfw, self.holdout_folds)
+                ref = ref + guard.lfw_reference(self.lfw, self.teacher, held, self.detector)
+                ref.origin += f" (identities of held-out folds {list(self.holdout_folds)})"
+            self.ref = ref
         return self.ref
 
     def apply(
-        self, part: SourceFaces, plain: np.ndarray, mirror: np.ndarray
+        self,
+        part: SourceFaces,
+        plain: np.ndarray,
+        mirror: np.ndarray,
+        held: HeldOut | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Drop from ``part`` (in place: ``faces``, ``dropped``, ``guard_checked``) every
-        face whose flip-fused target has cosine >= ``thr`` with a reference image; returns
-        the kept rows of ``plain`` and ``mirror`` (float32 (N, D) each)."""
+        face whose flip-fused target has cosine >= ``thr`` with an identity template (and
+        with the templates of the identities ``held`` out for calibration); returns the
+        kept rows of ``plain`` and ``mirror`` (float32 (N, D) each)."""
         from ..datasets import guard
 
         ref = self.reference()
-        best, nearest = guard.nearest(l2_normalize(plain + mirror), ref.embeddings)
+        if held is not None:
+            ids, tmpl, count = guard.templates(held.names.tolist(), held.fused)
+            ref = ref + guard.Reference(ids, tmpl, count, "calibration identities")
+        best, nearest = guard.nearest(l2_normalize(plain + mirror), ref.templates)
         drop = best >= self.thr
         part.dropped = [
-            (part.faces.paths[i], ref.paths[nearest[i]], round(float(best[i]), 4))
+            (part.faces.paths[i], ref.identities[nearest[i]], round(float(best[i]), 4))
             for i in np.flatnonzero(drop)
         ]
         part.guard_checked = True
@@ -726,7 +856,7 @@ class _TestGuard:
         self.dropped += int(drop.sum())
         log.warning(
             "test guard: %s: dropped %d of %d faces (cosine >= %.3f with an LFW test-split "
-            "image)%s",
+            "identity's template)%s",
             part.source.path,
             int(drop.sum()),
             len(drop),
@@ -737,7 +867,8 @@ class _TestGuard:
         if not len(keep):
             raise DatasetError(
                 f"--data {part.source.spec}: every face is within the guard threshold "
-                f"{self.thr} of an LFW test-split (or held-out) image; nothing left to train on"
+                f"{self.thr} of an LFW test-split (or held-out) identity; nothing left to "
+                "train on"
             )
         part.faces = _subset(part.faces, keep)
         return plain[keep], mirror[keep]
@@ -761,6 +892,6 @@ def _guard_info(
             threshold_note=guard.THRESHOLD_NOTE,
             checked=tguard.checked if tguard is not None else 0,
             dropped=tguard.dropped if tguard is not None else 0,
-            reference=tguard.ref_note if tguard is not None else None,
+            reference=tguard.ref.origin if tguard is not None and tguard.ref else None,
         )
     return guard_info

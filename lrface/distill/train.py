@@ -40,7 +40,7 @@ from ..models.loader import load_embedder
 from ..models.preprocess import InputFormat
 from .card import write_card
 from .config import DistillConfig
-from .data import TrainingData, training_data_for
+from .data import TrainingData, check_before_work, training_data_for
 from .dataset import DistillDataset, training_dataset
 from .objective import Objective
 from .online import OnlineTeacher
@@ -115,13 +115,17 @@ def _set_up(cfg: DistillConfig, progress: bool) -> _Run:
     random draws), teacher, training data (rank 0 writes ``data_report.json``), student,
     objective, optimiser, dataset and online teachers; ``progress``: bars on rank 0."""
     cfg.check()
+    check_before_work(cfg)  # data, --out, batch: before any slow step
     rank, world, device = _start(cfg)
     show = progress and rank == 0
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     teacher = load_embedder(cfg.teacher, flip=False)
     lr_model = _lr_teacher_model(cfg, teacher)  # checked before any data work
+    if cfg.init and cfg.arch != "mbf":  # --init must fit before the data work, too
+        with torch.random.fork_rng():  # (the real build below draws the same numbers)
+            build_student(cfg, teacher, verbose=False)
     td = training_data_for(cfg, teacher, show)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder
     if rank == 0:
         write_json_atomic(out / "data_report.json", td.report())  # every skipped/dropped path
         log.info("data: %s", ", ".join(p.source.describe() for p in td.parts))
