@@ -146,7 +146,7 @@ def test_cli_build_and_identify(faces, tmp_path):
     probe = next(iter(sorted((root / people[0].name).glob("*.jpg"))))
     res = subprocess.run(
         [*lrface, "identify", str(probe), "--gallery", str(out), "--no-detect", "--json",
-         "--workers", "0"],
+         "--workers", "0", "--model", MODEL],
         capture_output=True, text=True, timeout=100,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]

@@ -13,7 +13,7 @@ from lrface.images import read_image
 from lrface.models import registry
 from lrface.models.loader import load_embedder
 from lrface.models.students import mobilefacenet_from_onnx
-from lrface.pipeline import dataset_photo_options, prepare_face
+from lrface.pipeline import CropOptions, dataset_photo_options, prepare_face
 
 
 def test_batch_is_dynamic_and_outputs_are_normalised(teacher, aligned_crop, rng):
@@ -62,7 +62,8 @@ def test_one_resize_rule_for_every_crop(teacher, lfw_image, hw):
         interp = cv2.INTER_AREA if max(h, w) > 112 else cv2.INTER_CUBIC
         want = cv2.resize(crop, (112, 112), interpolation=interp)
     assert np.array_equal(resize_crop(crop, 112), want)
-    assert np.array_equal(prepare_face(crop, detect=False).crop, want)
+    given = CropOptions(detect=False, crop_mode="aligned")  # the crop as given, resized
+    assert np.array_equal(prepare_face(crop, given).crop, want)
     assert np.array_equal(teacher.preprocess([crop]), teacher.preprocess([want]))
 
 
