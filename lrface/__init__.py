@@ -11,11 +11,11 @@ Quick start::
 
 __version__ = "0.1.0"
 
-from .api import Verification, choose_model, detect, embed, verify
-from .errors import LrfaceError
-from .models.loader import load_embedder
-from .templates import build_template, fuse_template
-from .watch import WatchSettings, watch_frames
+from lrface.api import Verification, choose_model, detect, embed, verify
+from lrface.errors import LrfaceError
+from lrface.models.loader import load_embedder
+from lrface.templates import build_template, fuse_template
+from lrface.watch import WatchSettings, watch_frames
 
 __all__ = [
     "LrfaceError",

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DatasetError, LrfaceError
+from lrface.errors import DatasetError, LrfaceError
 
 log = logging.getLogger("lrface")
 
@@ -46,7 +46,7 @@ def bn_statistics_from(net: Any, crops: np.ndarray, fmt: Any, batch: int = BATCH
     Returns the number of BatchNorm layers re-estimated."""
     import torch
 
-    from .models.preprocess import to_input
+    from lrface.models.preprocess import to_input
 
     bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
@@ -68,7 +68,7 @@ def bn_statistics_from(net: Any, crops: np.ndarray, fmt: Any, batch: int = BATCH
 
 
 def _count_listed(data: str) -> int:
-    from .datasets.sources import list_folder, parse_source
+    from lrface.datasets.sources import list_folder, parse_source
 
     source = parse_source(f"unlabelled:{data}")
     return len(list_folder(source)[1])
@@ -82,13 +82,13 @@ def adapt(
     write ``<out>/<base>-adapted.pt`` and its card; return the card."""
     import torch
 
-    from .datasets.sources import parse_source
-    from .detect import DEFAULT_DETECTOR
-    from .distill.data import load_source
-    from .fileio import atomic_write, check_writable, sha256_file, write_json_atomic
-    from .models.preprocess import InputFormat
-    from .models.registry import get_spec, torch_weights
-    from .models.torch_embedder import load_student_module
+    from lrface.datasets.sources import parse_source
+    from lrface.detect import DEFAULT_DETECTOR
+    from lrface.distill.data import load_source
+    from lrface.fileio import atomic_write, check_writable, sha256_file, write_json_atomic
+    from lrface.models.preprocess import InputFormat
+    from lrface.models.registry import get_spec, torch_weights
+    from lrface.models.torch_embedder import load_student_module
 
     check_writable(out, "dir", "--out")
     spec = get_spec(model)

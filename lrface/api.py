@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from .detect import DEFAULT_DETECTOR, resolve_detector
-from .errors import LrfaceError
-from .images import ImageInput
-from .models.embedder import Embedder
-from .models.loader import load_embedder
-from .models.registry import get_spec
-from .pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
-from .routing import TEACHER, ModelRouter, choose_model
-from .validation import check_model_name, check_number
+from lrface.detect import DEFAULT_DETECTOR, resolve_detector
+from lrface.errors import LrfaceError
+from lrface.images import ImageInput
+from lrface.models.embedder import Embedder
+from lrface.models.loader import load_embedder
+from lrface.models.registry import get_spec
+from lrface.pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
+from lrface.routing import TEACHER, ModelRouter, choose_model
+from lrface.validation import check_model_name, check_number
 
 __all__ = [
     "Verification",
@@ -336,6 +336,6 @@ def cross_model_threshold(name1: str, name2: str) -> tuple[float, str]:
 
 def _fit(crop: np.ndarray, size: int) -> np.ndarray:
     """An aligned 112x112 crop at the model's input side (area down; unchanged at 112)."""
-    from .align import resize_crop
+    from lrface.align import resize_crop
 
     return resize_crop(crop, size)

@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import LrfaceError
+from lrface.errors import LrfaceError
 
 T = TypeVar("T")
 

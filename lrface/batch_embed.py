@@ -70,9 +70,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .detect import resolve_detector
-from .errors import LrfaceError
-from .fileio import (
+from lrface.detect import resolve_detector
+from lrface.errors import LrfaceError
+from lrface.fileio import (
     NpzError,
     atomic_write,
     check_writable,
@@ -80,14 +80,14 @@ from .fileio import (
     save_npz_atomic,
     write_json_atomic,
 )
-from .outputs import check_output
-from .pathnames import path_text
-from .pipeline import CropOptions, CropPreparer, CropResult, options_for, progress_bar
-from .routing import BOX_MODEL, LR_STUDENT, STUDENT_BELOW_PX, TEACHER, ModelRouter
-from .validation import check_resource
+from lrface.outputs import check_output
+from lrface.pathnames import path_text
+from lrface.pipeline import CropOptions, CropPreparer, CropResult, options_for, progress_bar
+from lrface.routing import BOX_MODEL, LR_STUDENT, STUDENT_BELOW_PX, TEACHER, ModelRouter
+from lrface.validation import check_resource
 
 if TYPE_CHECKING:
-    from .models.interface import Embedder
+    from lrface.models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -138,7 +138,7 @@ def expand_inputs(
     Returns ``(paths, failures)``: failures are ``(input, "holds no image files")`` for a
     directory or list without images.
     """
-    from .images import list_images
+    from lrface.images import list_images
 
     out: list[str] = []
     failures: list[tuple[str, str]] = []

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import LrfaceError, os_error_message
+from lrface.errors import LrfaceError, os_error_message
 
 #: cache directories found writable in this process (checked once each)
 _WRITABLE: set[Path] = set()

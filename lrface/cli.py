@@ -35,9 +35,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .argconfig import add_arguments, from_namespace
-from .cli_options import (
+from lrface import __version__
+from lrface.argconfig import add_arguments, from_namespace
+from lrface.cli_options import (
     EMBED_DESCRIPTION,
     VERIFY_DESCRIPTION,
     AdaptOptions,
@@ -53,19 +53,19 @@ from .cli_options import (
     VerifyOptions,
     WatchOptions,
 )
-from .errors import LrfaceError, Terminated, os_error_message
+from lrface.errors import LrfaceError, Terminated, os_error_message
 
 if TYPE_CHECKING:
-    from .eval.benchmark import BenchmarkConfig
-    from .models.interface import Embedder
-    from .ray import RayEngine
-    from .routing import ModelRouter
+    from lrface.eval.benchmark import BenchmarkConfig
+    from lrface.models.interface import Embedder
+    from lrface.ray import RayEngine
+    from lrface.routing import ModelRouter
 
 log = logging.getLogger("lrface")
 
 
 def cmd_verify(a: VerifyOptions) -> int:
-    from .api import verify
+    from lrface.api import verify
 
     res = verify(
         a.image1,
@@ -106,11 +106,11 @@ def cmd_verify(a: VerifyOptions) -> int:
 
 
 def cmd_detect(a: DetectOptions) -> int:
-    from .align import align_face
-    from .detect import load_detector, resolve_detector
-    from .fileio import atomic_write, check_writable
-    from .outputs import check_crop_targets
-    from .pipeline import CropOptions, detect_faces
+    from lrface.align import align_face
+    from lrface.detect import load_detector, resolve_detector
+    from lrface.fileio import atomic_write, check_writable
+    from lrface.outputs import check_crop_targets
+    from lrface.pipeline import CropOptions, detect_faces
 
     CropOptions(detector=a.detector, det_thresh=a.det_thresh, size=a.size)  # validates
     if a.save_crops:
@@ -151,7 +151,7 @@ def cmd_detect(a: DetectOptions) -> int:
 
 def _print_failures(failures: Sequence[tuple[str, str]]) -> None:
     """``failed: PATH: reason`` per failure, one line each (names escaped: path_text)."""
-    from .pathnames import path_text
+    from lrface.pathnames import path_text
 
     for path, msg in failures:
         print(f"failed: {path_text(path)}: {path_text(msg)}", file=sys.stderr)
@@ -170,7 +170,7 @@ def _batch_status(n_ok: int, n_failed: int, what: str) -> int:
 
 def _ray_engine(a: EmbedOptions, emb: Embedder) -> RayEngine:
     """A :class:`lrface.ray.RayEngine` for ``embed --engine ray`` (imports Ray only here)."""
-    from .ray import RayEngine
+    from lrface.ray import RayEngine
 
     return RayEngine(
         emb,
@@ -183,9 +183,9 @@ def _ray_engine(a: EmbedOptions, emb: Embedder) -> RayEngine:
 
 
 def cmd_embed(a: EmbedOptions) -> int:
-    from .batch_embed import collect_paths, parse_shard
-    from .outputs import check_output
-    from .routing import ModelRouter
+    from lrface.batch_embed import collect_paths, parse_shard
+    from lrface.outputs import check_output
+    from lrface.routing import ModelRouter
 
     options = a.crop_options()
     check_output(a.out, "embeddings" if a.out.endswith(".npz") else "embeddings-dir")
@@ -228,7 +228,7 @@ def _embed_to(
     or a single ``.npz`` (embedded into ``out + ".work"`` beside it, then packed with the
     model and settings as ``meta`` and each face's model and crop, and the work directory
     removed)."""
-    from .batch_embed import embed_paths, load_embeddings, load_face_info, output_meta, write_npz
+    from lrface.batch_embed import embed_paths, load_embeddings, load_face_info, output_meta, write_npz
 
     if not out.endswith(".npz"):
         summary = embed_paths(paths, emb, out, **opts)
@@ -246,7 +246,7 @@ def _embed_to(
 
 
 def cmd_models(a: ModelsOptions) -> int:
-    from .models import registry
+    from lrface.models import registry
 
     if a.action == "list":
         rows = registry.model_rows(a.model_dir)
@@ -260,7 +260,7 @@ def cmd_models(a: ModelsOptions) -> int:
                     f"{r['license'][:52]:52s} {r['path'] or '-'}"
                 )
         return 0
-    from .fetch import fetch_model
+    from lrface.fetch import fetch_model
 
     if not a.names:
         raise LrfaceError(
@@ -273,7 +273,7 @@ def cmd_models(a: ModelsOptions) -> int:
 
 
 def cmd_benchmark(a: BenchmarkOptions) -> int:
-    from .eval.benchmark import run_benchmark
+    from lrface.eval.benchmark import run_benchmark
 
     config = a.config
     for flag in config.ignored_options():
@@ -288,7 +288,7 @@ def cmd_benchmark(a: BenchmarkOptions) -> int:
 def print_benchmark(config: BenchmarkConfig, result: dict[str, Any]) -> None:
     """Print a :func:`~lrface.eval.benchmark.run_benchmark` result: the table (or, with
     ``config.json``, the results JSON) on stdout, the files written on stderr."""
-    from .eval.benchmark import format_table
+    from lrface.eval.benchmark import format_table
 
     if config.json:
         print(json.dumps(result, indent=2, allow_nan=False))
@@ -303,24 +303,24 @@ def print_benchmark(config: BenchmarkConfig, result: dict[str, Any]) -> None:
 
 
 def cmd_distill(a: DistillOptions) -> int:
-    from .outputs import check_output
+    from lrface.outputs import check_output
 
     cfg = a.recipe  # --config FILE, overridden by the options given
     if cfg.out:
         check_output(cfg.out, "distill-dir")  # never into an unrelated non-empty directory
     if a.prepare_only:
-        from .distill.data import prepare_only
+        from lrface.distill.data import prepare_only
 
         print(json.dumps(prepare_only(cfg, progress=not a.quiet), indent=1))
         return 0
-    from .distill.train import distill
+    from lrface.distill.train import distill
 
     distill(cfg, resume=a.resume, progress=not a.quiet)
     return 0
 
 
 def cmd_adapt(a: AdaptOptions) -> int:
-    from .adapt import adapt
+    from lrface.adapt import adapt
 
     card = adapt(a.data, a.model, a.out, progress=not a.quiet)
     out = Path(a.out) / f"{card['name']}.json"
@@ -329,9 +329,9 @@ def cmd_adapt(a: AdaptOptions) -> int:
 
 
 def cmd_export(a: ExportOptions) -> int:
-    from .export import export_onnx
-    from .models.registry import PACKAGE_WEIGHTS
-    from .outputs import check_export_target
+    from lrface.export import export_onnx
+    from lrface.models.registry import PACKAGE_WEIGHTS
+    from lrface.outputs import check_export_target
 
     if Path(a.onnx).suffix.lower() == ".json":
         raise LrfaceError(f"{a.onnx}: --onnx must not end in .json (the card is written there)")
@@ -345,17 +345,17 @@ def cmd_export(a: ExportOptions) -> int:
 
 
 def cmd_gallery(a: GalleryBuildOptions) -> int:
-    from .gallery import build_gallery
-    from .models.loader import load_embedder
-    from .outputs import check_output
+    from lrface.gallery import build_gallery
+    from lrface.models.loader import load_embedder
+    from lrface.outputs import check_output
 
     options = a.crop_options()
     ivf = a.index != "exact"
     check_output(a.out, "ivf-dir" if ivf else "gallery")  # before any embedding
     emb = load_embedder(a.model, precision=a.precision)
     if ivf:  # --nlist/--nprobe against the most rows ROOT can give, before any embedding
-        from .gallery import count_gallery_images
-        from .ivf import TRAIN_SIZE, plan_nlist
+        from lrface.gallery import count_gallery_images
+        from lrface.ivf import TRAIN_SIZE, plan_nlist
 
         plan_nlist(a.index, min(TRAIN_SIZE, count_gallery_images(a.root)), a.nlist, a.nprobe)
     gallery, failures = build_gallery(
@@ -373,7 +373,7 @@ def cmd_gallery(a: GalleryBuildOptions) -> int:
             f"{a.out} was not written"
         )
     if ivf:  # per-image rows in parts, merged on disk (lrface.ivf)
-        from .ivf import build_ivf, gallery_parts, model_meta
+        from lrface.ivf import build_ivf, gallery_parts, model_meta
 
         built = build_ivf(
             a.out, gallery_parts(gallery, a.part_size), model_meta(gallery), gallery.threshold,
@@ -392,12 +392,12 @@ def cmd_gallery(a: GalleryBuildOptions) -> int:
 def cmd_identify(a: IdentifyOptions) -> int:
     import dataclasses
 
-    from .batch_embed import expand_inputs
-    from .ivf import open_gallery
-    from .models.loader import load_embedder
-    from .pathnames import path_text
-    from .pipeline import prepare_many
-    from .routing import ModelRouter
+    from lrface.batch_embed import expand_inputs
+    from lrface.ivf import open_gallery
+    from lrface.models.loader import load_embedder
+    from lrface.pathnames import path_text
+    from lrface.pipeline import prepare_many
+    from lrface.routing import ModelRouter
 
     options = a.crop_options()
     gallery = open_gallery(a.gallery)  # an .npz (exact search) or an IVF directory
@@ -457,15 +457,15 @@ def cmd_identify(a: IdentifyOptions) -> int:
 def cmd_watch(a: WatchOptions) -> int:
     from tqdm import tqdm
 
-    from .fileio import check_writable
-    from .video import (
+    from lrface.fileio import check_writable
+    from lrface.video import (
         open_video,
         save_best_crops,
         write_annotated,
         write_tracks_csv,
         write_tracks_json,
     )
-    from .watch import WatchSettings, load_watchlist, watch_frames
+    from lrface.watch import WatchSettings, load_watchlist, watch_frames
 
     settings = WatchSettings(
         every=a.every, detector=a.detector, det_thresh=a.det_thresh, model=a.model,
@@ -552,8 +552,8 @@ def _identify_templates(
     a: IdentifyOptions, gallery: Any, emb: Embedder, thr: float | None, options: Any
 ) -> int:
     """``identify --templates``: one fused template per probe folder, searched once."""
-    from .images import list_images
-    from .templates import build_template
+    from lrface.images import list_images
+    from lrface.templates import build_template
 
     if a.workers != IdentifyOptions.workers:  # the default; any other value would be ignored
         raise LrfaceError("--workers does not apply to --templates; drop it")
@@ -597,7 +597,7 @@ def _probe_threshold(gallery: Any, model: str) -> float | None:
     the model's own when it built the gallery, the student card's ``threshold_vs_teacher``
     for a student probe in a teacher's gallery (as :func:`lrface.verify` pairs them), else
     the gallery's."""
-    from .models.registry import get_spec
+    from lrface.models.registry import get_spec
 
     spec = get_spec(model)
     base = (spec.quantized_from if spec is not None else None) or model  # int8: its fp32 model
@@ -609,7 +609,7 @@ def _probe_threshold(gallery: Any, model: str) -> float | None:
 
 
 def cmd_serve(a: ServeOptions) -> int:
-    from .serve.server import run_server
+    from lrface.serve.server import run_server
 
     return run_server(a)
 
@@ -655,7 +655,7 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
     """SIGINT/SIGTERM in the main thread: kill the worker processes at once
     (:func:`lrface.workers.abort_pools`), then unwind the command with KeyboardInterrupt
     or :class:`~lrface.errors.Terminated` (its ``finally`` blocks keep outputs resumable)."""
-    from .workers import abort_pools
+    from lrface.workers import abort_pools
 
     abort_pools()
     if signum == signal.SIGINT:

@@ -24,13 +24,13 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .argconfig import arg, from_namespace, nested
-from .distill.config import DistillConfig, add_distill_arguments, config_from_args
-from .eval.benchmark import BenchmarkConfig, add_benchmark_arguments
-from .validation import resource_error, resource_range
+from lrface.argconfig import arg, from_namespace, nested
+from lrface.distill.config import DistillConfig, add_distill_arguments, config_from_args
+from lrface.eval.benchmark import BenchmarkConfig, add_benchmark_arguments
+from lrface.validation import resource_error, resource_range
 
 if TYPE_CHECKING:
-    from .pipeline import CropOptions
+    from lrface.pipeline import CropOptions
 
 __all__ = [
     "AdaptOptions",
@@ -245,7 +245,7 @@ class CropFlags(DetectorOptions):
     def crop_options(self) -> CropOptions:
         """These options as the pipeline's (validated) ``CropOptions``; the crop size is
         the model's, set later."""
-        from .pipeline import CropOptions
+        from lrface.pipeline import CropOptions
 
         return CropOptions(
             detect=self.detect,

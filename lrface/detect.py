@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .models import registry
+from lrface.models import registry
 
 DEFAULT_DETECTOR = "auto"
 """The detector used when none is named (CLI, API, evaluators and training data):
@@ -240,7 +240,7 @@ class SCRFD(Detector):
         providers: list[str] | None = None,
     ) -> None:
         super().__init__(det_thresh, nms_thresh)
-        from .providers import make_session
+        from lrface.providers import make_session
 
         self.model_path = str(model_path)
         self._providers = providers
@@ -308,8 +308,8 @@ class SCRFD(Detector):
     def _batch_session(self):
         """The model with a dynamic batch axis (:func:`make_batch_dynamic`), made once."""
         if self._batched is None:
-            from .models.onnx_utils import make_batch_dynamic
-            from .providers import make_session
+            from lrface.models.onnx_utils import make_batch_dynamic
+            from lrface.providers import make_session
 
             self._batched = make_session(make_batch_dynamic(self.model_path), self._providers)
         return self._batched
@@ -460,7 +460,7 @@ def load_detector(
 
 @lru_cache(maxsize=8)
 def _load_detector(name: str, det_thresh: float | None, model_dir: str | None) -> Detector:
-    from .errors import LrfaceError
+    from lrface.errors import LrfaceError
 
     if det_thresh is not None and not 0.0 < float(det_thresh) < 1.0:
         raise LrfaceError(f"--det-thresh {det_thresh}: must be a score between 0 and 1")

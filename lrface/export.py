@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import LrfaceError
-from .fileio import atomic_write, sha256_file, write_json_atomic
-from .models import registry
-from .models.onnx_utils import rewrite_prelu
-from .models.torch_embedder import load_student_module
+from lrface.errors import LrfaceError
+from lrface.fileio import atomic_write, sha256_file, write_json_atomic
+from lrface.models import registry
+from lrface.models.onnx_utils import rewrite_prelu
+from lrface.models.torch_embedder import load_student_module
 
 
 def export_onnx(
@@ -128,7 +128,7 @@ def _onnx_card(
 
 def max_abs_diff(net: torch.nn.Module, onnx_bytes: bytes, x: np.ndarray) -> float:
     """Largest |torch - onnxruntime| over the outputs for input ``x`` (N,3,S,S float32)."""
-    from .providers import make_session
+    from lrface.providers import make_session
 
     sess = make_session(onnx_bytes)
     with torch.inference_mode():

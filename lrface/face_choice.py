@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .align import template
-from .detect import Face
+from lrface.align import template
+from lrface.detect import Face
 
 if TYPE_CHECKING:
-    from .detect import Detector
+    from lrface.detect import Detector
 
 #: Detection threshold of the retries (after the detector's own threshold).
 RETRY_THRESH = 0.1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .download import download_file, unpack_zip
-from .errors import ModelFileError
-from .fileio import check_writable
-from .models import registry
+from lrface.download import download_file, unpack_zip
+from lrface.errors import ModelFileError
+from lrface.fileio import check_writable
+from lrface.models import registry
 
 _DIRECT = (".onnx", ".zip", ".pt", ".pth")
 

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import LrfaceError, os_error_message
+from lrface.errors import LrfaceError, os_error_message
 
 #: ``read_npz_arrays`` refuses members declaring more than this many times the file's size.
 MAX_NPZ_RATIO = 10

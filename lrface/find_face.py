@@ -26,7 +26,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .detect import (
+from lrface.detect import (
     DEFAULT_DETECTOR,
     FALLBACK_DETECTOR,
     PREFERRED_DETECTOR,
@@ -34,7 +34,7 @@ from .detect import (
     load_detector,
     resolve_detector,
 )
-from .models import registry
+from lrface.models import registry
 
 __all__ = ["PAD_FRACTION", "PASSES", "Found", "find_faces", "other_detector", "pad_grey"]
 

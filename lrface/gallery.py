@@ -46,15 +46,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import DatasetError, LrfaceError
-from .fileio import NpzError, read_npz_arrays, save_npz_atomic
-from .outputs import check_output
-from .pipeline import CropOptions, options_for, prepare_many, progress_bar
-from .search import search as _search
-from .validation import NORM_TOL, check_embeddings, check_positive_int
+from lrface.errors import DatasetError, LrfaceError
+from lrface.fileio import NpzError, read_npz_arrays, save_npz_atomic
+from lrface.outputs import check_output
+from lrface.pipeline import CropOptions, options_for, prepare_many, progress_bar
+from lrface.search import search as _search
+from lrface.validation import NORM_TOL, check_embeddings, check_positive_int
 
 if TYPE_CHECKING:
-    from .models.interface import Embedder
+    from lrface.models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -675,7 +675,7 @@ def _gallery_items(root: Path) -> list[tuple[str, str]]:
     Raises :class:`DatasetError` if ``root`` is not a directory or holds no identity
     directory with images.
     """
-    from .images import list_images
+    from lrface.images import list_images
 
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory; pass ROOT with one folder per identity")

@@ -24,9 +24,9 @@ import dataclasses
 import cv2
 import numpy as np
 
-from .detect import DEFAULT_DETECTOR
-from .face_choice import most_central
-from .find_face import Found, find_faces
+from lrface.detect import DEFAULT_DETECTOR
+from lrface.face_choice import most_central
+from lrface.find_face import Found, find_faces
 
 __all__ = ["CROP_MODES", "ENLARGE_SIDE", "MIN_FACE_FRACTION", "CropLandmarks", "landmarks_in_crop"]
 

@@ -48,7 +48,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import ImageError, ImageTypeError, ImageValueError
+from lrface.errors import ImageError, ImageTypeError, ImageValueError
 
 #: Refuse images above this many pixels (decompression bombs, absurd inputs).
 MAX_PIXELS = 50_000_000
@@ -1098,7 +1098,7 @@ def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
 def _from_array(arr: np.ndarray, label: str) -> np.ndarray:
     """An image array as uint8 BGR: validated (and made uint8) by
     :func:`lrface.validation.check_image_array`, then grey/BGRA converted."""
-    from .validation import check_image_array
+    from lrface.validation import check_image_array
 
     return _to_bgr(check_image_array(arr, label, MAX_PIXELS), label)
 

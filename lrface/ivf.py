@@ -57,13 +57,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LrfaceError
-from .fileio import atomic_write, write_json_atomic
-from .gallery import UNKNOWN, open_set_decisions
-from .validation import check_embeddings, check_positive_int
+from lrface.errors import LrfaceError
+from lrface.fileio import atomic_write, write_json_atomic
+from lrface.gallery import UNKNOWN, open_set_decisions
+from lrface.validation import check_embeddings, check_positive_int
 
 if TYPE_CHECKING:
-    from .models.interface import Embedder
+    from lrface.models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -98,7 +98,7 @@ def open_gallery(path: str | os.PathLike[str]) -> Any:
     """:class:`IvfGallery` for an IVF gallery directory, else :meth:`Gallery.load` (.npz)."""
     if is_ivf_gallery(path):
         return IvfGallery.open(path)
-    from .gallery import Gallery
+    from lrface.gallery import Gallery
 
     return Gallery.load(path)
 
@@ -550,7 +550,7 @@ class IvfGallery:
 
     def check_model(self, embedder: Embedder) -> None:
         """As :meth:`lrface.gallery.Gallery.check_model`."""
-        from .gallery import Gallery
+        from lrface.gallery import Gallery
 
         g = Gallery(self.model_name, self.model_sha256, self.embedding_size, "all", None,
                     self.teacher)  # fmt: skip

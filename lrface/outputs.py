@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import LrfaceError
-from .fileio import check_writable
+from lrface.errors import LrfaceError
+from lrface.fileio import check_writable
 
 _EMBEDDINGS_MEMBERS = {"paths.npy", "embeddings.npy", "failed_paths.npy", "failed_errors.npy"}
 _GALLERY_MEMBERS = {"embeddings.npy", "labels.npy", "sources.npy", "meta.npy"}

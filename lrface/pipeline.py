@@ -45,16 +45,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .align import align_face, align_native, native_face_size, resize_crop
-from .detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
-from .errors import LrfaceError, NoFaceError
-from .face_choice import central_candidates, most_central, template_landmarks
-from .find_face import Found, find_faces
-from .given_crop import CROP_MODES, landmarks_in_crop
-from .images import ImageInput, describe, read_image
-from .pathnames import name_problem
-from .validation import check_flag, check_index, check_number, check_resource, is_int
-from .workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
+from lrface.align import align_face, align_native, native_face_size, resize_crop
+from lrface.detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
+from lrface.errors import LrfaceError, NoFaceError
+from lrface.face_choice import central_candidates, most_central, template_landmarks
+from lrface.find_face import Found, find_faces
+from lrface.given_crop import CROP_MODES, landmarks_in_crop
+from lrface.images import ImageInput, describe, read_image
+from lrface.pathnames import name_problem
+from lrface.validation import check_flag, check_index, check_number, check_resource, is_int
+from lrface.workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 
 log = logging.getLogger("lrface")
 

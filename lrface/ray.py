@@ -49,12 +49,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LrfaceError
-from .pipeline import CropOptions, CropResult, prepare_crop
-from .validation import check_resource
+from lrface.errors import LrfaceError
+from lrface.pipeline import CropOptions, CropResult, prepare_crop
+from lrface.validation import check_resource
 
 if TYPE_CHECKING:
-    from .models.interface import Embedder
+    from lrface.models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -92,7 +92,7 @@ def _load_checked(
     batch_size: int,
 ) -> Any:
     """Load ``model`` in this (actor) process; refuse a file whose sha256 differs."""
-    from .models.loader import load_embedder
+    from lrface.models.loader import load_embedder
 
     emb = load_embedder(model, flip=flip, model_dir=model_dir, batch_size=batch_size)
     if sha256 is not None and emb.sha256 != sha256:
@@ -113,7 +113,7 @@ def _prepare_all(items: Sequence[Any], options: CropOptions, names: Sequence[str
 
 def _prepare_source(source: Any, options: CropOptions, name: str) -> CropResult:
     """:func:`prepare_crop` for in-memory sources (bytes or an image array)."""
-    from .pipeline import prepare_face
+    from lrface.pipeline import prepare_face
 
     if isinstance(source, bytearray | memoryview):
         source = bytes(source)
@@ -246,8 +246,8 @@ class _ShardWorker:
     def embed_shard(
         self, paths: list[str], start: int, options: CropOptions, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]], list[tuple[str, ...]]]:
-        from .batch_embed import _embed_routed
-        from .routing import ModelRouter
+        from lrface.batch_embed import _embed_routed
+        from lrface.routing import ModelRouter
 
         results = [prepare_crop(p, options) for p in paths]
         return _embed_routed(results, paths, start, ModelRouter(self.embedder), batch_size)

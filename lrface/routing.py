@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .align import resize_crop
-from .errors import LrfaceError
-from .models.registry import all_models
+from lrface.align import resize_crop
+from lrface.errors import LrfaceError
+from lrface.models.registry import all_models
 
 if TYPE_CHECKING:
-    from .models.interface import Embedder
+    from lrface.models.interface import Embedder
 
 __all__ = [
     "BOX_MODEL",
@@ -103,7 +103,7 @@ class ModelRouter:
     def embedder(self, name: str) -> Embedder:
         """The loaded model ``name`` (loaded once)."""
         if name not in self._loaded:
-            from .models.loader import load_embedder
+            from lrface.models.loader import load_embedder
 
             if self.batch_size is None:
                 self._loaded[name] = load_embedder(name, precision=self.precision)

@@ -23,8 +23,8 @@ import logging
 
 import numpy as np
 
-from .errors import LrfaceError
-from .validation import check_embeddings, check_positive_int
+from lrface.errors import LrfaceError
+from lrface.validation import check_embeddings, check_positive_int
 
 log = logging.getLogger("lrface")
 
@@ -118,7 +118,7 @@ def choose_backend(backend: str, n_gallery: int, faiss_threshold: int = 50_000) 
 
 def _numpy_candidates(p: np.ndarray, g: np.ndarray, k: int, block_size: int) -> np.ndarray:
     """int64 (P, k) candidate indices from the block-wise numpy search."""
-    from .eval.metrics import cosine_topk
+    from lrface.eval.metrics import cosine_topk
 
     return cosine_topk(p, g, k, block_size=block_size)[1]
 

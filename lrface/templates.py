@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from .errors import LrfaceError
-from .images import ImageInput
-from .validation import check_embeddings
+from lrface.errors import LrfaceError
+from lrface.images import ImageInput
+from lrface.validation import check_embeddings
 
 if TYPE_CHECKING:
-    from .models.interface import Embedder
-    from .pipeline import CropOptions
+    from lrface.models.interface import Embedder
+    from lrface.pipeline import CropOptions
 
 __all__ = [
     "FULL_QUALITY_PX",
@@ -106,7 +106,7 @@ def decision_threshold(probe_model: str, gallery: Any, given: float | None) -> t
     gallery's model; the student card's ``threshold_vs_teacher`` for a student's probes
     in a teacher gallery (or the reverse), the rule of :func:`lrface.api.verify`.
     These thresholds are calibrated on single images, not on templates."""
-    from .api import cross_model_threshold
+    from lrface.api import cross_model_threshold
 
     if given is not None:
         return float(given), "--threshold"
@@ -146,8 +146,8 @@ def build_template(
     face) is left out and listed in ``failures``; raises :class:`LrfaceError` when none
     can be used.
     """
-    from .images import describe
-    from .pipeline import options_for, prepare_face
+    from lrface.images import describe
+    from lrface.pipeline import options_for, prepare_face
 
     opts = options_for(options, True, int(embedder.input_size))
     crops, sources, weights, failures = [], [], [], []

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .errors import LrfaceError
+from lrface.errors import LrfaceError
 
 __all__ = ["SortTracker", "iou_matrix"]
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import (
+from lrface.errors import (
     ArgumentTypeError,
     ArgumentValueError,
     ImageTypeError,

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from .errors import LrfaceError
-from .fileio import _umask, atomic_write, write_json_atomic
+from lrface.errors import LrfaceError
+from lrface.fileio import _umask, atomic_write, write_json_atomic
 
 if TYPE_CHECKING:
-    from .watch import TrackResult
+    from lrface.watch import TrackResult
 
 __all__ = [
     "VideoSource",

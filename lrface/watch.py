@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from .api import choose_model
-from .detect import load_detector, resolve_detector
-from .errors import LrfaceError
-from .models.loader import load_embedder
-from .pipeline import CropOptions, align_crop
-from .templates import decision_threshold, face_quality, fuse_template
-from .tracks import SortTracker
-from .validation import is_int
+from lrface.api import choose_model
+from lrface.detect import load_detector, resolve_detector
+from lrface.errors import LrfaceError
+from lrface.models.loader import load_embedder
+from lrface.pipeline import CropOptions, align_crop
+from lrface.templates import decision_threshold, face_quality, fuse_template
+from lrface.tracks import SortTracker
+from lrface.validation import is_int
 
 __all__ = [
     "TrackResult",
@@ -399,7 +399,7 @@ def load_watchlist(path: str | Path, progress: bool = False) -> Any:
     directory, or a directory ``ROOT/<identity>/<images>`` enrolled now with the teacher
     (as ``lrface gallery build`` does by default).  Raises :class:`LrfaceError` naming
     the path and the fix."""
-    from .ivf import is_ivf_gallery, open_gallery
+    from lrface.ivf import is_ivf_gallery, open_gallery
 
     p = Path(path)
     if not p.exists():
@@ -409,8 +409,8 @@ def load_watchlist(path: str | Path, progress: bool = False) -> Any:
         )
     if p.is_file() or is_ivf_gallery(p):
         return open_gallery(p)
-    from .gallery import build_gallery
-    from .routing import TEACHER
+    from lrface.gallery import build_gallery
+    from lrface.routing import TEACHER
 
     gallery, failures = build_gallery(p, load_embedder(TEACHER), progress=progress)
     if failures:

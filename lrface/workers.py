@@ -48,8 +48,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-from .errors import LrfaceError
-from .validation import check_resource, is_int
+from lrface.errors import LrfaceError
+from lrface.validation import check_resource, is_int
 
 __all__ = [
     "POOL_MIN_ITEMS",

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir, digest
-from ..detect import DEFAULT_DETECTOR, load_detector
-from ..errors import ImageError
-from ..fileio import save_npz_atomic
-from ..pipeline import CropOptions, dataset_photo_options, prepare_face
-from ..workers import map_items
-from . import parts
-from .parts import build_in_parts, remove_parts
+from lrface.cache import cache_dir, digest
+from lrface.detect import DEFAULT_DETECTOR, load_detector
+from lrface.errors import ImageError
+from lrface.fileio import save_npz_atomic
+from lrface.pipeline import CropOptions, dataset_photo_options, prepare_face
+from lrface.workers import map_items
+from lrface.datasets import parts
+from lrface.datasets.parts import build_in_parts, remove_parts
 
 log = logging.getLogger("lrface")
 
@@ -93,7 +93,7 @@ def aligned_crops(
     ``workers``: detection processes (:func:`lrface.workers.map_items`: in this process
     for ``workers=0`` or fewer than :data:`lrface.workers.POOL_MIN_ITEMS` images).
     """
-    from ..detect import resolve_detector
+    from lrface.detect import resolve_detector
 
     rel_paths = list(rel_paths)
     detector_name = resolve_detector(detector_name)

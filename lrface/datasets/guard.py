@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..detect import DEFAULT_DETECTOR
-from ..errors import DatasetError
-from ..fileio import save_npz_atomic, sha256_file
-from ..models.embedder import l2_normalize
-from .lfw import LFW, identity_of
+from lrface.detect import DEFAULT_DETECTOR
+from lrface.errors import DatasetError
+from lrface.fileio import save_npz_atomic, sha256_file
+from lrface.models.embedder import l2_normalize
+from lrface.datasets.lfw import LFW, identity_of
 
 if TYPE_CHECKING:
-    from ..models.interface import Embedder
+    from lrface.models.interface import Embedder
 
 log = logging.getLogger("lrface")
 
@@ -106,7 +106,7 @@ def lfw_embeddings(
     """Flip-fused teacher embeddings float32 (N, D) of LFW images ``rels`` (aligned with
     the whole-LFW crop cache; teacher targets cached like a training source's) and which
     of them had no detected face, bool (N,)."""
-    from ..distill.data import FaceSet, lfw_faces, teacher_targets
+    from lrface.distill.data import FaceSet, lfw_faces, teacher_targets
 
     got = lfw_faces(lfw, rels, detector)
     faces = FaceSet(lfw.image_dir, list(rels), [identity_of(r) for r in rels], got["crops"])
@@ -119,7 +119,7 @@ def whole_lfw_embeddings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`lfw_embeddings` of ``rels``, taken from the cached embeddings of all of LFW
     (:func:`calibrate`'s) when they exist, else computed for ``rels`` alone."""
-    from ..distill.data import targets_cache_file
+    from lrface.distill.data import targets_cache_file
 
     whole = targets_cache_file(teacher.name, teacher.sha256 or "", lfw.image_dir, lfw.all_images)
     if not whole.is_file():
@@ -151,7 +151,7 @@ def lfw_reference(
 def shipped_reference(teacher: Embedder, weights_dir: Path | None = None) -> Reference | None:
     """The shipped test-split templates when they were made by ``teacher`` (same sha256),
     else ``None``.  A file whose sha256 is not :data:`REFERENCE_SHA256` is refused."""
-    from ..models.registry import PACKAGE_WEIGHTS
+    from lrface.models.registry import PACKAGE_WEIGHTS
 
     path = (weights_dir or PACKAGE_WEIGHTS) / REFERENCE_FILE
     if not path.is_file():
@@ -287,8 +287,8 @@ def loo_cosines(ids: np.ndarray, emb: np.ndarray) -> np.ndarray:
 def _sample_nearest(sample: str, teacher: Embedder, ref: Reference, detector: str) -> np.ndarray:
     """For each face of the unlabelled photos ``sample`` (a folder or .txt list): its
     highest cosine float32 (S,) with a template of ``ref``."""
-    from ..distill.data import load_source, teacher_targets
-    from .sources import parse_source
+    from lrface.distill.data import load_source, teacher_targets
+    from lrface.datasets.sources import parse_source
 
     part = load_source(parse_source(f"unlabelled:{sample}"), detector=detector)
     plain, mirror = teacher_targets(part.faces, teacher, progress=True)
@@ -324,8 +324,8 @@ def main() -> None:  # pragma: no cover - a one-off calibration, figures in THRE
     import argparse
     import os
 
-    from ..models.loader import load_embedder
-    from ..models.registry import PACKAGE_WEIGHTS
+    from lrface.models.loader import load_embedder
+    from lrface.models.registry import PACKAGE_WEIGHTS
 
     ap = argparse.ArgumentParser(description="calibrate the test-identity guard threshold")
     ap.add_argument("--lfw", default=None, help="LFW copy (default $LRFACE_HOME/data/lfw)")

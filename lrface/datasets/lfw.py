@@ -16,7 +16,7 @@ import dataclasses
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import DatasetError
+from lrface.errors import DatasetError
 
 IMAGE_DIRS = ("lfw-deepfunneled", "lfw", "lfw_funneled", "lfw-funneled")
 PAIRS_PER_FOLD = 600

@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DatasetError
+from lrface.errors import DatasetError
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)

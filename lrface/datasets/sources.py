@@ -31,9 +31,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import DatasetError
-from ..images import list_images
-from .recordio import find_pack
+from lrface.errors import DatasetError
+from lrface.images import list_images
+from lrface.datasets.recordio import find_pack
 
 KINDS = ("lfw", "labelled", "unlabelled", "rec")
 _ALIASES = {"labeled": "labelled", "unlabeled": "unlabelled"}
@@ -115,7 +115,7 @@ def parse_sources(specs: str | Path | Sequence[str | Path]) -> list[Source]:
 
 
 def _is_lfw(path: Path) -> bool:
-    from .lfw import LFW
+    from lrface.datasets.lfw import LFW
 
     try:
         LFW(path)
@@ -169,7 +169,7 @@ def _check_kind(kind: str, path: Path, spec: str) -> None:
             "holding train.rec and train.idx"
         )
     if kind == "lfw" and not _is_lfw(path):
-        from .lfw import LFW
+        from lrface.datasets.lfw import LFW
 
         LFW(path)  # raises the precise layout error
     if kind in ("labelled", "lfw") and path.is_file():

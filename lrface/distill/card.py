@@ -15,17 +15,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..degrade import Degradation, degrade
-from ..fileio import atomic_write, sha256_file, write_json_atomic
-from ..models.interface import Embedder
-from ..models.preprocess import InputFormat
-from ..models.registry import get_spec
-from ..models.students import count_parameters
-from .config import DistillConfig
-from .data import TrainingData, display_path
-from .holdout import CalibrationPairs
-from .students import Student
-from .validate import Validator
+from lrface.degrade import Degradation, degrade
+from lrface.fileio import atomic_write, sha256_file, write_json_atomic
+from lrface.models.interface import Embedder
+from lrface.models.preprocess import InputFormat
+from lrface.models.registry import get_spec
+from lrface.models.students import count_parameters
+from lrface.distill.config import DistillConfig
+from lrface.distill.data import TrainingData, display_path
+from lrface.distill.holdout import CalibrationPairs
+from lrface.distill.students import Student
+from lrface.distill.validate import Validator
 
 
 def write_card(
@@ -165,7 +165,7 @@ def calibrate_threshold(
     ``threshold_vs_teacher`` on teacher-HR vs student-LR pairs at each of ``sizes`` (a
     face embedded by the teacher, the other by the student).  Returns them with
     ``calibration_accuracy`` (%), ``threshold_vs_teacher_accuracy`` (%) and notes."""
-    from ..eval.metrics import best_threshold
+    from lrface.eval.metrics import best_threshold
 
     embed = Validator.student_embed
     ea = embed(model, pairs.crops_a, fmt)

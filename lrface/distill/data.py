@@ -23,23 +23,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from ..cache import cache_dir, digest
-from ..datasets import recordio
-from ..datasets.facecache import aligned_crops, cache_file
-from ..datasets.lfw import LFW, identity_of
-from ..datasets.parts import build_in_parts, remove_parts
-from ..datasets.recordio import RecordCrops
-from ..datasets.sources import Source, list_folder, parse_sources
-from ..detect import DEFAULT_DETECTOR, resolve_detector
-from ..errors import DatasetError
-from ..fileio import save_npz_atomic
-from ..models.embedder import l2_normalize
-from ..models.interface import Embedder
+from lrface.cache import cache_dir, digest
+from lrface.datasets import recordio
+from lrface.datasets.facecache import aligned_crops, cache_file
+from lrface.datasets.lfw import LFW, identity_of
+from lrface.datasets.parts import build_in_parts, remove_parts
+from lrface.datasets.recordio import RecordCrops
+from lrface.datasets.sources import Source, list_folder, parse_sources
+from lrface.detect import DEFAULT_DETECTOR, resolve_detector
+from lrface.errors import DatasetError
+from lrface.fileio import save_npz_atomic
+from lrface.models.embedder import l2_normalize
+from lrface.models.interface import Embedder
 
 if TYPE_CHECKING:
-    from ..datasets.guard import Reference
-    from .config import DistillConfig
-    from .holdout import HeldOut
+    from lrface.datasets.guard import Reference
+    from lrface.distill.config import DistillConfig
+    from lrface.distill.holdout import HeldOut
 
 log = logging.getLogger("lrface")
 
@@ -553,7 +553,7 @@ def check_before_work(cfg: DistillConfig, training: bool = True) -> None:
     parses and lists images, held-out folds fit, no labelled folder holds an LFW
     test-split identity, and (``training``; not for ``--prepare-only``) the images listed
     give at least one batch per epoch (repeated on the faces left after skipping)."""
-    from ..fileio import check_writable
+    from lrface.fileio import check_writable
 
     check_writable(cfg.out, "dir", "--out")
     sources = parse_sources(cfg.data)
@@ -603,8 +603,8 @@ def prepare_only(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
     apply the test-identity guard for every source of ``cfg``, all
     cached for the training run that follows; write ``<out>/data_report.json`` and return
     the summary that the run's card will hold under ``data``."""
-    from ..fileio import write_json_atomic
-    from ..models.loader import load_embedder
+    from lrface.fileio import write_json_atomic
+    from lrface.models.loader import load_embedder
 
     check_before_work(cfg, training=False)
     td = training_data_for(cfg, load_embedder(cfg.teacher, flip=False), progress)
@@ -721,7 +721,7 @@ def _hold_out(
     of labelled folders chosen by :func:`lrface.distill.holdout.choose` (``requested``:
     how many, None = default share; ``seed``); returns them, or None when no labelled
     folder has enough identities (logged)."""
-    from .holdout import HeldOut, choose
+    from lrface.distill.holdout import HeldOut, choose
 
     labelled = [k for k, p in enumerate(parts) if p.source.kind == "labelled"]
     if not labelled:
@@ -774,7 +774,7 @@ def _hold_out(
 def _guard_threshold(guard_threshold: float | None) -> float:
     """``guard_threshold`` as a float (default :data:`lrface.datasets.guard.GUARD_THRESHOLD`),
     refused outside the cosine range [-1, 1]."""
-    from ..datasets import guard
+    from lrface.datasets import guard
 
     thr = guard.GUARD_THRESHOLD if guard_threshold is None else float(guard_threshold)
     if not -1.0 <= thr <= 1.0:
@@ -786,8 +786,8 @@ def _check_guard_possible(needs: list[Source], lfw: LFW | None, test_guard: bool
     """Refuse guarded sources (``needs``) when the guard is on but neither the shipped
     templates nor an LFW copy can give it a reference (checked again, with the teacher,
     by :func:`lrface.datasets.guard.test_reference`)."""
-    from ..datasets import guard
-    from ..models.registry import PACKAGE_WEIGHTS
+    from lrface.datasets import guard
+    from lrface.models.registry import PACKAGE_WEIGHTS
 
     shipped = (PACKAGE_WEIGHTS / guard.REFERENCE_FILE).is_file()
     if needs and test_guard and lfw is None and not shipped:
@@ -817,7 +817,7 @@ class _TestGuard:
 
     def reference(self) -> Reference:
         """The templates (loaded or computed once)."""
-        from ..datasets import guard
+        from lrface.datasets import guard
 
         if self.ref is None:
             ref = guard.test_reference(self.teacher, self.lfw, self.detector)
@@ -839,7 +839,7 @@ class _TestGuard:
         face whose flip-fused target has cosine >= ``thr`` with an identity template (and
         with the templates of the identities ``held`` out for calibration); returns the
         kept rows of ``plain`` and ``mirror`` (float32 (N, D) each)."""
-        from ..datasets import guard
+        from lrface.datasets import guard
 
         ref = self.reference()
         if held is not None:
@@ -879,7 +879,7 @@ def _guard_info(
 ) -> dict[str, Any]:
     """The ``test_guard`` entry of the card: whether it was on, and where any source
     needed it, the threshold and the faces checked and dropped."""
-    from ..datasets import guard
+    from lrface.datasets import guard
 
     guard_info: dict[str, Any] = {
         "enabled": bool(test_guard),

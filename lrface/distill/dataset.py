@@ -13,15 +13,15 @@ import logging
 import numpy as np
 import torch
 
-from ..align import resize_crop
-from ..degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
-from ..detect import DEFAULT_DETECTOR
-from ..errors import LrfaceError
-from ..models.preprocess import InputFormat, to_input
-from ..models.registry import ModelSpec
-from .config import DistillConfig
-from .data import FaceSet, TrainingData
-from .views import BoxViews, build_box_views
+from lrface.align import resize_crop
+from lrface.degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
+from lrface.detect import DEFAULT_DETECTOR
+from lrface.errors import LrfaceError
+from lrface.models.preprocess import InputFormat, to_input
+from lrface.models.registry import ModelSpec
+from lrface.distill.config import DistillConfig
+from lrface.distill.data import FaceSet, TrainingData
+from lrface.distill.views import BoxViews, build_box_views
 
 log = logging.getLogger("lrface")
 

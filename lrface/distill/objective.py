@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import LrfaceError
-from .config import DistillConfig
-from .losses import (
+from lrface.errors import LrfaceError
+from lrface.distill.config import DistillConfig
+from lrface.distill.losses import (
     CRCDLoss,
     RKDLoss,
     cross_resolution_nce,

@@ -14,10 +14,10 @@ import logging
 import numpy as np
 import torch
 
-from ..align import resize_crop
-from ..models import registry
-from ..models.embedder import Embedder
-from ..models.preprocess import InputFormat, to_input_torch
+from lrface.align import resize_crop
+from lrface.models import registry
+from lrface.models.embedder import Embedder
+from lrface.models.preprocess import InputFormat, to_input_torch
 
 log = logging.getLogger("lrface")
 
@@ -47,7 +47,7 @@ class OnlineTeacher:
         if use_torch is None:
             use_torch = device.type == "cuda"
         if use_torch and spec.runtime == "onnx" and spec.input_size == 112:
-            from ..models.students import mobilefacenet_from_onnx
+            from lrface.models.students import mobilefacenet_from_onnx
 
             try:
                 net = mobilefacenet_from_onnx(registry.locate(spec)).to(device).eval()

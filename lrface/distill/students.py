@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import LrfaceError
-from ..fileio import sha256_file
-from ..models import registry
-from ..models.interface import Embedder
-from ..models.students import (
+from lrface.errors import LrfaceError
+from lrface.fileio import sha256_file
+from lrface.models import registry
+from lrface.models.interface import Embedder
+from lrface.models.students import (
     MBF_BLOCKS,
     MobileFaceNet,
     TinyFaceNet,
@@ -30,8 +30,8 @@ from ..models.students import (
     mobilefacenet_from_onnx,
     widen_mobilefacenet,
 )
-from ..models.torch_embedder import read_state
-from .config import DistillConfig
+from lrface.models.torch_embedder import read_state
+from lrface.distill.config import DistillConfig
 
 log = logging.getLogger("lrface")
 

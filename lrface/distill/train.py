@@ -33,19 +33,19 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..errors import LrfaceError
-from ..fileio import atomic_write, write_json_atomic
-from ..models.embedder import Embedder
-from ..models.loader import load_embedder
-from ..models.preprocess import InputFormat
-from .card import write_card
-from .config import DistillConfig
-from .data import TrainingData, check_before_work, training_data_for
-from .dataset import DistillDataset, training_dataset
-from .objective import Objective
-from .online import OnlineTeacher
-from .students import Student, build_student
-from .validate import Validator
+from lrface.errors import LrfaceError
+from lrface.fileio import atomic_write, write_json_atomic
+from lrface.models.embedder import Embedder
+from lrface.models.loader import load_embedder
+from lrface.models.preprocess import InputFormat
+from lrface.distill.card import write_card
+from lrface.distill.config import DistillConfig
+from lrface.distill.data import TrainingData, check_before_work, training_data_for
+from lrface.distill.dataset import DistillDataset, training_dataset
+from lrface.distill.objective import Objective
+from lrface.distill.online import OnlineTeacher
+from lrface.distill.students import Student, build_student
+from lrface.distill.validate import Validator
 
 __all__ = ["DistillConfig", "distill"]
 

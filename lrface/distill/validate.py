@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..degrade import Degradation, degrade
-from ..models.embedder import l2_normalize
-from ..models.interface import Embedder
-from ..models.preprocess import InputFormat, to_input
-from .config import DistillConfig
-from .data import TrainingData
+from lrface.degrade import Degradation, degrade
+from lrface.models.embedder import l2_normalize
+from lrface.models.interface import Embedder
+from lrface.models.preprocess import InputFormat, to_input
+from lrface.distill.config import DistillConfig
+from lrface.distill.data import TrainingData
 
 
 class Validator:
@@ -33,8 +33,8 @@ class Validator:
         teacher: Embedder | None = None,
         holdout_folds: tuple[int, ...] = (),
     ) -> None:
-        from ..datasets.lfw import LFW
-        from .data import lfw_crops
+        from lrface.datasets.lfw import LFW
+        from lrface.distill.data import lfw_crops
 
         lfw = LFW(data)
         pairs = lfw.pairs_in_folds(holdout_folds) if holdout_folds else lfw.split_pairs("val")
@@ -104,7 +104,7 @@ class Validator:
         """``{"val_hr-lr_<s>": accuracy %}`` for each validation size ``s``; ``fmt``: the
         student's input (:meth:`lrface.models.preprocess.InputFormat.of` the teacher's
         entry at the student's side)."""
-        from ..eval.metrics import kfold_accuracy
+        from lrface.eval.metrics import kfold_accuracy
 
         res = {}
         for s in self.sizes:

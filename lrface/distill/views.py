@@ -26,10 +26,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
-from ..detect import resolve_detector
-from ..errors import ImageError
-from ..images import read_image
+from lrface.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
+from lrface.detect import resolve_detector
+from lrface.errors import ImageError
+from lrface.images import read_image
 
 log = logging.getLogger("lrface")
 
@@ -128,11 +128,11 @@ def _photo_boxes(
     face).
     """
     if lfw is not None:
-        from ..eval.protocols.lfw import load_box_crops
+        from lrface.eval.protocols.lfw import load_box_crops
 
         _, fallback, boxes = load_box_crops(lfw, rels, detector, progress=progress)
         return boxes, ~fallback
-    from ..eval.protocols.conditions import box_crops
+    from lrface.eval.protocols.conditions import box_crops
 
     _, fallback, boxes = box_crops([root / r for r in rels], detector, progress=progress)
     return boxes, ~fallback
@@ -147,7 +147,7 @@ def build_box_views(
     """:class:`BoxViews` over the faces of ``parts`` (:class:`SourceFaces`, in training
     order).  Photo-backed sources (LFW, folders) get a context crop per face whose photo
     has a detector box; RecordIO faces (pre-aligned, no photo) get none."""
-    from ..datasets.lfw import LFW
+    from lrface.datasets.lfw import LFW
 
     detector = resolve_detector(detector)
     rows: list[np.ndarray] = []

@@ -29,16 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from ..argconfig import add_arguments, arg, flag_of, option_fields
-from ..errors import DatasetError, LrfaceError
-from ..fileio import jsonable, write_json_atomic
-from ..outputs import check_output
+from lrface import __version__
+from lrface.argconfig import add_arguments, arg, flag_of, option_fields
+from lrface.errors import DatasetError, LrfaceError
+from lrface.fileio import jsonable, write_json_atomic
+from lrface.outputs import check_output
 
 if TYPE_CHECKING:
     import argparse
 
-    from ..models.interface import Embedder, HrEmbedders
+    from lrface.models.interface import Embedder, HrEmbedders
 
 PROTOCOLS = ("lfw", "tinyface", "scface", "folder")
 DEFAULT_MODEL = "mobilefacenet-arcface"
@@ -308,7 +308,7 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_options(config: BenchmarkConfig) -> None:
     """Refuse bad option values with a one-line :class:`LrfaceError` before any model loads."""
-    from .protocols.conditions import check_box_needs_detection, check_condition
+    from lrface.eval.protocols.conditions import check_box_needs_detection, check_condition
 
     if config.protocol not in PROTOCOLS:
         raise LrfaceError(
@@ -324,19 +324,19 @@ def _check_layout(protocol: str, data: str) -> None:
     if not Path(data).expanduser().exists():
         raise DatasetError(f"{data}: dataset path not found; pass --data with the {protocol} root")
     if protocol == "lfw":
-        from ..datasets.lfw import LFW
+        from lrface.datasets.lfw import LFW
 
         LFW(data)
     elif protocol == "tinyface":
-        from .protocols.tinyface import find_layout
+        from lrface.eval.protocols.tinyface import find_layout
 
         find_layout(data)
     elif protocol == "scface":
-        from .protocols.scface import scan_scface
+        from lrface.eval.protocols.scface import scan_scface
 
         scan_scface(data)
     else:
-        from .protocols.folder import scan_folder
+        from lrface.eval.protocols.folder import scan_folder
 
         scan_folder(data)
 
@@ -350,7 +350,7 @@ def _run_lfw(
     config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
 ) -> dict[str, Any]:
     """:func:`lrface.eval.protocols.lfw.evaluate_lfw` with the options of ``config``."""
-    from .protocols.lfw import DEFAULT_SIZES, evaluate_lfw
+    from lrface.eval.protocols.lfw import DEFAULT_SIZES, evaluate_lfw
 
     return evaluate_lfw(
         embedders,
@@ -372,7 +372,7 @@ def _run_tinyface(
 ) -> dict[str, Any]:
     """:func:`lrface.eval.protocols.tinyface.evaluate_tinyface` with the options of
     ``config``."""
-    from .protocols.tinyface import evaluate_tinyface
+    from lrface.eval.protocols.tinyface import evaluate_tinyface
 
     return evaluate_tinyface(
         embedders,
@@ -387,7 +387,7 @@ def _run_scface(
     config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
 ) -> dict[str, Any]:
     """:func:`lrface.eval.protocols.scface.evaluate_scface` with the options of ``config``."""
-    from .protocols.scface import evaluate_scface
+    from lrface.eval.protocols.scface import evaluate_scface
 
     return evaluate_scface(
         embedders,
@@ -404,7 +404,7 @@ def _run_folder(
     config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
 ) -> dict[str, Any]:
     """:func:`lrface.eval.protocols.folder.evaluate_folder` with the options of ``config``."""
-    from .protocols.folder import FOLDER_SIZES, evaluate_folder
+    from lrface.eval.protocols.folder import FOLDER_SIZES, evaluate_folder
 
     return evaluate_folder(
         embedders,
@@ -450,7 +450,7 @@ def resolve_hr_model(
     model_dir: str | None = None,
 ) -> HrEmbedders:
     """``--hr-model``: ``auto`` -> {student: its teacher}, ``self`` -> None, else one model."""
-    from ..models.loader import load_embedder
+    from lrface.models.loader import load_embedder
 
     if choice in (None, "", "auto"):
         hr: dict[str, Embedder] = {}
@@ -473,7 +473,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     nothing.  Raises :class:`LrfaceError` subclasses (one-line messages) for a wrong
     dataset, model or option, before any model loads where it can.
     """
-    from ..models.loader import load_embedder
+    from lrface.models.loader import load_embedder
 
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC)
@@ -491,7 +491,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     out_dir = config.out_dir
     plots: list[str] = []
     if config.plot:
-        from .plots import plot_results
+        from lrface.eval.plots import plot_results
 
         plots = [p.name for p in plot_results(result, out_dir)]
     out = {

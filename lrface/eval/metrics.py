@@ -53,8 +53,8 @@ import numpy as np
 from sklearn.metrics import auc as _sk_auc
 from sklearn.metrics import roc_curve as _sk_roc_curve
 
-from ..errors import LrfaceError
-from ..validation import check_embeddings, check_positive_int, is_int
+from lrface.errors import LrfaceError
+from lrface.validation import check_embeddings, check_positive_int, is_int
 
 __all__ = [
     "best_threshold",

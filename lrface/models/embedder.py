@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .preprocess import InputFormat, to_input
-from .registry import ModelSpec
+from lrface.models.preprocess import InputFormat, to_input
+from lrface.models.registry import ModelSpec
 
 
 class Embedder:
@@ -81,7 +81,7 @@ class Embedder:
         with np.errstate(over="ignore", invalid="ignore"):
             emb = l2_normalize(feats)
         if not np.isfinite(emb).all():
-            from ..errors import ModelFileError
+            from lrface.errors import ModelFileError
 
             where = self.spec.card_path or f"registry entry {self.name}"
             raise ModelFileError(
@@ -102,7 +102,7 @@ def check_crops(crops: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
     arrays (h, w >= 4) or one uint8 (N, h, w, 3) array.  Raises :class:`LrfaceError` (one
     line naming the item) for anything else: ``None``, strings (a path is not a crop: use
     :func:`lrface.embed`), other dtypes, shapes or non-contiguous garbage."""
-    from ..errors import LrfaceError
+    from lrface.errors import LrfaceError
 
     if isinstance(crops, str | bytes) or not hasattr(crops, "__len__"):
         raise LrfaceError(

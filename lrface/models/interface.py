@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 if TYPE_CHECKING:
     import numpy as np
 
-    from .registry import ModelSpec
+    from lrface.models.registry import ModelSpec
 
 __all__ = ["Embedder", "HrEmbedders"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from ..errors import ModelFileError, first_line
-from .embedder import Embedder
-from .registry import ModelSpec, get_spec, locate, with_precision
+from lrface.errors import ModelFileError, first_line
+from lrface.models.embedder import Embedder
+from lrface.models.registry import ModelSpec, get_spec, locate, with_precision
 
 TRAIN_EXTRA = 'pip install "lrface[train]"'
 
@@ -57,7 +57,7 @@ def _load(
     path = locate(spec, model_dir)
     if spec.runtime == "torch":
         return _torch_embedder(spec, path, flip, batch_size)
-    from .onnx_embedder import OnnxEmbedder
+    from lrface.models.onnx_embedder import OnnxEmbedder
 
     emb = OnnxEmbedder(
         spec,
@@ -98,7 +98,7 @@ def _mismatch(
 ) -> ModelFileError:
     """The error of :func:`check_against_file`: card ``field`` says ``claimed``, the file
     at ``path`` gives ``actual``."""
-    from .registry import is_shipped_card
+    from lrface.models.registry import is_shipped_card
 
     if spec.card_path is None:
         where, fix = f"registry entry {spec.name}", "pass the model's own weights"
@@ -122,7 +122,7 @@ def _torch_embedder(spec: ModelSpec, path: os.PathLike[str], flip: bool, batch: 
             f"training extra ({TRAIN_EXTRA}) or export it to ONNX on a machine with torch "
             "(`lrface export`)"
         ) from None
-    from .torch_embedder import TorchEmbedder, load_student_module
+    from lrface.models.torch_embedder import TorchEmbedder, load_student_module
 
     emb = TorchEmbedder(
         spec, load_student_module(spec, path), flip=flip, batch_size=max(batch, 128)

@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 
-from ..errors import ModelFileError, first_line
-from ..providers import make_session
-from .embedder import Embedder
-from .registry import ModelSpec
+from lrface.errors import ModelFileError, first_line
+from lrface.providers import make_session
+from lrface.models.embedder import Embedder
+from lrface.models.registry import ModelSpec
 
 #: Batches up to this size run row by row on a fixed batch-1 model (no graph rewrite).
 _ROW_BY_ROW_MAX = 8
@@ -107,7 +107,7 @@ class OnnxEmbedder(Embedder):
         return out.reshape(len(batch), -1)
 
     def _make_dynamic(self) -> None:
-        from .onnx_utils import make_batch_dynamic
+        from lrface.models.onnx_utils import make_batch_dynamic
 
         self.session = make_session(make_batch_dynamic(self.path), self._providers)
         self.fixed_batch = False

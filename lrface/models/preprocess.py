@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..align import resize_crop
-from .registry import ModelSpec
+from lrface.align import resize_crop
+from lrface.models.registry import ModelSpec
 
 if TYPE_CHECKING:
     import torch

@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from ..errors import ModelFileError
-from ..fileio import sha256_file
+from lrface.errors import ModelFileError
+from lrface.fileio import sha256_file
 
 log = logging.getLogger("lrface")
 

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import torch
 
-from .embedder import Embedder
-from .registry import ModelSpec
-from .students import create_student
+from lrface.models.embedder import Embedder
+from lrface.models.registry import ModelSpec
+from lrface.models.students import create_student
 
 
 def read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -35,7 +35,7 @@ def load_student_module(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.
     than the weights file holds.  A file torch cannot read, or a card whose architecture
     or settings do not fit the weights, raises :class:`~lrface.errors.ModelFileError`
     naming the card."""
-    from ..errors import ModelFileError, first_line
+    from lrface.errors import ModelFileError, first_line
 
     card = spec.card or {}
     where = spec.card_path or str(path)

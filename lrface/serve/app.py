@@ -29,13 +29,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .. import __version__
-from ..cli_options import ServeOptions
-from ..errors import LrfaceError, ModelFileError
-from ..fileio import jsonable
-from .auth import load_api_key
-from .engine import CropRequest, Engine, NoGallery, NotEnrolled, Upload
-from .limits import Deadline, RequestGuard, RequestTimeout
+from lrface import __version__
+from lrface.cli_options import ServeOptions
+from lrface.errors import LrfaceError, ModelFileError
+from lrface.fileio import jsonable
+from lrface.serve.auth import load_api_key
+from lrface.serve.engine import CropRequest, Engine, NoGallery, NotEnrolled, Upload
+from lrface.serve.limits import Deadline, RequestGuard, RequestTimeout
 
 log = logging.getLogger("lrface.serve")
 
@@ -194,7 +194,7 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
 
     @app.get("/models", summary="the models (as `lrface models list --json`, without paths)")
     async def models() -> JSONResponse:
-        from ..models.registry import model_rows
+        from lrface.models.registry import model_rows
 
         rows = [{k: v for k, v in row.items() if k != "path"} for row in model_rows()]
         return JSONResponse(jsonable(rows))

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import LrfaceError
+from lrface.errors import LrfaceError
 
 #: Environment variable holding the API key when no ``--api-key-file`` is given.
 KEY_ENV = "LRFACE_API_KEY"

@@ -26,18 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from ..api import verify_detailed
-from ..cli_options import ServeOptions
-from ..detect import DEFAULT_DETECTOR, load_detector, resolve_detector
-from ..errors import LrfaceError
-from ..images import read_image
-from ..models.embedder import Embedder
-from ..models.loader import load_embedder
-from ..models.registry import all_models, find
-from ..pipeline import CropOptions, PreparedFace, prepare_face
-from ..routing import LR_STUDENT, TEACHER
-from .limits import Deadline
-from .store import GalleryStore
+from lrface.api import verify_detailed
+from lrface.cli_options import ServeOptions
+from lrface.detect import DEFAULT_DETECTOR, load_detector, resolve_detector
+from lrface.errors import LrfaceError
+from lrface.images import read_image
+from lrface.models.embedder import Embedder
+from lrface.models.loader import load_embedder
+from lrface.models.registry import all_models, find
+from lrface.pipeline import CropOptions, PreparedFace, prepare_face
+from lrface.routing import LR_STUDENT, TEACHER
+from lrface.serve.limits import Deadline
+from lrface.serve.store import GalleryStore
 
 log = logging.getLogger("lrface")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from .auth import key_matches, presented_key
+from lrface.serve.auth import key_matches, presented_key
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import LrfaceError
+from lrface.errors import LrfaceError
 
 __all__ = ["ServerProcess", "free_port"]
 

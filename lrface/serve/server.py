@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli_options import ServeOptions
-from ..errors import LrfaceError
+from lrface.cli_options import ServeOptions
+from lrface.errors import LrfaceError
 
 SERVE_EXTRA = 'pip install "lrface[serve]"'
 
@@ -27,9 +27,9 @@ def check_options(options: ServeOptions) -> tuple[ServeOptions, str | None]:
     """``(options with absolute paths, API key or None)`` after every check of the module
     docstring; prints the key file's permission warning, if any, on stderr.  The gallery
     ``.npz`` is created empty when missing (under its lock)."""
-    from ..pipeline import CropOptions
-    from .auth import check_bind, load_api_key
-    from .store import GalleryStore
+    from lrface.pipeline import CropOptions
+    from lrface.serve.auth import check_bind, load_api_key
+    from lrface.serve.store import GalleryStore
 
     key, warning = load_api_key(options.api_key_file)
     check_bind(options.host, key, options.no_auth)
@@ -54,7 +54,7 @@ def run_server(options: ServeOptions) -> int:
         import uvicorn
     except ImportError as exc:
         raise LrfaceError(f"lrface serve needs {exc.name}: {SERVE_EXTRA}") from None
-    from .app import OPTIONS_ENV
+    from lrface.serve.app import OPTIONS_ENV
 
     checked, _ = check_options(options)
     os.environ[OPTIONS_ENV] = json.dumps(dataclasses.asdict(checked))

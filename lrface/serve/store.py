@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import LrfaceError
-from ..gallery import Gallery
-from ..ivf import META, is_ivf_gallery, open_gallery
-from .limits import Deadline
+from lrface.errors import LrfaceError
+from lrface.gallery import Gallery
+from lrface.ivf import META, is_ivf_gallery, open_gallery
+from lrface.serve.limits import Deadline
 
 T = TypeVar("T")
 
@@ -78,7 +78,7 @@ class GalleryStore:
                         f"--gallery {self.path}: no such gallery; give an .npz path (created "
                         "empty) or an IVF directory built by `lrface gallery build --index`"
                     )
-                from ..models.loader import load_embedder
+                from lrface.models.loader import load_embedder
 
                 empty = Gallery.for_embedder(load_embedder(self.new_model), self.aggregate)
                 empty.save(self.path)

@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from ...cache import cache_dir, digest
-from ...detect import DEFAULT_DETECTOR, resolve_detector
-from ...errors import LrfaceError
-from ...fileio import save_npz_atomic, sha256_file
-from ...models.registry import find
-from ...pipeline import CropOptions, prepare_many
+from lrface.cache import cache_dir, digest
+from lrface.detect import DEFAULT_DETECTOR, resolve_detector
+from lrface.errors import LrfaceError
+from lrface.fileio import save_npz_atomic, sha256_file
+from lrface.models.registry import find
+from lrface.pipeline import CropOptions, prepare_many
 
 if TYPE_CHECKING:
-    from ...models.interface import Embedder, HrEmbedders
+    from lrface.models.interface import Embedder, HrEmbedders
 
 #: Crops embedded per call (and per progress-bar step).
 EMBED_CHUNK = 256

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ...cache import cache_dir, digest
-from ...degrade import (
+from lrface.cache import cache_dir, digest
+from lrface.degrade import (
     BOX_HR_SIDE,
     BOX_MARGIN,
     DEGRADE_CHOICES,
@@ -28,13 +28,13 @@ from ...degrade import (
     degrade_realistic,
     realistic_rng,
 )
-from ...degrade import degrade as _degrade
-from ...detect import DEFAULT_DETECTOR
-from ...errors import LrfaceError
-from ...fileio import save_npz_atomic
-from ...given_crop import ENLARGE_SIDE, MIN_FACE_FRACTION
-from ...workers import map_items
-from .common import file_signature
+from lrface.degrade import degrade as _degrade
+from lrface.detect import DEFAULT_DETECTOR
+from lrface.errors import LrfaceError
+from lrface.fileio import save_npz_atomic
+from lrface.given_crop import ENLARGE_SIDE, MIN_FACE_FRACTION
+from lrface.workers import map_items
+from lrface.eval.protocols.common import file_signature
 
 #: Version of the ``given`` probe recipe (part of its cache keys).
 GIVEN_VERSION = 1
@@ -139,9 +139,9 @@ def degrade_probe(
 
 def _detect_box_one(path: Path, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
     """Box crop of the largest face of one file; the whole image when no face is found."""
-    from ...align import resize_crop
-    from ...detect import load_detector
-    from ...images import read_image
+    from lrface.align import resize_crop
+    from lrface.detect import load_detector
+    from lrface.images import read_image
 
     image = read_image(path)
     faces = load_detector(detector).detect(image)
@@ -184,7 +184,7 @@ def box_crops(
 
 def _landmarks_of(probe: np.ndarray, detector: str) -> tuple[np.ndarray, bool]:
     """``(float32 (5, 2) landmarks in the probe's pixels, found)`` of one given probe."""
-    from ...given_crop import landmarks_in_crop
+    from lrface.given_crop import landmarks_in_crop
 
     inside = landmarks_in_crop(probe, detector)
     if inside is None:
@@ -207,7 +207,7 @@ def given_landmarks(
     :func:`lrface.cache.cache_dir`.  Returns float32 (N, 5, 2) landmarks in each probe's
     pixels and bool (N,) found (False: the probe takes the box path).
     """
-    from ...detect import resolve_detector
+    from lrface.detect import resolve_detector
 
     used = resolve_detector(detector)
     key = digest(
@@ -238,8 +238,8 @@ def given_crop(probe: np.ndarray, landmarks: np.ndarray | None, size: int) -> np
     """The crop a model of input side ``size`` gets for a given ``probe`` (uint8 BGR) under
     the default crop mode: aligned by ``landmarks`` (float32 (5, 2), native size then
     bicubic) or, with None, the box path (resized).  uint8 BGR (size, size, 3)."""
-    from ...align import resize_crop
-    from ...pipeline import CropOptions, align_to
+    from lrface.align import resize_crop
+    from lrface.pipeline import CropOptions, align_to
 
     if landmarks is None:
         return resize_crop(probe, size)

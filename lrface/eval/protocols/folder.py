@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...degrade import (
+from lrface.degrade import (
     BOX_HR_SIDE,
     BOX_MARGIN,
     REALISTIC,
     Degradation,
 )
-from ...degrade import degrade as _degrade
-from ...detect import DEFAULT_DETECTOR
-from ...errors import DatasetError, LrfaceError
-from ...images import list_images
-from ..metrics import identification_report
-from .common import (
+from lrface.degrade import degrade as _degrade
+from lrface.detect import DEFAULT_DETECTOR
+from lrface.errors import DatasetError, LrfaceError
+from lrface.images import list_images
+from lrface.eval.metrics import identification_report
+from lrface.eval.protocols.common import (
     check_hr_embedder,
     embed_cached,
     file_signature,
@@ -44,7 +44,7 @@ from .common import (
     prepare_crops,
     protocol_result,
 )
-from .conditions import (
+from lrface.eval.protocols.conditions import (
     box_crops,
     check_box_needs_detection,
     check_condition,
@@ -59,7 +59,7 @@ from .conditions import (
 )
 
 if TYPE_CHECKING:
-    from ...models.interface import Embedder, HrEmbedders
+    from lrface.models.interface import Embedder, HrEmbedders
 
 FOLDER_SIZES = (16, 12)
 FOLDER_RANKS = (1, 5, 10, 20)

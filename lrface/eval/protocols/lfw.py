@@ -39,18 +39,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...cache import cache_dir, digest
-from ...datasets.facecache import aligned_crops, cache_file
-from ...datasets.lfw import LFW, Pair
-from ...degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
-from ...detect import DEFAULT_DETECTOR, load_detector
-from ...errors import LrfaceError
-from ...face_choice import central_face, fallback_square
-from ...fileio import save_npz_atomic
-from ...images import read_image
-from ...workers import map_items
-from ..metrics import roc, verification_report
-from .common import (
+from lrface.cache import cache_dir, digest
+from lrface.datasets.facecache import aligned_crops, cache_file
+from lrface.datasets.lfw import LFW, Pair
+from lrface.degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
+from lrface.detect import DEFAULT_DETECTOR, load_detector
+from lrface.errors import LrfaceError
+from lrface.face_choice import central_face, fallback_square
+from lrface.fileio import save_npz_atomic
+from lrface.images import read_image
+from lrface.workers import map_items
+from lrface.eval.metrics import roc, verification_report
+from lrface.eval.protocols.common import (
     check_hr_embedder,
     embed_cached,
     hr_for,
@@ -58,7 +58,7 @@ from .common import (
     protocol_result,
     row_label,
 )
-from .conditions import (
+from lrface.eval.protocols.conditions import (
     check_condition,
     condition_caption,
     condition_info,
@@ -71,7 +71,7 @@ from .conditions import (
 )
 
 if TYPE_CHECKING:
-    from ...models.interface import Embedder, HrEmbedders
+    from lrface.models.interface import Embedder, HrEmbedders
 
 MODES = ("hr-hr", "hr-lr", "lr-lr")
 MODE_TITLES = {"hr-hr": "HR vs HR", "hr-lr": "HR vs LR", "lr-lr": "LR vs LR"}
@@ -137,7 +137,7 @@ def load_crops(
     crops uint8 BGR (M, 112, 112, 3) of the source set, int64 (len(rels),) row of each
     rel in ``crops``, and bool (M,) alignment fallback flags.
     """
-    from ...detect import resolve_detector
+    from lrface.detect import resolve_detector
 
     rels = list(rels)
     detector = resolve_detector(detector)

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...detect import DEFAULT_DETECTOR
-from ...errors import DatasetError
-from ..metrics import identification_report
-from .common import (
+from lrface.detect import DEFAULT_DETECTOR
+from lrface.errors import DatasetError
+from lrface.eval.metrics import identification_report
+from lrface.eval.protocols.common import (
     check_hr_embedder,
     embed_cached,
     file_signature,
@@ -38,7 +38,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ...models.interface import Embedder, HrEmbedders
+    from lrface.models.interface import Embedder, HrEmbedders
 
 MUGSHOT_DIR = "mugshot_frontal_cropped_all"
 DISTANCE_DIR = "surveillance_cameras_distance_{}"

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import DatasetError, LrfaceError
-from ...images import list_images, read_image
-from ..metrics import identification_report
-from .common import embed_cached, file_signature, identification_entry, percent, protocol_result
+from lrface.errors import DatasetError, LrfaceError
+from lrface.images import list_images, read_image
+from lrface.eval.metrics import identification_report
+from lrface.eval.protocols.common import embed_cached, file_signature, identification_entry, percent, protocol_result
 
 if TYPE_CHECKING:
-    from ...models.interface import Embedder, HrEmbedders
+    from lrface.models.interface import Embedder, HrEmbedders
 
 PROBE_MAT = "probe_img_ID_pairs.mat"
 GALLERY_MAT = "gallery_match_img_ID_pairs.mat"
