@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from lrface.datasets.lfw import LFW
-from lrface.degrade import Degradation, degrade
 from lrface.eval.metrics import best_threshold
 from lrface.eval.protocols.lfw import load_box_crops, load_crops
-from lrface.fileio import write_json_atomic
+from lrface.faces.degrade import Degradation, degrade
+from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
 from lrface.models.registry import PACKAGE_WEIGHTS
 

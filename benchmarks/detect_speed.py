@@ -121,7 +121,7 @@ def frame_recall(faces: list[list], truth: list[list[tuple[int, int, int]]]) -> 
 
 def lfw_agreement(images: list[np.ndarray], old: list, new: list, n: int) -> dict[str, float]:
     """Landmark shift (inter-ocular units) and teacher-embedding cosine, old vs new."""
-    from lrface.align import align_face
+    from lrface.faces.align import align_face
     from lrface.models.loader import load_embedder
 
     shifts, pairs = [], []
@@ -162,8 +162,8 @@ def main() -> None:
 
     import importlib
 
-    # the module itself: the package attribute ``lrface.detect`` is the API function
-    detect_module = importlib.import_module("lrface.detect")
+    # the module itself: the package attribute ``lrface.faces.detect`` is the API function
+    detect_module = importlib.import_module("lrface.faces.detect")
     if args.min_canvas_side:
         detect_module.MIN_CANVAS_SIDE = args.min_canvas_side
     MIN_CANVAS_SIDE = detect_module.MIN_CANVAS_SIDE

@@ -31,10 +31,10 @@ from tqdm import tqdm
 
 from lrface.api import verify
 from lrface.datasets.lfw import LFW
-from lrface.detect import load_detector, resolve_detector
 from lrface.errors import NoFaceError
-from lrface.face_choice import central_face
-from lrface.images import read_image
+from lrface.faces.detect import load_detector, resolve_detector
+from lrface.faces.face_choice import central_face
+from lrface.io.images import read_image
 
 
 def shrink_to_face_width(img: np.ndarray, face_px: float) -> np.ndarray:
@@ -92,7 +92,7 @@ def main() -> None:
     }
     print(json.dumps(out, indent=2))
     if args.json:
-        from lrface.fileio import write_json_atomic
+        from lrface.io.fileio import write_json_atomic
 
         write_json_atomic(args.json, out)
 

@@ -15,7 +15,7 @@
    once half of its shards are on disk, then re-run unchanged.  Every output file of the
    two directories (``paths.txt``, ``emb-*.npy``, ``idx-*.npy``, ``fail-*.tsv``,
    ``failures.tsv``) must be byte-identical, and the merged embeddings
-   (:func:`lrface.batch_embed.load_embeddings`) equal, ordering included.
+   (:func:`lrface.batch.embed.load_embeddings`) equal, ordering included.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lrface.batch_embed import load_embeddings
+from lrface.batch.embed import load_embeddings
 from lrface.datasets.facecache import aligned_crops
 from lrface.datasets.lfw import LFW
 

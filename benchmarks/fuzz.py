@@ -6,11 +6,11 @@
 Targets (each input is generated from ``(seed, target, index)`` alone, so any input can
 be regenerated with ``--repro INDEX``):
 
-* ``image``: :func:`lrface.images.read_image` on mutated bytes of real small PNG, JPEG, WebP,
+* ``image``: :func:`lrface.io.images.read_image` on mutated bytes of real small PNG, JPEG, WebP,
   TIFF, GIF, BMP, PNM, AVIF and JPEG 2000 files made from an LFW face (bit flips, byte
   and word overwrites, truncations, insertions, splices, header dimension rewrites, PNG
   chunk edits with their CRC fixed, EXIF orientation rewrites, random bytes).
-* ``gallery``: :meth:`lrface.gallery.Gallery.load` on mutated ``.npz`` bytes of real small
+* ``gallery``: :meth:`lrface.search.gallery.Gallery.load` on mutated ``.npz`` bytes of real small
   galleries (byte mutations, members re-zipped after mutation so their CRC is valid,
   ``meta`` JSON edited, arrays of the wrong dtype/shape/values, pickled object arrays,
   dropped/duplicated/extra members).
@@ -36,7 +36,7 @@ that runs longer than ``--timeout`` seconds (default 10: a legal 49 MP GIF takes
 a busy 2-core machine) is a **hang** (a watchdog kills the worker and the run resumes with
 the next input).  ``peak_rss_mb`` is the worker's peak resident set (VmHWM) over all its
 inputs.  For ``image``, the "bombs" of :func:`make_bombs` (inputs of at most 10 MB that
-decode to close to :data:`lrface.images.MAX_PIXELS` pixels, or claim far more) are also read,
+decode to close to :data:`lrface.io.images.MAX_PIXELS` pixels, or claim far more) are also read,
 each once, in a fresh process, and that process's peak RSS is reported: it must stay below
 500 MB.  Inputs that write to stderr (libpng, libjpeg or Python warnings) count as
 ``noisy``.
@@ -610,7 +610,7 @@ def _webp_vp8x(w: int, h: int) -> bytes:
 
 def gallery_seeds(workdir: Path | None = None) -> dict[str, bytes]:
     """Saved ``.npz`` bytes of small real galleries (random normalised embeddings)."""
-    from lrface.gallery import Gallery
+    from lrface.search.gallery import Gallery
 
     rng = np.random.default_rng(0)
     seeds = {}
@@ -824,7 +824,7 @@ def model_seeds() -> dict[str, bytes]:
 
 
 def _file_sha256(name: str) -> str:
-    from lrface.fileio import sha256_file
+    from lrface.io.fileio import sha256_file
 
     return sha256_file(REPO / "weights" / name)
 
@@ -987,7 +987,7 @@ def run_api_call(data: bytes, workdir: Path) -> str:
         res = lrface.verify(images[0], images[-1], **kwargs)
         assert isinstance(res.same, bool) and -1.0 <= res.similarity <= 1.0, res
     elif fn == "detect":
-        faces = lrface.detect(images[0], **kwargs)
+        faces = lrface.faces.detect(images[0], **kwargs)
         assert isinstance(faces, list)
     else:
         out = lrface.embed(images, **kwargs)
@@ -1026,7 +1026,7 @@ def _sandbox(workdir: Path) -> Path:
     path stays inside ``workdir/box``."""
     import shutil
 
-    from lrface.gallery import Gallery
+    from lrface.search.gallery import Gallery
 
     shutil.rmtree(workdir / "box", ignore_errors=True)
     box = workdir / "box" / "1" / "2" / "3" / "4"
@@ -1069,9 +1069,9 @@ def run_outpath(data: bytes, workdir: Path) -> str:
 
 def _write_output(writer: str, path: str) -> None:
     """Write a small output of ``writer``'s kind to ``path`` and read it back."""
-    from lrface import batch_embed
-    from lrface.fileio import write_json_atomic
-    from lrface.gallery import Gallery
+    from lrface.batch import embed as batch_embed
+    from lrface.io.fileio import write_json_atomic
+    from lrface.search.gallery import Gallery
 
     if writer == "write_npz":
         batch_embed.write_npz(path, ["a.jpg"], np.ones((1, 4), np.float32) / 2, [])
@@ -1095,7 +1095,7 @@ def _write_output(writer: str, path: str) -> None:
 
 
 def run_image(data: bytes, workdir: Path) -> str:
-    from lrface.images import read_image
+    from lrface.io.images import read_image
 
     img = read_image(data)
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, img.shape
@@ -1103,7 +1103,7 @@ def run_image(data: bytes, workdir: Path) -> str:
 
 
 def run_gallery(data: bytes, workdir: Path) -> str:
-    from lrface.gallery import Gallery
+    from lrface.search.gallery import Gallery
 
     path = workdir / "gallery.npz"
     path.write_bytes(data)
@@ -1324,7 +1324,7 @@ def _record(
 
 def _bomb_worker(path: str, conn: Any) -> None:
     from lrface.errors import LrfaceError
-    from lrface.images import read_image
+    from lrface.io.images import read_image
 
     data = Path(path).read_bytes()
     t = time.perf_counter()

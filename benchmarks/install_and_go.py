@@ -83,7 +83,7 @@ def verify_times(a: Path, b: Path, home: str, runs: int) -> dict:
 def write_crops(lfw_root: Path, out: Path, n: int, size: int) -> Path:
     from lrface.datasets.facecache import aligned_crops
     from lrface.datasets.lfw import LFW
-    from lrface.degrade import Degradation, degrade
+    from lrface.faces.degrade import Degradation, degrade
 
     folder = out / f"crops{size}"
     if folder.is_dir() and sum(1 for _ in folder.rglob("*.png")) == n:

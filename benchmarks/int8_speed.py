@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from lrface.images import list_images
+    from lrface.io.images import list_images
     from lrface.models.loader import load_embedder
 
     tmp = Path(tempfile.mkdtemp(prefix="lrface-int8-"))

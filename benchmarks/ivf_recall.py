@@ -1,4 +1,4 @@
-"""Recall and latency of on-disk IVF galleries (lrface.ivf) against the exact search.
+"""Recall and latency of on-disk IVF galleries (lrface.search.ivf) against the exact search.
 
     # the LFW identification protocol of benchmarks/lfw_identify.py (embedded in-process)
     python benchmarks/ivf_recall.py lfw --data ../shared/data/lfw --out runs/ivf-lfw \
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrface.ivf import IvfGallery
+from lrface.search.ivf import IvfGallery
 
 K = 10
 
@@ -97,7 +97,7 @@ def search_memory_mib(path: Path, probes: np.ndarray, nprobe: int, shortlist: in
     search, in MiB.  (``ru_maxrss`` would inherit this script's peak across exec.)"""
     np.save(path.parent / "probes.npy", probes)
     code = (
-        "import sys, numpy as np; from lrface.ivf import IvfGallery; "
+        "import sys, numpy as np; from lrface.search.ivf import IvfGallery; "
         "g = IvfGallery.open(sys.argv[1]); p = np.load(sys.argv[2]); "
         f"g.search(p, {K}, nprobe={nprobe}, shortlist={shortlist}); "
         "print(open('/proc/self/status').read())"

@@ -22,7 +22,7 @@ from pathlib import Path
 from lrface.errors import LrfaceError
 from lrface.eval.benchmark import parse_list, parse_sizes, resolve_hr_model
 from lrface.eval.protocols.lfw import DEFAULT_SIZES, evaluate_lfw, readme_table
-from lrface.fileio import write_json_atomic
+from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
 
 

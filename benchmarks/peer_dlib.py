@@ -12,7 +12,7 @@ the models behind the ``face_recognition`` package.)
 Recipe (the dlib figures of ``../shared/data/lfw/README.md``), per image:
 
 1. lrface's SCRFD (``scrfd-2.5g``) detects faces; the most central sizeable face is kept
-   (:func:`lrface.face_choice.central_face`), retrying at
+   (:func:`lrface.faces.face_choice.central_face`), retrying at
    ``det_thresh`` 0.1 when nothing is found (a centred box if still nothing, counted as a
    fallback);
 2. its box becomes a ``dlib.rectangle``; dlib's 5-point shape predictor runs on the RGB
@@ -36,7 +36,7 @@ Example (full test split; the command line is printed above the markdown table):
     python benchmarks/peer_dlib.py --data ../shared/data/lfw --split test --sizes 16,12,8
 
 Detections / dlib landmarks and descriptors are cached per image (and per variant: HR or
-size) in ``.npz`` files under :func:`lrface.cache.cache_dir`, so re-runs, subsets and
+size) in ``.npz`` files under :func:`lrface.io.cache.cache_dir`, so re-runs, subsets and
 extra sizes only compute what is missing.  dlib runs on the CPU (~60 ms per descriptor).
 """
 
@@ -56,16 +56,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from lrface.cache import cache_dir, digest
 from lrface.datasets.lfw import LFW, Pair
-from lrface.detect import Detector, load_detector
 from lrface.errors import LrfaceError
 from lrface.eval.benchmark import parse_list, parse_sizes
 from lrface.eval.metrics import kfold_accuracy
 from lrface.eval.protocols.lfw import MODE_TITLES, MODES, select_pairs
-from lrface.face_choice import central_face
-from lrface.fileio import save_npz_atomic, write_json_atomic
-from lrface.images import read_image
+from lrface.faces.detect import Detector, load_detector
+from lrface.faces.face_choice import central_face
+from lrface.io.cache import cache_dir, digest
+from lrface.io.fileio import save_npz_atomic, write_json_atomic
+from lrface.io.images import read_image
 
 CHIP = 150
 PADDING = 0.25

@@ -53,7 +53,7 @@ def calibration_crops(lfw_root: str, n: int, seed: int) -> tuple[list[np.ndarray
     images without a detected face are skipped (the next in the seeded order is used)."""
     from lrface.datasets.lfw import LFW
     from lrface.errors import LrfaceError
-    from lrface.pipeline import prepare_face
+    from lrface.faces.pipeline import prepare_face
 
     lfw = LFW(lfw_root)
     train = lfw.train_images()
@@ -72,7 +72,7 @@ def calibration_crops(lfw_root: str, n: int, seed: int) -> tuple[list[np.ndarray
 
 def calibration_views(crops: list[np.ndarray], seed: int) -> list[np.ndarray]:
     """One seeded view per crop (HR or area-reduced to 8/12/16/24 px), uint8 BGR."""
-    from lrface.degrade import Degradation, degrade
+    from lrface.faces.degrade import Degradation, degrade
 
     rng = np.random.default_rng(seed + 1)
     sizes = rng.choice(VIEW_SIZES, size=len(crops))
@@ -112,7 +112,7 @@ def quantize(name: str, crops: list[np.ndarray], used: list[str], args) -> dict:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from lrface.fileio import sha256_file
+    from lrface.io.fileio import sha256_file
     from lrface.models.onnx_utils import make_batch_dynamic
     from lrface.models.registry import get_spec, locate
 

@@ -3,7 +3,7 @@
 
 Conditions: ``clean/aligned`` (the tables of RESULTS.md), ``realistic/aligned``,
 ``clean/box`` and ``realistic/box`` (``lrface benchmark --degrade`` x ``--probe-crop``, see
-:mod:`lrface.degrade`).  For every condition and every model this runs::
+:mod:`lrface.faces.degrade`).  For every condition and every model this runs::
 
     lrface benchmark --protocol lfw --data DATA --split SPLIT --mode hr-lr --sizes SIZES \\
         --hr-model auto --degrade D --probe-crop C --model M --out OUT/D-C/M --no-progress
@@ -55,17 +55,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.argconfig import from_namespace
-from lrface.cache import cache_dir, digest
 from lrface.datasets.lfw import LFW
-from lrface.degrade import (
-    BOX_HR_SIDE,
-    BOX_MARGIN,
-    REALISTIC,
-    Degradation,
-    apply_realistic,
-    realistic_rng,
-    square_box,
-)
 from lrface.errors import LrfaceError
 from lrface.eval.benchmark import (
     BenchmarkConfig,
@@ -78,7 +68,17 @@ from lrface.eval.benchmark import (
 from lrface.eval.metrics import kfold_accuracy
 from lrface.eval.protocols.conditions import degrade_probe
 from lrface.eval.protocols.lfw import load_box_crops, select_pairs
-from lrface.fileio import write_json_atomic
+from lrface.faces.degrade import (
+    BOX_HR_SIDE,
+    BOX_MARGIN,
+    REALISTIC,
+    Degradation,
+    apply_realistic,
+    realistic_rng,
+    square_box,
+)
+from lrface.io.cache import cache_dir, digest
+from lrface.io.fileio import write_json_atomic
 
 CONDITIONS = (
     ("clean", "aligned"),
@@ -199,7 +199,7 @@ def dlib_conditions(
         out["clean/aligned"] = {s: score(lr[s][ib]) for s in sizes}
 
     # realistic/aligned: the reduced chip degraded with the pair's draw
-    from lrface.images import read_image
+    from lrface.io.images import read_image
 
     root = str(Path(lfw.image_dir).resolve())
     chips: dict[str, np.ndarray] = {}

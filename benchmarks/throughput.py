@@ -44,9 +44,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from lrface.datasets.lfw import LFW
-    from lrface.export import export_onnx
+    from lrface.faces.pipeline import prepare_face
+    from lrface.models.export import export_onnx
     from lrface.models.loader import load_embedder
-    from lrface.pipeline import prepare_face
 
     lfw = LFW(os.path.join(os.environ.get("LRFACE_HOME", "../shared"), "data", "lfw"))
     crops = [prepare_face(lfw.path(p)).crop for p in lfw.all_images[:64]]
@@ -90,7 +90,7 @@ def main() -> None:
             f"| {r['crops_per_s']:.0f} | {ratio:.2f} |"
         )
     if args.json:
-        from lrface.fileio import write_json_atomic
+        from lrface.io.fileio import write_json_atomic
 
         write_json_atomic(args.json, rows)
 

@@ -2,13 +2,13 @@
 """Are tight face crops found?  LFW test-split faces cut as detectors cut them.
 
 Each photo (an evenly spaced sample of the LFW test split's images) is searched once by the
-detector (the most central face, :func:`lrface.face_choice.central_face`); its box is made
+detector (the most central face, :func:`lrface.faces.face_choice.central_face`); its box is made
 square at ``--margins`` x its longer side (1.0 = the detector's own box; pixels outside the
 photo replicate the edge) and resized to each of ``--sizes`` px (area down, cubic up):
 the crop a CCTV system or another detector hands over.  ``--degrade realistic`` adds the
-camera degradation of ``lrface.degrade.REALISTIC`` to each crop (draw fixed per photo,
+camera degradation of ``lrface.faces.degrade.REALISTIC`` to each crop (draw fixed per photo,
 margin and size).  Every crop is then searched by the crop pipeline's face search
-(:func:`lrface.find_face.find_faces`: the detector, then a grey-padded copy, then the other
+(:func:`lrface.faces.find_face.find_faces`: the detector, then a grey-padded copy, then the other
 detector) and, for reference, by its first pass alone (what lrface did before, except that
 the detector itself pads images under 160 px).
 
@@ -34,12 +34,12 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.datasets.lfw import LFW
-from lrface.degrade import REALISTIC, apply_realistic, box_crop, realistic_rng
-from lrface.detect import load_detector, resolve_detector
-from lrface.face_choice import central_face
-from lrface.fileio import write_json_atomic
-from lrface.find_face import find_faces
-from lrface.images import read_image
+from lrface.faces.degrade import REALISTIC, apply_realistic, box_crop, realistic_rng
+from lrface.faces.detect import load_detector, resolve_detector
+from lrface.faces.face_choice import central_face
+from lrface.faces.find_face import find_faces
+from lrface.io.fileio import write_json_atomic
+from lrface.io.images import read_image
 
 DEFAULT_SIZES = "16,24,32,48,64,96,128,159,160,200,256,319,400"
 DEFAULT_MARGINS = "1.0,1.2,1.4"

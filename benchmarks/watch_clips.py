@@ -4,7 +4,7 @@
         --out runs/watch-clips.json --clips 12 --frames 100 --seed 0
 
 Clips (generated here, seeded by ``(--seed, clip index)``; written as MJPG .avi and read
-back through :func:`lrface.video.open_video`, as ``lrface watch`` reads a file):
+back through :func:`lrface.video.frames.open_video`, as ``lrface watch`` reads a file):
 
 * 352x288 at 25 frames/s; a static background of smooth random texture;
 * 1-3 **walkers** per clip, each an LFW *test-split* photo (the central 170x170 of the
@@ -15,7 +15,7 @@ back through :func:`lrface.video.open_video`, as ``lrface watch`` reads a file):
 * each walker is **enrolled** (probability 0.7; its *first* photo is in the gallery, the
   clip shows its *second*) or a **distractor** (a test identity that is not in the
   gallery);
-* every frame degraded as a whole with a fresh draw of :data:`lrface.degrade.REALISTIC`
+* every frame degraded as a whole with a fresh draw of :data:`lrface.faces.degrade.REALISTIC`
   (blur, motion blur, sensor noise, JPEG).
 
 Gallery: the first photo of ``--gallery-ids`` test identities with >= 2 photos (every
@@ -55,15 +55,15 @@ import cv2
 import numpy as np
 
 from lrface.datasets.lfw import LFW, identity_of
-from lrface.degrade import REALISTIC, apply_realistic
-from lrface.detect import load_detector
 from lrface.eval.protocols.lfw import load_crops
-from lrface.fileio import write_json_atomic
-from lrface.gallery import Gallery
+from lrface.faces.degrade import REALISTIC, apply_realistic
+from lrface.faces.detect import load_detector
+from lrface.faces.pipeline import CropOptions, align_crop
+from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
-from lrface.pipeline import CropOptions, align_crop
-from lrface.video import open_video
-from lrface.watch import WatchSettings, watch_frames
+from lrface.search.gallery import Gallery
+from lrface.video.frames import open_video
+from lrface.video.watch import WatchSettings, watch_frames
 
 W, H, FPS = 352, 288, 25.0
 #: Width of the face inside the central 170x170 of a deep-funneled LFW photo (px, approx.).

@@ -15,8 +15,8 @@ import argparse
 import sys
 import time
 
-from lrface.detect import load_detector
-from lrface.video import open_video
+from lrface.faces.detect import load_detector
+from lrface.video.frames import open_video
 
 
 def main() -> int:

@@ -14,13 +14,13 @@ Protocol (LFW test split only, SCRFD-2.5g aligned 112x112 crops from the whole-L
   enrolled at all.
 * Probes: every subject's other photos (at most ``--max-photos``), each reduced to s x s
   (8, 12, 16 px; area) -- ``clean`` -- or reduced and degraded -- ``realistic``
-  (:data:`lrface.degrade.REALISTIC`, one fixed draw per photo and size:
+  (:data:`lrface.faces.degrade.REALISTIC`, one fixed draw per photo and size:
   ``realistic_rng(photo index in LFW, s)``) -- and embedded by ``lrface-mbf`` (what
   ``verify`` chooses below 64 px).
 * Templates: ``--draws`` random orderings per subject; the templates of k = 1, 2, 4 are the
   first k probes of one ordering (nested, so k is the only change), fused
-  (:func:`lrface.templates.fuse_template`) with quality weights
-  (:func:`lrface.templates.face_quality` of the probe at 112 px, face size s, detector
+  (:func:`lrface.search.templates.fuse_template`) with quality weights
+  (:func:`lrface.search.templates.face_quality` of the probe at 112 px, face size s, detector
   score 1) -- ``quality`` -- and with equal weights -- ``mean``.
 * Scores (:func:`lrface.eval.metrics.identification_report`): rank-1 over the mated
   templates; TPIR (DIR) at FPIR 1 % and 10 % with the non-mated templates.
@@ -41,12 +41,12 @@ import cv2
 import numpy as np
 
 from lrface.datasets.lfw import LFW, identity_of
-from lrface.degrade import Degradation, degrade, degrade_realistic, realistic_rng
 from lrface.eval.metrics import identification_report
 from lrface.eval.protocols.lfw import load_crops
-from lrface.fileio import write_json_atomic
+from lrface.faces.degrade import Degradation, degrade, degrade_realistic, realistic_rng
+from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
-from lrface.templates import face_quality, fuse_template
+from lrface.search.templates import face_quality, fuse_template
 
 KS = (1, 2, 4)
 FPIRS = (0.01, 0.1)

@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 from lrface.api import Verification, choose_model, detect, embed, verify
 from lrface.errors import LrfaceError
 from lrface.models.loader import load_embedder
-from lrface.templates import build_template, fuse_template
-from lrface.watch import WatchSettings, watch_frames
+from lrface.search.templates import build_template, fuse_template
+from lrface.video.watch import WatchSettings, watch_frames
 
 __all__ = [
     "LrfaceError",

@@ -1,5 +1,5 @@
 import sys
 
-from lrface.cli import main
+from lrface.cli.main import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ Arrays: images are uint8 BGR (H, W, 3) (paths, bytes, PIL images and HxW / HxWx4
 are accepted and converted); embeddings are float32 (N, D), L2-normalised; similarity is
 the cosine of two embeddings, in [-1, 1].
 
-Arguments are validated in one place, :mod:`lrface.validation`: a wrong type raises
+Arguments are validated in one place, :mod:`lrface.io.validation`: a wrong type raises
 :class:`lrface.errors.ArgumentTypeError` (also a ``TypeError``), a bad value
 :class:`lrface.errors.ArgumentValueError` (also a ``ValueError``); both are
 :class:`LrfaceError`, with a one-line message naming the argument.
@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from lrface.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.errors import LrfaceError
-from lrface.images import ImageInput
+from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
+from lrface.faces.pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
+from lrface.faces.routing import TEACHER, ModelRouter, choose_model
+from lrface.io.images import ImageInput
+from lrface.io.validation import check_model_name, check_number
 from lrface.models.embedder import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.registry import get_spec
-from lrface.pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
-from lrface.routing import TEACHER, ModelRouter, choose_model
-from lrface.validation import check_model_name, check_number
 
 __all__ = [
     "Verification",
@@ -48,7 +48,7 @@ def detect(
 
     ``box`` = [x1, y1, x2, y2] and ``landmarks`` = 5 x [x, y] in image pixels (left eye,
     right eye, nose, left mouth corner, right mouth corner; image left/right).  The faces
-    come from the first pass that finds any (:func:`lrface.find_face.find_faces`:
+    come from the first pass that finds any (:func:`lrface.faces.find_face.find_faces`:
     ``found_by`` ``image``, ``padded``, ``other-detector`` or ``other-detector-padded``;
     ``found_with``: the detector of that pass).
     """
@@ -75,14 +75,14 @@ def embed(
     pre-cut face crop of any size (8x8 CCTV crops welcome), read by ``crop_mode``
     (``auto``: aligned by the landmarks found inside it, else embedded as a box crop;
     ``aligned``: already template-aligned; ``box``); otherwise faces are detected (with
-    the retries of :func:`lrface.find_face.find_faces`) and aligned (largest face, or
+    the retries of :func:`lrface.faces.find_face.find_faces`) and aligned (largest face, or
     ``face_index``).  ``model=None`` (default): each face by :func:`choose_model`, as
     :func:`verify` does (all in the teacher's space); a name or embedder forces one.
     ``return_info``: also return, per image, its face's ``{source, faces_found,
     face_index, face_size_px, crop, crop_mode?, found_by?, found_with?, box?, score?,
     model}`` (what was cut, how it was found and which model embedded it).  Raises
     :class:`LrfaceError` on the first bad image; for per-file error reporting over large
-    collections use :mod:`lrface.batch_embed`.  ``precision``: ``"int8"``/``"fp32"``/None
+    collections use :mod:`lrface.batch.embed`.  ``precision``: ``"int8"``/``"fp32"``/None
     (as named) for models loaded by name (:func:`lrface.models.loader.load_embedder`).
     """
     if isinstance(images, str | bytes | os.PathLike | np.ndarray) or not isinstance(
@@ -336,6 +336,6 @@ def cross_model_threshold(name1: str, name2: str) -> tuple[float, str]:
 
 def _fit(crop: np.ndarray, size: int) -> np.ndarray:
     """An aligned 112x112 crop at the model's input side (area down; unchanged at 112)."""
-    from lrface.align import resize_crop
+    from lrface.faces.align import resize_crop
 
     return resize_crop(crop, size)

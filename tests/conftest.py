@@ -72,7 +72,7 @@ def teacher():
 
 @pytest.fixture(scope="session")
 def aligned_crop(lfw_image):
-    from lrface.pipeline import prepare_face
+    from lrface.faces.pipeline import prepare_face
 
     return prepare_face(lfw_image).crop
 

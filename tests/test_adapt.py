@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import LFW_IMAGES, LFW_ROOT, PHOTOS, REPO
 
-from lrface.cli import main
+from lrface.cli.main import main
 from lrface.datasets.lfw import LFW
 
 

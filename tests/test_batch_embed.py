@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from conftest import LFW_IMAGES as LFW
 
-from lrface import pipeline
-from lrface.batch_embed import (
+from lrface.batch.embed import (
     collect_paths,
     embed_paths,
     expand_inputs,
@@ -30,7 +29,8 @@ from lrface.batch_embed import (
     write_npz,
 )
 from lrface.errors import LrfaceError
-from lrface.pipeline import CropOptions, prepare_face
+from lrface.faces import pipeline
+from lrface.faces.pipeline import CropOptions, prepare_face
 
 SHARD = 8
 

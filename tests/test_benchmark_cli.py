@@ -12,7 +12,7 @@ from conftest import SHARED
 
 from lrface import __version__
 from lrface.argconfig import from_namespace
-from lrface.cli import print_benchmark
+from lrface.cli.main import print_benchmark
 from lrface.errors import DatasetError, LrfaceError
 from lrface.eval.benchmark import (
     BenchmarkConfig,
@@ -184,7 +184,7 @@ def test_lfw_condition_options_in_results_and_table(tmp_path, capsys):
 
 
 def test_bad_condition_options_are_one_line_errors(tmp_path, capsys):
-    from lrface.cli import main
+    from lrface.cli.main import main
 
     base = ["benchmark", "--protocol", "lfw", "--data", str(LFW_ROOT), "--out", str(tmp_path)]
     for extra, word in (
@@ -212,7 +212,7 @@ def test_config_is_the_one_source_of_defaults(tmp_path, capsys):
     t = parse("--protocol", "tinyface", "--data", "d", "--sizes", "8", "--no-detect")
     assert t.ignored_options() == ["--sizes", "--no-detect"]
     assert t.out_dir.name == "benchmark-tinyface"
-    from lrface.cli import main
+    from lrface.cli.main import main
 
     assert (
         main(["benchmark", "--protocol", "tinyface", "--data", str(tmp_path), "--sizes", "8"]) == 2

@@ -16,8 +16,8 @@ import pytest
 from conftest import PHOTOS, REPO
 
 from lrface.datasets import facecache, parts
-from lrface.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.distill.data import FaceSet, teacher_targets
+from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
 
 LFW_PHOTOS = sorted(p for p in PHOTOS.glob("*.jpg") if p.name != "t1.jpg")
 

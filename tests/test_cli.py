@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from lrface.align import align_face
-from lrface.detect import load_detector
-from lrface.images import read_image
+from lrface.faces.align import align_face
+from lrface.faces.detect import load_detector
+from lrface.io.images import read_image
 
 
 def run(*args, check=None):
@@ -86,7 +86,7 @@ def test_crop_modes_per_crop_tight_box_crops(tmp_path, same_pair):
     """Unaligned box crops (the detector's box, 1.1x, 200 px, as a CCTV system cuts them):
     auto aligns inside them, box embeds them as boxes with the box model, and --json says
     per crop which path was used and which model embedded it."""
-    from lrface.degrade import box_crop
+    from lrface.faces.degrade import box_crop
 
     crops = []
     for i, src in enumerate(same_pair):
@@ -189,7 +189,7 @@ def test_embed_npz_keeps_going_after_bad_files(tmp_path, same_pair, lfw_image):
         "1",
         "--quiet",
     )
-    assert p.returncode == 3, p.stderr  # partial batch failure (lrface.cli docstring)
+    assert p.returncode == 3, p.stderr  # partial batch failure (lrface.cli.main docstring)
     assert "bad.jpg" in p.stderr
     with np.load(out) as z:
         assert z["embeddings"].shape == (2, 128)
@@ -205,7 +205,7 @@ def test_crop_options_reach_the_crops_from_the_command_line(tmp_path, multi_face
     """Issue 20's bug: ``embed --detector/--det-thresh/--face-index`` and ``verify
     --det-thresh`` were parsed and ignored.  In-process runs of the real CLI: each option
     changes what is embedded, and the output's settings record it."""
-    from lrface.cli import main
+    from lrface.cli.main import main
 
     image = read_image(multi_face_image)
     faces = load_detector("yunet").detect(image)

@@ -1,6 +1,6 @@
-"""The CLI is generated from the option dataclasses of :mod:`lrface.cli_options`: one
+"""The CLI is generated from the option dataclasses of :mod:`lrface.cli.options`: one
 source of each option's default and help text; bad values are refused as documented in
-:mod:`lrface.cli` (exit status 2, one line).  Nothing here loads a model."""
+:mod:`lrface.cli.main` (exit status 2, one line).  Nothing here loads a model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from lrface.argconfig import add_arguments, arg, flag_of, from_namespace, nested, option_fields
-from lrface.cli import COMMANDS, build_parser, main
-from lrface.cli_options import CropFlags
+from lrface.cli.main import COMMANDS, build_parser, main
+from lrface.cli.options import CropFlags
 
 #: The required arguments of each command (nothing else given: every option at its default).
 MINIMAL = {
@@ -130,7 +130,7 @@ def test_bad_value_is_argparse_error(capsys, argv, line):
 
 
 def test_bad_parsed_value_is_one_error_line(capsys):
-    """Options converted after parsing (``parse=``) fail in :func:`lrface.cli.main`: exit
+    """Options converted after parsing (``parse=``) fail in :func:`lrface.cli.main.main`: exit
     status 2, one ``error:`` line, before any work."""
     rc = main([*("benchmark", "--protocol", "lfw", "--data", "lfw/", "--sizes", "8,2")])
     err = capsys.readouterr().err

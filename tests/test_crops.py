@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import lrface
-from lrface.align import align_face
-from lrface.degrade import box_crop
-from lrface.detect import load_detector
 from lrface.errors import LrfaceError
-from lrface.find_face import PASSES, find_faces
-from lrface.images import read_image
-from lrface.pipeline import CropOptions, prepare_face
+from lrface.faces.align import align_face
+from lrface.faces.degrade import box_crop
+from lrface.faces.detect import load_detector
+from lrface.faces.find_face import PASSES, find_faces
+from lrface.faces.pipeline import CropOptions, prepare_face
+from lrface.io.images import read_image
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from lrface.degrade import Degradation, RandomDegradation, degrade, degrade_batch, jitter_alignment
+from lrface.faces.degrade import (
+    Degradation,
+    RandomDegradation,
+    degrade,
+    degrade_batch,
+    jitter_alignment,
+)
 
 
 def test_area_down_matches_opencv(aligned_crop):
@@ -71,7 +77,7 @@ def test_batch_and_random_sampler(aligned_crop):
 
 
 def test_realistic_is_fixed_by_index_and_differs_between_indices(aligned_crop):
-    from lrface.degrade import REALISTIC, degrade_realistic, realistic_rng
+    from lrface.faces.degrade import REALISTIC, degrade_realistic, realistic_rng
 
     deg = Degradation(size=16)
     a = degrade_realistic(aligned_crop, deg, realistic_rng(7, 16, 1))
@@ -97,7 +103,7 @@ def test_realistic_is_fixed_by_index_and_differs_between_indices(aligned_crop):
 
 
 def test_realistic_keeps_up_to_and_rejects_negative_index(aligned_crop):
-    from lrface.degrade import degrade_realistic, realistic_rng
+    from lrface.faces.degrade import degrade_realistic, realistic_rng
 
     up = degrade_realistic(aligned_crop, Degradation(size=12, up_to=112), realistic_rng(0, 12))
     assert up.shape == (112, 112, 3)
@@ -107,7 +113,7 @@ def test_realistic_keeps_up_to_and_rejects_negative_index(aligned_crop):
 
 def test_realistic_noise_grows_with_intensity():
     """Shot noise: brighter pixels get more noise (the Poisson-like term)."""
-    from lrface.degrade import RealisticDraw, apply_realistic
+    from lrface.faces.degrade import RealisticDraw, apply_realistic
 
     draw = RealisticDraw(0.01, 1.0, 0.0, 1.0, 0.25, 100)  # noise only (JPEG q100)
     dark = np.full((64, 64, 3), 20, np.uint8)
@@ -120,7 +126,7 @@ def test_realistic_noise_grows_with_intensity():
 
 
 def test_motion_kernel_is_a_normalised_line():
-    from lrface.degrade import motion_kernel
+    from lrface.faces.degrade import motion_kernel
 
     np.testing.assert_array_equal(motion_kernel(1.0, 33.0), np.ones((1, 1), np.float32))
     k = motion_kernel(3.0, 0.0)
@@ -133,8 +139,8 @@ def test_motion_kernel_is_a_normalised_line():
 
 
 def test_box_crop_is_square_around_the_face_and_differs_from_aligned(lfw_image, aligned_crop):
-    from lrface.degrade import BOX_MARGIN, box_crop, square_box
-    from lrface.detect import load_detector
+    from lrface.faces.degrade import BOX_MARGIN, box_crop, square_box
+    from lrface.faces.detect import load_detector
 
     image = cv2.imread(str(lfw_image))
     face = load_detector().detect(image)[0]
@@ -158,7 +164,7 @@ def test_box_crop_is_square_around_the_face_and_differs_from_aligned(lfw_image, 
 
 
 def test_box_crop_outside_the_image_replicates_the_edge():
-    from lrface.degrade import box_crop
+    from lrface.faces.degrade import box_crop
 
     image = np.zeros((50, 50, 3), np.uint8)
     image[:, :25] = 200  # left half bright

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from conftest import needs_shared
 
-from lrface.align import align_face, native_face_size, similarity_transform, template
-from lrface.detect import load_detector
-from lrface.images import read_image
+from lrface.faces.align import align_face, native_face_size, similarity_transform, template
+from lrface.faces.detect import load_detector
+from lrface.io.images import read_image
 
 # SCRFD (non-commercial) lives in ../shared, never in the repository
 pytestmark = needs_shared

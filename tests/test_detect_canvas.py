@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import PHOTOS, needs_shared
 
-from lrface.detect import fit_scale, load_detector
-from lrface.images import read_image
+from lrface.faces.detect import fit_scale, load_detector
+from lrface.io.images import read_image
 
 DETECTORS = ["yunet", pytest.param("scrfd-2.5g", marks=needs_shared)]
 

@@ -165,7 +165,7 @@ def test_holdout_folds_validate_on_unseen_identities():
 
 
 def test_cli_refuses_test_folds_for_validation(tmp_path, capsys):
-    from lrface.cli import main
+    from lrface.cli.main import main
 
     out = str(tmp_path / "run")
     rc = main(["distill", "--data", str(LFW_ROOT), "--holdout-folds", "7", "--out", out])
@@ -234,9 +234,9 @@ def test_online_teacher_in_torch_equals_the_onnx_teacher():
 def test_mixup_blends_two_faces_and_trains(tmp_path):
     """--mixup: blended HR views carry no identity (idx -1, left out of arc), need online
     targets, and a short online-fused run with arc trains and records the knob."""
-    from lrface.degrade import RandomDegradation
     from lrface.distill.data import load_training_faces
     from lrface.distill.dataset import DistillDataset
+    from lrface.faces.degrade import RandomDegradation
 
     faces = load_training_faces(str(LFW_ROOT), None, 8)
     dummy = np.zeros((len(faces.crops), 128), np.float32)
@@ -311,10 +311,10 @@ def test_lr_teacher_embeds_what_the_student_sees(tmp_path):
     """--lr-teacher: a second teacher (here the shipped lrface-mbf) embeds the tiny
     student's own 16 px input, resized as that model is deployed; the term trains and the
     card names the model and its sha256."""
-    from lrface.degrade import RandomDegradation
     from lrface.distill.data import load_training_faces
     from lrface.distill.dataset import DistillDataset
     from lrface.distill.online import OnlineTeacher
+    from lrface.faces.degrade import RandomDegradation
     from lrface.models.preprocess import to_input
 
     faces = load_training_faces(str(LFW_ROOT), None, 6)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lrface.cli import build_parser, main
+from lrface.cli.main import build_parser, main
 from lrface.distill.config import DistillConfig, config_from_args
 
 REPO = Path(__file__).resolve().parents[1]

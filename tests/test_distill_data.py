@@ -21,10 +21,10 @@ import pytest
 from conftest import LFW_IMAGES, LFW_ROOT, SHARED
 from test_recordio import write_insightface_pack
 
-from lrface.cli import main
-from lrface.datasets import guard
+from lrface.cli.main import main
 from lrface.datasets.lfw import LFW
 from lrface.datasets.sources import parse_source, parse_sources
+from lrface.distill import guard
 from lrface.distill.data import (
     epoch_order,
     lfw_crops,
@@ -389,7 +389,7 @@ def test_several_sources_with_weights_and_a_text_list(tmp_path, lfw, capsys):
 
 
 def test_repeated_draws_of_a_face_are_augmented_differently(lfw):
-    from lrface.degrade import RandomDegradation
+    from lrface.faces.degrade import RandomDegradation
 
     faces = load_training_faces(str(LFW_ROOT), None, 4)
     dummy = np.zeros((4, 128), np.float32)

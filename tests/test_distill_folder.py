@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import LFW_IMAGES, LFW_ROOT, PHOTOS
 
-from lrface.cli import main
+from lrface.cli.main import main
 from lrface.datasets.lfw import LFW
 from lrface.distill import holdout
 

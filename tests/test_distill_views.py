@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import LFW_IMAGES, LFW_ROOT
 
-from lrface.cli import main
+from lrface.cli.main import main
 from lrface.datasets.lfw import LFW
-from lrface.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
-from lrface.detect import load_detector
 from lrface.distill.views import CONTEXT, CONTEXT_SIDE, BoxJitter, box_view
-from lrface.images import read_image
+from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
+from lrface.faces.detect import load_detector
+from lrface.io.images import read_image
 
 NO_JITTER = BoxJitter(center_sd=0.0, log_scale_mean=0.0, log_scale_sd=0.0)
 

@@ -1,4 +1,4 @@
-"""Tests for :mod:`lrface.download` against a local threaded HTTP server (no internet)."""
+"""Tests for :mod:`lrface.models.download` against a local threaded HTTP server (no internet)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from lrface import download
-from lrface.download import download_file, unpack_zip
 from lrface.errors import LrfaceError, ModelFileError
-from lrface.fileio import sha256_file
+from lrface.io.fileio import sha256_file
+from lrface.models import download
+from lrface.models.download import download_file, unpack_zip
 
 GOOD = os.urandom(300 * 1024 + 123)
 GOOD_SHA = hashlib.sha256(GOOD).hexdigest()

@@ -1,9 +1,9 @@
-"""The CLI's exit-status contract (module docstring of :mod:`lrface.cli`), per command.
+"""The CLI's exit-status contract (module docstring of :mod:`lrface.cli.main`), per command.
 
 0 success; 1 negative answer (verify: different people; detect: no face); 2 error or
 every input of a batch failed; 3 some inputs of a batch failed.  Every failure is one
 line on stderr naming the file (once) and no traceback.  Real LFW photos, real models;
-commands run in-process through :func:`lrface.cli.main` (one subprocess checks that the
+commands run in-process through :func:`lrface.cli.main.main` (one subprocess checks that the
 status reaches the shell).
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import LFW_IMAGES as LFW
 
-from lrface.cli import main
+from lrface.cli.main import main
 
 MODEL = "mobilefacenet-arcface"
 

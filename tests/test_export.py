@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import LFW_ROOT
 
-from lrface.export import export_onnx
-from lrface.fileio import sha256_file
+from lrface.io.fileio import sha256_file
+from lrface.models.export import export_onnx
 from lrface.models.loader import load_embedder
 from lrface.models.registry import PACKAGE_WEIGHTS, student_cards
 
@@ -15,8 +15,8 @@ SHIPPED = sorted(student_cards().keys())
 
 
 def _real_crops(size):
-    from lrface.degrade import Degradation, degrade
-    from lrface.pipeline import prepare_face
+    from lrface.faces.degrade import Degradation, degrade
+    from lrface.faces.pipeline import prepare_face
 
     imgs = sorted((LFW_ROOT / "lfw-deepfunneled" / "George_W_Bush").glob("*.jpg"))[:4]
     crops = [prepare_face(p).crop for p in imgs]

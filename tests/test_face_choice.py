@@ -1,17 +1,17 @@
 """Dataset-photo crops through the one crop pipeline: CropOptions(pick="central"), the
-retry ladder, the template fallback and the warp/native upscale (lrface.face_choice)."""
+retry ladder, the template fallback and the warp/native upscale (lrface.faces.face_choice)."""
 
 import cv2
 import numpy as np
 import pytest
 from conftest import PHOTOS
 
-from lrface.align import align_face, native_face_size
-from lrface.detect import load_detector
 from lrface.errors import LrfaceError, NoFaceError
-from lrface.face_choice import central_candidates, fallback_square, template_landmarks
-from lrface.images import read_image
-from lrface.pipeline import CropOptions, dataset_photo_options, prepare_face
+from lrface.faces.align import align_face, native_face_size
+from lrface.faces.detect import load_detector
+from lrface.faces.face_choice import central_candidates, fallback_square, template_landmarks
+from lrface.faces.pipeline import CropOptions, dataset_photo_options, prepare_face
+from lrface.io.images import read_image
 
 DET = "yunet"  # shipped in weights/: these tests need no ../shared
 

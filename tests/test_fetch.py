@@ -11,9 +11,9 @@ import pytest
 from conftest import SHARED
 
 from lrface.errors import ModelFileError
-from lrface.fetch import fetch_model
-from lrface.fileio import sha256_file
+from lrface.io.fileio import sha256_file
 from lrface.models import registry
+from lrface.models.fetch import fetch_model
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ real crops), and no call exceeds the pixel budget."""
 import numpy as np
 import pytest
 
+from lrface.faces.pipeline import prepare_face
 from lrface.models.loader import load_embedder
 from lrface.models.onnx_embedder import FORWARD_PIXELS
-from lrface.pipeline import prepare_face
 
 
 @pytest.fixture(scope="module")

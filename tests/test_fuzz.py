@@ -129,7 +129,7 @@ _RSS_SCRIPT = """
 import json, sys, time
 from pathlib import Path
 from lrface.errors import LrfaceError
-from lrface.images import read_image
+from lrface.io.images import read_image
 rows = []
 for path in sorted(Path(sys.argv[1]).glob("*.bin")):
     t = time.perf_counter()

@@ -13,8 +13,8 @@ import pytest
 from conftest import LFW_IMAGES as LFW
 
 from lrface.errors import LrfaceError
-from lrface.gallery import UNKNOWN, Gallery, build_gallery
-from lrface.search import search
+from lrface.search.exact import search
+from lrface.search.gallery import UNKNOWN, Gallery, build_gallery
 
 PEOPLE = ["Abdoulaye_Wade", "Ai_Sugiyama", "Alan_Greenspan", "Alastair_Campbell", "Albert_Costa"]
 STRANGER = LFW / "Adam_Sandler" / "Adam_Sandler_0001.jpg"
@@ -46,7 +46,7 @@ def built(tree, teacher):
 @pytest.fixture(scope="module")
 def probes(tree, teacher):
     """Embeddings (5, D) of the held-out image of each person, in PEOPLE order."""
-    from lrface.pipeline import prepare_face
+    from lrface.faces.pipeline import prepare_face
 
     _, held_out, _ = tree
     crops = [prepare_face(str(held_out[n]), size=teacher.input_size).crop for n in PEOPLE]
@@ -55,7 +55,7 @@ def probes(tree, teacher):
 
 @pytest.fixture(scope="module")
 def stranger(teacher):
-    from lrface.pipeline import prepare_face
+    from lrface.faces.pipeline import prepare_face
 
     return teacher.embed_crops([prepare_face(str(STRANGER), size=teacher.input_size).crop])
 
@@ -116,8 +116,7 @@ def test_build_reports_failure_and_enrols_all(built, tree, teacher):
 
 def test_build_in_worker_processes_is_identical(built, tree, teacher, monkeypatch):
     """The worker pool (forced: 16 images are below POOL_MIN_PATHS) gives the same gallery."""
-    from lrface import pipeline
-
+    from lrface.faces import pipeline
     monkeypatch.setattr(pipeline, "POOL_MIN_PATHS", 0)
     root, _, _ = tree
     pooled, failures = build_gallery(root, teacher, progress=False, workers=2)
@@ -339,7 +338,7 @@ def test_search_validation():
 def test_cli_identify_directory_batched(tree, built, tmp_path, capsys):
     """`lrface identify DIR` embeds every image below DIR in one batch and names each
     held-out face; an unreadable probe is reported and the rest are still answered."""
-    from lrface.cli import main
+    from lrface.cli.main import main
 
     gallery, _ = built
     gfile = tmp_path / "g.npz"
@@ -369,7 +368,7 @@ def test_cli_identify_routes_each_probe(tree, built, tmp_path, capsys):
     to the teacher), recorded per probe in --json; --model forces one."""
     import cv2
 
-    from lrface.cli import main
+    from lrface.cli.main import main
 
     gallery, _ = built
     gfile = tmp_path / "g.npz"

@@ -21,7 +21,7 @@ from conftest import PHOTOS, REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrface.cli import main
+from lrface.cli.main import main
 
 MODEL = "mobilefacenet-arcface"
 FACES = sorted(p for p in PHOTOS.glob("*.jpg") if p.name != "t1.jpg")
@@ -272,9 +272,9 @@ def test_gallery_build_never_replaces_embeddings(capsys, outputs, tree, tmp_path
 
 
 def test_api_writers_never_replace_another_kind(outputs):
-    from lrface.batch_embed import read_npz, write_npz
+    from lrface.batch.embed import read_npz, write_npz
     from lrface.errors import LrfaceError
-    from lrface.gallery import Gallery
+    from lrface.search.gallery import Gallery
 
     g, e = outputs["gallery"], outputs["embeddings"]
     with pytest.raises(LrfaceError, match="exists and is an lrface gallery"):
@@ -340,7 +340,7 @@ def _argparse_refusal(capsys, *args) -> str:
 
 
 def test_resource_options_above_their_caps_are_refused_at_parse_time(capsys, tmp_path, tree):
-    from lrface.validation import resource_range
+    from lrface.io.validation import resource_range
 
     cap = int(resource_range("workers")[1])
     face, out = FACES[0], tmp_path / "o.npz"
@@ -365,18 +365,18 @@ def test_resource_options_above_their_caps_are_refused_at_parse_time(capsys, tmp
         assert "is above the limit of" in line and "or less" in line, line
     assert not out.exists()
     # at the cap: accepted (parsed, nothing run)
-    from lrface.cli import build_parser
+    from lrface.cli.main import build_parser
 
     ns = build_parser().parse_args(["embed", str(face), "--out", str(out), "--workers", str(cap)])
     assert ns.workers == cap
 
 
 def test_distill_and_api_use_the_same_caps(capsys, tmp_path, tree):
-    from lrface.batch_embed import embed_paths
+    from lrface.batch.embed import embed_paths
+    from lrface.batch.workers import WorkerPool
     from lrface.errors import LrfaceError
+    from lrface.faces.pipeline import CropOptions, CropPreparer
     from lrface.models.loader import load_embedder
-    from lrface.pipeline import CropOptions, CropPreparer
-    from lrface.workers import WorkerPool
 
     rc, _, err = run(capsys, "distill", "--data", tree, "--out", tmp_path / "d",
                      "--batch-size", "100000", "--quiet")  # fmt: skip
@@ -393,7 +393,7 @@ def test_distill_and_api_use_the_same_caps(capsys, tmp_path, tree):
 
 
 def test_readme_lists_every_cap():
-    from lrface.validation import RESOURCE_LIMITS, resource_range
+    from lrface.io.validation import RESOURCE_LIMITS, resource_range
 
     readme = (REPO / "README.md").read_text()
     limits = readme[readme.index("### Exit status and limits") :].split("\n## ", 1)[0]
@@ -436,7 +436,7 @@ def _failed_names(err: str) -> set[str]:
 
 
 def test_embed_a_folder_with_bad_names_fails_them_alone(capsys, bad_names, tmp_path):
-    from lrface.batch_embed import read_npz
+    from lrface.batch.embed import read_npz
 
     for out in (tmp_path / "e.npz", tmp_path / "edir"):
         rc, stdout, err = run(capsys, "embed", bad_names["dir"], "--out", out, "--model", MODEL,
@@ -476,7 +476,7 @@ def test_gallery_build_and_identify_fail_bad_names_alone(capsys, bad_names, tmp_
 
 
 def test_path_text_escapes_every_line_breaking_character():
-    from lrface.pathnames import name_problem, path_text
+    from lrface.io.pathnames import name_problem, path_text
 
     for bad in ("a\nb", "a\rb", "a\tb", "a\x0bb", "a\x1cb", "a\x85b", "a\u2028b", "a\u2029b"):
         assert name_problem(bad) and len(path_text(bad).splitlines()) == 1, repr(bad)
@@ -493,7 +493,7 @@ def test_path_text_escapes_every_line_breaking_character():
 @given(st.text(st.characters(codec="utf-8") | st.sampled_from("\n\r\t\x85\u2028"))
                   .map(lambda t: t.replace("\x00", "")))  # fmt: skip
 def test_fuzz_path_text_is_one_utf8_line(name):
-    from lrface.pathnames import name_problem, path_text
+    from lrface.io.pathnames import name_problem, path_text
 
     shown = path_text(name)
     shown.encode("utf-8")  # raises for a lone surrogate
@@ -512,7 +512,7 @@ def test_fuzz_check_output_never_accepts_foreign_bytes(tmp_path, data, kind):
     """Random bytes (sometimes behind a zip header) under an .npz name are never taken
     for an lrface output: refused with one line, left as they were."""
     from lrface.errors import LrfaceError
-    from lrface.outputs import check_output
+    from lrface.io.outputs import check_output
 
     target = tmp_path / "x.npz"
     target.write_bytes(data)

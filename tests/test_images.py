@@ -22,7 +22,7 @@ from PIL import Image
 import lrface
 from benchmarks.fuzz import _tiff_strips, _webp_vp8x, png_bytes
 from lrface.errors import ImageError, LrfaceError
-from lrface.images import MAX_PIXELS, list_images, read_image
+from lrface.io.images import MAX_PIXELS, list_images, read_image
 
 
 def test_path_bytes_array_pil_agree(lfw_image):
@@ -143,7 +143,7 @@ def test_real_20000_square_png_refused_fast(tmp_path):
 def test_opencv_errors_never_escape():
     """The original reproducer raised cv2.error inside imdecode; the wrapper turns any
     OpenCV exception into a failed decode (None), and read_image into ImageError."""
-    from lrface.images import _cv2_decode
+    from lrface.io.images import _cv2_decode
 
     data = png_bytes(50000, 50000, 8, 2, zlib.compress(bytes(1000)))
     with pytest.raises(cv2.error):
@@ -172,7 +172,7 @@ def test_decode_budget_per_format():
     """Formats whose decoders need more memory per pixel get lower limits (AVIF: ~17.5
     bytes per *coded* AV1 pixel, counted from the AV1 sequence header, not the ``ispe``
     box, which can claim less than the stream holds)."""
-    from lrface.images import DECODE_BUDGET, _read_header
+    from lrface.io.images import DECODE_BUDGET, _read_header
 
     rgb = np.zeros((48, 64, 3), np.uint8)
     buf = io.BytesIO()
@@ -273,12 +273,12 @@ def test_exif_png_is_detected_upright_and_verified(same_pair):
     """The PNG case used to answer 'different people': the face was read sideways."""
     upright = read_image(same_pair[0])
     png = _tagged(upright, "PNG", 6)
-    faces = lrface.detect(png)
+    faces = lrface.faces.detect(png)
     assert faces, "no face found in the oriented PNG"
     (lx, ly), (rx, ry), _nose, (_, mly), (_, mry) = faces[0]["landmarks"]
     assert abs(ly - ry) < 0.3 * abs(rx - lx)  # eyes level ...
     assert max(ly, ry) < min(mly, mry)  # ... and above the mouth
-    ref = lrface.detect(upright)[0]["box"]
+    ref = lrface.faces.detect(upright)[0]["box"]
     assert np.abs(np.subtract(faces[0]["box"], ref)).max() < 5
     assert lrface.verify(png, same_pair[1]).same is True
 

@@ -71,7 +71,7 @@ def test_main_jobs_run_without_torch_and_without_shared(tmp_path, small_copy):
     a, w2 = PHOTOS / "Abel_Pacheco_0001.jpg", PHOTOS / "George_W_Bush_0002.jpg"
     code = f"""
     import json, sys
-    from lrface.cli import main
+    from lrface.cli.main import main
     rcs = {{}}
     rcs["same"] = main(["verify", {str(a)!r}, {str(small_copy)!r}, "--json"])
     rcs["diff"] = main(["verify", {str(w2)!r}, {str(small_copy)!r}])
@@ -99,7 +99,7 @@ def test_main_jobs_run_without_torch_and_without_shared(tmp_path, small_copy):
 
 
 def test_models_list_shows_what_weights_ships(tmp_path):
-    p = _run(tmp_path, "from lrface.cli import main; main(['models', 'list', '--json'])")
+    p = _run(tmp_path, "from lrface.cli.main import main; main(['models', 'list', '--json'])")
     rows = {r["name"]: r for r in json.loads(p.stdout)}
     weights = str(REPO / "weights")
     for name in ("mobilefacenet-arcface", "yunet", "lrface-mbf", "lrface-tiny-16"):
@@ -111,7 +111,7 @@ def test_models_list_shows_what_weights_ships(tmp_path):
 def test_torch_student_card_without_torch_is_one_line(tmp_path):
     """A .pt student (what `lrface distill` writes) needs the train extra: one line, exit 2."""
     code = f"""
-    from lrface.cli import main
+    from lrface.cli.main import main
     raise SystemExit(main(["verify", {str(PHOTOS / "George_W_Bush_0001.jpg")!r},
                            {str(PHOTOS / "George_W_Bush_0002.jpg")!r},
                            "--model", {str(REPO / "weights" / "lrface-tiny-16.pt")!r}]))

@@ -1,4 +1,4 @@
-"""On-disk FAISS IVF galleries (lrface.ivf) on real LFW faces embedded by a shipped model."""
+"""On-disk FAISS IVF galleries (lrface.search.ivf) on real LFW faces embedded by a shipped model."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from conftest import LFW_IMAGES as LFW
 pytest.importorskip("faiss", reason="faiss-cpu is not installed (dev extra)")
 
 from lrface.errors import LrfaceError
-from lrface.gallery import Gallery
-from lrface.ivf import IvfGallery, build_ivf, gallery_parts, model_meta
-from lrface.pipeline import CropOptions, prepare_crop
+from lrface.faces.pipeline import CropOptions, prepare_crop
+from lrface.search.gallery import Gallery
+from lrface.search.ivf import IvfGallery, build_ivf, gallery_parts, model_meta
 
 pytestmark = pytest.mark.timeout(120)
 MODEL = "lrface-mbf"

@@ -543,9 +543,9 @@ def _nan_row(x: np.ndarray) -> np.ndarray:
 )
 def test_one_embedding_validator_everywhere(bad, needle) -> None:
     """Metrics, search and galleries refuse bad embeddings with the same message (one
-    validator, lrface.validation.check_embeddings); a gallery also names its model."""
-    from lrface.gallery import Gallery
-    from lrface.search import search
+    validator, lrface.io.validation.check_embeddings); a gallery also names its model."""
+    from lrface.search.exact import search
+    from lrface.search.gallery import Gallery
 
     gallery = Gallery("model-x", None, 8)
     gallery.add("ann", _UNIT, ["a", "b", "c"])

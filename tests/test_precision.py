@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import PHOTOS, REPO
 
-from lrface.cli import main
+from lrface.cli.main import main
 from lrface.errors import ModelFileError
+from lrface.faces.pipeline import prepare_face
 from lrface.models.loader import load_embedder
-from lrface.pipeline import prepare_face
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import quantize

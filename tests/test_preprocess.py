@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from lrface.degrade import RandomDegradation
 from lrface.distill.data import FaceSet
 from lrface.distill.dataset import DistillDataset
 from lrface.distill.validate import Validator
+from lrface.faces.degrade import RandomDegradation
 from lrface.models.embedder import Embedder
 from lrface.models.preprocess import InputFormat, to_input, to_input_torch
 

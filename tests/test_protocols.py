@@ -17,7 +17,6 @@ import pytest
 from conftest import SHARED
 
 from lrface.datasets.lfw import LFW
-from lrface.degrade import Degradation, degrade
 from lrface.errors import DatasetError, LrfaceError
 from lrface.eval.plots import plot_results
 from lrface.eval.protocols import common as common_proto
@@ -25,7 +24,8 @@ from lrface.eval.protocols import folder as folder_proto
 from lrface.eval.protocols import lfw as lfw_proto
 from lrface.eval.protocols import scface as scface_proto
 from lrface.eval.protocols import tinyface as tinyface_proto
-from lrface.fileio import jsonable, write_json_atomic
+from lrface.faces.degrade import Degradation, degrade
+from lrface.io.fileio import jsonable, write_json_atomic
 
 LFW_ROOT = SHARED / "data" / "lfw"
 TINYFACE = SHARED / "data" / "tinyface-protocol"

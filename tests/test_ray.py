@@ -1,4 +1,5 @@
-"""``lrface embed --engine ray`` and the lrface.ray stages on a local Ray cluster, real LFW faces.
+"""``lrface embed --engine ray`` and the lrface.batch.ray_engine stages on a local Ray cluster,
+real LFW faces.
 
 One local cluster for the session (4 logical CPUs, so that fractional actors never reserve
 all of them: Ray issue 44687); every test has a timeout so that a deadlock fails instead of
@@ -24,10 +25,10 @@ ray = pytest.importorskip(
     "ray", reason='the ray extra is not installed (pip install "lrface[ray]")'
 )
 
-from lrface.batch_embed import embed_paths, load_embeddings  # noqa: E402
+from lrface.batch.embed import embed_paths, load_embeddings  # noqa: E402
+from lrface.batch.ray_engine import FaceEmbedder, FacePreprocessor, RayEngine  # noqa: E402
 from lrface.errors import LrfaceError  # noqa: E402
-from lrface.pipeline import CropOptions  # noqa: E402
-from lrface.ray import FaceEmbedder, FacePreprocessor, RayEngine  # noqa: E402
+from lrface.faces.pipeline import CropOptions  # noqa: E402
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -154,7 +155,7 @@ def test_stages_in_a_ray_data_pipeline(cluster, inputs, embedder):
     assert sorted(rows) == sorted(paths)
     bad = rows[inputs[1]]
     assert bad["error"] and np.isnan(bad["embedding"]).all()
-    from lrface.pipeline import prepare_crop
+    from lrface.faces.pipeline import prepare_crop
 
     good = [p for p in paths if p != inputs[1]]
     want = embedder.embed_crops([prepare_crop(p, NO_DETECT).crop for p in good])

@@ -6,9 +6,9 @@ import shutil
 import pytest
 from conftest import SHARED
 
-from lrface.cli import main
+from lrface.cli.main import main
 from lrface.errors import ModelFileError
-from lrface.fileio import sha256_file
+from lrface.io.fileio import sha256_file
 from lrface.models import registry
 
 TEACHER_FILE = SHARED / "models" / "mobilefacenet_arcface.onnx"

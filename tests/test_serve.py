@@ -26,9 +26,9 @@ pytest.importorskip("fastapi", reason='needs the serve extra: pip install "lrfac
 httpx = pytest.importorskip("httpx", reason="needs httpx (dev extra)")
 
 from lrface.api import embed, verify  # noqa: E402
-from lrface.cli import main  # noqa: E402
+from lrface.cli.main import main  # noqa: E402
 from lrface.errors import LrfaceError  # noqa: E402
-from lrface.gallery import Gallery  # noqa: E402
+from lrface.search.gallery import Gallery  # noqa: E402
 from lrface.serve.process import ServerProcess  # noqa: E402
 
 BUSH = (PHOTOS / "George_W_Bush_0001.jpg", PHOTOS / "George_W_Bush_0002.jpg")
@@ -385,7 +385,7 @@ def test_timeout_answers_503_and_writes_nothing(tmp_path, key):
     process, started and stopped through its lifespan like uvicorn does)."""
     import asyncio
 
-    from lrface.cli_options import ServeOptions
+    from lrface.cli.options import ServeOptions
     from lrface.serve.app import create_app
 
     gallery = tmp_path / "g.npz"
@@ -536,7 +536,7 @@ def _new_gallery(path: Path, kind: str, rng: np.random.Generator) -> None:
         g.save(path)
     else:
         pytest.importorskip("faiss", reason="IVF galleries need faiss-cpu (dev extra)")
-        from lrface.ivf import build_ivf
+        from lrface.search.ivf import build_ivf
 
         model = {"name": "m", "sha256": None, "embedding_size": 8, "teacher": None}
         build_ivf(path, [(["seed"] * SEED_IMAGES, rows, sources)], model, 0.3, nlist=1)
@@ -546,7 +546,7 @@ def _new_gallery(path: Path, kind: str, rng: np.random.Generator) -> None:
 def test_store_survives_kill9_at_any_moment(tmp_path, kind):
     """A writer enrolling as fast as it can, killed at random moments: the gallery always
     opens, holds seed, id-0, id-1, ... in order, each complete (3 images)."""
-    from lrface.ivf import open_gallery
+    from lrface.search.ivf import open_gallery
 
     path = tmp_path / ("g.npz" if kind == "npz" else "g_ivf")
     rng = np.random.default_rng(0)

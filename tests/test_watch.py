@@ -16,14 +16,14 @@ import cv2
 import numpy as np
 import pytest
 
-from lrface.cli import main
+from lrface.cli.main import main
 from lrface.errors import LrfaceError
-from lrface.gallery import Gallery
+from lrface.faces.pipeline import CropOptions, prepare_face
 from lrface.models.loader import load_embedder
-from lrface.pipeline import CropOptions, prepare_face
-from lrface.templates import build_template, face_quality, fuse_template
-from lrface.tracks import SortTracker
-from lrface.watch import WatchSettings, watch_frames
+from lrface.search.gallery import Gallery
+from lrface.search.templates import build_template, face_quality, fuse_template
+from lrface.video.tracks import SortTracker
+from lrface.video.watch import WatchSettings, watch_frames
 
 PHOTOS = Path(__file__).resolve().parent / "data"
 N_FRAMES = 30

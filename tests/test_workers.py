@@ -1,4 +1,4 @@
-"""The one worker pool (lrface.workers): order, in-process == worker processes, failures.
+"""The one worker pool (lrface.batch.workers): order, in-process == worker processes, failures.
 
 Worker processes are forced on small inputs by lowering ``POOL_MIN_ITEMS`` (read in the
 calling process only).  The helpers below are module-level so that spawned workers can
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from conftest import PHOTOS, needs_shared
 
-from lrface import workers
+from lrface.batch import workers
+from lrface.batch.workers import WorkerPool, map_items
 from lrface.errors import LrfaceError
-from lrface.workers import WorkerPool, map_items
 
 _STATE: list[str] = []
 

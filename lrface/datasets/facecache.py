@@ -1,8 +1,8 @@
 """Detect and align every image of a dataset once; keep landmarks and 112x112 crops on disk.
 
 Each photo goes through the crop pipeline with
-:func:`lrface.pipeline.dataset_photo_options`: the most central face
-(:mod:`lrface.face_choice`, retried at a lower threshold and on a grey-padded copy; for
+:func:`lrface.faces.pipeline.dataset_photo_options`: the most central face
+(:mod:`lrface.faces.face_choice`, retried at a lower threshold and on a grey-padded copy; for
 user photos, ``tight_crops``, the padded copy comes first); if still nothing, the
 template landmarks at the LFW framing are used and the image is flagged ``fallback``
 (training skips such images; evaluation keeps them).
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lrface.cache import cache_dir, digest
-from lrface.detect import DEFAULT_DETECTOR, load_detector
-from lrface.errors import ImageError
-from lrface.fileio import save_npz_atomic
-from lrface.pipeline import CropOptions, dataset_photo_options, prepare_face
-from lrface.workers import map_items
+from lrface.batch.workers import map_items
 from lrface.datasets import parts
 from lrface.datasets.parts import build_in_parts, remove_parts
+from lrface.errors import ImageError
+from lrface.faces.detect import DEFAULT_DETECTOR, load_detector
+from lrface.faces.pipeline import CropOptions, dataset_photo_options, prepare_face
+from lrface.io.cache import cache_dir, digest
+from lrface.io.fileio import save_npz_atomic
 
 log = logging.getLogger("lrface")
 
@@ -35,7 +35,7 @@ CACHE_VERSION = 2
 
 def _align_photo(path: str, options: CropOptions) -> tuple[np.ndarray, bool, np.ndarray, bool]:
     """``(landmarks, fallback, crop, unreadable)`` of one image file: the 112x112 BGR crop
-    of :func:`lrface.pipeline.dataset_photo_options` and the (5, 2) float32 landmarks it
+    of :func:`lrface.faces.pipeline.dataset_photo_options` and the (5, 2) float32 landmarks it
     was aligned to (the crops :func:`aligned_crops` caches).  An unreadable file gives
     zeros, flagged (reported and skipped by the callers that train on it)."""
     try:
@@ -89,11 +89,11 @@ def aligned_crops(
     file could not be read (all-zero crop, also flagged ``fallback``).  Cache files
     written before ``unreadable`` existed lack that key (they hold no unreadable image).
     ``tight_crops``: the detection order for arbitrary user photos
-    (:func:`lrface.face_choice.central_candidates`).
-    ``workers``: detection processes (:func:`lrface.workers.map_items`: in this process
-    for ``workers=0`` or fewer than :data:`lrface.workers.POOL_MIN_ITEMS` images).
+    (:func:`lrface.faces.face_choice.central_candidates`).
+    ``workers``: detection processes (:func:`lrface.batch.workers.map_items`: in this process
+    for ``workers=0`` or fewer than :data:`lrface.batch.workers.POOL_MIN_ITEMS` images).
     """
-    from lrface.detect import resolve_detector
+    from lrface.faces.detect import resolve_detector
 
     rel_paths = list(rel_paths)
     detector_name = resolve_detector(detector_name)
@@ -158,7 +158,8 @@ def _detect_align(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(landmarks (N,5,2) float32, fallback (N,) bool, crops (N,112,112,3) uint8 BGR,
     unreadable (N,) bool)`` of absolute image ``paths``, in their order
-    (:func:`_align_photo` of each, in ``workers`` processes: :func:`lrface.workers.map_items`)."""
+    (:func:`_align_photo` of each, in ``workers`` processes:
+    :func:`lrface.batch.workers.map_items`)."""
     n = len(paths)
     lms = np.zeros((n, 5, 2), np.float32)
     fbs = np.zeros(n, bool)

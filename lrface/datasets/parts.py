@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrface.fileio import save_npz_atomic
+from lrface.io.fileio import save_npz_atomic
 
 log = logging.getLogger("lrface")
 

@@ -31,9 +31,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from lrface.errors import DatasetError
-from lrface.images import list_images
 from lrface.datasets.recordio import find_pack
+from lrface.errors import DatasetError
+from lrface.io.images import list_images
 
 KINDS = ("lfw", "labelled", "unlabelled", "rec")
 _ALIASES = {"labeled": "labelled", "unlabeled": "unlabelled"}

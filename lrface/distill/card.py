@@ -15,17 +15,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lrface.degrade import Degradation, degrade
-from lrface.fileio import atomic_write, sha256_file, write_json_atomic
-from lrface.models.interface import Embedder
-from lrface.models.preprocess import InputFormat
-from lrface.models.registry import get_spec
-from lrface.models.students import count_parameters
 from lrface.distill.config import DistillConfig
 from lrface.distill.data import TrainingData, display_path
 from lrface.distill.holdout import CalibrationPairs
 from lrface.distill.students import Student
 from lrface.distill.validate import Validator
+from lrface.faces.degrade import Degradation, degrade
+from lrface.io.fileio import atomic_write, sha256_file, write_json_atomic
+from lrface.models.interface import Embedder
+from lrface.models.preprocess import InputFormat
+from lrface.models.registry import get_spec
+from lrface.models.students import count_parameters
 
 
 def write_card(

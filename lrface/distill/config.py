@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lrface.argconfig import add_arguments, arg, flag_of, given_options, load_config, option_fields
-from lrface.errors import LrfaceError
 from lrface.distill import LOSS_TERMS
+from lrface.errors import LrfaceError
 
 __all__ = ["TARGETS", "DistillConfig", "add_distill_arguments", "config_from_args"]
 
@@ -364,7 +364,7 @@ class DistillConfig:
     def check(self) -> None:
         """Refuse contradictory settings (one-line :class:`LrfaceError`) before any work;
         the data settings are checked where the data is loaded."""
-        from lrface.validation import check_resource
+        from lrface.io.validation import check_resource
 
         check_resource("batch_size", self.batch_size, "--batch-size")  # the one table of caps
         check_resource("workers", self.workers, "--workers")

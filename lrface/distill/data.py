@@ -4,7 +4,7 @@ Faces come from one or several ``--data`` sources (:mod:`lrface.datasets.sources
 LFW copy's train split, labelled or unlabelled folders, insightface RecordIO packs), each
 with a sampling weight.  Images without a detectable face are skipped and reported;
 unlabelled and RecordIO faces too close to an LFW test-split image are dropped
-(:mod:`lrface.datasets.guard`).  The teacher sees the aligned 112x112 HR crop; its
+(:mod:`lrface.distill.guard`).  The teacher sees the aligned 112x112 HR crop; its
 embeddings of every crop and of the crop's mirror image are computed once and cached on
 disk, one file per source.  :func:`prepare_training_data` gives all of it as one
 :class:`TrainingData`; :func:`epoch_order` draws the faces of an epoch by source weight.
@@ -23,22 +23,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from lrface.cache import cache_dir, digest
 from lrface.datasets import recordio
 from lrface.datasets.facecache import aligned_crops, cache_file
 from lrface.datasets.lfw import LFW, identity_of
 from lrface.datasets.parts import build_in_parts, remove_parts
 from lrface.datasets.recordio import RecordCrops
 from lrface.datasets.sources import Source, list_folder, parse_sources
-from lrface.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.errors import DatasetError
-from lrface.fileio import save_npz_atomic
+from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
+from lrface.io.cache import cache_dir, digest
+from lrface.io.fileio import save_npz_atomic
 from lrface.models.embedder import l2_normalize
 from lrface.models.interface import Embedder
 
 if TYPE_CHECKING:
-    from lrface.datasets.guard import Reference
     from lrface.distill.config import DistillConfig
+    from lrface.distill.guard import Reference
     from lrface.distill.holdout import HeldOut
 
 log = logging.getLogger("lrface")
@@ -553,7 +553,7 @@ def check_before_work(cfg: DistillConfig, training: bool = True) -> None:
     parses and lists images, held-out folds fit, no labelled folder holds an LFW
     test-split identity, and (``training``; not for ``--prepare-only``) the images listed
     give at least one batch per epoch (repeated on the faces left after skipping)."""
-    from lrface.fileio import check_writable
+    from lrface.io.fileio import check_writable
 
     check_writable(cfg.out, "dir", "--out")
     sources = parse_sources(cfg.data)
@@ -603,7 +603,7 @@ def prepare_only(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
     apply the test-identity guard for every source of ``cfg``, all
     cached for the training run that follows; write ``<out>/data_report.json`` and return
     the summary that the run's card will hold under ``data``."""
-    from lrface.fileio import write_json_atomic
+    from lrface.io.fileio import write_json_atomic
     from lrface.models.loader import load_embedder
 
     check_before_work(cfg, training=False)
@@ -669,7 +669,7 @@ def prepare_training_data(
     """Load every source (:func:`load_source`), compute its cached teacher targets, and
     drop from unlabelled and RecordIO sources every face whose flip-fused teacher
     embedding has cosine >= ``guard_threshold`` (default
-    :data:`lrface.datasets.guard.GUARD_THRESHOLD`) with the template of an LFW test-split
+    :data:`lrface.distill.guard.GUARD_THRESHOLD`) with the template of an LFW test-split
     identity -- or of an identity of ``holdout_folds``, whose pairs validate the run.
     ``test_guard=False`` skips that filter (recorded in the card).  Without an LFW source,
     ``calib_identities`` identities of the labelled folders (None: the default share, 0:
@@ -772,10 +772,9 @@ def _hold_out(
 
 
 def _guard_threshold(guard_threshold: float | None) -> float:
-    """``guard_threshold`` as a float (default :data:`lrface.datasets.guard.GUARD_THRESHOLD`),
+    """``guard_threshold`` as a float (default :data:`lrface.distill.guard.GUARD_THRESHOLD`),
     refused outside the cosine range [-1, 1]."""
-    from lrface.datasets import guard
-
+    from lrface.distill import guard
     thr = guard.GUARD_THRESHOLD if guard_threshold is None else float(guard_threshold)
     if not -1.0 <= thr <= 1.0:
         raise DatasetError(f"--guard-threshold {thr}: a cosine in [-1, 1]")
@@ -785,8 +784,8 @@ def _guard_threshold(guard_threshold: float | None) -> float:
 def _check_guard_possible(needs: list[Source], lfw: LFW | None, test_guard: bool) -> None:
     """Refuse guarded sources (``needs``) when the guard is on but neither the shipped
     templates nor an LFW copy can give it a reference (checked again, with the teacher,
-    by :func:`lrface.datasets.guard.test_reference`)."""
-    from lrface.datasets import guard
+    by :func:`lrface.distill.guard.test_reference`)."""
+    from lrface.distill import guard
     from lrface.models.registry import PACKAGE_WEIGHTS
 
     shipped = (PACKAGE_WEIGHTS / guard.REFERENCE_FILE).is_file()
@@ -817,8 +816,7 @@ class _TestGuard:
 
     def reference(self) -> Reference:
         """The templates (loaded or computed once)."""
-        from lrface.datasets import guard
-
+        from lrface.distill import guard
         if self.ref is None:
             ref = guard.test_reference(self.teacher, self.lfw, self.detector)
             if self.holdout_folds and self.lfw is not None:
@@ -839,8 +837,7 @@ class _TestGuard:
         face whose flip-fused target has cosine >= ``thr`` with an identity template (and
         with the templates of the identities ``held`` out for calibration); returns the
         kept rows of ``plain`` and ``mirror`` (float32 (N, D) each)."""
-        from lrface.datasets import guard
-
+        from lrface.distill import guard
         ref = self.reference()
         if held is not None:
             ids, tmpl, count = guard.templates(held.names.tolist(), held.fused)
@@ -879,8 +876,7 @@ def _guard_info(
 ) -> dict[str, Any]:
     """The ``test_guard`` entry of the card: whether it was on, and where any source
     needed it, the threshold and the faces checked and dropped."""
-    from lrface.datasets import guard
-
+    from lrface.distill import guard
     guard_info: dict[str, Any] = {
         "enabled": bool(test_guard),
         "applies_to": "unlabelled and RecordIO sources (no LFW names to check)",

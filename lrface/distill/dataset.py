@@ -13,15 +13,15 @@ import logging
 import numpy as np
 import torch
 
-from lrface.align import resize_crop
-from lrface.degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
-from lrface.detect import DEFAULT_DETECTOR
-from lrface.errors import LrfaceError
-from lrface.models.preprocess import InputFormat, to_input
-from lrface.models.registry import ModelSpec
 from lrface.distill.config import DistillConfig
 from lrface.distill.data import FaceSet, TrainingData
 from lrface.distill.views import BoxViews, build_box_views
+from lrface.errors import LrfaceError
+from lrface.faces.align import resize_crop
+from lrface.faces.degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
+from lrface.faces.detect import DEFAULT_DETECTOR
+from lrface.models.preprocess import InputFormat, to_input
+from lrface.models.registry import ModelSpec
 
 log = logging.getLogger("lrface")
 
@@ -86,7 +86,7 @@ class DistillDataset(torch.utils.data.Dataset):
     jittered as on small faces (``box_views``: :class:`lrface.distill.views.BoxViews`),
     instead of its aligned crop; the target stays the teacher's embedding of the aligned
     crop.  ``p_realistic``: probability that a reduced view gets the evaluators' realistic
-    degradation (:data:`lrface.degrade.REALISTIC`: blur, motion blur, sensor noise, JPEG
+    degradation (:data:`lrface.faces.degrade.REALISTIC`: blur, motion blur, sensor noise, JPEG
     q30-70) instead of the light training extras.  Both 0 (default): the random draws are
     those of earlier versions.
 

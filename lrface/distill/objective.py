@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrface.errors import LrfaceError
 from lrface.distill.config import DistillConfig
 from lrface.distill.losses import (
     CRCDLoss,
@@ -35,6 +34,7 @@ from lrface.distill.losses import (
     kd_loss,
     prototype_arc_loss,
 )
+from lrface.errors import LrfaceError
 
 
 class Objective(nn.Module):

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 import torch
 
-from lrface.align import resize_crop
+from lrface.faces.align import resize_crop
 from lrface.models import registry
 from lrface.models.embedder import Embedder
 from lrface.models.preprocess import InputFormat, to_input_torch

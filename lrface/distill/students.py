@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrface.distill.config import DistillConfig
 from lrface.errors import LrfaceError
-from lrface.fileio import sha256_file
+from lrface.io.fileio import sha256_file
 from lrface.models import registry
 from lrface.models.interface import Embedder
 from lrface.models.students import (
@@ -31,7 +32,6 @@ from lrface.models.students import (
     widen_mobilefacenet,
 )
 from lrface.models.torch_embedder import read_state
-from lrface.distill.config import DistillConfig
 
 log = logging.getLogger("lrface")
 

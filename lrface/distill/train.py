@@ -33,11 +33,6 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from lrface.errors import LrfaceError
-from lrface.fileio import atomic_write, write_json_atomic
-from lrface.models.embedder import Embedder
-from lrface.models.loader import load_embedder
-from lrface.models.preprocess import InputFormat
 from lrface.distill.card import write_card
 from lrface.distill.config import DistillConfig
 from lrface.distill.data import TrainingData, check_before_work, training_data_for
@@ -46,6 +41,11 @@ from lrface.distill.objective import Objective
 from lrface.distill.online import OnlineTeacher
 from lrface.distill.students import Student, build_student
 from lrface.distill.validate import Validator
+from lrface.errors import LrfaceError
+from lrface.io.fileio import atomic_write, write_json_atomic
+from lrface.models.embedder import Embedder
+from lrface.models.loader import load_embedder
+from lrface.models.preprocess import InputFormat
 
 __all__ = ["DistillConfig", "distill"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lrface.degrade import Degradation, degrade
+from lrface.distill.config import DistillConfig
+from lrface.distill.data import TrainingData
+from lrface.faces.degrade import Degradation, degrade
 from lrface.models.embedder import l2_normalize
 from lrface.models.interface import Embedder
 from lrface.models.preprocess import InputFormat, to_input
-from lrface.distill.config import DistillConfig
-from lrface.distill.data import TrainingData
 
 
 class Validator:

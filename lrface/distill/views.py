@@ -3,7 +3,7 @@
 A surveillance pipeline hands the recogniser the detector's *box* around a 10-20 px face
 (five landmarks on such a face are unreliable), not a crop aligned to the ArcFace
 template.  ``lrface distill --p-box P`` replaces the aligned crop of a view by such a box
-crop with probability P: the square of :data:`lrface.degrade.BOX_MARGIN` x the longer
+crop with probability P: the square of :data:`lrface.faces.degrade.BOX_MARGIN` x the longer
 side of the detector's box on the original photo -- the crop ``--probe-crop box``
 evaluates -- with its centre and side jittered as the detector's box moves when the
 same face is small (:class:`BoxJitter`).  The teacher target stays the embedding of the
@@ -26,10 +26,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lrface.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
-from lrface.detect import resolve_detector
 from lrface.errors import ImageError
-from lrface.images import read_image
+from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
+from lrface.faces.detect import resolve_detector
+from lrface.io.images import read_image
 
 log = logging.getLogger("lrface")
 

@@ -5,7 +5,7 @@
 (recipe, folds, counts, models and their sha256, lrface version, UTC time, command line,
 elapsed seconds); with ``plot`` it writes ROC / CMC figures beside it.  In the JSON, NaN
 (an undefined metric, explained in the entry's ``notes``) is written as ``null``.  It
-never prints: the CLI (:mod:`lrface.cli`) prints the table (:func:`format_table`) or the
+never prints: the CLI (:mod:`lrface.cli.main`) prints the table (:func:`format_table`) or the
 JSON, the notes on options that do not apply (:meth:`BenchmarkConfig.ignored_options`)
 and the paths written.
 
@@ -13,7 +13,7 @@ The ``lrface benchmark`` options are generated from :class:`BenchmarkConfig`'s f
 (:mod:`lrface.argconfig`): one source of defaults and help text.
 
 Probe conditions (lfw and folder): ``degrade`` (``--degrade clean|realistic``) and
-``probe_crop`` (``--probe-crop aligned|box``; see :mod:`lrface.degrade`); the condition is
+``probe_crop`` (``--probe-crop aligned|box``; see :mod:`lrface.faces.degrade`); the condition is
 in the caption above the table, in ``description.condition`` and in every result entry
 (``degrade``, ``probe_crop``).
 """
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from lrface import __version__
 from lrface.argconfig import add_arguments, arg, flag_of, option_fields
 from lrface.errors import DatasetError, LrfaceError
-from lrface.fileio import jsonable, write_json_atomic
-from lrface.outputs import check_output
+from lrface.io.fileio import jsonable, write_json_atomic
+from lrface.io.outputs import check_output
 
 if TYPE_CHECKING:
     import argparse
@@ -259,7 +259,7 @@ class BenchmarkConfig:
         metadata=arg(
             "lfw/folder: what follows the reduction of a probe: 'clean' (default, area "
             "reduction only) or 'realistic' (Gaussian + motion blur, sensor noise, JPEG "
-            "q30-70; each probe's draw fixed by its index, see lrface.degrade)",
+            "q30-70; each probe's draw fixed by its index, see lrface.faces.degrade)",
             metavar="KIND",
             protocols=("lfw", "folder"),
         ),

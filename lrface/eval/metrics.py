@@ -54,7 +54,7 @@ from sklearn.metrics import auc as _sk_auc
 from sklearn.metrics import roc_curve as _sk_roc_curve
 
 from lrface.errors import LrfaceError
-from lrface.validation import check_embeddings, check_positive_int, is_int
+from lrface.io.validation import check_embeddings, check_positive_int, is_int
 
 __all__ = [
     "best_threshold",

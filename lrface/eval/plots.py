@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lrface.fileio import atomic_write
+from lrface.io.fileio import atomic_write
 
 Curve = tuple[str, Sequence[float], Sequence[float]]
 

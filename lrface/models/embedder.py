@@ -2,7 +2,7 @@
 
 An embedder turns aligned face crops into L2-normalised float32 embeddings.  Crops are
 uint8 BGR arrays of any size; :func:`lrface.models.preprocess.to_input` resizes each to
-the model's square ``input_size`` with :func:`lrface.align.resize_crop` (area when a side
+the model's square ``input_size`` with :func:`lrface.faces.align.resize_crop` (area when a side
 shrinks, bicubic otherwise), converts it to the model's colour order and normalises it
 with its mean/std.
 """
@@ -114,12 +114,12 @@ def check_crops(crops: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
         if not isinstance(c, np.ndarray):
             raise LrfaceError(
                 f"crop {i}: expected a uint8 BGR (h, w, 3) numpy array, got {type(c).__name__}; "
-                "read images with lrface.images.read_image or use lrface.embed(paths)"
+                "read images with lrface.io.images.read_image or use lrface.embed(paths)"
             )
         if c.dtype != np.uint8 or c.ndim != 3 or c.shape[2] != 3 or min(c.shape[:2]) < 4:
             raise LrfaceError(
                 f"crop {i}: expected uint8 BGR (h, w, 3) with h, w >= 4, got {c.dtype} "
-                f"{c.shape}; convert it (lrface.images.read_image accepts other layouts)"
+                f"{c.shape}; convert it (lrface.io.images.read_image accepts other layouts)"
             )
     return out
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 
 from lrface.errors import ModelFileError, first_line
-from lrface.providers import make_session
 from lrface.models.embedder import Embedder
+from lrface.models.providers import make_session
 from lrface.models.registry import ModelSpec
 
 #: Batches up to this size run row by row on a fixed batch-1 model (no graph rewrite).

@@ -4,7 +4,7 @@ Every embedder (ONNX teacher, ONNX exports, torch students), the distillation da
 its validator and its online teacher turn face crops into model input here, so training
 and inference see bit-identical tensors for the same crop:
 
-1. resize to the model's square side ``S`` with :func:`lrface.align.resize_crop` (area when
+1. resize to the model's square side ``S`` with :func:`lrface.faces.align.resize_crop` (area when
    a side shrinks, bicubic otherwise; a crop already ``S x S`` is unchanged);
 2. reorder the channels from BGR (lrface's crop order) to the model's ``color`` ("RGB"
    or "BGR");
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lrface.align import resize_crop
+from lrface.faces.align import resize_crop
 from lrface.models.registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def to_input(
     ``crops``: one uint8 (h, w, 3) BGR crop, a uint8 (N, h, w, 3) BGR array, or a sequence
     of uint8 (h, w, 3) BGR crops of any sizes.  ``spec``: the model's registry entry or an
     :class:`InputFormat` (side ``S``, colour order, mean/std).  Each crop is resized to
-    ``S x S`` (:func:`lrface.align.resize_crop`), put in the model's colour order and
+    ``S x S`` (:func:`lrface.faces.align.resize_crop`), put in the model's colour order and
     normalised ``(pixel - mean) / std`` in float32 (pixel in [0, 255]; with the default
     mean = std = 127.5 the values lie in [-1, 1]).  Returns C-contiguous float32
     (N, 3, S, S), N = 1 for a single crop.

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from lrface.errors import ModelFileError
-from lrface.fileio import sha256_file
+from lrface.io.fileio import sha256_file
 
 log = logging.getLogger("lrface")
 

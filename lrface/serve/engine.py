@@ -7,8 +7,8 @@ worker's one inference lock for the whole request -- not every model object is
 thread-safe (OpenCV's YuNet keeps its input size), and one request at a time bounds a
 worker's memory (one image decode at a time) -- so throughput scales with ``--workers``.
 
-Everything is the library's: images decoded by :func:`lrface.images.read_image` (its
-header guard, at ``--max-pixels``), faces cut by :func:`lrface.pipeline.prepare_face`,
+Everything is the library's: images decoded by :func:`lrface.io.images.read_image` (its
+header guard, at ``--max-pixels``), faces cut by :func:`lrface.faces.pipeline.prepare_face`,
 verification by :func:`lrface.api.verify_detailed`, search by the galleries' ``identify``
 -- with the CLI's defaults and thresholds, and its ``--json`` shapes in the answers.
 Inputs are uploads only (:class:`Upload`: a name for messages and bytes), never a path.
@@ -27,15 +27,15 @@ from typing import Any
 import numpy as np
 
 from lrface.api import verify_detailed
-from lrface.cli_options import ServeOptions
-from lrface.detect import DEFAULT_DETECTOR, load_detector, resolve_detector
+from lrface.cli.options import ServeOptions
 from lrface.errors import LrfaceError
-from lrface.images import read_image
+from lrface.faces.detect import DEFAULT_DETECTOR, load_detector, resolve_detector
+from lrface.faces.pipeline import CropOptions, PreparedFace, prepare_face
+from lrface.faces.routing import LR_STUDENT, TEACHER
+from lrface.io.images import read_image
 from lrface.models.embedder import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.registry import all_models, find
-from lrface.pipeline import CropOptions, PreparedFace, prepare_face
-from lrface.routing import LR_STUDENT, TEACHER
 from lrface.serve.limits import Deadline
 from lrface.serve.store import GalleryStore
 

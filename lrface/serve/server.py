@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from lrface.cli_options import ServeOptions
+from lrface.cli.options import ServeOptions
 from lrface.errors import LrfaceError
 
 SERVE_EXTRA = 'pip install "lrface[serve]"'
@@ -27,7 +27,7 @@ def check_options(options: ServeOptions) -> tuple[ServeOptions, str | None]:
     """``(options with absolute paths, API key or None)`` after every check of the module
     docstring; prints the key file's permission warning, if any, on stderr.  The gallery
     ``.npz`` is created empty when missing (under its lock)."""
-    from lrface.pipeline import CropOptions
+    from lrface.faces.pipeline import CropOptions
     from lrface.serve.auth import check_bind, load_api_key
     from lrface.serve.store import GalleryStore
 

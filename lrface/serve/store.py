@@ -5,8 +5,8 @@
   read-modify-write, so concurrent enrolments in any worker serialize and none is lost.
 * **Before or after, never between.**  A write re-reads the gallery from disk under the
   lock, applies the change in memory and writes the new state atomically: an ``.npz`` via
-  :meth:`lrface.gallery.Gallery.save` (temporary file beside it, fsync, rename); an IVF
-  directory via :class:`lrface.ivf.IvfGallery` (new part files first, each written
+  :meth:`lrface.search.gallery.Gallery.save` (temporary file beside it, fsync, rename); an IVF
+  directory via :class:`lrface.search.ivf.IvfGallery` (new part files first, each written
   atomically, then ``meta.json`` renamed over the old one); then the directory itself is
   fsynced so the rename is on disk.  A ``kill -9`` at any moment leaves the old file or
   the new one; a killed writer's temporary files are removed at the next start.
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lrface.errors import LrfaceError
-from lrface.gallery import Gallery
-from lrface.ivf import META, is_ivf_gallery, open_gallery
+from lrface.search.gallery import Gallery
+from lrface.search.ivf import META, is_ivf_gallery, open_gallery
 from lrface.serve.limits import Deadline
 
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
     LRFACE_HOME=../shared python docs/experiments/scripts/camera_adaptation.py
 
-Adapts ``lrface-tiny-16``'s batch-norm statistics (:func:`lrface.adapt.bn_statistics_from`)
+Adapts ``lrface-tiny-16``'s batch-norm statistics (:func:`lrface.distill.adapt.bn_statistics_from`)
 to 2,000 LFW train-split faces under camera A and scores base and adapted students on the
 3,000 test-split pairs (hr-lr, teacher HR side) under camera A, camera B and clean 16 px.
 Prints one JSON object.
@@ -30,7 +30,7 @@ CAMERAS = {
 def camera(crops: np.ndarray, name: str | None, seed: int) -> np.ndarray:
     """(N, 16, 16, 3) uint8 BGR: each 112x112 crop area-reduced to 16 px, then camera
     ``name``'s fixed blur/noise/JPEG (None: clean); noise seeded by (seed, index)."""
-    from lrface.degrade import Degradation, RealisticDraw, apply_realistic, degrade
+    from lrface.faces.degrade import Degradation, RealisticDraw, apply_realistic, degrade
 
     out = []
     for i, c in enumerate(crops):
@@ -48,9 +48,9 @@ def main() -> None:
 
     import torch
 
-    from lrface.adapt import bn_statistics_from
-    from lrface.datasets import guard
     from lrface.datasets.lfw import LFW
+    from lrface.distill import guard
+    from lrface.distill.adapt import bn_statistics_from
     from lrface.distill.data import lfw_faces
     from lrface.distill.validate import Validator
     from lrface.eval.metrics import kfold_accuracy

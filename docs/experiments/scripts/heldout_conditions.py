@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lrface.cli import main as lrface_main
+from lrface.cli.main import main as lrface_main
 from lrface.datasets.lfw import LFW
 from lrface.eval.protocols.lfw import evaluate_lfw
-from lrface.fileio import write_json_atomic
+from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
 
 CONDITIONS = [

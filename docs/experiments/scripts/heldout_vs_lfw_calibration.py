@@ -37,8 +37,8 @@ SIZES = (12, 16, 20, 24, 32)
 def _accuracy_at(pairs, model, fmt, thr: float, thr_t: float) -> dict[str, float]:
     """Pooled accuracy on ``pairs`` at the given thresholds (student-student: HR-HR plus
     HR-LR at SIZES; teacher-student: HR teacher vs LR student at SIZES)."""
-    from lrface.degrade import Degradation, degrade
     from lrface.distill.validate import Validator
+    from lrface.faces.degrade import Degradation, degrade
 
     embed = Validator.student_embed
     ea = embed(model, pairs.crops_a, fmt)

@@ -3,9 +3,9 @@ crops and embeddings, the HR-model choice, and results entries.
 
 * :func:`model_info` / :func:`model_key`: what identifies an embedder in results and caches;
 * :func:`embed_cached`: embed N crops chunk by chunk with a progress bar, cached on disk
-  under :func:`lrface.cache.cache_dir` keyed by the model, its preprocessing and the inputs;
+  under :func:`lrface.io.cache.cache_dir` keyed by the model, its preprocessing and the inputs;
 * :func:`prepare_crops`: detect + align image files with the crop pipeline
-  (:func:`lrface.pipeline.prepare_many`), falling back to a plain resize (``--no-detect``
+  (:func:`lrface.faces.pipeline.prepare_many`), falling back to a plain resize (``--no-detect``
   style) when no face is found; the fallbacks are counted; cached on disk as well;
 * :func:`hr_for` / :func:`hr_info` / :func:`check_hr_embedder`: the model that embeds the
   HR side (``--hr-model``);
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from lrface.cache import cache_dir, digest
-from lrface.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.errors import LrfaceError
-from lrface.fileio import save_npz_atomic, sha256_file
+from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
+from lrface.faces.pipeline import CropOptions, prepare_many
+from lrface.io.cache import cache_dir, digest
+from lrface.io.fileio import save_npz_atomic, sha256_file
 from lrface.models.registry import find
-from lrface.pipeline import CropOptions, prepare_many
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder, HrEmbedders
@@ -145,7 +145,7 @@ def prepare_crops(
     """Detect + align every file (largest face), falling back to a resize of the whole image.
 
     With ``detect=False`` every image is a pre-cut face and only resized.  Crops come from
-    the one crop pipeline (:func:`lrface.pipeline.prepare_many`, ``on_no_face="resize"``;
+    the one crop pipeline (:func:`lrface.faces.pipeline.prepare_many`, ``on_no_face="resize"``;
     ``workers`` processes for large sets).  Cached on disk, keyed by the files' paths,
     sizes and modification times.  Returns ``(crops, fallback)``: uint8 BGR
     (N, size, size, 3) and bool (N,) (True = no face found, resized instead).  An

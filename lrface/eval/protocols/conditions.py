@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from lrface.cache import cache_dir, digest
-from lrface.degrade import (
+from lrface.batch.workers import map_items
+from lrface.errors import LrfaceError
+from lrface.eval.protocols.common import file_signature
+from lrface.faces.degrade import (
     BOX_HR_SIDE,
     BOX_MARGIN,
     DEGRADE_CHOICES,
@@ -28,13 +30,11 @@ from lrface.degrade import (
     degrade_realistic,
     realistic_rng,
 )
-from lrface.degrade import degrade as _degrade
-from lrface.detect import DEFAULT_DETECTOR
-from lrface.errors import LrfaceError
-from lrface.fileio import save_npz_atomic
-from lrface.given_crop import ENLARGE_SIDE, MIN_FACE_FRACTION
-from lrface.workers import map_items
-from lrface.eval.protocols.common import file_signature
+from lrface.faces.degrade import degrade as _degrade
+from lrface.faces.detect import DEFAULT_DETECTOR
+from lrface.faces.given_crop import ENLARGE_SIDE, MIN_FACE_FRACTION
+from lrface.io.cache import cache_dir, digest
+from lrface.io.fileio import save_npz_atomic
 
 #: Version of the ``given`` probe recipe (part of its cache keys).
 GIVEN_VERSION = 1
@@ -107,7 +107,7 @@ def _crop_recipe(probe_crop: str, detector: str) -> str:
         return box
     return (
         box + " (and degraded); then handed to the default crop mode of pre-cut crops "
-        f"(--crop-mode auto, lrface.given_crop: enlarged to >= {ENLARGE_SIDE}px, searched "
+        f"(--crop-mode auto, lrface.faces.given_crop: enlarged to >= {ENLARGE_SIDE}px, searched "
         f"by {detector} on a grey-padded copy then the crop, then the other detector; a face "
         f">= {MIN_FACE_FRACTION:g} of the crop centred inside it is aligned by its 5 "
         "landmarks at its native size and enlarged bicubically to the model's input; "
@@ -139,9 +139,9 @@ def degrade_probe(
 
 def _detect_box_one(path: Path, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
     """Box crop of the largest face of one file; the whole image when no face is found."""
-    from lrface.align import resize_crop
-    from lrface.detect import load_detector
-    from lrface.images import read_image
+    from lrface.faces.align import resize_crop
+    from lrface.faces.detect import load_detector
+    from lrface.io.images import read_image
 
     image = read_image(path)
     faces = load_detector(detector).detect(image)
@@ -159,7 +159,7 @@ def box_crops(
     use_cache: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``--probe-crop box`` crops of image files: the largest face's detector box, square,
-    :data:`BOX_MARGIN` x, at :data:`BOX_HR_SIDE` (:func:`lrface.degrade.box_crop`); a resize
+    :data:`BOX_MARGIN` x, at :data:`BOX_HR_SIDE` (:func:`lrface.faces.degrade.box_crop`); a resize
     of the whole image when no face is found.  Cached on disk like :func:`prepare_crops`.
 
     Returns ``(crops, fallback, boxes)``: uint8 BGR (N, 112, 112, 3), bool (N,) and float32
@@ -184,7 +184,7 @@ def box_crops(
 
 def _landmarks_of(probe: np.ndarray, detector: str) -> tuple[np.ndarray, bool]:
     """``(float32 (5, 2) landmarks in the probe's pixels, found)`` of one given probe."""
-    from lrface.given_crop import landmarks_in_crop
+    from lrface.faces.given_crop import landmarks_in_crop
 
     inside = landmarks_in_crop(probe, detector)
     if inside is None:
@@ -201,13 +201,13 @@ def given_landmarks(
     workers: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The landmarks the default crop mode finds inside each ``--probe-crop given`` probe
-    (:func:`lrface.given_crop.landmarks_in_crop`; uint8 BGR probes of any size).
+    (:func:`lrface.faces.given_crop.landmarks_in_crop`; uint8 BGR probes of any size).
 
     ``key_parts`` must identify the probes exactly (their source and recipe); cached under
-    :func:`lrface.cache.cache_dir`.  Returns float32 (N, 5, 2) landmarks in each probe's
+    :func:`lrface.io.cache.cache_dir`.  Returns float32 (N, 5, 2) landmarks in each probe's
     pixels and bool (N,) found (False: the probe takes the box path).
     """
-    from lrface.detect import resolve_detector
+    from lrface.faces.detect import resolve_detector
 
     used = resolve_detector(detector)
     key = digest(
@@ -238,8 +238,8 @@ def given_crop(probe: np.ndarray, landmarks: np.ndarray | None, size: int) -> np
     """The crop a model of input side ``size`` gets for a given ``probe`` (uint8 BGR) under
     the default crop mode: aligned by ``landmarks`` (float32 (5, 2), native size then
     bicubic) or, with None, the box path (resized).  uint8 BGR (size, size, 3)."""
-    from lrface.align import resize_crop
-    from lrface.pipeline import CropOptions, align_to
+    from lrface.faces.align import resize_crop
+    from lrface.faces.pipeline import CropOptions, align_to
 
     if landmarks is None:
         return resize_crop(probe, size)

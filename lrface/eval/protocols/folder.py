@@ -4,7 +4,7 @@
 The folder protocol (:func:`evaluate_folder`) works on ``ROOT/<identity>/<images>``: the
 first image (sorted by name) of each identity is enrolled at full resolution (HR gallery);
 every other image is a probe, reduced to each size of ``sizes`` ("distances") with
-:func:`lrface.degrade.degrade`.  Optionally a folder of distractor images is added to the
+:func:`lrface.faces.degrade.degrade`.  Optionally a folder of distractor images is added to the
 gallery, and a fraction of identities can be left out of the gallery so their probes are
 non-mated (open-set DIR@FPIR; without non-mated probes DIR is NaN).  Probe conditions as
 in the LFW protocol: ``degrade="realistic"`` (each probe's draw fixed by a hash of its path
@@ -23,16 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrface.degrade import (
-    BOX_HR_SIDE,
-    BOX_MARGIN,
-    REALISTIC,
-    Degradation,
-)
-from lrface.degrade import degrade as _degrade
-from lrface.detect import DEFAULT_DETECTOR
 from lrface.errors import DatasetError, LrfaceError
-from lrface.images import list_images
 from lrface.eval.metrics import identification_report
 from lrface.eval.protocols.common import (
     check_hr_embedder,
@@ -57,6 +48,15 @@ from lrface.eval.protocols.conditions import (
     given_landmarks,
     stable_seed,
 )
+from lrface.faces.degrade import (
+    BOX_HR_SIDE,
+    BOX_MARGIN,
+    REALISTIC,
+    Degradation,
+)
+from lrface.faces.degrade import degrade as _degrade
+from lrface.faces.detect import DEFAULT_DETECTOR
+from lrface.io.images import list_images
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder, HrEmbedders

@@ -7,7 +7,7 @@ Modes (see ``../shared/data/lfw/README.md`` for the recipe and the reference num
 * ``lr-lr``: both images reduced.
 
 Faces are the SCRFD-2.5g aligned 112x112 crops of :func:`lrface.datasets.facecache.aligned_crops`
-(cached for the whole of LFW); LR crops come from :func:`lrface.degrade.degrade` (area
+(cached for the whole of LFW); LR crops come from :func:`lrface.faces.degrade.degrade` (area
 reduction; the embedder upsamples with bicubic itself).  Scores are cosine similarities
 and accuracy is k-fold cross-validated over the folds of the selected pairs (``test`` =
 official folds 6-10, ``val`` = 1-5, ``all`` = 1-10): each fold's threshold is chosen on the
@@ -17,14 +17,14 @@ student.
 
 Probe conditions (``degrade`` x ``probe_crop``, default ``clean`` x ``aligned``, the
 tables of ``benchmarks/RESULTS.md``): ``degrade="realistic"`` adds the camera degradation of
-:data:`lrface.degrade.REALISTIC` after the reduction, each probe's draw fixed by its pair's
-index in ``pairs.txt`` (:func:`lrface.degrade.realistic_rng` with ``(pair index, size,
+:data:`lrface.faces.degrade.REALISTIC` after the reduction, each probe's draw fixed by its pair's
+index in ``pairs.txt`` (:func:`lrface.faces.degrade.realistic_rng` with ``(pair index, size,
 side)``: the same inputs in every run and every subset); ``probe_crop="box"`` replaces the
 aligned crop of every *reduced* image by the detector's square box around the face (the
-most central face, as for alignment; :func:`lrface.degrade.box_crop`, no landmarks), cut
+most central face, as for alignment; :func:`lrface.faces.degrade.box_crop`, no landmarks), cut
 from the HR photo; ``probe_crop="given"`` reduces (and degrades) that box crop and hands it
 to the default crop mode of pre-cut crops, as a user's ``--no-detect`` crop is read
-(:mod:`lrface.given_crop`: aligned by the landmarks found inside it, else the box path);
+(:mod:`lrface.faces.given_crop`: aligned by the landmarks found inside it, else the box path);
 given probes are made per pair and side, clean ones too.  The HR side of ``hr-lr`` and both
 sides of ``hr-hr`` stay aligned and clean.
 """
@@ -39,16 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrface.cache import cache_dir, digest
+from lrface.batch.workers import map_items
 from lrface.datasets.facecache import aligned_crops, cache_file
 from lrface.datasets.lfw import LFW, Pair
-from lrface.degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
-from lrface.detect import DEFAULT_DETECTOR, load_detector
 from lrface.errors import LrfaceError
-from lrface.face_choice import central_face, fallback_square
-from lrface.fileio import save_npz_atomic
-from lrface.images import read_image
-from lrface.workers import map_items
 from lrface.eval.metrics import roc, verification_report
 from lrface.eval.protocols.common import (
     check_hr_embedder,
@@ -69,6 +63,12 @@ from lrface.eval.protocols.conditions import (
     given_landmarks,
     stable_seed,
 )
+from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
+from lrface.faces.detect import DEFAULT_DETECTOR, load_detector
+from lrface.faces.face_choice import central_face, fallback_square
+from lrface.io.cache import cache_dir, digest
+from lrface.io.fileio import save_npz_atomic
+from lrface.io.images import read_image
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder, HrEmbedders
@@ -137,7 +137,7 @@ def load_crops(
     crops uint8 BGR (M, 112, 112, 3) of the source set, int64 (len(rels),) row of each
     rel in ``crops``, and bool (M,) alignment fallback flags.
     """
-    from lrface.detect import resolve_detector
+    from lrface.faces.detect import resolve_detector
 
     rels = list(rels)
     detector = resolve_detector(detector)
@@ -180,11 +180,11 @@ def load_box_crops(
 
     The detector's box of the most central face (:func:`central_face`, the face the aligned
     crop uses), square with side :data:`BOX_MARGIN` x max(w, h), at :data:`BOX_HR_SIDE`
-    (:func:`lrface.degrade.box_crop`).  Returns ``(crops, fallback, boxes)`` in the order of
+    (:func:`lrface.faces.degrade.box_crop`).  Returns ``(crops, fallback, boxes)`` in the order of
     ``rels``: uint8 BGR (N, 112, 112, 3), bool (N,) (no face found) and float32 (N, 4)
     boxes x1, y1, x2, y2 in the photo.  Rows come from a cached superset (the train
     split's or the whole LFW's boxes, e.g. those of ``distill --p-box``) when one exists.
-    ``workers``: detection processes (:func:`lrface.workers.map_items`).
+    ``workers``: detection processes (:func:`lrface.batch.workers.map_items`).
     """
     rels = list(rels)
     cached = _cached_box_crops(lfw, rels, detector)
@@ -556,7 +556,7 @@ def evaluate_lfw(
         recipe: degradation template (its ``size`` is replaced); default area reduction.
         max_pairs_per_fold, pair_indices: subsets for quick runs, see :func:`select_pairs`.
         fars: false accept rates of TAR@FAR.
-        use_cache: keep/reuse embeddings under :func:`lrface.cache.cache_dir`.
+        use_cache: keep/reuse embeddings under :func:`lrface.io.cache.cache_dir`.
         degrade: ``clean`` (default) or ``realistic`` (see the module docstring).
         probe_crop: ``aligned`` (default) or ``box``: what the reduced images are cut as.
 

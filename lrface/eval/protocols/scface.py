@@ -5,7 +5,7 @@ Layout (the official SCface folders)::
     ROOT/mugshot_frontal_cropped_all/NNN_frontal.JPG           gallery, one per subject
     ROOT/surveillance_cameras_distance_{1,2,3}/camN/NNN_camN_D.jpg   probes
 
-Mugshots are detected and aligned (:func:`lrface.pipeline.prepare_face`, largest face,
+Mugshots are detected and aligned (:func:`lrface.faces.pipeline.prepare_face`, largest face,
 112x112); probes too, falling back to a plain resize of the crop when no face is found
 (the fallbacks are counted per distance).  With ``no_detect`` every image is resized.
 Reported: CMC rank-1/5/10 and mAP per distance (all cameras) and per camera (all
@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrface.detect import DEFAULT_DETECTOR
 from lrface.errors import DatasetError
 from lrface.eval.metrics import identification_report
 from lrface.eval.protocols.common import (
@@ -36,6 +35,7 @@ from lrface.eval.protocols.common import (
     prepare_crops,
     protocol_result,
 )
+from lrface.faces.detect import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder, HrEmbedders

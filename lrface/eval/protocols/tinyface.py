@@ -28,9 +28,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lrface.errors import DatasetError, LrfaceError
-from lrface.images import list_images, read_image
 from lrface.eval.metrics import identification_report
-from lrface.eval.protocols.common import embed_cached, file_signature, identification_entry, percent, protocol_result
+from lrface.eval.protocols.common import (
+    embed_cached,
+    file_signature,
+    identification_entry,
+    percent,
+    protocol_result,
+)
+from lrface.io.images import list_images, read_image
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder, HrEmbedders

@@ -1,0 +1,143 @@
+"""Which model embeds each face, and embedding faces each with its own model.
+
+The rule (:func:`choose_model`, the one ``verify`` uses and every command shares): a face
+aligned by its landmarks (or a pre-cut crop taken as aligned) goes to the ``lrface-mbf``
+student when its native size is under :data:`STUDENT_BELOW_PX`, to the HR teacher above;
+a crop without landmarks (``crop_kind == "box"``) goes to :data:`BOX_MODEL`, the
+``lrface-box`` student trained on detector-box crops.  Every model chosen embeds into the teacher's
+space, so their embeddings compare with each other and with a teacher gallery.
+
+:class:`ModelRouter` embeds a batch of prepared faces: each with the model the rule
+chooses, or every one with the model forced by ``--model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lrface.errors import LrfaceError
+from lrface.faces.align import resize_crop
+from lrface.models.registry import all_models
+
+if TYPE_CHECKING:
+    from lrface.models.interface import Embedder
+
+__all__ = [
+    "BOX_MODEL",
+    "LR_STUDENT",
+    "STUDENT_BELOW_PX",
+    "TEACHER",
+    "ModelRouter",
+    "choose_model",
+]
+
+TEACHER = "mobilefacenet-arcface"
+LR_STUDENT = "lrface-mbf"
+#: Faces whose native aligned-crop side is below this (eyes ~20 px apart) go to the student.
+STUDENT_BELOW_PX = 64.0
+#: The model for crops without landmarks (``crop_kind == "box"``): the ``lrface-box``
+#: student, distilled on detector-box views with realistic degradation (shipped by the rule
+#: of docs/experiments/box-student.md: +8.0 points over ``lrface-mbf`` on box crops of
+#: held-out identities at 12/16 px).
+BOX_MODEL = "lrface-box"
+#: ``crop_kind`` of a crop without landmarks (:data:`lrface.faces.pipeline.CROP_BOX`).
+_BOX = "box"
+
+
+def choose_model(face_size: float, crop: str = "aligned-5pt") -> str:
+    """The recogniser for one face: ``face_size`` is its native size (px, the side of its
+    ArcFace-aligned crop at native scale, :func:`lrface.faces.align.native_face_size`), ``crop``
+    what it was cut as (:attr:`lrface.faces.pipeline.PreparedFace.crop_kind`).
+
+    Rule: a crop without landmarks (``"box"``) goes to :data:`BOX_MODEL`; any other face
+    under :data:`STUDENT_BELOW_PX` (64 px, eyes about 20 px apart) to the ``lrface-mbf``
+    student, trained for 8-32 px faces in the teacher's embedding space; a larger face to
+    the HR teacher.  A missing or corrupt student is an error, never a silent switch to the
+    teacher.
+    """
+    name = BOX_MODEL if crop == _BOX else (LR_STUDENT if face_size < STUDENT_BELOW_PX else TEACHER)
+    if name != TEACHER and name not in all_models():
+        raise LrfaceError(
+            f"{name}: the student for small faces and box crops is not installed (weights/"
+            f"{name}.json); restore it (git checkout weights/) or pass --model"
+        )
+    return name
+
+
+class ModelRouter:
+    """Embeds prepared faces, each with its model.
+
+    ``model``: None (each face by :func:`choose_model`), or a name / loaded embedder that
+    embeds every face.  ``batch_size``: the loaded models' batch size (None: default);
+    ``precision``: ``"int8"``/``"fp32"``/None (as named) for every model loaded by name.
+    Models are loaded on first use and kept.  Every model used must have the same
+    embedding size (one space: the teacher's).
+    """
+
+    def __init__(
+        self,
+        model: str | Embedder | None = None,
+        batch_size: int | None = None,
+        precision: str | None = None,
+    ):
+        self.batch_size = batch_size
+        self.precision = precision
+        self._loaded: dict[str, Embedder] = {}
+        self.forced: str | None = None
+        if isinstance(model, str):
+            self.forced = model
+            self.embedder(model)  # a bad name fails here, before any work
+        elif model is not None:  # a loaded embedder
+            self._loaded[model.name] = model
+            self.forced = model.name
+
+    @property
+    def input_size(self) -> int:
+        """Side of the crops to prepare: the forced model's input, else 112 (the aligned
+        crop every chosen model takes; each is resized to its model's input)."""
+        return int(self.embedder(self.forced).input_size) if self.forced else 112
+
+    def embedder(self, name: str) -> Embedder:
+        """The loaded model ``name`` (loaded once)."""
+        if name not in self._loaded:
+            from lrface.models.loader import load_embedder
+
+            if self.batch_size is None:
+                self._loaded[name] = load_embedder(name, precision=self.precision)
+            else:
+                self._loaded[name] = load_embedder(
+                    name, batch_size=self.batch_size, precision=self.precision
+                )
+        return self._loaded[name]
+
+    def model_for(self, face_size: float, crop: str) -> str:
+        """The model that embeds a face of ``face_size`` px cut as ``crop``."""
+        return self.forced or choose_model(face_size, crop)
+
+    def embed(
+        self, crops: Sequence[np.ndarray], face_sizes: Sequence[float], crop_kinds: Sequence[str]
+    ) -> tuple[np.ndarray, list[str]]:
+        """``(float32 (N, D) L2-normalised embeddings, model name per face)`` of ``crops``
+        (uint8 BGR, any square side; resized to each model's input), in input order.
+        Faces are embedded in groups per model, in input order within each group."""
+        names = [self.model_for(s, k) for s, k in zip(face_sizes, crop_kinds)]
+        out: np.ndarray | None = None
+        for name in dict.fromkeys(names):
+            emb = self.embedder(name)
+            idx = [i for i, n in enumerate(names) if n == name]
+            part = emb.embed_crops([resize_crop(crops[i], int(emb.input_size)) for i in idx])
+            if out is None:
+                out = np.zeros((len(crops), part.shape[1]), np.float32)
+            elif part.shape[1] != out.shape[1]:
+                raise LrfaceError(
+                    f"{name}: embeds into {part.shape[1]} dimensions, the other models into "
+                    f"{out.shape[1]}; pass --model to embed every face with one model"
+                )
+            out[idx] = part
+        if out is None:
+            d = self.embedder(self.forced).embedding_size if self.forced else 128
+            return np.zeros((0, int(d)), np.float32), []
+        return out, names
