@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lrface.datasets.boxes import load_box_crops
 from lrface.datasets.lfw import LFW
-from lrface.eval.metrics import best_threshold
-from lrface.eval.protocols.lfw import load_box_crops, load_crops
+from lrface.eval.protocols.lfw import load_crops
 from lrface.faces.degrade import Degradation, degrade
 from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
 from lrface.models.registry import PACKAGE_WEIGHTS
+from lrface.scores import best_threshold
 
 SIZES = (12, 16, 20, 24, 32)
 STUDENTS = ("lrface-mbf", "lrface-box", "lrface-tiny-16", "lrface-tiny-24", "lrface-tiny-32")

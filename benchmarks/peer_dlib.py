@@ -59,13 +59,13 @@ from tqdm import tqdm
 from lrface.datasets.lfw import LFW, Pair
 from lrface.errors import LrfaceError
 from lrface.eval.benchmark import parse_list, parse_sizes
-from lrface.eval.metrics import kfold_accuracy
 from lrface.eval.protocols.lfw import MODE_TITLES, MODES, select_pairs
 from lrface.faces.detect import Detector, load_detector
 from lrface.faces.face_choice import central_face
 from lrface.io.cache import cache_dir, digest
 from lrface.io.fileio import save_npz_atomic, write_json_atomic
 from lrface.io.images import read_image
+from lrface.scores import kfold_accuracy
 
 CHIP = 150
 PADDING = 0.25

@@ -55,6 +55,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lrface.argconfig import from_namespace
+from lrface.datasets.boxes import load_box_crops
 from lrface.datasets.lfw import LFW
 from lrface.errors import LrfaceError
 from lrface.eval.benchmark import (
@@ -65,9 +66,8 @@ from lrface.eval.benchmark import (
     parse_sizes,
     run_benchmark,
 )
-from lrface.eval.metrics import kfold_accuracy
 from lrface.eval.protocols.conditions import degrade_probe
-from lrface.eval.protocols.lfw import load_box_crops, select_pairs
+from lrface.eval.protocols.lfw import select_pairs
 from lrface.faces.degrade import (
     BOX_HR_SIDE,
     BOX_MARGIN,
@@ -79,6 +79,7 @@ from lrface.faces.degrade import (
 )
 from lrface.io.cache import cache_dir, digest
 from lrface.io.fileio import write_json_atomic
+from lrface.scores import kfold_accuracy
 
 CONDITIONS = (
     ("clean", "aligned"),

@@ -336,6 +336,6 @@ def cross_model_threshold(name1: str, name2: str) -> tuple[float, str]:
 
 def _fit(crop: np.ndarray, size: int) -> np.ndarray:
     """An aligned 112x112 crop at the model's input side (area down; unchanged at 112)."""
-    from lrface.faces.align import resize_crop
+    from lrface.models.preprocess import resize_crop
 
     return resize_crop(crop, size)

@@ -32,7 +32,7 @@ argparse type, called at parse time, so a bad value is argparse's usage line and
 config with options of its own (added by another function) takes :func:`nested`
 metadata.  Fields inherited from a dataclass base go in an argument group of the help
 titled by the first line of that base's docstring, so shared option groups are defined
-once, as mixins (e.g. :class:`lrface.cli.options.CropFlags`).
+once, as mixins (e.g. :class:`lrface.options.CropFlags`).
 
 Config files: ``add_arguments(parser, cls, defaults=False)`` leaves every option not given
 as None, so :func:`given_options` returns what the command line set, to be laid over the

@@ -16,7 +16,7 @@ import pytest
 from conftest import PHOTOS, REPO
 
 from lrface.datasets import facecache, parts
-from lrface.distill.data import FaceSet, teacher_targets
+from lrface.distill.faces import FaceSet, teacher_targets
 from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
 
 LFW_PHOTOS = sorted(p for p in PHOTOS.glob("*.jpg") if p.name != "t1.jpg")
@@ -121,7 +121,7 @@ def test_interrupted_teacher_targets_resume_and_a_damaged_part_is_redone(tmp_pat
 
     with pytest.raises(KeyboardInterrupt):
         teacher_targets(faces(5), teacher, chunk=2)
-    from lrface.distill.data import targets_cache_file
+    from lrface.distill.faces import targets_cache_file
 
     fn = targets_cache_file(teacher.name, teacher.sha256, tmp_path / "photos", rels, "r")
     done = sorted(p.name for p in parts.parts_dir(fn).glob("*.npz"))

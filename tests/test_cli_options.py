@@ -12,7 +12,7 @@ import pytest
 
 from lrface.argconfig import add_arguments, arg, flag_of, from_namespace, nested, option_fields
 from lrface.cli.main import COMMANDS, build_parser, main
-from lrface.cli.options import CropFlags
+from lrface.options import CropFlags
 
 #: The required arguments of each command (nothing else given: every option at its default).
 MINIMAL = {

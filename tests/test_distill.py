@@ -136,7 +136,8 @@ def test_holdout_folds_validate_on_unseen_identities():
     """--holdout-folds 1: fold 1's identities leave the training data and its 600 official
     pairs become the validation set (10 interleaved sub-folds); the teacher's weights in the
     torch student validate there as the teacher does at 32 px."""
-    from lrface.distill.data import holdout_identities, load_training_faces
+    from lrface.distill.data import load_training_faces
+    from lrface.distill.faces import holdout_identities
     from lrface.distill.validate import Validator
     from lrface.models import registry
     from lrface.models.students import mobilefacenet_from_onnx
@@ -204,7 +205,7 @@ def test_unknown_loss_term_is_refused_by_the_api(tmp_path):
 def test_online_teacher_in_torch_equals_the_onnx_teacher():
     """The torch copy of the teacher that makes online targets gives the ONNX teacher's
     embeddings, per view and flip-fused, on real LFW crops."""
-    from lrface.distill.data import lfw_crops
+    from lrface.distill.faces import lfw_crops
     from lrface.distill.online import OnlineTeacher
 
     lfw = LFW(LFW_ROOT)
@@ -274,7 +275,7 @@ def test_mixup_blends_two_faces_and_trains(tmp_path):
 def test_widened_mbf_starts_as_its_narrow_init(tmp_path):
     """--mbf-expand 2 from a narrow --init: the wider student (1.8 M parameters) computes
     the init's function (Net2WiderNet), its card records the width, and it loads."""
-    from lrface.distill.data import lfw_crops
+    from lrface.distill.faces import lfw_crops
     from lrface.models.students import create_student, widen_mobilefacenet
 
     narrow = create_student("mbf")

@@ -25,13 +25,9 @@ from lrface.cli.main import main
 from lrface.datasets.lfw import LFW
 from lrface.datasets.sources import parse_source, parse_sources
 from lrface.distill import guard
-from lrface.distill.data import (
-    epoch_order,
-    lfw_crops,
-    load_training_faces,
-    prepare_training_data,
-)
+from lrface.distill.data import epoch_order, load_training_faces, prepare_training_data
 from lrface.distill.dataset import DistillDataset
+from lrface.distill.faces import lfw_crops
 from lrface.distill.train import DistillConfig, distill
 from lrface.errors import DatasetError
 
@@ -299,7 +295,7 @@ def test_unlabelled_folder_trains_and_the_guard_drops_a_test_identity(
 def test_guard_also_covers_held_out_validation_identities(tmp_path, lfw, teacher, reference):
     """With --holdout-folds 1, an unlabelled photo of a fold-1 identity (validation pairs
     of the run) is dropped too; without held-out folds it is kept."""
-    from lrface.distill.data import holdout_identities
+    from lrface.distill.faces import holdout_identities
 
     held = holdout_identities(lfw, (1,))
     rels = lfw.train_images()

@@ -373,9 +373,9 @@ def test_resource_options_above_their_caps_are_refused_at_parse_time(capsys, tmp
 
 def test_distill_and_api_use_the_same_caps(capsys, tmp_path, tree):
     from lrface.batch.embed import embed_paths
-    from lrface.batch.workers import WorkerPool
     from lrface.errors import LrfaceError
     from lrface.faces.pipeline import CropOptions, CropPreparer
+    from lrface.io.workers import WorkerPool
     from lrface.models.loader import load_embedder
 
     rc, _, err = run(capsys, "distill", "--data", tree, "--out", tmp_path / "d",

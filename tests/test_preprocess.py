@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrface.distill.data import FaceSet
 from lrface.distill.dataset import DistillDataset
+from lrface.distill.faces import FaceSet
 from lrface.distill.validate import Validator
 from lrface.faces.degrade import RandomDegradation
 from lrface.models.embedder import Embedder

@@ -385,8 +385,8 @@ def test_timeout_answers_503_and_writes_nothing(tmp_path, key):
     process, started and stopped through its lifespan like uvicorn does)."""
     import asyncio
 
-    from lrface.cli.options import ServeOptions
     from lrface.serve.app import create_app
+    from lrface.serve.options import ServeOptions
 
     gallery = tmp_path / "g.npz"
     app = create_app(ServeOptions(gallery=str(gallery), timeout=1e-6), key)

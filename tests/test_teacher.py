@@ -7,13 +7,13 @@ import torch
 from conftest import LFW_ROOT
 
 from lrface.datasets.lfw import LFW
-from lrface.eval.metrics import kfold_accuracy
-from lrface.faces.align import resize_crop
 from lrface.faces.pipeline import CropOptions, dataset_photo_options, prepare_face
 from lrface.io.images import read_image
 from lrface.models import registry
 from lrface.models.loader import load_embedder
+from lrface.models.preprocess import resize_crop
 from lrface.models.students import mobilefacenet_from_onnx
+from lrface.scores import kfold_accuracy
 
 
 def test_batch_is_dynamic_and_outputs_are_normalised(teacher, aligned_crop, rng):

@@ -1,4 +1,4 @@
-"""The one worker pool (lrface.batch.workers): order, in-process == worker processes, failures.
+"""The one worker pool (lrface.io.workers): order, in-process == worker processes, failures.
 
 Worker processes are forced on small inputs by lowering ``POOL_MIN_ITEMS`` (read in the
 calling process only).  The helpers below are module-level so that spawned workers can
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from conftest import PHOTOS, needs_shared
 
-from lrface.batch import workers
-from lrface.batch.workers import WorkerPool, map_items
 from lrface.errors import LrfaceError
+from lrface.io import workers
+from lrface.io.workers import WorkerPool, map_items
 
 _STATE: list[str] = []
 
@@ -118,15 +118,15 @@ def test_bad_worker_counts_are_refused():
 def test_dataset_crops_equal_in_and_out_of_process(force_pool, monkeypatch, tmp_path):
     """aligned_crops (both detection orders) and the LFW box crops: bit-identical with
     two worker processes and in this process (the cached files depend on it)."""
+    from lrface.datasets import boxes
     from lrface.datasets.facecache import aligned_crops
-    from lrface.eval.protocols import lfw as lfw_proto
 
     rels = sorted(p.name for p in PHOTOS.glob("*.jpg"))  # t1.jpg: six faces
     runs = []
     for n in (2, 0):
         monkeypatch.setenv("LRFACE_CACHE", str(tmp_path / f"cache{n}"))
         got = [aligned_crops(PHOTOS, rels, "scrfd-2.5g", n, False, pad) for pad in (False, True)]
-        box = functools.partial(lfw_proto._box_photo, detector="scrfd-2.5g")
+        box = functools.partial(boxes._box_photo, detector="scrfd-2.5g")
         boxes = list(map_items(box, [str(PHOTOS / r) for r in rels], n))
         runs.append((got, boxes))
     (a2, b2), (a0, b0) = runs

@@ -49,11 +49,11 @@ from lrface.cli.options import (
     GalleryBuildOptions,
     IdentifyOptions,
     ModelsOptions,
-    ServeOptions,
     VerifyOptions,
     WatchOptions,
 )
 from lrface.errors import LrfaceError, Terminated, os_error_message
+from lrface.serve.options import ServeOptions
 
 if TYPE_CHECKING:
     from lrface.batch.ray_engine import RayEngine
@@ -660,9 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _on_stop_signal(signum: int, frame: Any) -> None:
     """SIGINT/SIGTERM in the main thread: kill the worker processes at once
-    (:func:`lrface.batch.workers.abort_pools`), then unwind the command with KeyboardInterrupt
+    (:func:`lrface.io.workers.abort_pools`), then unwind the command with KeyboardInterrupt
     or :class:`~lrface.errors.Terminated` (its ``finally`` blocks keep outputs resumable)."""
-    from lrface.batch.workers import abort_pools
+    from lrface.io.workers import abort_pools
 
     abort_pools()
     if signum == signal.SIGINT:

@@ -3,257 +3,56 @@
 Each field is one option (:func:`lrface.argconfig.arg`: its default, help text, metavar
 and check are written here once); :func:`lrface.cli.main.build_parser` generates each
 subcommand's options from its class and the command function receives an instance
-(:func:`lrface.argconfig.from_namespace`).  Options shared by several commands are defined
-once, as mixins -- :class:`CommonOptions` (``--model-dir``, ``-v``), :class:`DetectorOptions`
-(``--detector``, ``--det-thresh``), :class:`CropFlags` (those and ``--no-detect``,
-``--face-index``; :meth:`CropFlags.crop_options` makes the pipeline's
-:class:`~lrface.faces.pipeline.CropOptions`) -- or as field helpers (``--json``, ``--quiet``,
-``--workers``, ``--threshold``).  ``benchmark`` and ``distill`` keep their library
+(:func:`lrface.argconfig.from_namespace`).  Options shared by several commands (the mixins
+``CommonOptions``, ``DetectorOptions``, ``CropFlags``, the field helpers and the argparse
+types) are defined once in :mod:`lrface.options`; ``serve``'s class lives with the service
+(:class:`lrface.serve.options.ServeOptions`).  ``benchmark`` and ``distill`` keep their library
 configs (:class:`~lrface.eval.benchmark.BenchmarkConfig`,
 :class:`~lrface.distill.config.DistillConfig`) as :func:`~lrface.argconfig.nested` fields.
 
 Checks at parse time (``type=``: argparse's usage line and ``error: argument ...``, exit
-status 2) are the argparse types below; the crop options are checked by ``CropOptions``
-before any work (one ``error:`` line, exit 2).
+status 2) are the argparse types of :mod:`lrface.options`; the crop options are checked by
+``CropOptions`` before any work (one ``error:`` line, exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from lrface.argconfig import arg, from_namespace, nested
 from lrface.distill.config import DistillConfig, add_distill_arguments, config_from_args
 from lrface.eval.benchmark import BenchmarkConfig, add_benchmark_arguments
-from lrface.io.validation import resource_error, resource_range
-
-if TYPE_CHECKING:
-    from lrface.faces.pipeline import CropOptions
+from lrface.options import (
+    CROP_NOTE,
+    CommonOptions,
+    CropFlags,
+    DetectorOptions,
+    Verbose,
+    at_most,
+    json_flag,
+    limited,
+    non_negative_int,
+    positive_int,
+    precision_option,
+    quiet_flag,
+    threshold_option,
+    workers_option,
+)
 
 __all__ = [
     "AdaptOptions",
     "BenchmarkOptions",
-    "CommonOptions",
-    "CropFlags",
     "DetectOptions",
-    "DetectorOptions",
     "DistillOptions",
     "EmbedOptions",
     "ExportOptions",
     "GalleryBuildOptions",
     "IdentifyOptions",
     "ModelsOptions",
-    "ServeOptions",
-    "Verbose",
     "VerifyOptions",
     "WatchOptions",
-    "finite_threshold",
 ]
-
-
-# ---------------------------------------------------------------- argparse types
-
-
-def finite_threshold(text: str) -> float:
-    """argparse type for ``--threshold``: a finite cosine in [-1, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a cosine threshold in [-1, 1]")
-    return value
-
-
-def _limited(name: str, number: type = int) -> Any:
-    """argparse type for the resource option ``name``: an ``int`` (or ``float``) within
-    its caps in :data:`lrface.io.validation.RESOURCE_LIMITS` (the one table of them)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = number(text)
-        except ValueError:
-            what = "an integer" if number is int else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        why = resource_error(name, value)
-        if why:
-            raise argparse.ArgumentTypeError(why)
-        return value
-
-    return parse
-
-
-def _int_at_least(text: str, low: int) -> int:
-    """argparse type: an integer >= ``low`` (options that are counts, not resources)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"{text} is below {low}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int_at_least(text, 1)
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0)
-
-
-def _at_most(name: str) -> str:
-    """`` (at most N)`` for the help of the resource option ``name``."""
-    return f" (at most {resource_range(name)[1]:g})"
-def _port(text: str) -> int:
-    """argparse type: a TCP port, 1-65535."""
-    value = _int_at_least(text, 1)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-# ---------------------------------------------------------------- shared options
-
-CROP_NOTE = (
-    "Crops: every model (the teacher and the lrface students) expects a face aligned to the "
-    "5-point ArcFace template at 112x112 (the students: that crop, reduced). Detected faces "
-    "are aligned by their 5 landmarks (when the detector finds nothing it is retried on a "
-    "grey-padded copy, then with the other detector); pre-cut crops (--no-detect) are read "
-    "by --crop-mode (default auto: aligned by the landmarks found inside the crop, else "
-    "embedded as a box crop)."
-)
-
-
-def _json(help: str = "print JSON instead of text") -> Any:
-    return field(default=False, metadata=arg(help))
-
-
-def _quiet() -> Any:
-    return field(default=False, metadata=arg("no progress bars"))
-
-
-def _workers() -> Any:
-    return field(
-        default=2,
-        metadata=arg(
-            "decode/detect/align worker processes (default 2; 0 = none; at most 4 x CPUs = "
-            f"{resource_range('workers')[1]:g}); started only for 64 or more images, fewer "
-            "are prepared in this process",
-            type=_limited("workers"),
-        ),
-    )
-
-
-def _threshold(default: str) -> Any:
-    return field(
-        default=None,
-        metadata=arg(f"cosine threshold in [-1, 1] (default: {default})", type=finite_threshold),
-    )
-
-
-def _precision() -> Any:
-    return field(
-        default=None,
-        metadata=arg(
-            "int8: each recogniser's statically quantized copy (weights/NAME-int8.onnx, "
-            "faster on CPUs; accuracy in benchmarks/RESULTS.md); fp32: the float model; "
-            "default: the model as named",
-            choices=("int8", "fp32"),
-        ),
-    )
-
-
-def _verbose() -> Any:
-    return field(default=False, metadata=arg("log progress and providers", short="-v"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Verbose:
-    """Logging."""
-
-    verbose: bool = _verbose()
-
-
-@dataclass(frozen=True, kw_only=True)
-class CommonOptions:
-    """Common options."""
-
-    model_dir: str | None = field(
-        default=None, metadata=arg("extra directory searched first for model files")
-    )
-    verbose: bool = _verbose()
-
-
-@dataclass(frozen=True, kw_only=True)
-class DetectorOptions:
-    """Face detection."""
-
-    detector: str = field(
-        default="auto",
-        metadata=arg(
-            "auto (default: scrfd-2.5g when installed, else the shipped yunet), scrfd-2.5g, "
-            "scrfd-500m, scrfd-10g, yunet"
-        ),
-    )
-    det_thresh: float | None = field(default=None, metadata=arg("detection score threshold"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class CropFlags(DetectorOptions):
-    """Face detection and crop."""
-
-    detect: bool = field(
-        default=True,
-        metadata=arg(
-            "inputs are pre-cut face crops (one face each, any size): do not detect faces in "
-            "them as in photos; read each by --crop-mode",
-            flag="--no-detect",
-        ),
-    )
-    crop_mode: str = field(
-        default="auto",
-        metadata=arg(
-            "with --no-detect: auto (default: look for the face's landmarks inside the "
-            "grey-padded, enlarged crop and align by them; none found: embed it as a box "
-            "crop), aligned (the crops are already aligned to the 5-point ArcFace template, "
-            "as `lrface detect --save-crops` writes them: only resized) or box (embed each "
-            "crop as a box crop, no landmarks); --json says per crop which was used",
-            choices=("auto", "aligned", "box"),
-        ),
-    )
-    face_index: int | None = field(
-        default=None,
-        metadata=arg("which face to use when several are found (0 = largest, the default)"),
-    )
-
-    def crop_options(self) -> CropOptions:
-        """These options as the pipeline's (validated) ``CropOptions``; the crop size is
-        the model's, set later."""
-        from lrface.faces.pipeline import CropOptions
-
-        return CropOptions(
-            detect=self.detect,
-            detector=self.detector,
-            det_thresh=self.det_thresh,
-            face_index=self.face_index,
-            crop_mode=self.crop_mode,
-        )
 
 
 # ---------------------------------------------------------------- one class per command
@@ -273,15 +72,15 @@ class VerifyOptions(CropFlags, CommonOptions):
             "above)"
         ),
     )
-    threshold: float | None = _threshold("the calibrated one for the models used")
+    threshold: float | None = threshold_option("the calibrated one for the models used")
     face_index1: int | None = field(
         default=None, metadata=arg("face to use in image1 (0 = largest)")
     )
     face_index2: int | None = field(
         default=None, metadata=arg("face to use in image2 (0 = largest)")
     )
-    json: bool = _json("print the result (scores, models, each face's crop) as JSON")
-    precision: str | None = _precision()
+    json: bool = json_flag("print the result (scores, models, each face's crop) as JSON")
+    precision: str | None = precision_option()
 
 
 VERIFY_DESCRIPTION = (
@@ -298,13 +97,13 @@ class DetectOptions(DetectorOptions, CommonOptions):
     """``lrface detect``."""
 
     image: str = field(metadata=arg("image to search for faces", positional=True))
-    json: bool = _json("print the faces (box, landmarks, score) as JSON")
+    json: bool = json_flag("print the faces (box, landmarks, score) as JSON")
     save_crops: str | None = field(
         default=None, metadata=arg("write aligned crops here", metavar="DIR")
     )
     size: int = field(
         default=112,
-        metadata=arg("side of saved crops (default 112)" + _at_most("size"), type=_limited("size")),
+        metadata=arg("side of saved crops (default 112)" + at_most("size"), type=limited("size")),
     )
 
 
@@ -325,15 +124,15 @@ class EmbedOptions(CropFlags, CommonOptions):
             "lrface-mbf for aligned faces under 64 px and for box crops, the teacher above)"
         ),
     )
-    precision: str | None = _precision()
+    precision: str | None = precision_option()
     batch_size: int = field(
         default=256,
         metadata=arg(
-            "crops per inference batch (default 256)" + _at_most("batch_size"),
-            type=_limited("batch_size"),
+            "crops per inference batch (default 256)" + at_most("batch_size"),
+            type=limited("batch_size"),
         ),
     )
-    workers: int = _workers()
+    workers: int = workers_option()
     shard: str | None = field(
         default=None,
         metadata=arg(
@@ -344,8 +143,8 @@ class EmbedOptions(CropFlags, CommonOptions):
     shard_size: int = field(
         default=1024,
         metadata=arg(
-            "files per output shard (default 1024)" + _at_most("shard_size"),
-            type=_limited("shard_size"),
+            "files per output shard (default 1024)" + at_most("shard_size"),
+            type=limited("shard_size"),
         ),
     )
     engine: str = field(
@@ -367,26 +166,26 @@ class EmbedOptions(CropFlags, CommonOptions):
         default=None,
         metadata=arg(
             "Ray actors (default: as many as fit without reserving every CPU)"
-            + _at_most("ray_actors"),
-            type=_limited("ray_actors"),
+            + at_most("ray_actors"),
+            type=limited("ray_actors"),
         ),
     )
     ray_cpus_per_actor: float = field(
         default=1.0,
         metadata=arg(
             "logical CPUs per actor, may be fractional (default 1)"
-            + _at_most("ray_cpus_per_actor"),
-            type=_limited("ray_cpus_per_actor", float),
+            + at_most("ray_cpus_per_actor"),
+            type=limited("ray_cpus_per_actor", float),
         ),
     )
     ray_gpus_per_actor: float = field(
         default=0.0,
         metadata=arg(
-            "GPUs per actor (default 0)" + _at_most("ray_gpus_per_actor"),
-            type=_limited("ray_gpus_per_actor", float),
+            "GPUs per actor (default 0)" + at_most("ray_gpus_per_actor"),
+            type=limited("ray_gpus_per_actor", float),
         ),
     )
-    quiet: bool = _quiet()
+    quiet: bool = quiet_flag()
 
 
 EMBED_DESCRIPTION = (
@@ -410,8 +209,8 @@ class ModelsOptions(CommonOptions):
         default=(),
         metadata=arg("models to fetch", positional=True, nargs="*", parse=tuple),
     )
-    json: bool = _json("print the model list as JSON")
-    quiet: bool = _quiet()
+    json: bool = json_flag("print the model list as JSON")
+    quiet: bool = quiet_flag()
 
 
 def _benchmark_config(namespace: argparse.Namespace) -> BenchmarkConfig:
@@ -440,7 +239,7 @@ class DistillOptions(CommonOptions):
             "write OUT/data_report.json, print the data summary, and stop before training"
         ),
     )
-    quiet: bool = _quiet()
+    quiet: bool = quiet_flag()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -471,7 +270,7 @@ class AdaptOptions(CommonOptions):
         ),
     )
     out: str = field(metadata=arg("output folder: <model>-adapted.pt and its card"))
-    quiet: bool = _quiet()
+    quiet: bool = quiet_flag()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -486,7 +285,7 @@ class GalleryBuildOptions(CropFlags, CommonOptions):
         default="mobilefacenet-arcface",
         metadata=arg("recogniser (default mobilefacenet-arcface)"),
     )
-    precision: str | None = _precision()
+    precision: str | None = precision_option()
     out: str = field(metadata=arg("FILE.npz, or a directory for an IVF index"))
     aggregate: str = field(
         default="mean",
@@ -507,18 +306,18 @@ class GalleryBuildOptions(CropFlags, CommonOptions):
     )
     part_size: int = field(
         default=100_000,
-        metadata=arg("IVF: rows per part file" + _at_most("part_size"), type=_limited("part_size")),
+        metadata=arg("IVF: rows per part file" + at_most("part_size"), type=limited("part_size")),
     )
     nlist: int | None = field(
         default=None,
-        metadata=arg("IVF: inverted lists" + _at_most("nlist"), type=_limited("nlist")),
+        metadata=arg("IVF: inverted lists" + at_most("nlist"), type=limited("nlist")),
     )
     nprobe: int | None = field(
         default=None,
-        metadata=arg("IVF: lists visited per probe" + _at_most("nprobe"), type=_limited("nprobe")),
+        metadata=arg("IVF: lists visited per probe" + at_most("nprobe"), type=limited("nprobe")),
     )
-    workers: int = _workers()
-    quiet: bool = _quiet()
+    workers: int = workers_option()
+    quiet: bool = quiet_flag()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -541,14 +340,14 @@ class IdentifyOptions(CropFlags, CommonOptions):
             "search a teacher gallery)"
         ),
     )
-    precision: str | None = _precision()
+    precision: str | None = precision_option()
     top_k: int = field(
         default=5,
         metadata=arg(
-            "candidates per probe (default 5)" + _at_most("top_k"), type=_limited("top_k")
+            "candidates per probe (default 5)" + at_most("top_k"), type=limited("top_k")
         ),
     )
-    threshold: float | None = _threshold("the model's")
+    threshold: float | None = threshold_option("the model's")
     backend: str = field(
         default="auto",
         metadata=arg("search backend (default auto)", choices=("auto", "numpy", "faiss")),
@@ -561,8 +360,8 @@ class IdentifyOptions(CropFlags, CommonOptions):
             "(lrface.search.templates) and searched once; --workers does not apply"
         ),
     )
-    json: bool = _json("print the results as JSON")
-    workers: int = _workers()
+    json: bool = json_flag("print the results as JSON")
+    workers: int = workers_option()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -583,7 +382,7 @@ class WatchOptions(CommonOptions):
     out: str = field(metadata=arg("write the tracks here as JSON (FILE.json)"))
     csv: str | None = field(default=None, metadata=arg("also write the tracks as CSV here"))
     every: int = field(
-        default=1, metadata=arg("process every N-th frame (default 1: all)", type=_positive_int)
+        default=1, metadata=arg("process every N-th frame (default 1: all)", type=positive_int)
     )
     detector: str = field(
         default="yunet",
@@ -603,31 +402,31 @@ class WatchOptions(CommonOptions):
     top_k: int = field(
         default=5,
         metadata=arg(
-            "candidates per track (default 5)" + _at_most("top_k"), type=_limited("top_k")
+            "candidates per track (default 5)" + at_most("top_k"), type=limited("top_k")
         ),
     )
-    threshold: float | None = _threshold(
+    threshold: float | None = threshold_option(
         "the gallery's for its own model; the student card's threshold_vs_teacher for "
         "student templates in a teacher gallery"
     )
     min_frames: int = field(
         default=3,
         metadata=arg(
-            "shortest track reported, in processed frames (default 3)", type=_positive_int
+            "shortest track reported, in processed frames (default 3)", type=positive_int
         ),
     )
     max_faces: int = field(
         default=16,
         metadata=arg(
             "best faces (by quality) fused into each track's template (default 16)",
-            type=_positive_int,
+            type=positive_int,
         ),
     )
     max_misses: int = field(
         default=10,
         metadata=arg(
             "processed frames a track may go unseen before it ends (default 10)",
-            type=_non_negative_int,
+            type=non_negative_int,
         ),
     )
     save_crops: str | None = field(
@@ -642,80 +441,6 @@ class WatchOptions(CommonOptions):
             metavar="OUT_VIDEO",
         ),
     )
-    quiet: bool = _quiet()
+    quiet: bool = quiet_flag()
 
 
-@dataclass(frozen=True, kw_only=True)
-class ServeOptions(DetectorOptions, CommonOptions):
-    """``lrface serve``: the HTTP service (:mod:`lrface.serve`).  ``--detector`` and
-    ``--det-thresh`` are the defaults of requests that name none."""
-
-    host: str = field(
-        default="127.0.0.1",
-        metadata=arg(
-            "address to bind (default 127.0.0.1: this machine only); any other address "
-            "needs an API key"
-        ),
-    )
-    port: int = field(default=8000, metadata=arg("TCP port (default 8000)", type=_port))
-    workers: int = field(
-        default=1,
-        metadata=arg(
-            "worker processes, each with its own models (default 1)", type=_positive_int
-        ),
-    )
-    gallery: str | None = field(
-        default=None,
-        metadata=arg(
-            "watchlist for /identify and /gallery: an .npz (created empty if missing) or an "
-            "IVF directory (`lrface gallery build`); default: none (those endpoints answer 409)"
-        ),
-    )
-    gallery_model: str = field(
-        default="mobilefacenet-arcface",
-        metadata=arg(
-            "recogniser of a new --gallery .npz (default mobilefacenet-arcface, as `lrface "
-            "gallery build`); an existing gallery keeps its own"
-        ),
-    )
-    aggregate: str = field(
-        default="mean",
-        metadata=arg(
-            "matching of a new --gallery .npz: mean (default) or all, as `lrface gallery build`",
-            choices=("mean", "all"),
-        ),
-    )
-    api_key_file: str | None = field(
-        default=None,
-        metadata=arg(
-            "file holding the API key (one line, 16+ characters); default: $LRFACE_API_KEY",
-            metavar="FILE",
-        ),
-    )
-    no_auth: bool = field(
-        default=False,
-        metadata=arg("serve without an API key (refused unless --host is a loopback address)"),
-    )
-    max_body_mb: float = field(
-        default=20.0,
-        metadata=arg("largest request body in MB (default 20)", type=_positive_float),
-    )
-    max_pixels: int = field(
-        default=25_000_000,
-        metadata=arg(
-            "largest image in pixels, checked from its header before decoding (default "
-            "25000000)",
-            type=_positive_int,
-        ),
-    )
-    max_files: int = field(
-        default=16,
-        metadata=arg("most images in one request (default 16)", type=_positive_int),
-    )
-    timeout: float = field(
-        default=30.0,
-        metadata=arg(
-            "seconds a request may take, waiting for the worker included (default 30)",
-            type=_positive_float,
-        ),
-    )

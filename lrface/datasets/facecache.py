@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lrface.batch.workers import map_items
 from lrface.datasets import parts
 from lrface.datasets.parts import build_in_parts, remove_parts
 from lrface.errors import ImageError
@@ -25,6 +24,7 @@ from lrface.faces.detect import DEFAULT_DETECTOR, load_detector
 from lrface.faces.pipeline import CropOptions, dataset_photo_options, prepare_face
 from lrface.io.cache import cache_dir, digest
 from lrface.io.fileio import save_npz_atomic
+from lrface.io.workers import map_items
 
 log = logging.getLogger("lrface")
 
@@ -90,8 +90,8 @@ def aligned_crops(
     written before ``unreadable`` existed lack that key (they hold no unreadable image).
     ``tight_crops``: the detection order for arbitrary user photos
     (:func:`lrface.faces.face_choice.central_candidates`).
-    ``workers``: detection processes (:func:`lrface.batch.workers.map_items`: in this process
-    for ``workers=0`` or fewer than :data:`lrface.batch.workers.POOL_MIN_ITEMS` images).
+    ``workers``: detection processes (:func:`lrface.io.workers.map_items`: in this process
+    for ``workers=0`` or fewer than :data:`lrface.io.workers.POOL_MIN_ITEMS` images).
     """
     from lrface.faces.detect import resolve_detector
 
@@ -159,7 +159,7 @@ def _detect_align(
     """``(landmarks (N,5,2) float32, fallback (N,) bool, crops (N,112,112,3) uint8 BGR,
     unreadable (N,) bool)`` of absolute image ``paths``, in their order
     (:func:`_align_photo` of each, in ``workers`` processes:
-    :func:`lrface.batch.workers.map_items`)."""
+    :func:`lrface.io.workers.map_items`)."""
     n = len(paths)
     lms = np.zeros((n, 5, 2), np.float32)
     fbs = np.zeros(n, bool)

@@ -83,7 +83,7 @@ def adapt(
     import torch
 
     from lrface.datasets.sources import parse_source
-    from lrface.distill.data import load_source
+    from lrface.distill.faces import load_source
     from lrface.faces.detect import DEFAULT_DETECTOR
     from lrface.io.fileio import atomic_write, check_writable, sha256_file, write_json_atomic
     from lrface.models.preprocess import InputFormat

@@ -26,6 +26,7 @@ from lrface.models.interface import Embedder
 from lrface.models.preprocess import InputFormat
 from lrface.models.registry import get_spec
 from lrface.models.students import count_parameters
+from lrface.scores import best_threshold
 
 
 def write_card(
@@ -165,8 +166,6 @@ def calibrate_threshold(
     ``threshold_vs_teacher`` on teacher-HR vs student-LR pairs at each of ``sizes`` (a
     face embedded by the teacher, the other by the student).  Returns them with
     ``calibration_accuracy`` (%), ``threshold_vs_teacher_accuracy`` (%) and notes."""
-    from lrface.eval.metrics import best_threshold
-
     embed = Validator.student_embed
     ea = embed(model, pairs.crops_a, fmt)
     scores = [(ea * embed(model, pairs.crops_b, fmt)).sum(1)]

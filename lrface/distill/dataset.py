@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from lrface.distill.config import DistillConfig
-from lrface.distill.data import FaceSet, TrainingData
+from lrface.distill.data import TrainingData
+from lrface.distill.faces import FaceSet
 from lrface.distill.views import BoxViews, build_box_views
 from lrface.errors import LrfaceError
-from lrface.faces.align import resize_crop
 from lrface.faces.degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
 from lrface.faces.detect import DEFAULT_DETECTOR
-from lrface.models.preprocess import InputFormat, to_input
+from lrface.models.preprocess import InputFormat, resize_crop, to_input
 from lrface.models.registry import ModelSpec
 
 log = logging.getLogger("lrface")

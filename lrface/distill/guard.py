@@ -26,6 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lrface.datasets.lfw import LFW, identity_of
+from lrface.distill.faces import (
+    FaceSet,
+    lfw_faces,
+    load_source,
+    targets_cache_file,
+    teacher_targets,
+)
 from lrface.errors import DatasetError
 from lrface.faces.detect import DEFAULT_DETECTOR
 from lrface.io.fileio import save_npz_atomic, sha256_file
@@ -106,8 +113,6 @@ def lfw_embeddings(
     """Flip-fused teacher embeddings float32 (N, D) of LFW images ``rels`` (aligned with
     the whole-LFW crop cache; teacher targets cached like a training source's) and which
     of them had no detected face, bool (N,)."""
-    from lrface.distill.data import FaceSet, lfw_faces, teacher_targets
-
     got = lfw_faces(lfw, rels, detector)
     faces = FaceSet(lfw.image_dir, list(rels), [identity_of(r) for r in rels], got["crops"])
     plain, mirror = teacher_targets(faces, teacher, progress=True)
@@ -119,8 +124,6 @@ def whole_lfw_embeddings(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`lfw_embeddings` of ``rels``, taken from the cached embeddings of all of LFW
     (:func:`calibrate`'s) when they exist, else computed for ``rels`` alone."""
-    from lrface.distill.data import targets_cache_file
-
     whole = targets_cache_file(teacher.name, teacher.sha256 or "", lfw.image_dir, lfw.all_images)
     if not whole.is_file():
         return lfw_embeddings(lfw, rels, teacher, detector)
@@ -288,7 +291,6 @@ def _sample_nearest(sample: str, teacher: Embedder, ref: Reference, detector: st
     """For each face of the unlabelled photos ``sample`` (a folder or .txt list): its
     highest cosine float32 (S,) with a template of ``ref``."""
     from lrface.datasets.sources import parse_source
-    from lrface.distill.data import load_source, teacher_targets
 
     part = load_source(parse_source(f"unlabelled:{sample}"), detector=detector)
     plain, mirror = teacher_targets(part.faces, teacher, progress=True)

@@ -14,10 +14,9 @@ import logging
 import numpy as np
 import torch
 
-from lrface.faces.align import resize_crop
 from lrface.models import registry
 from lrface.models.embedder import Embedder
-from lrface.models.preprocess import InputFormat, to_input_torch
+from lrface.models.preprocess import InputFormat, resize_crop, to_input_torch
 
 log = logging.getLogger("lrface")
 

@@ -11,6 +11,7 @@ from lrface.faces.degrade import Degradation, degrade
 from lrface.models.embedder import l2_normalize
 from lrface.models.interface import Embedder
 from lrface.models.preprocess import InputFormat, to_input
+from lrface.scores import kfold_accuracy
 
 
 class Validator:
@@ -34,7 +35,7 @@ class Validator:
         holdout_folds: tuple[int, ...] = (),
     ) -> None:
         from lrface.datasets.lfw import LFW
-        from lrface.distill.data import lfw_crops
+        from lrface.distill.faces import lfw_crops
 
         lfw = LFW(data)
         pairs = lfw.pairs_in_folds(holdout_folds) if holdout_folds else lfw.split_pairs("val")
@@ -104,8 +105,6 @@ class Validator:
         """``{"val_hr-lr_<s>": accuracy %}`` for each validation size ``s``; ``fmt``: the
         student's input (:meth:`lrface.models.preprocess.InputFormat.of` the teacher's
         entry at the student's side)."""
-        from lrface.eval.metrics import kfold_accuracy
-
         res = {}
         for s in self.sizes:
             lr = np.stack([degrade(c, Degradation(size=s)) for c in self.crops_b])

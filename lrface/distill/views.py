@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from lrface.datasets.boxes import box_crops, load_box_crops
 from lrface.errors import ImageError
 from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
 from lrface.faces.detect import resolve_detector
@@ -122,18 +123,14 @@ def _photo_boxes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(boxes float32 (N, 4) x1 y1 x2 y2, found bool (N,))`` of ``rels`` under ``root``.
 
-    LFW sources use the evaluators' box cache (the most central face, the face the aligned
-    crop uses), which serves any subset from a cached superset (the train split's boxes)
-    and otherwise detects only ``rels``; other folders use the folder protocol's (largest
-    face).
+    LFW sources use :func:`lrface.datasets.boxes.load_box_crops` (the most central face,
+    the face the aligned crop uses), which serves any subset from a cached superset (the
+    train split's boxes) and otherwise detects only ``rels``; other folders use
+    :func:`lrface.datasets.boxes.box_crops` (the largest face).
     """
     if lfw is not None:
-        from lrface.eval.protocols.lfw import load_box_crops
-
         _, fallback, boxes = load_box_crops(lfw, rels, detector, progress=progress)
         return boxes, ~fallback
-    from lrface.eval.protocols.conditions import box_crops
-
     _, fallback, boxes = box_crops([root / r for r in rels], detector, progress=progress)
     return boxes, ~fallback
 

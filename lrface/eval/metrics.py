@@ -54,7 +54,17 @@ from sklearn.metrics import auc as _sk_auc
 from sklearn.metrics import roc_curve as _sk_roc_curve
 
 from lrface.errors import LrfaceError
-from lrface.io.validation import check_embeddings, check_positive_int, is_int
+from lrface.io.validation import check_embeddings, check_positive_int
+from lrface.scores import (
+    COUNT_SLACK,
+    best_threshold,
+    check_ids,
+    check_pairs,
+    check_rates,
+    kfold_accuracy,
+    require_both_classes,
+)
+from lrface.search.exact import cosine_topk
 
 __all__ = [
     "best_threshold",
@@ -68,224 +78,13 @@ __all__ = [
     "verification_report",
 ]
 
-#: Slack used when comparing rates multiplied by counts (``far * n_neg``) with integers.
-_COUNT_SLACK = 1e-9
-#: Default-candidate thresholds extend this far below/above the lowest/highest score.
-_END_MARGIN = 1.0
 #: Working-memory budget of one probe block in :func:`identification_report`.
 _ID_BLOCK_BUDGET_BYTES = 256 * 2**20
 
 
-# --------------------------------------------------------------------------------------
-# input validation
-# --------------------------------------------------------------------------------------
-
-
-def _check_pairs(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate pair scores/labels; return ``(float64 scores (N,), bool labels (N,))``."""
-    s = np.asarray(scores)
-    y = np.asarray(labels)
-    if s.ndim != 1 or y.ndim != 1:
-        raise LrfaceError(f"scores and labels must be 1-D, got shapes {s.shape} and {y.shape}")
-    if s.shape[0] != y.shape[0]:
-        raise LrfaceError(f"scores and labels differ in length: {s.shape[0]} vs {y.shape[0]}")
-    if s.shape[0] == 0:
-        raise LrfaceError("scores and labels are empty")
-    if s.dtype.kind not in "biuf":
-        raise LrfaceError(f"scores must be real numbers, got dtype {s.dtype}")
-    s = s.astype(np.float64)
-    if not np.all(np.isfinite(s)):
-        raise LrfaceError("scores contain NaN or infinity")
-    if y.dtype.kind == "b":
-        return s, y
-    if y.dtype.kind not in "iuf":
-        raise LrfaceError(f"labels must be 0 or 1, got dtype {y.dtype}")
-    bad = (y != 0) & (y != 1)
-    if bad.any():
-        raise LrfaceError(f"labels must be 0 or 1, found {y[bad][0]!r}")
-    return s, y == 1
-
-
-def _require_both_classes(y: np.ndarray) -> None:
-    if y.all() or not y.any():
-        raise LrfaceError("need at least one same (1) and one different (0) pair")
-
-
-def _check_rates(rates: Sequence[float], name: str) -> list[float]:
-    """Validate a sequence of rates in ``(0, 1]``; return them as python floats."""
-    try:
-        out = [float(r) for r in np.atleast_1d(np.asarray(rates, dtype=np.float64))]
-    except (TypeError, ValueError):
-        raise LrfaceError(f"{name} must be numbers in (0, 1], got {rates!r}") from None
-    if not out:
-        raise LrfaceError(f"{name} is empty")
-    for r in out:
-        if not 0.0 < r <= 1.0:
-            raise LrfaceError(f"{name} values must be in (0, 1], got {r}")
-    return out
-
-
-def _check_grid(thresholds: np.ndarray) -> np.ndarray:
-    """Validate a threshold grid; return it sorted, unique, float64."""
-    t = np.asarray(thresholds)
-    if t.ndim != 1 or t.shape[0] == 0:
-        raise LrfaceError(f"thresholds must be a non-empty 1-D array, got shape {t.shape}")
-    if t.dtype.kind not in "iuf" or not np.all(np.isfinite(t)):
-        raise LrfaceError("thresholds must be finite real numbers")
-    return np.unique(t.astype(np.float64))
-
-
-def _fold_ids(folds: np.ndarray | int, n: int) -> np.ndarray:
-    """Fold id per pair, shape (n,): from an int k (contiguous folds) or an id array."""
-    if is_int(folds):
-        k = int(folds)
-        if not 2 <= k <= n:
-            raise LrfaceError(f"number of folds must be between 2 and {n} (pairs), got {k}")
-        sizes = np.full(k, n // k)
-        sizes[: n % k] += 1
-        return np.repeat(np.arange(k), sizes)
-    f = np.asarray(folds)
-    if f.ndim != 1 or f.shape[0] != n:
-        raise LrfaceError(f"fold ids must be a 1-D array of length {n}, got shape {f.shape}")
-    if f.dtype.kind not in "iu":
-        raise LrfaceError(f"fold ids must be integers, got dtype {f.dtype}")
-    if np.unique(f).size < 2:
-        raise LrfaceError("fold ids must contain at least 2 distinct folds")
-    return f
-
-
-def _check_ids(ids: np.ndarray, n: int, name: str) -> np.ndarray:
-    """Validate identity labels: 1-D, length n, integers or strings."""
-    a = np.asarray(ids)
-    if a.ndim != 1 or a.shape[0] != n:
-        raise LrfaceError(f"{name} must be a 1-D array of length {n}, got shape {a.shape}")
-    if a.dtype.kind == "O":
-        a = a.astype(str)
-    if a.dtype.kind not in "iuUS":
-        raise LrfaceError(f"{name} must be integers or strings, got dtype {a.dtype}")
-    return a
-
-
-# --------------------------------------------------------------------------------------
-# verification
-# --------------------------------------------------------------------------------------
-
-
-def _candidate_thresholds(s: np.ndarray) -> np.ndarray:
-    """Default thresholds for scores ``s``: midpoints of sorted unique scores plus ends.
-
-    The ends are ``min - 1`` (everything "same") and ``max + 1`` (everything
-    "different").  Returned sorted ascending, float64, length ``n_unique + 1``.
-    """
-    u = np.unique(s)
-    lo, hi = u[:-1], u[1:]
-    mid = (lo + hi) / 2.0
-    # For adjacent floats the midpoint can round down onto ``lo``; ``hi`` gives the
-    # same partition as the true midpoint under the ">=" rule.
-    mid = np.where(mid > lo, mid, hi)
-    return np.concatenate([[u[0] - _END_MARGIN], mid, [u[-1] + _END_MARGIN]])
-
-
-def _n_correct(s: np.ndarray, y: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Number of correctly classified pairs at each threshold (int64, shape (T,))."""
-    pos = np.sort(s[y])
-    neg = np.sort(s[~y])
-    tp = pos.size - np.searchsorted(pos, thresholds, side="left")  # positives >= t
-    tn = np.searchsorted(neg, thresholds, side="left")  # negatives < t
-    return tp + tn
-
-
-def _select_threshold(s: np.ndarray, y: np.ndarray, grid: np.ndarray | None) -> tuple[float, float]:
-    """Most accurate threshold (smallest on ties) over ``grid`` or default candidates."""
-    cands = _candidate_thresholds(s) if grid is None else grid
-    correct = _n_correct(s, y, cands)
-    i = int(np.argmax(correct))  # first maximum = smallest threshold (cands ascending)
-    return float(cands[i]), float(correct[i]) / s.size
-
-
-def _accuracy(s: np.ndarray, y: np.ndarray, threshold: float) -> float:
-    """Fraction of pairs with ``(s >= threshold) == y``."""
-    return float(np.mean((s >= threshold) == y))
-
-
-def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Threshold maximising accuracy of the rule "same if ``score >= threshold``".
-
-    Args:
-        scores: (N,) real similarity scores, higher = more likely the same identity.
-        labels: (N,) 0/1 (or bool), 1 = same identity.
-
-    Returns:
-        ``(threshold, accuracy)``.  The threshold is the midpoint between two adjacent
-        distinct scores, or ``min(scores) - 1`` / ``max(scores) + 1`` when accepting or
-        rejecting everything is best; among equally accurate thresholds the smallest is
-        returned.  ``accuracy`` is a fraction in [0, 1].
-    """
-    s, y = _check_pairs(scores, labels)
-    return _select_threshold(s, y, None)
-
-
-def _held_out_folds(
-    s: np.ndarray, y: np.ndarray, ids: np.ndarray, grid: np.ndarray | None
-) -> tuple[list[float], list[float]]:
-    """``(thresholds, accuracies)``, one per fold in increasing id: the threshold chosen on
-    the other folds and its accuracy on the fold.  ``s`` float64 (N,), ``y`` bool (N,),
-    ``ids`` int (N,) fold ids, ``grid`` float64 (T,) candidates or None (midpoints)."""
-    thrs: list[float] = []
-    accs: list[float] = []
-    for f in np.unique(ids):
-        test = ids == f
-        thr, _ = _select_threshold(s[~test], y[~test], grid)
-        thrs.append(thr)
-        accs.append(_accuracy(s[test], y[test], thr))
-    return thrs, accs
-
-
-def kfold_accuracy(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    folds: np.ndarray | int = 10,
-    thresholds: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """LFW-style k-fold verification accuracy.
-
-    For each fold the threshold maximising accuracy on the *other* folds is chosen
-    (see :func:`best_threshold` for candidates and the smallest-wins tie rule, or from
-    the ``thresholds`` grid when given) and applied to the held-out fold.
-
-    Args:
-        scores: (N,) real similarity scores, higher = same.
-        labels: (N,) 0/1 (or bool), 1 = same identity.
-        folds: an int k >= 2 -> k contiguous folds in input order, as laid out in LFW
-            ``pairs.txt`` (sizes differ by at most one; the first ``N % k`` folds get
-            the extra pair, as ``sklearn.model_selection.KFold``); or an (N,) integer
-            array of fold ids (at least 2 distinct), folds visited in increasing id.
-        thresholds: optional (T,) grid of candidate thresholds used instead of the
-            midpoints of the training scores.
-
-    Returns:
-        ``{"accuracy_mean": float, "accuracy_std": float (population std, ddof=0),
-        "fold_accuracies": list[float], "thresholds": list[float] (one per fold),
-        "best_threshold_all": float (most accurate threshold on all pairs)}``.
-        Accuracies are fractions in [0, 1]; the mean is unweighted over folds.
-    """
-    s, y = _check_pairs(scores, labels)
-    ids = _fold_ids(folds, s.size)
-    grid = None if thresholds is None else _check_grid(thresholds)
-    thrs, accs = _held_out_folds(s, y, ids, grid)
-    best_all, _ = _select_threshold(s, y, grid)
-    return {
-        "accuracy_mean": float(np.mean(accs)),
-        "accuracy_std": float(np.std(accs)),
-        "fold_accuracies": accs,
-        "thresholds": thrs,
-        "best_threshold_all": best_all,
-    }
-
-
 def _roc_points(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Full (non-decimated) ROC: ``fpr, tpr, thresholds``, each (M,), fpr/tpr float64."""
-    _require_both_classes(y)
+    require_both_classes(y)
     fpr, tpr, thr = _sk_roc_curve(y.astype(np.int8), s, pos_label=1, drop_intermediate=False)
     return fpr, tpr, thr
 
@@ -304,7 +103,7 @@ def roc(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         Tied scores of both classes form a diagonal segment, so the AUC counts
         positive/negative ties as one half (Mann-Whitney convention).
     """
-    s, y = _check_pairs(scores, labels)
+    s, y = check_pairs(scores, labels)
     fpr, tpr, thr = _roc_points(s, y)
     return {"fpr": fpr, "tpr": tpr, "thresholds": thr, "auc": float(_sk_auc(fpr, tpr))}
 
@@ -325,7 +124,7 @@ def eer(scores: np.ndarray, labels: np.ndarray) -> float:
     ``FPR - (1 - TPR)`` changes sign is linearly interpolated, and the FPR (= FNR) at
     the crossing is returned.  Both classes must be present.
     """
-    s, y = _check_pairs(scores, labels)
+    s, y = check_pairs(scores, labels)
     fpr, tpr, _ = _roc_points(s, y)
     return _eer_from_roc(fpr, tpr)
 
@@ -337,10 +136,10 @@ def _tar_from_roc(
     out: dict[float, float] = {}
     for far in fars:
         allowed = far * n_neg
-        if allowed < 1.0 - _COUNT_SLACK:
+        if allowed < 1.0 - COUNT_SLACK:
             out[far] = math.nan
         else:
-            out[far] = float(tpr[fp <= allowed + _COUNT_SLACK].max())
+            out[far] = float(tpr[fp <= allowed + COUNT_SLACK].max())
     return out
 
 
@@ -365,8 +164,8 @@ def tar_at_far(
         ``far < 1 / n_negatives`` the FAR cannot be resolved with this many negative
         pairs and the value is NaN.
     """
-    s, y = _check_pairs(scores, labels)
-    rates = _check_rates(fars, "fars")
+    s, y = check_pairs(scores, labels)
+    rates = check_rates(fars, "fars")
     fpr, tpr, _ = _roc_points(s, y)
     return _tar_from_roc(fpr, tpr, int(np.count_nonzero(~y)), rates)
 
@@ -387,8 +186,8 @@ def verification_report(
         tar}``, float keys that ``json`` writes as strings, NaN when unresolvable) and
         ``"notes"`` (list of one-line strings explaining any NaN).
     """
-    s, y = _check_pairs(scores, labels)
-    rates = _check_rates(fars, "fars")
+    s, y = check_pairs(scores, labels)
+    rates = check_rates(fars, "fars")
     fpr, tpr, _ = _roc_points(s, y)
     n_neg = int(np.count_nonzero(~y))
     report: dict[str, Any] = {
@@ -401,7 +200,7 @@ def verification_report(
     report["eer"] = _eer_from_roc(fpr, tpr)
     report["tar_at_far"] = _tar_from_roc(fpr, tpr, n_neg, rates)
     report["notes"] = [
-        f"TAR@FAR={far:g} is NaN: needs at least {math.ceil(1 / far - _COUNT_SLACK)} "
+        f"TAR@FAR={far:g} is NaN: needs at least {math.ceil(1 / far - COUNT_SLACK)} "
         f"different pairs, have {n_neg}"
         for far, tar in report["tar_at_far"].items()
         if math.isnan(tar)
@@ -412,78 +211,6 @@ def verification_report(
 # --------------------------------------------------------------------------------------
 # identification
 # --------------------------------------------------------------------------------------
-
-
-def _block_topk(sc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-min(k, m) of each row of ``sc`` (n, m): (values, column indices), unsorted.
-
-    Exact under the tie rule "equal scores -> smaller index first": rows where the
-    k-th value is tied beyond the cut are redone with a stable sort.
-    """
-    n, m = sc.shape
-    kk = min(k, m)
-    if kk == m:
-        return sc, np.broadcast_to(np.arange(m, dtype=np.int64), (n, m))
-    part = np.argpartition(sc, m - kk, axis=1)[:, m - kk :].astype(np.int64)
-    vals = np.take_along_axis(sc, part, axis=1)
-    kth = vals.min(axis=1)
-    tied = np.flatnonzero(np.count_nonzero(sc >= kth[:, None], axis=1) > kk)
-    if tied.size:
-        order = np.argsort(-sc[tied], axis=1, kind="stable")[:, :kk]
-        part[tied] = order
-        vals[tied] = np.take_along_axis(sc[tied], order, axis=1)
-    return vals, part
-
-
-def _merge_topk(
-    s_a: np.ndarray, i_a: np.ndarray, s_b: np.ndarray, i_b: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Merge two candidate sets row-wise; keep the k best sorted (score desc, index asc)."""
-    s = np.concatenate([s_a, s_b], axis=1)
-    i = np.concatenate([i_a, i_b], axis=1)
-    order = np.lexsort((i, -s), axis=-1)[:, :k]
-    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
-
-
-def cosine_topk(
-    probes: np.ndarray, gallery: np.ndarray, k: int, block_size: int = 4096
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k cosine neighbours of each probe in the gallery, block by block.
-
-    Args:
-        probes: (P, D) float L2-normalised embeddings (row norms within ~0.5% of 1).
-        gallery: (G, D) float L2-normalised embeddings.
-        k: neighbours per probe, 1 <= k <= G.
-        block_size: rows per probe block and per gallery block.  Peak extra memory is
-            about ``block_size**2 * 16`` bytes (scores + partition indices; 256 MiB at
-            the default) plus the (P, k) outputs; the P x G matrix is never built.
-
-    Returns:
-        ``(scores, indices)``: (P, k) float32 cosine similarities in [-1, 1] and (P, k)
-        int64 gallery row indices, sorted by decreasing score; equal scores are ordered
-        by increasing gallery index, so the result does not depend on ``block_size``.
-    """
-    p = check_embeddings(probes, "probes")
-    g = check_embeddings(gallery, "gallery")
-    if p.shape[1] != g.shape[1]:
-        raise LrfaceError(f"probes have dimension {p.shape[1]}, gallery {g.shape[1]}")
-    k = check_positive_int(k, "k")
-    if k > g.shape[0]:
-        raise LrfaceError(f"k={k} exceeds the gallery size {g.shape[0]}")
-    bs = check_positive_int(block_size, "block_size")
-    n_p, n_g = p.shape[0], g.shape[0]
-    out_s = np.empty((n_p, k), dtype=np.float32)
-    out_i = np.empty((n_p, k), dtype=np.int64)
-    for p0 in range(0, n_p, bs):
-        pb = p[p0 : p0 + bs]
-        best_s = np.empty((pb.shape[0], 0), dtype=np.float32)
-        best_i = np.empty((pb.shape[0], 0), dtype=np.int64)
-        for g0 in range(0, n_g, bs):
-            vals, idx = _block_topk(pb @ g[g0 : g0 + bs].T, k)
-            best_s, best_i = _merge_topk(best_s, best_i, vals, idx + g0, k)
-        out_s[p0 : p0 + bs] = best_s
-        out_i[p0 : p0 + bs] = best_i
-    return out_s, out_i
 
 
 def _probe_codes(uniq: np.ndarray, probe_ids: np.ndarray) -> np.ndarray:
@@ -573,13 +300,13 @@ def _dir_at_fpir(
     taus: dict[float, float] = {}
     notes: list[str] = []
     for f in fpirs:
-        n_alarms = math.floor(f * nm.size + _COUNT_SLACK)
+        n_alarms = math.floor(f * nm.size + COUNT_SLACK)
         if nm.size == 0 or n_alarms < 1 or mated_top1.size == 0:
             dirs[f] = taus[f] = math.nan
             if nm.size == 0:
                 notes.append(f"DIR@FPIR={f:g} is NaN: no non-mated probes")
             elif n_alarms < 1:
-                need = math.ceil(1 / f - _COUNT_SLACK)
+                need = math.ceil(1 / f - COUNT_SLACK)
                 notes.append(
                     f"DIR@FPIR={f:g} is NaN: needs at least {need} non-mated probes, have {nm.size}"
                 )
@@ -607,8 +334,8 @@ def _check_probe_gallery(
     g = check_embeddings(gallery_emb, "gallery_emb")
     if p.shape[1] != g.shape[1]:
         raise LrfaceError(f"probe_emb has dimension {p.shape[1]}, gallery_emb {g.shape[1]}")
-    pid = _check_ids(probe_ids, p.shape[0], "probe_ids")
-    gid = _check_ids(gallery_ids, g.shape[0], "gallery_ids")
+    pid = check_ids(probe_ids, p.shape[0], "probe_ids")
+    gid = check_ids(gallery_ids, g.shape[0], "gallery_ids")
     return p, pid, g, gid
 
 
@@ -620,7 +347,7 @@ def _check_report_options(
     rank_list = [check_positive_int(r, "ranks") for r in ranks]
     if not rank_list:
         raise LrfaceError("ranks is empty")
-    return rank_list, _check_rates(fpirs, "fpirs"), check_positive_int(block_size, "block_size")
+    return rank_list, check_rates(fpirs, "fpirs"), check_positive_int(block_size, "block_size")
 
 
 def _cmc_and_map(

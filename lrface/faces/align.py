@@ -101,19 +101,3 @@ def align_native(image: np.ndarray, landmarks: np.ndarray, max_size: int = 112) 
     return cv2.warpAffine(
         image, m, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
     )
-
-
-def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
-    """Resize a crop of any shape to the square ``size`` x ``size`` a model takes.
-
-    The one resize rule of lrface (``--no-detect`` crops, small aligned faces, every
-    embedder's input): area interpolation when either side shrinks (no aliasing),
-    bicubic when no side shrinks (the same recipe as :mod:`lrface.faces.degrade`).  A crop
-    already ``size`` x ``size`` is returned as is.  uint8 BGR (h, w, 3) in, uint8 BGR
-    (size, size, 3) out.
-    """
-    h, w = crop.shape[:2]
-    if (h, w) == (size, size):
-        return crop
-    interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_CUBIC
-    return cv2.resize(crop, (size, size), interpolation=interp)

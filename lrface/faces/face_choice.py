@@ -6,7 +6,7 @@ relative to its size (:func:`central_face`).  A photo where nothing is found at 
 detector's threshold is retried at 0.1 and on a grey-padded copy (tightly cropped faces).
 With no detection at all the face is assumed at the LFW framing (:func:`fallback_square`,
 :func:`template_landmarks`).  :mod:`lrface.faces.pipeline` routes ``CropOptions(pick="central")``
-here; the LFW box crops (:func:`lrface.eval.protocols.lfw.load_box_crops`) use the same
+here; the LFW box crops (:func:`lrface.datasets.boxes.load_box_crops`) use the same
 choice.
 """
 

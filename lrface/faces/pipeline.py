@@ -26,7 +26,7 @@ refused, not ignored: ``det_thresh``, ``face_index``, a non-default ``detector``
 ``pick`` or an ``on_no_face`` other than the defaults together with ``detect=False``
 raise :class:`LrfaceError`, as do ``face_index`` or ``tight_crops`` with the other pick.
 
-Worker processes (:class:`CropPreparer`): the one pool of :mod:`lrface.batch.workers` (``spawn``
+Worker processes (:class:`CropPreparer`): the one pool of :mod:`lrface.io.workers` (``spawn``
 start, one OpenCV/onnxruntime thread each, workers that die with their parent), started
 only when there are at least :data:`POOL_MIN_PATHS` images to prepare -- below that,
 starting them (imports and detector loading, about a second each) costs more than it
@@ -45,9 +45,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lrface.batch.workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
 from lrface.errors import LrfaceError, NoFaceError
-from lrface.faces.align import align_face, align_native, native_face_size, resize_crop
+from lrface.faces.align import align_face, align_native, native_face_size
 from lrface.faces.detect import DEFAULT_DETECTOR, Face, detector_names, load_detector
 from lrface.faces.face_choice import central_candidates, most_central, template_landmarks
 from lrface.faces.find_face import Found, find_faces
@@ -55,6 +54,8 @@ from lrface.faces.given_crop import CROP_MODES, landmarks_in_crop
 from lrface.io.images import ImageInput, describe, read_image
 from lrface.io.pathnames import name_problem
 from lrface.io.validation import check_flag, check_index, check_number, check_resource, is_int
+from lrface.io.workers import POOL_MIN_ITEMS, PREFETCH, WorkerPool, progress_bar
+from lrface.models.preprocess import resize_crop
 
 log = logging.getLogger("lrface")
 
@@ -512,7 +513,7 @@ def _strip_label(msg: str, label: str) -> str:
 class CropPreparer:
     """Prepares crops for lists of paths, in worker processes or in this process.
 
-    ``workers`` processes (a :class:`lrface.batch.workers.WorkerPool`) are started only if
+    ``workers`` processes (a :class:`lrface.io.workers.WorkerPool`) are started only if
     ``workers > 0`` and ``n_paths`` (the number of images the caller will submit; None =
     unknown, treated as many) is at least :data:`POOL_MIN_PATHS`; :attr:`workers` tells
     what was decided (0 = in process).  The detector is loaded here first, so a missing or

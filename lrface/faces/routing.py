@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lrface.errors import LrfaceError
-from lrface.faces.align import resize_crop
+from lrface.models.preprocess import resize_crop
 from lrface.models.registry import all_models
 
 if TYPE_CHECKING:

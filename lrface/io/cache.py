@@ -55,3 +55,9 @@ def _probe_write(d: Path) -> None:
     except OSError as exc:
         exc.filename = str(d)
         raise
+
+
+def file_signature(path: Path) -> str:
+    """``path:size:mtime`` of an existing file (cache keys of user datasets)."""
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"

@@ -2,8 +2,8 @@
 
 An embedder turns aligned face crops into L2-normalised float32 embeddings.  Crops are
 uint8 BGR arrays of any size; :func:`lrface.models.preprocess.to_input` resizes each to
-the model's square ``input_size`` with :func:`lrface.faces.align.resize_crop` (area when a side
-shrinks, bicubic otherwise), converts it to the model's colour order and normalises it
+the model's square ``input_size`` with :func:`lrface.models.preprocess.resize_crop` (area
+when a side shrinks, bicubic otherwise), converts it to the model's colour order and normalises it
 with its mean/std.
 """
 

@@ -4,8 +4,8 @@ Every embedder (ONNX teacher, ONNX exports, torch students), the distillation da
 its validator and its online teacher turn face crops into model input here, so training
 and inference see bit-identical tensors for the same crop:
 
-1. resize to the model's square side ``S`` with :func:`lrface.faces.align.resize_crop` (area when
-   a side shrinks, bicubic otherwise; a crop already ``S x S`` is unchanged);
+1. resize to the model's square side ``S`` with :func:`resize_crop` (area when a side shrinks,
+   bicubic otherwise; a crop already ``S x S`` is unchanged);
 2. reorder the channels from BGR (lrface's crop order) to the model's ``color`` ("RGB"
    or "BGR");
 3. ``(pixel - mean) / std`` per channel in float32, ``mean``/``std`` in pixel units
@@ -25,15 +25,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
-from lrface.faces.align import resize_crop
 from lrface.models.registry import ModelSpec
 
 if TYPE_CHECKING:
     import torch
 
 COLORS = ("RGB", "BGR")
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """Resize a crop of any shape to the square ``size`` x ``size`` a model takes.
+
+    The one resize rule of lrface (``--no-detect`` crops, small aligned faces, every
+    embedder's input): area interpolation when either side shrinks (no aliasing),
+    bicubic when no side shrinks (the same recipe as :mod:`lrface.faces.degrade`).  A crop
+    already ``size`` x ``size`` is returned as is.  uint8 BGR (h, w, 3) in, uint8 BGR
+    (size, size, 3) out.
+    """
+    h, w = crop.shape[:2]
+    if (h, w) == (size, size):
+        return crop
+    interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interp)
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,7 @@ def to_input(
     ``crops``: one uint8 (h, w, 3) BGR crop, a uint8 (N, h, w, 3) BGR array, or a sequence
     of uint8 (h, w, 3) BGR crops of any sizes.  ``spec``: the model's registry entry or an
     :class:`InputFormat` (side ``S``, colour order, mean/std).  Each crop is resized to
-    ``S x S`` (:func:`lrface.faces.align.resize_crop`), put in the model's colour order and
+    ``S x S`` (:func:`lrface.models.preprocess.resize_crop`), put in the model's colour order and
     normalised ``(pixel - mean) / std`` in float32 (pixel in [0, 255]; with the default
     mean = std = 127.5 the values lie in [-1, 1]).  Returns C-contiguous float32
     (N, 3, S, S), N = 1 for a single crop.

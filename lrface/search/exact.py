@@ -2,7 +2,7 @@
 
 Both backends are *exact* (no approximation) and return the same result:
 
-* ``numpy``: block-wise matrix products (:func:`lrface.eval.metrics.cosine_topk`), so
+* ``numpy``: block-wise matrix products (:func:`cosine_topk`), so
   memory stays bounded (about ``block_size**2 * 16`` bytes) whatever the gallery size.
 * ``faiss``: ``faiss.IndexFlatIP`` (exact inner product, multi-threaded BLAS); needs the
   optional ``faiss-cpu`` package (``pip install faiss-cpu``), imported only when used.
@@ -27,6 +27,78 @@ from lrface.errors import LrfaceError
 from lrface.io.validation import check_embeddings, check_positive_int
 
 log = logging.getLogger("lrface")
+
+
+def _block_topk(sc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-min(k, m) of each row of ``sc`` (n, m): (values, column indices), unsorted.
+
+    Exact under the tie rule "equal scores -> smaller index first": rows where the
+    k-th value is tied beyond the cut are redone with a stable sort.
+    """
+    n, m = sc.shape
+    kk = min(k, m)
+    if kk == m:
+        return sc, np.broadcast_to(np.arange(m, dtype=np.int64), (n, m))
+    part = np.argpartition(sc, m - kk, axis=1)[:, m - kk :].astype(np.int64)
+    vals = np.take_along_axis(sc, part, axis=1)
+    kth = vals.min(axis=1)
+    tied = np.flatnonzero(np.count_nonzero(sc >= kth[:, None], axis=1) > kk)
+    if tied.size:
+        order = np.argsort(-sc[tied], axis=1, kind="stable")[:, :kk]
+        part[tied] = order
+        vals[tied] = np.take_along_axis(sc[tied], order, axis=1)
+    return vals, part
+
+
+def _merge_topk(
+    s_a: np.ndarray, i_a: np.ndarray, s_b: np.ndarray, i_b: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge two candidate sets row-wise; keep the k best sorted (score desc, index asc)."""
+    s = np.concatenate([s_a, s_b], axis=1)
+    i = np.concatenate([i_a, i_b], axis=1)
+    order = np.lexsort((i, -s), axis=-1)[:, :k]
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+def cosine_topk(
+    probes: np.ndarray, gallery: np.ndarray, k: int, block_size: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k cosine neighbours of each probe in the gallery, block by block.
+
+    Args:
+        probes: (P, D) float L2-normalised embeddings (row norms within ~0.5% of 1).
+        gallery: (G, D) float L2-normalised embeddings.
+        k: neighbours per probe, 1 <= k <= G.
+        block_size: rows per probe block and per gallery block.  Peak extra memory is
+            about ``block_size**2 * 16`` bytes (scores + partition indices; 256 MiB at
+            the default) plus the (P, k) outputs; the P x G matrix is never built.
+
+    Returns:
+        ``(scores, indices)``: (P, k) float32 cosine similarities in [-1, 1] and (P, k)
+        int64 gallery row indices, sorted by decreasing score; equal scores are ordered
+        by increasing gallery index, so the result does not depend on ``block_size``.
+    """
+    p = check_embeddings(probes, "probes")
+    g = check_embeddings(gallery, "gallery")
+    if p.shape[1] != g.shape[1]:
+        raise LrfaceError(f"probes have dimension {p.shape[1]}, gallery {g.shape[1]}")
+    k = check_positive_int(k, "k")
+    if k > g.shape[0]:
+        raise LrfaceError(f"k={k} exceeds the gallery size {g.shape[0]}")
+    bs = check_positive_int(block_size, "block_size")
+    n_p, n_g = p.shape[0], g.shape[0]
+    out_s = np.empty((n_p, k), dtype=np.float32)
+    out_i = np.empty((n_p, k), dtype=np.int64)
+    for p0 in range(0, n_p, bs):
+        pb = p[p0 : p0 + bs]
+        best_s = np.empty((pb.shape[0], 0), dtype=np.float32)
+        best_i = np.empty((pb.shape[0], 0), dtype=np.int64)
+        for g0 in range(0, n_g, bs):
+            vals, idx = _block_topk(pb @ g[g0 : g0 + bs].T, k)
+            best_s, best_i = _merge_topk(best_s, best_i, vals, idx + g0, k)
+        out_s[p0 : p0 + bs] = best_s
+        out_i[p0 : p0 + bs] = best_i
+    return out_s, out_i
 
 __all__ = ["BACKENDS", "RESCORE_MARGIN", "faiss_available", "search"]
 
@@ -118,8 +190,6 @@ def choose_backend(backend: str, n_gallery: int, faiss_threshold: int = 50_000) 
 
 def _numpy_candidates(p: np.ndarray, g: np.ndarray, k: int, block_size: int) -> np.ndarray:
     """int64 (P, k) candidate indices from the block-wise numpy search."""
-    from lrface.eval.metrics import cosine_topk
-
     return cosine_topk(p, g, k, block_size=block_size)[1]
 
 

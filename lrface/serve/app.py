@@ -30,12 +30,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from lrface import __version__
-from lrface.cli.options import ServeOptions
 from lrface.errors import LrfaceError, ModelFileError
 from lrface.io.fileio import jsonable
 from lrface.serve.auth import load_api_key
 from lrface.serve.engine import CropRequest, Engine, NoGallery, NotEnrolled, Upload
 from lrface.serve.limits import Deadline, RequestGuard, RequestTimeout
+from lrface.serve.options import ServeOptions
 
 log = logging.getLogger("lrface.serve")
 
@@ -63,7 +63,7 @@ def app_from_env() -> FastAPI:
 
 
 def create_app(options: ServeOptions, api_key: str | None) -> FastAPI:
-    """The app of one worker: ``options`` (:class:`lrface.cli.options.ServeOptions`),
+    """The app of one worker: ``options`` (:class:`lrface.serve.options.ServeOptions`),
     ``api_key`` (None: serve without one; :func:`lrface.serve.server.run_server` allows
     that on loopback addresses only).  Models load when the app starts (lifespan)."""
     engine = Engine(options)

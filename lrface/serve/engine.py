@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from lrface.api import verify_detailed
-from lrface.cli.options import ServeOptions
 from lrface.errors import LrfaceError
 from lrface.faces.detect import DEFAULT_DETECTOR, load_detector, resolve_detector
 from lrface.faces.pipeline import CropOptions, PreparedFace, prepare_face
@@ -37,6 +36,7 @@ from lrface.models.embedder import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.registry import all_models, find
 from lrface.serve.limits import Deadline
+from lrface.serve.options import ServeOptions
 from lrface.serve.store import GalleryStore
 
 log = logging.getLogger("lrface")

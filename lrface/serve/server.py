@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from lrface.cli.options import ServeOptions
 from lrface.errors import LrfaceError
+from lrface.serve.options import ServeOptions
 
 SERVE_EXTRA = 'pip install "lrface[serve]"'
 

@@ -1,1 +1,2 @@
-"""lrface.video."""
+"""Video: frames in and out, SORT tracks, ``lrface watch`` (tracks -> identities).  Floor 6.
+"""

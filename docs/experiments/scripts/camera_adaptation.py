@@ -51,13 +51,13 @@ def main() -> None:
     from lrface.datasets.lfw import LFW
     from lrface.distill import guard
     from lrface.distill.adapt import bn_statistics_from
-    from lrface.distill.data import lfw_faces
+    from lrface.distill.faces import lfw_faces
     from lrface.distill.validate import Validator
-    from lrface.eval.metrics import kfold_accuracy
     from lrface.models.loader import load_embedder
     from lrface.models.preprocess import InputFormat
     from lrface.models.registry import get_spec, torch_weights
     from lrface.models.torch_embedder import load_student_module
+    from lrface.scores import kfold_accuracy
 
     torch.set_num_threads(1)
     shared = Path(os.environ.get("LRFACE_HOME", REPO.parent / "shared"))

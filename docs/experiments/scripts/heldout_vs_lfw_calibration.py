@@ -67,7 +67,7 @@ def main() -> None:
 
     from lrface.datasets.lfw import LFW
     from lrface.distill.card import calibrate_threshold
-    from lrface.distill.data import holdout_identities
+    from lrface.distill.faces import holdout_identities
     from lrface.distill.validate import Validator
     from lrface.models.loader import load_embedder
     from lrface.models.preprocess import InputFormat

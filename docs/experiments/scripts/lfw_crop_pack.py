@@ -31,7 +31,7 @@ import numpy as np
 
 from lrface.datasets.facecache import aligned_crops, cache_file
 from lrface.datasets.lfw import LFW
-from lrface.distill.data import targets_cache_file, training_images
+from lrface.distill.faces import targets_cache_file, training_images
 from lrface.faces.detect import DEFAULT_DETECTOR
 from lrface.io.fileio import save_npz_atomic
 from lrface.models import registry

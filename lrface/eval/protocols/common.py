@@ -28,7 +28,7 @@ from tqdm import tqdm
 from lrface.errors import LrfaceError
 from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.faces.pipeline import CropOptions, prepare_many
-from lrface.io.cache import cache_dir, digest
+from lrface.io.cache import cache_dir, digest, file_signature
 from lrface.io.fileio import save_npz_atomic, sha256_file
 from lrface.models.registry import find
 
@@ -91,12 +91,6 @@ def model_key(embedder: Embedder) -> str:
         else:
             weights = f"name:{embedder.name}"
     return digest(weights, embedder.input_size, spec.color, spec.mean, spec.std, embedder.flip)
-
-
-def file_signature(path: Path) -> str:
-    """``path:size:mtime`` of an existing file (cache keys of user datasets)."""
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def embed_cached(

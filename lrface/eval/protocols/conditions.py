@@ -10,15 +10,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from lrface.batch.workers import map_items
 from lrface.errors import LrfaceError
-from lrface.eval.protocols.common import file_signature
 from lrface.faces.degrade import (
     BOX_HR_SIDE,
     BOX_MARGIN,
@@ -26,15 +22,14 @@ from lrface.faces.degrade import (
     PROBE_CROPS,
     REALISTIC,
     Degradation,
-    box_crop,
     degrade_realistic,
     realistic_rng,
 )
 from lrface.faces.degrade import degrade as _degrade
-from lrface.faces.detect import DEFAULT_DETECTOR
 from lrface.faces.given_crop import ENLARGE_SIDE, MIN_FACE_FRACTION
 from lrface.io.cache import cache_dir, digest
 from lrface.io.fileio import save_npz_atomic
+from lrface.io.workers import map_items
 
 #: Version of the ``given`` probe recipe (part of its cache keys).
 GIVEN_VERSION = 1
@@ -137,51 +132,6 @@ def degrade_probe(
     return _degrade(crop, deg, index)
 
 
-def _detect_box_one(path: Path, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
-    """Box crop of the largest face of one file; the whole image when no face is found."""
-    from lrface.faces.align import resize_crop
-    from lrface.faces.detect import load_detector
-    from lrface.io.images import read_image
-
-    image = read_image(path)
-    faces = load_detector(detector).detect(image)
-    if faces:
-        box = faces[0].box.astype(np.float32)
-        return box_crop(image, box), False, box
-    h, w = image.shape[:2]
-    return resize_crop(image, BOX_HR_SIDE), True, np.array([0, 0, w, h], np.float32)
-
-
-def box_crops(
-    paths: Sequence[Path],
-    detector: str = DEFAULT_DETECTOR,
-    progress: bool = True,
-    use_cache: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``--probe-crop box`` crops of image files: the largest face's detector box, square,
-    :data:`BOX_MARGIN` x, at :data:`BOX_HR_SIDE` (:func:`lrface.faces.degrade.box_crop`); a resize
-    of the whole image when no face is found.  Cached on disk like :func:`prepare_crops`.
-
-    Returns ``(crops, fallback, boxes)``: uint8 BGR (N, 112, 112, 3), bool (N,) and float32
-    (N, 4) detector boxes x1, y1, x2, y2 (the whole image for a fallback).
-    """
-    paths = [Path(p) for p in paths]
-    sigs = [file_signature(p) for p in paths]
-    key = digest("box_crops", detector, BOX_MARGIN, BOX_HR_SIDE, *sigs)
-    fn = cache_dir() / f"boxcrops-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            return z["crops"], z["fallback"], z["boxes"]
-    crops = np.zeros((len(paths), BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
-    fallback = np.zeros(len(paths), bool)
-    boxes = np.zeros((len(paths), 4), np.float32)
-    for i, p in enumerate(tqdm(paths, desc="detect boxes", disable=not progress, unit="img")):
-        crops[i], fallback[i], boxes[i] = _detect_box_one(p, detector)
-    if use_cache:
-        save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
-    return crops, fallback, boxes
-
-
 def _landmarks_of(probe: np.ndarray, detector: str) -> tuple[np.ndarray, bool]:
     """``(float32 (5, 2) landmarks in the probe's pixels, found)`` of one given probe."""
     from lrface.faces.given_crop import landmarks_in_crop
@@ -238,8 +188,8 @@ def given_crop(probe: np.ndarray, landmarks: np.ndarray | None, size: int) -> np
     """The crop a model of input side ``size`` gets for a given ``probe`` (uint8 BGR) under
     the default crop mode: aligned by ``landmarks`` (float32 (5, 2), native size then
     bicubic) or, with None, the box path (resized).  uint8 BGR (size, size, 3)."""
-    from lrface.faces.align import resize_crop
     from lrface.faces.pipeline import CropOptions, align_to
+    from lrface.models.preprocess import resize_crop
 
     if landmarks is None:
         return resize_crop(probe, size)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lrface.datasets.boxes import box_crops
 from lrface.errors import DatasetError, LrfaceError
 from lrface.eval.metrics import identification_report
 from lrface.eval.protocols.common import (
@@ -36,7 +37,6 @@ from lrface.eval.protocols.common import (
     protocol_result,
 )
 from lrface.eval.protocols.conditions import (
-    box_crops,
     check_box_needs_detection,
     check_condition,
     condition_caption,

@@ -32,14 +32,13 @@ sides of ``hr-hr`` stay aligned and clean.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lrface.batch.workers import map_items
+from lrface.datasets.boxes import load_box_crops
 from lrface.datasets.facecache import aligned_crops, cache_file
 from lrface.datasets.lfw import LFW, Pair
 from lrface.errors import LrfaceError
@@ -63,12 +62,8 @@ from lrface.eval.protocols.conditions import (
     given_landmarks,
     stable_seed,
 )
-from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, box_crop, degrade
-from lrface.faces.detect import DEFAULT_DETECTOR, load_detector
-from lrface.faces.face_choice import central_face, fallback_square
-from lrface.io.cache import cache_dir, digest
-from lrface.io.fileio import save_npz_atomic
-from lrface.io.images import read_image
+from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, degrade
+from lrface.faces.detect import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder, HrEmbedders
@@ -151,103 +146,6 @@ def load_crops(
     if missing:
         raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
     return faces["crops"], np.array([pos[r] for r in rels], np.int64), faces["fallback"]
-
-
-def _box_photo(path: str, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
-    """Box crop of the most central face of one LFW photo (the face the aligned crop uses).
-
-    Without a detection: the centred square of 45 % of the photo (the alignment fallback's
-    framing), flagged.
-    """
-    image = read_image(path)
-    face = central_face(image, load_detector(detector))
-    if face is not None:
-        box = face.box.astype(np.float32)
-        return box_crop(image, box), False, box
-    x1, y1, side = fallback_square(*image.shape[:2])
-    box = np.array([x1, y1, x1 + side, y1 + side], np.float32)
-    return box_crop(image, box, margin=1.0), True, box
-
-
-def load_box_crops(
-    lfw: LFW,
-    rels: Sequence[str],
-    detector: str = DEFAULT_DETECTOR,
-    progress: bool = True,
-    workers: int = 2,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``--probe-crop box`` crops of ``rels`` (relative LFW paths), cached like the aligned crops.
-
-    The detector's box of the most central face (:func:`central_face`, the face the aligned
-    crop uses), square with side :data:`BOX_MARGIN` x max(w, h), at :data:`BOX_HR_SIDE`
-    (:func:`lrface.faces.degrade.box_crop`).  Returns ``(crops, fallback, boxes)`` in the order of
-    ``rels``: uint8 BGR (N, 112, 112, 3), bool (N,) (no face found) and float32 (N, 4)
-    boxes x1, y1, x2, y2 in the photo.  Rows come from a cached superset (the train
-    split's or the whole LFW's boxes, e.g. those of ``distill --p-box``) when one exists.
-    ``workers``: detection processes (:func:`lrface.batch.workers.map_items`).
-    """
-    rels = list(rels)
-    cached = _cached_box_crops(lfw, rels, detector)
-    if cached is not None:
-        return cached
-    crops, fallback, boxes = _detect_box_crops(lfw, rels, detector, progress, workers)
-    fn = _box_cache_file(lfw, detector, rels)
-    save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
-    return crops, fallback, boxes
-
-
-def _box_cache_file(lfw: LFW, detector: str, rels: Sequence[str]) -> Path:
-    """Where the box crops of ``rels`` (in this order) are cached."""
-    key = digest(Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *rels)
-    return cache_dir() / f"boxcrops-{detector}-{key}.npz"
-
-
-def _cached_box_crops(
-    lfw: LFW, rels: list[str], detector: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The box crops of ``rels`` from the cache (their own file, else the rows of a cached
-    superset: the train split's or the whole LFW's); ``None`` when not cached.  Arrays as
-    :func:`load_box_crops` returns them."""
-    fn = _box_cache_file(lfw, detector, rels)
-    if fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            return z["crops"], z["fallback"], z["boxes"]
-    for every in (lfw.train_images(), lfw.all_images):
-        sup = _box_cache_file(lfw, detector, every)
-        at = {r: i for i, r in enumerate(every)}
-        if sup.is_file() and all(r in at for r in rels):
-            take = np.array([at[r] for r in rels], np.int64)
-            with np.load(sup, allow_pickle=False) as z:
-                return z["crops"][take], z["fallback"][take], z["boxes"][take]
-    return None
-
-
-def _detect_box_crops(
-    lfw: LFW, rels: list[str], detector: str, progress: bool, workers: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detect the box crop of every photo of ``rels`` (``workers`` processes, no cache).
-
-    Returns uint8 BGR (N, 112, 112, 3) crops, bool (N,) fallbacks and float32 (N, 4) boxes.
-    """
-    missing = [r for r in rels if not lfw.path(r).is_file()]
-    if missing:
-        raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
-    n = len(rels)
-    crops = np.zeros((n, BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
-    fallback = np.zeros(n, bool)
-    boxes = np.zeros((n, 4), np.float32)
-    paths = [str(lfw.path(r)) for r in rels]
-    load_detector(detector)  # a missing detector is one error, up front
-    results = map_items(
-        functools.partial(_box_photo, detector=detector),
-        paths,
-        workers,
-        progress=progress,
-        desc=f"detect boxes ({detector})",
-    )
-    for i, (crop, fb, box) in enumerate(results):
-        crops[i], fallback[i], boxes[i] = crop, fb, box
-    return crops, fallback, boxes
 
 
 def subsample_roc(

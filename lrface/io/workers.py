@@ -6,7 +6,7 @@ in input order; :func:`map_items` is the one-call form for a single list.  Every
 path uses it: crop preparation (:class:`lrface.faces.pipeline.CropPreparer`, behind the API,
 ``lrface embed``, galleries, ``identify`` and the evaluation protocols) and the dataset
 caches (:func:`lrface.datasets.facecache.aligned_crops`,
-:func:`lrface.eval.protocols.lfw.load_box_crops`).
+:func:`lrface.datasets.boxes.load_box_crops`).
 
 Workers are started with the ``spawn`` method, one OpenCV/onnxruntime thread each
 (``LRFACE_THREADS=1`` unless set), and :func:`map_items` starts them only for at least
