@@ -987,7 +987,7 @@ def run_api_call(data: bytes, workdir: Path) -> str:
         res = lrface.verify(images[0], images[-1], **kwargs)
         assert isinstance(res.same, bool) and -1.0 <= res.similarity <= 1.0, res
     elif fn == "detect":
-        faces = lrface.faces.detect(images[0], **kwargs)
+        faces = lrface.detect(images[0], **kwargs)
         assert isinstance(faces, list)
     else:
         out = lrface.embed(images, **kwargs)

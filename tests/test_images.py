@@ -273,12 +273,12 @@ def test_exif_png_is_detected_upright_and_verified(same_pair):
     """The PNG case used to answer 'different people': the face was read sideways."""
     upright = read_image(same_pair[0])
     png = _tagged(upright, "PNG", 6)
-    faces = lrface.faces.detect(png)
+    faces = lrface.detect(png)
     assert faces, "no face found in the oriented PNG"
     (lx, ly), (rx, ry), _nose, (_, mly), (_, mry) = faces[0]["landmarks"]
     assert abs(ly - ry) < 0.3 * abs(rx - lx)  # eyes level ...
     assert max(ly, ry) < min(mly, mry)  # ... and above the mouth
-    ref = lrface.faces.detect(upright)[0]["box"]
+    ref = lrface.detect(upright)[0]["box"]
     assert np.abs(np.subtract(faces[0]["box"], ref)).max() < 5
     assert lrface.verify(png, same_pair[1]).same is True
 
