@@ -126,7 +126,7 @@ def test_dataset_crops_equal_in_and_out_of_process(force_pool, monkeypatch, tmp_
     for n in (2, 0):
         monkeypatch.setenv("LRFACE_CACHE", str(tmp_path / f"cache{n}"))
         got = [aligned_crops(PHOTOS, rels, "scrfd-2.5g", n, False, pad) for pad in (False, True)]
-        box = functools.partial(boxes._box_photo, detector="scrfd-2.5g")
+        box = functools.partial(box_module._box_photo, detector="scrfd-2.5g")
         boxes = list(map_items(box, [str(PHOTOS / r) for r in rels], n))
         runs.append((got, boxes))
     (a2, b2), (a0, b0) = runs
