@@ -118,7 +118,7 @@ def test_bad_worker_counts_are_refused():
 def test_dataset_crops_equal_in_and_out_of_process(force_pool, monkeypatch, tmp_path):
     """aligned_crops (both detection orders) and the LFW box crops: bit-identical with
     two worker processes and in this process (the cached files depend on it)."""
-    from lrface.datasets import boxes
+    from lrface.datasets import boxes as box_module
     from lrface.datasets.facecache import aligned_crops
 
     rels = sorted(p.name for p in PHOTOS.glob("*.jpg"))  # t1.jpg: six faces
