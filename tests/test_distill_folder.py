@@ -110,3 +110,50 @@ def test_too_few_identities_to_hold_out_leave_the_threshold_uncalibrated(tmp_pat
     card = json.loads((out / "lrface-tiny-16.json").read_text())
     assert card["threshold"] is None and "calibration_holdout" not in card
     assert "no held-out identities" in card["threshold_note"]
+
+
+def test_held_out_calibration_embeds_each_face_once_with_the_same_thresholds():
+    """Held-out pairs reuse a few faces many times (same pairs repeated to balance them):
+    the calibration embeds each face once and gives exactly the thresholds of embedding
+    every pair's two crops (real LFW train faces, the shipped tiny student)."""
+    import numpy as np
+
+    from lrface.distill.card import calibrate_threshold
+    from lrface.distill.data import lfw_crops
+    from lrface.distill.validate import Validator
+    from lrface.eval.metrics import best_threshold
+    from lrface.faces.degrade import Degradation, degrade
+    from lrface.models.preprocess import InputFormat
+    from lrface.models.registry import get_spec, torch_weights
+    from lrface.models.torch_embedder import load_student_module
+
+    lfw = LFW(LFW_ROOT)
+    counts = Counter(r.split("/")[0] for r in lfw.train_images())
+    names = [k for k in sorted(counts) if counts[k] >= 3][:5]
+    rels = [r for r in lfw.train_images() if r.split("/")[0] in names]
+    rels = [r for n in names for r in [x for x in rels if x.startswith(n + "/")][:3]]
+    crops = lfw_crops(lfw, rels)
+    who = np.array([r.split("/")[0] for r in rels])
+    fused = np.random.default_rng(0).normal(size=(len(rels), 128)).astype(np.float32)
+    held = holdout.HeldOut(who, crops, fused, names, len(names), seed=0)
+    pairs = held.pairs()
+    assert len(pairs.labels) > 2 * len(rels)  # faces reused: the case this is for
+    spec = get_spec("lrface-tiny-16")
+    net = load_student_module(spec, torch_weights(spec)).eval()
+    fmt = InputFormat.of(spec)
+    sizes = (12, 16)
+    got = calibrate_threshold(pairs, net, fmt, sizes)
+
+    embed = Validator.student_embed  # the reference: every pair's crops embedded
+    ea = embed(net, pairs.crops_a, fmt)
+    ss = [(ea * embed(net, pairs.crops_b, fmt)).sum(1)]
+    ts = []
+    for s in sizes:
+        lr = embed(net, np.stack([degrade(c, Degradation(size=s)) for c in pairs.crops_b]), fmt)
+        ss.append((ea * lr).sum(1))
+        ts.append((pairs.hr * lr).sum(1))
+    thr, acc = best_threshold(np.concatenate(ss), np.tile(pairs.labels, len(ss)))
+    thr_t, _ = best_threshold(np.concatenate(ts), np.tile(pairs.labels, len(ts)))
+    assert got["threshold"] == pytest.approx(float(np.clip(thr, -1, 1)), abs=2e-4)
+    assert got["calibration_accuracy"] == pytest.approx(100 * acc, abs=0.01)
+    assert got["threshold_vs_teacher"] == pytest.approx(float(np.clip(thr_t, -1, 1)), abs=2e-4)

@@ -30,16 +30,27 @@ MAX_DIFF_PAIRS = 5000
 
 @dataclasses.dataclass
 class CalibrationPairs:
-    """Face pairs to calibrate a threshold on: ``crops_a``, ``crops_b`` (P, 112, 112, 3)
-    uint8 BGR aligned crops, ``hr`` float32 (P, D) the teacher's flip-fused embedding of
-    each ``crops_a``, ``labels`` int64 (P,) 1 = same identity, ``description`` (for the
-    card).  :class:`lrface.distill.validate.Validator` has the same attributes."""
+    """Face pairs to calibrate a threshold on, as indices into the faces: ``crops``
+    (K, 112, 112, 3) uint8 BGR aligned crops (each face once), ``a``, ``b`` int64 (P,)
+    the rows of each pair's faces, ``hr`` float32 (P, D) the teacher's flip-fused
+    embedding of each pair's first face, ``labels`` int64 (P,) 1 = same identity,
+    ``description`` (for the card).  ``crops_a``/``crops_b`` (P, 112, 112, 3): the pairs'
+    crops, as :class:`lrface.distill.validate.Validator` has them."""
 
-    crops_a: np.ndarray
-    crops_b: np.ndarray
+    crops: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
     hr: np.ndarray
     labels: np.ndarray
     description: str
+
+    @property
+    def crops_a(self) -> np.ndarray:
+        return self.crops[self.a]
+
+    @property
+    def crops_b(self) -> np.ndarray:
+        return self.crops[self.b]
 
 
 @dataclasses.dataclass
@@ -94,8 +105,9 @@ class HeldOut:
         b = np.array([j for _, j in idx], np.int64)
         labels = np.array([1] * (len(same) * rep) + [0] * len(diff), np.int64)
         return CalibrationPairs(
-            self.crops[a],
-            self.crops[b],
+            self.crops,
+            a,
+            b,
             self.fused[a],
             labels,
             f"{len(same)} same (weighted x{rep}) and {len(diff)} different pairs of "
