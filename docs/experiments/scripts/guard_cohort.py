@@ -108,7 +108,7 @@ def main() -> None:
     from lrface.datasets.lfw import LFW, identity_of
     from lrface.datasets.sources import parse_source
     from lrface.distill import guard
-    from lrface.distill.data import load_source, teacher_targets
+    from lrface.distill.faces import load_source, teacher_targets
     from lrface.models.loader import load_embedder
 
     shared = Path(os.environ.get("LRFACE_HOME", REPO.parent / "shared"))
