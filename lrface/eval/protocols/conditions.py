@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,7 @@ from lrface.faces.degrade import (
 from lrface.faces.degrade import degrade as _degrade
 from lrface.faces.detect import DEFAULT_DETECTOR
 from lrface.faces.given_crop import ENLARGE_SIDE, MIN_FACE_FRACTION
-from lrface.io.cache import cache_dir, digest
-from lrface.io.fileio import save_npz_atomic
+from lrface.io.cache import CROP_PART_ROWS, NpzCache, digest
 
 #: Version of the ``given`` probe recipe (part of its cache keys).
 GIVEN_VERSION = 1
@@ -167,18 +166,22 @@ def box_crops(
     """
     paths = [Path(p) for p in paths]
     sigs = [file_signature(p) for p in paths]
-    key = digest("box_crops", detector, BOX_MARGIN, BOX_HR_SIDE, *sigs)
-    fn = cache_dir() / f"boxcrops-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            return z["crops"], z["fallback"], z["boxes"]
-    crops = np.zeros((len(paths), BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
-    fallback = np.zeros(len(paths), bool)
-    boxes = np.zeros((len(paths), 4), np.float32)
-    for i, p in enumerate(tqdm(paths, desc="detect boxes", disable=not progress, unit="img")):
-        crops[i], fallback[i], boxes[i] = _detect_box_one(p, detector)
-    if use_cache:
-        save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
+    entry = NpzCache.entry("boxcrops", "box_crops", detector, BOX_MARGIN, BOX_HR_SIDE, *sigs,
+                           enabled=use_cache)  # fmt: skip
+    cached = entry.load()
+    if cached is not None:
+        return cached["crops"], cached["fallback"], cached["boxes"]
+
+    def compute(rows: list[int]) -> Iterator[tuple[np.ndarray, bool, np.ndarray]]:
+        for i in tqdm(rows, desc="detect boxes", disable=not progress, unit="img"):
+            yield _detect_box_one(paths[i], detector)
+
+    keys = ("crops", "fallback", "boxes")
+    got = entry.build(len(paths), CROP_PART_ROWS, keys, compute, "images")
+    crops = got.get("crops", np.zeros((0, BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)).astype(np.uint8)
+    fallback = got.get("fallback", np.zeros(0, bool)).astype(bool)
+    boxes = got.get("boxes", np.zeros((0, 4), np.float32)).astype(np.float32)
+    entry.save(crops=crops, fallback=fallback, boxes=boxes)
     return crops, fallback, boxes
 
 
@@ -210,27 +213,27 @@ def given_landmarks(
     from lrface.faces.detect import resolve_detector
 
     used = resolve_detector(detector)
-    key = digest(
-        "given-landmarks", GIVEN_VERSION, used, ENLARGE_SIDE, MIN_FACE_FRACTION, *key_parts
-    )
-    fn = cache_dir() / f"given-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            if len(z["found"]) == len(probes):
-                return z["landmarks"], z["found"]
-    lms = np.zeros((len(probes), 5, 2), np.float32)
-    found = np.zeros(len(probes), bool)
-    results = map_items(
-        functools.partial(_landmarks_of, detector=used),
-        list(probes),
-        workers,
-        progress=progress,
-        desc=f"landmarks in given crops ({used})",
-    )
-    for i, (lm, ok) in enumerate(results):
-        lms[i], found[i] = lm, ok
-    if use_cache:
-        save_npz_atomic(fn, landmarks=lms, found=found)
+    entry = NpzCache.entry(
+        "given", "given-landmarks", GIVEN_VERSION, used, ENLARGE_SIDE, MIN_FACE_FRACTION,
+        *key_parts, enabled=use_cache,
+    )  # fmt: skip
+    cached = entry.load()
+    if cached is not None and len(cached["found"]) == len(probes):
+        return cached["landmarks"], cached["found"]
+
+    def compute(rows: list[int]) -> Iterator[tuple[np.ndarray, bool]]:
+        return map_items(
+            functools.partial(_landmarks_of, detector=used),
+            [probes[i] for i in rows],
+            workers,
+            progress=progress,
+            desc=f"landmarks in given crops ({used})",
+        )
+
+    got = entry.build(len(probes), CROP_PART_ROWS, ("landmarks", "found"), compute, "probes")
+    lms = got.get("landmarks", np.zeros((0, 5, 2), np.float32)).astype(np.float32)
+    found = got.get("found", np.zeros(0, bool)).astype(bool)
+    entry.save(landmarks=lms, found=found)
     return lms, found
 
 
