@@ -29,6 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,8 @@ _WRITABLE: set[Path] = set()
 CROP_PART_ROWS = 256
 
 #: ``compute(rows)`` of :meth:`NpzCache.build`: for each given row index, in order, one
-#: tuple of values (one per array name).
-ComputeRows = Callable[[list[int]], Iterator[tuple[np.ndarray, ...]]]
+#: tuple of values (one per array name; arrays or numpy scalars, bools, ints, floats).
+ComputeRows = Callable[[list[int]], Iterator[tuple[Any, ...]]]
 
 
 def cache_dir() -> Path:

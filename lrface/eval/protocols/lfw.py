@@ -236,8 +236,8 @@ def _detect_box_crops(
         raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
     n = len(rels)
     if not n:
-        side = BOX_HR_SIDE
-        return np.zeros((0, side, side, 3), np.uint8), np.zeros(0, bool), np.zeros((0, 4), np.float32)
+        empty = np.zeros((0, BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
+        return empty, np.zeros(0, bool), np.zeros((0, 4), np.float32)
     paths = [str(lfw.path(r)) for r in rels]
     load_detector(detector)  # a missing detector is one error, up front
 
