@@ -16,7 +16,7 @@ pytest.importorskip("faiss", reason="faiss-cpu is not installed (dev extra)")
 
 from lrface.errors import LrfaceError
 from lrface.faces.pipeline import CropOptions, prepare_crop
-from lrface.search.gallery import Gallery
+from lrface.search.gallery import FlatGallery
 from lrface.search.ivf import IvfGallery, build_ivf, gallery_parts, model_meta
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,7 +25,7 @@ MODEL = "lrface-mbf"
 
 @pytest.fixture(scope="module")
 def faces():
-    """(gallery: exact Gallery(aggregate='all') of 156 images, probes: (52, D), truth):
+    """(gallery: exact FlatGallery(aggregate='all') of 156 images, probes: (52, D), truth):
     the 52 LFW people whose names start with A with at least 4 images; 156 rows are
     enough to train 4 inverted lists (39 rows each)."""
     from lrface.models.loader import load_embedder
@@ -35,7 +35,7 @@ def faces():
     people = [d for d in people if len(list(d.glob("*.jpg"))) >= 4]
     assert len(people) == 52
     opts = CropOptions(detect=False, size=emb.input_size)
-    g = Gallery.for_embedder(emb, "all")
+    g = FlatGallery.for_embedder(emb, "all")
     probes, truth = [], []
     for d in people:
         imgs = sorted(d.glob("*.jpg"))[:4]
@@ -46,7 +46,7 @@ def faces():
     return g, np.stack(probes), truth, emb
 
 
-def _build(g: Gallery, path: Path, **kw):
+def _build(g: FlatGallery, path: Path, **kw):
     return build_ivf(path, gallery_parts(g, 40), model_meta(g), g.threshold, **kw)
 
 

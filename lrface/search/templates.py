@@ -101,7 +101,7 @@ def fuse_template(embeddings: np.ndarray, weights: np.ndarray | None = None) -> 
 
 def decision_threshold(probe_model: str, gallery: Any, given: float | None) -> tuple[float, str]:
     """``(threshold, where it comes from)`` for open-set decisions of probes embedded by
-    ``probe_model`` in ``gallery`` (a :class:`~lrface.search.gallery.Gallery` or IVF gallery):
+    ``probe_model`` in ``gallery`` (a :class:`~lrface.search.gallery.FlatGallery` or IVF gallery):
     ``given`` when not None; the gallery's own threshold when the probes come from the
     gallery's model; the student card's ``threshold_vs_teacher`` for a student's probes
     in a teacher gallery (or the reverse), the rule of :func:`lrface.api.verify`.

@@ -36,6 +36,7 @@ from lrface.io.images import read_image
 from lrface.models.embedder import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.registry import all_models, find
+from lrface.search.interface import Gallery
 from lrface.serve.limits import Deadline
 from lrface.serve.store import GalleryStore
 
@@ -167,7 +168,7 @@ class Engine:
             )
         return load_embedder(name)
 
-    def _gallery(self) -> Any:
+    def _gallery(self) -> Gallery:
         if self.store is None:
             raise NoGallery(
                 "this server has no gallery; start it with --gallery FILE.npz (or an IVF "
