@@ -25,7 +25,8 @@ from lrface.faces.pipeline import CropOptions, PreparedFace, detect_faces, prepa
 from lrface.faces.routing import TEACHER, ModelRouter, choose_model
 from lrface.io.images import ImageInput
 from lrface.io.validation import check_model_name, check_number
-from lrface.models.embedder import Embedder
+from lrface.models.embedder import EmbedderBase
+from lrface.models.interface import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.registry import get_spec
 
@@ -92,7 +93,7 @@ def embed(
             f"images: expected a list of images, got {type(images).__name__}; "
             "wrap a single image in a list: lrface.embed([image])"
         )
-    if model is not None and not isinstance(model, Embedder):
+    if model is not None and not isinstance(model, EmbedderBase):
         model = check_model_name(model)
     router = ModelRouter(model, precision=precision)
     opts = CropOptions(
@@ -275,7 +276,7 @@ def _embed_pair(
         if model is not None
         else (choose_model(f0.face_size, f0.crop_kind), choose_model(f1.face_size, f1.crop_kind))
     )
-    embs = [load_embedder(n, precision=precision) for n in chosen]
+    embs: list[Embedder] = [load_embedder(n, precision=precision) for n in chosen]
     e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
     return (embs[0].name, embs[1].name), embs, float(np.dot(e[0], e[1]))
 

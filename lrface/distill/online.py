@@ -16,7 +16,7 @@ import torch
 
 from lrface.faces.align import resize_crop
 from lrface.models import registry
-from lrface.models.embedder import Embedder
+from lrface.models.interface import Embedder
 from lrface.models.preprocess import InputFormat, to_input_torch
 
 log = logging.getLogger("lrface")

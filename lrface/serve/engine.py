@@ -33,7 +33,7 @@ from lrface.faces.detect import DEFAULT_DETECTOR, load_detector, resolve_detecto
 from lrface.faces.pipeline import CropOptions, PreparedFace, prepare_face
 from lrface.faces.routing import LR_STUDENT, TEACHER
 from lrface.io.images import read_image
-from lrface.models.embedder import Embedder
+from lrface.models.interface import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.registry import all_models, find
 from lrface.search.interface import Gallery
