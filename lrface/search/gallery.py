@@ -48,6 +48,7 @@ import numpy as np
 
 from lrface.errors import DatasetError, LrfaceError
 from lrface.faces.pipeline import CropOptions, options_for, prepare_many, progress_bar
+from lrface.faces.routing import crop_for
 from lrface.io.fileio import NpzError, read_npz_arrays, save_npz_atomic
 from lrface.io.outputs import check_output
 from lrface.io.validation import NORM_TOL, check_embeddings, check_positive_int
@@ -729,7 +730,7 @@ def _enrol_items(
         ok = [(name, p, r.crop) for (name, p), r in zip(chunk, results) if r.crop is not None]
         failures.extend((p, r.error) for (_, p), r in zip(chunk, results) if r.crop is None)
         if ok:
-            emb = embedder.embed_crops([c for _, _, c in ok])
+            emb = embedder.embed_crops([crop_for(embedder, c) for _, _, c in ok])
             for name in dict.fromkeys(n for n, _, _ in ok):  # identities in order
                 rows = [i for i, (n, _, _) in enumerate(ok) if n == name]
                 gallery.add(name, emb[rows], [ok[i][1] for i in rows])

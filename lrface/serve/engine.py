@@ -31,7 +31,7 @@ from lrface.cli.options import ServeOptions
 from lrface.errors import LrfaceError
 from lrface.faces.detect import DEFAULT_DETECTOR, load_detector, resolve_detector
 from lrface.faces.pipeline import CropOptions, PreparedFace, prepare_face
-from lrface.faces.routing import LR_STUDENT, TEACHER
+from lrface.faces.routing import LR_STUDENT, TEACHER, crop_for
 from lrface.io.images import read_image
 from lrface.models.interface import Embedder
 from lrface.models.loader import load_embedder
@@ -266,7 +266,7 @@ class Engine:
             if not done:
                 raise self._all_failed(failed, "images")
             deadline.check("embedding")
-            e = emb.embed_crops([f.crop for _, f in done])
+            e = emb.embed_crops([crop_for(emb, f) for _, f in done])
         rows = []
         for (up, face), vec in zip(done, e):
             row = {"source": up.name, "face": face.to_dict(), "embedding": vec.tolist()}
@@ -304,7 +304,7 @@ class Engine:
                 raise self._all_failed(failed, "probes")
             deadline.check("searching the gallery")
             found = gallery.identify(
-                emb.embed_crops([f.crop for _, f in done]), top_k=top_k, threshold=thr
+                emb.embed_crops([crop_for(emb, f) for _, f in done]), top_k=top_k, threshold=thr
             )
         results = []
         for (up, face), res in zip(done, found):
@@ -352,7 +352,7 @@ class Engine:
                     "enrolment must show a usable face)"
                 )
             deadline.check("embedding")
-            e = emb.embed_crops([face.crop for _, face in done])
+            e = emb.embed_crops([crop_for(emb, face) for _, face in done])
             sources = [up.name for up, _ in done]
 
             def change(gallery: Any) -> dict[str, Any]:

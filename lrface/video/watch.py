@@ -38,6 +38,7 @@ from lrface.api import choose_model
 from lrface.errors import LrfaceError
 from lrface.faces.detect import load_detector, resolve_detector
 from lrface.faces.pipeline import CropOptions, align_crop
+from lrface.faces.routing import crop_for
 from lrface.io.validation import is_int
 from lrface.models.loader import load_embedder
 from lrface.search.interface import Gallery
@@ -284,8 +285,7 @@ class Watcher:
         """Embed, fuse and search the tracks whose template ``model`` embeds."""
         emb = load_embedder(model)
         kept = [sorted(t.kept, reverse=True) for _, t in tracks]
-        crops = [k.crop for ks in kept for k in ks]
-        vecs = emb.embed_crops(crops)
+        vecs = emb.embed_crops([crop_for(emb, k.crop) for ks in kept for k in ks])
         templates, start = [], 0
         for ks in kept:
             w = np.array([k.quality for k in ks])

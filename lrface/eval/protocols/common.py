@@ -28,6 +28,7 @@ from tqdm import tqdm
 from lrface.errors import LrfaceError
 from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.faces.pipeline import CropOptions, prepare_many
+from lrface.faces.routing import crop_for
 from lrface.io.cache import CROP_PART_ROWS, NpzCache, contiguous_runs, digest
 from lrface.io.fileio import sha256_file
 from lrface.models.registry import find
@@ -126,7 +127,8 @@ def embed_cached(
 
         def compute(rows: list[int]) -> Iterator[tuple[np.ndarray]]:
             for start, stop in contiguous_runs(rows, EMBED_CHUNK):
-                yield from ((e,) for e in embedder.embed_crops(list(load(start, stop))))
+                crops = [crop_for(embedder, c) for c in load(start, stop)]
+                yield from ((e,) for e in embedder.embed_crops(crops))
                 bar.update(stop - start)
 
         got = entry.build(n, EMBED_CHUNK, ("emb",), compute, "crops")
