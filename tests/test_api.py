@@ -29,7 +29,7 @@ def test_embed_pre_cut_crops_of_any_size(aligned_crop):
 
 
 def test_detect_api(multi_face_image):
-    faces = lrface.faces.detect(multi_face_image)
+    faces = lrface.detect(multi_face_image)
     assert len(faces) == 6
     assert set(faces[0]) == {"box", "landmarks", "score", "found_by", "found_with"}
     assert faces[0]["found_by"] == "image"  # found by the first pass: no retry ran
@@ -183,7 +183,7 @@ def test_bad_image_arrays_get_a_type_or_value_message(same_pair, image, exc, nee
     line naming the array and the fix, through verify, detect and embed alike."""
     for call in (
         lambda: lrface.verify(image, same_pair[0]),
-        lambda: lrface.faces.detect(image),
+        lambda: lrface.detect(image),
         lambda: lrface.embed([image], detect=False),
     ):
         with pytest.raises(exc, match=needle) as info:
