@@ -130,8 +130,7 @@ class NpzCache:
         touched."""
         key = cache_key(*key_parts, version=version)
         name = f"{kind}-{label}-{key}.npz" if label else f"{kind}-{key}.npz"
-        root = cache_dir() if enabled else Path(os.environ.get("LRFACE_CACHE", "."))
-        return cls(root / name, enabled)
+        return cls((cache_dir() if enabled else Path()) / name, enabled)  # disabled: not used
 
     def exists(self) -> bool:
         """Whether the entry is enabled and on disk."""
