@@ -10,8 +10,8 @@ be regenerated with ``--repro INDEX``):
   TIFF, GIF, BMP, PNM, AVIF and JPEG 2000 files made from an LFW face (bit flips, byte
   and word overwrites, truncations, insertions, splices, header dimension rewrites, PNG
   chunk edits with their CRC fixed, EXIF orientation rewrites, random bytes).
-* ``gallery``: :meth:`lrface.search.gallery.Gallery.load` on mutated ``.npz`` bytes of real small
-  galleries (byte mutations, members re-zipped after mutation so their CRC is valid,
+* ``gallery``: :meth:`lrface.search.gallery.FlatGallery.load` on mutated ``.npz`` bytes of
+  real small galleries (byte mutations, members re-zipped after mutation so their CRC is valid,
   ``meta`` JSON edited, arrays of the wrong dtype/shape/values, pickled object arrays,
   dropped/duplicated/extra members).
 * ``card``: :func:`lrface.models.registry.spec_from_card` on mutated JSON model cards
@@ -24,7 +24,7 @@ be regenerated with ``--repro INDEX``):
 * ``api``: ``lrface.verify``/``detect``/``embed`` on image arrays of any dtype, shape and
   fill (a real face, NaN, 255, ...) and scalar arguments of any type (strings, bools,
   numpy scalars, NaN, out of range).
-* ``outpath``: the writers of outputs (``write_npz``, ``Gallery.save``, JSON, an ``embed``
+* ``outpath``: the writers of outputs (``write_npz``, ``FlatGallery.save``, JSON, an ``embed``
   output directory) on odd paths in a sandbox (existing files and directories, a dangling
   link, ``..``, 300-character and control-character names, a trailing slash).  Here an
   ``OSError`` that names the path also counts as refused (the CLI prints it as one line),
@@ -610,13 +610,13 @@ def _webp_vp8x(w: int, h: int) -> bytes:
 
 def gallery_seeds(workdir: Path | None = None) -> dict[str, bytes]:
     """Saved ``.npz`` bytes of small real galleries (random normalised embeddings)."""
-    from lrface.search.gallery import Gallery
+    from lrface.search.gallery import FlatGallery
 
     rng = np.random.default_rng(0)
     seeds = {}
     tmp = Path(workdir or tempfile.mkdtemp(prefix="lrface-fuzz-"))
     for agg, people in (("mean", 3), ("all", 2), ("mean", 0)):
-        g = Gallery(
+        g = FlatGallery(
             "lrface-mbf", "4a9cc4fc" * 8, 128, agg, 0.27, {"name": "t", "sha256": "e7" * 32}
         )
         for k in range(people):
@@ -1026,12 +1026,12 @@ def _sandbox(workdir: Path) -> Path:
     path stays inside ``workdir/box``."""
     import shutil
 
-    from lrface.search.gallery import Gallery
+    from lrface.search.gallery import FlatGallery
 
     shutil.rmtree(workdir / "box", ignore_errors=True)
     box = workdir / "box" / "1" / "2" / "3" / "4"
     (box / "dir").mkdir(parents=True)
-    g = Gallery("lrface-tiny-16", "0" * 64, 4, "mean", 0.3)
+    g = FlatGallery("lrface-tiny-16", "0" * 64, 4, "mean", 0.3)
     g.add("someone", np.eye(4, dtype=np.float32)[:1], ["a.jpg"])
     g.save(box / "file.npz")
     (box / "file.txt").write_text("keep me\n")
@@ -1071,16 +1071,16 @@ def _write_output(writer: str, path: str) -> None:
     """Write a small output of ``writer``'s kind to ``path`` and read it back."""
     from lrface.batch import embed as batch_embed
     from lrface.io.fileio import write_json_atomic
-    from lrface.search.gallery import Gallery
+    from lrface.search.gallery import FlatGallery
 
     if writer == "write_npz":
         batch_embed.write_npz(path, ["a.jpg"], np.ones((1, 4), np.float32) / 2, [])
         assert batch_embed.read_npz(path)[0] == ["a.jpg"]
     elif writer == "gallery_save":
-        g = Gallery("lrface-tiny-16", "0" * 64, 4, "mean", 0.3)
+        g = FlatGallery("lrface-tiny-16", "0" * 64, 4, "mean", 0.3)
         g.add("someone", np.eye(4, dtype=np.float32)[:1], ["a.jpg"])
         g.save(path)
-        assert Gallery.load(path).identities == ["someone"]
+        assert FlatGallery.load(path).identities == ["someone"]
     elif writer == "json":
         write_json_atomic(path, {"a": 1})
         assert json.loads(Path(path).read_text()) == {"a": 1}
@@ -1103,11 +1103,11 @@ def run_image(data: bytes, workdir: Path) -> str:
 
 
 def run_gallery(data: bytes, workdir: Path) -> str:
-    from lrface.search.gallery import Gallery
+    from lrface.search.gallery import FlatGallery
 
     path = workdir / "gallery.npz"
     path.write_bytes(data)
-    Gallery.load(path)
+    FlatGallery.load(path)
     return "ok"
 
 

@@ -61,7 +61,7 @@ from lrface.faces.detect import load_detector
 from lrface.faces.pipeline import CropOptions, align_crop
 from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
-from lrface.search.gallery import Gallery
+from lrface.search.gallery import FlatGallery
 from lrface.video.frames import open_video
 from lrface.video.watch import WatchSettings, watch_frames
 
@@ -251,7 +251,7 @@ def main() -> int:
     gal_rels = [sorted(by_id[n])[0] for n in sorted(enrolled)]
     crops, row, _ = load_crops(lfw, gal_rels, progress=False)
     teacher = load_embedder("mobilefacenet-arcface")
-    gallery = Gallery.for_embedder(teacher)
+    gallery = FlatGallery.for_embedder(teacher)
     emb = teacher.embed_crops([crops[i] for i in row])
     for rel, e in zip(gal_rels, emb):
         gallery.add(identity_of(rel), e[None], [rel])

@@ -25,7 +25,8 @@ from lrface.faces.pipeline import CropOptions, PreparedFace, detect_faces, prepa
 from lrface.faces.routing import TEACHER, ModelRouter, choose_model
 from lrface.io.images import ImageInput
 from lrface.io.validation import check_model_name, check_number
-from lrface.models.embedder import Embedder
+from lrface.models.embedder import EmbedderBase
+from lrface.models.interface import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.registry import get_spec
 
@@ -92,7 +93,7 @@ def embed(
             f"images: expected a list of images, got {type(images).__name__}; "
             "wrap a single image in a list: lrface.embed([image])"
         )
-    if model is not None and not isinstance(model, Embedder):
+    if model is not None and not isinstance(model, EmbedderBase):
         model = check_model_name(model)
     router = ModelRouter(model, precision=precision)
     opts = CropOptions(
@@ -211,16 +212,24 @@ def verify_detailed(
     crop_mode: str = "auto",
 ) -> tuple[Verification, list[PreparedFace]]:
     """:func:`verify` (same arguments), and the two :class:`PreparedFace` it decided on
-    (each with its uint8 BGR 112x112 ``crop``).  ``names``: what to call the two images
+    (each with its uint8 BGR ``crop``, cut as ``lrface embed`` cuts it: at the input side
+    of ``model``, 112x112 without one).  ``names``: what to call the two images
     in messages and in ``images[i]["source"]`` (default: the path, or ``<N bytes>``)."""
     picks = _face_picks(face_index, face_index1, face_index2)
     if model is not None:
         model = check_model_name(model)
     if threshold is not None:
         threshold = check_number(threshold, "threshold", -1.0, 1.0)
-    opts = CropOptions(detect=detect, detector=detector, det_thresh=det_thresh, crop_mode=crop_mode)
+    router = ModelRouter(model, precision=precision)  # None: each face as choose_model says
+    opts = CropOptions(
+        detect=detect,
+        size=router.input_size,
+        detector=detector,
+        det_thresh=det_thresh,
+        crop_mode=crop_mode,
+    )
     faces = _prepare_pair((image1, image2), picks, opts, names)
-    model_names, embs, sim = _embed_pair(faces, model, precision)
+    model_names, embs, sim = _embed_pair(faces, router)
     thr, source = _threshold(model_names, embs, threshold)
     used = resolve_detector(detector) if detect or crop_mode == "auto" else None
     return _verification(faces, model_names, sim, (thr, source), used), faces
@@ -247,7 +256,7 @@ def _prepare_pair(
 ) -> list[PreparedFace]:
     """The two faces of :func:`verify`: each image read (uint8 BGR), the face ``picks[i]``
     detected and aligned (or, with ``detect=False``, the pre-cut crop read by its crop
-    mode) into a 112x112 crop; ``names``: the images' names in messages (default: from
+    mode) into a crop at ``options.size``; ``names``: the images' names in messages (default: from
     the source)."""
     return [
         prepare_face(
@@ -260,23 +269,21 @@ def _prepare_pair(
 
 
 def _embed_pair(
-    faces: list[PreparedFace], model: str | None, precision: str | None = None
+    faces: list[PreparedFace], router: ModelRouter
 ) -> tuple[tuple[str, str], list[Embedder], float]:
     """``(model names, embedders, cosine)`` for two prepared faces.
 
-    Each face is embedded by ``model``, or with ``model=None`` by :func:`choose_model` of
-    its native size, at ``precision`` (None: as named); its 112x112 crop is resized to the
-    model's input side first, and the similarity is the dot product of the two float32
-    (D,) L2-normalised embeddings.  The names are the loaded models' (``-int8`` ones too).
+    Each face is embedded, alone, by the ``router`` (the road of ``lrface embed``: its
+    forced model, or :func:`choose_model` of the face's native size and crop kind; the
+    crop given to the model by :func:`lrface.faces.routing.crop_for`); the similarity is
+    the dot product of the two float32 (D,) L2-normalised embeddings.  The names are the
+    loaded models' (``-int8`` ones too).
     """
-    f0, f1 = faces
-    chosen = (
-        (model, model)
-        if model is not None
-        else (choose_model(f0.face_size, f0.crop_kind), choose_model(f1.face_size, f1.crop_kind))
-    )
-    embs = [load_embedder(n, precision=precision) for n in chosen]
-    e = [m.embed_crops([_fit(f.crop, m.input_size)])[0] for m, f in zip(embs, faces)]
+    e, embs = [], []
+    for f in faces:
+        v, chosen = router.embed([f.crop], [f.face_size], [f.crop_kind])
+        e.append(v[0])
+        embs.append(router.embedder(chosen[0]))
     return (embs[0].name, embs[1].name), embs, float(np.dot(e[0], e[1]))
 
 
@@ -332,10 +339,3 @@ def cross_model_threshold(name1: str, name2: str) -> tuple[float, str]:
             "pass --threshold or --model to embed both faces with one model"
         )
     return float(spec.threshold_vs_teacher), f"{student} card (vs {TEACHER})"
-
-
-def _fit(crop: np.ndarray, size: int) -> np.ndarray:
-    """An aligned 112x112 crop at the model's input side (area down; unchanged at 112)."""
-    from lrface.models.preprocess import resize_crop
-
-    return resize_crop(crop, size)

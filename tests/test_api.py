@@ -190,3 +190,26 @@ def test_bad_image_arrays_get_a_type_or_value_message(same_pair, image, exc, nee
             call()
         assert isinstance(info.value, lrface.LrfaceError) and "\n" not in str(info.value)
     assert "(img >> 8).astype(np.uint8)" in str(info.value) or image.dtype != np.uint16
+
+
+@pytest.mark.parametrize("model", [None, "lrface-tiny-16", "lrface-mbf"])
+def test_verify_and_embed_take_one_road_from_a_face_to_a_model(same_pair, model):
+    """verify's similarity is the dot product of the embeddings ``lrface.embed`` gives the
+    same two photos (a forced model of another input side, and the per-face choice
+    alike), and each face's crop is the one embed cuts for that model."""
+    from lrface.faces.pipeline import CropOptions, prepare_face
+    from lrface.faces.routing import crop_for
+    from lrface.models.loader import load_embedder
+
+    result, faces = lrface.api.verify_detailed(*same_pair, model=model)
+    emb, info = lrface.embed(list(same_pair), model=model, return_info=True)
+    assert [i["model"] for i in info] == list(result.models)
+    assert result.similarity == round(float(np.dot(emb[0], emb[1])), 4)
+    side = 112 if model is None else load_embedder(model).input_size
+    for face, path in zip(faces, same_pair):
+        assert face.crop.shape == (side, side, 3)
+        assert np.array_equal(face.crop, prepare_face(path, CropOptions(size=side)).crop)
+    tiny = load_embedder("lrface-tiny-16")
+    assert crop_for(tiny, faces[0]).shape == (16, 16, 3)
+    if side == 16:  # cut for this model: given as it is
+        assert crop_for(tiny, faces[0]) is faces[0].crop

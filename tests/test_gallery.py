@@ -1,4 +1,4 @@
-"""Gallery enrolment/identification and the search backends, on real LFW faces."""
+"""FlatGallery enrolment/identification and the search backends, on real LFW faces."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import LFW_IMAGES as LFW
 
 from lrface.errors import LrfaceError
 from lrface.search.exact import search
-from lrface.search.gallery import UNKNOWN, Gallery, build_gallery
+from lrface.search.gallery import UNKNOWN, FlatGallery, build_gallery
 
 PEOPLE = ["Abdoulaye_Wade", "Ai_Sugiyama", "Alan_Greenspan", "Alastair_Campbell", "Albert_Costa"]
 STRANGER = LFW / "Adam_Sandler" / "Adam_Sandler_0001.jpg"
@@ -60,8 +60,8 @@ def stranger(teacher):
     return teacher.embed_crops([prepare_face(str(STRANGER), size=teacher.input_size).crop])
 
 
-def _copy(g: Gallery, aggregate: str | None = None) -> Gallery:
-    out = Gallery(
+def _copy(g: FlatGallery, aggregate: str | None = None) -> FlatGallery:
+    out = FlatGallery(
         g.model_name, g.model_sha256, g.embedding_size, aggregate or g.aggregate, g.threshold
     )
     for name in g.identities:
@@ -205,7 +205,7 @@ def test_save_load_roundtrip(built, probes, tmp_path, aggregate):
         meta = json.loads(str(z["meta"]))
         assert z["embeddings"].dtype == np.float32 and z["embeddings"].shape == (15, 128)
     assert meta["format"] == "lrface-gallery" and meta["identities"] == PEOPLE
-    loaded = Gallery.load(path)
+    loaded = FlatGallery.load(path)
     assert (
         loaded.model_name,
         loaded.model_sha256,
@@ -226,7 +226,7 @@ def test_save_load_roundtrip(built, probes, tmp_path, aggregate):
     assert loaded.identify(probes) == gallery.identify(probes)
     (tmp_path / "junk.npz").write_bytes(b"nope")
     with pytest.raises(LrfaceError, match="not an lrface gallery"):
-        Gallery.load(tmp_path / "junk.npz")
+        FlatGallery.load(tmp_path / "junk.npz")
 
 
 def test_save_to_unwritable_place_is_one_line_error(built, tmp_path):
@@ -252,7 +252,7 @@ def test_wrong_model_is_refused(built, probes, tmp_path, teacher):
         gallery.identify(probes, embedder=other)
     msg = str(exc.value)
     assert "\n" not in msg and "mobilefacenet-arcface" in msg and "other-model" in msg
-    wrong_sha = Gallery(teacher.name, "0" * 64, 128)
+    wrong_sha = FlatGallery(teacher.name, "0" * 64, 128)
     with pytest.raises(LrfaceError, match="sha256 000000000000"):
         wrong_sha.check_model(teacher)
     wide = _unit(np.random.default_rng(0), 2, 512)
@@ -273,7 +273,7 @@ def test_student_in_teacher_space_is_accepted(built, probes, tmp_path, teacher):
     by_student = _copy(gallery)
     by_student.model_name, by_student.teacher = student.name, card["teacher"]
     by_student.save(tmp_path / "s.npz")
-    Gallery.load(tmp_path / "s.npz").check_model(teacher)
+    FlatGallery.load(tmp_path / "s.npz").check_model(teacher)
     card["teacher"] = {"name": teacher.name, "sha256": "f" * 64}  # another teacher file
     (tmp_path / "student2.json").write_text(json.dumps({**card, "name": "student-y"}))
     with pytest.raises(LrfaceError, match="student-y"):
@@ -583,7 +583,7 @@ def test_corrupt_gallery_is_one_line_error(case, saved, tmp_path):
     make, needle = CORRUPTIONS[case]
     bad = make(tmp_path, path, arrays, meta)
     with pytest.raises(LrfaceError) as exc:
-        Gallery.load(bad)
+        FlatGallery.load(bad)
     msg = str(exc.value)
     assert msg.startswith(f"{bad}: ") and "\n" not in msg, msg
     assert "rebuild it with `lrface gallery build`" in msg, msg
@@ -595,7 +595,7 @@ def test_bit_flipped_gallery_is_refused_or_intact(saved, tmp_path):
     an unchecked zip field such as a timestamp) loads exactly the original gallery."""
     path, _, _ = saved
     data = path.read_bytes()
-    original = Gallery.load(path)
+    original = FlatGallery.load(path)
     rng = np.random.default_rng(17)
     refused = 0
     bad = tmp_path / "flipped.npz"
@@ -604,7 +604,7 @@ def test_bit_flipped_gallery_is_refused_or_intact(saved, tmp_path):
         blob[pos] ^= 1 << int(rng.integers(0, 8))
         bad.write_bytes(bytes(blob))
         try:
-            g = Gallery.load(bad)
+            g = FlatGallery.load(bad)
         except LrfaceError as exc:
             assert str(bad) in str(exc) and "\n" not in str(exc)
             refused += 1

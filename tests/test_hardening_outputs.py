@@ -274,14 +274,14 @@ def test_gallery_build_never_replaces_embeddings(capsys, outputs, tree, tmp_path
 def test_api_writers_never_replace_another_kind(outputs):
     from lrface.batch.embed import read_npz, write_npz
     from lrface.errors import LrfaceError
-    from lrface.search.gallery import Gallery
+    from lrface.search.gallery import FlatGallery
 
     g, e = outputs["gallery"], outputs["embeddings"]
     with pytest.raises(LrfaceError, match="exists and is an lrface gallery"):
         write_npz(g, *read_npz(e))
     with pytest.raises(LrfaceError, match="exists and is an lrface embeddings file"):
-        Gallery.load(g).save(e)
-    Gallery.load(g).save(g)  # its own kind
+        FlatGallery.load(g).save(e)
+    FlatGallery.load(g).save(g)  # its own kind
 
 
 def test_embed_dir_benchmark_distill_refuse_unrelated_directories(capsys, tmp_path, tree):

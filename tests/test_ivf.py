@@ -16,7 +16,7 @@ pytest.importorskip("faiss", reason="faiss-cpu is not installed (dev extra)")
 
 from lrface.errors import LrfaceError
 from lrface.faces.pipeline import CropOptions, prepare_crop
-from lrface.search.gallery import Gallery
+from lrface.search.gallery import FlatGallery
 from lrface.search.ivf import IvfGallery, build_ivf, gallery_parts, model_meta
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,7 +25,7 @@ MODEL = "lrface-mbf"
 
 @pytest.fixture(scope="module")
 def faces():
-    """(gallery: exact Gallery(aggregate='all') of 156 images, probes: (52, D), truth):
+    """(gallery: exact FlatGallery(aggregate='all') of 156 images, probes: (52, D), truth):
     the 52 LFW people whose names start with A with at least 4 images; 156 rows are
     enough to train 4 inverted lists (39 rows each)."""
     from lrface.models.loader import load_embedder
@@ -35,7 +35,7 @@ def faces():
     people = [d for d in people if len(list(d.glob("*.jpg"))) >= 4]
     assert len(people) == 52
     opts = CropOptions(detect=False, size=emb.input_size)
-    g = Gallery.for_embedder(emb, "all")
+    g = FlatGallery.for_embedder(emb, "all")
     probes, truth = [], []
     for d in people:
         imgs = sorted(d.glob("*.jpg"))[:4]
@@ -46,7 +46,7 @@ def faces():
     return g, np.stack(probes), truth, emb
 
 
-def _build(g: Gallery, path: Path, **kw):
+def _build(g: FlatGallery, path: Path, **kw):
     return build_ivf(path, gallery_parts(g, 40), model_meta(g), g.threshold, **kw)
 
 
@@ -203,3 +203,52 @@ def test_api_refuses_an_nlist_the_sample_cannot_train(faces, tmp_path):
     with pytest.raises(LrfaceError, match="--nprobe 5: more than the 4 inverted lists"):
         _build(g, tmp_path / "p5", nlist=4, nprobe=5)
     assert not (tmp_path / "g5").exists() and not (tmp_path / "p5").exists()
+
+
+@pytest.fixture(params=["flat", "ivf"])
+def either_gallery(request, faces, tmp_path):
+    """The same 156 real LFW embeddings as each implementation of the Gallery protocol:
+    the exact .npz gallery (aggregate 'all', saved and loaded) and an IVF directory
+    (every list visited, shortlist over all rows: it answers as the exact search)."""
+    from lrface.search.ivf import open_gallery
+
+    g = faces[0]
+    if request.param == "flat":
+        g.save(tmp_path / "g.npz")
+        return open_gallery(tmp_path / "g.npz")
+    _build(g, tmp_path / "g.ivf", nlist=4, nprobe=4, shortlist=1000)
+    return open_gallery(tmp_path / "g.ivf")
+
+
+def test_both_galleries_keep_the_gallery_protocol(either_gallery, faces):
+    """One contract, one test, both implementations: contents, model check, search and
+    open-set decisions, enrolling and removing an identity."""
+    from lrface.search.interface import Gallery
+
+    g: Gallery = either_gallery
+    exact, probes, truth, emb = faces
+    assert isinstance(g, Gallery)
+    assert (g.model_name, g.embedding_size, g.aggregate) == (MODEL, emb.embedding_size, "all")
+    assert len(g) == 52 and g.identities == exact.identities and truth[0] in g
+    assert g.n_images == 156 and g.image_counts() == exact.image_counts()
+    assert (g.index_description is None) == isinstance(g, FlatGallery)
+    g.check_model(emb)
+    with pytest.raises(LrfaceError, match="not comparable"):  # another embedding size
+        g.check_model(_other_size(emb))
+    hits = g.search(probes, 3)
+    assert hits == exact.search(probes, 3, backend="numpy")
+    assert sum(h[0][0] == t for h, t in zip(hits, truth)) >= 40  # real faces: mostly right
+    decided = g.identify(probes[:2], threshold=2.0)  # above any cosine: all unknown
+    assert [d["identity"] for d in decided] == ["unknown", "unknown"]
+    g.add("Newcomer", probes[:1], ["new.jpg"])
+    assert "Newcomer" in g and g.search(probes[:1], 1)[0][0] == ("Newcomer", pytest.approx(1.0))
+    assert g.remove(truth[1]) == 3 and truth[1] not in g and len(g) == 52
+
+
+def _other_size(emb):
+    """``emb`` as if it embedded into twice as many dimensions: not comparable."""
+    import copy
+
+    other = copy.copy(emb)
+    other.embedding_size = 2 * emb.embedding_size
+    return other

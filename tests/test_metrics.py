@@ -545,9 +545,9 @@ def test_one_embedding_validator_everywhere(bad, needle) -> None:
     """Metrics, search and galleries refuse bad embeddings with the same message (one
     validator, lrface.io.validation.check_embeddings); a gallery also names its model."""
     from lrface.search.exact import search
-    from lrface.search.gallery import Gallery
+    from lrface.search.gallery import FlatGallery
 
-    gallery = Gallery("model-x", None, 8)
+    gallery = FlatGallery("model-x", None, 8)
     gallery.add("ann", _UNIT, ["a", "b", "c"])
     calls = [
         lambda: identification_report(bad, np.arange(len(bad)), _UNIT, np.arange(3)),

@@ -13,7 +13,7 @@ from lrface.distill.dataset import DistillDataset
 from lrface.distill.faces import FaceSet
 from lrface.distill.validate import Validator
 from lrface.faces.degrade import RandomDegradation
-from lrface.models.embedder import Embedder
+from lrface.models.embedder import EmbedderBase
 from lrface.models.preprocess import InputFormat, to_input, to_input_torch
 
 
@@ -42,7 +42,7 @@ def _validator_input(crop: np.ndarray, spec) -> np.ndarray:
 @pytest.mark.parametrize("side", [112, 16])
 def test_embedder_dataset_and_validator_give_identical_tensors(teacher, aligned_crop, side):
     spec = dataclasses.replace(teacher.spec, input_size=side)
-    want = Embedder(spec).preprocess([aligned_crop])
+    want = EmbedderBase(spec).preprocess([aligned_crop])
     assert want.shape == (1, 3, side, side) and want.dtype == np.float32
     assert np.array_equal(_dataset_input(aligned_crop, spec), want)
     assert np.array_equal(_validator_input(aligned_crop, spec), want)
@@ -62,7 +62,7 @@ def test_the_spec_colour_order_is_honoured(teacher, aligned_crop, color):
     want = np.stack(
         [(px[:, :, order[c]] - np.float32(mean[c])) / np.float32(std[c]) for c in range(3)]
     )[None]
-    got = Embedder(spec).preprocess([aligned_crop])
+    got = EmbedderBase(spec).preprocess([aligned_crop])
     assert np.array_equal(got, want)
     assert np.array_equal(_dataset_input(aligned_crop, spec), want)
     assert np.array_equal(_validator_input(aligned_crop, spec), want)

@@ -28,7 +28,7 @@ httpx = pytest.importorskip("httpx", reason="needs httpx (dev extra)")
 from lrface.api import embed, verify  # noqa: E402
 from lrface.cli.main import main  # noqa: E402
 from lrface.errors import LrfaceError  # noqa: E402
-from lrface.search.gallery import Gallery  # noqa: E402
+from lrface.search.gallery import FlatGallery  # noqa: E402
 from lrface.serve.process import ServerProcess  # noqa: E402
 
 BUSH = (PHOTOS / "George_W_Bush_0001.jpg", PHOTOS / "George_W_Bush_0002.jpg")
@@ -265,7 +265,7 @@ def test_enrol_identify_remove(client, server):
     }
     assert listed["Abel Pacheco"] == 1 and listed["Colin Powell"] == 1
     # on disk, as `lrface identify` would read it
-    assert {"Abel Pacheco", "Colin Powell"} <= set(Gallery.load(server.gallery).identities)
+    assert {"Abel Pacheco", "Colin Powell"} <= set(FlatGallery.load(server.gallery).identities)
     r = client.delete("/gallery/identities/Colin Powell")
     assert r.status_code == 200 and r.json()["removed"] == 1
     assert_json_error(client.delete("/gallery/identities/Colin Powell"), 404, "not enrolled")
@@ -411,7 +411,7 @@ def test_timeout_answers_503_and_writes_nothing(tmp_path, key):
     assert_json_error(enrol, 503, "limit", "nothing was written")
     assert enrol.headers["retry-after"] == "1"
     assert_json_error(pair, 503, "limit")
-    assert Gallery.load(gallery).identities == []
+    assert FlatGallery.load(gallery).identities == []
 
 
 # ---------------------------------------------------------------------- concurrency, crashes
@@ -440,7 +440,7 @@ def test_concurrent_enrol_and_identify(client, server):
         e["identity"]: e["images"] for e in client.get("/gallery/identities").json()["identities"]
     }
     assert all(listed.get(n) == 1 for n in names), listed
-    on_disk = Gallery.load(server.gallery)
+    on_disk = FlatGallery.load(server.gallery)
     assert set(names) <= set(on_disk.identities)
     # every worker searches the latest gallery: two searches, both see every new identity
     for _ in range(2):
@@ -491,7 +491,7 @@ def test_kill9_during_enrol_leaves_before_or_after(tmp_path, key):
             (tmp_path / f".{gallery.name}.killed.part").write_bytes(b"half a write")
             srv = ServerProcess(srv.args, srv.log, env={"LRFACE_API_KEY": ""}).start()
             assert not (tmp_path / f".{gallery.name}.killed.part").exists()
-            g = Gallery.load(gallery)
+            g = FlatGallery.load(gallery)
             assert g.identities[0] == "Base" and len(g.sources_of("Base")) == 1
             assert g.identities[1:] in ([], ["Victim"])
             if "Victim" in g:
@@ -531,7 +531,7 @@ def _new_gallery(path: Path, kind: str, rng: np.random.Generator) -> None:
     rows = _unit_rows(rng, SEED_IMAGES)
     sources = [f"s{i}" for i in range(SEED_IMAGES)]
     if kind == "npz":
-        g = Gallery("m", None, 8)
+        g = FlatGallery("m", None, 8)
         g.add("seed", rows, sources)
         g.save(path)
     else:

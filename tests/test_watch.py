@@ -20,7 +20,7 @@ from lrface.cli.main import main
 from lrface.errors import LrfaceError
 from lrface.faces.pipeline import CropOptions, prepare_face
 from lrface.models.loader import load_embedder
-from lrface.search.gallery import Gallery
+from lrface.search.gallery import FlatGallery
 from lrface.search.templates import build_template, face_quality, fuse_template
 from lrface.video.tracks import SortTracker
 from lrface.video.watch import WatchSettings, watch_frames
@@ -64,7 +64,7 @@ def clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gallery_file(tmp_path_factory) -> Path:
     teacher = load_embedder("mobilefacenet-arcface")
-    g = Gallery.for_embedder(teacher)
+    g = FlatGallery.for_embedder(teacher)
     opts = CropOptions(detector="yunet")
     for name in ENROLLED:
         crop = prepare_face(PHOTOS / f"{name}.jpg", opts).crop
@@ -110,7 +110,7 @@ def test_watch_cli_tracks_and_identifies(clip, gallery_file, tmp_path, capsys):
 
 
 def test_watch_frames_api_every_and_unknown(gallery_file):
-    g = Gallery.load(gallery_file)
+    g = FlatGallery.load(gallery_file)
     report = watch_frames(clip_frames(), g, WatchSettings(every=2), fps=25.0)
     assert report.frames_read == N_FRAMES and report.frames_processed == N_FRAMES // 2
     assert sorted(t.identity for t in report.tracks) == ["Abel_Pacheco", "George_W_Bush"]

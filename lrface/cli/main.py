@@ -408,7 +408,7 @@ def cmd_identify(a: IdentifyOptions) -> int:
 
     options = a.crop_options()
     gallery = open_gallery(a.gallery)  # an .npz (exact search) or an IVF directory
-    if hasattr(gallery, "index_description"):
+    if gallery.index_description is not None:  # an approximate index: say which
         print(f"index: {gallery.index_description}", file=sys.stderr)
     if a.templates:  # one fused template per folder, one model (the gallery's or --model)
         emb = load_embedder(a.model or gallery.model_name, precision=a.precision)

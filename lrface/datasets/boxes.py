@@ -13,7 +13,7 @@ boxes x1, y1, x2, y2 in the photo.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,7 @@ from lrface.errors import LrfaceError
 from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
 from lrface.faces.detect import DEFAULT_DETECTOR, load_detector
 from lrface.faces.face_choice import central_face, fallback_square
-from lrface.io.cache import cache_dir, digest, file_signature
-from lrface.io.fileio import save_npz_atomic
+from lrface.io.cache import CROP_PART_ROWS, NpzCache, file_signature
 from lrface.io.images import read_image
 from lrface.io.workers import map_items
 from lrface.models.preprocess import resize_crop
@@ -70,16 +69,18 @@ def load_box_crops(
     cached = _cached_box_crops(lfw, rels, detector)
     if cached is not None:
         return cached
-    crops, fallback, boxes = _detect_box_crops(lfw, rels, detector, progress, workers)
-    fn = _box_cache_file(lfw, detector, rels)
-    save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
+    entry = _box_entry(lfw, detector, rels)
+    crops, fallback, boxes = _detect_box_crops(lfw, rels, detector, progress, workers, entry)
+    entry.save(crops=crops, fallback=fallback, boxes=boxes)
     return crops, fallback, boxes
 
 
-def _box_cache_file(lfw: LFW, detector: str, rels: Sequence[str]) -> Path:
-    """Where the box crops of ``rels`` (in this order) are cached."""
-    key = digest(Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *rels)
-    return cache_dir() / f"boxcrops-{detector}-{key}.npz"
+def _box_entry(lfw: LFW, detector: str, rels: Sequence[str]) -> NpzCache:
+    """The cache entry of the box crops of ``rels`` (in this order)."""
+    return NpzCache.entry(
+        "boxcrops", Path(lfw.image_dir).resolve(), detector, BOX_MARGIN, BOX_HR_SIDE, *rels,
+        label=detector,
+    )  # fmt: skip
 
 
 def _cached_box_crops(
@@ -88,24 +89,25 @@ def _cached_box_crops(
     """The box crops of ``rels`` from the cache (their own file, else the rows of a cached
     superset: the train split's or the whole LFW's); ``None`` when not cached.  Arrays as
     :func:`load_box_crops` returns them."""
-    fn = _box_cache_file(lfw, detector, rels)
-    if fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            return z["crops"], z["fallback"], z["boxes"]
+    own = _box_entry(lfw, detector, rels).load()
+    if own is not None:
+        return own["crops"], own["fallback"], own["boxes"]
     for every in (lfw.train_images(), lfw.all_images):
-        sup = _box_cache_file(lfw, detector, every)
+        sup = _box_entry(lfw, detector, every)
         at = {r: i for i, r in enumerate(every)}
-        if sup.is_file() and all(r in at for r in rels):
+        if sup.exists() and all(r in at for r in rels):
             take = np.array([at[r] for r in rels], np.int64)
-            with np.load(sup, allow_pickle=False) as z:
+            with np.load(sup.path, allow_pickle=False) as z:
                 return z["crops"][take], z["fallback"][take], z["boxes"][take]
     return None
 
 
 def _detect_box_crops(
-    lfw: LFW, rels: list[str], detector: str, progress: bool, workers: int
+    lfw: LFW, rels: list[str], detector: str, progress: bool, workers: int, entry: NpzCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detect the box crop of every photo of ``rels`` (``workers`` processes, no cache).
+    """Detect the box crop of every photo of ``rels`` (``workers`` processes), built in
+    parts of :data:`lrface.io.cache.CROP_PART_ROWS` photos beside the cache ``entry``
+    (a build killed half-way resumes).
 
     Returns uint8 BGR (N, 112, 112, 3) crops, bool (N,) fallbacks and float32 (N, 4) boxes.
     """
@@ -113,21 +115,27 @@ def _detect_box_crops(
     if missing:
         raise LrfaceError(f"{lfw.image_dir}: image {missing[0]} of pairs.txt is missing")
     n = len(rels)
-    crops = np.zeros((n, BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
-    fallback = np.zeros(n, bool)
-    boxes = np.zeros((n, 4), np.float32)
+    if not n:
+        empty = np.zeros((0, BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
+        return empty, np.zeros(0, bool), np.zeros((0, 4), np.float32)
     paths = [str(lfw.path(r)) for r in rels]
     load_detector(detector)  # a missing detector is one error, up front
-    results = map_items(
-        functools.partial(_box_photo, detector=detector),
-        paths,
-        workers,
-        progress=progress,
-        desc=f"detect boxes ({detector})",
+
+    def compute(rows: list[int]) -> Iterator[tuple[np.ndarray, bool, np.ndarray]]:
+        return map_items(
+            functools.partial(_box_photo, detector=detector),
+            [paths[i] for i in rows],
+            workers,
+            progress=progress,
+            desc=f"detect boxes ({detector})",
+        )
+
+    got = entry.build(n, CROP_PART_ROWS, ("crops", "fallback", "boxes"), compute, "images")
+    return (
+        got["crops"].astype(np.uint8),
+        got["fallback"].astype(bool),
+        got["boxes"].astype(np.float32),
     )
-    for i, (crop, fb, box) in enumerate(results):
-        crops[i], fallback[i], boxes[i] = crop, fb, box
-    return crops, fallback, boxes
 
 
 def _detect_box_one(path: Path, detector: str) -> tuple[np.ndarray, bool, np.ndarray]:
@@ -149,23 +157,27 @@ def box_crops(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``--probe-crop box`` crops of image files: the largest face's detector box, square,
     :data:`BOX_MARGIN` x, at :data:`BOX_HR_SIDE` (:func:`lrface.faces.degrade.box_crop`); a resize
-    of the whole image when no face is found.  Cached on disk like :func:`prepare_crops`.
+    of the whole image when no face is found.  Cached on disk (written in parts, resumable).
 
     Returns ``(crops, fallback, boxes)``: uint8 BGR (N, 112, 112, 3), bool (N,) and float32
     (N, 4) detector boxes x1, y1, x2, y2 (the whole image for a fallback).
     """
     paths = [Path(p) for p in paths]
     sigs = [file_signature(p) for p in paths]
-    key = digest("box_crops", detector, BOX_MARGIN, BOX_HR_SIDE, *sigs)
-    fn = cache_dir() / f"boxcrops-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            return z["crops"], z["fallback"], z["boxes"]
-    crops = np.zeros((len(paths), BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)
-    fallback = np.zeros(len(paths), bool)
-    boxes = np.zeros((len(paths), 4), np.float32)
-    for i, p in enumerate(tqdm(paths, desc="detect boxes", disable=not progress, unit="img")):
-        crops[i], fallback[i], boxes[i] = _detect_box_one(p, detector)
-    if use_cache:
-        save_npz_atomic(fn, crops=crops, fallback=fallback, boxes=boxes)
+    entry = NpzCache.entry("boxcrops", "box_crops", detector, BOX_MARGIN, BOX_HR_SIDE, *sigs,
+                           enabled=use_cache)  # fmt: skip
+    cached = entry.load()
+    if cached is not None:
+        return cached["crops"], cached["fallback"], cached["boxes"]
+
+    def compute(rows: list[int]) -> Iterator[tuple[np.ndarray, bool, np.ndarray]]:
+        for i in tqdm(rows, desc="detect boxes", disable=not progress, unit="img"):
+            yield _detect_box_one(paths[i], detector)
+
+    keys = ("crops", "fallback", "boxes")
+    got = entry.build(len(paths), CROP_PART_ROWS, keys, compute, "images")
+    crops = got.get("crops", np.zeros((0, BOX_HR_SIDE, BOX_HR_SIDE, 3), np.uint8)).astype(np.uint8)
+    fallback = got.get("fallback", np.zeros(0, bool)).astype(bool)
+    boxes = got.get("boxes", np.zeros((0, 4), np.float32)).astype(np.float32)
+    entry.save(crops=crops, fallback=fallback, boxes=boxes)
     return crops, fallback, boxes

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lrface.datasets import parts
-from lrface.datasets.parts import build_in_parts, remove_parts
 from lrface.errors import ImageError
 from lrface.faces.detect import DEFAULT_DETECTOR, load_detector
 from lrface.faces.pipeline import CropOptions, dataset_photo_options, prepare_face
-from lrface.io.cache import cache_dir, digest
-from lrface.io.fileio import save_npz_atomic
+from lrface.io import cache
+from lrface.io.cache import NpzCache, digest
 from lrface.io.workers import map_items
 
 log = logging.getLogger("lrface")
@@ -55,9 +53,16 @@ def cache_file(
     ``tight_crops`` (user photos) runs have their own files, whose key also covers every
     file's size and modification time (a photo replaced under the same name is aligned
     again); LFW's key is the path list alone, as the evaluators expect."""
+    return _entry(root, rel_paths, detector_name, tight_crops).path
+
+
+def _entry(root: Path, rel_paths: list[str], detector_name: str, tight_crops: bool) -> NpzCache:
+    """The :class:`lrface.io.cache.NpzCache` entry of :func:`cache_file` (key version 1:
+    the key these files always had; the content version is :data:`CACHE_VERSION`)."""
     mode = ("pad-early", _files_digest(root, rel_paths)) if tight_crops else ()  # key: old name
-    key = digest(Path(root).resolve(), detector_name, *mode, *rel_paths)
-    return cache_dir() / f"faces-{detector_name}-{key}.npz"
+    return NpzCache.entry(
+        "faces", Path(root).resolve(), detector_name, *mode, *rel_paths, label=detector_name
+    )
 
 
 def _files_digest(root: Path, rel_paths: list[str]) -> str:
@@ -97,12 +102,12 @@ def aligned_crops(
 
     rel_paths = list(rel_paths)
     detector_name = resolve_detector(detector_name)
-    fn = cache_file(root, rel_paths, detector_name, tight_crops)
+    entry = _entry(root, rel_paths, detector_name, tight_crops)
     options = dataset_photo_options(detector_name, tight_crops)
     paths = [str(Path(root) / r) for r in rel_paths]
-    if fn.is_file():
-        return _load_cached(fn, paths, options, workers, progress)
-    lms, fbs, crops, bad = _detect_align_in_parts(fn, paths, options, workers, progress)
+    if entry.exists():
+        return _load_cached(entry, paths, options, workers, progress)
+    lms, fbs, crops, bad = _detect_align_in_parts(entry, paths, options, workers, progress)
     _warn_missing(fbs, bad)
     out = {
         "paths": np.array(rel_paths),
@@ -112,18 +117,17 @@ def aligned_crops(
         "crops": crops,
         "version": np.array(CACHE_VERSION),
     }
-    save_npz_atomic(fn, **out)
-    remove_parts(fn)
+    entry.save(**out)
     return out
 
 
 def _load_cached(
-    fn: Path, paths: list[str], options: CropOptions, workers: int, progress: bool
+    entry: NpzCache, paths: list[str], options: CropOptions, workers: int, progress: bool
 ) -> dict[str, np.ndarray]:
-    """The arrays of the cache file ``fn`` (of absolute ``paths``, in order); a file older
+    """The arrays of the cache ``entry`` (of absolute ``paths``, in order); a file older
     than :data:`CACHE_VERSION` has its ``fallback`` rows detected again and is rewritten."""
-    with np.load(fn, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
+    out = entry.load()
+    assert out is not None  # the caller saw it on disk
     old = _version(out) < CACHE_VERSION
     redo = np.flatnonzero(out["fallback"]) if old else np.zeros(0, np.int64)
     if len(redo):  # written before the padded retry: detect those images again
@@ -132,7 +136,7 @@ def _load_cached(
         for key, col in zip(("landmarks", "fallback", "crops", "unreadable"), got):
             out[key][redo] = col
         out["version"] = np.array(CACHE_VERSION)
-        save_npz_atomic(fn, **out)
+        entry.save(**out)
     return out
 
 
@@ -176,12 +180,12 @@ def _detect_align(
 
 
 def _detect_align_in_parts(
-    fn: Path, paths: list[str], options: CropOptions, workers: int, progress: bool
+    entry: NpzCache, paths: list[str], options: CropOptions, workers: int, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_detect_align` of every path, built in parts of
-    :data:`lrface.datasets.parts.CROP_PART_ROWS` images beside the cache file ``fn``
-    (:func:`lrface.datasets.parts.build_in_parts`): a build killed half-way resumes from
-    its last finished part."""
+    :data:`lrface.io.cache.CROP_PART_ROWS` images beside the cache ``entry``
+    (:meth:`lrface.io.cache.NpzCache.build`): a build killed half-way resumes from its
+    last finished part."""
     if not paths:
         return _detect_align(paths, options, workers, progress)
     load_detector(options.detector)  # a missing detector is one error, up front
@@ -197,7 +201,7 @@ def _detect_align_in_parts(
         )
 
     keys = ("landmarks", "fallback", "crops", "unreadable")
-    got = build_in_parts(fn, len(paths), parts.CROP_PART_ROWS, keys, compute, "images")
+    got = entry.build(len(paths), cache.CROP_PART_ROWS, keys, compute, "images")
     return (
         got["landmarks"].astype(np.float32),
         got["fallback"].astype(bool),

@@ -22,13 +22,11 @@ from tqdm import tqdm
 from lrface.datasets import recordio
 from lrface.datasets.facecache import aligned_crops, cache_file
 from lrface.datasets.lfw import LFW, identity_of
-from lrface.datasets.parts import build_in_parts, remove_parts
 from lrface.datasets.recordio import RecordCrops
 from lrface.datasets.sources import Source, list_folder
 from lrface.errors import DatasetError
 from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
-from lrface.io.cache import cache_dir, digest
-from lrface.io.fileio import save_npz_atomic
+from lrface.io.cache import NpzCache
 from lrface.models.interface import Embedder
 
 if TYPE_CHECKING:
@@ -304,9 +302,18 @@ def targets_cache_file(
     """Where :func:`teacher_targets` keeps the targets of ``paths`` (relative to ``root``)
     whose crops were made by ``recipe`` (:attr:`FaceSet.recipe`; ``""`` for LFW, so the
     key is the one LFW targets always had)."""
+    return _targets_entry(teacher_name, teacher_sha256, root, paths, recipe).path
+
+
+def _targets_entry(
+    teacher_name: str, teacher_sha256: str, root: Path, paths: list[str], recipe: str = ""
+) -> NpzCache:
+    """The :class:`lrface.io.cache.NpzCache` entry of :func:`targets_cache_file`."""
     parts = (recipe,) if recipe else ()
-    key = digest(teacher_name, teacher_sha256, Path(root).resolve(), *parts, *paths)
-    return cache_dir() / f"targets-{teacher_name}-{key}.npz"
+    return NpzCache.entry(
+        "targets", teacher_name, teacher_sha256, Path(root).resolve(), *parts, *paths,
+        label=teacher_name,
+    )  # fmt: skip
 
 
 def teacher_targets(
@@ -319,14 +326,14 @@ def teacher_targets(
     run without flip fusion, so each target matches exactly the view the student sees.
     Crops are embedded ``chunk`` at a time (a RecordIO pack is decoded as it goes), and
     every chunk is kept as a part of the cache
-    (:func:`lrface.datasets.parts.build_in_parts`): a run killed half-way resumes there.
+    (:meth:`lrface.io.cache.NpzCache.build`): a run killed half-way resumes there.
     """
     if teacher.sha256 is None:  # the cache key must change with the weights
         raise DatasetError(f"{teacher.name}: its card has no sha256; teacher targets need one")
-    fn = targets_cache_file(teacher.name, teacher.sha256, faces.root, faces.paths, faces.recipe)
-    if fn.is_file():
-        with np.load(fn) as z:
-            return z["plain"], z["mirror"]
+    entry = _targets_entry(teacher.name, teacher.sha256, faces.root, faces.paths, faces.recipe)
+    cached = entry.load()
+    if cached is not None:
+        return cached["plain"], cached["mirror"]
     n = len(faces.paths)
     if not n:
         d = teacher.embedding_size
@@ -343,11 +350,10 @@ def teacher_targets(
             yield from zip(plain, mirror)
         bar.close()
 
-    got = build_in_parts(fn, n, chunk, ("plain", "mirror"), compute, "faces")
+    got = entry.build(n, chunk, ("plain", "mirror"), compute, "faces")
     plain_a = got["plain"].astype(np.float32)
     mirror_a = got["mirror"].astype(np.float32)
-    save_npz_atomic(fn, plain=plain_a, mirror=mirror_a)
-    remove_parts(fn)
+    entry.save(plain=plain_a, mirror=mirror_a)
     return plain_a, mirror_a
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lrface.models import registry
-from lrface.models.embedder import Embedder
+from lrface.models.interface import Embedder
 from lrface.models.preprocess import InputFormat, resize_crop, to_input_torch
 
 log = logging.getLogger("lrface")

@@ -43,7 +43,7 @@ from lrface.distill.students import Student, build_student
 from lrface.distill.validate import Validator
 from lrface.errors import LrfaceError
 from lrface.io.fileio import atomic_write, write_json_atomic
-from lrface.models.embedder import Embedder
+from lrface.models.interface import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.preprocess import InputFormat
 

@@ -5,7 +5,7 @@ take the aligned 112x112 crop, reduce it to ``s x s`` with **area** interpolatio
 either hand the ``s x s`` crop to a native low-resolution model, or upsample it back to
 the model's input size with **bicubic** interpolation (``cv2.INTER_CUBIC``).  Models
 receive ``s x s`` crops and do the upsampling themselves
-(:meth:`lrface.models.embedder.Embedder.preprocess`), so the two routes are one code path.
+(:meth:`lrface.models.embedder.EmbedderBase.preprocess`), so the two routes are one code path.
 
 Optional extras, applied in this order after the reduction: Gaussian blur (sigma in
 pixels of the reduced crop), additive Gaussian noise (std in 0-255 units), JPEG

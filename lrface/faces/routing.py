@@ -9,6 +9,13 @@ space, so their embeddings compare with each other and with a teacher gallery.
 
 :class:`ModelRouter` embeds a batch of prepared faces: each with the model the rule
 chooses, or every one with the model forced by ``--model``.
+
+The road from a face to a model, one for ``verify``, ``embed``, ``gallery build``,
+``identify``, ``serve``, ``watch`` and the evaluation protocols: the face is cut by the
+crop pipeline (:mod:`lrface.faces.pipeline`) at the input side of the model that will
+embed it when that model is known before the cut (``--model``: :attr:`ModelRouter.input_size`),
+else at 112 (the aligned crop every chosen model takes), and :func:`crop_for` gives the
+model its crop at its input side.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from lrface.models.preprocess import resize_crop
 from lrface.models.registry import all_models
 
 if TYPE_CHECKING:
+    from lrface.faces.pipeline import PreparedFace
     from lrface.models.interface import Embedder
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "TEACHER",
     "ModelRouter",
     "choose_model",
+    "crop_for",
 ]
 
 TEACHER = "mobilefacenet-arcface"
@@ -65,6 +74,19 @@ def choose_model(face_size: float, crop: str = "aligned-5pt") -> str:
             f"{name}.json); restore it (git checkout weights/) or pass --model"
         )
     return name
+
+
+def crop_for(model: Embedder, face: PreparedFace | np.ndarray) -> np.ndarray:
+    """The crop ``model`` embeds for ``face`` (a prepared face or its uint8 BGR crop):
+    uint8 BGR (S, S, 3) at the model's input side S = ``model.input_size``.
+
+    A face cut for this model (``CropOptions(size=S)``) is its crop as it is; a face cut
+    at another side (112 before the model was chosen) is resized by the one resize rule
+    (:func:`lrface.faces.align.resize_crop`: area when shrinking, bicubic when
+    enlarging).  LR evaluation probes (already reduced to the condition's size) go
+    through it as well: they reach the model at its input side."""
+    crop = face if isinstance(face, np.ndarray) else face.crop
+    return resize_crop(crop, int(model.input_size))
 
 
 class ModelRouter:
@@ -128,7 +150,7 @@ class ModelRouter:
         for name in dict.fromkeys(names):
             emb = self.embedder(name)
             idx = [i for i, n in enumerate(names) if n == name]
-            part = emb.embed_crops([resize_crop(crops[i], int(emb.input_size)) for i in idx])
+            part = emb.embed_crops([crop_for(emb, crops[i]) for i in idx])
             if out is None:
                 out = np.zeros((len(crops), part.shape[1]), np.float32)
             elif part.shape[1] != out.shape[1]:

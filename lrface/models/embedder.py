@@ -1,4 +1,6 @@
-"""The common embedder interface shared by the ONNX teacher, ONNX exports and torch students.
+""":class:`EmbedderBase`, the one implementation behind the ONNX teacher, ONNX exports and
+torch students (what callers may rely on: the protocol
+:class:`lrface.models.interface.Embedder`).
 
 An embedder turns aligned face crops into L2-normalised float32 embeddings.  Crops are
 uint8 BGR arrays of any size; :func:`lrface.models.preprocess.to_input` resizes each to
@@ -17,13 +19,13 @@ from lrface.models.preprocess import InputFormat, to_input
 from lrface.models.registry import ModelSpec
 
 
-class Embedder:
+class EmbedderBase:
     """Base class.  Subclasses implement :meth:`_forward` on a normalised NCHW batch.
 
     Attributes: ``spec`` (registry entry), ``name``, ``input_size`` (square side),
     ``embedding_size``, ``threshold`` (cosine; same person if >=), ``flip`` (the default of
     :meth:`embed_crops`' ``flip``: add the embedding of the mirrored crop before
-    normalising).  It satisfies :class:`lrface.models.interface.Embedder`.
+    normalising).  It implements the protocol :class:`lrface.models.interface.Embedder`.
     """
 
     def __init__(self, spec: ModelSpec, flip: bool = True, batch_size: int = 64) -> None:
@@ -98,7 +100,7 @@ class Embedder:
 
 
 def check_crops(crops: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
-    """Validate crops for :meth:`Embedder.embed_crops`: a sequence of uint8 (h, w, 3) BGR
+    """Validate crops for :meth:`EmbedderBase.embed_crops`: a sequence of uint8 (h, w, 3) BGR
     arrays (h, w >= 4) or one uint8 (N, h, w, 3) array.  Raises :class:`LrfaceError` (one
     line naming the item) for anything else: ``None``, strings (a path is not a crop: use
     :func:`lrface.embed`), other dtypes, shapes or non-contiguous garbage."""

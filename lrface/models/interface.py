@@ -3,7 +3,7 @@
 :func:`lrface.models.loader.load_embedder` returns ONNX recognisers
 (:class:`~lrface.models.onnx_embedder.OnnxEmbedder`) and torch students
 (:class:`~lrface.models.torch_embedder.TorchEmbedder`), both built on the base class
-:class:`lrface.models.embedder.Embedder`; code that only *uses* an embedder should annotate
+:class:`lrface.models.embedder.EmbedderBase`; code that only *uses* an embedder should annotate
 with this protocol, which any object with these members satisfies (a wrapper, a remote
 model, a test double), without importing a runtime.
 """

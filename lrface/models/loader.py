@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 
 from lrface.errors import ModelFileError, first_line
-from lrface.models.embedder import Embedder
+from lrface.models.embedder import EmbedderBase
 from lrface.models.registry import ModelSpec, get_spec, locate, with_precision
 
 TRAIN_EXTRA = 'pip install "lrface[train]"'
@@ -19,7 +19,7 @@ def load_embedder(
     providers: list[str] | None = None,
     batch_size: int = 64,
     precision: str | None = None,
-) -> Embedder:
+) -> EmbedderBase:
     """Load a recogniser by registry name, card path or weights path (cached per arguments).
 
     ``precision``: None (the model as named), ``"int8"`` (its statically quantized copy,
@@ -30,7 +30,7 @@ def load_embedder(
     in onnxruntime; torch students (``.pt`` cards written by ``lrface distill``) need the
     ``train`` extra.  Every weights file is sha256-checked against its card or registry
     entry first.  The result embeds uint8 BGR crops of any size into L2-normalised
-    float32 (N, D) arrays (see :class:`Embedder`).  Treat it as read-only: it is shared.
+    float32 (N, D) arrays (see :class:`EmbedderBase`).  Treat it as read-only: it is shared.
     """
     # resolved now: the cache is keyed by what it names
     spec = with_precision(get_spec(name_or_path), precision)
@@ -50,7 +50,7 @@ def _load(
     model_dir: str | None,
     providers: tuple[str, ...] | None,
     batch_size: int,
-) -> Embedder:
+) -> EmbedderBase:
     name = spec.name
     if spec.kind == "detector":
         raise ModelFileError(f"{name}: is a face detector, not a recogniser; pass a recogniser")
@@ -69,7 +69,7 @@ def _load(
     return check_against_file(emb, path)
 
 
-def check_against_file(emb: Embedder, path: os.PathLike[str]) -> Embedder:
+def check_against_file(emb: EmbedderBase, path: os.PathLike[str]) -> EmbedderBase:
     """Compare the card's ``input_size`` and ``embedding_size`` with what the loaded
     model file gives (``emb.file_shapes()``) -- the one place every recogniser passes.
 
@@ -112,7 +112,9 @@ def _mismatch(
     )
 
 
-def _torch_embedder(spec: ModelSpec, path: os.PathLike[str], flip: bool, batch: int) -> Embedder:
+def _torch_embedder(
+    spec: ModelSpec, path: os.PathLike[str], flip: bool, batch: int
+) -> EmbedderBase:
     """A ``.pt`` student through torch; one line naming the extra when torch is missing."""
     try:
         import torch  # noqa: F401

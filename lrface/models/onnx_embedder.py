@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from lrface.errors import ModelFileError, first_line
-from lrface.models.embedder import Embedder
+from lrface.models.embedder import EmbedderBase
 from lrface.models.providers import make_session
 from lrface.models.registry import ModelSpec
 
@@ -22,7 +22,7 @@ _ROW_BY_ROW_MAX = 8
 FORWARD_PIXELS = 64 * 112 * 112
 
 
-class OnnxEmbedder(Embedder):
+class OnnxEmbedder(EmbedderBase):
     """An onnxruntime recogniser with automatic providers.
 
     A file with a fixed batch of 1 (as the shipped teacher, kept byte-identical to its

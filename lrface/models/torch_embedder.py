@@ -1,4 +1,4 @@
-"""Run a torch student as an :class:`~lrface.models.embedder.Embedder`."""
+"""Run a torch student as an :class:`~lrface.models.embedder.EmbedderBase`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-from lrface.models.embedder import Embedder
+from lrface.models.embedder import EmbedderBase
 from lrface.models.registry import ModelSpec
 from lrface.models.students import create_student
 
@@ -59,7 +59,7 @@ def load_student_module(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.
         ) from None
 
 
-class TorchEmbedder(Embedder):
+class TorchEmbedder(EmbedderBase):
     """A torch student on CPU (or CUDA when available and ``device`` asks for it)."""
 
     def __init__(

@@ -1,6 +1,6 @@
 """A gallery of enrolled identities and open-set identification against it.
 
-A :class:`Gallery` stores, per identity, the L2-normalised float32 embeddings of its
+A :class:`FlatGallery` stores, per identity, the L2-normalised float32 embeddings of its
 enrolment images and their source files, plus the model that produced them (name,
 sha256, embedding size, and for a distilled student the teacher whose embedding space it
 shares).  Two matching modes:
@@ -11,15 +11,15 @@ shares).  Two matching modes:
 * ``aggregate="all"``: every image is matched; an identity's score is the maximum over
   its images.
 
-Model check (:meth:`Gallery.check_model`): probes must come from a model in the same
+Model check (:meth:`FlatGallery.check_model`): probes must come from a model in the same
 embedding space -- the gallery's model itself, or a student whose card names it (or
 the gallery model's teacher) as ``teacher``, e.g. LR probes embedded by a student searched
 in a gallery the teacher built from HR photos.  Anything else raises :class:`LrfaceError`.
 
 Ranking: identities by score descending; equal scores are broken by enrolment order
-(the order of :attr:`Gallery.identities`, then image order within an identity).
+(the order of :attr:`FlatGallery.identities`, then image order within an identity).
 
-File format (:meth:`Gallery.save`, one ``.npz`` written atomically, loadable with
+File format (:meth:`FlatGallery.save`, one ``.npz`` written atomically, loadable with
 ``np.load(path, allow_pickle=False)``):
 
 * ``embeddings``: float32 (N, D), per-image embeddings, rows grouped by identity in
@@ -48,6 +48,7 @@ import numpy as np
 
 from lrface.errors import DatasetError, LrfaceError
 from lrface.faces.pipeline import CropOptions, options_for, prepare_many, progress_bar
+from lrface.faces.routing import crop_for
 from lrface.io.fileio import NpzError, read_npz_arrays, save_npz_atomic
 from lrface.io.outputs import check_output
 from lrface.io.validation import NORM_TOL, check_embeddings, check_positive_int
@@ -58,9 +59,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lrface")
 
-__all__ = ["AGGREGATES", "UNKNOWN", "Gallery", "build_gallery"]
+__all__ = ["AGGREGATES", "UNKNOWN", "FlatGallery", "build_gallery"]
 
-#: Label returned by :meth:`Gallery.identify` for a probe below the threshold.
+#: Label returned by :meth:`FlatGallery.identify` for a probe below the threshold.
 UNKNOWN = "unknown"
 #: Accepted values of ``aggregate``.
 AGGREGATES = ("mean", "all")
@@ -68,8 +69,9 @@ FORMAT = "lrface-gallery"
 VERSION = 1
 
 
-class Gallery:
-    """Enrolled identities with their embeddings; see the module docstring.
+class FlatGallery:
+    """Enrolled identities with their embeddings; see the module docstring.  It
+    implements :class:`lrface.search.interface.Gallery` (as the IVF gallery does).
 
     ``len(gallery)`` is the number of identities; :attr:`n_images` the number of stored
     image embeddings.
@@ -99,7 +101,7 @@ class Gallery:
         self._cache: tuple[np.ndarray, np.ndarray] | None = None  # (matrix, owner ids)
 
     @classmethod
-    def for_embedder(cls, embedder: Embedder, aggregate: str = "mean") -> Gallery:
+    def for_embedder(cls, embedder: Embedder, aggregate: str = "mean") -> FlatGallery:
         """An empty gallery for the model of ``embedder`` (name, sha256, size, threshold)."""
         return cls(
             embedder.name,
@@ -142,13 +144,18 @@ class Gallery:
         """Source files of ``identity``'s images, in the order of :meth:`embeddings_of`."""
         return list(self._src[self._require(identity)])
 
+    @property
+    def index_description(self) -> str | None:
+        """None: exact search (:class:`lrface.search.interface.Gallery`)."""
+        return None
+
     def template(self, identity: str) -> np.ndarray:
         """float32 (D,) mean template of ``identity`` (L2-normalised)."""
         return _mean_template(self._emb[self._require(identity)])
 
     def __repr__(self) -> str:
         return (
-            f"Gallery({self.model_name!r}, aggregate={self.aggregate!r}, "
+            f"FlatGallery({self.model_name!r}, aggregate={self.aggregate!r}, "
             f"identities={len(self)}, images={self.n_images})"
         )
 
@@ -329,7 +336,7 @@ class Gallery:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Gallery:
+    def load(cls, path: str | os.PathLike[str]) -> FlatGallery:
         """Read a gallery written by :meth:`save`.
 
         Nothing in the file is trusted: a missing, empty, truncated or bit-flipped file, a
@@ -448,8 +455,12 @@ def _model_ref(d: Any, where: str) -> dict[str, Any]:
 
 
 def _gallery_from(
-    cls: type[Gallery], meta: dict[str, Any], emb: np.ndarray, labels: np.ndarray, src: np.ndarray
-) -> Gallery:
+    cls: type[FlatGallery],
+    meta: dict[str, Any],
+    emb: np.ndarray,
+    labels: np.ndarray,
+    src: np.ndarray,
+) -> FlatGallery:
     """Validate every field of a loaded gallery and build it (raises :class:`_Corrupt`).
 
     ``meta``: the parsed ``meta`` JSON object; ``emb``: float32 (N, D) embeddings;
@@ -630,7 +641,7 @@ def build_gallery(
     options: CropOptions | None = None,
     workers: int = 0,
     chunk_size: int = 256,
-) -> tuple[Gallery, list[tuple[str, str]]]:
+) -> tuple[FlatGallery, list[tuple[str, str]]]:
     """Enrol every ``ROOT/<identity>/<images>`` (images found recursively per identity).
 
     Each image is read, detected and aligned as ``options`` say (default:
@@ -646,7 +657,7 @@ def build_gallery(
     """
     options = options_for(options, detect, int(embedder.input_size))
     items = _gallery_items(Path(root))
-    gallery = Gallery.for_embedder(embedder, aggregate)
+    gallery = FlatGallery.for_embedder(embedder, aggregate)
     bar = progress_bar(len(items), progress)
     try:
         failures = _enrol_items(gallery, embedder, items, options, workers, chunk_size, bar)
@@ -696,7 +707,7 @@ def _gallery_items(root: Path) -> list[tuple[str, str]]:
 
 
 def _enrol_items(
-    gallery: Gallery,
+    gallery: FlatGallery,
     embedder: Embedder,
     items: list[tuple[str, str]],
     options: CropOptions,
@@ -719,7 +730,7 @@ def _enrol_items(
         ok = [(name, p, r.crop) for (name, p), r in zip(chunk, results) if r.crop is not None]
         failures.extend((p, r.error) for (_, p), r in zip(chunk, results) if r.crop is None)
         if ok:
-            emb = embedder.embed_crops([c for _, _, c in ok])
+            emb = embedder.embed_crops([crop_for(embedder, c) for _, _, c in ok])
             for name in dict.fromkeys(n for n, _, _ in ok):  # identities in order
                 rows = [i for i, (n, _, _) in enumerate(ok) if n == name]
                 gallery.add(name, emb[rows], [ok[i][1] for i in rows])

@@ -12,13 +12,13 @@ and was reported to crash when combined with on-disk lists.
 Search: each probe's *shortlist* (``shortlist`` nearest compressed rows, ``nprobe`` lists
 visited) is **re-scored exactly** against the stored float32 embeddings (read through a
 read-only ``np.memmap``: only the shortlisted rows are paged in), then ranked like
-``Gallery(aggregate="all")``: an identity's score is the maximum cosine over its images;
+``FlatGallery(aggregate="all")``: an identity's score is the maximum cosine over its images;
 ties by row order.  The scores are exact; the *ranking* is approximate (an identity whose
 images all miss the shortlist is not found), so its quality is a recall figure, measured
 by ``benchmarks/ivf_recall.py`` against the exact search (RESULTS.md), not "same top-k".
 
-Editing as with :class:`lrface.search.gallery.Gallery`: :meth:`IvfGallery.add` appends a new part
-(searched beside the merged index until :meth:`IvfGallery.merge` folds it in);
+Editing as with :class:`lrface.search.gallery.FlatGallery`: :meth:`IvfGallery.add` appends a
+new part (searched beside the merged index until :meth:`IvfGallery.merge` folds it in);
 :meth:`IvfGallery.remove` marks an identity removed (filtered out of every result; its
 rows stay in the part files, so removal is instant and never rewrites the index).
 
@@ -60,7 +60,8 @@ import numpy as np
 from lrface.errors import LrfaceError
 from lrface.io.fileio import atomic_write, write_json_atomic
 from lrface.io.validation import check_embeddings, check_positive_int
-from lrface.search.gallery import UNKNOWN, open_set_decisions
+from lrface.search.gallery import UNKNOWN, FlatGallery, open_set_decisions
+from lrface.search.interface import Gallery
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder
@@ -94,13 +95,12 @@ def is_ivf_gallery(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / META).is_file()
 
 
-def open_gallery(path: str | os.PathLike[str]) -> Any:
-    """:class:`IvfGallery` for an IVF gallery directory, else :meth:`Gallery.load` (.npz)."""
+def open_gallery(path: str | os.PathLike[str]) -> Gallery:
+    """:class:`IvfGallery` for an IVF gallery directory, else :meth:`FlatGallery.load`
+    (.npz): either way a :class:`lrface.search.interface.Gallery`."""
     if is_ivf_gallery(path):
         return IvfGallery.open(path)
-    from lrface.search.gallery import Gallery
-
-    return Gallery.load(path)
+    return FlatGallery.load(path)
 
 
 #: Training rows FAISS's k-means wants per centroid (its ``min_points_per_centroid``;
@@ -180,7 +180,9 @@ def _factory(kind: str, dim: int, nlist: int, n_train: int) -> str:
 
 
 class IvfGallery:
-    """An on-disk IVF gallery directory (module docstring); same matching API as Gallery."""
+    """An on-disk IVF gallery directory (module docstring); it implements
+    :class:`lrface.search.interface.Gallery` (as :class:`lrface.search.gallery.FlatGallery`
+    does)."""
 
     def __init__(self, path: Path, meta: dict[str, Any]) -> None:
         self.path = path
@@ -549,10 +551,8 @@ class IvfGallery:
     # ------------------------------------------------------------------ matching
 
     def check_model(self, embedder: Embedder) -> None:
-        """As :meth:`lrface.search.gallery.Gallery.check_model`."""
-        from lrface.search.gallery import Gallery
-
-        g = Gallery(self.model_name, self.model_sha256, self.embedding_size, "all", None,
+        """As :meth:`lrface.search.gallery.FlatGallery.check_model`."""
+        g = FlatGallery(self.model_name, self.model_sha256, self.embedding_size, "all", None,
                     self.teacher)  # fmt: skip
         g.check_model(embedder)
 
@@ -644,7 +644,7 @@ class IvfGallery:
         backend: str = "auto",
         embedder: Embedder | None = None,
     ) -> list[dict[str, Any]]:
-        """Open-set decision per probe, as :meth:`lrface.search.gallery.Gallery.identify`."""
+        """Open-set decision per probe, as :meth:`lrface.search.gallery.FlatGallery.identify`."""
         thr = self.threshold if threshold is None else threshold
         hits = self.search(probe_embeddings, top_k, None, backend, embedder)
         return open_set_decisions(hits, thr, self.model_name)
@@ -751,8 +751,10 @@ def build_ivf(
     return IvfGallery.open(g.path)
 
 
-def gallery_parts(gallery: Any, part_size: int) -> Iterable[tuple[list[str], np.ndarray, list]]:
-    """Parts of ``part_size`` rows of an in-memory :class:`lrface.search.gallery.Gallery`."""
+def gallery_parts(
+    gallery: FlatGallery, part_size: int
+) -> Iterable[tuple[list[str], np.ndarray, list]]:
+    """Parts of ``part_size`` rows of an in-memory :class:`lrface.search.gallery.FlatGallery`."""
     labels, embs, srcs = [], [], []
     for name in gallery.identities:
         e = gallery.embeddings_of(name)
@@ -764,8 +766,8 @@ def gallery_parts(gallery: Any, part_size: int) -> Iterable[tuple[list[str], np.
         yield labels[a : a + part_size], emb[a : a + part_size], srcs[a : a + part_size]
 
 
-def model_meta(gallery: Any) -> dict[str, Any]:
-    """The ``model`` entry of an IVF gallery built from an in-memory Gallery."""
+def model_meta(gallery: Gallery) -> dict[str, Any]:
+    """The ``model`` entry of an IVF gallery built from an in-memory FlatGallery."""
     return {
         "name": gallery.model_name,
         "sha256": gallery.model_sha256,

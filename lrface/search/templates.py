@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from lrface.errors import LrfaceError
+from lrface.faces.routing import crop_for
 from lrface.io.images import ImageInput
 from lrface.io.validation import check_embeddings
 
@@ -101,7 +102,7 @@ def fuse_template(embeddings: np.ndarray, weights: np.ndarray | None = None) -> 
 
 def decision_threshold(probe_model: str, gallery: Any, given: float | None) -> tuple[float, str]:
     """``(threshold, where it comes from)`` for open-set decisions of probes embedded by
-    ``probe_model`` in ``gallery`` (a :class:`~lrface.search.gallery.Gallery` or IVF gallery):
+    ``probe_model`` in ``gallery`` (a :class:`~lrface.search.gallery.FlatGallery` or IVF gallery):
     ``given`` when not None; the gallery's own threshold when the probes come from the
     gallery's model; the student card's ``threshold_vs_teacher`` for a student's probes
     in a teacher gallery (or the reverse), the rule of :func:`lrface.api.verify`.
@@ -167,4 +168,5 @@ def build_template(
         why = f" ({failures[0][0]}: {failures[0][1]})" if failures else ""
         raise LrfaceError(f"template: none of its {len(failures)} image(s) could be used{why}")
     w = np.asarray(weights, np.float64)
-    return Template(fuse_template(embedder.embed_crops(crops), w), sources, w, failures)
+    emb = embedder.embed_crops([crop_for(embedder, c) for c in crops])
+    return Template(fuse_template(emb, w), sources, w, failures)

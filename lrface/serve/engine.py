@@ -30,11 +30,12 @@ from lrface.api import verify_detailed
 from lrface.errors import LrfaceError
 from lrface.faces.detect import DEFAULT_DETECTOR, load_detector, resolve_detector
 from lrface.faces.pipeline import CropOptions, PreparedFace, prepare_face
-from lrface.faces.routing import LR_STUDENT, TEACHER
+from lrface.faces.routing import LR_STUDENT, TEACHER, crop_for
 from lrface.io.images import read_image
-from lrface.models.embedder import Embedder
+from lrface.models.interface import Embedder
 from lrface.models.loader import load_embedder
 from lrface.models.registry import all_models, find
+from lrface.search.interface import Gallery
 from lrface.serve.limits import Deadline
 from lrface.serve.options import ServeOptions
 from lrface.serve.store import GalleryStore
@@ -167,7 +168,7 @@ class Engine:
             )
         return load_embedder(name)
 
-    def _gallery(self) -> Any:
+    def _gallery(self) -> Gallery:
         if self.store is None:
             raise NoGallery(
                 "this server has no gallery; start it with --gallery FILE.npz (or an IVF "
@@ -265,7 +266,7 @@ class Engine:
             if not done:
                 raise self._all_failed(failed, "images")
             deadline.check("embedding")
-            e = emb.embed_crops([f.crop for _, f in done])
+            e = emb.embed_crops([crop_for(emb, f) for _, f in done])
         rows = []
         for (up, face), vec in zip(done, e):
             row = {"source": up.name, "face": face.to_dict(), "embedding": vec.tolist()}
@@ -303,7 +304,7 @@ class Engine:
                 raise self._all_failed(failed, "probes")
             deadline.check("searching the gallery")
             found = gallery.identify(
-                emb.embed_crops([f.crop for _, f in done]), top_k=top_k, threshold=thr
+                emb.embed_crops([crop_for(emb, f) for _, f in done]), top_k=top_k, threshold=thr
             )
         results = []
         for (up, face), res in zip(done, found):
@@ -351,7 +352,7 @@ class Engine:
                     "enrolment must show a usable face)"
                 )
             deadline.check("embedding")
-            e = emb.embed_crops([face.crop for _, face in done])
+            e = emb.embed_crops([crop_for(emb, face) for _, face in done])
             sources = [up.name for up, _ in done]
 
             def change(gallery: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@
   read-modify-write, so concurrent enrolments in any worker serialize and none is lost.
 * **Before or after, never between.**  A write re-reads the gallery from disk under the
   lock, applies the change in memory and writes the new state atomically: an ``.npz`` via
-  :meth:`lrface.search.gallery.Gallery.save` (temporary file beside it, fsync, rename); an IVF
+  :meth:`lrface.search.gallery.FlatGallery.save` (temporary file beside it, fsync, rename); an IVF
   directory via :class:`lrface.search.ivf.IvfGallery` (new part files first, each written
   atomically, then ``meta.json`` renamed over the old one); then the directory itself is
   fsynced so the rename is on disk.  A ``kill -9`` at any moment leaves the old file or
@@ -24,10 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from lrface.errors import LrfaceError
-from lrface.search.gallery import Gallery
+from lrface.search.gallery import FlatGallery
+from lrface.search.interface import Gallery
 from lrface.search.ivf import META, is_ivf_gallery, open_gallery
 from lrface.serve.limits import Deadline
 
@@ -58,7 +59,7 @@ class GalleryStore:
         self.new_model = new_model
         self.aggregate = aggregate
         self._mutex = threading.Lock()
-        self._gallery: Any = None
+        self._gallery: Gallery | None = None
         self._signature: tuple[int, int, int] | None = None
 
     @property
@@ -80,7 +81,7 @@ class GalleryStore:
                     )
                 from lrface.models.loader import load_embedder
 
-                empty = Gallery.for_embedder(load_embedder(self.new_model), self.aggregate)
+                empty = FlatGallery.for_embedder(load_embedder(self.new_model), self.aggregate)
                 empty.save(self.path)
                 _fsync_dir(self.path.parent)
             self._remove_stale()
@@ -101,13 +102,13 @@ class GalleryStore:
         st = (self.path / META if self.path.is_dir() else self.path).stat()
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def _open(self) -> tuple[Any, tuple[int, int, int]]:
+    def _open(self) -> tuple[Gallery, tuple[int, int, int]]:
         sig = self._stat()  # before reading: a later replacement is seen next time
         return open_gallery(self.path), sig
 
     # ------------------------------------------------------------------ reading
 
-    def current(self) -> Any:
+    def current(self) -> Gallery:
         """The gallery as it is on disk now (re-opened only when it was replaced)."""
         with self._mutex:
             if self._gallery is None or self._stat() != self._signature:
@@ -116,7 +117,7 @@ class GalleryStore:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, change: Callable[[Any], T], deadline: Deadline) -> T:
+    def write(self, change: Callable[[Gallery], T], deadline: Deadline) -> T:
         """Apply ``change(gallery)`` to the gallery as it is on disk and store the result
         atomically (module docstring); returns what ``change`` returns.  Past ``deadline``
         (waiting for the lock included), :class:`~lrface.serve.limits.RequestTimeout` and
@@ -129,7 +130,7 @@ class GalleryStore:
             gallery, _ = self._open()
             deadline.check("writing the gallery")
             result = change(gallery)  # an IVF gallery writes its part files and meta.json
-            if isinstance(gallery, Gallery):
+            if isinstance(gallery, FlatGallery):  # in memory: saved; IVF: written per edit
                 gallery.save(self.path)
             _fsync_dir(self.path if self.path.is_dir() else self.path.parent)
             self._gallery, self._signature = gallery, self._stat()

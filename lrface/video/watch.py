@@ -38,8 +38,10 @@ from lrface.api import choose_model
 from lrface.errors import LrfaceError
 from lrface.faces.detect import load_detector, resolve_detector
 from lrface.faces.pipeline import CropOptions, align_crop
+from lrface.faces.routing import crop_for
 from lrface.io.validation import is_int
 from lrface.models.loader import load_embedder
+from lrface.search.interface import Gallery
 from lrface.search.templates import decision_threshold, face_quality, fuse_template
 from lrface.video.tracks import SortTracker
 
@@ -221,7 +223,7 @@ class Watcher:
     """Incremental ``watch``: :meth:`feed` processed frames in order, then :meth:`finish`.
 
     Both return the tracks that ended (:class:`TrackResult`, identified).  ``gallery``: a
-    :class:`~lrface.search.gallery.Gallery` or IVF gallery (:func:`load_watchlist`).  ``fps``:
+    :class:`~lrface.search.gallery.FlatGallery` or IVF gallery (:func:`load_watchlist`).  ``fps``:
     the input's frame rate, for times (None: times are None).
     """
 
@@ -283,8 +285,7 @@ class Watcher:
         """Embed, fuse and search the tracks whose template ``model`` embeds."""
         emb = load_embedder(model)
         kept = [sorted(t.kept, reverse=True) for _, t in tracks]
-        crops = [k.crop for ks in kept for k in ks]
-        vecs = emb.embed_crops(crops)
+        vecs = emb.embed_crops([crop_for(emb, k.crop) for ks in kept for k in ks])
         templates, start = [], 0
         for ks in kept:
             w = np.array([k.quality for k in ks])
@@ -394,7 +395,7 @@ def _checked(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         yield f
 
 
-def load_watchlist(path: str | Path, progress: bool = False) -> Any:
+def load_watchlist(path: str | Path, progress: bool = False) -> Gallery:
     """The gallery to search: an ``.npz`` (``lrface gallery build``), an IVF gallery
     directory, or a directory ``ROOT/<identity>/<images>`` enrolled now with the teacher
     (as ``lrface gallery build`` does by default).  Raises :class:`LrfaceError` naming

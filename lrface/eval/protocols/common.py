@@ -18,7 +18,7 @@ The probe conditions (``--degrade``, ``--probe-crop``) are in :mod:`.conditions`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +28,9 @@ from tqdm import tqdm
 from lrface.errors import LrfaceError
 from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.faces.pipeline import CropOptions, prepare_many
-from lrface.io.cache import cache_dir, digest, file_signature
-from lrface.io.fileio import save_npz_atomic, sha256_file
+from lrface.faces.routing import crop_for
+from lrface.io.cache import CROP_PART_ROWS, NpzCache, contiguous_runs, digest, file_signature
+from lrface.io.fileio import sha256_file
 from lrface.models.registry import find
 
 if TYPE_CHECKING:
@@ -106,24 +107,27 @@ def embed_cached(
 
     ``key_parts`` must identify the inputs exactly (file list, recipe, crop source); the
     model part of the key is :func:`model_key`.  Results are stored as
-    ``cache_dir()/emb-<model>-<key>.npz``.  Returns float32 (n, D), rows L2-normalised.
+    ``cache_dir()/emb-<model>-<key>.npz``, built in parts of :data:`EMBED_CHUNK` crops
+    (:meth:`lrface.io.cache.NpzCache.build`: an interrupted run resumes).  Returns
+    float32 (n, D), rows L2-normalised.
     """
-    key = digest(model_key(embedder), n, *key_parts)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in embedder.name)[:40]
-    fn = cache_dir() / f"emb-{safe}-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            emb = z["emb"]
-        if emb.shape[0] == n:
-            return emb
-    out = np.zeros((n, embedder.embedding_size), np.float32)
+    entry = NpzCache.entry("emb", model_key(embedder), n, *key_parts, label=safe,
+                           enabled=use_cache)  # fmt: skip
+    cached = entry.load()
+    if cached is not None and cached["emb"].shape[0] == n:
+        return cached["emb"]
     with tqdm(total=n, desc=f"{desc} ({embedder.name})", disable=not progress, unit="img") as bar:
-        for start in range(0, n, EMBED_CHUNK):
-            stop = min(n, start + EMBED_CHUNK)
-            out[start:stop] = embedder.embed_crops(list(load(start, stop)))
-            bar.update(stop - start)
-    if use_cache:
-        save_npz_atomic(fn, emb=out)
+
+        def compute(rows: list[int]) -> Iterator[tuple[np.ndarray]]:
+            for start, stop in contiguous_runs(rows, EMBED_CHUNK):
+                crops = [crop_for(embedder, c) for c in load(start, stop)]
+                yield from ((e,) for e in embedder.embed_crops(crops))
+                bar.update(stop - start)
+
+        got = entry.build(n, EMBED_CHUNK, ("emb",), compute, "crops")
+    out = got["emb"].astype(np.float32) if n else np.zeros((0, embedder.embedding_size), np.float32)
+    entry.save(emb=out)
     return out
 
 
@@ -141,7 +145,8 @@ def prepare_crops(
     With ``detect=False`` every image is a pre-cut face and only resized.  Crops come from
     the one crop pipeline (:func:`lrface.faces.pipeline.prepare_many`, ``on_no_face="resize"``;
     ``workers`` processes for large sets).  Cached on disk, keyed by the files' paths,
-    sizes and modification times.  Returns ``(crops, fallback)``: uint8 BGR
+    sizes and modification times, built in parts of :data:`lrface.io.cache.CROP_PART_ROWS`
+    images (an interrupted run resumes).  Returns ``(crops, fallback)``: uint8 BGR
     (N, size, size, 3) and bool (N,) (True = no face found, resized instead).  An
     unreadable file raises :class:`LrfaceError`.
     """
@@ -153,14 +158,22 @@ def prepare_crops(
         on_no_face="resize" if detect else "error",
     )
     used = resolve_detector(detector) if detect else detector
-    key = digest("prepare_face", detect, size, used, *(file_signature(p) for p in paths))
-    fn = cache_dir() / f"prepared-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            return z["crops"], z["fallback"]
-    crops, fallback = _crop_files(paths, options, workers, progress)
-    if use_cache:
-        save_npz_atomic(fn, crops=crops, fallback=fallback)
+    entry = NpzCache.entry("prepared", "prepare_face", detect, size, used,
+                           *(file_signature(p) for p in paths), enabled=use_cache)  # fmt: skip
+    cached = entry.load()
+    if cached is not None:
+        return cached["crops"], cached["fallback"]
+
+    def compute(rows: list[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in range(0, len(rows), CROP_PART_ROWS):  # one part at a time
+            part = [paths[j] for j in rows[i : i + CROP_PART_ROWS]]
+            yield from zip(*_crop_files(part, options, workers, progress))
+
+    got = entry.build(len(paths), CROP_PART_ROWS, ("crops", "fallback"), compute, "images")
+    if not paths:
+        got = {"crops": np.zeros((0, size, size, 3), np.uint8), "fallback": np.zeros(0, bool)}
+    crops, fallback = got["crops"].astype(np.uint8), got["fallback"].astype(bool)
+    entry.save(crops=crops, fallback=fallback)
     return crops, fallback
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,8 +27,7 @@ from lrface.faces.degrade import (
 )
 from lrface.faces.degrade import degrade as _degrade
 from lrface.faces.given_crop import ENLARGE_SIDE, MIN_FACE_FRACTION
-from lrface.io.cache import cache_dir, digest
-from lrface.io.fileio import save_npz_atomic
+from lrface.io.cache import CROP_PART_ROWS, NpzCache, digest
 from lrface.io.workers import map_items
 
 #: Version of the ``given`` probe recipe (part of its cache keys).
@@ -160,27 +159,27 @@ def given_landmarks(
     from lrface.faces.detect import resolve_detector
 
     used = resolve_detector(detector)
-    key = digest(
-        "given-landmarks", GIVEN_VERSION, used, ENLARGE_SIDE, MIN_FACE_FRACTION, *key_parts
-    )
-    fn = cache_dir() / f"given-{key}.npz"
-    if use_cache and fn.is_file():
-        with np.load(fn, allow_pickle=False) as z:
-            if len(z["found"]) == len(probes):
-                return z["landmarks"], z["found"]
-    lms = np.zeros((len(probes), 5, 2), np.float32)
-    found = np.zeros(len(probes), bool)
-    results = map_items(
-        functools.partial(_landmarks_of, detector=used),
-        list(probes),
-        workers,
-        progress=progress,
-        desc=f"landmarks in given crops ({used})",
-    )
-    for i, (lm, ok) in enumerate(results):
-        lms[i], found[i] = lm, ok
-    if use_cache:
-        save_npz_atomic(fn, landmarks=lms, found=found)
+    entry = NpzCache.entry(
+        "given", "given-landmarks", GIVEN_VERSION, used, ENLARGE_SIDE, MIN_FACE_FRACTION,
+        *key_parts, enabled=use_cache,
+    )  # fmt: skip
+    cached = entry.load()
+    if cached is not None and len(cached["found"]) == len(probes):
+        return cached["landmarks"], cached["found"]
+
+    def compute(rows: list[int]) -> Iterator[tuple[np.ndarray, bool]]:
+        return map_items(
+            functools.partial(_landmarks_of, detector=used),
+            [probes[i] for i in rows],
+            workers,
+            progress=progress,
+            desc=f"landmarks in given crops ({used})",
+        )
+
+    got = entry.build(len(probes), CROP_PART_ROWS, ("landmarks", "found"), compute, "probes")
+    lms = got.get("landmarks", np.zeros((0, 5, 2), np.float32)).astype(np.float32)
+    found = got.get("found", np.zeros(0, bool)).astype(bool)
+    entry.save(landmarks=lms, found=found)
     return lms, found
 
 
