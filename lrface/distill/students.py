@@ -62,7 +62,7 @@ def build_student(cfg: DistillConfig, teacher: Embedder, verbose: bool = True) -
         if value != defaults[key].default:  # default-architecture cards stay as they were
             arch_kwargs[key] = value
     size = cfg.resolved_input_size()
-    student = Student(create_for_input("tiny", size, **arch_kwargs), arch_kwargs)
+    student = Student(create_for_input("tiny", size, arch_kwargs), arch_kwargs)
     if cfg.init:
         state, student.init_sha256 = _init_state(cfg.init, "tiny", arch_kwargs, size)
         _load(student.net, state, cfg.init)

@@ -307,18 +307,22 @@ def create_student(arch: str, **kwargs: Any) -> nn.Module:
     return get_arch(arch).build(**kwargs)
 
 
-def create_for_input(arch: str, input_size: int | None, **kwargs: Any) -> nn.Module:
+def create_for_input(
+    arch: str, input_size: int | None, arch_kwargs: Mapping[str, Any]
+) -> nn.Module:
     """The registered architecture ``arch`` as a card describes it: its ``arch_kwargs``
     and its ``input_size`` (stored once, in the card), passed to an architecture that
     takes it.  A card that also names ``input_size`` among its ``arch_kwargs`` (one
     written before the size was stored once, as the shipped cards) must give the same
     side; ValueError otherwise."""
-    a = get_arch(arch)
+    a, kwargs = get_arch(arch), dict(arch_kwargs)
     if not a.sized or input_size is None:
         return a.build(**kwargs)
     given = kwargs.pop("input_size", input_size)
     if given != input_size:
-        raise ValueError(f"arch_kwargs input_size {given} differs from input_size {input_size}")
+        raise ValueError(
+            f"field 'input_size' says {input_size}, but its arch_kwargs say {given}"
+        )
     return a.build(input_size=input_size, **kwargs)
 
 

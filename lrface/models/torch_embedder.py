@@ -55,7 +55,7 @@ def load_student_module(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.
         ) from None
     try:
         with torch.device("meta"):
-            model = create_for_input(arch, spec.input_size, **kwargs)
+            model = create_for_input(arch, spec.input_size, kwargs)
         model.load_state_dict(state, assign=True)
         return model.eval()
     except Exception as exc:  # wrong kwargs (TypeError, ValueError, ...) or tensor shapes
