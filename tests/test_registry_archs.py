@@ -9,8 +9,9 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import pytest
-from conftest import PHOTOS
+from conftest import LFW_IMAGES, PHOTOS, needs_shared
 
 from lrface.distill.config import DistillConfig
 from lrface.errors import LrfaceError, ModelFileError
@@ -90,9 +91,13 @@ def test_shipped_cards_training_settings_give_their_architecture(name):
     assert (cfg.arch, cfg.resolved_input_size()) == (card["arch"], card["input_size"])
 
 
-def test_an_architecture_registered_in_one_place_is_a_student():
-    """Adding an architecture is one decorated class: it is then built by name, listed
-    among the student names and resolved by ``distill --student``."""
+@needs_shared
+def test_an_architecture_registered_in_one_place_is_a_student(tmp_path, monkeypatch):
+    """Adding an architecture is one decorated class: it is then built by name, resolved
+    by ``distill --student``, trained (one step, on LFW train-split identities), written
+    to a card naming it, and loaded and run from that card like any model."""
+    from lrface.cli.main import main
+    from lrface.models.loader import load_embedder
 
     @students.register("test-linear", {"test-linear-8": {"input_size": 8}}, default_size=8)
     class Linear(torch.nn.Module):
@@ -112,6 +117,27 @@ def test_an_architecture_registered_in_one_place_is_a_student():
         )
         with pytest.raises(ValueError, match="registered twice"):
             students.register("test-linear", {})(Linear)
+        with pytest.raises(LrfaceError, match="--width: settings of tiny students"):
+            DistillConfig(data="d", out="o", student="test-linear-8", tiny_width=32).check()
+
+        monkeypatch.setenv("LRFACE_CACHE", str(tmp_path / "cache"))
+        root = tmp_path / "people"
+        for name in ("Abdullah_Gul", "Adam_Sandler", "Adrien_Brody", "Akhmed_Zakayev"):
+            (root / name).mkdir(parents=True)
+            for f in sorted((LFW_IMAGES / name).iterdir())[:3]:
+                shutil.copy(f, root / name / f.name)
+        out = tmp_path / "run"
+        args = f"--data {root} --out {out} --student test-linear-8 --epochs 1 --batch-size 4 \
+            --loss kd --max-steps 1 --calib-identities 0 --threads 1 --quiet"
+        assert main(["distill", *args.split(), "--val-sizes", ""]) == 0
+        card = json.loads((out / "test-linear-8.json").read_text())
+        assert (card["arch"], card["arch_kwargs"], card["input_size"]) == (
+            "test-linear", {"embedding_size": 128}, 8
+        )
+        emb = load_embedder(out / "test-linear-8.json")
+        assert emb.embed_crops([cv2.imread(str(PHOTOS / "Abel_Pacheco_0004_36px.jpg"))]).shape == (
+            1, 128
+        )
     finally:
         students.ARCHS.pop("test-linear")
 
@@ -201,8 +227,6 @@ def test_detector_entries_carry_their_default_threshold(tmp_path):
     (tmp_path / "strict.json").write_text(json.dumps({**card, "name": "strict", "det_thresh": 0.9}))
     strict = load_detector(str(tmp_path / "strict.json"))
     assert strict.det_thresh == 0.9
-    import cv2
-
     image = cv2.imread(str(PHOTOS / "George_W_Bush_0001.jpg"))
     loose = load_detector("yunet").detect(image)
     assert loose and all(f.score >= 0.6 for f in loose)

@@ -411,6 +411,13 @@ class DistillConfig:
                 f"--mbf-expand {self.mbf_expand}: an integer >= 1, for lrface-mbf students "
                 "only (tiny students: --width / --head-channels / --blocks)"
             )
+        tiny = [flag_of(f) for f in option_fields(DistillConfig)
+                if f.name.startswith("tiny_") and getattr(self, f.name) != f.default]  # fmt: skip
+        if tiny and self.arch != "tiny":
+            raise LrfaceError(
+                f"{' / '.join(tiny)}: settings of tiny students (lrface-tiny*); "
+                f"--student {self.student} is not one"
+            )
         if self.calib_identities is not None and self.calib_identities < 0:
             raise LrfaceError(f"--calib-identities {self.calib_identities}: an integer >= 0")
         if self.lr_teacher is not None and not self.lr_teacher_weight > 0:

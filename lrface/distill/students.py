@@ -51,24 +51,35 @@ def build_student(cfg: DistillConfig, teacher: Embedder, verbose: bool = True) -
     ``verbose`` logs what was done (rank 0 of a torchrun)."""
     if cfg.arch == "mbf":
         return _mobilefacenet(cfg, teacher, verbose)
-    # the input side is the card's input_size (stored once), not one of the arch_kwargs
-    arch_kwargs: dict[str, Any] = {"embedding_size": teacher.embedding_size}
-    defaults = inspect.signature(TinyFaceNet).parameters
-    for key, value in (
-        ("width", cfg.tiny_width),
-        ("head_channels", cfg.tiny_head),
-        ("blocks", cfg.tiny_blocks),
-    ):
-        if value != defaults[key].default:  # default-architecture cards stay as they were
-            arch_kwargs[key] = value
+    arch_kwargs = _arch_kwargs(cfg, teacher)
     size = cfg.resolved_input_size()
-    student = Student(create_for_input("tiny", size, arch_kwargs), arch_kwargs)
+    student = Student(create_for_input(cfg.arch, size, arch_kwargs), arch_kwargs)
     if cfg.init:
-        state, student.init_sha256 = _init_state(cfg.init, "tiny", arch_kwargs, size)
+        state, student.init_sha256 = _init_state(cfg.init, cfg.arch, arch_kwargs, size)
         _load(student.net, state, cfg.init)
         if verbose:
             log.info("student initialised from %s", cfg.init)
     return student
+
+
+def _arch_kwargs(cfg: DistillConfig, teacher: Embedder) -> dict[str, Any]:
+    """The ``arch_kwargs`` of a student built from scratch: those its student name stands
+    for, the teacher's embedding size and, for a tiny student, ``--width`` /
+    ``--head-channels`` / ``--blocks`` when not the default.  The input side is the card's
+    ``input_size`` (stored once), not one of them."""
+    _, named = cfg.student_entry()
+    kwargs: dict[str, Any] = {k: v for k, v in named.items() if k != "input_size"}
+    kwargs["embedding_size"] = teacher.embedding_size
+    if cfg.arch == "tiny":
+        defaults = inspect.signature(TinyFaceNet).parameters
+        for key, value in (
+            ("width", cfg.tiny_width),
+            ("head_channels", cfg.tiny_head),
+            ("blocks", cfg.tiny_blocks),
+        ):
+            if value != defaults[key].default:  # default-architecture cards stay as they were
+                kwargs[key] = value
+    return kwargs
 
 
 def _mobilefacenet(cfg: DistillConfig, teacher: Embedder, verbose: bool) -> Student:
