@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from lrface.errors import LrfaceError
+from lrface.errors import LrfaceError, ModelFileError
 from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.faces.pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
-from lrface.faces.routing import TEACHER, ModelRouter, choose_model
+from lrface.faces.routing import ModelRouter, choose_model
 from lrface.io.images import ImageInput
 from lrface.io.validation import check_model_name, check_number
 from lrface.models.embedder import EmbedderBase
@@ -326,16 +326,20 @@ def _threshold(
 
 
 def cross_model_threshold(name1: str, name2: str) -> tuple[float, str]:
-    """``(threshold, where it comes from)`` for a face embedded by the teacher against one
-    embedded by a student of it (either order): the student card's
-    ``threshold_vs_teacher``.  Raises :class:`LrfaceError` for any other pair of
-    different models (none is calibrated)."""
-    names = (name1, name2)
-    student = next(n for n in names if n != TEACHER) if TEACHER in names else None
-    spec = get_spec(student) if student else None
-    if spec is None or spec.threshold_vs_teacher is None:
-        raise LrfaceError(
-            f"{name1} and {name2}: no threshold is calibrated for this pair of models; "
-            "pass --threshold or --model to embed both faces with one model"
-        )
-    return float(spec.threshold_vs_teacher), f"{student} card (vs {TEACHER})"
+    """``(threshold, where it comes from)`` for a face embedded by a student against one
+    embedded by its teacher (either order, any student and teacher): the student card's
+    ``threshold_vs_teacher``, when the card's ``teacher`` names the other model.  Raises
+    :class:`LrfaceError` for any other pair of different models (none is calibrated)."""
+    for student, other in ((name1, name2), (name2, name1)):
+        try:
+            spec = get_spec(student)
+        except ModelFileError:  # not installed here: no card to read a threshold from
+            continue
+        teacher = ((spec.card or {}).get("teacher") or {}).get("name")
+        if teacher == other and spec.threshold_vs_teacher is not None:
+            return float(spec.threshold_vs_teacher), f"{student} card (vs {teacher})"
+    raise LrfaceError(
+        f"{name1} and {name2}: no threshold is calibrated for this pair of models; "
+        "pass --threshold or --model to embed both faces with one model"
+    )
+

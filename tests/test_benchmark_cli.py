@@ -8,7 +8,7 @@ import json
 
 import cv2
 import pytest
-from conftest import SHARED
+from conftest import PHOTOS, SHARED
 
 from lrface import __version__
 from lrface.argconfig import from_namespace
@@ -220,3 +220,67 @@ def test_config_is_the_one_source_of_defaults(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "note: --sizes does not apply to the tinyface protocol; ignored"
     assert err[1].startswith("error: ") and str(tmp_path) in err[1]
+
+
+def test_the_protocol_table_is_what_the_cli_offers():
+    """One table: the --protocol choices, the options each protocol takes (others note them
+    as ignored) and, per protocol, its layout check and evaluator."""
+    from lrface.argconfig import option_fields
+    from lrface.eval.benchmark import PROTOCOL_TABLE, PROTOCOLS, Protocol
+
+    parser = argparse.ArgumentParser()
+    add_benchmark_arguments(parser)
+    choices = next(a.choices for a in parser._actions if a.dest == "protocol")
+    assert tuple(choices) == PROTOCOLS == tuple(PROTOCOL_TABLE) == (
+        "lfw", "tinyface", "scface", "folder"
+    )
+    fields = {f.name for f in option_fields(BenchmarkConfig)}
+    for name, p in PROTOCOL_TABLE.items():
+        assert isinstance(p, Protocol) and p.name == name and set(p.options) <= fields
+    specific = {o for p in PROTOCOL_TABLE.values() for o in p.options}
+    given = {"sizes": "8", "mode": "hr-hr", "split": "all", "no-detect": None,
+             "max-pairs-per-fold": "2", "max-distractors": "2", "exclude-subjects": "1",
+             "distractors": "x", "nonmated-fraction": "0.5", "degrade": "realistic",
+             "probe-crop": "box"}  # fmt: skip
+    argv = [t for k, v in given.items() for t in (f"--{k}", *([v] if v else []))]
+    assert len(given) == len(specific)
+    for name, p in PROTOCOL_TABLE.items():
+        ignored = parse("--protocol", name, "--data", "d", *argv).ignored_options()
+        flags = {"--mode" if o == "modes" else "--no-detect" if o == "detect"
+                 else "--" + o.replace("_", "-") for o in specific - set(p.options)}  # fmt: skip
+        assert set(ignored) == flags, name
+
+
+def test_a_protocol_is_one_object_in_the_table(tmp_path, monkeypatch):
+    """A protocol added to the table (here: a two-photo check with the real teacher) is
+    checked, laid out and run by run_benchmark like the shipped ones."""
+    from lrface.eval import benchmark
+    from lrface.faces.pipeline import CropOptions, prepare_face
+
+    photos = tmp_path / "photos"
+
+    def layout(data: str) -> object:
+        if not (photos / "a.jpg").is_file():
+            raise DatasetError(f"{data}: no a.jpg")
+        return data
+
+    def run(config, embedders, hr):
+        a, b = (prepare_face(str(photos / n), CropOptions()) for n in ("a.jpg", "b.jpg"))
+        e = embedders[0].embed_crops([a.crop, b.crop])
+        cos = float(e[0] @ e[1])
+        entry = {"row": embedders[0].name, "cells": {"cos": f"{cos:.3f}"}, "cosine": cos}
+        return {"caption": "two photos", "description": {"protocol": "pair"}, "results": [entry]}
+
+    (tmp_path / "photos").mkdir()
+    for n, src in (("a.jpg", "George_W_Bush_0001.jpg"), ("b.jpg", "George_W_Bush_0002.jpg")):
+        (tmp_path / "photos" / n).write_bytes((PHOTOS / src).read_bytes())
+    table = {**benchmark.PROTOCOL_TABLE, "pair": benchmark.Protocol("pair", layout, run)}
+    monkeypatch.setattr(benchmark, "PROTOCOL_TABLE", table)
+    config = BenchmarkConfig("pair", str(tmp_path / "photos"), out=str(tmp_path / "o"))
+    result = run_benchmark(config)
+    assert result["results"][0]["row"] == "mobilefacenet-arcface"
+    assert result["results"][0]["cosine"] > 0.5  # the same person
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["caption"] == "two photos"
+    (tmp_path / "photos" / "a.jpg").unlink()
+    with pytest.raises(DatasetError, match="no a\\.jpg"):
+        run_benchmark(config)

@@ -52,6 +52,7 @@ import numpy as np
 from lrface.errors import LrfaceError
 from lrface.faces.pipeline import CropOptions, CropResult, prepare_crop
 from lrface.io.validation import check_resource
+from lrface.models.defaults import DEFAULTS
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder
@@ -195,7 +196,7 @@ class FaceEmbedder:
 
     def __init__(
         self,
-        model: str = "lrface-mbf",
+        model: str = DEFAULTS.lr_student,
         options: CropOptions | None = None,
         flip: bool = True,
         model_dir: str | None = None,

@@ -52,7 +52,7 @@ from lrface.cli.options import (
     VerifyOptions,
     WatchOptions,
 )
-from lrface.errors import LrfaceError, Terminated, os_error_message
+from lrface.errors import LrfaceError, ModelFileError, Terminated, os_error_message
 from lrface.serve.options import ServeOptions
 
 if TYPE_CHECKING:
@@ -602,17 +602,28 @@ def _identify_templates(
 def _probe_threshold(gallery: Any, model: str) -> float | None:
     """The calibrated threshold for a probe embedded by ``model`` against ``gallery``:
     the model's own when it built the gallery, the student card's ``threshold_vs_teacher``
-    for a student probe in a teacher's gallery (as :func:`lrface.verify` pairs them), else
-    the gallery's."""
+    for a student probe in the gallery of the teacher its card names (as
+    :func:`lrface.verify` pairs them), else the gallery's."""
     from lrface.models.registry import get_spec
 
     spec = get_spec(model)
     base = (spec.quantized_from if spec is not None else None) or model  # int8: its fp32 model
     if base == gallery.model_name:
         return gallery.threshold
-    if spec is not None and spec.threshold_vs_teacher is not None:
+    teacher = ((spec.card or {}).get("teacher") or {}).get("name")
+    if teacher in _base_names(gallery.model_name) and spec.threshold_vs_teacher is not None:
         return float(spec.threshold_vs_teacher)
     return gallery.threshold
+
+
+def _base_names(name: str) -> set[str]:
+    """``name`` and, for an int8 copy, the fp32 model it was quantized from."""
+    from lrface.models.registry import get_spec
+
+    try:
+        return {name, get_spec(name).quantized_from or name}
+    except ModelFileError:  # a gallery of a model not installed here
+        return {name}
 
 
 def cmd_serve(a: ServeOptions) -> int:

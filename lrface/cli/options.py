@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from lrface.argconfig import arg, from_namespace, nested
 from lrface.distill.config import DistillConfig, add_distill_arguments, config_from_args
 from lrface.eval.benchmark import BenchmarkConfig, add_benchmark_arguments
+from lrface.models.defaults import DEFAULTS
 from lrface.options import (
     CROP_NOTE,
     CommonOptions,
@@ -263,10 +264,10 @@ class AdaptOptions(CommonOptions):
         metadata=arg("the camera's face photos or crops, unlabelled: a folder or a .txt list")
     )
     model: str = field(
-        default="lrface-tiny-16",
+        default=DEFAULTS.adapt_student,
         metadata=arg(
             "student with BatchNorm layers to adapt (name, card or .pt; default "
-            "lrface-tiny-16; lrface-mbf has them folded and is refused)"
+            f"{DEFAULTS.adapt_student}; lrface-mbf has them folded and is refused)"
         ),
     )
     out: str = field(metadata=arg("output folder: <model>-adapted.pt and its card"))
@@ -282,8 +283,8 @@ class GalleryBuildOptions(CropFlags, CommonOptions):
     )
     root: str = field(metadata=arg("ROOT/<identity>/<images>", positional=True))
     model: str = field(
-        default="mobilefacenet-arcface",
-        metadata=arg("recogniser (default mobilefacenet-arcface)"),
+        default=DEFAULTS.teacher,
+        metadata=arg(f"recogniser (default {DEFAULTS.teacher})"),
     )
     precision: str | None = precision_option()
     out: str = field(metadata=arg("FILE.npz, or a directory for an IVF index"))
@@ -385,9 +386,10 @@ class WatchOptions(CommonOptions):
         default=1, metadata=arg("process every N-th frame (default 1: all)", type=positive_int)
     )
     detector: str = field(
-        default="yunet",
+        default=DEFAULTS.watch_detector,
         metadata=arg(
-            "yunet (default: shipped, the fastest: about 19 ms of CPU per 352x288 frame), "
+            f"{DEFAULTS.watch_detector} (default: shipped, the fastest: about 19 ms of CPU "
+            "per 352x288 frame), "
             "auto, scrfd-2.5g (about 5x yunet's CPU time), scrfd-500m, scrfd-10g"
         ),
     )

@@ -15,11 +15,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrface.argconfig import add_arguments, arg, flag_of, given_options, load_config, option_fields
 from lrface.distill import LOSS_TERMS
 from lrface.errors import LrfaceError
+from lrface.models.defaults import DEFAULTS
+
+if TYPE_CHECKING:
+    from lrface.models.students import Arch
 
 __all__ = ["TARGETS", "DistillConfig", "add_distill_arguments", "config_from_args"]
 
@@ -93,11 +97,12 @@ class DistillConfig:
         )
     )
     teacher: str = field(
-        default="mobilefacenet-arcface",
-        metadata=arg("teacher model (default mobilefacenet-arcface)", metavar="NAME"),
+        default=DEFAULTS.teacher,
+        metadata=arg(f"teacher model (default {DEFAULTS.teacher})", metavar="NAME"),
     )
     student: str = field(
-        default="lrface-mbf", metadata=arg("lrface-mbf, lrface-tiny-16/24/32", metavar="NAME")
+        default=DEFAULTS.lr_student,
+        metadata=arg("lrface-mbf, lrface-tiny-16/24/32", metavar="NAME"),
     )
     name: str | None = field(
         default=None, metadata=arg("model name in the card (default: --student)")
@@ -331,10 +336,26 @@ class DistillConfig:
         ),
     )
 
+    def student_entry(self) -> tuple[Arch, dict[str, Any]]:
+        """``(architecture, arch_kwargs)`` that ``student`` names in the registry of
+        :mod:`lrface.models.students` (``lrface-mbf``, ``lrface-tiny``,
+        ``lrface-tiny-16``...); an unregistered name raises :class:`LrfaceError`."""
+        # torch is imported only when a run resolves its student, not to build the parser
+        from lrface.models.students import student_names
+
+        names = student_names()
+        if self.student not in names:
+            raise LrfaceError(
+                f"--student {self.student}: not a registered student; choose one of "
+                f"{', '.join(names)} (another input side: --input-size)"
+            )
+        arch, kwargs = names[self.student]
+        return arch, dict(kwargs)
+
     @property
     def arch(self) -> str:
-        """``tiny`` (``lrface-tiny*`` students) or ``mbf``."""
-        return "tiny" if self.student.startswith("lrface-tiny") else "mbf"
+        """The registered architecture of ``student`` (``mbf``, ``tiny``)."""
+        return self.student_entry()[0].name
 
     @property
     def online_targets(self) -> bool:
@@ -344,28 +365,30 @@ class DistillConfig:
     @property
     def model_name(self) -> str:
         """The name in the card and of ``<out>/<name>.pt``: ``name``, else the student's
-        (a tiny student without a size in its name gets ``-<input size>``)."""
+        (a student name that fixes no input side gets ``-<input size>``:
+        ``lrface-tiny`` -> ``lrface-tiny-16``)."""
         if self.name:
             return self.name
-        if self.arch == "mbf" or self.student[-1].isdigit():
+        arch, kwargs = self.student_entry()
+        if not arch.sized or "input_size" in kwargs:
             return self.student
         return f"{self.student}-{self.resolved_input_size()}"
 
     def resolved_input_size(self) -> int:
-        """The student's input side: ``input_size``, else 16/24/32 from a tiny student's
-        name (16 without one), 112 for MobileFaceNet."""
+        """The student's input side: ``input_size``, else the one its student name stands
+        for (``lrface-tiny-24``: 24), else its architecture's (MobileFaceNet: 112; a tiny
+        student: 16)."""
         if self.input_size:
             return self.input_size
-        if self.arch == "tiny":
-            tail = self.student.rsplit("-", 1)[-1]
-            return int(tail) if tail.isdigit() else 16
-        return 112
+        arch, kwargs = self.student_entry()
+        return int(kwargs.get("input_size") or arch.input_size or arch.default_size or 0)
 
     def check(self) -> None:
         """Refuse contradictory settings (one-line :class:`LrfaceError`) before any work;
         the data settings are checked where the data is loaded."""
         from lrface.io.validation import check_resource
 
+        self.student_entry()  # an unregistered --student is refused before any work
         check_resource("batch_size", self.batch_size, "--batch-size")  # the one table of caps
         check_resource("workers", self.workers, "--workers")
         if self.threads is not None:
@@ -387,6 +410,13 @@ class DistillConfig:
             raise LrfaceError(
                 f"--mbf-expand {self.mbf_expand}: an integer >= 1, for lrface-mbf students "
                 "only (tiny students: --width / --head-channels / --blocks)"
+            )
+        tiny = [flag_of(f) for f in option_fields(DistillConfig)
+                if f.name.startswith("tiny_") and getattr(self, f.name) != f.default]  # fmt: skip
+        if tiny and self.arch != "tiny":
+            raise LrfaceError(
+                f"{' / '.join(tiny)}: settings of tiny students (lrface-tiny*); "
+                f"--student {self.student} is not one"
             )
         if self.calib_identities is not None and self.calib_identities < 0:
             raise LrfaceError(f"--calib-identities {self.calib_identities}: an integer >= 0")

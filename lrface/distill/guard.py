@@ -36,6 +36,7 @@ from lrface.distill.faces import (
 from lrface.errors import DatasetError
 from lrface.faces.detect import DEFAULT_DETECTOR
 from lrface.io.fileio import save_npz_atomic, sha256_file
+from lrface.models.defaults import DEFAULTS
 from lrface.models.embedder import l2_normalize
 
 if TYPE_CHECKING:
@@ -331,7 +332,7 @@ def main() -> None:  # pragma: no cover - a one-off calibration, figures in THRE
 
     ap = argparse.ArgumentParser(description="calibrate the test-identity guard threshold")
     ap.add_argument("--lfw", default=None, help="LFW copy (default $LRFACE_HOME/data/lfw)")
-    ap.add_argument("--teacher", default="mobilefacenet-arcface")
+    ap.add_argument("--teacher", default=DEFAULTS.teacher)
     ap.add_argument("--recall", type=float, default=0.99, help="recall to reach")
     ap.add_argument("--sample", default=None, help="unlabelled photos (folder or .txt list)")
     ap.add_argument(

@@ -27,7 +27,7 @@ from lrface.models.students import (
     MBF_BLOCKS,
     MobileFaceNet,
     TinyFaceNet,
-    create_student,
+    create_for_input,
     mobilefacenet_from_onnx,
     widen_mobilefacenet,
 )
@@ -51,25 +51,35 @@ def build_student(cfg: DistillConfig, teacher: Embedder, verbose: bool = True) -
     ``verbose`` logs what was done (rank 0 of a torchrun)."""
     if cfg.arch == "mbf":
         return _mobilefacenet(cfg, teacher, verbose)
-    arch_kwargs: dict[str, Any] = {
-        "input_size": cfg.resolved_input_size(),
-        "embedding_size": teacher.embedding_size,
-    }
-    defaults = inspect.signature(TinyFaceNet).parameters
-    for key, value in (
-        ("width", cfg.tiny_width),
-        ("head_channels", cfg.tiny_head),
-        ("blocks", cfg.tiny_blocks),
-    ):
-        if value != defaults[key].default:  # default-architecture cards stay as they were
-            arch_kwargs[key] = value
-    student = Student(create_student("tiny", **arch_kwargs), arch_kwargs)
+    arch_kwargs = _arch_kwargs(cfg, teacher)
+    size = cfg.resolved_input_size()
+    student = Student(create_for_input(cfg.arch, size, arch_kwargs), arch_kwargs)
     if cfg.init:
-        state, student.init_sha256 = _init_state(cfg.init, "tiny", arch_kwargs)
+        state, student.init_sha256 = _init_state(cfg.init, cfg.arch, arch_kwargs, size)
         _load(student.net, state, cfg.init)
         if verbose:
             log.info("student initialised from %s", cfg.init)
     return student
+
+
+def _arch_kwargs(cfg: DistillConfig, teacher: Embedder) -> dict[str, Any]:
+    """The ``arch_kwargs`` of a student built from scratch: those its student name stands
+    for, the teacher's embedding size and, for a tiny student, ``--width`` /
+    ``--head-channels`` / ``--blocks`` when not the default.  The input side is the card's
+    ``input_size`` (stored once), not one of them."""
+    _, named = cfg.student_entry()
+    kwargs: dict[str, Any] = {k: v for k, v in named.items() if k != "input_size"}
+    kwargs["embedding_size"] = teacher.embedding_size
+    if cfg.arch == "tiny":
+        defaults = inspect.signature(TinyFaceNet).parameters
+        for key, value in (
+            ("width", cfg.tiny_width),
+            ("head_channels", cfg.tiny_head),
+            ("blocks", cfg.tiny_blocks),
+        ):
+            if value != defaults[key].default:  # default-architecture cards stay as they were
+                kwargs[key] = value
+    return kwargs
 
 
 def _mobilefacenet(cfg: DistillConfig, teacher: Embedder, verbose: bool) -> Student:
@@ -83,7 +93,7 @@ def _mobilefacenet(cfg: DistillConfig, teacher: Embedder, verbose: bool) -> Stud
     if cfg.init:
         # the init may have another inner width than the run: it is loaded at its own
         # width, then widened below
-        state, init_sha256 = _init_state(cfg.init, "mbf", {})
+        state, init_sha256 = _init_state(cfg.init, "mbf", {}, None)
         expand = state.get("blocks.0.expand.weight")
         width = 1 if expand is None else max(1, expand.shape[0] // (64 * MBF_BLOCKS[0][0]))
         if width != net.expand_mult:
@@ -106,10 +116,12 @@ def _mobilefacenet(cfg: DistillConfig, teacher: Embedder, verbose: bool) -> Stud
 
 
 def _init_state(
-    init: str, arch: str, arch_kwargs: dict[str, Any]
+    init: str, arch: str, arch_kwargs: dict[str, Any], input_size: int | None
 ) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict of a registered student (name) or a weights file, with the file's
-    sha256 (recorded in the card as ``init_sha256``)."""
+    sha256 (recorded in the card as ``init_sha256``).  A registered student must be of
+    ``arch`` with the same settings (``arch_kwargs`` and, for a sized one, ``input_size``;
+    a card that lists its side among its ``arch_kwargs`` too is read the same)."""
     path = Path(init)
     if not path.is_file():
         spec = registry.get_spec(init)
@@ -117,7 +129,9 @@ def _init_state(
             raise LrfaceError(
                 f"--init {init}: not a {arch} student; pass a student of the same kind"
             )
-        if arch != "mbf" and (spec.card or {}).get("arch_kwargs", {}) != arch_kwargs:
+        theirs = dict((spec.card or {}).get("arch_kwargs", {}))
+        side = theirs.pop("input_size", spec.input_size)
+        if arch != "mbf" and (theirs, side) != (arch_kwargs, input_size):
             raise LrfaceError(f"--init {init}: architecture settings differ from this run's")
         path = registry.torch_weights(spec)
     return read_state(path), sha256_file(path)

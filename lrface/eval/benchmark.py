@@ -24,7 +24,7 @@ import datetime as _dt
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,14 +34,14 @@ from lrface.argconfig import add_arguments, arg, flag_of, option_fields
 from lrface.errors import DatasetError, LrfaceError
 from lrface.io.fileio import jsonable, write_json_atomic
 from lrface.io.outputs import check_output
+from lrface.models.defaults import DEFAULTS
 
 if TYPE_CHECKING:
     import argparse
 
     from lrface.models.interface import Embedder, HrEmbedders
 
-PROTOCOLS = ("lfw", "tinyface", "scface", "folder")
-DEFAULT_MODEL = "mobilefacenet-arcface"
+DEFAULT_MODEL = DEFAULTS.teacher
 DEFAULT_MODES = ("hr-hr", "hr-lr", "lr-lr")
 
 
@@ -99,6 +99,173 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join([result.get("caption", ""), "", *lines])
 
 
+# ---------------------------------------------------------------------- protocols
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One evaluation protocol of ``lrface benchmark``: everything the CLI and
+    :func:`run_benchmark` know of it.
+
+    ``name``: the ``--protocol`` value.  ``check_layout(data)``: raise
+    :class:`DatasetError` (one line) unless ``data`` is the protocol's dataset root, before
+    any model loads.  ``run(config, embedders, hr)``: the results dict of the protocol's
+    evaluator for ``config`` (:class:`BenchmarkConfig`), the models and their HR side.
+    ``options``: the :class:`BenchmarkConfig` fields that only some protocols take and
+    this one does (a protocol-specific option given to another protocol is noted as
+    ignored).  ``check(config)``: optional checks of option combinations.
+    """
+
+    name: str
+    check_layout: Callable[[str], object]
+    run: Callable[[BenchmarkConfig, Sequence[Embedder], HrEmbedders], dict[str, Any]]
+    options: tuple[str, ...] = ()
+    check: Callable[[BenchmarkConfig], None] | None = None
+
+
+def _run_options(config: BenchmarkConfig) -> dict[str, Any]:
+    """The options every evaluator takes: progress bars and the embedding cache."""
+    return {"progress": config.progress, "use_cache": config.cache}
+
+
+def _lfw_layout(data: str) -> object:
+    from lrface.datasets.lfw import LFW
+
+    return LFW(data)
+
+
+def _run_lfw(
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """:func:`lrface.eval.protocols.lfw.evaluate_lfw` with the options of ``config``."""
+    from lrface.eval.protocols.lfw import DEFAULT_SIZES, evaluate_lfw
+
+    return evaluate_lfw(
+        embedders,
+        config.data,
+        modes=config.modes,
+        sizes=config.sizes or DEFAULT_SIZES,
+        split=config.split,
+        hr_embedder=hr,
+        max_pairs_per_fold=config.max_pairs_per_fold,
+        detector=config.detector,
+        degrade=config.degrade,
+        probe_crop=config.probe_crop,
+        **_run_options(config),
+    )
+
+
+def _tinyface_layout(data: str) -> object:
+    from lrface.eval.protocols.tinyface import find_layout
+
+    return find_layout(data)
+
+
+def _run_tinyface(
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """:func:`lrface.eval.protocols.tinyface.evaluate_tinyface` with the options of
+    ``config``."""
+    from lrface.eval.protocols.tinyface import evaluate_tinyface
+
+    return evaluate_tinyface(
+        embedders,
+        config.data,
+        hr_embedder=hr,
+        max_distractors=config.max_distractors,
+        **_run_options(config),
+    )
+
+
+def _scface_layout(data: str) -> object:
+    from lrface.eval.protocols.scface import scan_scface
+
+    return scan_scface(data)
+
+
+def _run_scface(
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """:func:`lrface.eval.protocols.scface.evaluate_scface` with the options of ``config``."""
+    from lrface.eval.protocols.scface import evaluate_scface
+
+    return evaluate_scface(
+        embedders,
+        config.data,
+        hr_embedder=hr,
+        no_detect=not config.detect,
+        exclude_subjects=config.exclude_subjects,
+        detector=config.detector,
+        **_run_options(config),
+    )
+
+
+def _folder_layout(data: str) -> object:
+    from lrface.eval.protocols.folder import scan_folder
+
+    return scan_folder(data)
+
+
+def _run_folder(
+    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
+) -> dict[str, Any]:
+    """:func:`lrface.eval.protocols.folder.evaluate_folder` with the options of ``config``."""
+    from lrface.eval.protocols.folder import FOLDER_SIZES, evaluate_folder
+
+    return evaluate_folder(
+        embedders,
+        config.data,
+        sizes=config.sizes or FOLDER_SIZES,
+        hr_embedder=hr,
+        distractors=config.distractors,
+        nonmated_fraction=config.nonmated_fraction,
+        no_detect=not config.detect,
+        detector=config.detector,
+        degrade=config.degrade,
+        probe_crop=config.probe_crop,
+        **_run_options(config),
+    )
+
+
+def _check_folder(config: BenchmarkConfig) -> None:
+    """Box probes are cut around a detected face: ``--probe-crop box`` needs detection."""
+    from lrface.eval.protocols.conditions import check_box_needs_detection
+
+    check_box_needs_detection(config.probe_crop, config.detect)
+
+
+#: Every protocol of ``lrface benchmark``, by name: the one table the CLI reads (its
+#: ``--protocol`` choices, the options that apply, the layout check and the evaluator).
+PROTOCOL_TABLE: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol(
+            "lfw",
+            _lfw_layout,
+            _run_lfw,
+            options=(
+                "sizes", "modes", "split", "max_pairs_per_fold", "degrade", "probe_crop"
+            ),
+        ),
+        Protocol("tinyface", _tinyface_layout, _run_tinyface, options=("max_distractors",)),
+        Protocol("scface", _scface_layout, _run_scface, options=("detect", "exclude_subjects")),
+        Protocol(
+            "folder",
+            _folder_layout,
+            _run_folder,
+            options=(
+                "sizes", "detect", "distractors", "nonmated_fraction", "degrade", "probe_crop"
+            ),
+            check=_check_folder,
+        ),
+    )
+}  # fmt: skip
+#: The protocol names (``--protocol`` choices), in table order.
+PROTOCOLS = tuple(PROTOCOL_TABLE)
+#: The options that only some protocols take (see :attr:`Protocol.options`).
+_PROTOCOL_OPTIONS = frozenset(o for p in PROTOCOL_TABLE.values() for o in p.options)
+
+
 def _model_names(text: str) -> tuple[str, ...]:
     return tuple(parse_list(text, "--model"))
 
@@ -118,8 +285,9 @@ def _subject_ids(text: str) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """One benchmark run.  Every field but ``command_line`` is also an ``lrface benchmark``
-    option (its help text is the field's documentation); ``protocols`` in a field's
-    metadata names the protocols it applies to (others ignore it).
+    option (its help text is the field's documentation); the options that only some
+    protocols take are named by each protocol (:attr:`Protocol.options`; others ignore
+    them).
 
     Library use: ``run_benchmark(BenchmarkConfig("lfw", "/data/lfw", sizes=(8, 16)))``.
     """
@@ -161,7 +329,6 @@ class BenchmarkConfig:
             "LR sizes in pixels (lfw: 8,12,16,20,24,32; folder: 16,12)",
             metavar="S[,S...]",
             parse=_size_list,
-            protocols=("lfw", "folder"),
         ),
     )
     modes: tuple[str, ...] = field(
@@ -171,7 +338,6 @@ class BenchmarkConfig:
             flag="--mode",
             metavar="MODE[,MODE...]",
             parse=_mode_names,
-            protocols=("lfw",),
         ),
     )
     split: str = field(
@@ -179,7 +345,6 @@ class BenchmarkConfig:
         metadata=arg(
             "lfw split: test = folds 6-10 (default), all = 10 folds, val = 1-5",
             choices=("test", "all", "val"),
-            protocols=("lfw",),
         ),
     )
     out: str | None = field(
@@ -199,7 +364,6 @@ class BenchmarkConfig:
         metadata=arg(
             "scface/folder: images are pre-cut faces, only resize them",
             flag="--no-detect",
-            protocols=("scface", "folder"),
         ),
     )
     model_dir: str | None = field(
@@ -211,21 +375,23 @@ class BenchmarkConfig:
         metadata=arg("do not fuse the embedding of the mirrored crop", flag="--no-flip"),
     )
     detector: str = field(
-        default="scrfd-2.5g",
-        metadata=arg("face detector for alignment (default scrfd-2.5g)", metavar="NAME"),
+        default=DEFAULTS.benchmark_detector,
+        metadata=arg(
+            f"face detector for alignment (default {DEFAULTS.benchmark_detector})",
+            metavar="NAME",
+        ),
     )
     max_pairs_per_fold: int | None = field(
         default=None,
         metadata=arg(
             "lfw: quick run on the first N/2 same and N/2 different pairs of each fold",
             metavar="N",
-            protocols=("lfw",),
         ),
     )
     max_distractors: int | None = field(
         default=None,
         metadata=arg(
-            "tinyface: use only the first N distractors", metavar="N", protocols=("tinyface",)
+            "tinyface: use only the first N distractors", metavar="N"
         ),
     )
     exclude_subjects: tuple[int, ...] = field(
@@ -234,7 +400,6 @@ class BenchmarkConfig:
             "scface: subject ids to leave out (comma list or @file)",
             metavar="IDS|@FILE",
             parse=_subject_ids,
-            protocols=("scface",),
         ),
     )
     distractors: str | None = field(
@@ -242,7 +407,6 @@ class BenchmarkConfig:
         metadata=arg(
             "folder: images added to the gallery as distractors",
             metavar="DIR",
-            protocols=("folder",),
         ),
     )
     nonmated_fraction: float = field(
@@ -251,7 +415,6 @@ class BenchmarkConfig:
             "folder: fraction of identities left out of the gallery "
             "(their probes are non-mated, for DIR@FPIR)",
             metavar="F",
-            protocols=("folder",),
         ),
     )
     degrade: str = field(
@@ -261,7 +424,6 @@ class BenchmarkConfig:
             "reduction only) or 'realistic' (Gaussian + motion blur, sensor noise, JPEG "
             "q30-70; each probe's draw fixed by its index, see lrface.faces.degrade)",
             metavar="KIND",
-            protocols=("lfw", "folder"),
         ),
     )
     probe_crop: str = field(
@@ -273,7 +435,6 @@ class BenchmarkConfig:
             "the default --crop-mode auto: aligned by the landmarks found inside it, else as "
             "a box); the HR side stays aligned",
             metavar="KIND",
-            protocols=("lfw", "folder"),
         ),
     )
     cache: bool = field(
@@ -292,11 +453,13 @@ class BenchmarkConfig:
     def ignored_options(self) -> list[str]:
         """Flags given a non-default value that do not apply to ``protocol`` (the run
         ignores them; the CLI says so)."""
+        protocol = PROTOCOL_TABLE.get(self.protocol)
+        applies = protocol.options if protocol else ()
         return [
             flag_of(f)
             for f in option_fields(BenchmarkConfig)
-            if "protocols" in f.metadata
-            and self.protocol not in f.metadata["protocols"]
+            if f.name in _PROTOCOL_OPTIONS
+            and f.name not in applies
             and getattr(self, f.name) != f.default
         ]
 
@@ -308,134 +471,25 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_options(config: BenchmarkConfig) -> None:
     """Refuse bad option values with a one-line :class:`LrfaceError` before any model loads."""
-    from lrface.eval.protocols.conditions import check_box_needs_detection, check_condition
+    from lrface.eval.protocols.conditions import check_condition
 
-    if config.protocol not in PROTOCOLS:
+    protocol = PROTOCOL_TABLE.get(config.protocol)
+    if protocol is None:
         raise LrfaceError(
             f"--protocol {config.protocol!r} is not known; choose one of {', '.join(PROTOCOLS)}"
         )
     check_condition(config.degrade, config.probe_crop)
-    if config.protocol == "folder":
-        check_box_needs_detection(config.probe_crop, config.detect)
+    if protocol.check is not None:
+        protocol.check(config)
 
 
-def _check_layout(protocol: str, data: str) -> None:
+def check_layout(protocol: Protocol, data: str) -> None:
     """Fail fast (before loading models) on a missing or wrong dataset."""
     if not Path(data).expanduser().exists():
-        raise DatasetError(f"{data}: dataset path not found; pass --data with the {protocol} root")
-    if protocol == "lfw":
-        from lrface.datasets.lfw import LFW
-
-        LFW(data)
-    elif protocol == "tinyface":
-        from lrface.eval.protocols.tinyface import find_layout
-
-        find_layout(data)
-    elif protocol == "scface":
-        from lrface.eval.protocols.scface import scan_scface
-
-        scan_scface(data)
-    else:
-        from lrface.eval.protocols.folder import scan_folder
-
-        scan_folder(data)
-
-
-def _run_options(config: BenchmarkConfig) -> dict[str, Any]:
-    """The options every evaluator takes: progress bars and the embedding cache."""
-    return {"progress": config.progress, "use_cache": config.cache}
-
-
-def _run_lfw(
-    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
-) -> dict[str, Any]:
-    """:func:`lrface.eval.protocols.lfw.evaluate_lfw` with the options of ``config``."""
-    from lrface.eval.protocols.lfw import DEFAULT_SIZES, evaluate_lfw
-
-    return evaluate_lfw(
-        embedders,
-        config.data,
-        modes=config.modes,
-        sizes=config.sizes or DEFAULT_SIZES,
-        split=config.split,
-        hr_embedder=hr,
-        max_pairs_per_fold=config.max_pairs_per_fold,
-        detector=config.detector,
-        degrade=config.degrade,
-        probe_crop=config.probe_crop,
-        **_run_options(config),
-    )
-
-
-def _run_tinyface(
-    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
-) -> dict[str, Any]:
-    """:func:`lrface.eval.protocols.tinyface.evaluate_tinyface` with the options of
-    ``config``."""
-    from lrface.eval.protocols.tinyface import evaluate_tinyface
-
-    return evaluate_tinyface(
-        embedders,
-        config.data,
-        hr_embedder=hr,
-        max_distractors=config.max_distractors,
-        **_run_options(config),
-    )
-
-
-def _run_scface(
-    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
-) -> dict[str, Any]:
-    """:func:`lrface.eval.protocols.scface.evaluate_scface` with the options of ``config``."""
-    from lrface.eval.protocols.scface import evaluate_scface
-
-    return evaluate_scface(
-        embedders,
-        config.data,
-        hr_embedder=hr,
-        no_detect=not config.detect,
-        exclude_subjects=config.exclude_subjects,
-        detector=config.detector,
-        **_run_options(config),
-    )
-
-
-def _run_folder(
-    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
-) -> dict[str, Any]:
-    """:func:`lrface.eval.protocols.folder.evaluate_folder` with the options of ``config``."""
-    from lrface.eval.protocols.folder import FOLDER_SIZES, evaluate_folder
-
-    return evaluate_folder(
-        embedders,
-        config.data,
-        sizes=config.sizes or FOLDER_SIZES,
-        hr_embedder=hr,
-        distractors=config.distractors,
-        nonmated_fraction=config.nonmated_fraction,
-        no_detect=not config.detect,
-        detector=config.detector,
-        degrade=config.degrade,
-        probe_crop=config.probe_crop,
-        **_run_options(config),
-    )
-
-
-#: The runner of each protocol of :data:`PROTOCOLS`.
-_RUNNERS = {
-    "lfw": _run_lfw,
-    "tinyface": _run_tinyface,
-    "scface": _run_scface,
-    "folder": _run_folder,
-}
-
-
-def _run_protocol(
-    config: BenchmarkConfig, embedders: Sequence[Embedder], hr: HrEmbedders
-) -> dict[str, Any]:
-    """The protocol's evaluator with the options that apply to it (``config.protocol`` is
-    one of :data:`PROTOCOLS`, checked by :func:`check_options`)."""
-    return _RUNNERS[config.protocol](config, embedders, hr)
+        raise DatasetError(
+            f"{data}: dataset path not found; pass --data with the {protocol.name} root"
+        )
+    protocol.check_layout(data)
 
 
 def _process_command_line() -> str:
@@ -479,7 +533,8 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     started = _dt.datetime.now(_dt.UTC)
     check_options(config)
     check_output(config.out_dir, "benchmark-dir")  # before any model loads or embeds
-    _check_layout(config.protocol, config.data)
+    protocol = PROTOCOL_TABLE[config.protocol]  # known: check_options
+    check_layout(protocol, config.data)
     flip, model_dir = config.flip, config.model_dir
     embedders = [
         load_embedder(n, flip=flip, model_dir=model_dir, precision=config.precision)
@@ -487,7 +542,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     ]
     # load_embedder is memoised: a model that is its own HR model is the same object.
     hr = resolve_hr_model(config.hr_model, embedders, config.protocol, flip, model_dir)
-    result = _run_protocol(config, embedders, hr)
+    result = protocol.run(config, embedders, hr)
     out_dir = config.out_dir
     plots: list[str] = []
     if config.plot:

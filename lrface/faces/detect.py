@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from lrface.models import registry
+from lrface.models.defaults import DEFAULTS
 
-DEFAULT_DETECTOR = "auto"
+DEFAULT_DETECTOR = DEFAULTS.detector
 """The detector used when none is named (CLI, API, evaluators and training data):
 ``auto`` = SCRFD-2.5g when its file is found, else the shipped YuNet (see
 :func:`resolve_detector`)."""
@@ -43,8 +44,8 @@ DEFAULT_CANVAS = "fixed"
 #: Input pixels per batched detector call (:meth:`Detector.detect_many`).
 BATCH_PIXELS = 8 * 320 * 320
 
-PREFERRED_DETECTOR = "scrfd-2.5g"
-FALLBACK_DETECTOR = "yunet"
+PREFERRED_DETECTOR = DEFAULTS.preferred_detector
+FALLBACK_DETECTOR = DEFAULTS.fallback_detector
 log = logging.getLogger("lrface")
 
 
@@ -95,7 +96,7 @@ class Detector:
 
     name: str = "detector"
 
-    def __init__(self, det_thresh: float = 0.5, nms_thresh: float = 0.4) -> None:
+    def __init__(self, det_thresh: float, nms_thresh: float = 0.4) -> None:
         self.det_thresh = det_thresh
         self.nms_thresh = nms_thresh
 
@@ -235,7 +236,7 @@ class SCRFD(Detector):
     def __init__(
         self,
         model_path: str | Path,
-        det_thresh: float = 0.5,
+        det_thresh: float = registry.DETECTOR_THRESHOLDS["scrfd"],
         nms_thresh: float = 0.4,
         providers: list[str] | None = None,
     ) -> None:
@@ -377,7 +378,10 @@ class YuNet(Detector):
     name = "yunet"
 
     def __init__(
-        self, model_path: str | Path, det_thresh: float = 0.6, nms_thresh: float = 0.3
+        self,
+        model_path: str | Path,
+        det_thresh: float = registry.DETECTOR_THRESHOLDS["yunet"],
+        nms_thresh: float = 0.3,
     ) -> None:
         super().__init__(det_thresh, nms_thresh)
         self.model_path = str(model_path)
@@ -454,7 +458,8 @@ def load_detector(
 ) -> Detector:
     """Build a registry detector by name (cached per resolved name and threshold):
     ``auto`` (default, see :func:`resolve_detector`), ``scrfd-2.5g``, ``scrfd-500m``,
-    ``scrfd-10g`` or ``yunet``.  ``det_thresh`` in (0, 1); None = the detector's default."""
+    ``scrfd-10g`` or ``yunet``.  ``det_thresh`` in (0, 1); None = the detector's default
+    (its registry entry's ``det_thresh``)."""
     return _load_detector(resolve_detector(name), det_thresh, model_dir)
 
 
@@ -475,6 +480,11 @@ def _load_detector(name: str, det_thresh: float | None, model_dir: str | None) -
             f"{name}: not a face detector; choose one of {', '.join(detector_names())}"
         )
     path = registry.locate(spec, model_dir)
+    thresh = det_thresh if det_thresh is not None else spec.det_thresh
+    if thresh is None:
+        raise registry.ModelFileError(
+            f"{name}: its registry entry has no default det_thresh; pass --det-thresh"
+        )
     if spec.detector_type == "yunet":
-        return YuNet(path, det_thresh=det_thresh if det_thresh is not None else 0.6)
-    return SCRFD(path, det_thresh=det_thresh if det_thresh is not None else 0.5)
+        return YuNet(path, det_thresh=thresh)
+    return SCRFD(path, det_thresh=thresh)

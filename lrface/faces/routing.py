@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lrface.errors import LrfaceError
+from lrface.models.defaults import DEFAULTS
 from lrface.models.preprocess import resize_crop
 from lrface.models.registry import all_models
 
@@ -43,15 +44,16 @@ __all__ = [
     "crop_for",
 ]
 
-TEACHER = "mobilefacenet-arcface"
-LR_STUDENT = "lrface-mbf"
+#: The HR teacher and the student for small aligned faces (the defaults table).
+TEACHER = DEFAULTS.teacher
+LR_STUDENT = DEFAULTS.lr_student
 #: Faces whose native aligned-crop side is below this (eyes ~20 px apart) go to the student.
 STUDENT_BELOW_PX = 64.0
 #: The model for crops without landmarks (``crop_kind == "box"``): the ``lrface-box``
 #: student, distilled on detector-box views with realistic degradation (shipped by the rule
 #: of docs/experiments/box-student.md: +8.0 points over ``lrface-mbf`` on box crops of
 #: held-out identities at 12/16 px).
-BOX_MODEL = "lrface-box"
+BOX_MODEL = DEFAULTS.box_student
 #: ``crop_kind`` of a crop without landmarks (:data:`lrface.faces.pipeline.CROP_BOX`).
 _BOX = "box"
 

@@ -57,6 +57,10 @@ SHIPPED_CARDS = {
     )
 }
 
+#: The default score threshold of each detector type, for the detectors of :data:`MODELS`
+#: and a detector card without ``det_thresh`` (the shipped ``yunet.json``).
+DETECTOR_THRESHOLDS = {"scrfd": 0.5, "yunet": 0.6}
+
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
@@ -70,7 +74,8 @@ class ModelSpec:
     file it cannot verify.  Files that come inside an insightface pack name the pack
     (``pack``), the member's name inside it (``pack_file``) and the zip's sha256.
     Students exported to ONNX may also carry their torch weights (``torch_file``,
-    ``torch_sha256``) for fine-tuning and re-export.
+    ``torch_sha256``) for fine-tuning and re-export.  ``kind`` is the model's role
+    (:data:`KINDS`); a detector carries its default score threshold (``det_thresh``).
     """
 
     name: str
@@ -98,6 +103,8 @@ class ModelSpec:
     card: dict[str, Any] | None = dataclasses.field(default=None, compare=False, hash=False)
     card_path: str | None = None
     detector_type: str | None = None  # "scrfd" | "yunet"
+    #: detectors: the score threshold used when none is given (in (0, 1))
+    det_thresh: float | None = None
     torch_file: str | None = None  # torch weights beside an ONNX student's card
     torch_sha256: str | None = None
     precision: str = "fp32"  # "fp32" | "int8" (statically quantized, benchmarks/quantize.py)
@@ -149,6 +156,7 @@ MODELS: dict[str, ModelSpec] = {
             license="non-commercial research only (insightface model zoo)",
             description="SCRFD-2.5GF with 5 keypoints (= det_2.5g.onnx of buffalo_m); default",
             detector_type="scrfd",
+            det_thresh=DETECTOR_THRESHOLDS["scrfd"],
             pack="buffalo_m",
             pack_file="det_2.5g.onnx",
             pack_sha256=_PACK_SHA256["buffalo_m"],
@@ -163,6 +171,7 @@ MODELS: dict[str, ModelSpec] = {
             description="SCRFD-500MF with 5 keypoints, fixed 640x640 input (fast); no direct "
             "download: export it from insightface's detection/scrfd model zoo",
             detector_type="scrfd",
+            det_thresh=DETECTOR_THRESHOLDS["scrfd"],
         ),
         ModelSpec(
             name="scrfd-10g",
@@ -173,6 +182,7 @@ MODELS: dict[str, ModelSpec] = {
             license="non-commercial research only (insightface model zoo)",
             description="SCRFD-10GF with 5 keypoints from insightface's buffalo_l pack",
             detector_type="scrfd",
+            det_thresh=DETECTOR_THRESHOLDS["scrfd"],
             pack="buffalo_l",
             pack_sha256=_PACK_SHA256["buffalo_l"],
         ),
@@ -338,10 +348,11 @@ def _candidates(d: Path, spec: ModelSpec) -> list[Path]:
 
 # ---------------------------------------------------------------------- model cards
 
+#: The roles of a model (a card's ``kind``): the HR teacher, another recogniser, a student
+#: in its teacher's space (its card names the teacher), a face detector.
 KINDS = ("teacher", "recognizer", "student", "detector")
 PRECISIONS = ("fp32", "int8")
 RUNTIMES = ("onnx", "torch")
-STUDENT_ARCHS = ("mbf", "tiny")  # lrface.models.students.ARCHS (kept here: no torch import)
 DETECTOR_TYPES = ("scrfd", "yunet")
 _MAX_CARD_BYTES = 1 << 20
 
@@ -460,6 +471,7 @@ def spec_from_card(card_path: str | os.PathLike[str]) -> ModelSpec:
     runtime = c.choice("runtime", RUNTIMES, "torch" if kind == "student" else "onnx")
     pre, color = _card_preprocessing(c)
     recogniser = kind != "detector"
+    detector_type = c.choice("detector_type", DETECTOR_TYPES) if kind == "detector" else None
     arch = _card_arch(c, runtime)
     torch_w = c.get("torch_weights")
     if torch_w is not None and not isinstance(torch_w, dict):
@@ -491,7 +503,8 @@ def spec_from_card(card_path: str | os.PathLike[str]) -> ModelSpec:
         arch=arch,
         card=data,
         card_path=str(card_path.resolve()),
-        detector_type=c.choice("detector_type", DETECTOR_TYPES) if kind == "detector" else None,
+        detector_type=detector_type,
+        det_thresh=_card_det_thresh(c, detector_type),
         torch_file=tw.filename("file", required=False) if torch_w else None,
         torch_sha256=tw.sha("sha256", required=True) if torch_w else None,
         precision=precision,
@@ -531,10 +544,24 @@ def _card_preprocessing(c: _Card) -> tuple[dict[str, Any], str]:
     return pre, color
 
 
+def _card_det_thresh(c: _Card, detector_type: str | None) -> float | None:
+    """A detector card's ``det_thresh`` (a score in (0, 1)), else its type's default
+    (:data:`DETECTOR_THRESHOLDS`); None for a recogniser."""
+    if detector_type is None:
+        return None
+    value = c.number("det_thresh", 0.0, 1.0)
+    if value is None:
+        return DETECTOR_THRESHOLDS[detector_type]
+    if not 0.0 < value < 1.0:
+        raise c.fail("det_thresh", "a number in (0, 1)", value)
+    return value
+
+
 def _card_arch(c: _Card, runtime: str) -> str | None:
-    """The card's ``arch``: one of :data:`STUDENT_ARCHS` (default ``"mbf"``) for a torch
-    model, else free text or None; ``arch_kwargs`` must be an object when present."""
-    arch = c.choice("arch", STUDENT_ARCHS, "mbf") if runtime == "torch" else c.text("arch")
+    """The card's ``arch``: a name (default ``"mbf"``) for a torch model, checked against
+    the registered architectures (:data:`lrface.models.students.ARCHS`) when the model is
+    built; free text or None for ONNX; ``arch_kwargs`` must be an object when present."""
+    arch = c.text("arch", "mbf", required=True) if runtime == "torch" else c.text("arch")
     arch_kwargs = c.get("arch_kwargs", {})
     if not isinstance(arch_kwargs, dict):
         raise c.fail("arch_kwargs", "an object", arch_kwargs)

@@ -3,6 +3,12 @@
 Both map an aligned face crop to a 128-d embedding in the *teacher's* space, so their
 embeddings can be compared with the teacher's (HR gallery, LR probe).
 
+Each architecture is one class registered here by :func:`register` (timm's pattern): its
+``arch`` name (what a card's ``"arch"`` names), whether it takes its ``input_size`` (the
+card's ``input_size`` is passed to it: stored once) and the user-facing student names
+``lrface distill --student`` accepts, each with the settings it stands for.  Adding an
+architecture is one decorated class in this module.
+
 - :class:`MobileFaceNet` (``arch="mbf"``): the teacher's architecture (112x112 input,
   batch-norm folded into the convolutions as in the shipped ONNX), built here from a
   short layer table and initialised from the teacher's ONNX initialisers
@@ -16,12 +22,74 @@ ImageNet mean/std in pixel units (see :mod:`lrface.models.registry`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+    """One registered student architecture.
+
+    ``build``: the class (``build(**arch_kwargs)`` -> module mapping float32
+    (N, 3, S, S) to (N, D)); ``input_size``: the side it is built for when fixed (e.g.
+    112), None when it takes ``input_size`` as an argument; ``students``: user-facing
+    student names -> the ``arch_kwargs`` each stands for (an ``input_size`` among them is
+    the student's input side); ``default_size``: the side of a sized architecture when
+    neither its student name nor ``--input-size`` gives one.
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    students: Mapping[str, Mapping[str, Any]]
+    input_size: int | None = None
+    default_size: int | None = None
+
+    @property
+    def sized(self) -> bool:
+        """The architecture takes ``input_size`` as an argument (the card's, passed in)."""
+        return self.input_size is None
+
+
+#: The registered architectures, by ``arch`` name (:func:`register`).
+ARCHS: dict[str, Arch] = {}
+_M = TypeVar("_M", bound=type[nn.Module])
+
+
+def register(
+    name: str,
+    students: Mapping[str, Mapping[str, Any]],
+    *,
+    input_size: int | None = None,
+    default_size: int | None = None,
+) -> Callable[[_M], _M]:
+    """Class decorator: register an architecture as ``name`` (see :class:`Arch`)."""
+
+    def add(cls: _M) -> _M:
+        if name in ARCHS:
+            raise ValueError(f"student architecture {name!r} is registered twice")
+        ARCHS[name] = Arch(name, cls, students, input_size, default_size)
+        return cls
+
+    return add
+
+
+def get_arch(name: str) -> Arch:
+    """The registered architecture ``name``; ValueError naming the choices otherwise."""
+    if name not in ARCHS:
+        raise ValueError(f"unknown student architecture {name!r}; choose {', '.join(ARCHS)}")
+    return ARCHS[name]
+
+
+def student_names() -> dict[str, tuple[Arch, Mapping[str, Any]]]:
+    """Every user-facing student name -> ``(its architecture, the arch_kwargs it means)``."""
+    return {s: (a, kw) for a in ARCHS.values() for s, kw in a.students.items()}
+
 
 # (expansion t, output channels c, repeats n, first stride s) of the MobileFaceNet body.
 MBF_BLOCKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
@@ -44,6 +112,7 @@ class _Bottleneck(nn.Module):
         return x + y if self.residual else y
 
 
+@register("mbf", {"lrface-mbf": {}}, input_size=112)
 class MobileFaceNet(nn.Module):
     """MobileFaceNet (Chen et al. 2018) with folded batch-norm; 112x112 -> 128-d.
 
@@ -150,6 +219,16 @@ def widen_mobilefacenet(model: MobileFaceNet, mult: int, seed: int = 0) -> Mobil
     return wide
 
 
+@register(
+    "tiny",
+    {
+        "lrface-tiny": {},
+        "lrface-tiny-16": {"input_size": 16},
+        "lrface-tiny-24": {"input_size": 24},
+        "lrface-tiny-32": {"input_size": 32},
+    },
+    default_size=16,
+)
 class TinyFaceNet(nn.Module):
     """Native low-resolution student: an S x S crop (S = 16, 24 or 32) -> 128-d.
 
@@ -223,14 +302,28 @@ class _SepBlock(nn.Module):
         return x + y if self.residual else y
 
 
-ARCHS = {"mbf": MobileFaceNet, "tiny": TinyFaceNet}
-
-
 def create_student(arch: str, **kwargs: Any) -> nn.Module:
-    """Instantiate a student by architecture name (``mbf`` or ``tiny``), timm-style."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown student architecture {arch!r}; choose {', '.join(ARCHS)}")
-    return ARCHS[arch](**kwargs)
+    """Instantiate a registered student architecture by name (:data:`ARCHS`), timm-style."""
+    return get_arch(arch).build(**kwargs)
+
+
+def create_for_input(
+    arch: str, input_size: int | None, arch_kwargs: Mapping[str, Any]
+) -> nn.Module:
+    """The registered architecture ``arch`` as a card describes it: its ``arch_kwargs``
+    and its ``input_size`` (stored once, in the card), passed to an architecture that
+    takes it.  A card that also names ``input_size`` among its ``arch_kwargs`` (one
+    written before the size was stored once, as the shipped cards) must give the same
+    side; ValueError otherwise."""
+    a, kwargs = get_arch(arch), dict(arch_kwargs)
+    if not a.sized or input_size is None:
+        return a.build(**kwargs)
+    given = kwargs.pop("input_size", input_size)
+    if given != input_size:
+        raise ValueError(
+            f"field 'input_size' says {input_size}, but its arch_kwargs say {given}"
+        )
+    return a.build(input_size=input_size, **kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -9,7 +9,7 @@ import torch
 
 from lrface.models.embedder import EmbedderBase
 from lrface.models.registry import ModelSpec
-from lrface.models.students import create_student
+from lrface.models.students import ARCHS, create_for_input
 
 
 def read_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -40,6 +40,12 @@ def load_student_module(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.
     card = spec.card or {}
     where = spec.card_path or str(path)
     kwargs = card.get("arch_kwargs", {})
+    arch = spec.arch or "mbf"
+    if arch not in ARCHS:
+        raise ModelFileError(
+            f"{where}: model card field 'arch' must be one of {', '.join(ARCHS)}, got "
+            f"{arch!r}; fix the field there or re-export the model with `lrface export`"
+        )
     try:
         state = read_state(path)
     except Exception as exc:  # an untrusted file: whatever torch.load raises
@@ -49,7 +55,7 @@ def load_student_module(spec: ModelSpec, path: str | os.PathLike[str]) -> torch.
         ) from None
     try:
         with torch.device("meta"):
-            model = create_student(spec.arch or "mbf", **kwargs)
+            model = create_for_input(arch, spec.input_size, kwargs)
         model.load_state_dict(state, assign=True)
         return model.eval()
     except Exception as exc:  # wrong kwargs (TypeError, ValueError, ...) or tensor shapes

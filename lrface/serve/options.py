@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lrface.argconfig import arg
+from lrface.models.defaults import DEFAULTS
 from lrface.options import CommonOptions, DetectorOptions, port_number, positive_float, positive_int
 
 
@@ -35,9 +36,9 @@ class ServeOptions(DetectorOptions, CommonOptions):
         ),
     )
     gallery_model: str = field(
-        default="mobilefacenet-arcface",
+        default=DEFAULTS.teacher,
         metadata=arg(
-            "recogniser of a new --gallery .npz (default mobilefacenet-arcface, as `lrface "
+            f"recogniser of a new --gallery .npz (default {DEFAULTS.teacher}, as `lrface "
             "gallery build`); an existing gallery keeps its own"
         ),
     )

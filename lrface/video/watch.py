@@ -40,6 +40,7 @@ from lrface.faces.detect import load_detector, resolve_detector
 from lrface.faces.pipeline import CropOptions, align_crop
 from lrface.faces.routing import crop_for
 from lrface.io.validation import is_int
+from lrface.models.defaults import DEFAULTS
 from lrface.models.loader import load_embedder
 from lrface.search.interface import Gallery
 from lrface.search.templates import decision_threshold, face_quality, fuse_template
@@ -56,7 +57,7 @@ __all__ = [
 
 #: Default detector of ``watch``: the shipped YuNet, the fastest (about 19 ms of CPU per
 #: 352x288 frame; SCRFD-2.5g about 87 ms on the same frames, ``benchmarks/RESULTS.md``).
-WATCH_DETECTOR = "yunet"
+WATCH_DETECTOR = DEFAULTS.watch_detector
 #: Side of the aligned crops kept per track (every model's input; students resize it).
 CROP_SIZE = 112
 
@@ -410,10 +411,9 @@ def load_watchlist(path: str | Path, progress: bool = False) -> Gallery:
         )
     if p.is_file() or is_ivf_gallery(p):
         return open_gallery(p)
-    from lrface.faces.routing import TEACHER
     from lrface.search.gallery import build_gallery
 
-    gallery, failures = build_gallery(p, load_embedder(TEACHER), progress=progress)
+    gallery, failures = build_gallery(p, load_embedder(DEFAULTS.teacher), progress=progress)
     if failures:
         shown = "; ".join(f"{f}: {m}" for f, m in failures[:3])
         raise LrfaceError(
