@@ -20,7 +20,7 @@ import numpy as np
 
 from lrface.errors import LrfaceError
 from lrface.faces.align import resize_crop
-from lrface.models.registry import all_models
+from lrface.models.registry import all_models, get_spec
 
 if TYPE_CHECKING:
     from lrface.models.interface import Embedder
@@ -32,6 +32,7 @@ __all__ = [
     "TEACHER",
     "ModelRouter",
     "choose_model",
+    "probe_threshold",
 ]
 
 TEACHER = "mobilefacenet-arcface"
@@ -65,6 +66,23 @@ def choose_model(face_size: float, crop: str = "aligned-5pt") -> str:
             f"{name}.json); restore it (git checkout weights/) or pass --model"
         )
     return name
+
+
+def probe_threshold(
+    model: str, gallery_model: str, gallery_threshold: float | None
+) -> float | None:
+    """The calibrated threshold for a probe embedded by ``model`` against a gallery built
+    by ``gallery_model`` (whose threshold is ``gallery_threshold``): the gallery's when
+    ``model`` (or the fp32 model an int8 copy was quantized from) built it, the student
+    card's ``threshold_vs_teacher`` for a student probe in a teacher's gallery (as
+    :func:`lrface.verify` pairs them), else the gallery's."""
+    spec = get_spec(model)
+    base = (spec.quantized_from if spec is not None else None) or model
+    if base == gallery_model:
+        return gallery_threshold
+    if spec is not None and spec.threshold_vs_teacher is not None:
+        return float(spec.threshold_vs_teacher)
+    return gallery_threshold
 
 
 class ModelRouter:
