@@ -28,7 +28,7 @@ httpx = pytest.importorskip("httpx", reason="needs httpx (dev extra)")
 from lrface.api import embed, verify  # noqa: E402
 from lrface.cli.main import main  # noqa: E402
 from lrface.errors import LrfaceError  # noqa: E402
-from lrface.faces.routing import LR_STUDENT, TEACHER  # noqa: E402
+from lrface.faces.routing import BOX_MODEL, LR_STUDENT, TEACHER  # noqa: E402
 from lrface.search.gallery import Gallery  # noqa: E402
 from lrface.serve.process import ServerProcess  # noqa: E402
 
@@ -359,6 +359,26 @@ def test_embed_and_identify_route_each_face_as_the_cli(client, server, tmp_path,
     assert small["identity"] == abel["identity"] == "Abel Pacheco"
     assert aaron["identity"] == "unknown"
     assert small["face"]["face_size_px"] < 64 < abel["face"]["face_size_px"]
+
+
+def test_embed_crop_modes_as_the_cli(client, tmp_path):
+    """detect=false with crop_mode (CLI --no-detect --crop-mode): the 36 px photo read as
+    a box crop goes to lrface-box, as an aligned crop to lrface-mbf, as `lrface embed`."""
+    for mode, want in (("box", BOX_MODEL), ("aligned", LR_STUDENT)):
+        r = client.post(
+            "/embed", files=files("images", SMALL), data={"detect": "false", "crop_mode": mode}
+        )
+        assert r.status_code == 200, r.text
+        (row,) = r.json()["embeddings"]
+        assert row["model"] == want and row["face"]["crop_mode"] == mode
+        npz = tmp_path / f"{mode}.npz"
+        argv = ["embed", str(SMALL), "--out", str(npz), "--quiet", "--no-detect"]
+        assert main([*argv, "--crop-mode", mode]) == 0
+        with np.load(npz, allow_pickle=False) as z:
+            assert list(z["face_models"]) == [want]
+            np.testing.assert_allclose([row["embedding"]], z["embeddings"], atol=1e-5)
+    r = client.post("/embed", files=files("images", SMALL), data={"crop_mode": "box"})
+    assert_json_error(r, 422, "--crop-mode box applies to pre-cut crops")
 
 
 # ---------------------------------------------------------------------- bad requests

@@ -167,6 +167,13 @@ Images = Annotated[list[UploadFile], File(description="one or more image files")
 Detect = Annotated[
     bool, Form(description="false: the images are pre-cut aligned face crops (CLI --no-detect)")
 ]
+CropMode = Annotated[
+    str,
+    Form(
+        description="with detect=false, how a crop is read (CLI --crop-mode): auto "
+        "(default: aligned by the landmarks found inside it, else a box crop), aligned, box"
+    ),
+]
 DetectorName = Annotated[str | None, Form(description="detector (default: server's --detector)")]
 DetThresh = Annotated[float | None, Form(description="detection score threshold in (0, 1)")]
 FaceIndex = Annotated[int | None, Form(description="which face, 0 = largest (default)")]
@@ -174,6 +181,10 @@ Threshold = Annotated[
     float | None, Form(description="cosine threshold in [-1, 1] (default: the calibrated one)")
 ]
 Model = Annotated[str | None, Form(description="recogniser name (GET /models)")]
+PER_FACE_MODEL = (
+    "one recogniser for every face, as CLI --model (default: each face by the model verify "
+    "would choose, lrface.choose_model; each answer names the model of each face)"
+)
 Crops = Annotated[
     bool, Form(description="also return each face's aligned crop as a PNG data URL (crop_png)")
 ]
@@ -206,6 +217,7 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
         model: Model = None,
         threshold: Threshold = None,
         detect: Detect = True,
+        crop_mode: CropMode = "auto",
         face_index: FaceIndex = None,
         face_index1: FaceIndex = None,
         face_index2: FaceIndex = None,
@@ -215,7 +227,7 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     ) -> JSONResponse:
         d = deadline()
         u1, u2 = (await _read([image1], "image1", 1))[0], (await _read([image2], "image2", 1))[0]
-        crop = CropRequest(detect, detector, det_thresh, face_index)
+        crop = CropRequest(detect, detector, det_thresh, face_index, crop_mode)
         return await _run(
             engine.verify,
             (u1, u2),
@@ -239,8 +251,9 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     @app.post("/embed", summary="one embedding per image (the CLI's crop modes)")
     async def embed(
         images: Images,
-        model: Annotated[str | None, Form(description="recogniser (default lrface-mbf)")] = None,
+        model: Annotated[str | None, Form(description=PER_FACE_MODEL)] = None,
         detect: Detect = True,
+        crop_mode: CropMode = "auto",
         face_index: FaceIndex = None,
         detector: DetectorName = None,
         det_thresh: DetThresh = None,
@@ -248,7 +261,7 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     ) -> JSONResponse:
         d = deadline()
         ups = await _read(images, "images", options.max_files)
-        crop = CropRequest(detect, detector, det_thresh, face_index)
+        crop = CropRequest(detect, detector, det_thresh, face_index, crop_mode)
         return await _run(engine.embed, ups, crop, d, model=model, crops=crops)
 
     @app.post(
@@ -258,12 +271,17 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     )
     async def identify(
         images: Images,
-        model: Annotated[str | None, Form(description="probe model (default: gallery's)")] = None,
+        model: Annotated[str | None, Form(description=PER_FACE_MODEL)] = None,
         threshold: Annotated[
-            float | None, Form(description="cosine threshold in [-1, 1] (default: the model's)")
+            float | None,
+            Form(
+                description="cosine threshold in [-1, 1] (default: each probe model's "
+                "calibrated threshold against the gallery, as the CLI)"
+            ),
         ] = None,
         top_k: Annotated[int, Form(description="candidates per probe (default 5)")] = 5,
         detect: Detect = True,
+        crop_mode: CropMode = "auto",
         face_index: FaceIndex = None,
         detector: DetectorName = None,
         det_thresh: DetThresh = None,
@@ -272,7 +290,7 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
         d = deadline()
         _check_threshold(threshold)
         ups = await _read(images, "images", options.max_files)
-        crop = CropRequest(detect, detector, det_thresh, face_index)
+        crop = CropRequest(detect, detector, det_thresh, face_index, crop_mode)
         return await _run(
             engine.identify,
             ups,
@@ -293,13 +311,14 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
         identity: Annotated[str, Form(description="the identity's label")],
         images: Images,
         detect: Detect = True,
+        crop_mode: CropMode = "auto",
         face_index: FaceIndex = None,
         detector: DetectorName = None,
         det_thresh: DetThresh = None,
     ) -> JSONResponse:
         d = deadline()
         ups = await _read(images, "images", options.max_files)
-        crop = CropRequest(detect, detector, det_thresh, face_index)
+        crop = CropRequest(detect, detector, det_thresh, face_index, crop_mode)
         return await _run(engine.enrol, identity, ups, crop, d)
 
     @app.delete("/gallery/identities/{identity:path}", summary="remove an identity and its images")

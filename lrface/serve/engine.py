@@ -77,12 +77,14 @@ class Upload:
 @dataclasses.dataclass(frozen=True)
 class CropRequest:
     """The crop fields of a request (the CLI's crop options); None: the server's default
-    (``--detector``, ``--det-thresh``) or the CLI's."""
+    (``--detector``, ``--det-thresh``) or the CLI's.  ``crop_mode``: how a pre-cut crop
+    (``detect=False``) is read, the CLI's ``--crop-mode`` (``auto``, ``aligned``, ``box``)."""
 
     detect: bool = True
     detector: str | None = None
     det_thresh: float | None = None
     face_index: int | None = None
+    crop_mode: str = "auto"
 
 
 def crop_png(crop: np.ndarray) -> str:
@@ -169,6 +171,7 @@ class Engine:
             det_thresh=thresh,
             face_index=c.face_index,
             size=size,
+            crop_mode=c.crop_mode,
         )
 
     def _router(self, model: str | None) -> ModelRouter:
@@ -254,6 +257,7 @@ class Engine:
                 face_index1=face_index1,
                 face_index2=face_index2,
                 names=(ups[0].name, ups[1].name),
+                crop_mode=o.crop_mode,
             )
         out = res.to_dict()
         if crops:
