@@ -793,3 +793,43 @@ def test_operator_page_in_a_real_browser(server, key, tmp_path):
         driver.quit()
     listed = httpx.get(server.url + "/gallery/identities", headers={"X-API-Key": key}).json()
     assert "Page Person" not in {e["identity"] for e in listed["identities"]}
+
+
+# ---------------------------------------------------------------------- the worker's turn
+
+
+def test_worker_turns_are_granted_in_arrival_order():
+    """FairLock: waiters get the lock in the order they asked, a waiter that times out
+    leaves the queue without taking it, and the lock is free again after the last."""
+    from lrface.serve.turns import FairLock
+
+    lock = FairLock()
+    assert lock.acquire(timeout=0)
+    order: list[int] = []
+    queued = threading.Semaphore(0)
+
+    def waiter(i: int) -> None:
+        queued.release()
+        assert lock.acquire(timeout=30)
+        order.append(i)
+        lock.release()
+
+    threads = []
+    for i in range(8):  # each waiter is queued before the next one starts
+        t = threading.Thread(target=waiter, args=(i,))
+        t.start()
+        queued.acquire()
+        deadline = time.monotonic() + 10
+        while len(lock._waiters) <= i and time.monotonic() < deadline:
+            time.sleep(0.001)
+        threads.append(t)
+    assert not lock.acquire(timeout=0.05)  # held, 8 ahead: times out, leaves the queue
+    assert len(lock._waiters) == 8
+    lock.release()
+    for t in threads:
+        t.join(30)
+    assert order == list(range(8))
+    assert lock.acquire(timeout=0)  # free again
+    lock.release()
+    with pytest.raises(RuntimeError, match="not held"):
+        lock.release()

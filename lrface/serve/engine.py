@@ -6,6 +6,7 @@ app calls the other methods in a thread (never on the event loop); each holds th
 worker's one inference lock for the whole request -- not every model object is
 thread-safe (OpenCV's YuNet keeps its input size), and one request at a time bounds a
 worker's memory (one image decode at a time) -- so throughput scales with ``--workers``.
+The lock is granted in arrival order (:class:`lrface.serve.turns.FairLock`).
 
 Everything is the library's: images decoded by :func:`lrface.io.images.read_image` (its
 header guard, at ``--max-pixels``), faces cut by :func:`lrface.faces.pipeline.prepare_face`,
@@ -20,7 +21,6 @@ import base64
 import contextlib
 import dataclasses
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +44,7 @@ from lrface.models.loader import load_embedder
 from lrface.models.registry import all_models, find
 from lrface.serve.limits import Deadline
 from lrface.serve.store import GalleryStore
+from lrface.serve.turns import FairLock
 
 log = logging.getLogger("lrface")
 
@@ -112,7 +113,7 @@ class Engine:
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
-        self.lock = threading.Lock()
+        self.lock = FairLock()  # first come, first served (lrface.serve.turns)
         self.store = (
             GalleryStore(options.gallery, options.gallery_model, options.aggregate)
             if options.gallery
