@@ -520,6 +520,39 @@ def test_timeout_answers_503_and_writes_nothing(tmp_path, key):
     assert Gallery.load(gallery).identities == []
 
 
+def test_a_request_queued_past_its_deadline_never_starts(key):
+    """A request still waiting for the worker's inference thread at --timeout is taken
+    out of the queue and answered 503 at its deadline (not when the thread frees up)."""
+    import asyncio
+
+    from lrface.cli.options import ServeOptions
+    from lrface.serve.app import create_app
+
+    app = create_app(ServeOptions(timeout=1.0), key)
+    release = threading.Event()
+
+    async def queued_verify() -> tuple[httpx.Response, float]:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://app",
+                headers={"X-API-Key": key},
+            ) as c,
+        ):
+            busy = app.state.engine.executor.submit(release.wait, 60)  # the worker busy
+            t0 = time.monotonic()
+            r = await c.post("/verify", files=files("image1", BUSH[0]) + files("image2", BUSH[1]))
+            waited = time.monotonic() - t0
+            release.set()
+            busy.result()
+            return r, waited
+
+    r, waited = asyncio.run(queued_verify())
+    assert_json_error(r, 503, "1 s limit", "the worker was free")
+    assert 0.9 < waited < 30
+
+
 # ---------------------------------------------------------------------- concurrency, crashes
 
 

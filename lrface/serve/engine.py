@@ -2,11 +2,13 @@
 
 An :class:`Engine` is created once per worker: :meth:`Engine.warm_up` loads the detector
 and recognisers (models load once per worker and stay loaded) and opens the gallery.  The
-app calls the other methods in a thread (never on the event loop); each holds the
-worker's one inference lock for the whole request -- not every model object is
-thread-safe (OpenCV's YuNet keeps its input size), and one request at a time bounds a
-worker's memory (one image decode at a time) -- so throughput scales with ``--workers``.
-The lock is granted in arrival order (:class:`lrface.serve.turns.FairLock`).
+app runs it and the other methods on the worker's one inference thread
+(:attr:`Engine.executor`, never on the event loop), in arrival order; each method also
+holds the worker's inference lock for the whole request (granted in arrival order,
+:class:`lrface.serve.turns.FairLock`), for callers on other threads -- not every model
+object is thread-safe (OpenCV's YuNet keeps its input size), and one request at a time on
+one thread bounds a worker's memory (one image decode at a time, one thread's allocator
+arena) -- so throughput scales with ``--workers``.
 
 Everything is the library's: images decoded by :func:`lrface.io.images.read_image` (its
 header guard, at ``--max-pixels``), faces cut by :func:`lrface.faces.pipeline.prepare_face`,
@@ -22,6 +24,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -114,6 +117,9 @@ class Engine:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.lock = FairLock()  # first come, first served (lrface.serve.turns)
+        #: The worker's one inference thread: the app runs every request on it, in
+        #: arrival order, so one thread's buffers serve them all (bounded memory).
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrface-inference")
         self.store = (
             GalleryStore(options.gallery, options.gallery_model, options.aggregate)
             if options.gallery
