@@ -28,6 +28,7 @@ httpx = pytest.importorskip("httpx", reason="needs httpx (dev extra)")
 from lrface.api import embed, verify  # noqa: E402
 from lrface.cli.main import main  # noqa: E402
 from lrface.errors import LrfaceError  # noqa: E402
+from lrface.faces.routing import BOX_MODEL, LR_STUDENT, TEACHER  # noqa: E402
 from lrface.search.gallery import FlatGallery  # noqa: E402
 from lrface.serve.process import ServerProcess  # noqa: E402
 
@@ -35,6 +36,8 @@ BUSH = (PHOTOS / "George_W_Bush_0001.jpg", PHOTOS / "George_W_Bush_0002.jpg")
 POWELL = PHOTOS / "Colin_Powell_0001.jpg"
 ABEL = (PHOTOS / "Abel_Pacheco_0001.jpg", PHOTOS / "Abel_Pacheco_0004.jpg")
 AARON = PHOTOS / "Aaron_Eckhart_0001.jpg"
+#: Abel_Pacheco_0004 shrunk to 36x36: a face of ~17 px, routed to the lrface-mbf student.
+SMALL = PHOTOS / "Abel_Pacheco_0004_36px.jpg"
 GROUP = PHOTOS / "t1.jpg"
 #: The shared server's limits (small, so oversize requests are cheap to send).
 MAX_BODY_MB, MAX_PIXELS, MAX_FILES = 2, 4_000_000, 4
@@ -220,13 +223,14 @@ def test_detect_and_embed(client, aligned_crop):
     r = client.post("/embed", files=[*files("images", *ABEL), ("images", ("x.jpg", b"no", "a/b"))])
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["model"] == "lrface-mbf" and out["embedding_size"] == 128
+    assert out["model"] == "per-face" and out["embedding_size"] == 128
     assert [e["source"] for e in out["embeddings"]] == [p.name for p in ABEL]
+    assert [e["model"] for e in out["embeddings"]] == [TEACHER, TEACHER]  # 250 px photos
     assert out["failed"] == [{"source": "x.jpg", "error": out["failed"][0]["error"]}]
     assert "not a readable image" in out["failed"][0]["error"]
     got = np.array([e["embedding"] for e in out["embeddings"]], np.float32)
-    # /embed embeds every face with one model (lrface-mbf), not per face
-    np.testing.assert_allclose(got, embed(list(ABEL), model="lrface-mbf"), atol=1e-5)
+    # each face with the model verify would choose, as lrface.embed
+    np.testing.assert_allclose(got, embed(list(ABEL)), atol=1e-5)
     # the CLI's --no-detect mode: a pre-cut aligned crop, only resized
     r = client.post(
         "/embed",
@@ -255,11 +259,12 @@ def test_enrol_identify_remove(client, server):
     out = r.json()
     abel, aaron = out["results"]
     assert abel["probe"] == ABEL[1].name and abel["identity"] == "Abel Pacheco"
-    assert abel["score"] >= out["threshold"] > aaron["score"] and aaron["identity"] == "unknown"
+    assert abel["model"] == aaron["model"] == TEACHER and out["model"] == "per-face"
+    threshold = out["thresholds"][TEACHER]
+    assert abel["score"] >= threshold > aaron["score"] and aaron["identity"] == "unknown"
     assert len(abel["candidates"]) == 2 and abel["candidates"][0]["identity"] == "Abel Pacheco"
-    assert (
-        decode_data_url(abel["crop_png"]).shape == (112, 112, 3) and len(abel["face"]["box"]) == 4
-    )
+    assert decode_data_url(abel["crop_png"]).shape == (112, 112, 3)
+    assert abel["face"]["source"] == ABEL[1].name and abel["face"]["face_size_px"] > 64
     listed = {
         e["identity"]: e["images"] for e in client.get("/gallery/identities").json()["identities"]
     }
@@ -273,6 +278,107 @@ def test_enrol_identify_remove(client, server):
     names = [c["identity"] for c in r.json()["results"][0]["candidates"]]
     assert "Colin Powell" not in names
     assert client.delete("/gallery/identities/Abel Pacheco").status_code == 200  # for later tests
+
+
+def _as_uploaded(result: dict, paths: tuple[Path, ...]) -> dict:
+    """A CLI ``--json`` result with its paths named as the server names an upload (by
+    its file name)."""
+    names = {str(p): p.name for p in paths}
+    out = dict(result)
+    for key in ("probe", "source"):
+        if key in out:
+            out[key] = names[out[key]]
+    if "face" in out:
+        out["face"] = _as_uploaded(out["face"], paths)
+    return out
+
+
+def _cli_json(capsys, argv: list[str]) -> list:
+    capsys.readouterr()
+    assert main(argv) == 0
+    import json
+
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("forced", [None, LR_STUDENT])
+def test_embed_and_identify_route_each_face_as_the_cli(client, server, tmp_path, capsys, forced):
+    """/embed and /identify choose each face's model as `lrface embed` / `lrface identify`
+    (a 17 px face -> lrface-mbf, 128 px faces -> the teacher), or take the one forced by
+    the `model` field as --model; answers compared with the CLI on the same photos and
+    the same gallery file."""
+    probes = (SMALL, ABEL[1], AARON)
+    model = ["--model", forced] if forced else []
+    data = {"model": forced} if forced else {}
+    want_models = [forced] * 3 if forced else [LR_STUDENT, TEACHER, TEACHER]
+
+    r = client.post("/embed", files=files("images", *probes), data=data)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["model"] == (forced or "per-face")
+    assert [e["model"] for e in out["embeddings"]] == want_models
+    npz = tmp_path / "probes.npz"
+    assert main(["embed", *map(str, probes), "--out", str(npz), "--quiet", *model]) == 0
+    with np.load(npz, allow_pickle=False) as z:
+        assert list(z["face_models"]) == want_models
+        assert [e["face"]["crop"] for e in out["embeddings"]] == list(z["face_crops"])
+        got = np.array([e["embedding"] for e in out["embeddings"]], np.float32)
+        np.testing.assert_allclose(got, z["embeddings"], atol=1e-5)
+
+    r = client.post(
+        "/gallery/identities", data={"identity": "Abel Pacheco"}, files=files("images", ABEL[0])
+    )
+    assert r.status_code == 200, r.text
+    try:
+        r = client.post("/identify", files=files("images", *probes), data={"top_k": "1", **data})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        cli = _cli_json(
+            capsys,
+            ["identify", "--gallery", str(server.gallery), *map(str, probes), "--json",
+             "--top-k", "1", *model],
+        )  # fmt: skip
+    finally:
+        assert client.delete("/gallery/identities/Abel Pacheco").status_code == 200
+    assert [res["model"] for res in out["results"]] == want_models
+    assert out["model"] == (forced or "per-face") and out["gallery_model"] == TEACHER
+    assert set(out["thresholds"]) == set(want_models)
+    if not forced:  # the student's probe is decided at its calibrated threshold vs the teacher
+        assert out["thresholds"][LR_STUDENT] != out["thresholds"][TEACHER]
+    assert len(cli) == len(out["results"]) == 3
+    for got, want in zip(out["results"], cli):
+        want = _as_uploaded(want, probes)
+        assert got["score"] == pytest.approx(want.pop("score"), abs=1e-5)
+        assert got["candidates"][0]["score"] == pytest.approx(
+            want["candidates"][0].pop("score"), abs=1e-5
+        )
+        got = {k: v for k, v in got.items() if k != "score"}
+        got["candidates"] = [{"identity": c["identity"]} for c in got["candidates"]]
+        assert got == want
+    small, abel, aaron = out["results"]
+    assert small["identity"] == abel["identity"] == "Abel Pacheco"
+    assert aaron["identity"] == "unknown"
+    assert small["face"]["face_size_px"] < 64 < abel["face"]["face_size_px"]
+
+
+def test_embed_crop_modes_as_the_cli(client, tmp_path):
+    """detect=false with crop_mode (CLI --no-detect --crop-mode): the 36 px photo read as
+    a box crop goes to lrface-box, as an aligned crop to lrface-mbf, as `lrface embed`."""
+    for mode, want in (("box", BOX_MODEL), ("aligned", LR_STUDENT)):
+        r = client.post(
+            "/embed", files=files("images", SMALL), data={"detect": "false", "crop_mode": mode}
+        )
+        assert r.status_code == 200, r.text
+        (row,) = r.json()["embeddings"]
+        assert row["model"] == want and row["face"]["crop_mode"] == mode
+        npz = tmp_path / f"{mode}.npz"
+        argv = ["embed", str(SMALL), "--out", str(npz), "--quiet", "--no-detect"]
+        assert main([*argv, "--crop-mode", mode]) == 0
+        with np.load(npz, allow_pickle=False) as z:
+            assert list(z["face_models"]) == [want]
+            np.testing.assert_allclose([row["embedding"]], z["embeddings"], atol=1e-5)
+    r = client.post("/embed", files=files("images", SMALL), data={"crop_mode": "box"})
+    assert_json_error(r, 422, "--crop-mode box applies to pre-cut crops")
 
 
 # ---------------------------------------------------------------------- bad requests
@@ -412,6 +518,39 @@ def test_timeout_answers_503_and_writes_nothing(tmp_path, key):
     assert enrol.headers["retry-after"] == "1"
     assert_json_error(pair, 503, "limit")
     assert FlatGallery.load(gallery).identities == []
+
+
+def test_a_request_queued_past_its_deadline_never_starts(key):
+    """A request still waiting for the worker's inference thread at --timeout is taken
+    out of the queue and answered 503 at its deadline (not when the thread frees up)."""
+    import asyncio
+
+    from lrface.cli.options import ServeOptions
+    from lrface.serve.app import create_app
+
+    app = create_app(ServeOptions(timeout=1.0), key)
+    release = threading.Event()
+
+    async def queued_verify() -> tuple[httpx.Response, float]:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://app",
+                headers={"X-API-Key": key},
+            ) as c,
+        ):
+            busy = app.state.engine.executor.submit(release.wait, 60)  # the worker busy
+            t0 = time.monotonic()
+            r = await c.post("/verify", files=files("image1", BUSH[0]) + files("image2", BUSH[1]))
+            waited = time.monotonic() - t0
+            release.set()
+            busy.result()
+            return r, waited
+
+    r, waited = asyncio.run(queued_verify())
+    assert_json_error(r, 503, "1 s limit", "the worker was free")
+    assert 0.9 < waited < 30
 
 
 # ---------------------------------------------------------------------- concurrency, crashes
@@ -687,3 +826,43 @@ def test_operator_page_in_a_real_browser(server, key, tmp_path):
         driver.quit()
     listed = httpx.get(server.url + "/gallery/identities", headers={"X-API-Key": key}).json()
     assert "Page Person" not in {e["identity"] for e in listed["identities"]}
+
+
+# ---------------------------------------------------------------------- the worker's turn
+
+
+def test_worker_turns_are_granted_in_arrival_order():
+    """FairLock: waiters get the lock in the order they asked, a waiter that times out
+    leaves the queue without taking it, and the lock is free again after the last."""
+    from lrface.serve.turns import FairLock
+
+    lock = FairLock()
+    assert lock.acquire(timeout=0)
+    order: list[int] = []
+    queued = threading.Semaphore(0)
+
+    def waiter(i: int) -> None:
+        queued.release()
+        assert lock.acquire(timeout=30)
+        order.append(i)
+        lock.release()
+
+    threads = []
+    for i in range(8):  # each waiter is queued before the next one starts
+        t = threading.Thread(target=waiter, args=(i,))
+        t.start()
+        queued.acquire()
+        deadline = time.monotonic() + 10
+        while len(lock._waiters) <= i and time.monotonic() < deadline:
+            time.sleep(0.001)
+        threads.append(t)
+    assert not lock.acquire(timeout=0.05)  # held, 8 ahead: times out, leaves the queue
+    assert len(lock._waiters) == 8
+    lock.release()
+    for t in threads:
+        t.join(30)
+    assert order == list(range(8))
+    assert lock.acquire(timeout=0)  # free again
+    lock.release()
+    with pytest.raises(RuntimeError, match="not held"):
+        lock.release()

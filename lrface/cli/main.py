@@ -52,7 +52,7 @@ from lrface.cli.options import (
     VerifyOptions,
     WatchOptions,
 )
-from lrface.errors import LrfaceError, ModelFileError, Terminated, os_error_message
+from lrface.errors import LrfaceError, Terminated, os_error_message
 from lrface.serve.options import ServeOptions
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ def cmd_identify(a: IdentifyOptions) -> int:
 
     from lrface.batch.embed import expand_inputs
     from lrface.faces.pipeline import prepare_many
-    from lrface.faces.routing import ModelRouter
+    from lrface.faces.routing import ModelRouter, probe_threshold
     from lrface.io.pathnames import path_text
     from lrface.models.loader import load_embedder
     from lrface.search.ivf import open_gallery
@@ -441,7 +441,11 @@ def cmd_identify(a: IdentifyOptions) -> int:
         found: list[dict] = [{} for _ in ok]
         for name in dict.fromkeys(names):  # one search per model: its own threshold
             idx = [i for i, n in enumerate(names) if n == name]
-            thr = a.threshold if a.threshold is not None else _probe_threshold(gallery, name)
+            thr = (
+                a.threshold
+                if a.threshold is not None
+                else probe_threshold(name, gallery.model_name, gallery.threshold)
+            )
             hits = gallery.identify(embs[idx], top_k=a.top_k, threshold=thr, backend=a.backend)
             for i, res in zip(idx, hits):
                 found[i] = res
@@ -599,31 +603,6 @@ def _identify_templates(
     if results and (failures or n_bad_images):
         return 3
     return _batch_status(len(results), len(failures), "probe folders")
-def _probe_threshold(gallery: Any, model: str) -> float | None:
-    """The calibrated threshold for a probe embedded by ``model`` against ``gallery``:
-    the model's own when it built the gallery, the student card's ``threshold_vs_teacher``
-    for a student probe in the gallery of the teacher its card names (as
-    :func:`lrface.verify` pairs them), else the gallery's."""
-    from lrface.models.registry import get_spec
-
-    spec = get_spec(model)
-    base = (spec.quantized_from if spec is not None else None) or model  # int8: its fp32 model
-    if base == gallery.model_name:
-        return gallery.threshold
-    teacher = ((spec.card or {}).get("teacher") or {}).get("name")
-    if teacher in _base_names(gallery.model_name) and spec.threshold_vs_teacher is not None:
-        return float(spec.threshold_vs_teacher)
-    return gallery.threshold
-
-
-def _base_names(name: str) -> set[str]:
-    """``name`` and, for an int8 copy, the fp32 model it was quantized from."""
-    from lrface.models.registry import get_spec
-
-    try:
-        return {name, get_spec(name).quantized_from or name}
-    except ModelFileError:  # a gallery of a model not installed here
-        return {name}
 
 
 def cmd_serve(a: ServeOptions) -> int:

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lrface.errors import LrfaceError
+from lrface.errors import LrfaceError, ModelFileError
 from lrface.models.defaults import DEFAULTS
 from lrface.models.preprocess import resize_crop
-from lrface.models.registry import all_models
+from lrface.models.registry import all_models, get_spec
 
 if TYPE_CHECKING:
     from lrface.faces.pipeline import PreparedFace
@@ -42,6 +42,7 @@ __all__ = [
     "ModelRouter",
     "choose_model",
     "crop_for",
+    "probe_threshold",
 ]
 
 #: The HR teacher and the student for small aligned faces (the defaults table).
@@ -89,6 +90,38 @@ def crop_for(model: Embedder, face: PreparedFace | np.ndarray) -> np.ndarray:
     through it as well: they reach the model at its input side."""
     crop = face if isinstance(face, np.ndarray) else face.crop
     return resize_crop(crop, int(model.input_size))
+
+
+def probe_threshold(
+    model: str, gallery_model: str, gallery_threshold: float | None
+) -> float | None:
+    """The calibrated threshold for a probe embedded by ``model`` against a gallery built
+    by ``gallery_model`` (whose threshold is ``gallery_threshold``): the gallery's when
+    ``model`` (or the fp32 model an int8 copy was quantized from) built it, the student
+    card's ``threshold_vs_teacher`` for a student probe in the gallery of the teacher its
+    card names (or an int8 copy of it; as :func:`lrface.verify` pairs them), else the
+    gallery's.  Used by ``lrface identify`` and ``lrface serve``'s /identify alike."""
+    spec = get_spec(model)
+    base = (spec.quantized_from if spec is not None else None) or model
+    if base == gallery_model:
+        return gallery_threshold
+    teacher = ((spec.card or {}).get("teacher") or {}).get("name") if spec is not None else None
+    if (
+        spec is not None
+        and teacher in _base_names(gallery_model)
+        and spec.threshold_vs_teacher is not None
+    ):
+        return float(spec.threshold_vs_teacher)
+    return gallery_threshold
+
+
+def _base_names(name: str) -> set[str]:
+    """``name`` and, for an int8 copy, the fp32 model it was quantized from."""
+    try:
+        spec = get_spec(name)
+    except ModelFileError:  # a gallery of a model not installed here
+        return {name}
+    return {name, (spec.quantized_from if spec is not None else None) or name}
 
 
 class ModelRouter:

@@ -9,6 +9,7 @@ Modules, one job each:
 * :mod:`~lrface.serve.store`: the gallery on disk, shared by every worker: writes
   serialized by a lock file, written atomically (temporary file, fsync, rename, directory
   fsync), re-read by a worker when another one changed it.
+* :mod:`~lrface.serve.turns`: a worker's inference turn, granted first come, first served.
 * :mod:`~lrface.serve.engine`: the models of one worker and the work of each endpoint
   (run in a thread, one request at a time per worker).
 * :mod:`~lrface.serve.app`: the FastAPI app (routes, JSON errors, the operator page).

@@ -14,6 +14,7 @@ never sent).  Images come only as multipart file uploads.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -26,7 +27,6 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from lrface import __version__
@@ -70,13 +70,16 @@ def create_app(options: ServeOptions, api_key: str | None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = await run_in_threadpool(engine.warm_up)
+        # on the inference thread, as every request: its allocations stay in one place
+        loaded = await asyncio.wrap_future(engine.executor.submit(engine.warm_up))
         logging.getLogger("uvicorn.error").info(
             "lrface serve: worker %d ready, models loaded: %s", os.getpid(), ", ".join(loaded)
         )
         yield
+        engine.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="lrface", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.engine = engine
     app.add_middleware(RequestGuard, api_key=api_key, max_body=int(options.max_body_mb * 2**20))
     _add_error_handlers(app)
     _add_routes(app, engine, options)
@@ -155,9 +158,27 @@ async def _read(files: list[UploadFile], field: str, limit: int) -> list[Upload]
     return [Upload(clean_name(f.filename, n), await f.read()) for f, n in zip(files, names)]
 
 
-async def _run(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> JSONResponse:
-    """``fn(*args, **kwargs)`` in a worker thread (never on the event loop), as JSON."""
-    return JSONResponse(jsonable(await run_in_threadpool(fn, *args, **kwargs)))
+async def _run(
+    engine: Engine,
+    deadline: Deadline,
+    fn: Callable[..., dict[str, Any]],
+    *args: Any,
+    **kwargs: Any,
+) -> JSONResponse:
+    """``fn(*args, **kwargs)`` (``fn`` checks ``deadline`` itself) on the worker's
+    inference thread (:attr:`Engine.executor`: never on the event loop; requests run in
+    arrival order), as JSON.  A request still queued at ``deadline`` is taken out of the
+    queue and answered 503 (it never started: nothing done); one already running finishes
+    under its own deadline checks."""
+    job = engine.executor.submit(fn, *args, **kwargs)
+    result = asyncio.wrap_future(job)
+    try:
+        out = await asyncio.wait_for(asyncio.shield(result), deadline.remaining())
+    except TimeoutError:
+        if job.cancel():
+            raise deadline.timeout("the worker was free (other requests)") from None
+        out = await result
+    return JSONResponse(jsonable(out))
 
 
 # ---------------------------------------------------------------------- routes
@@ -167,6 +188,13 @@ Images = Annotated[list[UploadFile], File(description="one or more image files")
 Detect = Annotated[
     bool, Form(description="false: the images are pre-cut aligned face crops (CLI --no-detect)")
 ]
+CropMode = Annotated[
+    str,
+    Form(
+        description="with detect=false, how a crop is read (CLI --crop-mode): auto "
+        "(default: aligned by the landmarks found inside it, else a box crop), aligned, box"
+    ),
+]
 DetectorName = Annotated[str | None, Form(description="detector (default: server's --detector)")]
 DetThresh = Annotated[float | None, Form(description="detection score threshold in (0, 1)")]
 FaceIndex = Annotated[int | None, Form(description="which face, 0 = largest (default)")]
@@ -174,6 +202,10 @@ Threshold = Annotated[
     float | None, Form(description="cosine threshold in [-1, 1] (default: the calibrated one)")
 ]
 Model = Annotated[str | None, Form(description="recogniser name (GET /models)")]
+PER_FACE_MODEL = (
+    "one recogniser for every face, as CLI --model (default: each face by the model verify "
+    "would choose, lrface.choose_model; each answer names the model of each face)"
+)
 Crops = Annotated[
     bool, Form(description="also return each face's aligned crop as a PNG data URL (crop_png)")
 ]
@@ -206,6 +238,7 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
         model: Model = None,
         threshold: Threshold = None,
         detect: Detect = True,
+        crop_mode: CropMode = "auto",
         face_index: FaceIndex = None,
         face_index1: FaceIndex = None,
         face_index2: FaceIndex = None,
@@ -215,8 +248,10 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     ) -> JSONResponse:
         d = deadline()
         u1, u2 = (await _read([image1], "image1", 1))[0], (await _read([image2], "image2", 1))[0]
-        crop = CropRequest(detect, detector, det_thresh, face_index)
+        crop = CropRequest(detect, detector, det_thresh, face_index, crop_mode)
         return await _run(
+            engine,
+            d,
             engine.verify,
             (u1, u2),
             crop,
@@ -234,13 +269,14 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     ) -> JSONResponse:
         d = deadline()
         (up,) = await _read([image], "image", 1)
-        return await _run(engine.detect, up, CropRequest(True, detector, det_thresh), d)
+        return await _run(engine, d, engine.detect, up, CropRequest(True, detector, det_thresh), d)
 
     @app.post("/embed", summary="one embedding per image (the CLI's crop modes)")
     async def embed(
         images: Images,
-        model: Annotated[str | None, Form(description="recogniser (default lrface-mbf)")] = None,
+        model: Annotated[str | None, Form(description=PER_FACE_MODEL)] = None,
         detect: Detect = True,
+        crop_mode: CropMode = "auto",
         face_index: FaceIndex = None,
         detector: DetectorName = None,
         det_thresh: DetThresh = None,
@@ -248,8 +284,8 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     ) -> JSONResponse:
         d = deadline()
         ups = await _read(images, "images", options.max_files)
-        crop = CropRequest(detect, detector, det_thresh, face_index)
-        return await _run(engine.embed, ups, crop, d, model=model, crops=crops)
+        crop = CropRequest(detect, detector, det_thresh, face_index, crop_mode)
+        return await _run(engine, d, engine.embed, ups, crop, d, model=model, crops=crops)
 
     @app.post(
         "/identify",
@@ -258,12 +294,17 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
     )
     async def identify(
         images: Images,
-        model: Annotated[str | None, Form(description="probe model (default: gallery's)")] = None,
+        model: Annotated[str | None, Form(description=PER_FACE_MODEL)] = None,
         threshold: Annotated[
-            float | None, Form(description="cosine threshold in [-1, 1] (default: the model's)")
+            float | None,
+            Form(
+                description="cosine threshold in [-1, 1] (default: each probe model's "
+                "calibrated threshold against the gallery, as the CLI)"
+            ),
         ] = None,
         top_k: Annotated[int, Form(description="candidates per probe (default 5)")] = 5,
         detect: Detect = True,
+        crop_mode: CropMode = "auto",
         face_index: FaceIndex = None,
         detector: DetectorName = None,
         det_thresh: DetThresh = None,
@@ -272,8 +313,10 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
         d = deadline()
         _check_threshold(threshold)
         ups = await _read(images, "images", options.max_files)
-        crop = CropRequest(detect, detector, det_thresh, face_index)
+        crop = CropRequest(detect, detector, det_thresh, face_index, crop_mode)
         return await _run(
+            engine,
+            d,
             engine.identify,
             ups,
             crop,
@@ -286,25 +329,28 @@ def _add_routes(app: FastAPI, engine: Engine, options: ServeOptions) -> None:
 
     @app.get("/gallery/identities", summary="the enrolled identities and their image counts")
     async def identities() -> JSONResponse:
-        return await _run(engine.identities, deadline())
+        d = deadline()
+        return await _run(engine, d, engine.identities, d)
 
     @app.post("/gallery/identities", summary="enrol images under an identity (all or nothing)")
     async def enrol(
         identity: Annotated[str, Form(description="the identity's label")],
         images: Images,
         detect: Detect = True,
+        crop_mode: CropMode = "auto",
         face_index: FaceIndex = None,
         detector: DetectorName = None,
         det_thresh: DetThresh = None,
     ) -> JSONResponse:
         d = deadline()
         ups = await _read(images, "images", options.max_files)
-        crop = CropRequest(detect, detector, det_thresh, face_index)
-        return await _run(engine.enrol, identity, ups, crop, d)
+        crop = CropRequest(detect, detector, det_thresh, face_index, crop_mode)
+        return await _run(engine, d, engine.enrol, identity, ups, crop, d)
 
     @app.delete("/gallery/identities/{identity:path}", summary="remove an identity and its images")
     async def remove(identity: str) -> JSONResponse:
-        return await _run(engine.remove, identity, deadline())
+        d = deadline()
+        return await _run(engine, d, engine.remove, identity, d)
 
 
 def _check_threshold(threshold: float | None) -> None:

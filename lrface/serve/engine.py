@@ -2,10 +2,13 @@
 
 An :class:`Engine` is created once per worker: :meth:`Engine.warm_up` loads the detector
 and recognisers (models load once per worker and stay loaded) and opens the gallery.  The
-app calls the other methods in a thread (never on the event loop); each holds the
-worker's one inference lock for the whole request -- not every model object is
-thread-safe (OpenCV's YuNet keeps its input size), and one request at a time bounds a
-worker's memory (one image decode at a time) -- so throughput scales with ``--workers``.
+app runs it and the other methods on the worker's one inference thread
+(:attr:`Engine.executor`, never on the event loop), in arrival order; each method also
+holds the worker's inference lock for the whole request (granted in arrival order,
+:class:`lrface.serve.turns.FairLock`), for callers on other threads -- not every model
+object is thread-safe (OpenCV's YuNet keeps its input size), and one request at a time on
+one thread bounds a worker's memory (one image decode at a time, one thread's allocator
+arena) -- so throughput scales with ``--workers``.
 
 Everything is the library's: images decoded by :func:`lrface.io.images.read_image` (its
 header guard, at ``--max-pixels``), faces cut by :func:`lrface.faces.pipeline.prepare_face`,
@@ -20,8 +23,8 @@ import base64
 import contextlib
 import dataclasses
 import logging
-import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,14 @@ from lrface.api import verify_detailed
 from lrface.errors import LrfaceError
 from lrface.faces.detect import DEFAULT_DETECTOR, load_detector, resolve_detector
 from lrface.faces.pipeline import CropOptions, PreparedFace, prepare_face
-from lrface.faces.routing import LR_STUDENT, TEACHER, crop_for
+from lrface.faces.routing import (
+    BOX_MODEL,
+    LR_STUDENT,
+    TEACHER,
+    ModelRouter,
+    crop_for,
+    probe_threshold,
+)
 from lrface.io.images import read_image
 from lrface.models.interface import Embedder
 from lrface.models.loader import load_embedder
@@ -39,11 +49,12 @@ from lrface.search.interface import Gallery
 from lrface.serve.limits import Deadline
 from lrface.serve.options import ServeOptions
 from lrface.serve.store import GalleryStore
+from lrface.serve.turns import FairLock
 
 log = logging.getLogger("lrface")
 
-#: Default recogniser of ``/embed`` (as ``lrface embed``).
-EMBED_MODEL = LR_STUDENT
+#: The ``model`` of an answer whose faces were each embedded by their own model.
+PER_FACE = "per-face"
 #: Most candidates ``/identify`` returns per probe.
 MAX_TOP_K = 100
 #: Longest identity label accepted by ``/gallery/identities``.
@@ -72,12 +83,14 @@ class Upload:
 @dataclasses.dataclass(frozen=True)
 class CropRequest:
     """The crop fields of a request (the CLI's crop options); None: the server's default
-    (``--detector``, ``--det-thresh``) or the CLI's."""
+    (``--detector``, ``--det-thresh``) or the CLI's.  ``crop_mode``: how a pre-cut crop
+    (``detect=False``) is read, the CLI's ``--crop-mode`` (``auto``, ``aligned``, ``box``)."""
 
     detect: bool = True
     detector: str | None = None
     det_thresh: float | None = None
     face_index: int | None = None
+    crop_mode: str = "auto"
 
 
 def crop_png(crop: np.ndarray) -> str:
@@ -90,6 +103,12 @@ def crop_png(crop: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
+def face_info(face: PreparedFace) -> dict[str, Any]:
+    """A face's ``lrface identify --json`` ``face``: its :meth:`PreparedFace.to_dict`
+    without box and landmarks (as :attr:`lrface.faces.pipeline.CropResult.info`)."""
+    return {k: v for k, v in face.to_dict().items() if k not in ("box", "landmarks")}
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -99,7 +118,10 @@ class Engine:
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
-        self.lock = threading.Lock()
+        self.lock = FairLock()  # first come, first served (lrface.serve.turns)
+        #: The worker's one inference thread: the app runs every request on it, in
+        #: arrival order, so one thread's buffers serve them all (bounded memory).
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrface-inference")
         self.store = (
             GalleryStore(options.gallery, options.gallery_model, options.aggregate)
             if options.gallery
@@ -109,13 +131,15 @@ class Engine:
     # ------------------------------------------------------------------ start
 
     def warm_up(self) -> list[str]:
-        """Load the default detector, the teacher, the student and the gallery's model,
+        """Load the default detector, the models per-face routing chooses from (the
+        teacher, the ``lrface-mbf`` and ``lrface-box`` students) and the gallery's model,
         open the gallery, and run each model once; returns the models loaded."""
         o = self.options
         CropOptions(detector=o.detector, det_thresh=o.det_thresh)  # validates both
         detector = load_detector(o.detector, o.det_thresh)
         detector.detect(np.full((96, 96, 3), 127, np.uint8))
-        names = [n for n in (TEACHER, LR_STUDENT) if n in all_models() and find(all_models()[n])]
+        routed = (TEACHER, LR_STUDENT, BOX_MODEL)
+        names = [n for n in routed if n in all_models() and find(all_models()[n])]
         if self.store is not None:
             self.store.prepare()
             names.append(self.store.current().model_name)
@@ -156,7 +180,15 @@ class Engine:
             det_thresh=thresh,
             face_index=c.face_index,
             size=size,
+            crop_mode=c.crop_mode,
         )
+
+    def _router(self, model: str | None) -> ModelRouter:
+        """The per-face model choice of the CLI (``model=None``), or ``model`` (a registry
+        recogniser) for every face."""
+        if model is not None:
+            self._embedder(model)  # a registry name, never a path
+        return ModelRouter(model)
 
     @staticmethod
     def _embedder(name: str) -> Embedder:
@@ -234,6 +266,7 @@ class Engine:
                 face_index1=face_index1,
                 face_index2=face_index2,
                 names=(ups[0].name, ups[1].name),
+                crop_mode=o.crop_mode,
             )
         out = res.to_dict()
         if crops:
@@ -258,23 +291,37 @@ class Engine:
         model: str | None = None,
         crops: bool = False,
     ) -> dict[str, Any]:
-        """One embedding per upload (the CLI's crop modes), with the uploads that failed."""
-        emb = self._embedder(model or EMBED_MODEL)
-        options = self._crop_options(crop, int(emb.input_size))
+        """One embedding per upload (the CLI's crop modes), with the uploads that failed.
+
+        Each face is embedded by the model ``verify`` would choose for it
+        (:func:`lrface.faces.routing.choose_model`, as ``lrface embed`` and
+        :func:`lrface.embed` do; all in the teacher's space), or every face by ``model``;
+        each row names its ``model``, the top-level ``model`` is ``model`` or
+        ``"per-face"`` (as the manifest of ``lrface embed``)."""
+        router = self._router(model)
+        options = self._crop_options(crop, router.input_size)
         with self._turn(deadline):
             done, failed = self._prepare(ups, options, deadline)
             if not done:
                 raise self._all_failed(failed, "images")
             deadline.check("embedding")
-            e = emb.embed_crops([crop_for(emb, f) for _, f in done])
+            faces = [f for _, f in done]
+            e, names = router.embed(
+                [f.crop for f in faces], [f.face_size for f in faces], [f.crop_kind for f in faces]
+            )
         rows = []
-        for (up, face), vec in zip(done, e):
-            row = {"source": up.name, "face": face.to_dict(), "embedding": vec.tolist()}
+        for (up, face), vec, name in zip(done, e, names):
+            row = {
+                "source": up.name,
+                "model": name,
+                "face": face.to_dict(),
+                "embedding": vec.tolist(),
+            }
             if crops:
                 row["crop_png"] = crop_png(face.crop)
             rows.append(row)
         return {
-            "model": emb.name,
+            "model": router.forced or PER_FACE,
             "embedding_size": int(e.shape[1]),
             "embeddings": rows,
             "failed": failed,
@@ -290,34 +337,56 @@ class Engine:
         top_k: int = 5,
         crops: bool = False,
     ) -> dict[str, Any]:
-        """``lrface identify --json`` results of the uploads against the gallery."""
+        """``lrface identify --json`` results of the uploads against the gallery.
+
+        As the CLI: each probe embedded by the model ``verify`` would choose for it (or
+        every probe by ``model``), each model checked against the gallery and searched
+        with its own calibrated threshold
+        (:func:`lrface.faces.routing.probe_threshold`) unless ``threshold`` is given;
+        each result holds ``probe``, ``model`` and ``face`` as the CLI's.  Top level:
+        ``model`` (``model`` or ``"per-face"``), ``thresholds`` (model -> the threshold
+        its probes were decided at), ``gallery_model``."""
         if not 1 <= top_k <= MAX_TOP_K:
             raise LrfaceError(f"top_k {top_k}: must be from 1 to {MAX_TOP_K}")
+        router = self._router(model)
+        options = self._crop_options(crop, router.input_size)
         with self._turn(deadline):
             gallery = self._gallery()
-            emb = self._embedder(model or gallery.model_name)
-            gallery.check_model(emb)
-            options = self._crop_options(crop, int(emb.input_size))
-            thr = threshold if threshold is not None else emb.threshold
+            if router.forced:
+                gallery.check_model(router.embedder(router.forced))
             done, failed = self._prepare(ups, options, deadline)
             if not done:
                 raise self._all_failed(failed, "probes")
             deadline.check("searching the gallery")
-            found = gallery.identify(
-                emb.embed_crops([crop_for(emb, f) for _, f in done]), top_k=top_k, threshold=thr
+            faces = [f for _, f in done]
+            e, names = router.embed(
+                [f.crop for f in faces], [f.face_size for f in faces], [f.crop_kind for f in faces]
             )
+            for name in dict.fromkeys(names):  # every chosen model must search this gallery
+                gallery.check_model(router.embedder(name))
+            found: list[dict[str, Any]] = [{} for _ in done]
+            thresholds: dict[str, float | None] = {}
+            for name in dict.fromkeys(names):  # one search per model: its own threshold
+                idx = [i for i, n in enumerate(names) if n == name]
+                thr = (
+                    threshold
+                    if threshold is not None
+                    else probe_threshold(name, gallery.model_name, gallery.threshold)
+                )
+                thresholds[name] = thr
+                for i, res in zip(idx, gallery.identify(e[idx], top_k=top_k, threshold=thr)):
+                    found[i] = res
         results = []
-        for (up, face), res in zip(done, found):
-            res["probe"] = up.name
+        for (up, face), res, name in zip(done, found, names):
+            res.update(probe=up.name, model=name, face=face_info(face))
             if crops:
-                res["face"] = face.to_dict()
                 res["crop_png"] = crop_png(face.crop)
             results.append(res)
         return {
             "results": results,
             "failed": failed,
-            "threshold": thr,
-            "model": emb.name,
+            "model": router.forced or PER_FACE,
+            "thresholds": thresholds,
             "gallery_model": gallery.model_name,
         }
 

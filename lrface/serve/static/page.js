@@ -88,13 +88,15 @@ async function identify(event) {
   const res = r.results[0];
   $("identify-crop").src = res.crop_png;
   const known = res.identity !== "unknown";
+  const threshold = r.thresholds[res.model];  // the probe's model decides at its own
   const d = $("identify-decision");
   d.textContent = (known ? "match: " + res.identity : "unknown (no one above the threshold)") +
-    " (threshold " + r.threshold.toFixed(3) + ", model " + r.model + ")";
+    " (threshold " + threshold.toFixed(3) + ", model " + res.model + ", face " +
+    res.face.face_size_px + " px)";
   d.className = "verdict " + (known ? "same" : "different");
   const rows = res.candidates.map((c, i) => {
     const tr = document.createElement("tr");
-    if (c.score >= r.threshold) tr.className = "match";
+    if (c.score >= threshold) tr.className = "match";
     for (const text of [String(i + 1), c.identity, c.score.toFixed(3)]) {
       const td = document.createElement("td");
       td.textContent = text;
