@@ -119,9 +119,9 @@ def test_held_out_calibration_embeds_each_face_once_with_the_same_thresholds():
     import numpy as np
 
     from lrface.distill.card import calibrate_threshold
-    from lrface.distill.data import lfw_crops
+    from lrface.distill.faces import lfw_crops
     from lrface.distill.validate import Validator
-    from lrface.eval.metrics import best_threshold
+    from lrface.scores import best_threshold
     from lrface.faces.degrade import Degradation, degrade
     from lrface.models.preprocess import InputFormat
     from lrface.models.registry import get_spec, torch_weights

@@ -156,7 +156,8 @@ def test_every_default_is_an_installed_model_of_its_role():
 
 
 def test_commands_read_their_defaults_from_the_table():
-    from lrface.cli.options import AdaptOptions, GalleryBuildOptions, ServeOptions, WatchOptions
+    from lrface.cli.options import AdaptOptions, GalleryBuildOptions, WatchOptions
+    from lrface.serve.options import ServeOptions
     from lrface.eval.benchmark import BenchmarkConfig
     from lrface.faces import detect, routing
 
