@@ -50,7 +50,9 @@ RECIPES: dict[str, dict] = {
     "minmax-1024-head": {"images": 1024, "method": "minmax", "keep_float": "head"},
     "pct99.999-head": {"images": 256, "method": "percentile", "keep_float": "head"},
     "entropy-head": {"images": 256, "method": "entropy", "keep_float": "head"},
-    "minmax-head-qop": {"images": 256, "method": "minmax", "keep_float": "head", "format": "qoperator"},
+    "minmax-head-qop": {
+        "images": 256, "method": "minmax", "keep_float": "head", "format": "qoperator"
+    },
 }  # fmt: skip
 
 
@@ -122,7 +124,8 @@ def main() -> None:
             out.mkdir()
             card = quantize.quantize(args.model, *cache[n], recipe_args(recipe, out, args.seed))
             emb = load_embedder(out / f"{card['name']}.json")
-            row: dict = {"recipe": name, **recipe, "float_nodes": card["quantization"]["float_nodes"]}
+            kept = card["quantization"]["float_nodes"]
+            row: dict = {"recipe": name, **recipe, "float_nodes": kept}
             for s in (0, 8, 16):
                 cos = (ref[s] * emb.embed_crops(views(held, s))).sum(1)
                 row[f"cos_{s or 'hr'}_mean"] = round(float(cos.mean()), 5)
