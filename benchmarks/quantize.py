@@ -1,7 +1,9 @@
 """Statically quantized int8 copies of lrface's ONNX recognisers, with their cards.
 
     python benchmarks/quantize.py --model lrface-mbf[,NAME...] [--images 256] [--seed 0]
-                                  [--method minmax|percentile|entropy] [--out-dir weights]
+                                  [--method minmax|percentile|entropy] [--percentile 99.999]
+                                  [--keep-float first,head] [--format qdq|qoperator]
+                                  [--out-dir weights]
 
 Writes ``OUT_DIR/NAME-int8.onnx`` and its card ``OUT_DIR/NAME-int8.json`` (own sha256,
 ``"precision": "int8"``, the fp32 source and its sha256, the quantization settings and
@@ -18,10 +20,20 @@ opset 13 (the teacher's opset 11 converted: per-channel DequantizeLinear), onnxr
 quantization pre-processing (graph optimisation + shape inference), then QDQ format,
 per-channel int8 weights (symmetric), uint8 activations (U8S8: the kernels onnxruntime
 runs fastest on x86 CPUs, VNNI or not), calibrated on ``--images`` aligned faces of the
-LFW **train** split (identities disjoint from the test folds 6-10; seeded choice), each
+LFW **train** split (identities disjoint from the test folds 6-10 and, so that recipes are
+chosen on faces they were not calibrated on, from the validation folds 1-5; seeded
+choice from position ``CALIB_SKIP``), each
 face seen as the models see it at test time: one seeded view per face among HR (112 px)
 and area reductions to 8, 12, 16 and 24 px (resized back to the model's input by
 lrface's preprocessing), plus its mirror (flip fusion).
+
+Recipe options (chosen by ``benchmarks/int8_select.py`` on the LFW train split and the
+validation folds 1-5, never the test split): ``--method`` the calibration (MinMax,
+Percentile at ``--percentile``, Entropy); ``--keep-float`` convolutions left in float32:
+``first`` (the stem convolution, which sees the raw pixels) and/or ``head`` (the
+convolutions after the last residual block: ``conv2``, the global depthwise ``gdconv``
+and the ``linear`` embedding layer, so that the embedding itself is never rounded to 256
+levels); ``--format`` QDQ (default) or QOperator.
 """
 
 from __future__ import annotations
@@ -40,6 +52,10 @@ REPO = Path(__file__).resolve().parents[1]
 VIEW_SIZES = (0, 8, 12, 16, 24)  # 0 = HR (the aligned 112 px crop)
 CALIB_BATCH = 32
 MIN_OPSET = 13
+KEEP_FLOAT = ("first", "head")
+#: The first faces of :func:`calibration_pool` are held out (``int8_select.py``'s fidelity
+#: faces); calibration takes its faces from this position on.
+CALIB_SKIP = 400
 
 
 def _opset(model) -> int:
@@ -47,27 +63,33 @@ def _opset(model) -> int:
     return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def calibration_crops(lfw_root: str, n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
-    """``n`` aligned 112x112 uint8 BGR crops of seeded LFW train-split images (SCRFD-2.5g
-    when installed, else YuNet -- lrface's default detector) and their relative paths;
-    images without a detected face are skipped (the next in the seeded order is used)."""
-    from lrface.datasets.lfw import LFW
-    from lrface.errors import LrfaceError
-    from lrface.faces.pipeline import prepare_face
+def calibration_pool(lfw_root: str, seed: int) -> tuple[list[str], object]:
+    """The seeded order of the LFW train-split images usable for calibration -- none of an
+    identity in the validation pairs (folds 1-5), so that a recipe chosen there is chosen
+    on faces it was not calibrated on -- and the :class:`LFW` they belong to."""
+    from lrface.datasets.lfw import LFW, identity_of
 
     lfw = LFW(lfw_root)
-    train = lfw.train_images()
+    val = {identity_of(r) for p in lfw.split_pairs("val") for r in (p.a, p.b)}
+    train = [r for r in lfw.train_images() if identity_of(r) not in val]
     order = np.random.default_rng(seed).permutation(len(train))
-    crops, used = [], []
-    for i in order:
-        if len(crops) == n:
-            break
-        try:
-            crops.append(prepare_face(lfw.path(train[int(i)])).crop)
-        except LrfaceError:
-            continue
-        used.append(train[int(i)])
-    return crops, used
+    return [train[int(i)] for i in order], lfw
+
+
+def calibration_crops(
+    lfw_root: str, n: int, seed: int, skip: int = 0
+) -> tuple[list[np.ndarray], list[str]]:
+    """``n`` aligned 112x112 uint8 BGR crops of :func:`calibration_pool`'s images from
+    position ``skip`` on, and their relative paths: the crops lrface's LFW evaluators use
+    (SCRFD-2.5g when installed, else YuNet; the shared aligned-crop cache); images where
+    no face was detected are passed over."""
+    from lrface.distill.data import lfw_faces
+
+    rels, lfw = calibration_pool(lfw_root, seed)
+    rels = rels[skip : skip + 2 * n]
+    faces = lfw_faces(lfw, rels)  # type: ignore[arg-type]
+    keep = [i for i in range(len(rels)) if not faces["fallback"][i]][:n]
+    return [faces["crops"][i] for i in keep], [rels[i] for i in keep]
 
 
 def calibration_views(crops: list[np.ndarray], seed: int) -> list[np.ndarray]:
@@ -77,6 +99,26 @@ def calibration_views(crops: list[np.ndarray], seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed + 1)
     sizes = rng.choice(VIEW_SIZES, size=len(crops))
     return [c if s == 0 else degrade(c, Degradation(int(s))) for c, s in zip(crops, sizes)]
+
+
+def float_nodes(model, keep: tuple[str, ...]) -> list[str]:
+    """Names of the weighted nodes (Conv, MatMul, Gemm) of ``model`` (an ONNX ModelProto,
+    topologically sorted) that ``keep`` (items of :data:`KEEP_FLOAT`) leaves in float32:
+    ``first`` = the first one; ``head`` = every one after the last Add (the residual
+    blocks' end: the embedding layers)."""
+    nodes = list(model.graph.node)
+    convs = [i for i, n in enumerate(nodes) if n.op_type in ("Conv", "MatMul", "Gemm")]
+    names: list[str] = []
+    if "first" in keep and convs:
+        names.append(nodes[convs[0]].name)
+    if "head" in keep:
+        adds = [i for i, n in enumerate(nodes) if n.op_type == "Add"]
+        last_add = adds[-1] if adds else -1
+        names += [nodes[i].name for i in convs if i > last_add]
+    unknown = set(keep) - set(KEEP_FLOAT)
+    if unknown:
+        raise SystemExit(f"--keep-float {','.join(sorted(unknown))}: choose from {KEEP_FLOAT}")
+    return list(dict.fromkeys(names))
 
 
 class _Reader:
@@ -131,7 +173,12 @@ def quantize(name: str, crops: list[np.ndarray], used: list[str], args) -> dict:
         onnx.save(model, str(dyn))
         pre = tmp / "pre.onnx"
         quant_pre_process(str(dyn), str(pre), skip_symbolic_shape=False)
-        input_name = onnx.load(str(pre)).graph.input[0].name
+        pre_model = onnx.load(str(pre))
+        input_name = pre_model.graph.input[0].name
+        keep = tuple(k for k in getattr(args, "keep_float", "").split(",") if k)
+        excluded = float_nodes(pre_model, keep)
+        fmt = getattr(args, "format", "qdq")
+        percentile = float(getattr(args, "percentile", 99.999))
         views = calibration_views(crops, args.seed)
         reader = _Reader(views, spec, input_name)
         method = {
@@ -147,25 +194,32 @@ def quantize(name: str, crops: list[np.ndarray], used: list[str], args) -> dict:
             str(pre),
             str(tmp_out),
             reader,
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=method,
-            extra_options={"CalibTensorRangeSymmetric": False},
+            nodes_to_exclude=excluded,
+            extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": percentile},
         )
         seconds = time.perf_counter() - t0
         shutil.move(tmp_out, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     card = int8_card(spec, src, out, sha256_file(out), sha256_file(src))
+    calib = args.method + (f" {percentile}" if args.method == "percentile" else "")
     card["quantization"].update(
         {
-            "method": f"onnxruntime.quantization.quantize_static, calibration {args.method}",
+            "method": f"onnxruntime.quantization.quantize_static, calibration {calib}",
+            "format": fmt.upper().replace("QOPERATOR", "QOperator"),
+            "float_nodes": excluded,
             "seconds": round(seconds, 1),
             "onnxruntime": onnxruntime.__version__,
             "calibration": {
-                "data": "LFW train split (identities disjoint from pairs folds 6-10)",
+                "data": "LFW train split (identities disjoint from pairs folds 6-10), no "
+                "identity of the validation pairs (folds 1-5); aligned crops of the "
+                "shared cache (SCRFD-2.5g)",
+                "skipped": CALIB_SKIP,
                 "images": len(used),
                 "seed": args.seed,
                 "views": "one per face: HR or area-down to 8/12/16/24 px (seeded), + mirror",
@@ -225,11 +279,16 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=256, help="calibration faces (default 256)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", default="minmax", choices=("minmax", "percentile", "entropy"))
+    ap.add_argument("--percentile", type=float, default=99.999, help="for --method percentile")
+    ap.add_argument(
+        "--keep-float", default="", help=f"convolutions left float32: {','.join(KEEP_FLOAT)}"
+    )
+    ap.add_argument("--format", default="qdq", choices=("qdq", "qoperator"))
     ap.add_argument("--lfw", default=str(REPO.parent / "shared" / "data" / "lfw"))
     ap.add_argument("--out-dir", default=str(REPO / "weights"))
     args = ap.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
-    crops, used = calibration_crops(args.lfw, args.images, args.seed)
+    crops, used = calibration_crops(args.lfw, args.images, args.seed, CALIB_SKIP)
     for name in args.model.split(","):
         card = quantize(name, crops, used, args)
         print(json.dumps({"model": card["name"], "sha256": card["sha256"]}), flush=True)

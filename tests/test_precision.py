@@ -96,3 +96,38 @@ def test_tampered_int8_file_never_loads(int8_dir, tmp_path):
         fh.write(b"\0")
     with pytest.raises(ModelFileError, match="sha256 mismatch"):
         load_embedder(tmp_path / "tiny-copy-int8.json")
+
+
+def test_keep_float_leaves_stem_and_head_unquantized(tmp_path, crops, monkeypatch):
+    """``--keep-float first,head`` (percentile calibration): the first weighted node and
+    those after the last Add keep float32 weights (no DequantizeLinear feeds them), every
+    other Conv is quantized, the card names them, and the model still agrees with fp32."""
+    import onnx
+
+    copy_model("keep-copy", tmp_path)
+    monkeypatch.setenv("LRFACE_MODEL_DIR", str(tmp_path))
+    args = argparse.Namespace(
+        seed=0, method="percentile", percentile=99.99, keep_float="first,head", format="qdq",
+        out_dir=str(tmp_path),
+    )  # fmt: skip
+    card = quantize.quantize("keep-copy", crops, [p.name for p in FACES], args)
+    kept = card["quantization"]["float_nodes"]
+    assert "calibration percentile 99.99" in card["quantization"]["method"]
+    graph = onnx.load(str(tmp_path / "keep-copy-int8.onnx")).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    inits = {i.name for i in graph.initializer}
+    weighted = [n for n in graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    float_w = {n.name for n in weighted if n.input[1] in inits and n.input[1] not in dequantized}
+    assert len(kept) >= 2 and weighted[0].name == kept[0] and weighted[-1].name in kept
+    assert float_w == set(kept), (float_w, kept)
+    fp32 = load_embedder("keep-copy")
+    int8 = load_embedder("keep-copy", precision="int8")
+    assert (fp32.embed_crops(crops) * int8.embed_crops(crops)).sum(1).min() > 0.95
+
+
+def test_keep_float_unknown_part_is_refused(tmp_path):
+    import onnx
+
+    model = onnx.load(str(REPO / "weights" / "lrface-tiny-16.onnx"))
+    with pytest.raises(SystemExit, match="--keep-float tail: choose from"):
+        quantize.float_nodes(model, ("tail",))
