@@ -121,11 +121,11 @@ def test_held_out_calibration_embeds_each_face_once_with_the_same_thresholds():
     from lrface.distill.card import calibrate_threshold
     from lrface.distill.faces import lfw_crops
     from lrface.distill.validate import Validator
-    from lrface.scores import best_threshold
     from lrface.faces.degrade import Degradation, degrade
     from lrface.models.preprocess import InputFormat
     from lrface.models.registry import get_spec, torch_weights
     from lrface.models.torch_embedder import load_student_module
+    from lrface.scores import best_threshold
 
     lfw = LFW(LFW_ROOT)
     counts = Counter(r.split("/")[0] for r in lfw.train_images())

@@ -157,9 +157,9 @@ def test_every_default_is_an_installed_model_of_its_role():
 
 def test_commands_read_their_defaults_from_the_table():
     from lrface.cli.options import AdaptOptions, GalleryBuildOptions, WatchOptions
-    from lrface.serve.options import ServeOptions
     from lrface.eval.benchmark import BenchmarkConfig
     from lrface.faces import detect, routing
+    from lrface.serve.options import ServeOptions
 
     defaults = {f.name: f.default for cls in (AdaptOptions, GalleryBuildOptions, ServeOptions,
                 WatchOptions) for f in dataclasses.fields(cls) if f.name in ("model",

@@ -525,8 +525,8 @@ def test_a_request_queued_past_its_deadline_never_starts(key):
     out of the queue and answered 503 at its deadline (not when the thread frees up)."""
     import asyncio
 
-    from lrface.serve.options import ServeOptions
     from lrface.serve.app import create_app
+    from lrface.serve.options import ServeOptions
 
     app = create_app(ServeOptions(timeout=1.0), key)
     release = threading.Event()
