@@ -83,7 +83,7 @@ def calibration_crops(
     position ``skip`` on, and their relative paths: the crops lrface's LFW evaluators use
     (SCRFD-2.5g when installed, else YuNet; the shared aligned-crop cache); images where
     no face was detected are passed over."""
-    from lrface.distill.data import lfw_faces
+    from lrface.distill.faces import lfw_faces
 
     rels, lfw = calibration_pool(lfw_root, seed)
     rels = rels[skip : skip + 2 * n]
