@@ -30,7 +30,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="8,12,16,24")
     a = ap.parse_args()
     sizes = tuple(int(s) for s in a.sizes.split(","))
-    base = DistillConfig(data=a.data, student="lrface-mbf", targets="fused", val_sizes=sizes)
+    base = DistillConfig(
+        data=a.data, out="unused", student="lrface-mbf", targets="fused", val_sizes=sizes
+    )
     teacher = load_embedder(base.teacher, flip=False)
     td = training_data_for(base, teacher, progress=False)
     validator = Validator.for_run(base, td, teacher)
@@ -38,7 +40,7 @@ def main() -> None:
         raise SystemExit(f"{a.data}: no LFW source to validate on")
     fmt = InputFormat.of(teacher.spec, base.resolved_input_size())
     for pt in a.weights:
-        cfg = DistillConfig(data=a.data, student="lrface-mbf", targets="fused", init=pt)
+        cfg = DistillConfig(data=a.data, out="unused", student="lrface-mbf", init=pt)
         student = build_student(cfg, teacher, verbose=False)
         row = {"weights": pt, "sha256": student.init_sha256, **validator.run(student.net, fmt)}
         print(json.dumps(row), flush=True)
