@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lrface.datasets.lfw import LFW
 from lrface.eval.protocols.lfw import evaluate_lfw
-from lrface.fileio import write_json_atomic
+from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
 
 TEST_FOLDS = {6, 7, 8, 9, 10}
