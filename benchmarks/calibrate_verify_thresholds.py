@@ -2,7 +2,7 @@
 
     python benchmarks/calibrate_verify_thresholds.py [--write] [--data ../shared/data/lfw]
 
-``verify`` embeds a face of >= 64 px (aligned side) with the teacher and a smaller one
+``verify`` embeds a face of >= 80 px (aligned side) with the teacher and a smaller one
 with a student (HR side by the teacher, LR side by the student, as every headline figure
 is measured).  Such a mixed pair needs its own threshold.  For each shipped student this
 script takes the LFW pairs of folds 1-5 (images of the *training* identities, never the

@@ -16,7 +16,7 @@ Protocol (LFW test split only, SCRFD-2.5g aligned 112x112 crops from the whole-L
   (8, 12, 16 px; area) -- ``clean`` -- or reduced and degraded -- ``realistic``
   (:data:`lrface.faces.degrade.REALISTIC`, one fixed draw per photo and size:
   ``realistic_rng(photo index in LFW, s)``) -- and embedded by ``lrface-mbf`` (what
-  ``verify`` chooses below 64 px).
+  ``verify`` chooses below 80 px).
 * Templates: ``--draws`` random orderings per subject; the templates of k = 1, 2, 4 are the
   first k probes of one ordering (nested, so k is the only change), fused
   (:func:`lrface.search.templates.fuse_template`) with quality weights

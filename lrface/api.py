@@ -163,7 +163,7 @@ def verify(
     """Decide whether two images show the same person.
 
     Models: ``model=None`` embeds each face with :func:`choose_model` by its size (the
-    teacher for faces of >= 64 px, the ``lrface-mbf`` student below: the HR side by the
+    teacher for faces of >= 80 px, the ``lrface-mbf`` student below: the HR side by the
     teacher, the LR side by the student, as every benchmark figure is measured); a name
     forces one model for both.  ``threshold=None``: the calibrated threshold for that
     pair of models (teacher-teacher: the teacher's; student-student: the student's;

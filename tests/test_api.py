@@ -213,3 +213,21 @@ def test_verify_and_embed_take_one_road_from_a_face_to_a_model(same_pair, model)
     assert crop_for(tiny, faces[0]).shape == (16, 16, 3)
     if side == 16:  # cut for this model: given as it is
         assert crop_for(tiny, faces[0]) is faces[0].crop
+
+
+def test_size_rule_boundary_on_a_real_face(same_pair):
+    """The size rule (``STUDENT_BELOW_PX``, measured in docs/experiments/
+    realistic-aligned-views.md) on a real photo shrunk so its face lands just below and
+    just above the boundary: the student takes the smaller, the teacher the larger."""
+    from lrface.faces.routing import STUDENT_BELOW_PX
+
+    img = cv2.imread(str(same_pair[0]))
+    full = lrface.verify(img, img, model="mobilefacenet-arcface").images[0]["face_size_px"]
+    sides = {}
+    for target in (STUDENT_BELOW_PX * 0.88, STUDENT_BELOW_PX * 1.15):
+        side = int(round(img.shape[1] * target / full))
+        small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+        face = lrface.verify(img, small).images[1]
+        sides[face["model"]] = face["face_size_px"]
+    assert set(sides) == {"lrface-mbf", "mobilefacenet-arcface"}
+    assert sides["lrface-mbf"] < STUDENT_BELOW_PX <= sides["mobilefacenet-arcface"]

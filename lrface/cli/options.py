@@ -69,7 +69,7 @@ class VerifyOptions(CropFlags, CommonOptions):
         default=None,
         metadata=arg(
             "one recogniser for both faces (default: per face, lrface.choose_model: the "
-            "lrface-mbf student for aligned faces under 64 px and for box crops, the teacher "
+            "lrface-mbf student for aligned faces under 80 px and for box crops, the teacher "
             "above)"
         ),
     )
@@ -122,7 +122,7 @@ class EmbedOptions(CropFlags, CommonOptions):
         default=None,
         metadata=arg(
             "one recogniser for every face (default: per face, the model verify would choose: "
-            "lrface-mbf for aligned faces under 64 px and for box crops, the teacher above)"
+            "lrface-mbf for aligned faces under 80 px and for box crops, the teacher above)"
         ),
     )
     precision: str | None = precision_option()
@@ -191,7 +191,7 @@ class EmbedOptions(CropFlags, CommonOptions):
 
 EMBED_DESCRIPTION = (
     "Embed many images (resumable). " + CROP_NOTE + " Without --model each face goes to "
-    "the model verify would choose (lrface.choose_model: aligned faces under 64 px -> "
+    "the model verify would choose (lrface.choose_model: aligned faces under 80 px -> "
     "lrface-mbf, larger -> the teacher, box crops -> the box model), all in the teacher's "
     "embedding space; the choice per face is recorded (--out FILE.npz: the face_models and "
     "face_crops arrays; a directory: faces-NNNNN.tsv per shard)."
@@ -398,7 +398,7 @@ class WatchOptions(CommonOptions):
         default=None,
         metadata=arg(
             "recogniser for every track (default: as verify chooses, by the track's median "
-            "face size: lrface-mbf under 64 px, the teacher above)"
+            "face size: lrface-mbf under 80 px, the teacher above)"
         ),
     )
     top_k: int = field(

@@ -48,8 +48,10 @@ __all__ = [
 #: The HR teacher and the student for small aligned faces (the defaults table).
 TEACHER = DEFAULTS.teacher
 LR_STUDENT = DEFAULTS.lr_student
-#: Faces whose native aligned-crop side is below this (eyes ~20 px apart) go to the student.
-STUDENT_BELOW_PX = 64.0
+#: Faces whose native aligned-crop side is below this (eyes ~25 px apart) go to the student:
+#: the size rule of docs/experiments/realistic-aligned-views.md (80 px: below it the student
+#: leads the teacher on realistic probes and is never behind by more than 0.3 on clean ones).
+STUDENT_BELOW_PX = 80.0
 #: The model for crops without landmarks (``crop_kind == "box"``): the ``lrface-box``
 #: student, distilled on detector-box views with realistic degradation (shipped by the rule
 #: of docs/experiments/box-student.md: +8.0 points over ``lrface-mbf`` on box crops of
@@ -65,7 +67,7 @@ def choose_model(face_size: float, crop: str = "aligned-5pt") -> str:
     what it was cut as (:attr:`lrface.faces.pipeline.PreparedFace.crop_kind`).
 
     Rule: a crop without landmarks (``"box"``) goes to :data:`BOX_MODEL`; any other face
-    under :data:`STUDENT_BELOW_PX` (64 px, eyes about 20 px apart) to the ``lrface-mbf``
+    under :data:`STUDENT_BELOW_PX` (80 px, eyes about 25 px apart) to the ``lrface-mbf``
     student, trained for 8-32 px faces in the teacher's embedding space; a larger face to
     the HR teacher.  A missing or corrupt student is an error, never a silent switch to the
     teacher.

@@ -17,11 +17,11 @@ import dataclasses
 class DefaultModels:
     """The default model of each use (see the module docstring)."""
 
-    #: The HR recogniser, whose embedding space every student shares: faces of >= 64 px,
+    #: The HR recogniser, whose embedding space every student shares: faces of >= 80 px,
     #: ``gallery build``, ``benchmark``, ``serve --gallery-model``, ``distill --teacher``,
     #: ``watch``'s enrolment of a folder.
     teacher: str = "mobilefacenet-arcface"
-    #: The student for aligned faces under 64 px (``choose_model``), ``serve``'s /embed,
+    #: The student for aligned faces under 80 px (``choose_model``), ``serve``'s /embed,
     #: the Ray embedder and ``distill --student``.
     lr_student: str = "lrface-mbf"
     #: The student for crops without landmarks (``crop_kind == "box"``).

@@ -9,9 +9,9 @@ serves ``lrface watch`` (one template per track) and ``lrface identify --templat
 Quality of one face (:func:`face_quality`), a product of three terms in [0, 1]:
 
 * **size**: ``min(face_size / 64, 1)`` -- the face's native resolution (px, side of its
-  ArcFace-aligned crop, :func:`lrface.faces.align.native_face_size`); 64 px is where
-  :func:`lrface.api.choose_model` hands faces to the teacher, i.e. where resolution stops
-  being the bottleneck;
+  ArcFace-aligned crop, :func:`lrface.faces.align.native_face_size`); from 64 px on the
+  teacher's clean accuracy is at its plateau (within 0.1 point of 96 px on LFW folds 1-5,
+  docs/experiments/realistic-aligned-views.md), i.e. resolution stops being the bottleneck;
 * **detector score** (in [0, 1]; 1 when the face was not detected, e.g. ``--no-detect``);
 * **sharpness**: ``v / (v + 100)`` with ``v`` the variance of the Laplacian of the
   grey 112x112 crop (blur and low resolution both lower it).

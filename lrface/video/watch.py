@@ -7,7 +7,7 @@ by :class:`lrface.video.tracks.SortTracker`.  Each track keeps its ``max_faces``
 quality (:func:`lrface.search.templates.face_quality`: size x detector score x sharpness).  When
 a track ends (unseen for ``max_misses`` processed frames, or the input is over) its kept
 faces are embedded by the model :func:`lrface.api.verify` would choose for the track's
-median face size (:func:`lrface.api.choose_model`: the ``lrface-mbf`` student under 64 px,
+median face size (:func:`lrface.api.choose_model`: the ``lrface-mbf`` student under 80 px,
 the teacher above; or ``model``), fused into one quality-weighted template
 (:func:`lrface.search.templates.fuse_template`) and searched in the gallery: top-k identities
 with scores and the open-set decision at the threshold of
