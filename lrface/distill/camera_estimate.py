@@ -6,7 +6,7 @@ The candidates are a grid over the parameters of the realistic recipe
 :data:`GRID`, equally spaced over each range of :data:`~lrface.faces.degrade.REALISTIC`.
 Every face -- the camera's, and reference HR faces degraded by each candidate -- is
 area-reduced to the student's side ``s`` and summarised on its luma and chroma by
-:func:`summaries` (134 numbers: the 8x8 DCT log power and near-zero share of each of the
+:func:`summaries` (132 numbers: the 8x8 DCT log power and near-zero share of each of the
 64 coefficients, the chroma channels' high-frequency power, and the 8x8 blockiness).
 The estimate is the candidate whose mean summary over the reference faces is nearest the
 camera faces' mean summary, each feature's squared difference divided by the sum of the
