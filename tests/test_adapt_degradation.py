@@ -142,8 +142,12 @@ def test_adapt_degradation_match_end_to_end(tmp_path, capsys):
         (["--steps", "5"], "only by --method degradation-match"),
         (["--method", "degradation-match", "--hr-data", "unlabelled:MISSING"], "MISSING"),
         (["--method", "degradation-match", "--hr-data", "PHOTOS", "--steps", "0"], "--steps 0"),
+        (
+            ["--method", "degradation-match", "--hr-data", "PHOTOS", "--model", "lrface-mbf"],
+            "takes 112 px",
+        ),
     ],
-    ids=["no-hr-data", "hr-data-with-bn", "steps-with-bn", "missing-hr-data", "steps-0"],
+    ids=["no-hr-data", "hr-data-with-bn", "steps-with-bn", "missing-hr-data", "steps-0", "mbf"],
 )
 def test_adapt_bad_options_one_line_exit_2(tmp_path, capsys, extra, needle):
     extra = [str(PHOTOS) if e == "PHOTOS" else e for e in extra]

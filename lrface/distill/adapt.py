@@ -10,6 +10,8 @@ Two methods (``--method``):
   faces of ``--hr-data`` degraded by that estimate, mixed with clean views
   (:mod:`lrface.distill.camera_finetune`).  The HR faces are loaded, teacher-embedded
   and guarded against LFW test-split identities exactly as ``lrface distill`` does.
+  The camera is estimated at the student's own input side, so only native
+  low-resolution students (``lrface-tiny-16/24/32``) are accepted, not ``lrface-mbf``.
 
 ``bn``: the method is batch-norm re-estimation (AdaBN, Li et al. 2016): the student's weights stay
 as they are, and every BatchNorm layer's running mean and variance are replaced by the
@@ -82,6 +84,9 @@ def bn_statistics_from(net: Any, crops: np.ndarray, fmt: Any, batch: int = BATCH
 
 #: ``--method`` values; the first is the default (see the module docstring for why).
 METHODS = ("bn", "degradation-match")
+#: Largest student input side ``degradation-match`` accepts: the camera is estimated at that
+#: side, so it must be the low resolution the student is for (not lrface-mbf's 112 px).
+MAX_SIDE = 32
 #: Reference HR faces the camera estimate degrades (a seeded choice among ``--hr-data``).
 REFERENCE_FACES = 200
 
@@ -177,10 +182,11 @@ def adapt(
         hr_cfg = _hr_config(hr_data, out, teacher_name, min(settings.batch_size, 2))
         check_before_work(hr_cfg)  # sources parse and list images; before any slow step
     fmt = InputFormat.of(spec)
-    if fmt.size % 8:
+    if hr_data is not None and (fmt.size % 8 or fmt.size > MAX_SIDE):
         raise LrfaceError(
-            f"--model {model}: input side {fmt.size} px is not a multiple of 8 (the camera "
-            "estimate works on 8x8 blocks)"
+            f"--model {model}: degradation-match estimates the camera at the student's own "
+            f"input side, which must be a multiple of 8 up to {MAX_SIDE} px (a native "
+            f"low-resolution student: lrface-tiny-16/24/32); this one takes {fmt.size} px"
         )
     part = load_source(
         parse_source(f"unlabelled:{data}"), detector=detector or DEFAULT_DETECTOR, progress=progress
