@@ -116,6 +116,7 @@ def test_adapt_degradation_match_end_to_end(tmp_path, capsys):
     ad = card["adapted"]
     assert ad["method_name"] == "degradation-match" and ad["faces"] >= 16
     assert set(ad["camera_estimate"]) >= {"gauss_sigma", "read_std", "jpeg_quality", "distance"}
+    assert "aligned crops" in ad["camera_estimate"]["input"]  # 100x100 photos, not 16 px crops
     assert ad["finetune"]["steps"] == 1 and ad["loss_log"][-1]["step"] == 1
     src = ad["hr_data"]["sources"][0]
     assert src["kind"] == "unlabelled" and src["test_guard_dropped"] == 3, src  # his 3 copies
@@ -158,3 +159,19 @@ def test_adapt_bad_options_one_line_exit_2(tmp_path, capsys, extra, needle):
     rc = main(["adapt", "--data", str(cam), "--out", str(out), *extra])
     err = capsys.readouterr().err
     assert rc == 2 and err.strip().count("\n") == 0 and needle in err and not out.exists(), err
+
+
+def test_camera_pixels_reads_small_crop_files_themselves(tmp_path):
+    from lrface.distill.adapt import camera_pixels
+    from lrface.distill.faces import FaceSet
+
+    faces = _faces()[:6]
+    small = [cv2.resize(f, (16, 16), interpolation=cv2.INTER_AREA) for f in faces]
+    for i, f in enumerate(small):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), f)
+    paths = [f"{i}.png" for i in range(6)]
+    got, read = camera_pixels(FaceSet(tmp_path, paths, [""] * 6, faces), 16)
+    assert np.array_equal(got, np.stack(small)) and "own pixels" in read
+    cv2.imwrite(str(tmp_path / "5.png"), cv2.resize(faces[5], (20, 20)))  # one is not 16x16
+    got, read = camera_pixels(FaceSet(tmp_path, paths, [""] * 6, faces), 16)
+    assert got.shape == (6, 112, 112, 3) and "aligned crops" in read

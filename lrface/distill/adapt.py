@@ -37,13 +37,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lrface.distill.camera_estimate import GRID, CameraEstimate, estimate_camera
 from lrface.distill.camera_finetune import FinetuneSettings, finetune_for_camera
 from lrface.errors import DatasetError, LrfaceError
+
+if TYPE_CHECKING:
+    from lrface.distill.faces import FaceSet
 
 log = logging.getLogger("lrface")
 
@@ -197,15 +200,17 @@ def adapt(
             f"{data}: faces found in {n} of {part.listed} images; adapt needs at least "
             f"{MIN_FACES} (no face: {len(part.no_face)}, unreadable: {len(part.unreadable)})"
         )
-    crops = np.stack([part.faces.crops[i] for i in range(n)])
     if hr_cfg is None:
+        crops = np.stack([part.faces.crops[i] for i in range(n)])
         layers = bn_statistics_from(net, crops, fmt)
         how: dict[str, Any] = {
             "method": f"batch-norm statistics re-estimated on the camera's faces and their "
             f"mirrors ({layers} layers; cumulative average; weights unchanged)",
         }
     else:
-        how = _degradation_match(net, crops, hr_cfg, teacher_name, fmt, settings, progress)
+        pixels, read = camera_pixels(part.faces, fmt.size)
+        how = _degradation_match(net, pixels, hr_cfg, teacher_name, fmt, settings, progress)
+        how["camera_estimate"]["input"] = read
     name = f"{spec.name}-adapted"
     dest = Path(out)
     dest.mkdir(parents=True, exist_ok=True)
@@ -273,6 +278,32 @@ def _degradation_match(
         "teacher": teacher_name,
         "hr_data": {**td.summary(), **td.card(display_path)},
     }
+
+
+def camera_pixels(faces: FaceSet, side: int) -> tuple[np.ndarray, str]:
+    """What the camera estimate reads, and a line saying which.
+
+    When every camera face is an image file of exactly ``side`` x ``side`` pixels (crops
+    at the student's input size, as a camera pipeline may store them), the files' own
+    pixels: uint8 BGR (N, side, side, 3).  Otherwise the aligned 112x112 crops (uint8 BGR
+    (N, 112, 112, 3)), which :func:`estimate_camera` area-reduces to ``side``; alignment
+    resamples the pixels (shifting JPEG's 8x8 grid and smoothing noise), so that estimate
+    is less reliable (``docs/experiments/camera-adaptation.md``)."""
+    import cv2
+
+    own = []
+    for rel in faces.paths:
+        img = cv2.imread(str(Path(faces.root) / rel), cv2.IMREAD_COLOR)
+        if img is None or img.shape[:2] != (side, side):
+            break
+        own.append(img)
+    else:
+        return np.stack(own), f"the image files' own pixels (every face a {side}x{side} crop)"
+    crops = np.stack([faces.crops[i] for i in range(len(faces))])
+    return crops, (
+        f"aligned crops area-reduced to {side} px (the files are not all {side}x{side} "
+        "crops; alignment resamples their pixels)"
+    )
 
 
 def estimate_with_reference(
