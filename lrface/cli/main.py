@@ -328,10 +328,19 @@ def cmd_distill(a: DistillOptions) -> int:
 
 def cmd_adapt(a: AdaptOptions) -> int:
     from lrface.distill.adapt import adapt
+    from lrface.distill.camera_finetune import FinetuneSettings
 
-    card = adapt(a.data, a.model, a.out, progress=not a.quiet)
+    given = {k: v for k, v in (("steps", a.steps), ("batch_size", a.batch_size)) if v is not None}
+    if a.method == "bn" and given:
+        raise LrfaceError("--steps and --batch-size are used only by --method degradation-match")
+    settings = FinetuneSettings(**given)
+    card = adapt(a.data, a.model, a.out, progress=not a.quiet, method=a.method,
+                 hr_data=a.hr_data, settings=settings)  # fmt: skip
     out = Path(a.out) / f"{card['name']}.json"
-    print(json.dumps({"card": str(out), "faces": card["adapted"]["faces"]}))
+    res = {"card": str(out), "faces": card["adapted"]["faces"], "method": a.method}
+    if "camera_estimate" in card["adapted"]:
+        res["camera_estimate"] = card["adapted"]["camera_estimate"]["described"]
+    print(json.dumps(res))
     return 0
 
 

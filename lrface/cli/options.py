@@ -266,11 +266,38 @@ class AdaptOptions(CommonOptions):
     model: str = field(
         default=DEFAULTS.adapt_student,
         metadata=arg(
-            "student with BatchNorm layers to adapt (name, card or .pt; default "
-            f"{DEFAULTS.adapt_student}; lrface-mbf has them folded and is refused)"
+            "student to adapt (name, card or .pt; default "
+            f"{DEFAULTS.adapt_student}); --method bn needs BatchNorm layers (lrface-mbf "
+            "has them folded and is refused)"
         ),
     )
     out: str = field(metadata=arg("output folder: <model>-adapted.pt and its card"))
+    method: str = field(
+        default="bn",
+        metadata=arg(
+            "bn (default: re-estimate batch-norm statistics on the camera's faces) or "
+            "degradation-match (estimate the camera's blur/noise/JPEG from its faces, then "
+            "distil the student on --hr-data faces degraded that way; needs --hr-data)",
+            choices=("bn", "degradation-match"),
+        ),
+    )
+    hr_data: str | None = field(
+        default=None,
+        metadata=arg(
+            "degradation-match only: HR faces to distil on, a distill --data source (an LFW "
+            "copy = its train split, or unlabelled:FOLDER); guarded against LFW test "
+            "identities as in distill",
+            metavar="[KIND:]PATH",
+        ),
+    )
+    steps: int | None = field(
+        default=None,
+        metadata=arg("degradation-match only: fine-tuning steps (default 600)", metavar="N"),
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata=arg("degradation-match only: views per step (default 128)", metavar="B"),
+    )
     quiet: bool = quiet_flag()
 
 
