@@ -131,3 +131,41 @@ def test_keep_float_unknown_part_is_refused(tmp_path):
     model = onnx.load(str(REPO / "weights" / "lrface-tiny-16.onnx"))
     with pytest.raises(SystemExit, match="--keep-float tail: choose from"):
         quantize.float_nodes(model, ("tail",))
+
+
+def test_chunked_minmax_ranges_equal_onnxruntime_one_pass(tmp_path, crops):
+    """MinMax ranges collected two faces at a time (benchmarks/chunked_calibration.py) are
+    exactly onnxruntime's own one-pass MinMax over the same inputs, tensor for tensor;
+    Percentile through the chunks stays inside them."""
+    import chunked_calibration as cc
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from lrface.models.registry import get_spec, locate
+
+    spec = get_spec("lrface-tiny-16")
+    pre = quantize.prepare(locate(spec), tmp_path)
+    views = quantize.calibration_views(crops, 0)
+    x = np.concatenate(list(quantize.calibration_inputs(views, spec, len(views))))
+    name = onnx.load(str(pre)).graph.input[0].name
+    cache = tmp_path / "one-pass.json"
+    quantize_static(
+        str(pre), str(tmp_path / "q.onnx"), cc.ArrayReader(x, name),
+        calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+        extra_options={"CalibTensorRangeSymmetric": False},
+    )  # fmt: skip
+    one_pass = cc.range_pairs(load_tensors_data(cache))
+    chunks = quantize.calibration_inputs(views, spec, 2)
+    chunked = cc.range_pairs(cc.chunked_ranges(pre, chunks, name, "minmax"))
+    assert len(one_pass) > 20 and one_pass.keys() == chunked.keys()
+    for t, (lo, hi) in one_pass.items():
+        assert np.array_equal(lo, chunked[t][0]) and np.array_equal(hi, chunked[t][1]), t
+    pct = cc.range_pairs(
+        cc.chunked_ranges(
+            pre, quantize.calibration_inputs(views, spec, 2), name, "percentile", 99.9
+        )
+    )
+    assert pct.keys() == one_pass.keys()
+    for t, (lo, hi) in pct.items():
+        assert one_pass[t][0] <= lo <= hi <= one_pass[t][1], t
