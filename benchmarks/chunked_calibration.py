@@ -1,5 +1,8 @@
 """Activation ranges for onnxruntime static quantization, collected chunk by chunk.
 
+    python benchmarks/chunked_calibration.py [--model lrface-mbf] [--images 256]
+                                             [--chunk-faces 16]   # the MinMax check
+
 onnxruntime's own calibration (``quantize_static(..., calibration_data_reader)``) runs
 every calibration batch through the model augmented to output every activation and, for
 the histogram methods (Percentile, Entropy), keeps every intermediate output of every
@@ -124,3 +127,67 @@ def range_pairs(ranges) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         lo, hi = td.range_value
         out[name] = (np.asarray(lo, np.float32), np.asarray(hi, np.float32))
     return out
+
+
+def main() -> None:
+    """Print how the chunked MinMax ranges of a model compare with onnxruntime's own
+    one-pass MinMax on the same calibration faces (quantize.py's, from CALIB_SKIP on)."""
+    import argparse
+    import json
+    import resource
+    import sys
+
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from lrface.models.registry import get_spec, locate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quantize
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--model", default="lrface-mbf")
+    ap.add_argument("--images", type=int, default=256)
+    ap.add_argument("--chunk-faces", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lfw", default=str(quantize.REPO.parent / "shared" / "data" / "lfw"))
+    args = ap.parse_args()
+    spec = get_spec(args.model)
+    crops, _ = quantize.calibration_crops(args.lfw, args.images, args.seed, quantize.CALIB_SKIP)
+    views = quantize.calibration_views(crops, args.seed)
+    with tempfile.TemporaryDirectory(prefix="lrface-calib-check-") as tmp:
+        pre = quantize.prepare(locate(spec), Path(tmp))
+        name = onnx.load(str(pre)).graph.input[0].name
+        x = np.concatenate(list(quantize.calibration_inputs(views, spec, len(views))))
+        cache = Path(tmp) / "one-pass.json"
+        quantize_static(
+            str(pre), str(Path(tmp) / "q.onnx"), ArrayReader(x, name),
+            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+            extra_options={"CalibTensorRangeSymmetric": False},
+        )  # fmt: skip
+        del x
+        one = range_pairs(load_tensors_data(cache))
+        chunks = quantize.calibration_inputs(views, spec, args.chunk_faces)
+        chunked = range_pairs(chunked_ranges(pre, chunks, name, "minmax"))
+    diff = [
+        t for t in one
+        if t not in chunked or not (
+            np.array_equal(one[t][0], chunked[t][0]) and np.array_equal(one[t][1], chunked[t][1])
+        )
+    ]  # fmt: skip
+    row = {
+        "model": args.model,
+        "faces": len(crops),
+        "inputs": 2 * len(crops),
+        "chunk_faces": args.chunk_faces,
+        "tensors": len(one),
+        "tensors_chunked": len(chunked),
+        "tensors_differing": len(diff),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -169,3 +169,32 @@ def test_chunked_minmax_ranges_equal_onnxruntime_one_pass(tmp_path, crops):
     assert pct.keys() == one_pass.keys()
     for t, (lo, hi) in pct.items():
         assert one_pass[t][0] <= lo <= hi <= one_pass[t][1], t
+
+
+def test_shipped_lrface_mbf_int8_loads_routes_and_is_sha_checked(tmp_path, crops, capsys):
+    """weights/lrface-mbf-int8 (int8 round 2, benchmarks/RESULTS.md): its card names the
+    shipped fp32 file it was quantized from, ``--precision int8`` loads it with its own
+    sha256, it agrees with fp32 on real faces, and a copy with one byte changed never loads."""
+    from lrface.io.fileio import sha256_file
+
+    card = json.loads((REPO / "weights" / "lrface-mbf-int8.json").read_text())
+    q = card["quantization"]
+    assert card["precision"] == "int8" and q["from"] == "lrface-mbf"
+    assert q["float_nodes"] == ["/conv2/Conv", "/gdconv/Conv", "/linear/Conv"]
+    assert "percentile 99.99" in q["method"] and q["calibration"]["images"] == 1024
+    fp32 = load_embedder("lrface-mbf")
+    int8 = load_embedder("lrface-mbf", precision="int8")
+    assert q["from_sha256"] == fp32.sha256
+    assert (int8.name, int8.spec.precision) == ("lrface-mbf-int8", "int8")
+    assert int8.sha256 == card["sha256"] == sha256_file(REPO / "weights" / card["weights_file"])
+    cos = (fp32.embed_crops(crops) * int8.embed_crops(crops)).sum(1)
+    assert cos.min() > 0.98, cos
+    a, b = str(FACES[0]), str(FACES[1])
+    main(["verify", a, b, "--model", "lrface-mbf", "--precision", "int8", "--json"])
+    assert json.loads(capsys.readouterr().out)["models"] == ["lrface-mbf-int8"] * 2
+    shutil.copy(REPO / "weights" / "lrface-mbf-int8.json", tmp_path)
+    data = bytearray((REPO / "weights" / card["weights_file"]).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tmp_path / card["weights_file"]).write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256 mismatch"):
+        load_embedder(tmp_path / "lrface-mbf-int8.json")
