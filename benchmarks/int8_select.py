@@ -18,10 +18,11 @@ reads it at most once more:
 1. Stage 1 (LFW train-split faces only).  Every recipe of :data:`ROUND2` is quantized with
    ``benchmarks/quantize.py``'s code (QDQ, per-channel int8 weights, uint8 activations;
    calibration on train-split faces of no validation identity, from
-   ``quantize.CALIB_SKIP`` on, collected ``quantize.CHUNK_FACES`` (16) faces at a time by
-   ``benchmarks/chunked_calibration.py``; ``ROUND2`` below).  Fidelity = the mean cosine between the fp32
-   and the int8 embeddings (flip fusion on) of ``--fidelity`` held-out train-split faces
-   (``quantize.calibration_pool``'s first faces, never calibration faces) reduced to 16 px;
+   ``quantize.CALIB_SKIP`` on, collected ``quantize.CHUNK_FACES`` (16) faces at a time
+   by ``benchmarks/chunked_calibration.py``; ``ROUND2`` below).  Fidelity = the mean
+   cosine between the fp32 and the int8 embeddings (flip fusion on) of ``--fidelity``
+   held-out train-split faces (``quantize.calibration_pool``'s first faces, never
+   calibration faces) reduced to 16 px;
    8 px / HR cosines and the model-alone crops/s (the fp32 teacher timed right after, in
    the same loop) are reported.  A recipe is **eligible** only if (a) its crops/s is
    >= 2x the teacher's and (b) its 16 px fidelity is strictly above that of the round-1
