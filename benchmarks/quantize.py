@@ -2,8 +2,8 @@
 
     python benchmarks/quantize.py --model lrface-mbf[,NAME...] [--images 256] [--seed 0]
                                   [--method minmax|percentile|entropy] [--percentile 99.999]
-                                  [--keep-float first,head] [--format qdq|qoperator]
-                                  [--out-dir weights]
+                                  [--keep-float first,head,dw] [--format qdq|qoperator]
+                                  [--chunk-faces 16] [--out-dir weights]
 
 Writes ``OUT_DIR/NAME-int8.onnx`` and its card ``OUT_DIR/NAME-int8.json`` (own sha256,
 ``"precision": "int8"``, the fp32 source and its sha256, the quantization settings and
@@ -33,7 +33,10 @@ Percentile at ``--percentile``, Entropy); ``--keep-float`` convolutions left in 
 ``first`` (the stem convolution, which sees the raw pixels) and/or ``head`` (the
 convolutions after the last residual block: ``conv2``, the global depthwise ``gdconv``
 and the ``linear`` embedding layer, so that the embedding itself is never rounded to 256
-levels); ``--format`` QDQ (default) or QOperator.
+levels) and/or ``dw`` (every depthwise convolution); ``--format`` QDQ (default) or
+QOperator.  Calibration runs ``--chunk-faces`` faces at a time
+(``benchmarks/chunked_calibration.py``: memory bounded by one chunk's activations, also
+for the histogram methods).
 """
 
 from __future__ import annotations
@@ -42,17 +45,23 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import chunked_calibration  # noqa: E402
+
 VIEW_SIZES = (0, 8, 12, 16, 24)  # 0 = HR (the aligned 112 px crop)
-CALIB_BATCH = 32
+#: Calibration faces whose activations are in memory at once (each with its mirror).
+CHUNK_FACES = 16
 MIN_OPSET = 13
-KEEP_FLOAT = ("first", "head")
+KEEP_FLOAT = ("first", "head", "dw")
 #: The first faces of :func:`calibration_pool` are held out (``int8_select.py``'s fidelity
 #: faces); calibration takes its faces from this position on.
 CALIB_SKIP = 400
@@ -61,6 +70,11 @@ CALIB_SKIP = 400
 def _opset(model) -> int:
     """The default-domain opset of an ONNX model."""
     return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _group(node) -> int:
+    """The ``group`` attribute of an ONNX Conv node (1 when absent)."""
+    return next((int(a.i) for a in node.attribute if a.name == "group"), 1)
 
 
 def calibration_pool(lfw_root: str, seed: int) -> tuple[list[str], object]:
@@ -105,7 +119,7 @@ def float_nodes(model, keep: tuple[str, ...]) -> list[str]:
     """Names of the weighted nodes (Conv, MatMul, Gemm) of ``model`` (an ONNX ModelProto,
     topologically sorted) that ``keep`` (items of :data:`KEEP_FLOAT`) leaves in float32:
     ``first`` = the first one; ``head`` = every one after the last Add (the residual
-    blocks' end: the embedding layers)."""
+    blocks' end: the embedding layers); ``dw`` = every grouped (depthwise) convolution."""
     nodes = list(model.graph.node)
     convs = [i for i, n in enumerate(nodes) if n.op_type in ("Conv", "MatMul", "Gemm")]
     names: list[str] = []
@@ -115,64 +129,63 @@ def float_nodes(model, keep: tuple[str, ...]) -> list[str]:
         adds = [i for i, n in enumerate(nodes) if n.op_type == "Add"]
         last_add = adds[-1] if adds else -1
         names += [nodes[i].name for i in convs if i > last_add]
+    if "dw" in keep:
+        names += [nodes[i].name for i in convs if _group(nodes[i]) > 1]
     unknown = set(keep) - set(KEEP_FLOAT)
     if unknown:
         raise SystemExit(f"--keep-float {','.join(sorted(unknown))}: choose from {KEEP_FLOAT}")
     return list(dict.fromkeys(names))
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over float32 (N, 3, S, S) batches: the views
-    preprocessed for the model (its side, colour order, mean/std) with their mirrors."""
+def calibration_inputs(views: list[np.ndarray], spec, chunk_faces: int) -> Iterator[np.ndarray]:
+    """float32 (2n, 3, S, S) model inputs of ``views``, ``chunk_faces`` views (n) at a time:
+    each view preprocessed for the model (its side, colour order, mean/std) and its mirror
+    (flip fusion), built only when the calibrator asks for the chunk."""
+    from lrface.models.preprocess import InputFormat, to_input
 
-    def __init__(self, views: list[np.ndarray], spec, input_name: str) -> None:
-        from lrface.models.preprocess import InputFormat, to_input
+    fmt = InputFormat.of(spec)
+    for i in range(0, len(views), chunk_faces):
+        yield to_input(views[i : i + chunk_faces], fmt, mirrors=True)
 
-        fmt = InputFormat.of(spec)
-        x = to_input(views, fmt, mirrors=True)
-        self.batches = [x[i : i + CALIB_BATCH] for i in range(0, len(x), CALIB_BATCH)]
-        self.input_name = input_name
-        self._it = iter(self.batches)
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._it, None)
-        return None if batch is None else {self.input_name: batch}
+def prepare(src: Path, tmp: Path) -> Path:
+    """``tmp/pre.onnx``: the fp32 file ``src`` with a dynamic batch axis, at least opset
+    :data:`MIN_OPSET`, after onnxruntime's quantization pre-processing."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    def rewind(self) -> None:
-        self._it = iter(self.batches)
+    from lrface.models.onnx_utils import make_batch_dynamic
+
+    dyn = tmp / "dynamic.onnx"
+    model = onnx.load_from_string(make_batch_dynamic(src))
+    if _opset(model) < MIN_OPSET:  # per-channel DequantizeLinear (axis) needs opset 13
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, MIN_OPSET)
+    onnx.save(model, str(dyn))
+    pre = tmp / "pre.onnx"
+    quant_pre_process(str(dyn), str(pre), skip_symbolic_shape=False)
+    return pre
 
 
 def quantize(name: str, crops: list[np.ndarray], used: list[str], args) -> dict:
     """Quantize model ``name``; write the int8 file and card; return the card."""
     import onnx
     import onnxruntime
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from lrface.io.fileio import sha256_file
-    from lrface.models.onnx_utils import make_batch_dynamic
     from lrface.models.registry import get_spec, locate
 
     spec = get_spec(name)
     if spec.runtime != "onnx" or spec.kind == "detector":
         raise SystemExit(f"{name}: not an ONNX recogniser; quantize the ONNX export")
     src = locate(spec)
+    method = getattr(args, "method", "minmax")
+    chunk = int(getattr(args, "chunk_faces", CHUNK_FACES))
     tmp = Path(tempfile.mkdtemp(prefix="lrface-q-"))
     try:
-        dyn = tmp / "dynamic.onnx"
-        model = onnx.load_from_string(make_batch_dynamic(src))
-        if _opset(model) < MIN_OPSET:  # per-channel DequantizeLinear (axis) needs opset 13
-            from onnx import version_converter
-
-            model = version_converter.convert_version(model, MIN_OPSET)
-        onnx.save(model, str(dyn))
-        pre = tmp / "pre.onnx"
-        quant_pre_process(str(dyn), str(pre), skip_symbolic_shape=False)
+        pre = prepare(src, tmp)
         pre_model = onnx.load(str(pre))
         input_name = pre_model.graph.input[0].name
         keep = tuple(k for k in getattr(args, "keep_float", "").split(",") if k)
@@ -180,37 +193,38 @@ def quantize(name: str, crops: list[np.ndarray], used: list[str], args) -> dict:
         fmt = getattr(args, "format", "qdq")
         percentile = float(getattr(args, "percentile", 99.999))
         views = calibration_views(crops, args.seed)
-        reader = _Reader(views, spec, input_name)
-        method = {
-            "minmax": CalibrationMethod.MinMax,
-            "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy,
-        }[args.method]
         out_dir = Path(args.out_dir)
         out = out_dir / f"{spec.name}-int8.onnx"
         tmp_out = tmp / out.name
         t0 = time.perf_counter()
+        ranges = chunked_calibration.chunked_ranges(
+            pre, calibration_inputs(views, spec, chunk), input_name, method, percentile
+        )
+        cache = tmp / "ranges.json"
+        chunked_calibration.save_ranges(ranges, cache)
         quantize_static(
             str(pre),
             str(tmp_out),
-            reader,
+            None,  # the ranges come from the cache: calibration ran above, chunk by chunk
             quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=method,
+            calibrate_method=chunked_calibration.ort_method(method),
             nodes_to_exclude=excluded,
             extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": percentile},
+            calibration_cache_path=str(cache),
         )
         seconds = time.perf_counter() - t0
         shutil.move(tmp_out, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     card = int8_card(spec, src, out, sha256_file(out), sha256_file(src))
-    calib = args.method + (f" {percentile}" if args.method == "percentile" else "")
+    calib = method + (f" {percentile}" if method == "percentile" else "")
     card["quantization"].update(
         {
-            "method": f"onnxruntime.quantization.quantize_static, calibration {calib}",
+            "method": f"onnxruntime.quantization.quantize_static, calibration {calib}, "
+            f"ranges collected {chunk} faces at a time (benchmarks/chunked_calibration.py)",
             "format": fmt.upper().replace("QOPERATOR", "QOperator"),
             "float_nodes": excluded,
             "seconds": round(seconds, 1),
@@ -222,6 +236,7 @@ def quantize(name: str, crops: list[np.ndarray], used: list[str], args) -> dict:
                 "skipped": CALIB_SKIP,
                 "images": len(used),
                 "seed": args.seed,
+                "chunk_faces": chunk,
                 "views": "one per face: HR or area-down to 8/12/16/24 px (seeded), + mirror",
                 "first_images": used[:5],
                 "images_sha256": _list_sha256(used),
@@ -284,6 +299,10 @@ def main() -> None:
         "--keep-float", default="", help=f"convolutions left float32: {','.join(KEEP_FLOAT)}"
     )
     ap.add_argument("--format", default="qdq", choices=("qdq", "qoperator"))
+    ap.add_argument(
+        "--chunk-faces", type=int, default=CHUNK_FACES,
+        help=f"calibration faces in memory at once (default {CHUNK_FACES})",
+    )  # fmt: skip
     ap.add_argument("--lfw", default=str(REPO.parent / "shared" / "data" / "lfw"))
     ap.add_argument("--out-dir", default=str(REPO / "weights"))
     args = ap.parse_args()

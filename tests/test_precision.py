@@ -131,3 +131,70 @@ def test_keep_float_unknown_part_is_refused(tmp_path):
     model = onnx.load(str(REPO / "weights" / "lrface-tiny-16.onnx"))
     with pytest.raises(SystemExit, match="--keep-float tail: choose from"):
         quantize.float_nodes(model, ("tail",))
+
+
+def test_chunked_minmax_ranges_equal_onnxruntime_one_pass(tmp_path, crops):
+    """MinMax ranges collected two faces at a time (benchmarks/chunked_calibration.py) are
+    exactly onnxruntime's own one-pass MinMax over the same inputs, tensor for tensor;
+    Percentile through the chunks stays inside them."""
+    import chunked_calibration as cc
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from lrface.models.registry import get_spec, locate
+
+    spec = get_spec("lrface-tiny-16")
+    pre = quantize.prepare(locate(spec), tmp_path)
+    views = quantize.calibration_views(crops, 0)
+    x = np.concatenate(list(quantize.calibration_inputs(views, spec, len(views))))
+    name = onnx.load(str(pre)).graph.input[0].name
+    cache = tmp_path / "one-pass.json"
+    quantize_static(
+        str(pre), str(tmp_path / "q.onnx"), cc.ArrayReader(x, name),
+        calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+        extra_options={"CalibTensorRangeSymmetric": False},
+    )  # fmt: skip
+    one_pass = cc.range_pairs(load_tensors_data(cache))
+    chunks = quantize.calibration_inputs(views, spec, 2)
+    chunked = cc.range_pairs(cc.chunked_ranges(pre, chunks, name, "minmax"))
+    assert len(one_pass) > 20 and one_pass.keys() == chunked.keys()
+    for t, (lo, hi) in one_pass.items():
+        assert np.array_equal(lo, chunked[t][0]) and np.array_equal(hi, chunked[t][1]), t
+    pct = cc.range_pairs(
+        cc.chunked_ranges(
+            pre, quantize.calibration_inputs(views, spec, 2), name, "percentile", 99.9
+        )
+    )
+    assert pct.keys() == one_pass.keys()
+    for t, (lo, hi) in pct.items():
+        assert one_pass[t][0] <= lo <= hi <= one_pass[t][1], t
+
+
+def test_shipped_lrface_mbf_int8_loads_routes_and_is_sha_checked(tmp_path, crops, capsys):
+    """weights/lrface-mbf-int8 (int8 round 2, benchmarks/RESULTS.md): its card names the
+    shipped fp32 file it was quantized from, ``--precision int8`` loads it with its own
+    sha256, it agrees with fp32 on real faces, and a copy with one byte changed never loads."""
+    from lrface.io.fileio import sha256_file
+
+    card = json.loads((REPO / "weights" / "lrface-mbf-int8.json").read_text())
+    q = card["quantization"]
+    assert card["precision"] == "int8" and q["from"] == "lrface-mbf"
+    assert q["float_nodes"] == ["/conv2/Conv", "/gdconv/Conv", "/linear/Conv"]
+    assert "percentile 99.99" in q["method"] and q["calibration"]["images"] == 1024
+    fp32 = load_embedder("lrface-mbf")
+    int8 = load_embedder("lrface-mbf", precision="int8")
+    assert q["from_sha256"] == fp32.sha256
+    assert (int8.name, int8.spec.precision) == ("lrface-mbf-int8", "int8")
+    assert int8.sha256 == card["sha256"] == sha256_file(REPO / "weights" / card["weights_file"])
+    cos = (fp32.embed_crops(crops) * int8.embed_crops(crops)).sum(1)
+    assert cos.min() > 0.98, cos
+    a, b = str(FACES[0]), str(FACES[1])
+    main(["verify", a, b, "--model", "lrface-mbf", "--precision", "int8", "--json"])
+    assert json.loads(capsys.readouterr().out)["models"] == ["lrface-mbf-int8"] * 2
+    shutil.copy(REPO / "weights" / "lrface-mbf-int8.json", tmp_path)
+    data = bytearray((REPO / "weights" / card["weights_file"]).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tmp_path / card["weights_file"]).write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256 mismatch"):
+        load_embedder(tmp_path / "lrface-mbf-int8.json")
