@@ -105,8 +105,7 @@ def embed(
         crop_mode=crop_mode,
     )
     faces = [prepare_face(im, opts) for im in images]
-    crops = [f.crop for f in faces]
-    emb, names = router.embed(crops, [f.face_size for f in faces], [f.crop_kind for f in faces])
+    emb, names = router.embed_faces(faces)
     if not return_info:
         return emb
     info = [{**_short(f.to_dict()), "model": n} for f, n in zip(faces, names)]
@@ -281,7 +280,7 @@ def _embed_pair(
     """
     e, embs = [], []
     for f in faces:
-        v, chosen = router.embed([f.crop], [f.face_size], [f.crop_kind])
+        v, chosen = router.embed_faces([f])
         e.append(v[0])
         embs.append(router.embedder(chosen[0]))
     return (embs[0].name, embs[1].name), embs, float(np.dot(e[0], e[1]))

@@ -128,3 +128,39 @@ def test_embed_cli_records_the_model_per_face(tmp_path, same_pair):
         assert "per-face" in str(z["meta"])
         e = z["embeddings"]
     assert float(e[0] @ e[1]) > 0.3  # same face, two models, one space
+
+
+def test_small_given_crop_read_both_ways_is_the_normalised_mean(photo_and_face):
+    """A small pre-cut box crop (the detector's box, 1.1x, 24 px) in the default crop mode:
+    its landmarks are found inside it, and (docs/experiments/given-fusion.md) it is read both
+    ways -- aligned by them for lrface-mbf and whole for lrface-box -- its embedding the
+    L2-normalised mean of the two single paths; a large one keeps the teacher alone."""
+    from lrface.faces.routing import FUSE_GIVEN, FUSED_MODEL
+
+    img, face = photo_and_face
+    small = box_crop(img, face.box, 1.1, 24)
+    emb, info = lrface.embed([small], detect=False, return_info=True)
+    assert info[0]["crop_mode"] == "auto" and info[0]["face_size_px"] < 64
+    want = ("aligned+box", FUSED_MODEL) if FUSE_GIVEN else ("aligned-5pt", "lrface-mbf")
+    assert (info[0]["crop"], info[0]["model"]) == want
+    aligned = lrface.embed([small], detect=False, model="lrface-mbf")  # aligned crop alone
+    boxed = lrface.embed([small], detect=False, crop_mode="box")  # whole crop, lrface-box
+    mean = aligned[0] + boxed[0]
+    single = mean / np.linalg.norm(mean) if FUSE_GIVEN else aligned[0]
+    np.testing.assert_allclose(emb[0], single, atol=1e-5)
+    assert float(aligned[0] @ boxed[0]) < 0.999  # two different views, not one
+    _, big = lrface.embed([box_crop(img, face.box, 1.1, 200)], detect=False, return_info=True)
+    assert (big[0]["crop"], big[0]["model"]) == ("aligned-5pt", "mobilefacenet-arcface")
+
+
+def test_fused_faces_take_the_aligned_students_card():
+    """The name recorded for a face read both ways, its threshold and the rule."""
+    from lrface.faces.routing import FUSED_MODEL, ModelRouter, choose_model, probe_threshold
+
+    assert FUSED_MODEL == "lrface-mbf+lrface-box"
+    assert choose_model(20.0, "aligned+box") == FUSED_MODEL
+    assert ModelRouter().embedder(FUSED_MODEL).name == "lrface-mbf"
+    teacher = "mobilefacenet-arcface"
+    assert probe_threshold(FUSED_MODEL, teacher, 0.3) == probe_threshold("lrface-mbf", teacher, 0.3)
+    with pytest.raises(LrfaceError, match="box crop"):
+        ModelRouter().embed([np.zeros((112, 112, 3), np.uint8)], [20.0], ["aligned+box"])
