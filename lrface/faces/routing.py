@@ -69,7 +69,7 @@ _FUSED = "aligned+box"
 #: Whether a small pre-cut crop whose landmarks were found (``crop_mode="auto"``) is read both
 #: ways (aligned by ``lrface-mbf`` + whole by ``lrface-box``, normalised mean): the outcome of
 #: the rule of docs/experiments/given-fusion.md (LFW validation folds 1-5).
-FUSE_GIVEN = True
+FUSE_GIVEN = False
 #: The name recorded for a face embedded by both students (``crop_kind == "aligned+box"``);
 #: its card, threshold and gallery checks are the aligned student's (:data:`LR_STUDENT`).
 FUSED_MODEL = f"{LR_STUDENT}+{BOX_MODEL}"
