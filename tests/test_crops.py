@@ -164,3 +164,31 @@ def test_fused_faces_take_the_aligned_students_card():
     assert probe_threshold(FUSED_MODEL, teacher, 0.3) == probe_threshold("lrface-mbf", teacher, 0.3)
     with pytest.raises(LrfaceError, match="box crop"):
         ModelRouter().embed([np.zeros((112, 112, 3), np.uint8)], [20.0], ["aligned+box"])
+
+
+def test_verify_and_embed_cli_record_the_path_of_small_given_crops(tmp_path, same_pair):
+    """Two small pre-cut box crops (24 px) of one person: verify and `lrface embed
+    --no-detect` record per face the path and model the rule chose (aligned+box and both
+    students when fusion is on), and verify's answer is the same person."""
+    from lrface.cli.main import main
+    from lrface.faces.routing import FUSE_GIVEN, FUSED_MODEL
+
+    paths = []
+    for i, src in enumerate(same_pair):
+        img = read_image(src)
+        face = load_detector("auto").detect(img)[0]
+        paths.append(tmp_path / f"s{i}.png")
+        cv2.imwrite(str(paths[-1]), box_crop(img, face.box, 1.1, 24))
+    res = lrface.verify(*paths, detect=False)
+    crop, model = ("aligned+box", FUSED_MODEL) if FUSE_GIVEN else ("aligned-5pt", "lrface-mbf")
+    assert [im["crop"] for im in res.images] == [crop] * 2
+    assert list(res.models) == [model] * 2 and "lrface-mbf card" in res.threshold_from
+    assert res.same
+    out = tmp_path / "e.npz"
+    assert main(["embed", *map(str, paths), "--no-detect", "--out", str(out), "--quiet"]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert z["face_crops"].tolist() == [crop] * 2
+        assert z["face_models"].tolist() == [model] * 2
+        np.testing.assert_allclose(
+            z["embeddings"][0], lrface.embed(paths[:1], detect=False)[0], atol=1e-5
+        )
