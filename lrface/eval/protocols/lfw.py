@@ -505,8 +505,8 @@ def _check_arguments(
     routed = any(isinstance(e, RoutedModel) for e in embedders)
     if routed and (probe_crop != "given" or list(modes) != ["hr-lr"]):
         raise LrfaceError(
-            "--model auto evaluates the default routing of pre-cut crops: use it with "
-            "--probe-crop given and --mode hr-lr"
+            "--model auto (the default routing of pre-cut crops) is evaluated by --protocol lfw "
+            "with --probe-crop given and --mode hr-lr only"
         )
 
 

@@ -62,8 +62,8 @@ class RoutedModel:
     ) -> np.ndarray:
         """Refused: the routing needs each probe's landmarks (:meth:`embed_given`)."""
         raise LrfaceError(
-            "--model auto evaluates the default routing of pre-cut crops: use it with "
-            "--probe-crop given and --mode hr-lr"
+            "--model auto (the default routing of pre-cut crops) is evaluated by --protocol lfw "
+            "with --probe-crop given and --mode hr-lr only"
         )
 
     def embed_given(
