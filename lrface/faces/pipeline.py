@@ -12,8 +12,8 @@ one :class:`CropOptions` and gets crops from:
 
 ``detect=False`` (CLI ``--no-detect``) treats the input as a pre-cut face crop, handled by
 ``crop_mode`` (:mod:`lrface.faces.given_crop`): ``auto`` (default) looks for the face's
-landmarks inside the crop and aligns by them (a small face is read both ways, ``aligned+box``:
-the aligned crop and the whole crop, :func:`lrface.faces.routing.fuses_given`), else takes
+landmarks inside the crop and aligns by them (with fusion on, off as shipped, a small face
+is read both ways, ``aligned+box``: :func:`lrface.faces.routing.fuses_given`), else takes
 the box path (the crop resized, for the box model); ``aligned`` resizes a crop already
 template-aligned; ``box`` always takes the box path.  With detection, every face is searched by
 :func:`lrface.faces.find_face.find_faces` (the detector, then a grey-padded copy, then the other
@@ -108,7 +108,7 @@ CROP_GIVEN = "given"
 CROP_BOX = "box"
 #: ... of a small pre-cut crop whose landmarks were found (``crop_mode="auto"``), read both
 #: ways: aligned by them (``crop``) and whole, resized (``box_crop``); embedded by both
-#: students, normalised mean (:func:`lrface.faces.routing.fuses_given`).
+#: students, normalised mean (:func:`lrface.faces.routing.fuses_given`; off as shipped).
 CROP_FUSED = "aligned+box"
 #: ... when no face was found and the whole image was resized (``on_no_face="resize"``) or
 #: aligned to the template framing (``on_no_face="template"``).

@@ -4,11 +4,12 @@ The rule (:func:`choose_model`, the one ``verify`` uses and every command shares
 aligned by its landmarks (or a pre-cut crop taken as aligned) goes to the ``lrface-mbf``
 student when its native size is under :data:`STUDENT_BELOW_PX`, to the HR teacher above;
 a crop without landmarks (``crop_kind == "box"``) goes to :data:`BOX_MODEL`, the
-``lrface-box`` student trained on detector-box crops; a small pre-cut crop whose landmarks
-were found inside it (``crop_kind == "aligned+box"``, :func:`fuses_given`) is embedded by
-both students -- the landmark-aligned crop by ``lrface-mbf``, the whole crop by
-``lrface-box`` -- and the two embeddings' L2-normalised mean is its embedding
-(:data:`FUSED_MODEL`; decided by the rule of docs/experiments/given-fusion.md).  Every model
+``lrface-box`` student trained on detector-box crops.  With :data:`FUSE_GIVEN` on (**off as
+shipped**: its rule failed on the LFW validation folds, docs/experiments/given-fusion.md), a
+small pre-cut crop whose landmarks were found inside it (``crop_kind == "aligned+box"``,
+:func:`fuses_given`) would be embedded by both students -- the landmark-aligned crop by
+``lrface-mbf``, the whole crop by ``lrface-box`` -- as the two embeddings' L2-normalised mean
+(:data:`FUSED_MODEL`).  Every model
 chosen embeds into the teacher's space, so their embeddings compare with each other and with
 a teacher gallery.
 
@@ -68,7 +69,7 @@ _BOX = "box"
 _FUSED = "aligned+box"
 #: Whether a small pre-cut crop whose landmarks were found (``crop_mode="auto"``) is read both
 #: ways (aligned by ``lrface-mbf`` + whole by ``lrface-box``, normalised mean): the outcome of
-#: the rule of docs/experiments/given-fusion.md (LFW validation folds 1-5).
+#: the rule of docs/experiments/given-fusion.md (LFW validation folds 1-5): failed, so off.
 FUSE_GIVEN = False
 #: The name recorded for a face embedded by both students (``crop_kind == "aligned+box"``);
 #: its card, threshold and gallery checks are the aligned student's (:data:`LR_STUDENT`).
