@@ -93,6 +93,7 @@ DEFAULT_MODELS = "mobilefacenet-arcface,lrface-mbf,lrface-tiny-16,lrface-tiny-24
 LABELS = {
     "mobilefacenet-arcface": "teacher `mobilefacenet-arcface`",
     "dlib": "dlib ResNet (peer)",
+    "auto": "default routing (`auto`: each probe as `embed --no-detect` reads it)",
 }
 RETRIES = 3
 RETRY_WAIT_S = 60

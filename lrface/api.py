@@ -22,7 +22,7 @@ import numpy as np
 from lrface.errors import LrfaceError, ModelFileError
 from lrface.faces.detect import DEFAULT_DETECTOR, resolve_detector
 from lrface.faces.pipeline import CropOptions, PreparedFace, detect_faces, prepare_face
-from lrface.faces.routing import ModelRouter, choose_model
+from lrface.faces.routing import FUSED_MODEL, ModelRouter, choose_model
 from lrface.io.images import ImageInput
 from lrface.io.validation import check_model_name, check_number
 from lrface.models.embedder import EmbedderBase
@@ -105,8 +105,7 @@ def embed(
         crop_mode=crop_mode,
     )
     faces = [prepare_face(im, opts) for im in images]
-    crops = [f.crop for f in faces]
-    emb, names = router.embed(crops, [f.face_size for f in faces], [f.crop_kind for f in faces])
+    emb, names = router.embed_faces(faces)
     if not return_info:
         return emb
     info = [{**_short(f.to_dict()), "model": n} for f, n in zip(faces, names)]
@@ -230,7 +229,7 @@ def verify_detailed(
     )
     faces = _prepare_pair((image1, image2), picks, opts, names)
     model_names, embs, sim = _embed_pair(faces, router)
-    thr, source = _threshold(model_names, embs, threshold)
+    thr, source = _threshold((embs[0].name, embs[1].name), embs, threshold)
     used = resolve_detector(detector) if detect or crop_mode == "auto" else None
     return _verification(faces, model_names, sim, (thr, source), used), faces
 
@@ -277,14 +276,16 @@ def _embed_pair(
     forced model, or :func:`choose_model` of the face's native size and crop kind; the
     crop given to the model by :func:`lrface.faces.routing.crop_for`); the similarity is
     the dot product of the two float32 (D,) L2-normalised embeddings.  The names are the
-    loaded models' (``-int8`` ones too).
+    loaded models' (``-int8`` ones too), or :data:`lrface.faces.routing.FUSED_MODEL` for a
+    face read both ways (its embedder: the aligned student, whose card decides the threshold).
     """
-    e, embs = [], []
+    e, embs, names = [], [], []
     for f in faces:
-        v, chosen = router.embed([f.crop], [f.face_size], [f.crop_kind])
+        v, chosen = router.embed_faces([f])
         e.append(v[0])
         embs.append(router.embedder(chosen[0]))
-    return (embs[0].name, embs[1].name), embs, float(np.dot(e[0], e[1]))
+        names.append(chosen[0] if chosen[0] == FUSED_MODEL else embs[-1].name)
+    return (names[0], names[1]), embs, float(np.dot(e[0], e[1]))
 
 
 def _verification(

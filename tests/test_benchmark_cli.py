@@ -284,3 +284,29 @@ def test_a_protocol_is_one_object_in_the_table(tmp_path, monkeypatch):
     (tmp_path / "photos" / "a.jpg").unlink()
     with pytest.raises(DatasetError, match="no a\\.jpg"):
         run_benchmark(config)
+
+
+def test_lfw_given_probes_through_the_default_routing(tmp_path, capsys):
+    """`--model auto --probe-crop given`: each probe read and embedded as `lrface embed
+    --no-detect` would (the share of each path in the results); on the same probes as
+    lrface-mbf, the routed row equals it where every probe took lrface-mbf alone."""
+    from lrface.faces.routing import FUSE_GIVEN, FUSED_MODEL
+
+    out = tmp_path / "out"
+    args = parse_lfw(
+        "--max-pairs-per-fold", "2", "--mode", "hr-lr", "--sizes", "16", "--probe-crop",
+        "given", "--model", "auto,lrface-mbf", "--out", str(out), "--no-cache", "--no-progress",
+    )  # fmt: skip
+    result = run_and_print(args)
+    auto, mbf = result["results"]
+    assert auto["model"] == "auto" and mbf["model"] == "lrface-mbf"
+    assert auto["hr_model"] == mbf["hr_model"] == "mobilefacenet-arcface"
+    paths = auto["given_paths"]
+    aligned = f"aligned+box -> {FUSED_MODEL}" if FUSE_GIVEN else "aligned-5pt -> lrface-mbf"
+    assert set(paths) <= {aligned, "box -> lrface-box"}
+    assert sum(paths.values()) == pytest.approx(1.0)
+    assert paths.get(aligned, 0.0) == pytest.approx(auto["given_aligned_fraction"])
+    if paths.get(aligned) == 1.0 and not FUSE_GIVEN:
+        assert auto["metrics"]["accuracy_mean"] == mbf["metrics"]["accuracy_mean"]
+    with pytest.raises(LrfaceError, match="--probe-crop given"):
+        run_benchmark(parse_lfw("--model", "auto", "--probe-crop", "box", "--out", str(out)))

@@ -128,3 +128,86 @@ def test_embed_cli_records_the_model_per_face(tmp_path, same_pair):
         assert "per-face" in str(z["meta"])
         e = z["embeddings"]
     assert float(e[0] @ e[1]) > 0.3  # same face, two models, one space
+
+
+@pytest.fixture(params=[False, True], ids=["default", "fused"])
+def fuse(request, monkeypatch):
+    """The routing as shipped (``FUSE_GIVEN`` as the rule of docs/experiments/given-fusion.md
+    chose: off) and with the aligned+box reading switched on (the candidate the rule tested)."""
+    from lrface.faces import routing
+
+    if request.param:
+        monkeypatch.setattr(routing, "FUSE_GIVEN", True)
+    return routing.FUSE_GIVEN
+
+
+def test_the_shipped_routing_is_the_rules_outcome():
+    """docs/experiments/given-fusion.md: the fused reading failed its rule on the LFW
+    validation folds, so small given crops keep the aligned student alone."""
+    from lrface.faces.routing import FUSE_GIVEN, fuses_given
+
+    assert FUSE_GIVEN is False and not fuses_given(20.0)
+
+
+def test_small_given_crop_read_both_ways_is_the_normalised_mean(photo_and_face, fuse):
+    """A small pre-cut box crop (the detector's box, 1.1x, 24 px) in the default crop mode:
+    its landmarks are found inside it; read both ways (fusion on) -- aligned by them for
+    lrface-mbf and whole for lrface-box -- its embedding is the L2-normalised mean of the two
+    single paths, else the aligned path alone; a large one keeps the teacher alone."""
+    from lrface.faces.routing import FUSED_MODEL
+
+    img, face = photo_and_face
+    small = box_crop(img, face.box, 1.1, 24)
+    emb, info = lrface.embed([small], detect=False, return_info=True)
+    assert info[0]["crop_mode"] == "auto" and info[0]["face_size_px"] < 64
+    want = ("aligned+box", FUSED_MODEL) if fuse else ("aligned-5pt", "lrface-mbf")
+    assert (info[0]["crop"], info[0]["model"]) == want
+    aligned = lrface.embed([small], detect=False, model="lrface-mbf")  # aligned crop alone
+    boxed = lrface.embed([small], detect=False, crop_mode="box")  # whole crop, lrface-box
+    mean = aligned[0] + boxed[0]
+    single = mean / np.linalg.norm(mean) if fuse else aligned[0]
+    np.testing.assert_allclose(emb[0], single, atol=1e-5)
+    assert float(aligned[0] @ boxed[0]) < 0.999  # two different views, not one
+    _, big = lrface.embed([box_crop(img, face.box, 1.1, 200)], detect=False, return_info=True)
+    assert (big[0]["crop"], big[0]["model"]) == ("aligned-5pt", "mobilefacenet-arcface")
+
+
+def test_fused_faces_take_the_aligned_students_card():
+    """The name recorded for a face read both ways, its threshold and the rule."""
+    from lrface.faces.routing import FUSED_MODEL, ModelRouter, choose_model, probe_threshold
+
+    assert FUSED_MODEL == "lrface-mbf+lrface-box"
+    assert choose_model(20.0, "aligned+box") == FUSED_MODEL
+    assert ModelRouter().embedder(FUSED_MODEL).name == "lrface-mbf"
+    teacher = "mobilefacenet-arcface"
+    assert probe_threshold(FUSED_MODEL, teacher, 0.3) == probe_threshold("lrface-mbf", teacher, 0.3)
+    with pytest.raises(LrfaceError, match="box crop"):
+        ModelRouter().embed([np.zeros((112, 112, 3), np.uint8)], [20.0], ["aligned+box"])
+
+
+def test_verify_and_embed_cli_record_the_path_of_small_given_crops(tmp_path, same_pair, fuse):
+    """Two small pre-cut box crops (24 px) of one person: verify and `lrface embed
+    --no-detect` record per face the path and model (aligned+box and both students when
+    fusion is on), and verify's answer is the same person."""
+    from lrface.cli.main import main
+    from lrface.faces.routing import FUSED_MODEL
+
+    paths = []
+    for i, src in enumerate(same_pair):
+        img = read_image(src)
+        face = load_detector("auto").detect(img)[0]
+        paths.append(tmp_path / f"s{i}.png")
+        cv2.imwrite(str(paths[-1]), box_crop(img, face.box, 1.1, 24))
+    res = lrface.verify(*paths, detect=False)
+    crop, model = ("aligned+box", FUSED_MODEL) if fuse else ("aligned-5pt", "lrface-mbf")
+    assert [im["crop"] for im in res.images] == [crop] * 2
+    assert list(res.models) == [model] * 2 and "lrface-mbf card" in res.threshold_from
+    assert res.same
+    out = tmp_path / "e.npz"
+    assert main(["embed", *map(str, paths), "--no-detect", "--out", str(out), "--quiet"]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert z["face_crops"].tolist() == [crop] * 2
+        assert z["face_models"].tolist() == [model] * 2
+        np.testing.assert_allclose(
+            z["embeddings"][0], lrface.embed(paths[:1], detect=False)[0], atol=1e-5
+        )

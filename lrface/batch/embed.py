@@ -457,11 +457,7 @@ def _embed_routed(
     parts, names = [], []
     for b in range(0, len(good), batch_size):
         batch = good[b : b + batch_size]
-        e, n = router.embed(
-            [r.crop for r in batch if r.crop is not None],
-            [r.face_size for r in batch],
-            [r.crop_kind for r in batch],
-        )
+        e, n = router.embed_faces(batch)
         parts.append(e)
         names += n
     d = int(parts[0].shape[1]) if parts else 128

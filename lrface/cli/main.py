@@ -441,10 +441,7 @@ def cmd_identify(a: IdentifyOptions) -> int:
         ok = [(p, r) for p, r in zip(chunk_paths, chunk) if r.crop is not None]
         if not ok:
             continue
-        crops = [r.crop for _, r in ok if r.crop is not None]
-        embs, names = router.embed(
-            crops, [r.face_size for _, r in ok], [r.crop_kind for _, r in ok]
-        )
+        embs, names = router.embed_faces([r for _, r in ok])
         for name in dict.fromkeys(names):  # every chosen model must search this gallery
             gallery.check_model(router.embedder(name))
         found: list[dict] = [{} for _ in ok]

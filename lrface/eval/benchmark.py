@@ -299,7 +299,9 @@ class BenchmarkConfig:
     models: tuple[str, ...] = field(
         default=(DEFAULT_MODEL,),
         metadata=arg(
-            f"models to evaluate (registry names or card paths; default {DEFAULT_MODEL})",
+            f"models to evaluate (registry names or card paths; default {DEFAULT_MODEL}); "
+            "'auto' (lfw, --probe-crop given, --mode hr-lr): each probe through the default "
+            "routing of pre-cut crops, as embed/verify/identify read them without --model",
             flag="--model",
             metavar="NAME[,NAME...]",
             parse=_model_names,
@@ -527,6 +529,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     nothing.  Raises :class:`LrfaceError` subclasses (one-line messages) for a wrong
     dataset, model or option, before any model loads where it can.
     """
+    from lrface.eval.protocols.routed import ROUTED, RoutedModel
     from lrface.models.loader import load_embedder
 
     t0 = time.perf_counter()
@@ -537,7 +540,9 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     check_layout(protocol, config.data)
     flip, model_dir = config.flip, config.model_dir
     embedders = [
-        load_embedder(n, flip=flip, model_dir=model_dir, precision=config.precision)
+        RoutedModel(flip, config.precision)
+        if n == ROUTED
+        else load_embedder(n, flip=flip, model_dir=model_dir, precision=config.precision)
         for n in config.models
     ]
     # load_embedder is memoised: a model that is its own HR model is the same object.

@@ -12,9 +12,10 @@ one :class:`CropOptions` and gets crops from:
 
 ``detect=False`` (CLI ``--no-detect``) treats the input as a pre-cut face crop, handled by
 ``crop_mode`` (:mod:`lrface.faces.given_crop`): ``auto`` (default) looks for the face's
-landmarks inside the crop and aligns by them, else takes the box path (the crop resized,
-for the box model); ``aligned`` resizes a crop already template-aligned; ``box`` always
-takes the box path.  With detection, every face is searched by
+landmarks inside the crop and aligns by them (with fusion on, off as shipped, a small face
+is read both ways, ``aligned+box``: :func:`lrface.faces.routing.fuses_given`), else takes
+the box path (the crop resized, for the box model); ``aligned`` resizes a crop already
+template-aligned; ``box`` always takes the box path.  With detection, every face is searched by
 :func:`lrface.faces.find_face.find_faces` (the detector, then a grey-padded copy, then the other
 detector, only while nothing is found; the pass that found it is reported) and the
 largest face is used unless ``face_index`` picks another (faces are ordered largest
@@ -62,6 +63,7 @@ log = logging.getLogger("lrface")
 __all__ = [
     "CROP_ALIGNED",
     "CROP_BOX",
+    "CROP_FUSED",
     "CROP_GIVEN",
     "CROP_MODES",
     "CROP_WHOLE_IMAGE",
@@ -77,6 +79,7 @@ __all__ = [
     "dataset_photo_options",
     "detect_faces",
     "detector_names",
+    "given_view",
     "options_for",
     "prepare_crop",
     "prepare_face",
@@ -103,6 +106,10 @@ CROP_GIVEN = "given"
 #: ... of a pre-cut crop without landmarks (``crop_mode="box"``, or ``"auto"`` when none
 #: were found): resized, for the box model.
 CROP_BOX = "box"
+#: ... of a small pre-cut crop whose landmarks were found (``crop_mode="auto"``), read both
+#: ways: aligned by them (``crop``) and whole, resized (``box_crop``); embedded by both
+#: students, normalised mean (:func:`lrface.faces.routing.fuses_given`; off as shipped).
+CROP_FUSED = "aligned+box"
 #: ... when no face was found and the whole image was resized (``on_no_face="resize"``) or
 #: aligned to the template framing (``on_no_face="template"``).
 CROP_WHOLE_IMAGE = "whole-image"
@@ -241,10 +248,11 @@ class PreparedFace:
     (``on_no_face`` ``"resize"``: the whole image resized; ``"template"``: aligned to the
     template landmarks).  ``landmarks``: float32 (5, 2), the points (x, y in source
     pixels) the crop was aligned to (None when it was only resized).  ``crop_kind``: what
-    the crop was cut as (:data:`CROP_ALIGNED`, :data:`CROP_GIVEN`, :data:`CROP_BOX`,
-    :data:`CROP_WHOLE_IMAGE`).  ``crop_mode``: the ``crop_mode`` of a pre-cut crop (None
-    with detection).  ``found``: the search that found the face (pass and detector; None
-    when no search ran).
+    the crop was cut as (:data:`CROP_ALIGNED`, :data:`CROP_FUSED`, :data:`CROP_GIVEN`,
+    :data:`CROP_BOX`, :data:`CROP_WHOLE_IMAGE`).  ``crop_mode``: the ``crop_mode`` of a
+    pre-cut crop (None with detection).  ``found``: the search that found the face (pass
+    and detector; None when no search ran).  ``box_crop``: with :data:`CROP_FUSED`, the
+    whole pre-cut crop resized, uint8 BGR (S, S, 3) (else None).
     """
 
     crop: np.ndarray
@@ -258,6 +266,7 @@ class PreparedFace:
     crop_kind: str = CROP_ALIGNED
     crop_mode: str | None = None
     found: Found | None = None
+    box_crop: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready description (``--json``): source, faces_found, face_index,
@@ -377,20 +386,43 @@ def _given_crop(image: np.ndarray, o: CropOptions, label: str) -> PreparedFace:
     landmarks found inside it (``auto``), or resized (``aligned``: as the caller aligned
     it; ``box``, or ``auto`` without landmarks: the box path)."""
     h, w = image.shape[:2]
-    side = float(min(h, w))
     if o.crop_mode == "auto":
         inside = landmarks_in_crop(image, o.detector, o.det_thresh)
         if inside is not None:
-            crop, native = align_to(image, inside.landmarks, o)
+            crop, native, kind, box_crop = given_view(image, inside.landmarks, o.size)
             face = Face(inside.box, inside.landmarks, inside.score)
             return PreparedFace(
                 crop, face, 1, 0, native, label, landmarks=inside.landmarks,
-                crop_kind=CROP_ALIGNED, crop_mode=o.crop_mode, found=inside.found,
+                crop_kind=kind, crop_mode=o.crop_mode, found=inside.found, box_crop=box_crop,
             )  # fmt: skip
     kind = CROP_GIVEN if o.crop_mode == "aligned" else CROP_BOX
     return PreparedFace(
-        resize_crop(image, o.size), None, 1, 0, side, label, crop_kind=kind, crop_mode=o.crop_mode
-    )
+        resize_crop(image, o.size), None, 1, 0, float(min(h, w)), label, crop_kind=kind,
+        crop_mode=o.crop_mode,
+    )  # fmt: skip
+
+
+def given_view(
+    image: np.ndarray, landmarks: np.ndarray | None, size: int
+) -> tuple[np.ndarray, float, str, np.ndarray | None]:
+    """How ``crop_mode="auto"`` reads a pre-cut crop ``image`` (uint8 BGR) given the
+    landmarks found inside it (float32 (5, 2) in its pixels, or None): ``(crop uint8 BGR
+    (size, size, 3), native face size px, crop kind, box crop or None)``.
+
+    Landmarks found: the crop aligned by them (native size, then bicubic); a face
+    :func:`lrface.faces.routing.fuses_given` reads both ways is :data:`CROP_FUSED` with the
+    whole crop resized as its box crop, any other :data:`CROP_ALIGNED`.  None: the whole
+    crop resized, :data:`CROP_BOX` (its native size: the shorter side).  The one rule of
+    the API, the CLI, ``serve`` and ``--probe-crop given`` (which passes cached landmarks).
+    """
+    from lrface.faces.routing import fuses_given
+
+    if landmarks is None:
+        return resize_crop(image, size), float(min(image.shape[:2])), CROP_BOX, None
+    crop, native = align_to(image, landmarks, CropOptions(size=size))
+    if fuses_given(native):
+        return crop, native, CROP_FUSED, resize_crop(image, size)
+    return crop, native, CROP_ALIGNED, None
 
 
 def _no_face(
@@ -466,6 +498,7 @@ class CropResult(NamedTuple):
     ``crop_kind``: what the crop was cut as (:class:`PreparedFace`; what
     :func:`lrface.api.choose_model` routes by).  ``info``: the face's
     :meth:`PreparedFace.to_dict` without box and landmarks (empty on failure).
+    ``box_crop``: :attr:`PreparedFace.box_crop` (a face read both ways).
     """
 
     crop: np.ndarray | None
@@ -474,6 +507,7 @@ class CropResult(NamedTuple):
     face_size: float = 0.0
     crop_kind: str = ""
     info: dict | None = None
+    box_crop: np.ndarray | None = None
 
 
 def prepare_crop(path: str | os.PathLike[str], options: CropOptions) -> CropResult:
@@ -492,7 +526,10 @@ def prepare_crop(path: str | os.PathLike[str], options: CropOptions) -> CropResu
     try:
         face = prepare_face(path, options, name=label)
         info = {k: v for k, v in face.to_dict().items() if k not in ("box", "landmarks")}
-        return CropResult(face.crop, "", face.fallback, float(face.face_size), face.crop_kind, info)
+        return CropResult(
+            face.crop, "", face.fallback, float(face.face_size), face.crop_kind, info,
+            face.box_crop,
+        )  # fmt: skip
     except LrfaceError as exc:
         return CropResult(None, _strip_label(_one_line(str(exc)), label))
     except Exception as exc:

@@ -306,9 +306,7 @@ class Engine:
                 raise self._all_failed(failed, "images")
             deadline.check("embedding")
             faces = [f for _, f in done]
-            e, names = router.embed(
-                [f.crop for f in faces], [f.face_size for f in faces], [f.crop_kind for f in faces]
-            )
+            e, names = router.embed_faces(faces)
         rows = []
         for (up, face), vec, name in zip(done, e, names):
             row = {
@@ -359,9 +357,7 @@ class Engine:
                 raise self._all_failed(failed, "probes")
             deadline.check("searching the gallery")
             faces = [f for _, f in done]
-            e, names = router.embed(
-                [f.crop for f in faces], [f.face_size for f in faces], [f.crop_kind for f in faces]
-            )
+            e, names = router.embed_faces(faces)
             for name in dict.fromkeys(names):  # every chosen model must search this gallery
                 gallery.check_model(router.embedder(name))
             found: list[dict[str, Any]] = [{} for _ in done]

@@ -62,6 +62,7 @@ from lrface.eval.protocols.conditions import (
     given_landmarks,
     stable_seed,
 )
+from lrface.eval.protocols.routed import RoutedModel
 from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, Degradation, degrade
 from lrface.faces.detect import DEFAULT_DETECTOR
 
@@ -240,6 +241,8 @@ class _PairSet:
         self.detector = detector
         #: fraction of given probes aligned by landmarks, per (size, degrade kind, side)
         self.given_found: dict[tuple[int, str, int], float] = {}
+        #: share of given probes per path of ``--model auto`` (crop kind -> model), same keys
+        self.given_paths: dict[tuple[int, str, int], dict[str, float]] = {}
         if probe_crop in ("box", "given"):
             self.box_crops, bfb, _ = load_box_crops(lfw, self.rels, detector, progress)
             self.n_box_fallback = int(bfb.sum())
@@ -344,6 +347,10 @@ class _PairSet:
         aligned by the landmarks the default crop mode finds inside it, or resized."""
         probes, lms, found, key = self.given_inputs(deg, degrade_kind, side, progress, use_cache)
         self.given_found[(deg.size, degrade_kind, side)] = float(found.mean())
+        if isinstance(emb, RoutedModel):  # --model auto: each probe as the router reads it
+            routed, paths = emb.embed_given(probes, lms, found)
+            self.given_paths[(deg.size, degrade_kind, side)] = paths
+            return routed
 
         def load_pairs(a: int, b: int) -> list[np.ndarray]:
             return [
@@ -495,6 +502,12 @@ def _check_arguments(
         raise LrfaceError("hr-lr / lr-lr need at least one size (--sizes)")
     check_condition(degrade, probe_crop)
     check_hr_embedder(embedders, hr_embedder)
+    routed = any(isinstance(e, RoutedModel) for e in embedders)
+    if routed and (probe_crop != "given" or list(modes) != ["hr-lr"]):
+        raise LrfaceError(
+            "--model auto (the default routing of pre-cut crops) is evaluated by --protocol lfw "
+            "with --probe-crop given and --mode hr-lr only"
+        )
 
 
 @dataclasses.dataclass
@@ -559,6 +572,8 @@ class _Run:
             if self.probe_crop == "given":  # share of probes aligned by found landmarks
                 found = ps.given_found[(deg.size, self.degrade, 1)]
                 entries[-1]["given_aligned_fraction"] = round(found, 4)
+                if (deg.size, self.degrade, 1) in ps.given_paths:
+                    entries[-1]["given_paths"] = ps.given_paths[(deg.size, self.degrade, 1)]
         return entries
 
 
