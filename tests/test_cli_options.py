@@ -174,3 +174,24 @@ def test_argconfig_positionals_groups_short_flags_and_nested():
             "Bad", [("xs", tuple, dataclasses.field(metadata=arg("x", nargs="*")))]
         )
         add_arguments(argparse.ArgumentParser(), bad)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["distill", "--data", "tests/data", "--out", "{tmp}/run"],
+        ["adapt", "--data", "tests/data", "--out", "{tmp}/cam"],
+        ["export", "--model", "lrface-mbf", "--onnx", "{tmp}/m.onnx"],
+    ],
+)
+def test_training_commands_without_torch_say_so_in_one_line(argv, tmp_path, monkeypatch, capsys):
+    """An inference-only install (no torch): distill, adapt and export stop before any work
+    with one line naming the extra to install, exit 2, no traceback, nothing written."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # what a machine without torch looks like
+    rc = main([a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert f"lrface {argv[0]} needs torch" in err[0] and "lrface[train]" in err[0]
+    assert not any(tmp_path.iterdir())

@@ -309,6 +309,20 @@ def print_benchmark(config: BenchmarkConfig, result: dict[str, Any]) -> None:
     )
 
 
+def _require_torch(command: str) -> None:
+    """One error line, before any work, when ``lrface COMMAND`` (distill, adapt, export:
+    the training side) runs where torch is not installed (inference never needs it)."""
+    import importlib.util
+
+    from lrface.models.loader import TRAIN_EXTRA
+
+    if importlib.util.find_spec("torch") is None:
+        raise LrfaceError(
+            f"lrface {command} needs torch (training and export only), which is not "
+            f"installed: {TRAIN_EXTRA} torch==2.13.0 (or any torch >= 2.1)"
+        )
+
+
 def cmd_distill(a: DistillOptions) -> int:
     from lrface.io.outputs import check_output
 
@@ -320,6 +334,7 @@ def cmd_distill(a: DistillOptions) -> int:
 
         print(json.dumps(prepare_only(cfg, progress=not a.quiet), indent=1))
         return 0
+    _require_torch("distill")
     from lrface.distill.train import distill
 
     distill(cfg, resume=a.resume, progress=not a.quiet)
@@ -327,6 +342,7 @@ def cmd_distill(a: DistillOptions) -> int:
 
 
 def cmd_adapt(a: AdaptOptions) -> int:
+    _require_torch("adapt")
     from lrface.distill.adapt import adapt
     from lrface.distill.camera_finetune import FinetuneSettings
 
@@ -346,11 +362,12 @@ def cmd_adapt(a: AdaptOptions) -> int:
 
 def cmd_export(a: ExportOptions) -> int:
     from lrface.io.outputs import check_export_target
-    from lrface.models.export import export_onnx
     from lrface.models.registry import PACKAGE_WEIGHTS
 
     if Path(a.onnx).suffix.lower() == ".json":
         raise LrfaceError(f"{a.onnx}: --onnx must not end in .json (the card is written there)")
+    _require_torch("export")
+    from lrface.models.export import export_onnx
     card_path = check_export_target(a.onnx, PACKAGE_WEIGHTS).with_suffix(".json")
     card = export_onnx(a.model, a.onnx, opset=a.opset, name=a.name)
     print(
