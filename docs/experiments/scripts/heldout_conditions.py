@@ -21,6 +21,7 @@ from lrface.cli.main import main as lrface_main
 from lrface.datasets.lfw import LFW
 from lrface.eval.protocols.lfw import evaluate_lfw
 from lrface.io.fileio import write_json_atomic
+from lrface.models.interface import Embedder
 from lrface.models.loader import load_embedder
 
 CONDITIONS = [
@@ -43,6 +44,29 @@ def exported(run: Path) -> Path:
     return run / f"{name}.json"
 
 
+def score_conditions(
+    label: str,
+    emb: Embedder,
+    data: str,
+    pair_indices: list[int],
+    sizes: list[int],
+    conditions: list[str],
+    teacher: Embedder,
+) -> dict[str, dict[int, float]]:
+    """``{"deg/crop": {size: accuracy %}}`` of ``emb`` as the LR probe model (hr-lr, the
+    ``teacher`` on the HR side) on the LFW pairs ``pair_indices``, one line printed per
+    condition (``label``, condition, cells)."""
+    out: dict[str, dict[int, float]] = {}
+    for deg, crop in (c.split("/") for c in conditions):
+        res = evaluate_lfw([emb], data, modes=["hr-lr"], sizes=sizes, pair_indices=pair_indices,
+                           hr_embedder=teacher, degrade=deg, probe_crop=crop,
+                           progress=False)  # fmt: skip
+        cells = {r["size"]: round(100 * r["metrics"]["accuracy_mean"], 2) for r in res["results"]}
+        out[f"{deg}/{crop}"] = cells
+        print(label, f"{deg}/{crop}", cells, flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -57,26 +81,11 @@ def main() -> None:
     lfw = LFW(a.data)
     idx = [i for i, p in enumerate(lfw.pairs) if p.fold in folds]
     teacher = load_embedder("mobilefacenet-arcface")
-    table: dict[str, dict[str, dict[int, float]]] = {}
-    for run in a.runs:
-        emb = load_embedder(exported(run))
-        for deg, crop in (c.split("/") for c in a.conditions.split(",")):
-            res = evaluate_lfw(
-                [emb],
-                a.data,
-                modes=["hr-lr"],
-                sizes=sizes,
-                pair_indices=idx,
-                hr_embedder=teacher,
-                degrade=deg,
-                probe_crop=crop,
-                progress=False,
-            )
-            cells = {
-                r["size"]: round(100 * r["metrics"]["accuracy_mean"], 2) for r in res["results"]
-            }
-            table.setdefault(run.name, {})[f"{deg}/{crop}"] = cells
-            print(run.name, f"{deg}/{crop}", cells, flush=True)
+    table = {
+        run.name: score_conditions(run.name, load_embedder(exported(run)), a.data, idx, sizes,
+                                   a.conditions.split(","), teacher)
+        for run in a.runs
+    }  # fmt: skip
     write_json_atomic(Path(a.out), {"folds": sorted(folds), "pairs": len(idx), "table": table})
 
 

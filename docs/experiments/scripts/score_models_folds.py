@@ -21,11 +21,24 @@ import importlib.util
 from pathlib import Path
 
 from lrface.datasets.lfw import LFW
-from lrface.eval.protocols.lfw import evaluate_lfw
 from lrface.io.fileio import write_json_atomic
 from lrface.models.loader import load_embedder
 
 TEST_FOLDS = {6, 7, 8, 9, 10}
+
+
+def _sibling():
+    """``heldout_conditions.py`` beside this script (its ``exported`` and ``score_conditions``)."""
+    spec = importlib.util.spec_from_file_location(
+        "heldout_conditions", Path(__file__).with_name("heldout_conditions.py")
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SIBLING = _sibling()
 
 
 def _model(arg: str) -> str | Path:
@@ -33,13 +46,7 @@ def _model(arg: str) -> str | Path:
     path = Path(arg)
     if not path.is_dir():
         return path if arg.endswith(".json") else arg
-    spec = importlib.util.spec_from_file_location(
-        "heldout_conditions", Path(__file__).with_name("heldout_conditions.py")
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.exported(path)
+    return SIBLING.exported(path)
 
 
 def main() -> None:
@@ -58,18 +65,11 @@ def main() -> None:
     lfw = LFW(a.data)
     idx = [i for i, p in enumerate(lfw.pairs) if p.fold in folds]
     teacher = load_embedder("mobilefacenet-arcface")
-    table: dict[str, dict[str, dict[int, float]]] = {}
-    for arg in a.models:
-        emb = load_embedder(_model(arg))
-        for deg, crop in (c.split("/") for c in a.conditions.split(",")):
-            res = evaluate_lfw([emb], a.data, modes=["hr-lr"], sizes=sizes, pair_indices=idx,
-                               hr_embedder=teacher, degrade=deg, probe_crop=crop,
-                               progress=False)  # fmt: skip
-            cells = {
-                r["size"]: round(100 * r["metrics"]["accuracy_mean"], 2) for r in res["results"]
-            }
-            table.setdefault(arg, {})[f"{deg}/{crop}"] = cells
-            print(arg, f"{deg}/{crop}", cells, flush=True)
+    table = {
+        arg: SIBLING.score_conditions(arg, load_embedder(_model(arg)), a.data, idx, sizes,
+                                      a.conditions.split(","), teacher)
+        for arg in a.models
+    }  # fmt: skip
     write_json_atomic(Path(a.out), {"folds": sorted(folds), "pairs": len(idx), "table": table})
 
 
