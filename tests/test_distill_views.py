@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 from conftest import LFW_IMAGES, LFW_ROOT
 
 from lrface.cli.main import main
 from lrface.datasets.lfw import LFW
-from lrface.distill.views import CONTEXT, CONTEXT_SIDE, BoxJitter, box_view
+from lrface.distill.views import CONTEXT, CONTEXT_SIDE, BoxJitter, box_view, read_as_given
 from lrface.faces.degrade import BOX_HR_SIDE, BOX_MARGIN, box_crop
 from lrface.faces.detect import load_detector
 from lrface.io.images import read_image
@@ -77,10 +78,45 @@ def test_distill_with_box_and_realistic_views_on_a_folder(tmp_path):
     assert np.isfinite(card["history"][0]["loss_kd"])
 
 
+def test_given_view_is_what_crop_mode_auto_reads(photo_and_box):
+    """A --p-given view of a reduced box crop is the crop ``embed --no-detect`` (crop mode
+    auto) hands the model: aligned by the landmarks found inside the small crop."""
+    from lrface.faces.pipeline import CROP_ALIGNED, prepare_face
+
+    image, box = photo_and_box
+    lr = cv2.resize(box_crop(image, box), (16, 16), interpolation=cv2.INTER_AREA)
+    view = read_as_given(lr, 112)
+    face = prepare_face(lr, detect=False)
+    assert face.crop_kind == CROP_ALIGNED and view.shape == (112, 112, 3)
+    assert np.array_equal(view, face.crop)
+    # a crop in which no face is found stays the reduced box (deployment's box path)
+    grey = np.full((16, 16, 3), 128, np.uint8)
+    assert read_as_given(grey, 112) is grey
+
+
+def test_distill_with_given_views_on_a_folder(tmp_path):
+    """--p-given trains on box crops read as pre-cut crops, recorded in the card."""
+    lfw = LFW(LFW_ROOT)
+    names = sorted({r.split("/")[0] for r in lfw.train_images()})[:6]
+    root = tmp_path / "faces"
+    for name in names:
+        shutil.copytree(LFW_IMAGES / name, root / name)
+    args = f"--student lrface-tiny-16 --epochs 1 --batch-size 4 --width 16 --blocks 1 \
+        --head-channels 64 --loss kd --threads 1 --quiet --p-box 0.5 --p-given 0.5 \
+        --sizes 12-16 --calib-identities 0 --out {tmp_path / 'run'}"
+    rc = main(["distill", "--data", str(root), "--val-sizes", "", *args.split()])
+    assert rc == 0
+    card = json.loads((tmp_path / "run" / "lrface-tiny-16.json").read_text())
+    assert card["training"]["p_given"] == 0.5 and card["data"]["box_views"]["faces_with_box"]
+    assert np.isfinite(card["history"][0]["loss_kd"])
+
+
 @pytest.mark.parametrize(
     "flags, needle",
     [
         (["--p-box", "1.5"], "--p-box 1.5: a probability in [0, 1]"),
+        (["--p-given", "0.6", "--p-box", "0.5"], "--p-box 0.5 + --p-given 0.6"),
+        (["--p-given", "0.5", "--targets", "online"], "--p-given 0.5"),
         (["--p-realistic", "0.5", "--targets", "online"], "--p-realistic 0.5"),
     ],
 )

@@ -287,6 +287,16 @@ class DistillConfig:
             metavar="P",
         ),
     )
+    p_given: float = field(
+        default=0.0,
+        metadata=arg(
+            "probability that a view is a pre-cut crop read as '--crop-mode auto' reads it: "
+            "the jittered detector box, reduced (and degraded), searched for landmarks inside "
+            "it and aligned by them (lrface.faces.given_crop; a crop without landmarks stays "
+            "the box); drawn after --p-box (their sum at most 1), default 0",
+            metavar="P",
+        ),
+    )
     p_realistic: float = field(
         default=0.0,
         metadata=arg(
@@ -400,12 +410,18 @@ class DistillConfig:
                 f"--mixup {self.mixup}: a probability in [0, 1], and blended views need "
                 "--targets online or online-fused (the teacher must embed the blend)"
             )
-        for flag, p in (("--p-box", self.p_box), ("--p-realistic", self.p_realistic)):
+        views = (("--p-box", self.p_box), ("--p-given", self.p_given))
+        for flag, p in (*views, ("--p-realistic", self.p_realistic)):
             if not 0.0 <= p <= 1.0 or (p and self.online_targets):
                 raise LrfaceError(
                     f"{flag} {p}: a probability in [0, 1], with cached targets (--targets "
                     "view or fused; online targets embed the augmented aligned view)"
                 )
+        if self.p_box + self.p_given > 1.0:
+            raise LrfaceError(
+                f"--p-box {self.p_box} + --p-given {self.p_given}: both cut views from the "
+                "detector's box; their sum must be at most 1"
+            )
         if self.mbf_expand < 1 or (self.mbf_expand > 1 and self.arch != "mbf"):
             raise LrfaceError(
                 f"--mbf-expand {self.mbf_expand}: an integer >= 1, for lrface-mbf students "

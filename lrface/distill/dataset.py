@@ -16,7 +16,7 @@ import torch
 from lrface.distill.config import DistillConfig
 from lrface.distill.data import TrainingData
 from lrface.distill.faces import FaceSet
-from lrface.distill.views import BoxViews, build_box_views
+from lrface.distill.views import BoxViews, build_box_views, read_as_given
 from lrface.errors import LrfaceError
 from lrface.faces.degrade import RandomDegradation, degrade, degrade_realistic, jitter_alignment
 from lrface.faces.detect import DEFAULT_DETECTOR
@@ -38,11 +38,11 @@ def training_dataset(
     colour order with its mean/std (its registry entry ``spec``); with ``p_box``, the
     faces' detector boxes are found first (``td.views`` records them)."""
     box_views = None
-    if cfg.p_box:
+    if cfg.p_box or cfg.p_given:
         box_views = build_box_views(td.parts, DEFAULT_DETECTOR, progress=progress)
         if not box_views.covered:
             raise LrfaceError(
-                f"--p-box {cfg.p_box}: no training face has a detector box (RecordIO packs "
+                "--p-box/--p-given: no training face has a detector box (RecordIO packs "
                 "are pre-aligned); box views need photo sources (an LFW copy or folders)"
             )
         td.views = box_views.card()
@@ -62,6 +62,7 @@ def training_dataset(
         p_mix=cfg.mixup,
         box_views=box_views,
         p_box=cfg.p_box,
+        p_given=cfg.p_given,
         p_realistic=cfg.p_realistic,
         color=spec.color,
         student_view=cfg.lr_teacher is not None,
@@ -113,16 +114,17 @@ class DistillDataset(torch.utils.data.Dataset):
         p_mix: float = 0.0,
         box_views: BoxViews | None = None,
         p_box: float = 0.0,
+        p_given: float = 0.0,
         p_realistic: float = 0.0,
         color: str = "RGB",
         student_view: bool = False,
     ) -> None:
         if p_mix and not online:
             raise ValueError("blended views need online teacher targets")
-        if (p_box or p_realistic) and online:
-            raise ValueError("box and realistic views use cached targets, not online ones")
-        if p_box and box_views is None:
-            raise ValueError("p_box > 0 needs the faces' box views (views.build_box_views)")
+        if (p_box or p_given or p_realistic) and online:
+            raise ValueError("box, given and realistic views use cached targets, not online ones")
+        if (p_box or p_given) and box_views is None:
+            raise ValueError("p_box/p_given > 0 need the faces' box views (views.build_box_views)")
         self.faces, self.plain, self.mirror = faces, plain, mirror
         self.input_size = input_size
         self.input_format = InputFormat(input_size, color, mean, std)
@@ -132,6 +134,7 @@ class DistillDataset(torch.utils.data.Dataset):
         self.online = online
         self.p_mix = p_mix
         self.box_views, self.p_box, self.p_realistic = box_views, p_box, p_realistic
+        self.p_given = p_given
         self.student_view = student_view
 
     def set_epoch(self, epoch: int) -> None:
@@ -148,15 +151,17 @@ class DistillDataset(torch.utils.data.Dataset):
         come in a fixed order: box view, flip, augmentation (online: jitter, colour,
         blend; cached: jitter), degradation -- resumed runs see the same data."""
         idx, rng = self._generator(key)
-        crop, boxed = self._box_or_aligned(idx, rng)
+        crop, kind = self._view_of(idx, rng)
         flipped = rng.random() < self.p_flip
         if flipped:
             crop = np.ascontiguousarray(crop[:, ::-1])
         if self.online:
             crop, idx = self._online_view(crop, idx, rng)
-        elif not boxed and rng.random() < self.p_jitter:
+        elif kind == "aligned" and rng.random() < self.p_jitter:
             crop = jitter_alignment(crop, rng)
         size, lr = self._degrade(crop, rng)
+        if kind == "given":
+            lr = read_as_given(lr, self.input_size)
         # the student's view at its input side (to_input would resize lr the same way)
         view = resize_crop(lr, self.input_size) if self.student_view else lr
         x = to_input(view, self.input_format)[0]
@@ -181,15 +186,20 @@ class DistillDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, idx] + ([rep] if rep else []))
         return idx, rng
 
-    def _box_or_aligned(self, idx: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-        """``(crop, boxed)``: face ``idx``'s jittered detector-box view (uint8 BGR
-        (112, 112, 3)) with probability ``p_box`` when it has a box, else its aligned crop
-        (uint8 BGR (112, 112, 3)); ``boxed`` says which.  Draws from ``rng`` only when
-        ``p_box`` > 0 and the face has a box."""
+    def _view_of(self, idx: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """``(crop, kind)``: face ``idx``'s jittered detector-box view (uint8 BGR
+        (112, 112, 3)) with probability ``p_box`` ("box") or ``p_given`` ("given": read as
+        a pre-cut crop once reduced) when it has a box, else its aligned crop (uint8 BGR
+        (112, 112, 3), "aligned").  Draws from ``rng`` only when ``p_box + p_given`` > 0
+        and the face has a box (one uniform draw: the draws of earlier versions when
+        ``p_given`` is 0)."""
         views = self.box_views
-        if self.p_box and views is not None and views.has(idx) and rng.random() < self.p_box:
-            return views.view(idx, rng), True
-        return self.faces.crops[idx], False
+        p = self.p_box + self.p_given
+        if p and views is not None and views.has(idx):
+            u = rng.random()
+            if u < p:
+                return views.view(idx, rng), "box" if u < self.p_box else "given"
+        return self.faces.crops[idx], "aligned"
 
     def _online_view(
         self, crop: np.ndarray, idx: int, rng: np.random.Generator

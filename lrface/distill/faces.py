@@ -355,5 +355,3 @@ def teacher_targets(
     mirror_a = got["mirror"].astype(np.float32)
     entry.save(plain=plain_a, mirror=mirror_a)
     return plain_a, mirror_a
-
-

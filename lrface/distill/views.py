@@ -13,7 +13,9 @@ teacher puts the aligned large one.
 Per face a context crop (:data:`CONTEXT` x the box square, at :data:`CONTEXT_SIDE` px) is
 cut once from the photo, so a jittered box never runs out of pixels; faces whose photo
 has no detector box (RecordIO sources, faces the box detector missed) keep aligned views,
-counted in the card.
+counted in the card.  ``--p-given P`` reads such a box, once reduced, as a pre-cut
+crop is read (:func:`read_as_given`): the landmarks found inside the small crop align it,
+with the errors they have on small faces.
 """
 
 from __future__ import annotations
@@ -62,6 +64,21 @@ class BoxJitter:
         dx, dy = np.clip(rng.normal(0.0, self.center_sd, 2), -self.max_shift, self.max_shift)
         z = float(np.clip(rng.normal(0.0, 1.0), -3.0, 3.0))
         return float(dx), float(dy), float(np.exp(self.log_scale_mean + self.log_scale_sd * z))
+
+
+def read_as_given(lr: np.ndarray, size: int) -> np.ndarray:
+    """How ``--crop-mode auto`` reads the reduced box crop ``lr`` (uint8 BGR (S, S, 3)) for
+    a model of input side ``size``: aligned by the landmarks found inside it
+    (:func:`lrface.faces.given_crop.landmarks_in_crop`, default detector; native size,
+    then bicubic), uint8 BGR (size, size, 3); ``lr`` itself when none are found (a crop
+    that deployment sends down the box path)."""
+    from lrface.faces.given_crop import landmarks_in_crop
+    from lrface.faces.pipeline import CropOptions, align_to
+
+    inside = landmarks_in_crop(lr)
+    if inside is None:
+        return lr
+    return align_to(lr, inside.landmarks, CropOptions(size=size))[0]
 
 
 def box_view(context: np.ndarray, jitter: BoxJitter, rng: np.random.Generator) -> np.ndarray:
